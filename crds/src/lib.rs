@@ -1,0 +1,664 @@
+//! kube-scim's Kubernetes API (group `kubescim.io`, version `v1alpha1`).
+//!
+//! - [`ScimDirectory`]: one SCIM endpoint for one identity-provider tenant, reconciled by the
+//!   operator into a bearer token, an Ingress route and a Tenant URL.
+//! - [`ScimUser`] / [`ScimGroup`]: one object per SCIM resource, written by the SCIM server. Their
+//!   SCIM data lives under `.status` and is written in the same request as the object itself, so
+//!   these two CRDs deliberately have **no** status subresource (see [`crds`]).
+//!
+//! Doc comments on the types below become the `kubectl explain` text of the generated CRDs.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, CustomResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub mod labels;
+
+/// API group of every kube-scim resource.
+pub const GROUP: &str = "kubescim.io";
+/// API version of every kube-scim resource.
+pub const VERSION: &str = "v1alpha1";
+
+/// Condition type: the directory accepts provisioning requests (token and route are in place).
+pub const CONDITION_READY: &str = "Ready";
+/// Condition type: a bearer token exists and its verifier is published in status.
+pub const CONDITION_TOKEN_READY: &str = "TokenReady";
+/// Condition type: the Ingress route exists (or routing is disabled on purpose).
+pub const CONDITION_ROUTE_READY: &str = "RouteReady";
+
+/// Every CRD of kube-scim, exactly as it is installed into a cluster and written to `crds/yaml`.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![
+        ScimDirectory::crd(),
+        without_status_subresource(ScimUser::crd()),
+        without_status_subresource(ScimGroup::crd()),
+    ]
+}
+
+/// The SCIM server writes a user's or group's attributes under `.status` in the same request that
+/// creates or updates the object; a status subresource would split that into two writes and let
+/// watchers see an object without its attributes.
+fn without_status_subresource(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    for version in &mut crd.spec.versions {
+        version.subresources = None;
+    }
+    crd
+}
+
+// ---------------------------------------------------------------------------------------------
+// ScimDirectory
+// ---------------------------------------------------------------------------------------------
+
+/// A SCIM 2.0 endpoint for one identity-provider tenant (for example one Microsoft Entra ID
+/// enterprise application). The operator creates its bearer-token Secret and Ingress route and
+/// reports the Tenant URL to paste into the identity provider in `status.endpoint`.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "kubescim.io",
+    version = "v1alpha1",
+    kind = "ScimDirectory",
+    doc = "A SCIM 2.0 endpoint for one identity-provider tenant. Apply it, then paste status.endpoint (the Tenant URL) and the token from status.tokenSecretName into the identity provider.",
+    namespaced,
+    status = "ScimDirectoryStatus",
+    shortname = "scimdir",
+    shortname = "scimdirs",
+    category = "scim",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".status.endpoint"}"#,
+    printcolumn = r#"{"name":"Users","type":"integer","jsonPath":".status.users"}"#,
+    printcolumn = r#"{"name":"Groups","type":"integer","jsonPath":".status.groups"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ScimDirectorySpec {
+    /// Human-readable name of the tenant or application, shown in events and logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub display_name: Option<String>,
+
+    /// Identity provider that provisions this directory. `entra` (default) enables every
+    /// Microsoft Entra ID dialect and quirk; `generic` expects a strictly RFC 7643/7644 client.
+    #[serde(default)]
+    pub provider: Provider,
+
+    /// How the directory is exposed outside the cluster.
+    #[serde(default)]
+    pub ingress: IngressSpec,
+
+    /// The bearer token the identity provider sends.
+    #[serde(default)]
+    pub token: TokenSpec,
+
+    /// What happens to this directory's ScimUsers and ScimGroups when the directory is deleted:
+    /// `Delete` (default) removes them with it; `Retain` releases and keeps them.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// Identity provider dialect.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Microsoft Entra ID (Azure AD) provisioning service, both PATCH dialects.
+    #[default]
+    Entra,
+    /// Any RFC 7643/7644 compliant SCIM client.
+    Generic,
+}
+
+/// Fate of a directory's users and groups when the directory is deleted.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Users and groups are garbage-collected with the directory.
+    #[default]
+    Delete,
+    /// Users and groups are released from the directory (ownerReference removed) and kept.
+    Retain,
+}
+
+/// Ingress route for the directory's SCIM path. Fields left empty take the operator's defaults
+/// (set through the Helm chart's values).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.tlsSecretName) || has(self.host)",
+    "message": "ingress.tlsSecretName requires ingress.host: a TLS certificate is issued for a host name"
+}]))]
+pub struct IngressSpec {
+    /// Create an Ingress for this directory. Set to false when you route to the SCIM server
+    /// Service with your own gateway; the Tenant URL then uses `host` (if set) or the Service.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+
+    /// Public DNS name the identity provider reaches, e.g. `scim.example.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), regex(pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    pub host: Option<String>,
+
+    /// Path in front of `/scim/v2/<namespace>/<name>` on the public host, for gateways that strip
+    /// a prefix before forwarding (e.g. `/identity`). Must start with `/` and not end with `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128), regex(pattern = r"^(/[A-Za-z0-9._~-]+)+$"))]
+    pub path_prefix: Option<String>,
+
+    /// IngressClass of the Ingress (e.g. `nginx`). Empty uses the operator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub ingress_class_name: Option<String>,
+
+    /// Name of a `kubernetes.io/tls` Secret in this namespace for `host`. When set, the Tenant
+    /// URL uses https.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub tls_secret_name: Option<String>,
+
+    /// Extra annotations for the Ingress (e.g. cert-manager issuer, rate limits).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for IngressSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            host: None,
+            path_prefix: None,
+            ingress_class_name: None,
+            tls_secret_name: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Bearer token settings.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!(has(self.secretRef) && has(self.rotationRequest))",
+    "message": "token.rotationRequest cannot be used with token.secretRef: rotate a bring-your-own token by changing the referenced Secret"
+}]))]
+pub struct TokenSpec {
+    /// Use the token in this existing Secret (sealed-secrets, external-secrets, GitOps) instead
+    /// of one the operator generates. The operator only reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+
+    /// Any value; changing it rotates the generated token. The previous token stays valid for
+    /// `gracePeriod` so the identity provider's admin can paste the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub rotation_request: Option<String>,
+
+    /// How long a rotated-out token keeps working, as a duration such as `24h` or `90m`
+    /// (default `24h`, at most `2160h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), extend("x-kubernetes-validations" = [{
+        "rule": "duration(self) >= duration('0s') && duration(self) <= duration('2160h')",
+        "message": "token.gracePeriod must be a duration between 0s and 2160h, e.g. 24h"
+    }]))]
+    pub grace_period: Option<String>,
+}
+
+/// A key of a Secret in the directory's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key in the Secret's data that holds the token (default `token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: Option<String>,
+}
+
+/// Observed state of a ScimDirectory, written by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScimDirectoryStatus {
+    /// `metadata.generation` the operator last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready`, `TokenReady` and `RouteReady`, each with reason, message and observedGeneration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub conditions: Vec<Condition>,
+
+    /// The Tenant URL to paste into the identity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+
+    /// Name of the Secret holding the current bearer token (key `token` unless `spec.token.secretRef.key` says otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_name: Option<String>,
+
+    /// When the current token was created (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_created: Option<String>,
+
+    /// Short, non-secret fingerprint of the current token, to tell tokens apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_fingerprint: Option<String>,
+
+    /// Hashes of every token that currently opens this directory; never the tokens themselves.
+    /// The SCIM server authenticates against these and needs no access to Secrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub token_verifiers: Vec<TokenVerifier>,
+
+    /// Number of ScimUsers in the directory (active and inactive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<i64>,
+
+    /// Number of active ScimUsers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_users: Option<i64>,
+
+    /// Number of inactive (deprovisioned but not deleted) ScimUsers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inactive_users: Option<i64>,
+
+    /// Number of ScimGroups in the directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<i64>,
+
+    /// Time of the most recent provisioning write to a user or group of this directory (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_provisioning_time: Option<String>,
+}
+
+/// Verifier of one valid bearer token.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenVerifier {
+    /// `sha256:` followed by the lowercase hex SHA-256 of the token.
+    #[schemars(regex(pattern = r"^sha256:[0-9a-f]{64}$"))]
+    pub hash: String,
+    /// Short fingerprint of the token (the first hex digits of its hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub fingerprint: Option<String>,
+    /// After this time (RFC 3339) the token no longer opens the directory; empty for the current token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// ScimUser and ScimGroup
+// ---------------------------------------------------------------------------------------------
+
+/// The directory a ScimUser or ScimGroup belongs to; it cannot be changed after creation.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self == oldSelf",
+    "message": "directoryRef is immutable: a user or group cannot move to another directory"
+}]))]
+pub struct DirectoryRef {
+    /// Name of the ScimDirectory in the same namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// A user provisioned by an identity provider through SCIM. Written only by the SCIM server;
+/// watch these objects (select by the `kubescim.io/directory` and `kubescim.io/active` labels) to
+/// provision, update or deprovision accounts in your application.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "kubescim.io",
+    version = "v1alpha1",
+    kind = "ScimUser",
+    doc = "A user provisioned through SCIM. Written only by the SCIM server; its SCIM attributes are under status.",
+    namespaced,
+    status = "ScimUserStatus",
+    shortname = "scimuser",
+    category = "scim",
+    printcolumn = r#"{"name":"UserName","type":"string","jsonPath":".status.userName"}"#,
+    printcolumn = r#"{"name":"Active","type":"boolean","jsonPath":".status.active"}"#,
+    printcolumn = r#"{"name":"Directory","type":"string","jsonPath":".spec.directoryRef.name"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ScimUserSpec {
+    /// The ScimDirectory this user was provisioned through.
+    pub directory_ref: DirectoryRef,
+}
+
+/// A group provisioned by an identity provider through SCIM. Its members are the ScimUsers and
+/// ScimGroups that carry the group's membership label (see the `kubescim.io` labels).
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "kubescim.io",
+    version = "v1alpha1",
+    kind = "ScimGroup",
+    doc = "A group provisioned through SCIM. Written only by the SCIM server; members carry its member.kubescim.io/<id> label.",
+    namespaced,
+    status = "ScimGroupStatus",
+    shortname = "scimgroup",
+    category = "scim",
+    printcolumn = r#"{"name":"DisplayName","type":"string","jsonPath":".status.displayName"}"#,
+    printcolumn = r#"{"name":"Directory","type":"string","jsonPath":".spec.directoryRef.name"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ScimGroupSpec {
+    /// The ScimDirectory this group was provisioned through.
+    pub directory_ref: DirectoryRef,
+}
+
+/// The SCIM User resource (RFC 7643 §4.1 and the enterprise extension §4.3), as last written by
+/// the identity provider. Attribute names follow SCIM.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScimUserStatus {
+    /// SCIM `id`, assigned by the server; equals the object's `kubescim.io/id` label.
+    #[schemars(length(max = 64))]
+    pub id: String,
+    /// The identity provider's own identifier (Entra: the user's objectId when mapped so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub external_id: Option<String>,
+    /// Unique (case-insensitively, per directory) sign-in name, e.g. the Entra UPN.
+    #[schemars(length(max = 1024))]
+    pub user_name: String,
+    /// False once the identity provider deprovisioned (disabled or unassigned) the user.
+    #[serde(default = "default_true")]
+    pub active: bool,
+    /// The user's components of name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Name>,
+    /// Name suitable for display to end users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub display_name: Option<String>,
+    /// Casual name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub nick_name: Option<String>,
+    /// URL of the user's online profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub profile_url: Option<String>,
+    /// Job title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub title: Option<String>,
+    /// Relationship to the organisation, e.g. `Employee`, `Contractor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub user_type: Option<String>,
+    /// Preferred written or spoken language, e.g. `en-US`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub preferred_language: Option<String>,
+    /// Default location for localisation, e.g. `en-US`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub locale: Option<String>,
+    /// Time zone in IANA format, e.g. `Europe/Berlin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub timezone: Option<String>,
+    /// Email addresses; Entra sends the work address as `type: work`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub emails: Vec<MultiValuedAttribute>,
+    /// Phone numbers (`work`, `mobile`, `fax`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub phone_numbers: Vec<MultiValuedAttribute>,
+    /// Instant messaging addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub ims: Vec<MultiValuedAttribute>,
+    /// URLs of photos of the user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub photos: Vec<MultiValuedAttribute>,
+    /// Physical mailing addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub addresses: Vec<Address>,
+    /// Entitlements granted to the user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub entitlements: Vec<MultiValuedAttribute>,
+    /// Roles (Entra app roles; a value may itself be a JSON document, kept verbatim).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub roles: Vec<MultiValuedAttribute>,
+    /// DER-encoded (base64) X.509 certificates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub x509_certificates: Vec<MultiValuedAttribute>,
+    /// Enterprise User extension (`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enterprise: Option<EnterpriseUser>,
+    /// Custom extension attributes, keyed by extension schema URN
+    /// (e.g. `urn:ietf:params:scim:schemas:extension:Contoso:2.0:User`), kept as sent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "preserved_object_map")]
+    pub extensions: BTreeMap<String, serde_json::Value>,
+    /// SCIM resource metadata.
+    #[serde(default)]
+    pub meta: ResourceMeta,
+}
+
+/// The SCIM Group resource (RFC 7643 §4.2). Members are not stored here: each member carries the
+/// group's membership label, so no object grows with the size of a group.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScimGroupStatus {
+    /// SCIM `id`, assigned by the server.
+    #[schemars(length(max = 64))]
+    pub id: String,
+    /// The identity provider's own identifier (Entra: the group's objectId).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub external_id: Option<String>,
+    /// Unique (per directory) name of the group.
+    #[schemars(length(max = 1024))]
+    pub display_name: String,
+    /// Custom extension attributes, keyed by extension schema URN, kept as sent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "preserved_object_map")]
+    pub extensions: BTreeMap<String, serde_json::Value>,
+    /// SCIM resource metadata.
+    #[serde(default)]
+    pub meta: ResourceMeta,
+}
+
+/// Components of a user's name (RFC 7643 §4.1.1).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Name {
+    /// Full name, formatted for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub formatted: Option<String>,
+    /// Family (last) name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub family_name: Option<String>,
+    /// Given (first) name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub given_name: Option<String>,
+    /// Middle name(s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub middle_name: Option<String>,
+    /// Honorific prefix, e.g. `Ms.`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub honorific_prefix: Option<String>,
+    /// Honorific suffix, e.g. `III`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub honorific_suffix: Option<String>,
+}
+
+/// One value of a multi-valued attribute such as emails or phoneNumbers.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MultiValuedAttribute {
+    /// The value, e.g. an email address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8192))]
+    pub value: Option<String>,
+    /// Human-readable label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub display: Option<String>,
+    /// Kind of value, e.g. `work`, `home`, `mobile`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub kind: Option<String>,
+    /// Whether this is the preferred value of the attribute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<bool>,
+}
+
+/// A physical mailing address (RFC 7643 §4.1.2).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Address {
+    /// Full address, formatted for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub formatted: Option<String>,
+    /// Street address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub street_address: Option<String>,
+    /// City or locality.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub locality: Option<String>,
+    /// State or region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub region: Option<String>,
+    /// Postal code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub postal_code: Option<String>,
+    /// Country (ISO 3166-1 alpha-2 per RFC 7643).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub country: Option<String>,
+    /// Kind of address, e.g. `work`, `home`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub kind: Option<String>,
+    /// Whether this is the preferred address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<bool>,
+}
+
+/// Enterprise User extension attributes (RFC 7643 §4.3).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnterpriseUser {
+    /// Organisation-assigned employee number (Entra: employeeId).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub employee_number: Option<String>,
+    /// Cost center.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub cost_center: Option<String>,
+    /// Organisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub organization: Option<String>,
+    /// Division.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub division: Option<String>,
+    /// Department.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub department: Option<String>,
+    /// The user's manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<Manager>,
+}
+
+/// Reference to a user's manager.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Manager {
+    /// SCIM `id` of the manager's ScimUser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub value: Option<String>,
+    /// URI of the manager's SCIM resource.
+    #[serde(default, rename = "$ref", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub reference: Option<String>,
+    /// Display name of the manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub display_name: Option<String>,
+}
+
+/// SCIM resource metadata (RFC 7643 §3.1). `version` is not stored: it is the object's
+/// resourceVersion.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceMeta {
+    /// `User` or `Group`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub resource_type: Option<String>,
+    /// When the resource was created through SCIM (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub created: Option<String>,
+    /// When the resource was last changed through SCIM (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub last_modified: Option<String>,
+}
+
+/// An object whose values are kept exactly as sent: custom SCIM extensions have schemas the
+/// cluster cannot know in advance.
+fn preserved_object_map(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// The generated CRD YAML checked in under `crds/yaml/`.
+pub mod yaml {
+    use std::path::PathBuf;
+
+    /// Path of the checked-in, generated CRD manifest.
+    pub fn checked_in_path() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("yaml/kube-scim-crds.yaml")
+    }
+
+    /// All CRDs as one multi-document YAML stream.
+    pub fn render() -> String {
+        let mut out = String::from(
+            "# Generated by `make crds` (cargo run -p kube-scim-crds --bin crdgen) from crds/src/lib.rs.\n# Do not edit: a test fails when this file differs from the Rust types.\n",
+        );
+        for crd in super::crds() {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml::to_string(&crd).expect("a CRD always serializes to YAML"));
+        }
+        out
+    }
+}
