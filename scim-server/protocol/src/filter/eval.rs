@@ -134,6 +134,12 @@ pub(crate) fn eval(f: &Filter, scope: Scope, obj: &Map<String, Value>) -> bool {
         }
         Filter::ValuePath(p) => value_path(scope, obj, p),
         Filter::Compare { path, op, value } => {
+            if let Scope::Root(kind) = scope
+                && path.schema.is_none()
+                && path.is("schemas", None)
+            {
+                return schemas_match(kind, obj, *op, value);
+            }
             let (vals, def) = leaves(scope, obj, path);
             match (op, value) {
                 (CompareOp::Eq, Literal::Null) => !vals.iter().any(|v| non_empty(v)),
@@ -142,6 +148,29 @@ pub(crate) fn eval(f: &Filter, scope: Scope, obj: &Map<String, Value>) -> bool {
                 (op, lit) => vals.iter().any(|v| compare(*op, v, lit, def)),
             }
         }
+    }
+}
+
+/// `schemas` is computed, not stored: the core URN plus every extension object present.
+fn schemas_match(
+    kind: ResourceKind,
+    obj: &Map<String, Value>,
+    op: CompareOp,
+    lit: &Literal,
+) -> bool {
+    let urns = std::iter::once(kind.schema().id).chain(
+        obj.keys()
+            .filter(|k| k.starts_with("urn:"))
+            .map(String::as_str),
+    );
+    let Some(l) = lit.to_text() else {
+        return false;
+    };
+    let mut urns = urns.map(|u| str_op(CompareOp::Eq, u, &l, false));
+    match op {
+        CompareOp::Eq => urns.any(|b| b),
+        CompareOp::Ne => !urns.any(|b| b),
+        _ => false,
     }
 }
 
