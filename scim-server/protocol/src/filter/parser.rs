@@ -348,10 +348,22 @@ fn word_literal(w: &str) -> Literal {
     if w.eq_ignore_ascii_case("null") {
         return Literal::Null;
     }
-    if w.starts_with(|c: char| c == '-' || c.is_ascii_digit())
-        && let Ok(n) = serde_json::from_str::<serde_json::Number>(w)
-    {
-        return Literal::Number(n);
+    if w.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        // std's parsers round-trip exactly (serde_json's default float parser does not), so a
+        // printed filter parses back to the same number.
+        if let Ok(i) = w.parse::<i64>() {
+            return Literal::Number(i.into());
+        }
+        if let Ok(u) = w.parse::<u64>() {
+            return Literal::Number(u.into());
+        }
+        if w.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
+            && let Ok(f) = w.parse::<f64>()
+            && let Some(n) = serde_json::Number::from_f64(f)
+        {
+            return Literal::Number(n);
+        }
     }
     Literal::String(w.to_string())
 }
