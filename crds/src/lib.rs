@@ -136,7 +136,12 @@ pub struct IngressSpec {
 
     /// Public DNS name the identity provider reaches, e.g. `scim.example.com`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253), regex(pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(max = 253),
+        regex(
+            pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+        )
+    )]
     pub host: Option<String>,
 
     /// Path in front of `/scim/v2/<namespace>/<name>` on the public host, for gateways that strip

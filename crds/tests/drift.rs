@@ -19,7 +19,15 @@ fn user_and_group_crds_have_no_status_subresource_but_directory_does() {
             .as_ref()
             .is_some_and(|s| s.status.is_some());
         let kind = crd.spec.names.kind.as_str();
-        assert_eq!(has_status, kind == "ScimDirectory", "{kind}: status subresource");
-        assert_eq!(crd.spec.names.categories.as_deref(), Some(&["scim".to_string()][..]), "{kind}");
+        assert_eq!(
+            has_status,
+            kind == "ScimDirectory",
+            "{kind}: status subresource"
+        );
+        assert_eq!(
+            crd.spec.names.categories.as_deref(),
+            Some(&["scim".to_string()][..]),
+            "{kind}"
+        );
     }
 }

@@ -1,1 +1,562 @@
-//! Control-plane harness.
+//! A real Kubernetes control plane for kube-scim's integration tests and `make dev`: etcd,
+//! kube-apiserver (TLS, RBAC) and kube-controller-manager (garbage collector and namespace
+//! controllers), built from upstream's Go modules by `tests/controlplane/build.sh`, bound to
+//! 127.0.0.1 on free ports, with kube-scim's CRDs installed.
+//!
+//! Tests share one plane per test binary ([`ControlPlane::shared`]) and take a fresh namespace
+//! each ([`ControlPlane::namespace`]). Every process is stopped by PID when the plane is dropped
+//! or, for the shared plane, when the test binary exits (also after a panic); the kernel kills
+//! them too if the test binary itself is killed.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+pub mod procs;
+
+use procs::ManagedProcess;
+
+/// Kubernetes version of the control plane (the version pinned in `tests/controlplane/go.mod`).
+pub const KUBERNETES_VERSION: &str = "v1.36.4";
+
+/// Name of the admin user in the kubeconfig (member of `system:masters`).
+pub const ADMIN_USER: &str = "kube-scim-admin";
+
+/// A running etcd + kube-apiserver + kube-controller-manager.
+pub struct ControlPlane {
+    dir: PathBuf,
+    bin_dir: PathBuf,
+    kubeconfig: PathBuf,
+    server_url: String,
+    processes: Mutex<Vec<ManagedProcess>>,
+    keep_dir: bool,
+}
+
+impl ControlPlane {
+    /// The plane shared by every test of this test binary, started on first use.
+    pub fn shared() -> &'static ControlPlane {
+        // A failed start is kept too, so the other tests of the binary fail at once with the
+        // same message instead of each waiting for another start to time out.
+        static SHARED: OnceLock<Result<&'static ControlPlane, String>> = OnceLock::new();
+        let shared = SHARED.get_or_init(|| {
+            // Children get PR_SET_PDEATHSIG, which fires when the *thread* that spawned them
+            // exits; test threads come and go, so a thread that lives as long as the process
+            // spawns them.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name("control-plane".into())
+                .spawn(move || {
+                    let _ = tx.send(ControlPlane::start());
+                    loop {
+                        std::thread::park();
+                    }
+                })
+                .expect("spawn control-plane thread");
+            let plane = rx
+                .recv()
+                .map_err(|_| "control-plane thread died".to_string())?
+                .map_err(|e| format!("{e:#}"))?;
+            let plane: &'static ControlPlane = Box::leak(Box::new(plane));
+            procs::stop_at_exit(plane);
+            Ok(plane)
+        });
+        match shared {
+            Ok(plane) => plane,
+            Err(e) => panic!("control plane did not start: {e}"),
+        }
+    }
+
+    /// Builds (or takes from the cache) the binaries and starts a new plane in a temporary
+    /// directory. Dropping it stops every process and removes the directory.
+    pub fn start() -> anyhow::Result<ControlPlane> {
+        let bin_dir = binaries()?;
+        let dir = std::env::temp_dir().join(format!(
+            "kube-scim-plane-{}-{:x}",
+            std::process::id(),
+            unique_suffix()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let mut plane = ControlPlane {
+            kubeconfig: dir.join("kubeconfig"),
+            dir,
+            bin_dir,
+            server_url: String::new(),
+            processes: Mutex::new(Vec::new()),
+            keep_dir: std::env::var_os("KUBE_SCIM_KEEP_PLANE_DIR").is_some(),
+        };
+        if let Err(e) = plane.boot() {
+            let mut logs = String::new();
+            for p in plane.processes.lock().unwrap().iter() {
+                logs.push_str(&format!(
+                    "\n--- last lines of {} ---\n{}",
+                    p.log().display(),
+                    p.log_tail(25)
+                ));
+            }
+            return Err(e.context(format!("starting the control plane{logs}")));
+        }
+        Ok(plane)
+    }
+
+    fn boot(&mut self) -> anyhow::Result<()> {
+        let pki = Pki::write(&self.dir)?;
+
+        let etcd_client = free_port()?;
+        let etcd_peer = free_port()?;
+        let etcd_url = format!("http://127.0.0.1:{etcd_client}");
+        let peer_url = format!("http://127.0.0.1:{etcd_peer}");
+        self.spawn(
+            "etcd",
+            &[
+                "--name=default",
+                &format!("--data-dir={}", self.dir.join("etcd").display()),
+                &format!("--listen-client-urls={etcd_url}"),
+                &format!("--advertise-client-urls={etcd_url}"),
+                &format!("--listen-peer-urls={peer_url}"),
+                &format!("--initial-advertise-peer-urls={peer_url}"),
+                &format!("--initial-cluster=default={peer_url}"),
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )?;
+        self.wait_until(Duration::from_secs(60), "etcd /health", || {
+            http_get_ok(etcd_client, "/health")
+        })?;
+
+        let api_port = free_port()?;
+        self.server_url = format!("https://127.0.0.1:{api_port}");
+        let d = |name: &str| self.dir.join(name).display().to_string();
+        self.spawn(
+            "kube-apiserver",
+            &[
+                &format!("--etcd-servers={etcd_url}"),
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                &format!("--secure-port={api_port}"),
+                &format!("--cert-dir={}", self.dir.display()),
+                &format!("--tls-cert-file={}", d("apiserver.crt")),
+                &format!("--tls-private-key-file={}", d("apiserver.key")),
+                &format!("--client-ca-file={}", d("ca.crt")),
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                &format!("--service-account-key-file={}", d("sa.pub")),
+                &format!("--service-account-signing-key-file={}", d("sa.key")),
+                // Nothing here runs pods, so nothing needs ServiceAccount token injection.
+                "--disable-admission-plugins=ServiceAccount",
+                "--allow-privileged=true",
+                "--v=1",
+            ],
+        )?;
+        self.write_kubeconfig(&pki)?;
+        self.wait_until(Duration::from_secs(120), "kube-apiserver /readyz", || {
+            self.kubectl()
+                .args(["get", "--raw", "/readyz"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })?;
+
+        let kcm_port = free_port()?;
+        let kubeconfig = self.kubeconfig.display().to_string();
+        self.spawn(
+            "kube-controller-manager",
+            &[
+                &format!("--kubeconfig={kubeconfig}"),
+                &format!("--authentication-kubeconfig={kubeconfig}"),
+                &format!("--authorization-kubeconfig={kubeconfig}"),
+                "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                &format!("--secure-port={kcm_port}"),
+                &format!("--service-account-private-key-file={}", d("sa.key")),
+                &format!("--root-ca-file={}", d("ca.crt")),
+                "--concurrent-gc-syncs=5",
+                "--v=1",
+            ],
+        )?;
+
+        self.install_crds()
+    }
+
+    /// Polls `ready` until it holds; gives up early when a process of the plane has exited.
+    fn wait_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut ready: impl FnMut() -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if ready() {
+                return Ok(());
+            }
+            if let Some(dead) = self
+                .processes
+                .lock()
+                .unwrap()
+                .iter_mut()
+                .find_map(|p| (!p.is_running()).then(|| p.name().to_string()))
+            {
+                bail!("{dead} exited while waiting for {what}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bail!("{what} not ready after {timeout:?}")
+    }
+
+    fn spawn(&self, name: &str, args: &[&str]) -> anyhow::Result<()> {
+        let log = self.dir.join(format!("{name}.log"));
+        let process = ManagedProcess::spawn(name, &self.bin_dir.join(name), args, &log)?;
+        self.processes.lock().unwrap().push(process);
+        Ok(())
+    }
+
+    fn write_kubeconfig(&self, pki: &Pki) -> anyhow::Result<()> {
+        let kubeconfig = format!(
+            r#"apiVersion: v1
+kind: Config
+clusters:
+- name: kube-scim-test
+  cluster:
+    server: {server}
+    certificate-authority: {ca}
+users:
+- name: {ADMIN_USER}
+  user:
+    client-certificate: {cert}
+    client-key: {key}
+contexts:
+- name: kube-scim-test
+  context:
+    cluster: kube-scim-test
+    user: {ADMIN_USER}
+    namespace: default
+current-context: kube-scim-test
+"#,
+            server = self.server_url,
+            ca = pki.ca_cert.display(),
+            cert = pki.admin_cert.display(),
+            key = pki.admin_key.display(),
+        );
+        std::fs::write(&self.kubeconfig, kubeconfig)?;
+        Ok(())
+    }
+
+    fn install_crds(&self) -> anyhow::Result<()> {
+        let yaml = kube_scim_crds::yaml::checked_in_path();
+        run(self
+            .kubectl()
+            .args([
+                "apply",
+                "--server-side",
+                "--field-manager=kube-scim-tests",
+                "-f",
+            ])
+            .arg(&yaml))?;
+        let names: Vec<String> = kube_scim_crds::crds()
+            .iter()
+            .map(|crd| format!("crd/{}", crd.metadata.name.as_deref().unwrap_or_default()))
+            .collect();
+        run(self
+            .kubectl()
+            .args(["wait", "--for=condition=Established", "--timeout=60s"])
+            .args(&names))
+    }
+
+    /// Path of a kubeconfig for the admin user (`system:masters`).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// `https://127.0.0.1:<port>` of the kube-apiserver.
+    pub fn server_url(&self) -> &str {
+        &self.server_url
+    }
+
+    /// Directory holding the plane's certificates, logs and etcd data.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Directory holding etcd, kube-apiserver, kube-controller-manager and kubectl.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The pinned kubectl, pointed at this plane as admin.
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new(self.bin_dir.join("kubectl"));
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig);
+        cmd
+    }
+
+    /// Client configuration for the admin user.
+    pub async fn admin_config(&self) -> anyhow::Result<Config> {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
+        Ok(Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?)
+    }
+
+    /// A client for the admin user. Make one per test: a client belongs to the tokio runtime
+    /// it was made in.
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::try_from(self.admin_config().await?)?)
+    }
+
+    /// A client that impersonates `user` with `groups` (RBAC applies as to that user).
+    pub async fn client_as(&self, user: &str, groups: &[&str]) -> anyhow::Result<Client> {
+        Ok(Client::try_from(
+            self.impersonating_config(user, groups).await?,
+        )?)
+    }
+
+    /// Client configuration that impersonates `user` with `groups`.
+    pub async fn impersonating_config(
+        &self,
+        user: &str,
+        groups: &[&str],
+    ) -> anyhow::Result<Config> {
+        let mut config = self.admin_config().await?;
+        config.auth_info.impersonate = Some(user.to_string());
+        config.auth_info.impersonate_groups = Some(groups.iter().map(|g| g.to_string()).collect());
+        Ok(config)
+    }
+
+    /// A client that acts exactly as the ServiceAccount `namespace/name` would in a pod.
+    pub async fn service_account_client(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<Client> {
+        let (user, groups) = service_account_identity(namespace, name);
+        let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+        self.client_as(&user, &groups).await
+    }
+
+    /// Creates a namespace with a unique name starting with `prefix` and returns its name.
+    pub async fn namespace(&self, prefix: &str) -> anyhow::Result<String> {
+        let client = self.client().await?;
+        let api: Api<Namespace> = Api::all(client);
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{prefix}-")),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let created = api.create(&PostParams::default(), &ns).await?;
+        Ok(created.metadata.name.expect("apiserver assigns a name"))
+    }
+
+    /// Stops every process (reverse start order) by PID. Idempotent.
+    pub fn stop(&self) {
+        let mut processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(mut p) = processes.pop() {
+            p.stop();
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// User name and groups the apiserver gives the ServiceAccount `namespace/name`.
+pub fn service_account_identity(namespace: &str, name: &str) -> (String, Vec<String>) {
+    (
+        format!("system:serviceaccount:{namespace}:{name}"),
+        vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{namespace}"),
+            "system:authenticated".into(),
+        ],
+    )
+}
+
+/// Directory with the control-plane binaries: `$KUBE_SCIM_CONTROLPLANE_BIN` if set, else what
+/// `tests/controlplane/build.sh` prints (it builds them on a cold cache).
+pub fn binaries() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("KUBE_SCIM_CONTROLPLANE_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let script = repo_root().join("tests/controlplane/build.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!("{} failed ({})", script.display(), out.status);
+    }
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+}
+
+/// Root of the kube-scim repository.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Path of a binary of this workspace (`kube-scim-operator`, `kube-scim-server`), built by
+/// `cargo build --workspace --bins` (which `make test` runs before the tests).
+pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let path = target.join("debug").join(name);
+    if !path.is_file() {
+        bail!(
+            "{} not found: run `cargo build --workspace --bins` first (make test does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A free TCP port on 127.0.0.1 (the kernel picks it; it stays free until someone binds it).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+fn http_get_ok(port: u16, path: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Differs between planes of one process and between processes (RandomState is seeded randomly).
+fn unique_suffix() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+}
+
+/// Certificates of one plane, written as PEM files into its directory.
+struct Pki {
+    ca_cert: PathBuf,
+    admin_cert: PathBuf,
+    admin_key: PathBuf,
+}
+
+impl Pki {
+    fn write(dir: &Path) -> anyhow::Result<Pki> {
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-scim test CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let serving_key = KeyPair::generate()?;
+        let mut serving = CertificateParams::new(vec![
+            "localhost".to_string(),
+            "kubernetes".to_string(),
+            "kubernetes.default".to_string(),
+            "kubernetes.default.svc".to_string(),
+        ])?;
+        serving
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        serving
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+        serving
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
+        serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let serving_cert = serving.signed_by(&serving_key, &issuer)?;
+
+        let admin_key = KeyPair::generate()?;
+        let mut admin = CertificateParams::new(Vec::<String>::new())?;
+        admin
+            .distinguished_name
+            .push(DnType::CommonName, ADMIN_USER);
+        admin
+            .distinguished_name
+            .push(DnType::OrganizationName, "system:masters");
+        admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let admin_cert = admin.signed_by(&admin_key, &issuer)?;
+
+        let sa_key = KeyPair::generate()?;
+
+        let write = |name: &str, pem: String| -> anyhow::Result<PathBuf> {
+            let path = dir.join(name);
+            std::fs::write(&path, pem)?;
+            Ok(path)
+        };
+        let pki = Pki {
+            ca_cert: write("ca.crt", ca_cert.pem())?,
+            admin_cert: write("admin.crt", admin_cert.pem())?,
+            admin_key: write("admin.key", admin_key.serialize_pem())?,
+        };
+        write("apiserver.crt", serving_cert.pem())?;
+        write("apiserver.key", serving_key.serialize_pem())?;
+        write("sa.key", sa_key.serialize_pem())?;
+        write("sa.pub", sa_key.public_key_pem())?;
+        Ok(pki)
+    }
+}
+
+/// Makes a child die with the thread that spawned it (see [`ControlPlane::shared`]).
+pub(crate) fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches only the calling (child) process.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,40 @@
+# kube-scim developer entry points. `make dev` runs the project locally; `make test` runs every
+# test (CI runs exactly `make test` through .ci/run).
+
+CARGO ?= cargo
+# Binaries the integration tests start as processes (operator, SCIM server) come from here.
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+
+.PHONY: all dev test lint build controlplane crds check-crds clean
+
+all: build
+
+## dev: local control plane + CRDs + operator + SCIM server + examples/, until Ctrl-C
+dev: controlplane build
+	$(CARGO) run -q -p kube-scim-tests --bin kube-scim-dev
+
+## test: formatting, lints, generated files, unit and integration tests on a real control plane
+test: controlplane lint check-crds build
+	$(CARGO) test --workspace --no-fail-fast
+
+## controlplane: build (or reuse the cached) etcd, kube-apiserver, kube-controller-manager, kubectl
+controlplane:
+	bash tests/controlplane/build.sh >/dev/null
+
+## build: every binary of the workspace (the integration tests start them as processes)
+build:
+	$(CARGO) build --workspace --bins
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## crds: regenerate crds/yaml from the Rust types
+crds:
+	$(CARGO) run -q -p kube-scim-crds --bin crdgen
+
+check-crds:
+	$(CARGO) run -q -p kube-scim-crds --bin crdgen -- --check
+
+clean:
+	$(CARGO) clean

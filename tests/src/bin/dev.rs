@@ -1,0 +1,121 @@
+//! `make dev`: a local kube-scim on a real control plane. Starts etcd, kube-apiserver and
+//! kube-controller-manager on 127.0.0.1, installs the CRDs, runs the operator and the SCIM server
+//! from this workspace, applies `examples/`, prints how to reach everything, and stays in the
+//! foreground until Ctrl-C, then stops every process it started.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+use kube_scim_tests::procs::ManagedProcess;
+use kube_scim_tests::{ControlPlane, repo_root, workspace_binary};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let dev_dir = repo_root().join(".dev");
+    std::fs::create_dir_all(&dev_dir)?;
+    eprintln!("starting the control plane (the first run builds Kubernetes, ~10-20 min)...");
+    let plane = tokio::task::spawn_blocking(ControlPlane::start).await??;
+    let kubeconfig = dev_dir.join("kubeconfig");
+    std::fs::copy(plane.kubeconfig(), &kubeconfig)?;
+    let kubectl = plane.bin_dir().join("kubectl");
+
+    let mut components = Vec::new();
+    for name in ["kube-scim-operator", "kube-scim-server"] {
+        match start_component(name, &kubeconfig, &dev_dir) {
+            Ok(process) => components.push(process),
+            Err(e) => eprintln!("not running {name}: {e:#}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for process in &mut components {
+        if !process.is_running() {
+            eprintln!(
+                "{} exited at start:\n{}",
+                process.log().display(),
+                process.log_tail(20)
+            );
+        }
+    }
+
+    let status = plane
+        .kubectl()
+        .args(["apply", "-f"])
+        .arg(repo_root().join("examples/scimdirectory.yaml"))
+        .status()?;
+    anyhow::ensure!(status.success(), "kubectl apply of examples/ failed");
+
+    println!();
+    println!(
+        "kube-scim is running on a local Kubernetes {} control plane.",
+        kube_scim_tests::KUBERNETES_VERSION
+    );
+    println!("  export KUBECONFIG={}", kubeconfig.display());
+    println!("  kubectl of the same version: {}", kubectl.display());
+    println!(
+        "  try: {} --kubeconfig {} get crd",
+        kubectl.display(),
+        kubeconfig.display()
+    );
+    println!(
+        "  logs: {} and {}",
+        plane.dir().display(),
+        dev_dir.display()
+    );
+    print_tenant_url(&plane).await;
+    println!("Press Ctrl-C to stop everything.");
+
+    tokio::signal::ctrl_c().await?;
+    eprintln!("stopping...");
+    for mut process in components.into_iter().rev() {
+        process.stop();
+    }
+    drop(plane);
+    let _ = std::fs::remove_file(&kubeconfig);
+    Ok(())
+}
+
+fn start_component(
+    name: &str,
+    kubeconfig: &Path,
+    dev_dir: &Path,
+) -> anyhow::Result<ManagedProcess> {
+    let mut cmd = Command::new(workspace_binary(name)?);
+    cmd.env("KUBECONFIG", kubeconfig);
+    ManagedProcess::spawn_command(name, cmd, &dev_dir.join(format!("{name}.log")))
+        .with_context(|| format!("starting {name}"))
+}
+
+/// Waits a little for the operator to report the sample directory's Tenant URL and token.
+async fn print_tenant_url(plane: &ControlPlane) {
+    for _ in 0..30 {
+        let out = plane
+            .kubectl()
+            .args([
+                "get",
+                "scimdirectory",
+                "contoso",
+                "-n",
+                "default",
+                "-o",
+                "jsonpath={.status.endpoint} {.status.tokenSecretName}",
+            ])
+            .output();
+        if let Ok(out) = out {
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let mut parts = text.split_whitespace();
+            if let (Some(endpoint), Some(secret)) = (parts.next(), parts.next()) {
+                println!("  Tenant URL:   {endpoint}");
+                println!(
+                    "  Secret Token: kubectl get secret {secret} -n default -o jsonpath='{{.data.token}}' | base64 -d"
+                );
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    println!(
+        "  (no Tenant URL yet: the operator has not reported status.endpoint of default/contoso)"
+    );
+}

@@ -1,0 +1,153 @@
+//! Child processes that tests start (control plane, operator, SCIM server): each is stopped by
+//! its own PID, never by name, and dies with the test binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::ControlPlane;
+
+/// A child process whose output goes to a log file; stopped (SIGTERM, then SIGKILL after 10 s)
+/// when [`ManagedProcess::stop`] is called or the value is dropped.
+pub struct ManagedProcess {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl ManagedProcess {
+    /// Starts `program args...` with stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, program: &Path, args: &[&str], log: &Path) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        Self::spawn_command(name, cmd, log)
+    }
+
+    /// Starts a prepared command (environment, working directory already set) with its output
+    /// appended to `log`.
+    pub fn spawn_command(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Self> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        crate::die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
+        Ok(Self {
+            name: name.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// Name given at spawn.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Path of the log file.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// Last `lines` lines of the log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Sends SIGTERM and waits up to 10 s, then SIGKILL. Idempotent.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        signal(child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "{} (pid {}) ignored SIGTERM; killing it",
+            self.name,
+            child.id()
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash or node failure would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ManagedProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) with a PID we spawned and have not yet reaped, so it cannot name
+        // another process.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+static AT_EXIT: Mutex<Vec<&'static ControlPlane>> = Mutex::new(Vec::new());
+
+/// Stops `plane` when the process exits normally (the test harness exits through `exit`, which
+/// runs atexit handlers, also after failed tests); a statically held plane is never dropped.
+pub(crate) fn stop_at_exit(plane: &'static ControlPlane) {
+    let mut planes = AT_EXIT.lock().unwrap_or_else(|e| e.into_inner());
+    if planes.is_empty() {
+        // SAFETY: registering a plain `extern "C" fn` with atexit.
+        unsafe {
+            libc::atexit(stop_registered_planes);
+        }
+    }
+    planes.push(plane);
+}
+
+extern "C" fn stop_registered_planes() {
+    let planes = AT_EXIT.lock().unwrap_or_else(|e| e.into_inner());
+    for plane in planes.iter() {
+        plane.stop();
+        if std::env::var_os("KUBE_SCIM_KEEP_PLANE_DIR").is_none() {
+            let _ = std::fs::remove_dir_all(plane.dir());
+        }
+    }
+}
