@@ -377,7 +377,18 @@ fn normalize_into(
             }
             continue;
         }
-        match schema::split_urn_key(kind, &key) {
+        let mut split = schema::split_urn_key(kind, &key);
+        // What we store keeps every unknown extension as one object under its URN, whatever
+        // its last segment looks like; only client input needs the heuristic split.
+        if mode == Mode::Stored
+            && val.is_object()
+            && let Some(UrnKey::Attr(urn, _)) = &split
+            && urn != kind.schema().id
+            && kind.extension(urn).is_none()
+        {
+            split = Some(UrnKey::Schema(key.clone()));
+        }
+        match split {
             Some(UrnKey::Schema(urn)) => {
                 let Value::Object(obj) = val else { continue };
                 if urn == kind.schema().id {
