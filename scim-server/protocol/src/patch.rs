@@ -15,7 +15,8 @@ use crate::filter::{AttrPath, CompareOp, Filter, Literal, parse_path};
 pub use crate::resource::MemberRef;
 use crate::resource::{Mode, Resource, normalize_attr, normalize_map};
 use crate::schema::{
-    AttrDef, AttrType, Mutability, PATCH_OP_SCHEMA, ResourceKind, UrnKey, split_urn_key,
+    AttrDef, AttrType, Mutability, PATCH_OP_SCHEMA, ResourceKind, UrnKey, is_urn_like,
+    split_urn_key, valid_urn,
 };
 
 /// Most operations accepted in one PatchOp. Entra sends a handful; the cap bounds work per
@@ -471,6 +472,8 @@ impl Ctx {
                     let path = keyed_path(urn.as_deref(), attr)?;
                     self.apply_keyed(op, &path, v)?;
                 }
+                // A malformed URN key is ignored, as in a POST body.
+                None if is_urn_like(&key) => {}
                 None => {
                     let path = parse_path(&key)?;
                     self.apply_keyed(op, &path, v)?;
@@ -496,6 +499,9 @@ impl Ctx {
             return Ok(());
         }
         if def.is_some_and(|d| d.is_read_only()) {
+            return Ok(());
+        }
+        if !known_schema && !path.schema.as_deref().is_some_and(valid_urn) {
             return Ok(());
         }
         self.apply_path(op, path, Some(v), false)
@@ -616,6 +622,11 @@ impl Ctx {
         if path.filter.is_some() {
             return Err(ScimError::InvalidPath(format!(
                 "value filters are not supported on '{path}' (unknown extension attribute)"
+            )));
+        }
+        if !path.schema.as_deref().is_some_and(valid_urn) {
+            return Err(ScimError::InvalidPath(format!(
+                "'{path}' does not start with a well-formed schema URN"
             )));
         }
         let urn = path.schema.clone().unwrap_or_default();

@@ -382,11 +382,14 @@ fn normalize_into(
         // its last segment looks like; only client input needs the heuristic split.
         if mode == Mode::Stored
             && val.is_object()
-            && let Some(UrnKey::Attr(urn, _)) = &split
-            && urn != kind.schema().id
-            && kind.extension(urn).is_none()
+            && schema::valid_urn(&key)
+            && !matches!(&split, Some(UrnKey::Attr(urn, _)) if urn == kind.schema().id || kind.extension(urn).is_some())
         {
             split = Some(UrnKey::Schema(key.clone()));
+        }
+        if split.is_none() && schema::is_urn_like(&key) {
+            // A malformed URN: ignored, as Entra sometimes sends them.
+            continue;
         }
         match split {
             Some(UrnKey::Schema(urn)) => {

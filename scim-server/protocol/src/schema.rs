@@ -597,12 +597,31 @@ pub(crate) enum UrnKey<'a> {
     Attr(String, &'a str),
 }
 
-/// Splits `urn:...` keys. Known schemas are matched by prefix (their URNs contain dots, as in
-/// `2.0`, so naive splitting on '.' or the last ':' alone would be wrong); unknown ones
-/// (Entra's `urn:ietf:params:scim:schemas:extension:<Name>:2.0:User:<attr>`) split at the last
-/// ':' unless the last segment names a resource type, which makes the key a schema URN.
+/// Whether `u` is a well-formed schema URN we are willing to keep: `urn:` plus at least three
+/// non-empty segments of ASCII letters, digits, `.`, `_` or `-`. Anything else on input is a
+/// malformed URN and is ignored, which also keeps what we store unambiguous to read back.
+pub(crate) fn valid_urn(u: &str) -> bool {
+    let Some(head) = u.get(..4) else { return false };
+    if !head.eq_ignore_ascii_case("urn:") || u.len() > 512 {
+        return false;
+    }
+    let segs: Vec<&str> = u[4..].split(':').collect();
+    segs.len() >= 3
+        && segs.iter().all(|s| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+}
+
+/// Splits `urn:...` keys from client input. Known schemas are matched by prefix (their URNs
+/// contain dots, as in `2.0`, so naive splitting on '.' would be wrong); unknown ones (Entra's
+/// `urn:ietf:params:scim:schemas:extension:<Name>:2.0:User:<attr>`) split at the last ':'
+/// unless the last segment names a resource type, which makes the key a schema URN.
+/// Malformed URNs give `None`... unless they do not start with `urn:` at all, which is also
+/// `None`: the caller tells the two apart with [`is_urn_like`].
 pub(crate) fn split_urn_key(kind: ResourceKind, key: &str) -> Option<UrnKey<'_>> {
-    if key.len() < 4 || !key[..4].eq_ignore_ascii_case("urn:") {
+    if !is_urn_like(key) {
         return None;
     }
     let mut known: Vec<&'static str> = vec![kind.schema().id];
@@ -621,15 +640,23 @@ pub(crate) fn split_urn_key(kind: ResourceKind, key: &str) -> Option<UrnKey<'_>>
     }
     let last = key.rfind(':')?;
     let tail = &key[last + 1..];
-    if tail.eq_ignore_ascii_case("User") || tail.eq_ignore_ascii_case("Group") || tail.is_empty() {
-        return Some(UrnKey::Schema(key.trim_end_matches(':').to_string()));
+    if (tail.eq_ignore_ascii_case("User") || tail.eq_ignore_ascii_case("Group")) && valid_urn(key) {
+        return Some(UrnKey::Schema(key.to_string()));
     }
-    // `urn:x:attr.sub` → the attribute part is everything after the last ':' (which may hold a '.')
     let urn = &key[..last];
-    if urn.len() <= 4 {
-        return None;
+    let attr_ok = {
+        let mut parts = tail.splitn(2, '.');
+        parts.next().is_some_and(valid_attr_name) && parts.next().is_none_or(valid_attr_name)
+    };
+    if valid_urn(urn) && attr_ok {
+        return Some(UrnKey::Attr(urn.to_string(), tail));
     }
-    Some(UrnKey::Attr(urn.to_string(), tail))
+    None
+}
+
+/// Whether a key starts with `urn:` (any case), i.e. is meant as a URN, valid or not.
+pub(crate) fn is_urn_like(key: &str) -> bool {
+    key.get(..4).is_some_and(|h| h.eq_ignore_ascii_case("urn:"))
 }
 
 /// Whether `name` is a valid SCIM attribute name (RFC 7643 §2.1 ATTRNAME, plus `$ref`).

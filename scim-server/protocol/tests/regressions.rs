@@ -32,3 +32,56 @@ fn unknown_urn_with_dotted_segment_create() {
     let r = validate_create(ResourceKind::User, &body).unwrap();
     reload_same(&r);
 }
+
+/// resource_parse: a key starting with `urn` followed by a multi-byte character panicked on a
+/// byte slice that was not a char boundary.
+#[test]
+fn multibyte_after_urn_prefix() {
+    for key in ["urnƔetf:params:scim", "urnŖ", "urn", "ur", "ŖŖ:x"] {
+        let r = validate_create(
+            ResourceKind::User,
+            &json!({"userName": "a", key: {"k": "v"}}),
+        )
+        .unwrap();
+        reload_same(&r);
+        let req = PatchRequest::parse(&json!({"Operations": [{"op": "add", "value": {key: "v"}}]}))
+            .unwrap();
+        let _ = req.apply(&r);
+    }
+}
+
+/// resource_parse: malformed URN keys (empty segments, odd characters, too few segments) were
+/// stored under keys that read back differently. They are now ignored on input.
+#[test]
+fn malformed_urn_keys_are_ignored_and_round_trip() {
+    let body: Value = serde_json::from_str(
+        r#"{"userName":"a",
+        "urn:ietf:params:scie:schemas:extefsion:enrise::.00Usep":{"manager":[{"value":"m"}]},
+        "urn:ietf:x>User":{"manager":[{"value":"m"}]},
+        "urn:ietfsarp:eserName":"a",
+        "urn:ise:1.0]sUer":{"m":1},
+        "urn:iet:2U.ser":{"m":1},
+        "urn:ietf:paramUesr":{"m":1},
+        "urn:ietf:params:scim:schemas:extension:enterprise:1.0:User":{"manager":[{"value":"m"}]},
+        "urn:ietf:params:scim:schemas:extension:C:2.0:User:k":"v"}"#,
+    )
+    .unwrap();
+    let r = validate_create(ResourceKind::User, &body).unwrap();
+    reload_same(&r);
+    let keys: Vec<&String> = r.attributes().keys().collect();
+    assert_eq!(
+        keys,
+        vec![
+            "urn:ietf:params:scim:schemas:extension:C:2.0:User",
+            "urn:ietf:params:scim:schemas:extension:enterprise:1.0:User",
+            "userName"
+        ]
+    );
+    let bad = PatchRequest::parse(
+        &json!({"Operations": [{"op": "add", "path": "urn:x:y", "value": "v"}]}),
+    )
+    .unwrap()
+    .apply(&r)
+    .unwrap_err();
+    assert_eq!(bad.scim_type(), Some("invalidPath"));
+}
