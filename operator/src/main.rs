@@ -1,6 +1,178 @@
-//! kube-scim operator (reconciliation comes with the operator issue).
+//! `kube-scim-operator`: see `--help` and operator/README.md.
 
-fn main() {
-    eprintln!("kube-scim-operator: not implemented yet");
-    std::process::exit(2);
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use clap::Parser;
+use futures::FutureExt;
+use kube::{Api, Client};
+use kube_scim_operator::config::Flags;
+use kube_scim_operator::controller::{self, Settings};
+use kube_scim_operator::http::{self, Health};
+use kube_scim_operator::leader::{self, LeaderElector, LeaseTiming};
+use kube_scim_operator::metrics::Metrics;
+use tokio::sync::{oneshot, watch};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let flags = Flags::parse();
+    init_logging(&flags);
+    match run(flags).await {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "kube-scim-operator failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(flags: &Flags) {
+    let filter = EnvFilter::try_new(&flags.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if flags.log_format == "json" {
+        builder.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn termination() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+    }
+}
+
+async fn flag_set(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        termination().await;
+        let _ = shutdown_tx.send(true);
+    });
+    // The probes answer from the start (liveness must not depend on the apiserver).
+    let http_task = tokio::spawn(http::serve(
+        flags.metrics_bind_address,
+        health.clone(),
+        metrics.clone(),
+        flag_set(shutdown_rx.clone()),
+    ));
+
+    let client = Client::try_default().await?;
+    let version = client.apiserver_version().await?;
+    tracing::info!(kubernetes = %version.git_version, "connected to the Kubernetes API");
+    health.ready.store(true, Ordering::Relaxed);
+
+    let identity = flags.identity.clone().filter(|s| !s.is_empty()).unwrap_or_else(leader::default_identity);
+    let settings = Settings {
+        defaults: flags.route_defaults(),
+        concurrency: flags.concurrency.max(1),
+        resync: flags.resync_interval.max(std::time::Duration::from_secs(1)),
+        identity: identity.clone(),
+    };
+
+    let mut elector = None;
+    if flags.leader_elect {
+        anyhow::ensure!(
+            flags.lease_renew_deadline < flags.lease_duration && flags.lease_retry_period < flags.lease_renew_deadline,
+            "need --lease-retry-period < --lease-renew-deadline < --lease-duration"
+        );
+        let namespace = flags.lease_namespace();
+        let mut candidate = LeaderElector::new(
+            Api::namespaced(client.clone(), &namespace),
+            &flags.lease_name,
+            &identity,
+            LeaseTiming {
+                lease_duration: flags.lease_duration,
+                renew_deadline: flags.lease_renew_deadline,
+                retry_period: flags.lease_retry_period,
+            },
+        );
+        tracing::info!(lease = %flags.lease_name, %namespace, %identity, "waiting to acquire the leader Lease");
+        let mut stop = Box::pin(flag_set(shutdown_rx.clone()));
+        if candidate.acquire(&mut stop).await.is_none() {
+            tracing::info!("stopped before becoming leader");
+            let _ = http_task.await;
+            return Ok(ExitCode::SUCCESS);
+        }
+        tracing::info!(lease = %flags.lease_name, %namespace, %identity, "acquired the leader Lease");
+        elector = Some(candidate);
+    }
+    health.leading.store(true, Ordering::Relaxed);
+    metrics.leader.set(1);
+
+    // Stop reconciling on SIGTERM or when leadership is lost.
+    let (lost_tx, lost_rx) = watch::channel(false);
+    let (done_tx, done_rx) = watch::channel(false);
+    let renewer = elector.map(|mut elector| {
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = elector.keep_renewing() => {
+                    let _ = lost_tx.send(true);
+                }
+                _ = flag_set(done_rx) => {
+                    match elector.release().await {
+                        Ok(()) => tracing::info!("released the leader Lease"),
+                        Err(e) => tracing::warn!(error = %e, "could not release the leader Lease"),
+                    }
+                }
+            }
+        })
+    });
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    {
+        let shutdown = shutdown_rx.clone();
+        let lost = lost_rx.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = flag_set(shutdown) => {}
+                _ = flag_set(lost) => {}
+            }
+            let _ = stop_tx.send(());
+        });
+    }
+    let stop = stop_rx.map(|_| ()).shared();
+
+    let namespaces = flags.namespaces();
+    tracing::info!(namespaces = ?namespaces, "reconciling ScimDirectories (empty: all namespaces)");
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    let runs = scopes.into_iter().map(|scope| {
+        controller::run_scope(client.clone(), scope, settings.clone(), metrics.clone(), stop.clone())
+    });
+    futures::future::join_all(runs).await;
+    tracing::info!("controllers stopped");
+    metrics.leader.set(0);
+    health.leading.store(false, Ordering::Relaxed);
+
+    let lost = *lost_rx.borrow();
+    let _ = done_tx.send(true);
+    if let Some(renewer) = renewer {
+        let _ = renewer.await;
+    }
+    if lost {
+        tracing::error!("lost the leader Lease; exiting so that a fresh process competes again");
+        return Ok(ExitCode::FAILURE);
+    }
+    let _ = http_task.await;
+    Ok(ExitCode::SUCCESS)
 }

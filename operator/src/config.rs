@@ -1,0 +1,199 @@
+//! Command-line flags; each can also be set through the environment variable named in `--help`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::duration;
+use crate::route::{RouteDefaults, ServerService};
+
+/// kube-scim operator: reconciles ScimDirectories into a bearer-token Secret, an Ingress route
+/// and a Tenant URL (status.endpoint), and keeps their status (conditions, token verifiers,
+/// user and group counts) up to date.
+///
+/// Kubernetes access comes from the usual inference: $KUBECONFIG or ~/.kube/config, else the
+/// in-cluster ServiceAccount.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "kube-scim-operator", version, about, long_about)]
+pub struct Flags {
+    /// Namespaces to watch, comma separated. Empty: all namespaces.
+    #[arg(long, env = "KUBE_SCIM_WATCH_NAMESPACES", value_delimiter = ',', default_value = "")]
+    pub watch_namespaces: Vec<String>,
+
+    /// Ingress host for directories that set no spec.ingress.host.
+    #[arg(long, env = "KUBE_SCIM_DEFAULT_INGRESS_HOST")]
+    pub default_ingress_host: Option<String>,
+
+    /// IngressClass for directories that set no spec.ingress.ingressClassName.
+    #[arg(long, env = "KUBE_SCIM_DEFAULT_INGRESS_CLASS")]
+    pub default_ingress_class: Option<String>,
+
+    /// TLS Secret name (looked up in each directory's namespace) for directories that set no
+    /// spec.ingress.tlsSecretName. Setting it makes Tenant URLs https.
+    #[arg(long, env = "KUBE_SCIM_DEFAULT_TLS_SECRET")]
+    pub default_tls_secret: Option<String>,
+
+    /// Annotation for every Ingress, as key=value; repeat the flag (or separate with commas in
+    /// the environment variable). spec.ingress.annotations override these key by key.
+    #[arg(long = "default-ingress-annotation", env = "KUBE_SCIM_DEFAULT_INGRESS_ANNOTATIONS", value_delimiter = ',', value_parser = parse_key_value)]
+    pub default_ingress_annotations: Vec<(String, String)>,
+
+    /// Name of the SCIM server's Service that Ingresses route to.
+    #[arg(long, env = "KUBE_SCIM_SERVER_SERVICE_NAME", default_value = "kube-scim-server")]
+    pub server_service_name: String,
+
+    /// Namespace of the SCIM server's Service (default: $POD_NAMESPACE, else `kube-scim`).
+    #[arg(long, env = "KUBE_SCIM_SERVER_SERVICE_NAMESPACE")]
+    pub server_service_namespace: Option<String>,
+
+    /// Port of the SCIM server's Service.
+    #[arg(long, env = "KUBE_SCIM_SERVER_SERVICE_PORT", default_value_t = 80)]
+    pub server_service_port: u16,
+
+    /// Cluster DNS domain, for the ExternalName Services of directories outside the server's
+    /// namespace.
+    #[arg(long, env = "KUBE_SCIM_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+
+    /// Address of the /healthz, /readyz and /metrics endpoints.
+    #[arg(long, env = "KUBE_SCIM_METRICS_BIND_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub metrics_bind_address: SocketAddr,
+
+    /// Run only while holding the leader Lease, so that several replicas are safe.
+    #[arg(long, env = "KUBE_SCIM_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+
+    /// Name of the coordination.k8s.io Lease used for leader election.
+    #[arg(long, env = "KUBE_SCIM_LEASE_NAME", default_value = "kube-scim-operator")]
+    pub lease_name: String,
+
+    /// Namespace of the Lease (default: $POD_NAMESPACE, else `default`).
+    #[arg(long, env = "KUBE_SCIM_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// How long a Lease is valid without renewal; a standby takes over after this.
+    #[arg(long, env = "KUBE_SCIM_LEASE_DURATION", default_value = "15s", value_parser = duration::parse_flag)]
+    pub lease_duration: Duration,
+
+    /// The leader gives up (and exits) when it could not renew for this long.
+    #[arg(long, env = "KUBE_SCIM_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = duration::parse_flag)]
+    pub lease_renew_deadline: Duration,
+
+    /// How often the leader renews and a standby tries to acquire the Lease.
+    #[arg(long, env = "KUBE_SCIM_LEASE_RETRY_PERIOD", default_value = "2s", value_parser = duration::parse_flag)]
+    pub lease_retry_period: Duration,
+
+    /// Identity in the Lease and in events (default: $POD_NAME, else hostname plus a random suffix).
+    #[arg(long, env = "KUBE_SCIM_IDENTITY")]
+    pub identity: Option<String>,
+
+    /// Directories reconciled at the same time.
+    #[arg(long, env = "KUBE_SCIM_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u16,
+
+    /// Every directory is reconciled again at least this often (picks up changes nothing
+    /// watches, e.g. an unlabelled bring-your-own Secret edited outside the cluster's watch).
+    #[arg(long, env = "KUBE_SCIM_RESYNC_INTERVAL", default_value = "10m", value_parser = duration::parse_flag)]
+    pub resync_interval: Duration,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `kube_scim_operator=debug,info`.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+
+    /// Log format: `json` (one JSON object per line) or `text`.
+    #[arg(long, env = "KUBE_SCIM_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
+    pub log_format: String,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not key=value")),
+    }
+}
+
+fn pod_namespace() -> Option<String> {
+    std::env::var("POD_NAMESPACE").ok().filter(|s| !s.is_empty())
+}
+
+impl Flags {
+    /// Ingress defaults and the SCIM server Service.
+    pub fn route_defaults(&self) -> RouteDefaults {
+        RouteDefaults {
+            host: self.default_ingress_host.clone().filter(|s| !s.is_empty()),
+            ingress_class: self.default_ingress_class.clone().filter(|s| !s.is_empty()),
+            tls_secret: self.default_tls_secret.clone().filter(|s| !s.is_empty()),
+            annotations: self.default_ingress_annotations.iter().cloned().collect::<BTreeMap<_, _>>(),
+            server: ServerService {
+                name: self.server_service_name.clone(),
+                namespace: self
+                    .server_service_namespace
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .or_else(pod_namespace)
+                    .unwrap_or_else(|| "kube-scim".into()),
+                port: self.server_service_port,
+                cluster_domain: self.cluster_domain.clone(),
+            },
+        }
+    }
+
+    /// Namespaces to watch; empty means all.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .watch_namespaces
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Namespace of the leader-election Lease.
+    pub fn lease_namespace(&self) -> String {
+        self.lease_namespace
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(pod_namespace)
+            .unwrap_or_else(|| "default".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_with_defaults_and_overrides() {
+        let flags = Flags::try_parse_from(["kube-scim-operator"]).unwrap();
+        assert!(flags.namespaces().is_empty());
+        assert!(flags.leader_elect);
+        assert_eq!(flags.lease_duration, Duration::from_secs(15));
+        assert_eq!(flags.route_defaults().server.port, 80);
+
+        let flags = Flags::try_parse_from([
+            "kube-scim-operator",
+            "--watch-namespaces=b,a,,a",
+            "--default-ingress-host=scim.example.com",
+            "--default-ingress-annotation=cert-manager.io/cluster-issuer=letsencrypt",
+            "--default-ingress-annotation=x=y=z",
+            "--server-service-namespace=scim",
+            "--lease-duration=30s",
+            "--leader-elect=false",
+        ])
+        .unwrap();
+        assert_eq!(flags.namespaces(), vec!["a", "b"]);
+        let defaults = flags.route_defaults();
+        assert_eq!(defaults.host.as_deref(), Some("scim.example.com"));
+        assert_eq!(defaults.annotations["cert-manager.io/cluster-issuer"], "letsencrypt");
+        assert_eq!(defaults.annotations["x"], "y=z");
+        assert_eq!(defaults.server.namespace, "scim");
+        assert_eq!(flags.lease_duration, Duration::from_secs(30));
+        assert!(!flags.leader_elect);
+        assert!(Flags::try_parse_from(["kube-scim-operator", "--lease-duration=soon"]).is_err());
+    }
+}
