@@ -32,11 +32,42 @@ pub const CONDITION_ROUTE_READY: &str = "RouteReady";
 
 /// Every CRD of kube-scim, exactly as it is installed into a cluster and written to `crds/yaml`.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    [
         ScimDirectory::crd(),
         without_status_subresource(ScimUser::crd()),
         without_status_subresource(ScimGroup::crd()),
     ]
+    .into_iter()
+    .map(unwrap_descriptions)
+    .collect()
+}
+
+/// Doc comments are wrapped at 100 columns in the source; `kubectl explain` wraps text itself,
+/// so single line breaks become spaces (blank lines still separate paragraphs).
+fn unwrap_descriptions(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    match v {
+                        serde_json::Value::String(text) if key == "description" => {
+                            *text = text
+                                .split("\n\n")
+                                .map(|paragraph| paragraph.replace('\n', " "))
+                                .collect::<Vec<_>>()
+                                .join("\n\n");
+                        }
+                        _ => walk(v),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(&crd).expect("a CRD serializes to JSON");
+    walk(&mut value);
+    serde_json::from_value(value).expect("only descriptions changed")
 }
 
 /// The SCIM server writes a user's or group's attributes under `.status` in the same request that

@@ -83,8 +83,9 @@ fn start_component(
 ) -> anyhow::Result<ManagedProcess> {
     let mut cmd = Command::new(workspace_binary(name)?);
     cmd.env("KUBECONFIG", kubeconfig);
-    ManagedProcess::spawn_command(name, cmd, &dev_dir.join(format!("{name}.log")))
-        .with_context(|| format!("starting {name}"))
+    let log = dev_dir.join(format!("{name}.log"));
+    let _ = std::fs::remove_file(&log);
+    ManagedProcess::spawn_command(name, cmd, &log).with_context(|| format!("starting {name}"))
 }
 
 /// Waits a little for the operator to report the sample directory's Tenant URL and token.
