@@ -1,6 +1,112 @@
-//! kube-scim SCIM server (HTTP and storage come with the scim-server issue).
+//! kube-scim SCIM server: SCIM 2.0 over HTTP (axum) for every ScimDirectory, storing users and
+//! groups as ScimUser / ScimGroup objects. See docs/scim-server.md.
 
-fn main() {
-    eprintln!("kube-scim-server: not implemented yet");
-    std::process::exit(2);
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::sync::Semaphore;
+
+mod cache;
+mod config;
+mod convert;
+mod handlers;
+mod http;
+mod metrics;
+mod store;
+mod watch;
+
+use config::Settings;
+
+/// Shared state of every handler.
+pub struct AppState {
+    /// Cache of directories, users and groups.
+    pub cache: Arc<cache::Cache>,
+    /// apiserver writes.
+    pub store: store::Store,
+    /// Metrics.
+    pub metrics: Arc<metrics::Metrics>,
+    /// Settings.
+    pub settings: Settings,
+    /// Concurrency queue.
+    pub semaphore: Arc<Semaphore>,
+}
+
+fn init_logging(s: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&s.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter);
+    if s.log_format == "text" {
+        b.init();
+    } else {
+        b.json().flatten_event(true).with_current_span(true).init();
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::parse();
+    init_logging(&settings);
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
+    let cache = Arc::new(cache::Cache::default());
+    let metrics = Arc::new(metrics::Metrics::new());
+    let namespaces = settings.watched_namespaces();
+    watch::spawn(client.clone(), cache.clone(), &namespaces);
+    let state = Arc::new(AppState {
+        cache,
+        store: store::Store::new(client, metrics.clone()),
+        metrics,
+        semaphore: Arc::new(Semaphore::new(settings.max_concurrent_requests.max(1))),
+        settings: settings.clone(),
+    });
+
+    let api = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("bind {}", settings.listen))?;
+    let ops = tokio::net::TcpListener::bind(settings.metrics_listen)
+        .await
+        .with_context(|| format!("bind {}", settings.metrics_listen))?;
+    tracing::info!(listen = %settings.listen, metrics = %settings.metrics_listen, namespaces = ?namespaces, "kube-scim-server starting");
+
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let api_srv =
+        axum::serve(api, http::scim_router(state.clone())).with_graceful_shutdown(wait(rx.clone()));
+    let ops_srv =
+        axum::serve(ops, http::ops_router(state.clone())).with_graceful_shutdown(wait(rx.clone()));
+    let api_task = tokio::spawn(async move { api_srv.await });
+    let ops_task = tokio::spawn(async move { ops_srv.await });
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = tx.send(true);
+    let grace = Duration::from_secs(settings.shutdown_grace_secs);
+    let _ = tokio::time::timeout(grace, async {
+        let _ = api_task.await;
+        let _ = ops_task.await;
+    })
+    .await;
+    tracing::info!("stopped");
+    Ok(())
 }

@@ -1,0 +1,486 @@
+//! In-memory copy of every watched ScimDirectory, ScimUser and ScimGroup, with the indexes
+//! the SCIM filters need. Fed by watchers *and* by the server's own write responses
+//! (read-your-writes); an object with an older resourceVersion than the one held is ignored.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use kube::api::DynamicObject;
+use kube_scim_crds::{CONDITION_READY, ScimDirectory, labels};
+use scim_protocol::{Resource, ResourceKind};
+use serde_json::Value;
+
+use crate::convert::resource_from_status;
+
+/// Namespace and name of a directory.
+pub type DirKey = (String, String);
+
+/// One cached user or group.
+#[derive(Debug)]
+pub struct Entry {
+    /// SCIM id (= object name).
+    pub id: String,
+    /// resourceVersion as a number (etcd revision) for ordering.
+    pub rv: u64,
+    /// resourceVersion as sent by the apiserver.
+    pub rv_str: String,
+    /// Normalized resource, with `id`, without `meta`/`groups`/`members`.
+    pub resource: Resource,
+    /// `meta.created`.
+    pub created: String,
+    /// `meta.lastModified`.
+    pub last_modified: String,
+    /// Ids of the groups this object is a direct member of (membership labels).
+    pub member_of: Vec<String>,
+}
+
+/// A directory as the server needs it.
+#[derive(Debug, Clone, Default)]
+pub struct DirInfo {
+    /// Object uid (for ownerReferences).
+    pub uid: String,
+    /// Ready condition is True.
+    pub ready: bool,
+    /// SHA-256 digests of valid tokens and their expiry.
+    pub verifiers: Vec<([u8; 32], Option<jiff::Timestamp>)>,
+}
+
+type Multi = HashMap<String, BTreeSet<String>>;
+
+fn multi_add(m: &mut Multi, k: String, id: &str) {
+    m.entry(k).or_default().insert(id.to_string());
+}
+fn multi_del(m: &mut Multi, k: &str, id: &str) {
+    if let Some(s) = m.get_mut(k) {
+        s.remove(id);
+        if s.is_empty() {
+            m.remove(k);
+        }
+    }
+}
+
+/// Users and groups of one directory with their indexes.
+#[derive(Default)]
+pub struct DirData {
+    /// Users by id.
+    pub users: HashMap<String, Arc<Entry>>,
+    /// Groups by id.
+    pub groups: HashMap<String, Arc<Entry>>,
+    /// lower-cased userName -> ids.
+    pub user_name: Multi,
+    /// externalId -> user ids.
+    pub user_ext: Multi,
+    /// lower-cased email (any) -> user ids.
+    pub user_email: Multi,
+    /// lower-cased group displayName -> ids.
+    pub group_name: Multi,
+    /// externalId -> group ids.
+    pub group_ext: Multi,
+    /// group id -> member ids (users and groups).
+    pub members: HashMap<String, HashSet<String>>,
+}
+
+impl DirData {
+    fn map(&self, kind: ResourceKind) -> &HashMap<String, Arc<Entry>> {
+        match kind {
+            ResourceKind::User => &self.users,
+            ResourceKind::Group => &self.groups,
+        }
+    }
+
+    /// An entry by kind and id.
+    pub fn get(&self, kind: ResourceKind, id: &str) -> Option<&Arc<Entry>> {
+        self.map(kind).get(id)
+    }
+
+    /// Kind of the object with this id, if any.
+    pub fn kind_of(&self, id: &str) -> Option<ResourceKind> {
+        if self.users.contains_key(id) {
+            Some(ResourceKind::User)
+        } else if self.groups.contains_key(id) {
+            Some(ResourceKind::Group)
+        } else {
+            None
+        }
+    }
+
+    fn unindex(&mut self, kind: ResourceKind, e: &Entry) {
+        let id = e.id.as_str();
+        let r = &e.resource;
+        match kind {
+            ResourceKind::User => {
+                if let Some(n) = r.user_name() {
+                    multi_del(&mut self.user_name, &n.to_lowercase(), id);
+                }
+                if let Some(x) = r.external_id() {
+                    multi_del(&mut self.user_ext, x, id);
+                }
+                for m in r.emails() {
+                    multi_del(&mut self.user_email, &m.to_lowercase(), id);
+                }
+            }
+            ResourceKind::Group => {
+                if let Some(n) = r.display_name() {
+                    multi_del(&mut self.group_name, &n.to_lowercase(), id);
+                }
+                if let Some(x) = r.external_id() {
+                    multi_del(&mut self.group_ext, x, id);
+                }
+            }
+        }
+        for g in &e.member_of {
+            if let Some(s) = self.members.get_mut(g) {
+                s.remove(id);
+                if s.is_empty() {
+                    self.members.remove(g);
+                }
+            }
+        }
+    }
+
+    fn index(&mut self, kind: ResourceKind, e: &Entry) {
+        let id = e.id.as_str();
+        let r = &e.resource;
+        match kind {
+            ResourceKind::User => {
+                if let Some(n) = r.user_name() {
+                    multi_add(&mut self.user_name, n.to_lowercase(), id);
+                }
+                if let Some(x) = r.external_id() {
+                    multi_add(&mut self.user_ext, x.to_string(), id);
+                }
+                for m in r.emails() {
+                    multi_add(&mut self.user_email, m.to_lowercase(), id);
+                }
+            }
+            ResourceKind::Group => {
+                if let Some(n) = r.display_name() {
+                    multi_add(&mut self.group_name, n.to_lowercase(), id);
+                }
+                if let Some(x) = r.external_id() {
+                    multi_add(&mut self.group_ext, x.to_string(), id);
+                }
+            }
+        }
+        for g in &e.member_of {
+            self.members
+                .entry(g.clone())
+                .or_default()
+                .insert(id.to_string());
+        }
+    }
+
+    fn put(&mut self, kind: ResourceKind, e: Arc<Entry>) {
+        if let Some(old) = self.remove(kind, &e.id) {
+            drop(old);
+        }
+        self.index(kind, &e);
+        match kind {
+            ResourceKind::User => self.users.insert(e.id.clone(), e),
+            ResourceKind::Group => self.groups.insert(e.id.clone(), e),
+        };
+    }
+
+    fn remove(&mut self, kind: ResourceKind, id: &str) -> Option<Arc<Entry>> {
+        let old = match kind {
+            ResourceKind::User => self.users.remove(id),
+            ResourceKind::Group => self.groups.remove(id),
+        }?;
+        self.unindex(kind, &old);
+        Some(old)
+    }
+
+    /// Ids of the members of a group.
+    pub fn member_ids(&self, group: &str) -> Vec<String> {
+        self.members
+            .get(group)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    dirs: HashMap<DirKey, DirInfo>,
+    data: HashMap<DirKey, DirData>,
+    /// (kind, namespace, name) -> (directory, rv)
+    locate: HashMap<(ResourceKind, String, String), (String, u64)>,
+    /// Deleted objects: ignore watch events at or below this resourceVersion.
+    tombstones: HashMap<(ResourceKind, String, String), (u64, Instant)>,
+}
+
+/// The shared cache.
+#[derive(Default)]
+pub struct Cache {
+    inner: RwLock<Inner>,
+    watchers_total: AtomicUsize,
+    watchers_synced: AtomicUsize,
+}
+
+/// Parses a resourceVersion for ordering (etcd revisions are integers).
+pub fn rv_num(rv: &str) -> u64 {
+    rv.parse().unwrap_or(0)
+}
+
+/// Converts an object (ScimUser / ScimGroup) into (namespace, directory, entry).
+pub fn entry_from_object(
+    kind: ResourceKind,
+    obj: &DynamicObject,
+) -> Option<(String, String, Entry)> {
+    let ns = obj.metadata.namespace.clone()?;
+    let name = obj.metadata.name.clone()?;
+    let dir = obj
+        .data
+        .get("spec")?
+        .get("directoryRef")?
+        .get("name")?
+        .as_str()?
+        .to_string();
+    let rv_str = obj.metadata.resource_version.clone().unwrap_or_default();
+    let status = obj.data.get("status").cloned().unwrap_or(Value::Null);
+    let (mut resource, created, last_modified) = match resource_from_status(kind, &status) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(namespace = %ns, name = %name, error = %e, "ignoring object with unreadable status");
+            return None;
+        }
+    };
+    resource.set_id(name.clone());
+    let member_of = obj
+        .metadata
+        .labels
+        .as_ref()
+        .map(|l| {
+            l.iter()
+                .filter(|(k, v)| v.as_str() == "true" && k.starts_with(labels::MEMBER_OF_PREFIX))
+                .map(|(k, _)| k[labels::MEMBER_OF_PREFIX.len()..].to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((
+        ns,
+        dir,
+        Entry {
+            id: name,
+            rv: rv_num(&rv_str),
+            rv_str,
+            resource,
+            created,
+            last_modified,
+            member_of,
+        },
+    ))
+}
+
+fn dir_info(d: &ScimDirectory) -> DirInfo {
+    let st = d.status.as_ref();
+    let ready = st.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == CONDITION_READY && c.status == "True")
+    });
+    let verifiers = st
+        .map(|s| {
+            s.token_verifiers
+                .iter()
+                .filter_map(|v| {
+                    let hex = v.hash.strip_prefix("sha256:")?;
+                    let digest = decode_hex32(hex)?;
+                    let exp = match v.expires_at.as_deref() {
+                        None | Some("") => None,
+                        Some(t) => match t.parse::<jiff::Timestamp>() {
+                            Ok(ts) => Some(ts),
+                            // An unreadable expiry must not make a token valid forever.
+                            Err(_) => Some(jiff::Timestamp::UNIX_EPOCH),
+                        },
+                    };
+                    Some((digest, exp))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    DirInfo {
+        uid: d.metadata.uid.clone().unwrap_or_default(),
+        ready,
+        verifiers,
+    }
+}
+
+fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Counts for metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Sizes {
+    /// Directories.
+    pub directories: usize,
+    /// Users.
+    pub users: usize,
+    /// Groups.
+    pub groups: usize,
+    /// Membership records.
+    pub memberships: usize,
+}
+
+impl Cache {
+    /// Registers a watcher that must sync before the server is ready.
+    pub fn register_watcher(&self) {
+        self.watchers_total.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A watcher finished its first list.
+    pub fn watcher_synced(&self) {
+        self.watchers_synced.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Every watcher has listed once.
+    pub fn is_synced(&self) -> bool {
+        let t = self.watchers_total.load(Ordering::SeqCst);
+        t > 0 && self.watchers_synced.load(Ordering::SeqCst) >= t
+    }
+
+    /// Directory info.
+    pub fn directory(&self, ns: &str, name: &str) -> Option<DirInfo> {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        g.dirs.get(&(ns.to_string(), name.to_string())).cloned()
+    }
+
+    /// Applies a directory.
+    pub fn apply_directory(&self, d: &ScimDirectory) {
+        let (Some(ns), Some(name)) = (d.metadata.namespace.clone(), d.metadata.name.clone()) else {
+            return;
+        };
+        let info = dir_info(d);
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        g.dirs.insert((ns, name), info);
+    }
+
+    /// Removes a directory (its users and groups go when their own deletions arrive).
+    pub fn delete_directory(&self, ns: &str, name: &str) {
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        g.dirs.remove(&(ns.to_string(), name.to_string()));
+    }
+
+    /// Replaces the directory set after a re-list (only within `namespace` if given).
+    pub fn retain_directories(&self, namespace: Option<&str>, seen: &HashSet<DirKey>) {
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        g.dirs
+            .retain(|k, _| namespace.is_some_and(|n| n != k.0) || seen.contains(k));
+    }
+
+    /// Runs `f` on a directory's data (read lock). `None` if the directory has no data yet.
+    pub fn read<R>(&self, ns: &str, dir: &str, f: impl FnOnce(&DirData) -> R) -> R {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        static EMPTY: std::sync::OnceLock<DirData> = std::sync::OnceLock::new();
+        match g.data.get(&(ns.to_string(), dir.to_string())) {
+            Some(d) => f(d),
+            None => f(EMPTY.get_or_init(DirData::default)),
+        }
+    }
+
+    /// Applies an object from a watch event or a write response, unless what is held is newer.
+    /// Returns the entry now held for that object (which may be newer than `obj`).
+    pub fn apply_object(&self, kind: ResourceKind, obj: &DynamicObject) -> Option<Arc<Entry>> {
+        let (ns, dir, entry) = entry_from_object(kind, obj)?;
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let key = (kind, ns.clone(), entry.id.clone());
+        if let Some((t, _)) = g.tombstones.get(&key)
+            && entry.rv != 0
+            && entry.rv <= *t
+        {
+            return None;
+        }
+        if let Some((old_dir, old_rv)) = g.locate.get(&key).cloned() {
+            if entry.rv != 0 && entry.rv <= old_rv && old_rv != 0 {
+                return g
+                    .data
+                    .get(&(ns.clone(), old_dir))
+                    .and_then(|d| d.get(kind, &key.2).cloned());
+            }
+            if old_dir != dir
+                && let Some(d) = g.data.get_mut(&(ns.clone(), old_dir))
+            {
+                d.remove(kind, &key.2);
+            }
+        }
+        g.tombstones.remove(&key);
+        g.locate.insert(key, (dir.clone(), entry.rv));
+        let e = Arc::new(entry);
+        g.data.entry((ns, dir)).or_default().put(kind, e.clone());
+        Some(e)
+    }
+
+    /// Removes an object (watch deletion or our own DELETE) and remembers its version.
+    pub fn delete_object(&self, kind: ResourceKind, ns: &str, name: &str, rv: u64) {
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let key = (kind, ns.to_string(), name.to_string());
+        if let Some((dir, held)) = g.locate.get(&key).cloned() {
+            if rv != 0 && held > rv {
+                return; // a newer incarnation is already held
+            }
+            g.locate.remove(&key);
+            if let Some(d) = g.data.get_mut(&(ns.to_string(), dir)) {
+                d.remove(kind, name);
+            }
+        }
+        let now = Instant::now();
+        g.tombstones
+            .retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(600));
+        let prev = g.tombstones.get(&key).map(|(r, _)| *r).unwrap_or(0);
+        g.tombstones.insert(key, (rv.max(prev), now));
+    }
+
+    /// After a re-list of `kind` (within `namespace` if given): drops objects that were not
+    /// listed and are not newer than the newest listed one.
+    pub fn retain_objects(
+        &self,
+        kind: ResourceKind,
+        namespace: Option<&str>,
+        seen: &HashSet<(String, String)>,
+        max_rv: u64,
+    ) {
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<(String, String, String)> = g
+            .locate
+            .iter()
+            .filter(|((k, ns, name), (_, rv))| {
+                *k == kind
+                    && namespace.is_none_or(|n| n == ns)
+                    && !seen.contains(&(ns.clone(), name.clone()))
+                    && *rv <= max_rv
+            })
+            .map(|((_, ns, name), (dir, _))| (ns.clone(), name.clone(), dir.clone()))
+            .collect();
+        for (ns, name, dir) in gone {
+            g.locate.remove(&(kind, ns.clone(), name.clone()));
+            if let Some(d) = g.data.get_mut(&(ns, dir)) {
+                d.remove(kind, &name);
+            }
+        }
+    }
+
+    /// Sizes for metrics.
+    pub fn sizes(&self) -> Sizes {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let mut s = Sizes {
+            directories: g.dirs.len(),
+            ..Sizes::default()
+        };
+        for d in g.data.values() {
+            s.users += d.users.len();
+            s.groups += d.groups.len();
+            s.memberships += d.members.values().map(HashSet::len).sum::<usize>();
+        }
+        s
+    }
+}

@@ -1,0 +1,89 @@
+//! Command-line flags (each also readable from an environment variable).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// kube-scim SCIM 2.0 server: serves `/scim/v2/<namespace>/<directory>` for every
+/// ScimDirectory and stores users and groups as ScimUser / ScimGroup objects.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "kube-scim-server", version, about, long_about = None)]
+pub struct Settings {
+    /// Address of the SCIM API.
+    #[arg(long, env = "KUBE_SCIM_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "KUBE_SCIM_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+
+    /// Namespaces to serve (comma-separated). Empty: every namespace (needs cluster-wide RBAC).
+    #[arg(
+        long,
+        env = "KUBE_SCIM_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub namespaces: Vec<String>,
+
+    /// Largest accepted request body in bytes (larger: 413).
+    #[arg(long, env = "KUBE_SCIM_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest accepted total size of request headers in bytes (larger: 431).
+    #[arg(long, env = "KUBE_SCIM_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Deepest accepted JSON nesting of a request body.
+    #[arg(long, env = "KUBE_SCIM_MAX_JSON_DEPTH", default_value_t = 32)]
+    pub max_json_depth: usize,
+
+    /// Seconds after which a request (including its time queued) is answered 503.
+    #[arg(long, env = "KUBE_SCIM_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// SCIM requests processed at once; further requests wait in a queue (never 429).
+    #[arg(long, env = "KUBE_SCIM_MAX_CONCURRENT_REQUESTS", default_value_t = 64)]
+    pub max_concurrent_requests: usize,
+
+    /// Largest page of a list or filter response (ServiceProviderConfig filter.maxResults).
+    #[arg(long, env = "KUBE_SCIM_MAX_RESULTS", default_value_t = 1000)]
+    pub max_results: usize,
+
+    /// Membership label writes run in parallel per group PATCH.
+    #[arg(long, env = "KUBE_SCIM_MEMBER_WRITE_CONCURRENCY", default_value_t = 16)]
+    pub member_write_concurrency: usize,
+
+    /// Retries of an update after a resourceVersion conflict.
+    #[arg(long, env = "KUBE_SCIM_CONFLICT_RETRIES", default_value_t = 5)]
+    pub conflict_retries: usize,
+
+    /// Seconds to let in-flight requests finish after SIGTERM.
+    #[arg(long, env = "KUBE_SCIM_SHUTDOWN_GRACE_SECS", default_value_t = 25)]
+    pub shutdown_grace_secs: u64,
+
+    /// Log format: json or text.
+    #[arg(long, env = "KUBE_SCIM_LOG_FORMAT", default_value = "json")]
+    pub log_format: String,
+
+    /// Log filter (tracing EnvFilter syntax); RUST_LOG takes precedence.
+    #[arg(long, env = "KUBE_SCIM_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+impl Settings {
+    /// Request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs.max(1))
+    }
+
+    /// Watched namespaces without empty entries.
+    pub fn watched_namespaces(&self) -> Vec<String> {
+        self.namespaces
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
