@@ -67,6 +67,9 @@ fn benches(c: &mut Criterion) {
     });
 
     c.bench_function("serialize_user_to_string", |b| {
+        b.iter(|| black_box(&user).to_json_string())
+    });
+    c.bench_function("serialize_user_via_value", |b| {
         b.iter(|| serde_json::to_string(&black_box(&user).to_json()).unwrap())
     });
 }

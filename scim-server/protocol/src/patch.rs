@@ -258,22 +258,33 @@ impl PatchRequest {
             work: resource.attributes().clone(),
             delta: MembershipDelta::default(),
             password: None,
+            touched: BTreeSet::new(),
         };
         for (i, op) in self.operations.iter().enumerate() {
             ctx.apply_op(op).map_err(|e| prefix_err(e, i))?;
         }
-        let n = normalize_map(kind, ctx.work, Mode::Stored)?;
+        let mut attrs = Map::new();
+        let mut touched = Map::new();
+        for (k, v) in ctx.work {
+            if ctx.touched.contains(&k) {
+                touched.insert(k, v);
+            } else {
+                attrs.insert(k, v);
+            }
+        }
+        attrs.extend(normalize_map(kind, touched, Mode::Stored)?.attrs);
         for def in kind.schema().attributes.iter().filter(|d| d.required) {
-            if !n.attrs.contains_key(def.name) {
+            if !attrs.contains_key(def.name) {
                 return Err(ScimError::InvalidValue(format!(
                     "the PATCH would leave required attribute '{}' unassigned",
                     def.name
                 )));
             }
         }
-        let changed = &n.attrs != resource.attributes();
+        let before = resource.attributes();
+        let changed = ctx.touched.iter().any(|k| attrs.get(k) != before.get(k));
         Ok(PatchOutcome {
-            resource: Resource::from_parts(kind, n.attrs),
+            resource: Resource::from_parts(kind, attrs),
             membership: ctx.delta,
             password: ctx.password,
             changed,
@@ -319,6 +330,10 @@ struct Ctx {
     work: Map<String, Value>,
     delta: MembershipDelta,
     password: Option<String>,
+    /// Top-level keys the operations wrote to. Only these are re-validated at the end: the
+    /// rest is unchanged from a resource that was already valid, and re-normalizing the whole
+    /// resource was most of the cost of a PATCH.
+    touched: BTreeSet<String>,
 }
 
 fn is_empty_value(v: &Value) -> bool {
@@ -415,6 +430,7 @@ impl Ctx {
                     let key = get_ci(&self.work, urn).map(|(k, _)| k.clone());
                     if let Some(k) = key {
                         self.work.remove(&k);
+                        self.touched.insert(k);
                     }
                     return Ok(());
                 }
@@ -572,6 +588,11 @@ impl Ctx {
             )));
         }
         let container_key = ext_known.map(|s| s.id.to_string());
+        self.touched.insert(
+            container_key
+                .clone()
+                .unwrap_or_else(|| def.name.to_string()),
+        );
         let is_members = kind == ResourceKind::Group && def.name == "members";
         let mut delta = std::mem::take(&mut self.delta);
         let res = {
@@ -633,6 +654,7 @@ impl Ctx {
         let key = get_ci(&self.work, &urn)
             .map(|(k, _)| k.clone())
             .unwrap_or(urn);
+        self.touched.insert(key.clone());
         let ext = self
             .work
             .entry(key.clone())
@@ -710,7 +732,9 @@ fn apply_simple(
         container.remove(def.name);
         return Ok(());
     }
-    match normalize_attr(def, value.unwrap_or(Value::Null), Mode::Input, def.name)? {
+    match normalize_attr(def, value.unwrap_or(Value::Null), Mode::Input, &|| {
+        def.name.to_string()
+    })? {
         Some(v) => {
             container.insert(def.name.to_string(), v);
         }
@@ -799,8 +823,9 @@ fn apply_single_complex(
                             def.name
                         ))
                     })?;
-                    let nv =
-                        normalize_attr(sd, raw, Mode::Input, &format!("{}.{}", def.name, sd.name))?;
+                    let nv = normalize_attr(sd, raw, Mode::Input, &|| {
+                        format!("{}.{}", def.name, sd.name)
+                    })?;
                     let entry = container
                         .entry(def.name.to_string())
                         .or_insert_with(|| Value::Object(Map::new()));
@@ -820,7 +845,7 @@ fn apply_single_complex(
                     }
                     return Ok(());
                 }
-                None => normalize_attr(def, raw, Mode::Input, def.name)?,
+                None => normalize_attr(def, raw, Mode::Input, &|| def.name.to_string())?,
             };
             match new {
                 None => {
@@ -916,7 +941,9 @@ fn apply_multi(
             (None, None) => match op {
                 PatchOpKind::Add | PatchOpKind::Replace => {
                     let new =
-                        normalize_attr(def, value.unwrap_or(Value::Null), Mode::Input, def.name)?;
+                        normalize_attr(def, value.unwrap_or(Value::Null), Mode::Input, &|| {
+                            def.name.to_string()
+                        })?;
                     let new = match new {
                         Some(Value::Array(a)) => a,
                         _ => Vec::new(),
@@ -983,7 +1010,7 @@ fn apply_multi(
                                     def,
                                     Value::Array(vec![p]),
                                     Mode::Stored,
-                                    def.name,
+                                    &|| def.name.to_string(),
                                 )?
                                 .and_then(|v| v.as_array().and_then(|a| a.first().cloned()));
                                 let Some(p) = p else { continue };
@@ -1019,12 +1046,10 @@ fn apply_multi(
                         }
                     }
                     _ => {
-                        let nv = normalize_attr(
-                            sd,
-                            value.unwrap_or(Value::Null),
-                            Mode::Input,
-                            &format!("{}.{}", def.name, sd.name),
-                        )?;
+                        let nv =
+                            normalize_attr(sd, value.unwrap_or(Value::Null), Mode::Input, &|| {
+                                format!("{}.{}", def.name, sd.name)
+                            })?;
                         if arr.is_empty()
                             && let Some(v) = &nv
                         {
@@ -1114,12 +1139,9 @@ fn apply_multi(
                                         def.name
                                     ))
                                 })?;
-                                let nv = normalize_attr(
-                                    sd,
-                                    raw,
-                                    Mode::Input,
-                                    &format!("{}.{}", def.name, sd.name),
-                                )?;
+                                let nv = normalize_attr(sd, raw, Mode::Input, &|| {
+                                    format!("{}.{}", def.name, sd.name)
+                                })?;
                                 let mut m = Map::new();
                                 m.insert(sd.name.to_string(), nv.unwrap_or(Value::Null));
                                 m
@@ -1135,7 +1157,7 @@ fn apply_multi(
                                     def,
                                     Value::Array(vec![raw]),
                                     Mode::Input,
-                                    def.name,
+                                    &|| def.name.to_string(),
                                 )? {
                                     Some(Value::Array(mut a)) => match a.pop() {
                                         Some(Value::Object(m)) => m,
@@ -1159,7 +1181,7 @@ fn apply_multi(
                                 def,
                                 Value::Array(vec![arr[i].clone()]),
                                 Mode::Input,
-                                def.name,
+                                &|| def.name.to_string(),
                             )?
                             .and_then(|v| v.as_array().and_then(|a| a.first().cloned()));
                             if let Some(d) = members.as_deref_mut()

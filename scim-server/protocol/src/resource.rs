@@ -104,6 +104,10 @@ impl fmt::Debug for Resource {
     }
 }
 
+/// Attribute location for error details, built only when an error is reported (building it
+/// eagerly for every attribute was a measurable share of PATCH time).
+pub(crate) type Loc<'a> = &'a dyn Fn() -> String;
+
 /// Whether values come from a client (read-only attributes ignored) or from our own storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -111,7 +115,8 @@ pub(crate) enum Mode {
     Stored,
 }
 
-fn type_err(path: &str, def: &AttrDef, v: &Value) -> ScimError {
+fn type_err(path: Loc<'_>, def: &AttrDef, v: &Value) -> ScimError {
+    let path = path();
     let got = match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -131,7 +136,7 @@ fn type_err(path: &str, def: &AttrDef, v: &Value) -> ScimError {
     ScimError::InvalidValue(format!("attribute '{path}' must be {want}, got {got}"))
 }
 
-fn normalize_scalar(def: &AttrDef, v: Value, path: &str) -> Result<Option<Value>> {
+fn normalize_scalar(def: &AttrDef, v: Value, path: Loc<'_>) -> Result<Option<Value>> {
     let out = match (def.ty, v) {
         (_, Value::Null) => return Ok(None),
         (AttrType::Boolean, Value::Bool(b)) => Value::Bool(b),
@@ -147,7 +152,8 @@ fn normalize_scalar(def: &AttrDef, v: Value, path: &str) -> Result<Option<Value>
         (AttrType::DateTime, Value::String(s)) => {
             if parse_instant(&s).is_none() && s.parse::<jiff::civil::DateTime>().is_err() {
                 return Err(ScimError::InvalidValue(format!(
-                    "attribute '{path}' must be an RFC 3339 date-time such as 2011-05-13T04:42:34Z, got {s:?}"
+                    "attribute '{}' must be an RFC 3339 date-time such as 2011-05-13T04:42:34Z, got {s:?}",
+                    path()
                 )));
             }
             Value::String(s)
@@ -161,7 +167,8 @@ fn normalize_scalar(def: &AttrDef, v: Value, path: &str) -> Result<Option<Value>
                 Some(c) => Value::String((*c).to_string()),
                 None => {
                     return Err(ScimError::InvalidValue(format!(
-                        "attribute '{path}' must be one of {:?}, got {s:?}",
+                        "attribute '{}' must be one of {:?}, got {s:?}",
+                        path(),
                         def.canonical_values
                     )));
                 }
@@ -175,7 +182,7 @@ fn normalize_scalar(def: &AttrDef, v: Value, path: &str) -> Result<Option<Value>
     Ok(Some(out))
 }
 
-fn normalize_single(def: &AttrDef, v: Value, mode: Mode, path: &str) -> Result<Option<Value>> {
+fn normalize_single(def: &AttrDef, v: Value, mode: Mode, path: Loc<'_>) -> Result<Option<Value>> {
     if def.ty != AttrType::Complex {
         return normalize_scalar(def, v, path);
     }
@@ -188,7 +195,7 @@ fn normalize_single(def: &AttrDef, v: Value, mode: Mode, path: &str) -> Result<O
                 if mode == Mode::Input && sub.is_read_only() && !def.is_read_only() {
                     continue;
                 }
-                let sub_path = format!("{path}.{}", sub.name);
+                let sub_path = || format!("{}.{}", path(), sub.name);
                 if let Some(nv) = normalize_attr(sub, val, mode, &sub_path)? {
                     out.insert(sub.name.to_string(), nv);
                 }
@@ -217,7 +224,7 @@ pub(crate) fn normalize_attr(
     def: &AttrDef,
     v: Value,
     mode: Mode,
-    path: &str,
+    path: Loc<'_>,
 ) -> Result<Option<Value>> {
     if def.multi_valued {
         let items = match v {
@@ -229,7 +236,8 @@ pub(crate) fn normalize_attr(
         for (i, item) in items.into_iter().enumerate() {
             if item.is_array() {
                 return Err(ScimError::InvalidValue(format!(
-                    "attribute '{path}' element {i} is a nested array"
+                    "attribute '{}' element {i} is a nested array",
+                    path()
                 )));
             }
             if let Some(nv) = normalize_single(def, item, mode, path)? {
@@ -243,7 +251,8 @@ pub(crate) fn normalize_attr(
                 .count();
             if primaries > 1 {
                 return Err(ScimError::InvalidValue(format!(
-                    "attribute '{path}' has {primaries} values marked primary; at most one may be"
+                    "attribute '{}' has {primaries} values marked primary; at most one may be",
+                    path()
                 )));
             }
         }
@@ -261,7 +270,8 @@ pub(crate) fn normalize_attr(
                 0 => Ok(None),
                 1 => normalize_single(def, a.pop().unwrap_or(Value::Null), mode, path),
                 n => Err(ScimError::InvalidValue(format!(
-                    "attribute '{path}' is single-valued but {n} values were given"
+                    "attribute '{}' is single-valued but {n} values were given",
+                    path()
                 ))),
             }
         }
@@ -461,7 +471,7 @@ fn set_core(
             match val {
                 Value::String(s) => *password = Some(s),
                 Value::Null => {}
-                v => return Err(type_err(def.name, def, &v)),
+                v => return Err(type_err(&|| def.name.to_string(), def, &v)),
             }
         }
         return Ok(());
@@ -481,7 +491,7 @@ fn set_core(
             Value::Object(m)
         }
     };
-    match normalize_attr(def, val, mode, def.name)? {
+    match normalize_attr(def, val, mode, &|| def.name.to_string())? {
         Some(v) => merge_into(out, def.name, v),
         None if sub.is_none() => {
             out.remove(def.name);
@@ -515,8 +525,7 @@ fn set_known_ext(
             Value::Object(m)
         }
     };
-    let path = format!("{urn}:{}", def.name);
-    let nv = normalize_attr(def, val, mode, &path)?;
+    let nv = normalize_attr(def, val, mode, &|| format!("{urn}:{}", def.name))?;
     let ext = out
         .entry(urn.to_string())
         .or_insert_with(|| Value::Object(Map::new()));
@@ -786,20 +795,50 @@ impl Resource {
         normalize_into(self.kind, body, Mode::Stored, &mut self.attrs, &mut pw, 0)
     }
 
+    /// `schemas`: the core schema plus every extension present.
+    pub fn schemas(&self) -> Vec<&str> {
+        let mut out = vec![self.kind.schema().id];
+        out.extend(
+            self.attrs
+                .keys()
+                .filter(|k| k.starts_with("urn:"))
+                .map(String::as_str),
+        );
+        out
+    }
+
+    /// The SCIM JSON text, `schemas` first; same content as [`Resource::to_json`] without
+    /// building an intermediate `Value`.
+    pub fn to_json_string(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
     /// The SCIM JSON representation: `schemas` (core plus every extension present), all
     /// attributes, never the password.
     pub fn to_json(&self) -> Value {
-        let mut schemas = vec![Value::String(self.kind.schema().id.to_string())];
-        for k in self.attrs.keys() {
-            if k.starts_with("urn:") {
-                schemas.push(Value::String(k.clone()));
-            }
-        }
+        let schemas = self
+            .schemas()
+            .into_iter()
+            .map(|s| Value::String(s.to_string()))
+            .collect();
         let mut m = Map::with_capacity(self.attrs.len() + 1);
         m.insert("schemas".into(), Value::Array(schemas));
         for (k, v) in &self.attrs {
             m.insert(k.clone(), v.clone());
         }
         Value::Object(m)
+    }
+}
+
+/// Serializes as the SCIM representation (`schemas` first, never the password).
+impl serde::Serialize for Resource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.attrs.len() + 1))?;
+        m.serialize_entry("schemas", &self.schemas())?;
+        for (k, v) in &self.attrs {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
     }
 }

@@ -431,3 +431,12 @@ fn stored_round_trip() {
     assert_eq!(back.attributes(), r.attributes());
     back.validate().unwrap();
 }
+
+#[test]
+fn serialize_matches_to_json() {
+    let mut r = validate_create(ResourceKind::User, &entra_create_user_body()).unwrap();
+    r.set_id("x");
+    let text = r.to_json_string();
+    assert!(text.starts_with("{\"schemas\":"));
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), r.to_json());
+}
