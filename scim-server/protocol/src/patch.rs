@@ -5,7 +5,7 @@
 //! Because kube-scim stores group membership on the member side, applying a PATCH to a group
 //! also reports what happened to `members` as a [`MembershipDelta`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -954,16 +954,37 @@ fn apply_multi(
                             d.remove_all();
                         }
                     }
+                    // Member lists can be large: index them by id so adding k members to a
+                    // group of n is O(n + k), not O(n * k).
+                    let mut index: HashMap<String, usize> = HashMap::new();
+                    if is_members {
+                        for (i, e) in arr.iter().enumerate() {
+                            if let Some(v) = e.get("value").and_then(Value::as_str) {
+                                index.entry(v.to_string()).or_insert(i);
+                            }
+                        }
+                    }
                     for item in new {
                         if let Some(d) = members.as_deref_mut()
                             && let Some(m) = member_of(&item)
                         {
                             d.add(m);
                         }
-                        match arr
-                            .iter()
-                            .position(|e| same_element(e, &item, def, is_members))
+                        let found = if is_members {
+                            item.get("value")
+                                .and_then(Value::as_str)
+                                .and_then(|v| index.get(v).copied())
+                        } else {
+                            arr.iter()
+                                .position(|e| same_element(e, &item, def, is_members))
+                        };
+                        if is_members
+                            && found.is_none()
+                            && let Some(v) = item.get("value").and_then(Value::as_str)
                         {
+                            index.insert(v.to_string(), arr.len());
+                        }
+                        match found {
                             Some(i) => {
                                 // Re-adding an existing value succeeds; fields given win.
                                 if let (Some(cur), Value::Object(nm)) =
@@ -999,6 +1020,7 @@ fn apply_multi(
                                 Value::Array(a) => a,
                                 v => vec![v],
                             };
+                            let mut member_ids: HashSet<String> = HashSet::new();
                             for p in probes {
                                 let p = match p {
                                     Value::String(s) if def.sub("value").is_some() => {
@@ -1015,15 +1037,22 @@ fn apply_multi(
                                 .and_then(|v| v.as_array().and_then(|a| a.first().cloned()));
                                 let Some(p) = p else { continue };
                                 if is_members {
-                                    if let Some(d) = members.as_deref_mut()
-                                        && let Some(val) = p.get("value").and_then(Value::as_str)
-                                    {
-                                        d.remove(val);
+                                    if let Some(val) = p.get("value").and_then(Value::as_str) {
+                                        if let Some(d) = members.as_deref_mut() {
+                                            d.remove(val);
+                                        }
+                                        member_ids.insert(val.to_string());
                                     }
-                                    arr.retain(|e| e.get("value") != p.get("value"));
                                 } else {
                                     arr.retain(|e| !elem_matches(e, &p, def));
                                 }
+                            }
+                            if !member_ids.is_empty() {
+                                arr.retain(|e| {
+                                    e.get("value")
+                                        .and_then(Value::as_str)
+                                        .is_none_or(|v| !member_ids.contains(v))
+                                });
                             }
                         }
                     }
@@ -1075,15 +1104,14 @@ fn apply_multi(
                 Ok(())
             }
             (Some(f), sub) => {
-                let hits: Vec<usize> = arr
+                let mask: Vec<bool> = arr
                     .iter()
-                    .enumerate()
-                    .filter(|(_, e)| {
+                    .map(|e| {
                         e.as_object()
                             .is_some_and(|m| eval(f, Scope::Sub(Some(def)), m))
                     })
-                    .map(|(i, _)| i)
                     .collect();
+                let hits: Vec<usize> = (0..arr.len()).filter(|&i| mask[i]).collect();
                 match op {
                     PatchOpKind::Remove => {
                         if let Some(d) = members.as_deref_mut() {
@@ -1095,7 +1123,7 @@ fn apply_multi(
                             None => {
                                 let mut i = 0;
                                 arr.retain(|e| {
-                                    let hit = hits.contains(&i);
+                                    let hit = mask.get(i).copied().unwrap_or(false);
                                     i += 1;
                                     if hit
                                         && let Some(d) = members.as_deref_mut()
@@ -1113,7 +1141,16 @@ fn apply_multi(
                                         m.remove(name);
                                     }
                                 }
-                                arr.retain(|e| e.as_object().is_none_or(|m| !m.is_empty()));
+                                // `remove emails[type eq "work"].value` (Entra clearing the mail
+                                // attribute) must not leave a bare `{"type": "work"}` behind.
+                                let lost_value = name == "value" && def.sub("value").is_some();
+                                let mut i = 0;
+                                arr.retain(|e| {
+                                    let hit = mask.get(i).copied().unwrap_or(false);
+                                    i += 1;
+                                    e.as_object()
+                                        .is_none_or(|m| !m.is_empty() && !(hit && lost_value))
+                                });
                             }
                         }
                         Ok(())

@@ -544,6 +544,15 @@ fn set_known_ext(
     Ok(())
 }
 
+/// Folds a value for uniqueness checks according to the attribute's `caseExact`.
+pub fn uniqueness_fold(def: &AttrDef, value: &str) -> String {
+    if def.case_exact {
+        value.to_string()
+    } else {
+        value.to_lowercase()
+    }
+}
+
 fn check_required(kind: ResourceKind, attrs: &Map<String, Value>) -> Result<()> {
     for def in kind.schema().attributes.iter().filter(|d| d.required) {
         if !attrs.contains_key(def.name) {
@@ -715,6 +724,23 @@ impl Resource {
             .get("manager")?
             .get("value")?
             .as_str()
+    }
+
+    /// Values of the attributes that must be unique (`userName` for users), folded the way
+    /// filters compare them (`userName` is not caseExact, so it is lowercased). The server
+    /// should enforce uniqueness on exactly these keys so that its 409s agree with what
+    /// `userName eq "..."` finds; otherwise Entra loops on conflicts.
+    pub fn uniqueness_keys(&self) -> Vec<(&'static str, String)> {
+        self.kind
+            .schema()
+            .attributes
+            .iter()
+            .filter(|d| d.uniqueness != schema::Uniqueness::None)
+            .filter_map(|d| {
+                let v = self.attrs.get(d.name)?.as_str()?;
+                Some((d.name, uniqueness_fold(d, v)))
+            })
+            .collect()
     }
 
     /// Group members held in this resource.

@@ -631,3 +631,42 @@ fn changed_flag() {
         .unwrap();
     assert!(out.changed);
 }
+
+#[test]
+fn removing_work_email_value_drops_the_element() {
+    let r = base_user();
+    let r = patch(
+        &r,
+        json!([{"op": "Remove", "path": "emails[type eq \"work\"].value"}]),
+    );
+    assert!(r.attributes().get("emails").is_none());
+    assert_eq!(
+        validate_create(
+            ResourceKind::User,
+            &json!({"userName": "BJensen@Example.com"})
+        )
+        .unwrap()
+        .uniqueness_keys(),
+        vec![("userName", "bjensen@example.com".to_string())]
+    );
+}
+
+#[test]
+fn large_member_lists_are_not_quadratic() {
+    let ids: Vec<String> = (0..20_000).map(|i| format!("m{i}")).collect();
+    let idr: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let g = group(&idr);
+    let start = std::time::Instant::now();
+    let all: Vec<Value> = ids.iter().map(|v| json!({"value": v})).collect();
+    let half: Vec<Value> = ids.iter().step_by(2).map(|v| json!({"value": v})).collect();
+    let out = ops(json!([
+        {"op": "replace", "path": "members", "value": all},
+        {"op": "Remove", "path": "members", "value": half},
+        {"op": "Add", "path": "members", "value": half},
+        {"op": "remove", "path": "members[type eq \"Group\"]"}
+    ]))
+    .apply(&g)
+    .unwrap();
+    assert_eq!(out.resource.member_values().len(), 20_000);
+    assert!(start.elapsed() < std::time::Duration::from_secs(5), "{:?}", start.elapsed());
+}
