@@ -575,6 +575,23 @@ impl Ctx {
                 def.name
             )));
         }
+        if explicit
+            && let Some(sd) = path.sub_attr.as_deref().and_then(|s| def.sub(s))
+            && (sd.is_read_only()
+                || (sd.mutability == Mutability::Immutable && op != PatchOpKind::Add))
+        {
+            return Err(ScimError::Mutability(format!(
+                "'{}.{}' is {} and cannot be {}",
+                def.name,
+                sd.name,
+                sd.mutability.as_str(),
+                if op == PatchOpKind::Remove {
+                    "removed"
+                } else {
+                    "modified"
+                }
+            )));
+        }
         if path.filter.is_some() && def.ty != AttrType::Complex {
             return Err(ScimError::InvalidPath(format!(
                 "'{}' is not complex, so it cannot take a value filter",

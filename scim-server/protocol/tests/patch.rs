@@ -286,6 +286,10 @@ fn rfc_error_cases() {
             "invalidSyntax",
         ),
         (json!([{"op": "add", "path": "userName"}]), "invalidValue"),
+        (
+            json!([{"op": "replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.displayName", "value": "x"}]),
+            "mutability",
+        ),
     ];
     for (o, t) in table {
         let err = PatchRequest::parse(&json!({"Operations": o}))
@@ -548,6 +552,12 @@ fn entra_group_membership_both_dialects() {
         .apply(&g)
         .unwrap();
     assert_eq!(out.membership.added["m9"].kind.as_deref(), Some("User"));
+    // member ids are immutable
+    let e =
+        ops(json!([{"op": "replace", "path": "members[value eq \"m1\"].value", "value": "zz"}]))
+            .apply(&g)
+            .unwrap_err();
+    assert_eq!(e.scim_type(), Some("mutability"));
     // displayName change is not a membership change
     let out = ops(
         json!([{"op": "Replace", "path": "displayName", "value": "1879db59updatedDisplayName"}]),
@@ -668,5 +678,9 @@ fn large_member_lists_are_not_quadratic() {
     .apply(&g)
     .unwrap();
     assert_eq!(out.resource.member_values().len(), 20_000);
-    assert!(start.elapsed() < std::time::Duration::from_secs(5), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
 }
