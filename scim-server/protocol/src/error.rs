@@ -132,5 +132,12 @@ impl ScimError {
     }
 }
 
+/// A request body that is not JSON is `invalidSyntax`.
+impl From<serde_json::Error> for ScimError {
+    fn from(e: serde_json::Error) -> Self {
+        ScimError::InvalidSyntax(format!("the body is not valid JSON: {e}"))
+    }
+}
+
 /// Shorthand used throughout the crate.
 pub type Result<T, E = ScimError> = std::result::Result<T, E>;

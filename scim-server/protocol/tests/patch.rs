@@ -684,3 +684,48 @@ fn large_member_lists_are_not_quadratic() {
         start.elapsed()
     );
 }
+
+#[test]
+fn entra_simple_attribute_add_replace_remove_both_dialects() {
+    let r = base_user();
+    for (op, path) in [
+        ("Add", "nickName"),
+        ("add", "nickName"),
+        ("Replace", "NICKNAME"),
+        ("replace", "nickname"),
+    ] {
+        let out = patch(&r, json!([{"op": op, "path": path, "value": "Babs"}]));
+        assert_eq!(jget(&out, "nickName"), Some(&json!("Babs")), "{op} {path}");
+        for rm in ["Remove", "remove"] {
+            let gone = patch(&out, json!([{"op": rm, "path": path}]));
+            assert!(jget(&gone, "nickName").is_none());
+        }
+    }
+    // externalId / displayName on a group
+    let g = group(&[]);
+    let out = ops(json!([
+        {"op": "Replace", "path": "externalId", "value": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159"},
+        {"op": "replace", "value": {"displayName": "New name"}}
+    ]))
+    .apply(&g)
+    .unwrap();
+    assert_eq!(
+        out.resource.external_id(),
+        Some("8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159")
+    );
+    assert_eq!(out.resource.display_name(), Some("New name"));
+    // the whole enterprise extension as a path
+    let out = patch(
+        &r,
+        json!([{"op": "add", "path": ENT, "value": {"department": "D", "costCenter": "C"}}]),
+    );
+    assert_eq!(
+        out.attributes()[ENT],
+        json!({"department": "D", "costCenter": "C"})
+    );
+    let out = patch(&out, json!([{"op": "remove", "path": ENT}]));
+    assert!(out.attributes().get(ENT).is_none());
+    // a non-JSON body
+    let e: scim_protocol::ScimError = PatchRequest::parse_str("{nope").unwrap_err();
+    assert_eq!(e.scim_type(), Some("invalidSyntax"));
+}
