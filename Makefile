@@ -5,7 +5,7 @@ CARGO ?= cargo
 # Binaries the integration tests start as processes (operator, SCIM server) come from here.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: all dev test lint build controlplane crds check-crds clean
+.PHONY: all dev test lint build controlplane tools crds check-crds clean
 
 all: build
 
@@ -14,12 +14,16 @@ dev: controlplane build
 	$(CARGO) run -q -p kube-scim-tests --bin kube-scim-dev
 
 ## test: formatting, lints, generated files, unit and integration tests on a real control plane
-test: controlplane lint check-crds build
+test: controlplane tools lint check-crds build
 	$(CARGO) test --workspace --no-fail-fast
 
 ## controlplane: build (or reuse the cached) etcd, kube-apiserver, kube-controller-manager, kubectl
 controlplane:
 	bash tests/controlplane/build.sh >/dev/null
+
+## tools: build (or reuse the cached) pinned helm used by the chart tests
+tools:
+	bash tests/tools/build-helm.sh >/dev/null
 
 ## build: every binary of the workspace (the integration tests start them as processes)
 build:

@@ -686,6 +686,16 @@ pub mod yaml {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("yaml/kube-scim-crds.yaml")
     }
 
+    /// Every checked-in copy of the generated manifest: `crds/yaml/` and the Helm chart's
+    /// `files/` (a chart can only read files inside itself, and symlinks make helm warn).
+    pub fn checked_in_paths() -> Vec<PathBuf> {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        vec![
+            checked_in_path(),
+            root.join("../charts/kube-scim/files/kube-scim-crds.yaml"),
+        ]
+    }
+
     /// All CRDs as one multi-document YAML stream.
     pub fn render() -> String {
         let mut out = String::from(

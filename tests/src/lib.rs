@@ -47,12 +47,27 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// The plane shared by every test of this test binary, started on first use.
+    /// The plane shared by every test of this test binary, started on first use, with
+    /// kube-scim's CRDs installed.
     pub fn shared() -> &'static ControlPlane {
+        static SHARED: OnceLock<Result<&'static ControlPlane, String>> = OnceLock::new();
+        Self::shared_in(&SHARED, true)
+    }
+
+    /// Like [`ControlPlane::shared`] but without kube-scim's CRDs, for tests of installers
+    /// (the Helm chart) that must create them.
+    pub fn shared_without_crds() -> &'static ControlPlane {
+        static SHARED: OnceLock<Result<&'static ControlPlane, String>> = OnceLock::new();
+        Self::shared_in(&SHARED, false)
+    }
+
+    fn shared_in(
+        cell: &'static OnceLock<Result<&'static ControlPlane, String>>,
+        install_crds: bool,
+    ) -> &'static ControlPlane {
         // A failed start is kept too, so the other tests of the binary fail at once with the
         // same message instead of each waiting for another start to time out.
-        static SHARED: OnceLock<Result<&'static ControlPlane, String>> = OnceLock::new();
-        let shared = SHARED.get_or_init(|| {
+        let shared = cell.get_or_init(|| {
             // Children get PR_SET_PDEATHSIG, which fires when the *thread* that spawned them
             // exits; test threads come and go, so a thread that lives as long as the process
             // spawns them.
@@ -60,7 +75,7 @@ impl ControlPlane {
             std::thread::Builder::new()
                 .name("control-plane".into())
                 .spawn(move || {
-                    let _ = tx.send(ControlPlane::start());
+                    let _ = tx.send(ControlPlane::start_with(install_crds));
                     loop {
                         std::thread::park();
                     }
@@ -83,6 +98,11 @@ impl ControlPlane {
     /// Builds (or takes from the cache) the binaries and starts a new plane in a temporary
     /// directory. Dropping it stops every process and removes the directory.
     pub fn start() -> anyhow::Result<ControlPlane> {
+        Self::start_with(true)
+    }
+
+    /// [`ControlPlane::start`], installing kube-scim's CRDs only if `install_crds`.
+    pub fn start_with(install_crds: bool) -> anyhow::Result<ControlPlane> {
         let bin_dir = binaries()?;
         let dir = std::env::temp_dir().join(format!(
             "kube-scim-plane-{}-{:x}",
@@ -98,7 +118,7 @@ impl ControlPlane {
             processes: Mutex::new(Vec::new()),
             keep_dir: std::env::var_os("KUBE_SCIM_KEEP_PLANE_DIR").is_some(),
         };
-        if let Err(e) = plane.boot() {
+        if let Err(e) = plane.boot(install_crds) {
             let mut logs = String::new();
             for p in plane.processes.lock().unwrap().iter() {
                 logs.push_str(&format!(
@@ -112,7 +132,7 @@ impl ControlPlane {
         Ok(plane)
     }
 
-    fn boot(&mut self) -> anyhow::Result<()> {
+    fn boot(&mut self, install_crds: bool) -> anyhow::Result<()> {
         let pki = Pki::write(&self.dir)?;
 
         let etcd_client = free_port()?;
@@ -162,7 +182,19 @@ impl ControlPlane {
                 "--v=1",
             ],
         )?;
-        self.write_kubeconfig(&pki)?;
+        self.write_kubeconfig(
+            &self.kubeconfig,
+            ADMIN_USER,
+            &pki.admin_cert,
+            &pki.admin_key,
+        )?;
+        let kcm_kubeconfig = self.dir.join("kube-controller-manager.kubeconfig");
+        self.write_kubeconfig(
+            &kcm_kubeconfig,
+            "system:kube-controller-manager",
+            &pki.controller_manager_cert,
+            &pki.controller_manager_key,
+        )?;
         self.wait_until(Duration::from_secs(120), "kube-apiserver /readyz", || {
             self.kubectl()
                 .args(["get", "--raw", "/readyz"])
@@ -173,11 +205,12 @@ impl ControlPlane {
         })?;
 
         let kcm_port = free_port()?;
-        let kubeconfig = self.kubeconfig.display().to_string();
+        let kubeconfig = kcm_kubeconfig.display().to_string();
         self.spawn(
             "kube-controller-manager",
             &[
                 &format!("--kubeconfig={kubeconfig}"),
+                "--use-service-account-credentials=true",
                 &format!("--authentication-kubeconfig={kubeconfig}"),
                 &format!("--authorization-kubeconfig={kubeconfig}"),
                 "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller",
@@ -191,7 +224,10 @@ impl ControlPlane {
             ],
         )?;
 
-        self.install_crds()
+        if install_crds {
+            self.install_crds()?;
+        }
+        Ok(())
     }
 
     /// Polls `ready` until it holds; gives up early when a process of the plane has exited.
@@ -227,7 +263,13 @@ impl ControlPlane {
         Ok(())
     }
 
-    fn write_kubeconfig(&self, pki: &Pki) -> anyhow::Result<()> {
+    fn write_kubeconfig(
+        &self,
+        path: &Path,
+        user: &str,
+        cert: &Path,
+        key: &Path,
+    ) -> anyhow::Result<()> {
         let kubeconfig = format!(
             r#"apiVersion: v1
 kind: Config
@@ -237,7 +279,7 @@ clusters:
     server: {server}
     certificate-authority: {ca}
 users:
-- name: {ADMIN_USER}
+- name: {user}
   user:
     client-certificate: {cert}
     client-key: {key}
@@ -245,16 +287,16 @@ contexts:
 - name: kube-scim-test
   context:
     cluster: kube-scim-test
-    user: {ADMIN_USER}
+    user: {user}
     namespace: default
 current-context: kube-scim-test
 "#,
             server = self.server_url,
-            ca = pki.ca_cert.display(),
-            cert = pki.admin_cert.display(),
-            key = pki.admin_key.display(),
+            ca = self.dir.join(CA_FILE).display(),
+            cert = cert.display(),
+            key = key.display(),
         );
-        std::fs::write(&self.kubeconfig, kubeconfig)?;
+        std::fs::write(path, kubeconfig)?;
         Ok(())
     }
 
@@ -393,13 +435,27 @@ pub fn service_account_identity(namespace: &str, name: &str) -> (String, Vec<Str
     )
 }
 
+/// Path of the pinned helm binary, built from its Go module by `tests/tools/build-helm.sh`
+/// (or `$KUBE_SCIM_HELM` if set).
+pub fn helm() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("KUBE_SCIM_HELM") {
+        return Ok(PathBuf::from(path));
+    }
+    Ok(build_script_output("tests/tools/build-helm.sh")?.join("helm"))
+}
+
 /// Directory with the control-plane binaries: `$KUBE_SCIM_CONTROLPLANE_BIN` if set, else what
 /// `tests/controlplane/build.sh` prints (it builds them on a cold cache).
 pub fn binaries() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("KUBE_SCIM_CONTROLPLANE_BIN") {
         return Ok(PathBuf::from(dir));
     }
-    let script = repo_root().join("tests/controlplane/build.sh");
+    build_script_output("tests/controlplane/build.sh")
+}
+
+/// Runs a build script of the repository that prints a directory, and returns that directory.
+fn build_script_output(script: &str) -> anyhow::Result<PathBuf> {
+    let script = repo_root().join(script);
     let out = Command::new("bash")
         .arg(&script)
         .stderr(Stdio::inherit())
@@ -476,10 +532,14 @@ fn unique_suffix() -> u64 {
 }
 
 /// Certificates of one plane, written as PEM files into its directory.
+/// File name of the plane's CA certificate in its directory.
+const CA_FILE: &str = "ca.crt";
+
 struct Pki {
-    ca_cert: PathBuf,
     admin_cert: PathBuf,
     admin_key: PathBuf,
+    controller_manager_cert: PathBuf,
+    controller_manager_key: PathBuf,
 }
 
 impl Pki {
@@ -528,6 +588,16 @@ impl Pki {
         admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let admin_cert = admin.signed_by(&admin_key, &issuer)?;
 
+        // kube-controller-manager has its own identity, and its controllers use ServiceAccount
+        // credentials, as in a real cluster: the garbage collector deletes as
+        // system:serviceaccount:kube-system:generic-garbage-collector.
+        let kcm_key = KeyPair::generate()?;
+        let mut kcm = CertificateParams::new(Vec::<String>::new())?;
+        kcm.distinguished_name
+            .push(DnType::CommonName, "system:kube-controller-manager");
+        kcm.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let kcm_cert = kcm.signed_by(&kcm_key, &issuer)?;
+
         let sa_key = KeyPair::generate()?;
 
         let write = |name: &str, pem: String| -> anyhow::Result<PathBuf> {
@@ -535,10 +605,12 @@ impl Pki {
             std::fs::write(&path, pem)?;
             Ok(path)
         };
+        write(CA_FILE, ca_cert.pem())?;
         let pki = Pki {
-            ca_cert: write("ca.crt", ca_cert.pem())?,
             admin_cert: write("admin.crt", admin_cert.pem())?,
             admin_key: write("admin.key", admin_key.serialize_pem())?,
+            controller_manager_cert: write("kcm.crt", kcm_cert.pem())?,
+            controller_manager_key: write("kcm.key", kcm_key.serialize_pem())?,
         };
         write("apiserver.crt", serving_cert.pem())?;
         write("apiserver.key", serving_key.serialize_pem())?;

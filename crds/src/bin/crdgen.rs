@@ -1,23 +1,25 @@
 //! Writes the generated CRD YAML. `cargo run -p kube-scim-crds --bin crdgen` rewrites
-//! `crds/yaml/kube-scim-crds.yaml`; `--check` fails instead when the file differs.
+//! `crds/yaml/kube-scim-crds.yaml` and the Helm chart's copy; `--check` fails instead when a
+//! file differs.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let path = kube_scim_crds::yaml::checked_in_path();
     let generated = kube_scim_crds::yaml::render();
-    if std::env::args().any(|a| a == "--check") {
-        let current = std::fs::read_to_string(&path).unwrap_or_default();
-        if current != generated {
-            eprintln!("{} is out of date: run `make crds`", path.display());
-            return ExitCode::FAILURE;
+    let check = std::env::args().any(|a| a == "--check");
+    let mut status = ExitCode::SUCCESS;
+    for path in kube_scim_crds::yaml::checked_in_paths() {
+        if check {
+            if std::fs::read_to_string(&path).unwrap_or_default() != generated {
+                eprintln!("{} is out of date: run `make crds`", path.display());
+                status = ExitCode::FAILURE;
+            }
+        } else if let Err(e) = std::fs::write(&path, &generated) {
+            eprintln!("cannot write {}: {e}", path.display());
+            status = ExitCode::FAILURE;
+        } else {
+            println!("wrote {}", path.display());
         }
-        return ExitCode::SUCCESS;
     }
-    if let Err(e) = std::fs::write(&path, generated) {
-        eprintln!("cannot write {}: {e}", path.display());
-        return ExitCode::FAILURE;
-    }
-    println!("wrote {}", path.display());
-    ExitCode::SUCCESS
+    status
 }

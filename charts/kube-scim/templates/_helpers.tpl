@@ -1,0 +1,56 @@
+{{- define "kube-scim.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kube-scim.operator" -}}{{ include "kube-scim.fullname" . }}-operator{{- end -}}
+{{- define "kube-scim.server" -}}{{ include "kube-scim.fullname" . }}-server{{- end -}}
+
+{{- define "kube-scim.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+app.kubernetes.io/name: kube-scim
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "kube-scim.selector" -}}
+app.kubernetes.io/name: kube-scim
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "kube-scim.image" -}}
+{{- $tag := .root.Values.image.tag | default .root.Chart.AppVersion -}}
+{{- printf "%s/%s/%s:%s" .root.Values.image.registry .root.Values.image.repository .name $tag -}}
+{{- end -}}
+
+{{- /* Restricted Pod Security Standard, for every container. */ -}}
+{{- define "kube-scim.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "kube-scim.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- /* Namespaces that get a Role: the watched ones, or none when watching the whole cluster. */ -}}
+{{- define "kube-scim.namespaced" -}}
+{{- if .Values.watchNamespaces }}true{{ end -}}
+{{- end -}}

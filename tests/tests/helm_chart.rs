@@ -1,0 +1,475 @@
+//! The Helm chart (`charts/kube-scim`) against a real control plane with the pinned helm: it
+//! lints, renders into objects the apiserver accepts (defaults and every option), installs, and
+//! grants exactly what the operator and the SCIM server need: both run here as local processes
+//! impersonating the chart's ServiceAccounts, so a permission the chart forgot fails the test.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::PostParams;
+use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimUser};
+use kube_scim_tests::procs::ManagedProcess;
+use kube_scim_tests::{ControlPlane, free_port, helm, repo_root, workspace_binary};
+use serde_json::{Value, json};
+
+const RELEASE: &str = "kube-scim";
+
+fn chart() -> PathBuf {
+    repo_root().join("charts/kube-scim")
+}
+
+fn helm_cmd(plane: &ControlPlane) -> Command {
+    let mut cmd = Command::new(helm().expect("helm builds"));
+    let home = plane.dir().join("helm");
+    cmd.env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .arg("--kubeconfig")
+        .arg(plane.kubeconfig());
+    cmd
+}
+
+fn ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("command starts");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn kubectl_apply_stdin(plane: &ControlPlane, args: &[&str], manifest: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = plane
+        .kubectl()
+        .arg("apply")
+        .args(args)
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(manifest).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn all_options_values(plane: &ControlPlane, watched: [&str; 2]) -> PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("tests/fixtures/chart-all-options.yaml"))
+        .unwrap()
+        .replace("placeholder-watched-a", watched[0])
+        .replace("placeholder-watched-b", watched[1]);
+    let path = plane.dir().join(format!("values-{}.yaml", watched[0]));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A kubeconfig whose user is the admin impersonating ServiceAccount `namespace/name`.
+fn service_account_kubeconfig(plane: &ControlPlane, namespace: &str, name: &str) -> PathBuf {
+    let (user, groups) = kube_scim_tests::service_account_identity(namespace, name);
+    let mut config: Value =
+        serde_json::to_value(kube::config::Kubeconfig::read_from(plane.kubeconfig()).unwrap())
+            .unwrap();
+    let auth = &mut config["users"][0]["user"];
+    auth["as"] = user.into();
+    auth["as-groups"] = groups.into();
+    let path = plane.dir().join(format!("kubeconfig-{namespace}-{name}"));
+    std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[test]
+fn chart_lints_with_defaults_and_with_every_option() {
+    let plane = ControlPlane::shared_without_crds();
+    ok(helm_cmd(plane).args(["lint", "--strict"]).arg(chart()));
+    let values = all_options_values(plane, ["lint-a", "lint-b"]);
+    ok(helm_cmd(plane)
+        .args(["lint", "--strict"])
+        .arg(chart())
+        .arg("-f")
+        .arg(values));
+}
+
+#[test]
+fn values_schema_rejects_a_mistyped_value() {
+    let plane = ControlPlane::shared_without_crds();
+    let out = helm_cmd(plane)
+        .args(["template", RELEASE])
+        .arg(chart())
+        .args(["--set", "server.replicas=two", "--set", "operator.bogus=1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a string replica count must fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/server/replicas"), "{stderr}");
+    assert!(
+        stderr.contains("bogus"),
+        "unknown keys are errors too: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn apiserver_accepts_the_rendered_chart_with_defaults_and_every_option() {
+    let plane = ControlPlane::shared_without_crds();
+    let release_ns = plane.namespace("chart-render").await.unwrap();
+    let watched_a = plane.namespace("chart-watched").await.unwrap();
+    let watched_b = plane.namespace("chart-watched").await.unwrap();
+    ok(plane
+        .kubectl()
+        .args(["apply", "--server-side", "-f"])
+        .arg(repo_root().join("tests/fixtures/servicemonitor-crd.yaml")));
+    ok(plane.kubectl().args([
+        "wait",
+        "--for=condition=Established",
+        "crd/servicemonitors.monitoring.coreos.com",
+    ]));
+
+    let values = all_options_values(plane, [&watched_a, &watched_b]);
+    for extra in [None, Some(values)] {
+        let mut template = helm_cmd(plane);
+        template
+            .args(["template", RELEASE])
+            .arg(chart())
+            .args(["--namespace", &release_ns]);
+        if let Some(values) = &extra {
+            template.arg("-f").arg(values);
+        }
+        let rendered = ok(&mut template).stdout;
+        let out = kubectl_apply_stdin(plane, &["--dry-run=server"], &rendered);
+        assert!(
+            out.status.success(),
+            "apiserver refused the chart rendered with {extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let applied = String::from_utf8_lossy(&out.stdout);
+        for kind in [
+            "customresourcedefinition.apiextensions.k8s.io/scimusers.kubescim.io",
+            "deployment.apps/kube-scim-operator",
+            "deployment.apps/kube-scim-server",
+            "validatingadmissionpolicy.admissionregistration.k8s.io/kube-scim-writers",
+        ] {
+            assert!(applied.contains(kind), "{kind} missing from:\n{applied}");
+        }
+        if extra.is_some() {
+            for kind in [
+                "servicemonitor.monitoring.coreos.com/kube-scim-server",
+                "networkpolicy.networking.k8s.io/kube-scim-server",
+                "configmap/kube-scim-extra-string",
+                "role.rbac.authorization.k8s.io/kube-scim-server",
+            ] {
+                assert!(applied.contains(kind), "{kind} missing from:\n{applied}");
+            }
+        }
+    }
+}
+
+/// Install, a full provisioning flow as the chart's identities, the negative RBAC and
+/// admission checks, upgrade, and uninstall: one test, because a release owns cluster-scoped
+/// objects (CRDs, ClusterRoles, the admission policy) that a second release would conflict with.
+#[tokio::test]
+async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_and_uninstall() {
+    let plane = ControlPlane::shared_without_crds();
+    let release_ns = plane.namespace("kube-scim").await.unwrap();
+    let tenant_ns = plane.namespace("tenant").await.unwrap();
+    let client = plane.client().await.unwrap();
+
+    ok(helm_cmd(plane)
+        .args(["install", RELEASE])
+        .arg(chart())
+        .args(["--namespace", &release_ns, "--wait=false"])
+        .args(["--set", "ingressDefaults.host=scim.example.test"]));
+    ok(plane.kubectl().args([
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/scimdirectories.kubescim.io",
+        "crd/scimusers.kubescim.io",
+        "crd/scimgroups.kubescim.io",
+    ]));
+
+    // The chart's identities, as their pods would act.
+    let operator_kubeconfig = service_account_kubeconfig(plane, &release_ns, "kube-scim-operator");
+    let server_kubeconfig = service_account_kubeconfig(plane, &release_ns, "kube-scim-server");
+    let log_dir = plane.dir().join(format!("chart-{release_ns}"));
+    std::fs::create_dir_all(&log_dir).unwrap();
+
+    let operator_port = free_port().unwrap();
+    let mut operator_cmd = Command::new(workspace_binary("kube-scim-operator").unwrap());
+    operator_cmd
+        .env("KUBECONFIG", &operator_kubeconfig)
+        .arg(format!("--metrics-bind-address=127.0.0.1:{operator_port}"))
+        .arg(format!("--lease-namespace={release_ns}"))
+        .arg("--lease-name=kube-scim-operator")
+        .arg(format!("--server-service-namespace={release_ns}"))
+        .arg("--server-service-name=kube-scim-server")
+        .arg("--default-ingress-host=scim.example.test");
+    let mut operator =
+        ManagedProcess::spawn_command("operator", operator_cmd, &log_dir.join("operator.log"))
+            .unwrap();
+
+    let scim_port = free_port().unwrap();
+    let metrics_port = free_port().unwrap();
+    let mut server_cmd = Command::new(workspace_binary("kube-scim-server").unwrap());
+    server_cmd
+        .env("KUBECONFIG", &server_kubeconfig)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{scim_port}"))
+        .arg("--metrics-listen")
+        .arg(format!("127.0.0.1:{metrics_port}"));
+    let mut server =
+        ManagedProcess::spawn_command("server", server_cmd, &log_dir.join("server.log")).unwrap();
+
+    let directories: Api<ScimDirectory> = Api::namespaced(client.clone(), &tenant_ns);
+    directories
+        .create(
+            &PostParams::default(),
+            &ScimDirectory::new("contoso", ScimDirectorySpec::default()),
+        )
+        .await
+        .unwrap();
+    let ready = eventually(
+        "directory Ready as the chart's operator",
+        Duration::from_secs(60),
+        || {
+            let directories = directories.clone();
+            async move {
+                let d = directories.get("contoso").await.ok()?;
+                let status = d.status?;
+                let ready = status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True");
+                ready.then_some(status)
+            }
+        },
+    )
+    .await;
+    assert!(
+        operator.is_running(),
+        "operator died:\n{}",
+        operator.log_tail(30)
+    );
+    let endpoint = ready.endpoint.expect("Tenant URL");
+    assert!(
+        endpoint.starts_with(&format!(
+            "http://scim.example.test/scim/v2/{tenant_ns}/contoso"
+        )),
+        "{endpoint}"
+    );
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &tenant_ns);
+    let secret = secrets
+        .get(ready.token_secret_name.as_deref().unwrap())
+        .await
+        .unwrap();
+    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
+
+    // A provisioning flow through the server running as the chart's server identity.
+    let base = format!("http://127.0.0.1:{scim_port}/scim/v2/{tenant_ns}/contoso");
+    let http = reqwest::Client::new();
+    let scim = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut req = http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(&token)
+            .header("Content-Type", "application/scim+json");
+        if let Some(body) = body {
+            req = req.body(body.to_string());
+        }
+        req.send()
+    };
+    eventually("SCIM server ready", Duration::from_secs(60), || async {
+        let response = scim(
+            reqwest::Method::GET,
+            "/Users?filter=userName%20eq%20%22probe%22",
+            None,
+        )
+        .await
+        .ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    let created = scim(
+        reqwest::Method::POST,
+        "/Users",
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "ada@contoso.example",
+            "externalId": "0f5c6c2e-8a43-4c0e-bb7a-4f7e0b0b8a11",
+            "active": true,
+            "emails": [{"type": "work", "value": "ada@contoso.example", "primary": true}]
+        })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), 201, "{:?}", created.text().await);
+    let user: Value = created.json().await.unwrap();
+    let user_id = user["id"].as_str().unwrap().to_string();
+    let patched = scim(
+        reqwest::Method::PATCH,
+        &format!("/Users/{user_id}"),
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Replace", "path": "active", "value": "False"}]
+        })),
+    )
+    .await
+    .unwrap();
+    assert!(patched.status().is_success(), "{:?}", patched.text().await);
+    let group = scim(
+        reqwest::Method::POST,
+        "/Groups",
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "Engineering",
+            "members": []
+        })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(group.status(), 201, "{:?}", group.text().await);
+    let group: Value = group.json().await.unwrap();
+    let group_id = group["id"].as_str().unwrap().to_string();
+    let added = scim(
+        reqwest::Method::PATCH,
+        &format!("/Groups/{group_id}"),
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Add", "path": "members", "value": [{"value": user_id}]}]
+        })),
+    )
+    .await
+    .unwrap();
+    assert!(added.status().is_success(), "{:?}", added.text().await);
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &tenant_ns);
+    let stored = users.get(&user_id).await.unwrap();
+    let labels = stored.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels.get("kubescim.io/active").map(String::as_str),
+        Some("false")
+    );
+    assert!(
+        labels.contains_key(&kube_scim_crds::labels::member_of(&group_id)),
+        "{labels:?}"
+    );
+
+    // Negative checks: the server's identity has nothing on Secrets; another ServiceAccount
+    // with RBAC to create ScimUsers is still refused by the admission policy.
+    let server_sa = format!("system:serviceaccount:{release_ns}:kube-scim-server");
+    let can = plane
+        .kubectl()
+        .args([
+            "auth", "can-i", "get", "secrets", "-n", &tenant_ns, "--as", &server_sa,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&can.stdout).trim(), "no");
+    ok(plane.kubectl().args([
+        "create",
+        "role",
+        "scimuser-writer",
+        "-n",
+        &tenant_ns,
+        "--verb=create,update,delete,get,list",
+        "--resource=scimusers.kubescim.io",
+    ]));
+    ok(plane.kubectl().args([
+        "create",
+        "rolebinding",
+        "intruder-writes",
+        "-n",
+        &tenant_ns,
+        "--role=scimuser-writer",
+        &format!("--serviceaccount={tenant_ns}:intruder"),
+    ]));
+    let intruder: Api<ScimUser> = Api::namespaced(
+        plane
+            .service_account_client(&tenant_ns, "intruder")
+            .await
+            .unwrap(),
+        &tenant_ns,
+    );
+    let mut forged = stored.clone();
+    forged.metadata = kube::api::ObjectMeta {
+        name: Some("forged-user".into()),
+        ..Default::default()
+    };
+    let err = intruder
+        .create(&PostParams::default(), &forged)
+        .await
+        .expect_err("the admission policy refuses writes by anyone but the SCIM server");
+    assert!(
+        err.to_string()
+            .contains("written only by the kube-scim SCIM server"),
+        "{err}"
+    );
+
+    let deleted = scim(
+        reqwest::Method::DELETE,
+        &format!("/Groups/{group_id}"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert!(server.is_running(), "server died:\n{}", server.log_tail(30));
+    operator.stop();
+    server.stop();
+
+    // Upgrade to changed values.
+    ok(helm_cmd(plane)
+        .args(["upgrade", RELEASE])
+        .arg(chart())
+        .args([
+            "--namespace",
+            &release_ns,
+            "--reuse-values",
+            "--set",
+            "server.replicas=3",
+        ]));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &release_ns);
+    let server_deployment = deployments.get("kube-scim-server").await.unwrap();
+    assert_eq!(server_deployment.spec.unwrap().replicas, Some(3));
+
+    // Uninstall keeps the CRDs (crds.keep) and so every provisioned user.
+    ok(helm_cmd(plane)
+        .args(["uninstall", RELEASE])
+        .args(["--namespace", &release_ns]));
+    assert!(
+        deployments
+            .get_opt("kube-scim-server")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    ok(plane
+        .kubectl()
+        .args(["get", "crd", "scimusers.kubescim.io"]));
+    assert!(
+        users.get_opt(&user_id).await.unwrap().is_some(),
+        "users survive uninstall"
+    );
+}
