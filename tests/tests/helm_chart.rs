@@ -473,3 +473,99 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
         "users survive uninstall"
     );
 }
+
+/// `docs/helm-values.md` is generated from `values.schema.json` (descriptions, types) and
+/// `values.yaml` (defaults); `UPDATE_DOCS=1 cargo test -p kube-scim-tests --test helm_chart
+/// values_reference` rewrites it.
+#[test]
+fn values_reference_in_docs_matches_the_schema_and_defaults() {
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(chart().join("values.schema.json")).unwrap())
+            .unwrap();
+    let defaults: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart().join("values.yaml")).unwrap())
+            .unwrap();
+    let mut rows = Vec::new();
+    values_rows("", &schema, Some(&defaults), &mut rows);
+    let mut doc = String::from(
+        "# Helm values reference\n\n\
+         Generated from `charts/kube-scim/values.schema.json` and `values.yaml` by the test \
+         `values_reference_in_docs_matches_the_schema_and_defaults` (run it with `UPDATE_DOCS=1` \
+         to rewrite this file). Unknown keys are rejected by the schema.\n\n\
+         | value | type | default | description |\n|---|---|---|---|\n",
+    );
+    for (key, kind, default, description) in rows {
+        doc.push_str(&format!(
+            "| `{key}` | {kind} | {default} | {description} |\n"
+        ));
+    }
+    let path = repo_root().join("docs/helm-values.md");
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &doc).unwrap();
+    }
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        current == doc,
+        "{} is out of date: run `UPDATE_DOCS=1 cargo test -p kube-scim-tests --test helm_chart values_reference`",
+        path.display()
+    );
+}
+
+fn values_rows(
+    prefix: &str,
+    schema: &Value,
+    default: Option<&Value>,
+    rows: &mut Vec<(String, String, String, String)>,
+) {
+    let Some(properties) = schema["properties"].as_object() else {
+        return;
+    };
+    for (name, property) in properties {
+        if name == "global" {
+            continue;
+        }
+        let key = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let value = default.and_then(|d| d.get(name));
+        let nested = property["additionalProperties"] == Value::Bool(false);
+        if nested {
+            values_rows(&key, property, value, rows);
+            continue;
+        }
+        let kind = match &property["type"] {
+            Value::String(t) => t.clone(),
+            Value::Array(ts) => ts
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" or "),
+            _ => "any".into(),
+        };
+        let kind = match property["enum"].as_array() {
+            Some(options) => format!(
+                "{kind}: {}",
+                options
+                    .iter()
+                    .map(|o| format!("`{}`", o.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => kind,
+        };
+        let default = match value {
+            None | Some(Value::Null) => String::new(),
+            Some(v) => format!(
+                "`{}`",
+                serde_json::to_string(v).unwrap().replace('|', "\\|")
+            ),
+        };
+        let description = property["description"]
+            .as_str()
+            .unwrap_or_default()
+            .replace('|', "\\|");
+        rows.push((key, kind, default, description));
+    }
+}
