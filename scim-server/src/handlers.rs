@@ -552,6 +552,34 @@ async fn resolve_unknown(
     Ok(still)
 }
 
+/// Fails with 400 `invalidValue` (before anything is written) if a member id is neither a user
+/// nor a group of this directory.
+async fn members_exist(
+    st: &AppState,
+    ns: &str,
+    dir: &str,
+    ids: impl Iterator<Item = &String>,
+) -> Result<(), ApiError> {
+    let ids: Vec<String> = ids.cloned().collect();
+    let unknown: Vec<String> = st.cache.read(ns, dir, |d| {
+        ids.iter()
+            .filter(|id| d.kind_of(id).is_none())
+            .cloned()
+            .collect()
+    });
+    if !unknown.is_empty() {
+        let still = resolve_unknown(st, ns, unknown).await?;
+        if !still.is_empty() {
+            return Err(ScimError::InvalidValue(format!(
+                "members do not exist in this directory (nothing was changed): {}",
+                still.join(", ")
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Writes the membership labels of `delta` for group `gid`. Idempotent: re-running after a
 /// partial failure converges.
 async fn apply_membership(
@@ -567,24 +595,7 @@ async fn apply_membership(
     if delta.added.contains_key(gid) {
         return Err(ScimError::InvalidValue("a group cannot be a member of itself".into()).into());
     }
-    let unknown: Vec<String> = st.cache.read(ns, dir, |d| {
-        delta
-            .added
-            .keys()
-            .filter(|id| d.kind_of(id).is_none())
-            .cloned()
-            .collect()
-    });
-    if !unknown.is_empty() {
-        let still = resolve_unknown(st, ns, unknown).await?;
-        if !still.is_empty() {
-            return Err(ScimError::InvalidValue(format!(
-                "members do not exist in this directory (nothing was changed): {}",
-                still.join(", ")
-            ))
-            .into());
-        }
-    }
+    members_exist(st, ns, dir, delta.added.keys()).await?;
     let plan: Vec<(ResourceKind, String, bool)> = st.cache.read(ns, dir, |d| {
         let current: HashSet<String> = d.members.get(gid).cloned().unwrap_or_default();
         let mut plan = Vec::new();
@@ -672,6 +683,7 @@ async fn create(
     {
         return Err(uniqueness(kind));
     }
+    members_exist(&st, &ns, &dir, members.iter().map(|m| &m.value)).await?;
     let ts = now();
     for attempt in 0..ID_CANDIDATES {
         let id = candidate_id(kind, &ns, &dir, &key, attempt);
@@ -766,9 +778,7 @@ enum Change {
 
 async fn modify(
     st: Arc<AppState>,
-    ns: String,
-    dir: String,
-    id: String,
+    (ns, dir, id): (String, String, String),
     headers: HeaderMap,
     body: Body,
     kind: ResourceKind,
@@ -874,7 +884,7 @@ pub async fn put_user(
     headers: HeaderMap,
     body: Body,
 ) -> Res {
-    modify(st, ns, dir, id, headers, body, ResourceKind::User, false).await
+    modify(st, (ns, dir, id), headers, body, ResourceKind::User, false).await
 }
 
 /// PATCH /Users/{id}
@@ -884,7 +894,7 @@ pub async fn patch_user(
     headers: HeaderMap,
     body: Body,
 ) -> Res {
-    modify(st, ns, dir, id, headers, body, ResourceKind::User, true).await
+    modify(st, (ns, dir, id), headers, body, ResourceKind::User, true).await
 }
 
 /// PUT /Groups/{id}
@@ -894,7 +904,7 @@ pub async fn put_group(
     headers: HeaderMap,
     body: Body,
 ) -> Res {
-    modify(st, ns, dir, id, headers, body, ResourceKind::Group, false).await
+    modify(st, (ns, dir, id), headers, body, ResourceKind::Group, false).await
 }
 
 /// PATCH /Groups/{id}
@@ -904,7 +914,7 @@ pub async fn patch_group(
     headers: HeaderMap,
     body: Body,
 ) -> Res {
-    modify(st, ns, dir, id, headers, body, ResourceKind::Group, true).await
+    modify(st, (ns, dir, id), headers, body, ResourceKind::Group, true).await
 }
 
 async fn delete(

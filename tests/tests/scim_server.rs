@@ -1,0 +1,1042 @@
+//! The SCIM server as a process against the real control plane: Entra's flows in both PATCH
+//! dialects, authentication, uniqueness across replicas, read-your-writes, large groups,
+//! restarts and bad input.
+
+use std::process::Command;
+use std::time::Duration;
+
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimGroup, ScimUser};
+use kube_scim_tests::procs::ManagedProcess;
+use kube_scim_tests::{ControlPlane, free_port, workspace_binary};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+fn verifier(token: &str) -> String {
+    let d = Sha256::digest(token.as_bytes());
+    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn random_token() -> String {
+    format!("tok-{}-{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4())
+}
+
+/// Creates a directory and publishes `tokens` (token, expiresAt) as verifiers, Ready=True
+/// (what the operator does).
+async fn make_directory(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    tokens: &[(&str, Option<&str>)],
+    ready: bool,
+) {
+    let api: Api<ScimDirectory> = Api::namespaced(client.clone(), ns);
+    api.create(
+        &PostParams::default(),
+        &ScimDirectory::new(name, ScimDirectorySpec::default()),
+    )
+    .await
+    .unwrap();
+    set_directory_status(client, ns, name, tokens, ready).await;
+}
+
+async fn set_directory_status(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    tokens: &[(&str, Option<&str>)],
+    ready: bool,
+) {
+    let api: Api<ScimDirectory> = Api::namespaced(client.clone(), ns);
+    let verifiers: Vec<Value> = tokens
+        .iter()
+        .map(|(t, exp)| {
+            let mut v = json!({"hash": verifier(t)});
+            if let Some(e) = exp {
+                v["expiresAt"] = json!(e);
+            }
+            v
+        })
+        .collect();
+    let status = json!({"status": {
+        "tokenVerifiers": verifiers,
+        "conditions": [{
+            "type": "Ready",
+            "status": if ready { "True" } else { "False" },
+            "reason": if ready { "Ready" } else { "NotReady" },
+            "message": "set by the test",
+            "lastTransitionTime": "2026-01-01T00:00:00Z"
+        }]
+    }});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+struct Server {
+    proc: ManagedProcess,
+    port: u16,
+    metrics_port: u16,
+}
+
+impl Server {
+    async fn start(plane: &ControlPlane, namespaces: &str, tag: &str) -> Server {
+        let bin = workspace_binary("kube-scim-server").unwrap();
+        let port = free_port().unwrap();
+        let metrics_port = free_port().unwrap();
+        let mut cmd = Command::new(bin);
+        cmd.env("KUBECONFIG", plane.kubeconfig())
+            .env_remove("RUST_LOG")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{metrics_port}"))
+            .arg("--namespaces")
+            .arg(namespaces);
+        let log = plane.dir().join(format!("scim-server-{tag}-{port}.log"));
+        let proc = ManagedProcess::spawn_command("kube-scim-server", cmd, &log).unwrap();
+        let mut s = Server {
+            proc,
+            port,
+            metrics_port,
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(r) = http
+                .get(format!("http://127.0.0.1:{}/readyz", s.metrics_port))
+                .send()
+                .await
+                && r.status() == StatusCode::OK
+            {
+                return s;
+            }
+            assert!(
+                s.proc.is_running(),
+                "server exited: {}",
+                s.proc.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("server not ready in 30 s: {}", s.proc.log_tail(40));
+    }
+
+    fn scim(&self, ns: &str, dir: &str, token: &str) -> Scim {
+        Scim {
+            http: reqwest::Client::new(),
+            base: format!("http://127.0.0.1:{}/scim/v2/{ns}/{dir}", self.port),
+            token: token.to_string(),
+        }
+    }
+
+    async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+#[derive(Clone)]
+struct Scim {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Scim {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Resp {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(60));
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(serde_json::to_vec(b).unwrap());
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+    async fn get(&self, path: &str) -> Resp {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+    async fn post(&self, path: &str, b: &Value) -> Resp {
+        self.call(reqwest::Method::POST, path, Some(b)).await
+    }
+    async fn post_owned(&self, path: &str, b: Value) -> Resp {
+        self.call(reqwest::Method::POST, path, Some(&b)).await
+    }
+    async fn patch(&self, path: &str, b: &Value) -> Resp {
+        self.call(reqwest::Method::PATCH, path, Some(b)).await
+    }
+    async fn put(&self, path: &str, b: &Value) -> Resp {
+        self.call(reqwest::Method::PUT, path, Some(b)).await
+    }
+    async fn delete(&self, path: &str) -> Resp {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+    async fn filter(&self, res: &str, filter: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}/{res}", self.base))
+            .query(&[("filter", filter)])
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "filter {filter}");
+        r.json().await.unwrap()
+    }
+    /// Waits until the server sees the directory (watch latency after it was created).
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            let r = self.get("/Users?count=1").await;
+            if r.status == StatusCode::OK {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("directory never became usable at {}", self.base);
+    }
+}
+
+fn user_body(user_name: &str, external_id: &str) -> Value {
+    json!({
+        "schemas": [USER_SCHEMA, ENTERPRISE],
+        "externalId": external_id,
+        "userName": user_name,
+        "active": true,
+        "displayName": format!("User {user_name}"),
+        "name": {"givenName": "Given", "familyName": "Family", "formatted": null},
+        "emails": [{"primary": true, "type": "work", "value": user_name}],
+        "password": "P@ssw0rd-never-stored",
+        "meta": {"resourceType": "User"},
+        ENTERPRISE: {"department": "Eng", "employeeNumber": "42"}
+    })
+}
+
+fn assert_scim_error(r: &Resp, status: u16, scim_type: Option<&str>) {
+    assert_eq!(r.status.as_u16(), status, "body: {}", r.body);
+    assert_eq!(
+        r.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["status"], status.to_string());
+    if let Some(t) = scim_type {
+        assert_eq!(r.body["scimType"], t, "{}", r.body);
+    }
+    assert!(
+        r.headers
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("application/scim+json")),
+        "content-type {:?}",
+        r.headers.get("content-type")
+    );
+}
+
+async fn setup(prefix: &str) -> (&'static ControlPlane, Client, String, String) {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await.unwrap();
+    let ns = plane.namespace(prefix).await.unwrap();
+    let token = random_token();
+    make_directory(&client, &ns, "entra", &[(&token, None)], true).await;
+    (plane, client, ns, token)
+}
+
+#[tokio::test]
+async fn test_connection_auth_and_discovery() {
+    let (plane, client, ns, token) = setup("scim-auth").await;
+    let other_token = random_token();
+    make_directory(&client, &ns, "other", &[(&other_token, None)], true).await;
+    make_directory(&client, &ns, "pending", &[(&token, None)], false).await;
+    let srv = Server::start(plane, &ns, "auth").await;
+    let scim = srv.scim(&ns, "entra", &token);
+    scim.wait_ready().await;
+
+    // Entra's Test Connection: a random GUID userName, with the dialect flag in the URL.
+    let guid = uuid::Uuid::new_v4();
+    let r = scim
+        .get(&format!(
+            "/Users?aadOptscim062020&filter=userName+eq+%22{guid}%22"
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["totalResults"], 0);
+    assert_eq!(r.body["itemsPerPage"], 0);
+    assert_eq!(r.body["startIndex"], 1);
+    assert_eq!(r.body["Resources"], json!([]));
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/scim+json")
+    );
+
+    for bad in ["", "wrong", other_token.as_str()] {
+        let mut s = scim.clone();
+        s.token = bad.to_string();
+        let r = s
+            .get(&format!("/Users?filter=userName+eq+%22{guid}%22"))
+            .await;
+        assert_scim_error(&r, 401, None);
+        assert!(r.headers.contains_key("www-authenticate"));
+    }
+    // Directory B's token opens B but not A, and A's token does not open B.
+    let b = srv.scim(&ns, "other", &other_token);
+    assert_eq!(b.get("/Users").await.status, StatusCode::OK);
+    let a_on_b = srv.scim(&ns, "other", &token);
+    assert_scim_error(&a_on_b.get("/Users").await, 401, None);
+
+    let missing = srv.scim(&ns, "does-not-exist", &token);
+    assert_scim_error(&missing.get("/Users").await, 404, None);
+    let pending = srv.scim(&ns, "pending", &token);
+    let r = pending.get("/Users").await;
+    assert_scim_error(&r, 503, None);
+    assert!(r.headers.contains_key("retry-after"));
+
+    let r = scim.get("/ServiceProviderConfig").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["patch"]["supported"], true);
+    assert_eq!(scim.get("/ResourceTypes").await.body["totalResults"], 2);
+    assert_eq!(scim.get("/Schemas").await.status, StatusCode::OK);
+    assert_scim_error(&scim.get("/NoSuchThing").await, 404, None);
+
+    // Tokens never reach logs or metrics.
+    let m = srv.metrics().await;
+    assert!(m.contains("kube_scim_requests_total"), "{m}");
+    assert!(m.contains("kube_scim_cache_users"), "{m}");
+    assert!(!m.contains(&token) && !m.contains(&other_token));
+    let log = std::fs::read_to_string(srv.proc.log()).unwrap();
+    assert!(!log.contains(&token) && !log.contains(&other_token));
+    assert!(log.contains("request_id"), "{}", srv.proc.log_tail(5));
+}
+
+#[tokio::test]
+async fn user_crud_filters_and_both_patch_dialects() {
+    let (plane, client, ns, token) = setup("scim-users").await;
+    let srv = Server::start(plane, &ns, "users").await;
+    let scim = srv.scim(&ns, "entra", &token);
+    scim.wait_ready().await;
+
+    let r = scim
+        .post("/Users", &user_body("Alice@Contoso.com", "ext-alice"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert!(r.headers.contains_key("location"));
+    assert!(r.headers["etag"].to_str().unwrap().starts_with("W/\""));
+    assert!(r.body.get("password").is_none());
+    assert_eq!(r.body["meta"]["resourceType"], "User");
+
+    // Stored as a ScimUser named by the id, labelled, owned (not controlled) by the directory.
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
+    let obj = users.get(&id).await.unwrap();
+    let labels = obj.metadata.labels.clone().unwrap();
+    assert_eq!(labels["kubescim.io/directory"], "entra");
+    assert_eq!(labels["kubescim.io/active"], "true");
+    let owner = &obj.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("ScimDirectory", "entra")
+    );
+    assert_eq!(owner.controller, Some(false));
+    assert_eq!(owner.block_owner_deletion, Some(false));
+    let st = obj.status.clone().unwrap();
+    assert_eq!(st.user_name, "Alice@Contoso.com");
+    assert_eq!(
+        st.enterprise.as_ref().unwrap().department.as_deref(),
+        Some("Eng")
+    );
+    let raw = serde_json::to_string(&obj).unwrap();
+    assert!(!raw.contains("P@ssw0rd"), "password stored: {raw}");
+
+    // Filters: case-insensitive userName, externalId, unquoted value, work email, and.
+    for f in [
+        "userName eq \"alice@contoso.com\"".to_string(),
+        "externalId eq \"ext-alice\"".to_string(),
+        "externalId eq ext-alice".to_string(),
+        "emails[type eq \"work\"].value eq \"alice@contoso.com\"".to_string(),
+        format!("id eq \"{id}\" and active eq true"),
+    ] {
+        let l = scim.filter("Users", &f).await;
+        assert_eq!(l["totalResults"], 1, "{f}: {l}");
+        assert_eq!(l["Resources"][0]["id"], id.as_str());
+    }
+    assert_eq!(
+        scim.filter("Users", "userName eq \"bob@contoso.com\"")
+            .await["totalResults"],
+        0
+    );
+    let bad = scim.get("/Users?filter=userName+eq").await;
+    assert_scim_error(&bad, 400, Some("invalidFilter"));
+
+    // Duplicate userName in another case: 409 uniqueness.
+    let r = scim
+        .post("/Users", &user_body("ALICE@contoso.com", "ext-2"))
+        .await;
+    assert_scim_error(&r, 409, Some("uniqueness"));
+
+    // Legacy dialect: capitalised ops, "False" string, one op per path.
+    let legacy = json!({"schemas": [PATCH_OP], "Operations": [
+        {"op": "Replace", "path": "active", "value": "False"},
+        {"op": "Add", "path": "title", "value": "Engineer"},
+        {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "alice2@contoso.com"},
+        {"op": "Add", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "+1 555"},
+        {"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "value": [{"$ref": null, "value": "mgr-1"}]}
+    ]});
+    let r = scim.patch(&format!("/Users/{id}"), &legacy).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["active"], false);
+    assert_eq!(r.body["title"], "Engineer");
+    assert_eq!(r.body[ENTERPRISE]["manager"]["value"], "mgr-1");
+    let obj = users.get(&id).await.unwrap();
+    assert_eq!(obj.metadata.labels.unwrap()["kubescim.io/active"], "false");
+    // Inactive users are still found.
+    let l = scim
+        .filter("Users", "userName eq \"Alice@Contoso.com\"")
+        .await;
+    assert_eq!(l["Resources"][0]["active"], false);
+    assert_eq!(
+        scim.filter("Users", "emails.value eq \"alice2@contoso.com\"")
+            .await["totalResults"],
+        1
+    );
+
+    // New dialect: lowercase ops, booleans, path-less replace with dotted and URN keys.
+    let new = json!({"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "value": {
+            "active": true,
+            "name.givenName": "Alicia",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber": "43",
+            "urn:ietf:params:scim:schemas:extension:Contoso:2.0:User:badge": "B-7"
+        }},
+        {"op": "remove", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager"}
+    ]});
+    let r = scim
+        .patch(&format!("/Users/{id}?aadOptscim062020"), &new)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let g = scim.get(&format!("/Users/{id}")).await;
+    assert_eq!(g.body["active"], true);
+    assert_eq!(g.body["name"]["givenName"], "Alicia");
+    assert_eq!(g.body[ENTERPRISE]["employeeNumber"], "43");
+    assert!(g.body[ENTERPRISE].get("manager").is_none(), "{}", g.body);
+    assert_eq!(
+        g.body["urn:ietf:params:scim:schemas:extension:Contoso:2.0:User"]["badge"],
+        "B-7"
+    );
+
+    // PUT replaces; the id stays.
+    let mut put = user_body("Alice@Contoso.com", "ext-alice");
+    put["displayName"] = json!("Replaced");
+    let r = scim.put(&format!("/Users/{id}"), &put).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["id"], id.as_str());
+    assert_eq!(r.body["displayName"], "Replaced");
+    assert!(r.body.get("title").is_none());
+
+    // Rename keeps the id; the old name is free again, the new one is taken.
+    let r = scim
+        .patch(&format!("/Users/{id}"), &json!({"Operations": [{"op": "replace", "path": "userName", "value": "alice.renamed@contoso.com"}]}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = scim
+        .post("/Users", &user_body("ALICE.RENAMED@contoso.com", "x"))
+        .await;
+    assert_scim_error(&r, 409, Some("uniqueness"));
+    // Name reuse: the old userName's deterministic id is still held by the renamed user.
+    let r = scim
+        .post("/Users", &user_body("alice@contoso.com", "ext-new-alice"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let new_alice = r.body["id"].as_str().unwrap().to_string();
+    assert_ne!(new_alice, id);
+
+    // DELETE, then 404 and empty filters.
+    assert_eq!(
+        scim.delete(&format!("/Users/{id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_scim_error(&scim.get(&format!("/Users/{id}")).await, 404, None);
+    assert_scim_error(&scim.delete(&format!("/Users/{id}")).await, 404, None);
+    assert_eq!(
+        scim.filter("Users", "userName eq \"alice.renamed@contoso.com\"")
+            .await["totalResults"],
+        0
+    );
+    assert!(users.get_opt(&id).await.unwrap().is_none());
+    assert_scim_error(&scim.patch(&format!("/Users/{id}"), &new).await, 404, None);
+}
+
+#[tokio::test]
+async fn groups_membership_in_both_dialects() {
+    let (plane, client, ns, token) = setup("scim-groups").await;
+    let srv = Server::start(plane, &ns, "groups").await;
+    let scim = srv.scim(&ns, "entra", &token);
+    scim.wait_ready().await;
+
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let r = scim
+            .post(
+                "/Users",
+                &user_body(&format!("m{i}@contoso.com"), &format!("e{i}")),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        ids.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    let g = scim
+        .post("/Groups", &json!({"schemas": [GROUP_SCHEMA, "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"], "displayName": "Engineers", "externalId": "g-ext", "members": []}))
+        .await;
+    assert_eq!(g.status, StatusCode::CREATED, "{}", g.body);
+    let gid = g.body["id"].as_str().unwrap().to_string();
+    assert_scim_error(
+        &scim
+            .post("/Groups", &json!({"displayName": "engineers"}))
+            .await,
+        409,
+        Some("uniqueness"),
+    );
+    let l = scim
+        .get("/Groups?excludedAttributes=members&filter=displayName+eq+%22Engineers%22")
+        .await;
+    assert_eq!(l.body["totalResults"], 1);
+
+    // Legacy add of several members in one op.
+    let add = json!({"schemas": [PATCH_OP], "Operations": [{"op": "Add", "path": "members",
+        "value": ids[..3].iter().map(|i| json!({"value": i})).collect::<Vec<_>>()}]});
+    assert_eq!(
+        scim.patch(&format!("/Groups/{gid}"), &add).await.status,
+        StatusCode::NO_CONTENT
+    );
+    // Re-adding is fine.
+    assert_eq!(
+        scim.patch(&format!("/Groups/{gid}"), &add).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let members = |v: &Value| -> Vec<String> {
+        let mut m: Vec<String> = v["members"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| m["value"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        m.sort();
+        m
+    };
+    let mut want: Vec<String> = ids[..3].to_vec();
+    want.sort();
+    let got = scim.get(&format!("/Groups/{gid}")).await;
+    assert_eq!(members(&got.body), want);
+    let got = scim
+        .get(&format!("/Groups/{gid}?excludedAttributes=members"))
+        .await;
+    assert!(got.body.get("members").is_none());
+    // Membership is on the members: a label selector lists them.
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
+    let sel = users
+        .list(&ListParams::default().labels(&format!("member.kubescim.io/{gid}")))
+        .await
+        .unwrap();
+    assert_eq!(sel.items.len(), 3);
+    let u = scim.get(&format!("/Users/{}", ids[0])).await;
+    assert_eq!(u.body["groups"][0]["value"], gid.as_str());
+    assert_eq!(u.body["groups"][0]["display"], "Engineers");
+
+    // Legacy removal by value array removes exactly those members.
+    let rm = json!({"schemas": [PATCH_OP], "Operations": [{"op": "Remove", "path": "members", "value": [{"value": ids[0]}]}]});
+    assert_eq!(
+        scim.patch(&format!("/Groups/{gid}"), &rm).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let mut want: Vec<String> = ids[1..3].to_vec();
+    want.sort();
+    assert_eq!(
+        members(&scim.get(&format!("/Groups/{gid}")).await.body),
+        want
+    );
+    // Removing a non-member is a no-op.
+    assert_eq!(
+        scim.patch(&format!("/Groups/{gid}"), &rm).await.status,
+        StatusCode::NO_CONTENT
+    );
+    // New dialect removal by filter, and a displayName replace in the same request.
+    let rm2 = json!({"schemas": [PATCH_OP], "Operations": [
+        {"op": "remove", "path": format!("members[value eq \"{}\"]", ids[1])},
+        {"op": "replace", "value": {"displayName": "Engineering"}}
+    ]});
+    assert_eq!(
+        scim.patch(&format!("/Groups/{gid}"), &rm2).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let got = scim.get(&format!("/Groups/{gid}")).await;
+    assert_eq!(members(&got.body), vec![ids[2].clone()]);
+    assert_eq!(got.body["displayName"], "Engineering");
+    let f = scim
+        .filter("Groups", &format!("members[value eq \"{}\"]", ids[2]))
+        .await;
+    assert_eq!(f["totalResults"], 1);
+    assert_eq!(
+        scim.filter("Groups", &format!("members[value eq \"{}\"]", ids[0]))
+            .await["totalResults"],
+        0
+    );
+
+    // Adding a member that does not exist: 400 and nothing changes.
+    let bad = json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": ids[3]}, {"value": "00000000-0000-0000-0000-000000000000"}]}]});
+    assert_scim_error(
+        &scim.patch(&format!("/Groups/{gid}"), &bad).await,
+        400,
+        Some("invalidValue"),
+    );
+    assert_eq!(
+        members(&scim.get(&format!("/Groups/{gid}")).await.body),
+        vec![ids[2].clone()]
+    );
+
+    // A nested group member.
+    let g2 = scim
+        .post("/Groups", &json!({"displayName": "Parent"}))
+        .await;
+    let g2id = g2.body["id"].as_str().unwrap().to_string();
+    let add_group = json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": gid}, {"value": ids[3]}]}]});
+    assert_eq!(
+        scim.patch(&format!("/Groups/{g2id}"), &add_group)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let mut want = vec![gid.clone(), ids[3].clone()];
+    want.sort();
+    assert_eq!(
+        members(&scim.get(&format!("/Groups/{g2id}")).await.body),
+        want
+    );
+
+    // Deleting a user removes its memberships; deleting a group removes its member labels.
+    assert_eq!(
+        scim.delete(&format!("/Users/{}", ids[3])).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        members(&scim.get(&format!("/Groups/{g2id}")).await.body),
+        vec![gid.clone()]
+    );
+    assert_eq!(
+        scim.delete(&format!("/Groups/{gid}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert!(members(&scim.get(&format!("/Groups/{g2id}")).await.body).is_empty());
+    let sel = users
+        .list(&ListParams::default().labels(&format!("member.kubescim.io/{gid}")))
+        .await
+        .unwrap();
+    assert!(sel.items.is_empty());
+    let groups: Api<ScimGroup> = Api::namespaced(client.clone(), &ns);
+    assert!(groups.get_opt(&gid).await.unwrap().is_none());
+
+    // PUT replaces the member list; remove without value removes all.
+    let put = json!({"schemas": [GROUP_SCHEMA], "displayName": "Parent", "members": [{"value": ids[0]}, {"value": ids[1]}]});
+    let r = scim.put(&format!("/Groups/{g2id}"), &put).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut want = vec![ids[0].clone(), ids[1].clone()];
+    want.sort();
+    assert_eq!(members(&r.body), want);
+    let all = json!({"Operations": [{"op": "remove", "path": "members"}]});
+    assert_eq!(
+        scim.patch(&format!("/Groups/{g2id}"), &all).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert!(members(&scim.get(&format!("/Groups/{g2id}")).await.body).is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_duplicate_posts_across_two_servers() {
+    let (plane, _client, ns, token) = setup("scim-dup").await;
+    let a = Server::start(plane, &ns, "dup-a").await;
+    let b = Server::start(plane, &ns, "dup-b").await;
+    let sa = a.scim(&ns, "entra", &token);
+    let sb = b.scim(&ns, "entra", &token);
+    sa.wait_ready().await;
+    sb.wait_ready().await;
+    for round in 0..8 {
+        let name = format!("dup{round}@contoso.com");
+        let upper = name.to_uppercase();
+        let (ra, rb) = tokio::join!(
+            sa.post_owned("/Users", user_body(&name, "a")),
+            sb.post_owned("/Users", user_body(&upper, "b"))
+        );
+        let mut codes = [ra.status.as_u16(), rb.status.as_u16()];
+        codes.sort();
+        assert_eq!(
+            codes,
+            [201, 409],
+            "round {round}: {} / {}",
+            ra.body,
+            rb.body
+        );
+        let (winner, loser_client, loser) = if ra.status == StatusCode::CREATED {
+            (&ra, &sb, &rb)
+        } else {
+            (&rb, &sa, &ra)
+        };
+        assert_eq!(loser.body["scimType"], "uniqueness");
+        // The loser's own server finds the winner right away.
+        let l = loser_client
+            .filter("Users", &format!("userName eq \"{name}\""))
+            .await;
+        assert_eq!(l["totalResults"], 1, "round {round}: {l}");
+        assert_eq!(l["Resources"][0]["id"], winner.body["id"]);
+    }
+    // Groups too, on the same server.
+    let posts = (0..4).map(|_| sa.post_owned("/Groups", json!({"displayName": "Same"})));
+    let rs = join_all(posts).await;
+    assert_eq!(
+        rs.iter()
+            .filter(|r| r.status == StatusCode::CREATED)
+            .count(),
+        1
+    );
+    assert_eq!(
+        rs.iter()
+            .filter(|r| r.status == StatusCode::CONFLICT)
+            .count(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn read_your_writes_on_every_path() {
+    let (plane, _client, ns, token) = setup("scim-ryw").await;
+    let srv = Server::start(plane, &ns, "ryw").await;
+    let scim = srv.scim(&ns, "entra", &token);
+    scim.wait_ready().await;
+    let g = scim.post("/Groups", &json!({"displayName": "RYW"})).await;
+    let gid = g.body["id"].as_str().unwrap().to_string();
+    for i in 0..15 {
+        let name = format!("ryw{i}@contoso.com");
+        let r = scim
+            .post("/Users", &user_body(&name, &format!("x{i}")))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        let id = r.body["id"].as_str().unwrap().to_string();
+        assert_eq!(
+            scim.filter("Users", &format!("userName eq \"{name}\""))
+                .await["totalResults"],
+            1
+        );
+        assert_eq!(
+            scim.filter("Users", &format!("externalId eq \"x{i}\""))
+                .await["totalResults"],
+            1
+        );
+        let p = json!({"Operations": [{"op": "replace", "path": "displayName", "value": format!("v{i}")}]});
+        assert_eq!(
+            scim.patch(&format!("/Users/{id}"), &p).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            scim.get(&format!("/Users/{id}")).await.body["displayName"],
+            format!("v{i}")
+        );
+        let add =
+            json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": id}]}]});
+        assert_eq!(
+            scim.patch(&format!("/Groups/{gid}"), &add).await.status,
+            StatusCode::NO_CONTENT
+        );
+        let f = scim
+            .filter("Groups", &format!("members[value eq \"{id}\"]"))
+            .await;
+        assert_eq!(f["totalResults"], 1);
+        assert_eq!(
+            scim.delete(&format!("/Users/{id}")).await.status,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            scim.get(&format!("/Users/{id}")).await.status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            scim.filter("Users", &format!("userName eq \"{name}\""))
+                .await["totalResults"],
+            0
+        );
+    }
+}
+
+#[tokio::test]
+async fn token_rotation_and_expiry() {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await.unwrap();
+    let ns = plane.namespace("scim-rotate").await.unwrap();
+    let old = random_token();
+    let new = random_token();
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
+    make_directory(
+        &client,
+        &ns,
+        "entra",
+        &[(&new, None), (&old, Some(&later))],
+        true,
+    )
+    .await;
+    let srv = Server::start(plane, &ns, "rotate").await;
+    let s_old = srv.scim(&ns, "entra", &old);
+    let s_new = srv.scim(&ns, "entra", &new);
+    s_new.wait_ready().await;
+    assert_eq!(s_old.get("/Users").await.status, StatusCode::OK);
+    assert_eq!(s_new.get("/Users").await.status, StatusCode::OK);
+    // The old token expires: it stops working, the new one keeps working.
+    let past = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(5)).to_string();
+    set_directory_status(
+        &client,
+        &ns,
+        "entra",
+        &[(&new, None), (&old, Some(&past))],
+        true,
+    )
+    .await;
+    let mut ok = false;
+    for _ in 0..100 {
+        if s_old.get("/Users").await.status == StatusCode::UNAUTHORIZED {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "expired token still accepted");
+    assert_eq!(s_new.get("/Users").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn restart_serves_the_same_data() {
+    let (plane, _client, ns, token) = setup("scim-restart").await;
+    let mut srv = Server::start(plane, &ns, "restart-1").await;
+    let scim = srv.scim(&ns, "entra", &token);
+    scim.wait_ready().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let r = scim
+            .post(
+                "/Users",
+                &user_body(&format!("r{i}@contoso.com"), &format!("r{i}")),
+            )
+            .await;
+        ids.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    let g = scim
+        .post(
+            "/Groups",
+            &json!({"displayName": "Restarted", "members": [{"value": ids[0]}, {"value": ids[1]}]}),
+        )
+        .await;
+    assert_eq!(g.status, StatusCode::CREATED, "{}", g.body);
+    let gid = g.body["id"].as_str().unwrap().to_string();
+    let before_users = scim.get("/Users?sortBy=userName").await.body;
+    let before_group = scim.get(&format!("/Groups/{gid}")).await.body;
+    srv.proc.stop();
+    let srv2 = Server::start(plane, &ns, "restart-2").await;
+    let scim2 = srv2.scim(&ns, "entra", &token);
+    let after_users = scim2.get("/Users?sortBy=userName").await.body;
+    let after_group = scim2.get(&format!("/Groups/{gid}")).await.body;
+    let strip = |mut v: Value| {
+        // Locations carry the port of each server.
+        let s = serde_json::to_string(&v).unwrap();
+        let s = s
+            .replace(&srv.port.to_string(), "PORT")
+            .replace(&srv2.port.to_string(), "PORT");
+        v = serde_json::from_str(&s).unwrap();
+        v
+    };
+    assert_eq!(strip(before_users), strip(after_users));
+    assert_eq!(strip(before_group), strip(after_group));
+}
+
+#[tokio::test]
+async fn bad_input_gets_scim_errors_and_changes_nothing() {
+    let (plane, client, ns, token) = setup("scim-bad").await;
+    let srv = Server::start(plane, &ns, "bad").await;
+    let scim = srv.scim(&ns, "entra", &token);
+    scim.wait_ready().await;
+    let r = scim
+        .post("/Users", &user_body("keep@contoso.com", "keep"))
+        .await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
+    let rv = users.get(&id).await.unwrap().metadata.resource_version;
+    let http = reqwest::Client::new();
+    let raw = |method: reqwest::Method, path: &str, ct: &str, body: Vec<u8>| {
+        http.request(method, format!("{}{path}", scim.base))
+            .bearer_auth(&token)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    let to_resp = |r: reqwest::Response| async move {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let body = r.json::<Value>().await.unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    };
+    type Case<'a> = (
+        reqwest::Method,
+        String,
+        &'a str,
+        Vec<u8>,
+        u16,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        (reqwest::Method::POST, "/Users".into(), "application/scim+json", b"{\"userName\": ".to_vec(), 400, Some("invalidSyntax")),
+        (reqwest::Method::POST, "/Users".into(), "text/plain", b"{\"userName\":\"x@y\"}".to_vec(), 415, None),
+        (reqwest::Method::POST, "/Users".into(), "application/json", vec![b' '; 2 * 1024 * 1024], 413, None),
+        (reqwest::Method::POST, "/Users".into(), "application/json", format!("{{\"userName\":\"deep@x\",\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200)).into_bytes(), 400, Some("invalidSyntax")),
+        (reqwest::Method::POST, "/Users".into(), "application/json", b"{\"displayName\":\"no userName\"}".to_vec(), 400, Some("invalidValue")),
+        (reqwest::Method::PATCH, format!("/Users/{id}"), "application/json", b"{\"Operations\":[{\"op\":\"explode\",\"path\":\"title\",\"value\":\"x\"}]}".to_vec(), 400, None),
+        (reqwest::Method::PATCH, format!("/Users/{id}"), "application/json", b"{\"Operations\":[{\"op\":\"replace\",\"path\":\"title\",\"value\":\"x\"},{\"op\":\"replace\",\"path\":\"active\",\"value\":\"maybe\"}]}".to_vec(), 400, None),
+        (reqwest::Method::PATCH, format!("/Users/{id}"), "application/json", b"not json".to_vec(), 400, Some("invalidSyntax")),
+        (reqwest::Method::PUT, format!("/Users/{id}"), "application/json", b"[]".to_vec(), 400, None),
+        (reqwest::Method::POST, "/.search".into(), "application/json", b"{\"filter\":\"userName eq\"}".to_vec(), 400, Some("invalidFilter")),
+    ];
+    for (m, path, ct, body, status, t) in cases {
+        let r = to_resp(raw(m.clone(), &path, ct, body).await.unwrap()).await;
+        assert_scim_error(&r, status, t);
+    }
+    for q in [
+        "filter=userName+eq",
+        "filter=(((",
+        "filter=userName+xx+%22a%22",
+        "startIndex=abc",
+    ] {
+        assert_eq!(
+            scim.get(&format!("/Users?{q}")).await.status,
+            StatusCode::BAD_REQUEST,
+            "{q}"
+        );
+    }
+    // Nothing changed.
+    assert_eq!(users.get(&id).await.unwrap().metadata.resource_version, rv);
+    assert_eq!(
+        users
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let l = scim.get("/Users").await;
+    assert_eq!(l.body["totalResults"], 1);
+    // And the server is still fine.
+    assert!(
+        srv.proc
+            .log_tail(200)
+            .lines()
+            .all(|l| !l.contains("panicked"))
+    );
+}
+
+#[tokio::test]
+async fn group_with_ten_thousand_members() {
+    const N: usize = 10_000;
+    const BATCH: usize = 500;
+    let (plane, client, ns, token) = setup("scim-big").await;
+    let srv = Server::start(plane, &ns, "big").await;
+    let scim = srv.scim(&ns, "entra", &token);
+    scim.wait_ready().await;
+    let started = std::time::Instant::now();
+    let names: Vec<String> = (0..N).map(|i| format!("big{i:05}@contoso.com")).collect();
+    let mut ids = Vec::with_capacity(N);
+    for chunk in names.chunks(64) {
+        let rs = join_all(
+            chunk
+                .iter()
+                .map(|n| scim.post_owned("/Users", json!({"userName": n}))),
+        )
+        .await;
+        for r in rs {
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+            ids.push(r.body["id"].as_str().unwrap().to_string());
+        }
+    }
+    eprintln!("created {N} users in {:?}", started.elapsed());
+    let g = scim
+        .post("/Groups", &json!({"displayName": "Everyone"}))
+        .await;
+    let gid = g.body["id"].as_str().unwrap().to_string();
+    let t = std::time::Instant::now();
+    for batch in ids.chunks(BATCH) {
+        let op = json!({"schemas": [PATCH_OP], "Operations": [{"op": "Add", "path": "members",
+            "value": batch.iter().map(|i| json!({"value": i})).collect::<Vec<_>>()}]});
+        let r = scim.patch(&format!("/Groups/{gid}"), &op).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    }
+    eprintln!("added {N} members in {:?}", t.elapsed());
+    let got = scim.get(&format!("/Groups/{gid}")).await;
+    assert_eq!(got.body["members"].as_array().unwrap().len(), N);
+    let slim = scim
+        .get(&format!("/Groups/{gid}?excludedAttributes=members"))
+        .await;
+    assert!(slim.body.get("members").is_none());
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
+    let sel = users
+        .list_metadata(&ListParams::default().labels(&format!("member.kubescim.io/{gid}")))
+        .await
+        .unwrap();
+    assert_eq!(sel.items.len(), N);
+    // The group object itself stays small.
+    let groups: Api<ScimGroup> = Api::namespaced(client.clone(), &ns);
+    let gobj = serde_json::to_vec(&groups.get(&gid).await.unwrap()).unwrap();
+    assert!(gobj.len() < 4096, "group object is {} bytes", gobj.len());
+    // Removing one member in the new dialect touches only that member.
+    let rm = json!({"Operations": [{"op": "remove", "path": format!("members[value eq \"{}\"]", ids[7])}]});
+    assert_eq!(
+        scim.patch(&format!("/Groups/{gid}"), &rm).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let got = scim.get(&format!("/Groups/{gid}")).await;
+    assert_eq!(got.body["members"].as_array().unwrap().len(), N - 1);
+    let _ = Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await;
+}
