@@ -19,7 +19,12 @@ use crate::route::{RouteDefaults, ServerService};
 #[command(name = "kube-scim-operator", version, about, long_about)]
 pub struct Flags {
     /// Namespaces to watch, comma separated. Empty: all namespaces.
-    #[arg(long, env = "KUBE_SCIM_WATCH_NAMESPACES", value_delimiter = ',', default_value = "")]
+    #[arg(
+        long,
+        env = "KUBE_SCIM_WATCH_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
     pub watch_namespaces: Vec<String>,
 
     /// Ingress host for directories that set no spec.ingress.host.
@@ -41,7 +46,11 @@ pub struct Flags {
     pub default_ingress_annotations: Vec<(String, String)>,
 
     /// Name of the SCIM server's Service that Ingresses route to.
-    #[arg(long, env = "KUBE_SCIM_SERVER_SERVICE_NAME", default_value = "kube-scim-server")]
+    #[arg(
+        long,
+        env = "KUBE_SCIM_SERVER_SERVICE_NAME",
+        default_value = "kube-scim-server"
+    )]
     pub server_service_name: String,
 
     /// Namespace of the SCIM server's Service (default: $POD_NAMESPACE, else `kube-scim`).
@@ -54,11 +63,19 @@ pub struct Flags {
 
     /// Cluster DNS domain, for the ExternalName Services of directories outside the server's
     /// namespace.
-    #[arg(long, env = "KUBE_SCIM_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    #[arg(
+        long,
+        env = "KUBE_SCIM_CLUSTER_DOMAIN",
+        default_value = "cluster.local"
+    )]
     pub cluster_domain: String,
 
     /// Address of the /healthz, /readyz and /metrics endpoints.
-    #[arg(long, env = "KUBE_SCIM_METRICS_BIND_ADDRESS", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        env = "KUBE_SCIM_METRICS_BIND_ADDRESS",
+        default_value = "0.0.0.0:8080"
+    )]
     pub metrics_bind_address: SocketAddr,
 
     /// Run only while holding the leader Lease, so that several replicas are safe.
@@ -66,7 +83,11 @@ pub struct Flags {
     pub leader_elect: bool,
 
     /// Name of the coordination.k8s.io Lease used for leader election.
-    #[arg(long, env = "KUBE_SCIM_LEASE_NAME", default_value = "kube-scim-operator")]
+    #[arg(
+        long,
+        env = "KUBE_SCIM_LEASE_NAME",
+        default_value = "kube-scim-operator"
+    )]
     pub lease_name: String,
 
     /// Namespace of the Lease (default: $POD_NAMESPACE, else `default`).
@@ -115,7 +136,9 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 }
 
 fn pod_namespace() -> Option<String> {
-    std::env::var("POD_NAMESPACE").ok().filter(|s| !s.is_empty())
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 impl Flags {
@@ -125,7 +148,11 @@ impl Flags {
             host: self.default_ingress_host.clone().filter(|s| !s.is_empty()),
             ingress_class: self.default_ingress_class.clone().filter(|s| !s.is_empty()),
             tls_secret: self.default_tls_secret.clone().filter(|s| !s.is_empty()),
-            annotations: self.default_ingress_annotations.iter().cloned().collect::<BTreeMap<_, _>>(),
+            annotations: self
+                .default_ingress_annotations
+                .iter()
+                .cloned()
+                .collect::<BTreeMap<_, _>>(),
             server: ServerService {
                 name: self.server_service_name.clone(),
                 namespace: self
@@ -189,7 +216,10 @@ mod tests {
         assert_eq!(flags.namespaces(), vec!["a", "b"]);
         let defaults = flags.route_defaults();
         assert_eq!(defaults.host.as_deref(), Some("scim.example.com"));
-        assert_eq!(defaults.annotations["cert-manager.io/cluster-issuer"], "letsencrypt");
+        assert_eq!(
+            defaults.annotations["cert-manager.io/cluster-issuer"],
+            "letsencrypt"
+        );
         assert_eq!(defaults.annotations["x"], "y=z");
         assert_eq!(defaults.server.namespace, "scim");
         assert_eq!(flags.lease_duration, Duration::from_secs(30));

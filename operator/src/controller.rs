@@ -68,7 +68,8 @@ impl Error {
             Error::Kube(kube::Error::Api(s)) => format!("api_{}", s.code),
             Error::Kube(_) => "api_client".into(),
             Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
                 _ => "finalizer".into(),
             },
             Error::Random(_) => "random".into(),
@@ -81,9 +82,12 @@ impl Error {
         match self {
             Error::Kube(kube::Error::Api(s)) => s.code == 403,
             Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e.is_forbidden(),
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.is_forbidden(),
                 kube::runtime::finalizer::Error::AddFinalizer(kube::Error::Api(s))
-                | kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) => s.code == 403,
+                | kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) => {
+                    s.code == 403
+                }
                 _ => false,
             },
             _ => false,
@@ -131,9 +135,20 @@ fn directory_of(meta: &ObjectMeta) -> Option<ObjectRef<ScimDirectory>> {
 }
 
 /// Metadata-only watch of `K` kept in a store, whose changes trigger the labelled directory.
-fn metadata_store<K>(api: Api<PartialObjectMeta<K>>) -> (Store<PartialObjectMeta<K>>, impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>>)
+fn metadata_store<K>(
+    api: Api<PartialObjectMeta<K>>,
+) -> (
+    Store<PartialObjectMeta<K>>,
+    impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>>,
+)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let (reader, writer) = reflector::store::<PartialObjectMeta<K>>();
     let stream = reflector::reflector(
@@ -156,15 +171,22 @@ pub async fn run_scope(
     let ns = namespace.as_deref();
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_OPERATOR);
     let (users, user_changes) = metadata_store(scoped::<PartialObjectMeta<ScimUser>>(&client, ns));
-    let (groups, group_changes) = metadata_store(scoped::<PartialObjectMeta<ScimGroup>>(&client, ns));
+    let (groups, group_changes) =
+        metadata_store(scoped::<PartialObjectMeta<ScimGroup>>(&client, ns));
     // Secrets: metadata only (never their data) of all Secrets, so that both generated Secrets
     // (labelled) and bring-your-own Secrets (named in spec.token.secretRef) trigger their
     // directory when they change or disappear.
-    let secret_changes = watcher(scoped::<PartialObjectMeta<Secret>>(&client, ns), watcher::Config::default().any_semantic())
-        .default_backoff()
-        .touched_objects();
+    let secret_changes = watcher(
+        scoped::<PartialObjectMeta<Secret>>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .touched_objects();
 
-    let controller = Controller::new(scoped::<ScimDirectory>(&client, ns), watcher::Config::default().any_semantic());
+    let controller = Controller::new(
+        scoped::<ScimDirectory>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    );
     let directories = controller.store();
     let reporter = Reporter {
         controller: MANAGER.into(),
@@ -180,17 +202,32 @@ pub async fn run_scope(
         failures: Mutex::default(),
     });
     controller
-        .owns(scoped::<Ingress>(&client, ns), watcher::Config::default().labels(&managed).any_semantic())
-        .owns(scoped::<Service>(&client, ns), watcher::Config::default().labels(&managed).any_semantic())
+        .owns(
+            scoped::<Ingress>(&client, ns),
+            watcher::Config::default().labels(&managed).any_semantic(),
+        )
+        .owns(
+            scoped::<Service>(&client, ns),
+            watcher::Config::default().labels(&managed).any_semantic(),
+        )
         .watches_stream(user_changes, |u| directory_of(&u.metadata))
         .watches_stream(group_changes, |g| directory_of(&g.metadata))
         .watches_stream(secret_changes, move |secret: PartialObjectMeta<Secret>| {
-            let mut refs: Vec<ObjectRef<ScimDirectory>> = directory_of(&secret.metadata).into_iter().collect();
-            let (Some(ns), Some(name)) = (secret.metadata.namespace.as_deref(), secret.metadata.name.as_deref()) else {
+            let mut refs: Vec<ObjectRef<ScimDirectory>> =
+                directory_of(&secret.metadata).into_iter().collect();
+            let (Some(ns), Some(name)) = (
+                secret.metadata.namespace.as_deref(),
+                secret.metadata.name.as_deref(),
+            ) else {
                 return refs;
             };
             for dir in directories.state() {
-                let referenced = dir.spec.token.secret_ref.as_ref().is_some_and(|r| r.name == name);
+                let referenced = dir
+                    .spec
+                    .token
+                    .secret_ref
+                    .as_ref()
+                    .is_some_and(|r| r.name == name);
                 if referenced && dir.metadata.namespace.as_deref() == Some(ns) {
                     refs.push(ObjectRef::from_obj(dir.as_ref()));
                 }
@@ -233,7 +270,9 @@ fn error_policy(dir: Arc<ScimDirectory>, error: &Error, ctx: Arc<Context>) -> Ac
     ctx.metrics.failure(&error.metric_label());
     let attempt = {
         let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let n = failures.entry(ObjectRef::from_obj(dir.as_ref())).or_insert(0);
+        let n = failures
+            .entry(ObjectRef::from_obj(dir.as_ref()))
+            .or_insert(0);
         *n = n.saturating_add(1);
         *n
     };
@@ -244,14 +283,27 @@ fn error_policy(dir: Arc<ScimDirectory>, error: &Error, ctx: Arc<Context>) -> Ac
     );
     if !matches!(error, Error::Conflict(_)) {
         let note = if error.is_forbidden() {
-            format!("{error}. Grant the operator's ServiceAccount the RBAC rules listed in operator/README.md (the Helm chart does).")
+            format!(
+                "{error}. Grant the operator's ServiceAccount the RBAC rules listed in operator/README.md (the Helm chart does)."
+            )
         } else {
-            format!("{error}. Retrying in {}.", duration::format(Duration::from_secs(delay.as_secs().max(1))))
+            format!(
+                "{error}. Retrying in {}.",
+                duration::format(Duration::from_secs(delay.as_secs().max(1)))
+            )
         };
         let recorder = ctx.recorder.clone();
         let reference = dir.object_ref(&());
         tokio::spawn(async move {
-            publish(&recorder, &reference, EventType::Warning, "ReconcileFailed", "Reconcile", note).await;
+            publish(
+                &recorder,
+                &reference,
+                EventType::Warning,
+                "ReconcileFailed",
+                "Reconcile",
+                note,
+            )
+            .await;
         });
     }
     Action::requeue(delay)
@@ -282,7 +334,9 @@ pub async fn reconcile(dir: Arc<ScimDirectory>, ctx: Arc<Context>) -> Result<Act
     ctx.metrics.reconciliations.inc();
     let started = Instant::now();
     let result = reconcile_directory(dir.clone(), &ctx).await;
-    ctx.metrics.duration.observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
     if result.is_ok() {
         ctx.failures
             .lock()
@@ -363,12 +417,22 @@ where
             "ownerReferences": remaining,
         }});
         match api
-            .patch_metadata(&item.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_metadata(
+                &item.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             Ok(_) => released += 1,
             Err(e) if is_status(&e, 404) => {}
-            Err(e) if is_status(&e, 409) => return Err(Error::Conflict(format!("{} {}", K::kind(&()), item.name_any()))),
+            Err(e) if is_status(&e, 409) => {
+                return Err(Error::Conflict(format!(
+                    "{} {}",
+                    K::kind(&()),
+                    item.name_any()
+                )));
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -407,7 +471,9 @@ async fn apply(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> 
     let previous = dir.status.clone().unwrap_or_default();
     let reference = dir.object_ref(&());
 
-    if dir.spec.deletion_policy == DeletionPolicy::Delete && dir.metadata.deletion_timestamp.is_none() {
+    if dir.spec.deletion_policy == DeletionPolicy::Delete
+        && dir.metadata.deletion_timestamp.is_none()
+    {
         remove_finalizer(&dir, ctx).await?;
     }
 
@@ -422,9 +488,27 @@ async fn apply(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> 
     let ready = status::ready(&token.check, &route.check);
     let generation = dir.metadata.generation;
     let conditions = vec![
-        status::condition(CONDITION_READY, &ready, generation, &previous.conditions, now),
-        status::condition(CONDITION_TOKEN_READY, &token.check, generation, &previous.conditions, now),
-        status::condition(CONDITION_ROUTE_READY, &route.check, generation, &previous.conditions, now),
+        status::condition(
+            CONDITION_READY,
+            &ready,
+            generation,
+            &previous.conditions,
+            now,
+        ),
+        status::condition(
+            CONDITION_TOKEN_READY,
+            &token.check,
+            generation,
+            &previous.conditions,
+            now,
+        ),
+        status::condition(
+            CONDITION_ROUTE_READY,
+            &route.check,
+            generation,
+            &previous.conditions,
+            now,
+        ),
     ];
     let last_provisioning = counts
         .last_write
@@ -449,13 +533,24 @@ async fn apply(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> 
     };
 
     // Every fixable problem as a Warning event, once per new message.
-    for (type_, check) in [(CONDITION_TOKEN_READY, &token.check), (CONDITION_ROUTE_READY, &route.check)] {
+    for (type_, check) in [
+        (CONDITION_TOKEN_READY, &token.check),
+        (CONDITION_ROUTE_READY, &route.check),
+    ] {
         let seen = previous
             .conditions
             .iter()
             .any(|c| c.type_ == type_ && c.reason == check.reason && c.message == check.message);
         if !check.ok && !seen {
-            publish(&ctx.recorder, &reference, EventType::Warning, &check.reason, "Reconcile", check.message.clone()).await;
+            publish(
+                &ctx.recorder,
+                &reference,
+                EventType::Warning,
+                &check.reason,
+                "Reconcile",
+                check.message.clone(),
+            )
+            .await;
         }
     }
 
@@ -466,8 +561,12 @@ async fn apply(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> 
             "kind": ScimDirectory::kind(&()),
             "status": new_status,
         });
-        api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-            .await?;
+        api.patch_status(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
     }
 
     let mut wait = ctx.settings.resync;
@@ -483,14 +582,26 @@ async fn remove_finalizer(dir: &ScimDirectory, ctx: &Context) -> Result<(), Erro
     if !dir.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
-    let api: Api<ScimDirectory> = Api::namespaced(ctx.client.clone(), &dir.namespace().ok_or(Error::Unnamed)?);
-    let remaining: Vec<&String> = dir.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+    let api: Api<ScimDirectory> =
+        Api::namespaced(ctx.client.clone(), &dir.namespace().ok_or(Error::Unnamed)?);
+    let remaining: Vec<&String> = dir
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .collect();
     // resourceVersion in a merge patch makes it a compare-and-swap.
     let patch = json!({"metadata": {
         "resourceVersion": dir.metadata.resource_version,
         "finalizers": remaining,
     }});
-    match api.patch(&dir.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+    match api
+        .patch(
+            &dir.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) if is_status(&e, 409) => Err(Error::Conflict("finalizers".into())),
         Err(e) => Err(e.into()),
@@ -498,17 +609,39 @@ async fn remove_finalizer(dir: &ScimDirectory, ctx: &Context) -> Result<(), Erro
 }
 
 fn grace_period(dir: &ScimDirectory) -> Result<Duration, String> {
-    let raw = dir.spec.token.grace_period.as_deref().unwrap_or(DEFAULT_GRACE);
-    duration::parse(raw).map_err(|e| format!("spec.token.gracePeriod: {e}; use a duration such as 24h or 90m"))
+    let raw = dir
+        .spec
+        .token
+        .grace_period
+        .as_deref()
+        .unwrap_or(DEFAULT_GRACE);
+    duration::parse(raw)
+        .map_err(|e| format!("spec.token.gracePeriod: {e}; use a duration such as 24h or 90m"))
 }
 
-async fn reconcile_token(dir: &ScimDirectory, ctx: &Context, previous: &ScimDirectoryStatus, now: Timestamp) -> Result<TokenState, Error> {
+async fn reconcile_token(
+    dir: &ScimDirectory,
+    ctx: &Context,
+    previous: &ScimDirectoryStatus,
+    now: Timestamp,
+) -> Result<TokenState, Error> {
     let grace = match grace_period(dir) {
         Ok(g) => g,
         Err(message) => return Ok(TokenState::failed("InvalidGracePeriod", message, None)),
     };
     match &dir.spec.token.secret_ref {
-        Some(secret_ref) => bring_your_own(dir, ctx, previous, now, grace, &secret_ref.name, secret_ref.key.as_deref().unwrap_or(token::TOKEN_KEY)).await,
+        Some(secret_ref) => {
+            bring_your_own(
+                dir,
+                ctx,
+                previous,
+                now,
+                grace,
+                &secret_ref.name,
+                secret_ref.key.as_deref().unwrap_or(token::TOKEN_KEY),
+            )
+            .await
+        }
         None => generated(dir, ctx, previous, now, grace).await,
     }
 }
@@ -532,7 +665,9 @@ async fn bring_your_own(
     let Some(secret) = secrets.get_opt(name).await? else {
         return Ok(TokenState::failed(
             "SecretNotFound",
-            format!("spec.token.secretRef.name: Secret {ns}/{name} does not exist. Create it with the token under key {key:?}, or fix spec.token.secretRef.name (or remove secretRef to let the operator generate a token)."),
+            format!(
+                "spec.token.secretRef.name: Secret {ns}/{name} does not exist. Create it with the token under key {key:?}, or fix spec.token.secretRef.name (or remove secretRef to let the operator generate a token)."
+            ),
             Some(name.to_string()),
         ));
     };
@@ -541,21 +676,27 @@ async fn bring_your_own(
             let keys: Vec<&String> = secret.data.iter().flat_map(|d| d.keys()).collect();
             return Ok(TokenState::failed(
                 "SecretKeyMissing",
-                format!("spec.token.secretRef.key: Secret {ns}/{name} has no key {key:?} (it has {keys:?}). Add the token under that key, or set spec.token.secretRef.key to the right one."),
+                format!(
+                    "spec.token.secretRef.key: Secret {ns}/{name} has no key {key:?} (it has {keys:?}). Add the token under that key, or set spec.token.secretRef.key to the right one."
+                ),
                 Some(name.to_string()),
             ));
         }
         Some(Err(())) => {
             return Ok(TokenState::failed(
                 "TokenInvalid",
-                format!("spec.token.secretRef: key {key:?} of Secret {ns}/{name} is not UTF-8 text. Store the bearer token as plain text."),
+                format!(
+                    "spec.token.secretRef: key {key:?} of Secret {ns}/{name} is not UTF-8 text. Store the bearer token as plain text."
+                ),
                 Some(name.to_string()),
             ));
         }
         Some(Ok(t)) if t.is_empty() => {
             return Ok(TokenState::failed(
                 "TokenEmpty",
-                format!("spec.token.secretRef: key {key:?} of Secret {ns}/{name} is empty. Put the bearer token there."),
+                format!(
+                    "spec.token.secretRef: key {key:?} of Secret {ns}/{name} is empty. Put the bearer token there."
+                ),
                 Some(name.to_string()),
             ));
         }
@@ -564,11 +705,18 @@ async fn bring_your_own(
     let hash = token::hash(&token);
     let carried = token::carry_over(&previous.token_verifiers, &hash, now, grace);
     let verifiers = token::publishable(&hash, &carried, now);
-    let unchanged = previous.token_verifiers.first().is_some_and(|v| v.hash == hash && v.expires_at.is_none());
+    let unchanged = previous
+        .token_verifiers
+        .first()
+        .is_some_and(|v| v.hash == hash && v.expires_at.is_none());
     let created = if unchanged {
         previous.token_created.clone()
     } else if previous.token_verifiers.is_empty() {
-        secret.metadata.creation_timestamp.as_ref().map(|t| token::format_time(t.0))
+        secret
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| token::format_time(t.0))
     } else {
         Some(token::format_time(now))
     };
@@ -588,14 +736,27 @@ async fn bring_your_own(
         .await;
     }
     Ok(TokenState {
-        check: Check::ok("SecretReferenced", format!("Using the token in Secret {name}, key {key:?} (fingerprint {})", token::fingerprint_of_hash(&hash))),
+        check: Check::ok(
+            "SecretReferenced",
+            format!(
+                "Using the token in Secret {name}, key {key:?} (fingerprint {})",
+                token::fingerprint_of_hash(&hash)
+            ),
+        ),
         secret_name: Some(name.to_string()),
         created,
         verifiers,
     })
 }
 
-fn token_secret(name: &str, dir: &ScimDirectory, token: &str, rotation: &str, created: Timestamp, previous: &[TokenVerifier]) -> Result<Secret, Error> {
+fn token_secret(
+    name: &str,
+    dir: &ScimDirectory,
+    token: &str,
+    rotation: &str,
+    created: Timestamp,
+    previous: &[TokenVerifier],
+) -> Result<Secret, Error> {
     let mut annotations = BTreeMap::from([
         (ANNOTATION_ROTATION.to_string(), rotation.to_string()),
         (ANNOTATION_CREATED.to_string(), token::format_time(created)),
@@ -616,7 +777,10 @@ fn token_secret(name: &str, dir: &ScimDirectory, token: &str, rotation: &str, cr
             ..Default::default()
         },
         type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([(token::TOKEN_KEY.to_string(), ByteString(token.as_bytes().to_vec()))])),
+        data: Some(BTreeMap::from([(
+            token::TOKEN_KEY.to_string(),
+            ByteString(token.as_bytes().to_vec()),
+        )])),
         ..Default::default()
     })
 }
@@ -629,7 +793,13 @@ fn previous_verifiers(secret: &Secret) -> Vec<TokenVerifier> {
         .unwrap_or_default()
 }
 
-async fn generated(dir: &ScimDirectory, ctx: &Context, previous: &ScimDirectoryStatus, now: Timestamp, grace: Duration) -> Result<TokenState, Error> {
+async fn generated(
+    dir: &ScimDirectory,
+    ctx: &Context,
+    previous: &ScimDirectoryStatus,
+    now: Timestamp,
+    grace: Duration,
+) -> Result<TokenState, Error> {
     let ns = dir.namespace().ok_or(Error::Unnamed)?;
     let uid = dir.uid().ok_or(Error::Unnamed)?;
     let name = route::token_secret_name(&dir.name_any());
@@ -652,7 +822,8 @@ async fn generated(dir: &ScimDirectory, ctx: &Context, previous: &ScimDirectoryS
         }
         let hash = token::hash(&new_token);
         let fingerprint = token::fingerprint_of_hash(&hash);
-        let existed_before = previous.token_secret_name.as_deref() == Some(name.as_str()) && previous.token_fingerprint.is_some();
+        let existed_before = previous.token_secret_name.as_deref() == Some(name.as_str())
+            && previous.token_fingerprint.is_some();
         if existed_before {
             publish(
                 &ctx.recorder,
@@ -675,7 +846,13 @@ async fn generated(dir: &ScimDirectory, ctx: &Context, previous: &ScimDirectoryS
             .await;
         }
         return Ok(TokenState {
-            check: Check::ok("TokenCreated", format!("Token in Secret {name}, key {:?} (fingerprint {fingerprint})", token::TOKEN_KEY)),
+            check: Check::ok(
+                "TokenCreated",
+                format!(
+                    "Token in Secret {name}, key {:?} (fingerprint {fingerprint})",
+                    token::TOKEN_KEY
+                ),
+            ),
             secret_name: Some(name),
             created: Some(token::format_time(now)),
             verifiers: vec![token::verifier_from_hash(hash, None)],
@@ -685,18 +862,32 @@ async fn generated(dir: &ScimDirectory, ctx: &Context, previous: &ScimDirectoryS
     if !owned_by(&secret.metadata, &uid) {
         return Ok(TokenState::failed(
             "SecretConflict",
-            format!("Secret {ns}/{name} exists but does not belong to this directory (no ownerReference to it). Delete or rename that Secret, or use it on purpose through spec.token.secretRef."),
+            format!(
+                "Secret {ns}/{name} exists but does not belong to this directory (no ownerReference to it). Delete or rename that Secret, or use it on purpose through spec.token.secretRef."
+            ),
             Some(name),
         ));
     }
 
-    let current = secret_token(&secret, token::TOKEN_KEY).and_then(Result::ok).filter(|t| !t.is_empty());
-    let applied_rotation = secret.annotations().get(ANNOTATION_ROTATION).cloned().unwrap_or_default();
+    let current = secret_token(&secret, token::TOKEN_KEY)
+        .and_then(Result::ok)
+        .filter(|t| !t.is_empty());
+    let applied_rotation = secret
+        .annotations()
+        .get(ANNOTATION_ROTATION)
+        .cloned()
+        .unwrap_or_default();
     let earlier = previous_verifiers(&secret);
 
     let (event, new_previous) = match &current {
-        None => (Some(("TokenRecreated", EventType::Warning)), token::retire("", &[], now, Duration::ZERO)),
-        Some(t) if applied_rotation != rotation => (Some(("TokenRotated", EventType::Normal)), token::retire(&token::hash(t), &earlier, now, grace)),
+        None => (
+            Some(("TokenRecreated", EventType::Warning)),
+            token::retire("", &[], now, Duration::ZERO),
+        ),
+        Some(t) if applied_rotation != rotation => (
+            Some(("TokenRotated", EventType::Normal)),
+            token::retire(&token::hash(t), &earlier, now, grace),
+        ),
         Some(_) => (None, Vec::new()),
     };
 
@@ -705,7 +896,11 @@ async fn generated(dir: &ScimDirectory, ctx: &Context, previous: &ScimDirectoryS
         let desired = token_secret(&name, dir, &new_token, &rotation, now, &new_previous)?;
         secret.data = desired.data;
         secret.metadata.annotations = desired.metadata.annotations;
-        secret.metadata.labels.get_or_insert_default().extend(route::child_labels(&dir.name_any()));
+        secret
+            .metadata
+            .labels
+            .get_or_insert_default()
+            .extend(route::child_labels(&dir.name_any()));
         // `replace` carries the resourceVersion just read: a concurrent change wins and we retry.
         match secrets.replace(&name, &params, &secret).await {
             Ok(_) => {}
@@ -720,11 +915,20 @@ async fn generated(dir: &ScimDirectory, ctx: &Context, previous: &ScimDirectoryS
                 duration::format(grace)
             )
         } else {
-            format!("Secret {name} had no token under key {:?}, so a new token was generated (fingerprint {fingerprint}). Paste it into the identity provider.", token::TOKEN_KEY)
+            format!(
+                "Secret {name} had no token under key {:?}, so a new token was generated (fingerprint {fingerprint}). Paste it into the identity provider.",
+                token::TOKEN_KEY
+            )
         };
         publish(&ctx.recorder, &reference, type_, reason, "Token", note).await;
         return Ok(TokenState {
-            check: Check::ok(reason, format!("Token in Secret {name}, key {:?} (fingerprint {fingerprint})", token::TOKEN_KEY)),
+            check: Check::ok(
+                reason,
+                format!(
+                    "Token in Secret {name}, key {:?} (fingerprint {fingerprint})",
+                    token::TOKEN_KEY
+                ),
+            ),
             secret_name: Some(name),
             created: Some(token::format_time(now)),
             verifiers: token::publishable(&hash, &new_previous, now),
@@ -736,9 +940,22 @@ async fn generated(dir: &ScimDirectory, ctx: &Context, previous: &ScimDirectoryS
         .annotations()
         .get(ANNOTATION_CREATED)
         .cloned()
-        .or_else(|| secret.metadata.creation_timestamp.as_ref().map(|t| token::format_time(t.0)));
+        .or_else(|| {
+            secret
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| token::format_time(t.0))
+        });
     Ok(TokenState {
-        check: Check::ok("TokenPresent", format!("Token in Secret {name}, key {:?} (fingerprint {})", token::TOKEN_KEY, token::fingerprint_of_hash(&hash))),
+        check: Check::ok(
+            "TokenPresent",
+            format!(
+                "Token in Secret {name}, key {:?} (fingerprint {})",
+                token::TOKEN_KEY,
+                token::fingerprint_of_hash(&hash)
+            ),
+        ),
         secret_name: Some(name),
         created,
         verifiers: token::publishable(&hash, &earlier, now),
@@ -780,9 +997,18 @@ async fn reconcile_route(dir: &ScimDirectory, ctx: &Context) -> Result<RouteStat
         return Ok(RouteState {
             check: Check::ok(
                 "IngressDisabled",
-                format!("spec.ingress.enabled is false: route {} to Service {}/{} port {} yourself", route.path, server.namespace, server.name, server.port),
+                format!(
+                    "spec.ingress.enabled is false: route {} to Service {}/{} port {} yourself",
+                    route.path, server.namespace, server.name, server.port
+                ),
             ),
-            endpoint: Some(route::endpoint_without_ingress(&route, &ns, &name, dir.spec.provider, server)),
+            endpoint: Some(route::endpoint_without_ingress(
+                &route,
+                &ns,
+                &name,
+                dir.spec.provider,
+                server,
+            )),
         });
     }
     let Some(host) = route.host.clone() else {
@@ -804,7 +1030,9 @@ async fn reconcile_route(dir: &ScimDirectory, ctx: &Context) -> Result<RouteStat
         return Ok(RouteState {
             check: Check::failed(
                 "IngressConflict",
-                format!("Ingress {ns}/{ingress_name} exists but does not belong to this directory. Delete or rename it so the operator can create the directory's route."),
+                format!(
+                    "Ingress {ns}/{ingress_name} exists but does not belong to this directory. Delete or rename it so the operator can create the directory's route."
+                ),
             ),
             endpoint: None,
         });
@@ -822,17 +1050,31 @@ async fn reconcile_route(dir: &ScimDirectory, ctx: &Context) -> Result<RouteStat
             return Ok(RouteState {
                 check: Check::failed(
                     "ServiceConflict",
-                    format!("Service {ns}/{service_name} exists but does not belong to this directory. Delete or rename it so the operator can route to the SCIM server."),
+                    format!(
+                        "Service {ns}/{service_name} exists but does not belong to this directory. Delete or rename it so the operator can route to the SCIM server."
+                    ),
                 ),
                 endpoint: None,
             });
         }
         let svc = route::build_external_service(&service_name, &ns, &name, owner.clone(), server);
-        services.patch(&service_name, &apply, &Patch::Apply(&svc)).await?;
+        services
+            .patch(&service_name, &apply, &Patch::Apply(&svc))
+            .await?;
         service_name.clone()
     };
-    let ingress = route::build_ingress(&ingress_name, &ns, &name, owner, &route, &backend, server.port);
-    ingresses.patch(&ingress_name, &apply, &Patch::Apply(&ingress)).await?;
+    let ingress = route::build_ingress(
+        &ingress_name,
+        &ns,
+        &name,
+        owner,
+        &route,
+        &backend,
+        server.port,
+    );
+    ingresses
+        .patch(&ingress_name, &apply, &Patch::Apply(&ingress))
+        .await?;
     if existing.is_none() {
         publish(
             &ctx.recorder,
@@ -840,12 +1082,21 @@ async fn reconcile_route(dir: &ScimDirectory, ctx: &Context) -> Result<RouteStat
             EventType::Normal,
             "RouteCreated",
             "Route",
-            format!("Created Ingress {ingress_name} for {host}{} (backend Service {backend})", route.path),
+            format!(
+                "Created Ingress {ingress_name} for {host}{} (backend Service {backend})",
+                route.path
+            ),
         )
         .await;
     }
     Ok(RouteState {
-        check: Check::ok("IngressReady", format!("Ingress {ingress_name} routes {host}{} to Service {backend}", route.path)),
+        check: Check::ok(
+            "IngressReady",
+            format!(
+                "Ingress {ingress_name} routes {host}{} to Service {backend}",
+                route.path
+            ),
+        ),
         endpoint: route::endpoint(&route, dir.spec.provider),
     })
 }

@@ -25,7 +25,9 @@ pub fn parse(input: &str) -> Result<Duration, String> {
             .ok_or_else(|| format!("{input:?} is missing a unit (ns, us, ms, s, m, h)"))?;
         let (number, tail) = rest.split_at(number_len);
         if number.is_empty() || number == "." || number.matches('.').count() > 1 {
-            return Err(format!("{input:?} is not a duration such as 24h, 90m or 1h30m"));
+            return Err(format!(
+                "{input:?} is not a duration such as 24h, 90m or 1h30m"
+            ));
         }
         let unit_len = tail
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -38,13 +40,19 @@ pub fn parse(input: &str) -> Result<Duration, String> {
             "s" => 1_000_000_000,
             "m" => 60 * 1_000_000_000,
             "h" => 3_600 * 1_000_000_000,
-            _ => return Err(format!("{input:?} has unknown unit {unit:?} (use ns, us, ms, s, m or h)")),
+            _ => {
+                return Err(format!(
+                    "{input:?} has unknown unit {unit:?} (use ns, us, ms, s, m or h)"
+                ));
+            }
         };
         let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
         let whole: u128 = if whole.is_empty() {
             0
         } else {
-            whole.parse().map_err(|_| format!("{input:?} is out of range"))?
+            whole
+                .parse()
+                .map_err(|_| format!("{input:?} is out of range"))?
         };
         let mut nanos = whole
             .checked_mul(unit_nanos)
@@ -59,7 +67,8 @@ pub fn parse(input: &str) -> Result<Duration, String> {
             .ok_or_else(|| format!("{input:?} is out of range"))?;
         rest = tail;
     }
-    let secs = u64::try_from(total_nanos / 1_000_000_000).map_err(|_| format!("{input:?} is out of range"))?;
+    let secs = u64::try_from(total_nanos / 1_000_000_000)
+        .map_err(|_| format!("{input:?} is out of range"))?;
     Ok(Duration::new(secs, (total_nanos % 1_000_000_000) as u32))
 }
 
@@ -102,7 +111,10 @@ mod tests {
         assert_eq!(parse("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse("300ms").unwrap(), Duration::from_millis(300));
         assert_eq!(parse("1m0.5s").unwrap(), Duration::from_millis(60_500));
-        assert_eq!(parse("2h45m30s").unwrap(), Duration::from_secs(2 * 3600 + 45 * 60 + 30));
+        assert_eq!(
+            parse("2h45m30s").unwrap(),
+            Duration::from_secs(2 * 3600 + 45 * 60 + 30)
+        );
         assert_eq!(parse("10us").unwrap(), Duration::from_micros(10));
         assert_eq!(parse("7ns").unwrap(), Duration::from_nanos(7));
         assert_eq!(parse("0").unwrap(), Duration::ZERO);
@@ -113,7 +125,9 @@ mod tests {
 
     #[test]
     fn rejects_what_go_rejects() {
-        for bad in ["", "forever", "24", "1d", "-1h", "h", "1.2.3s", "1h-5m", ".s", "5 s"] {
+        for bad in [
+            "", "forever", "24", "1d", "-1h", "h", "1.2.3s", "1h-5m", ".s", "5 s",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?} must be rejected");
         }
     }

@@ -100,7 +100,11 @@ impl LeaderElector {
                 .and_then(|s| u64::try_from(s).ok())
                 .map(Duration::from_secs)
                 .unwrap_or(self.timing.lease_duration);
-            let seen_at = self.observed.as_ref().map(|(_, at)| *at).unwrap_or_else(Instant::now);
+            let seen_at = self
+                .observed
+                .as_ref()
+                .map(|(_, at)| *at)
+                .unwrap_or_else(Instant::now);
             if seen_at.elapsed() < duration {
                 return Ok(false);
             }
@@ -117,7 +121,11 @@ impl LeaderElector {
         let mut updated = lease;
         updated.spec = Some(new_spec);
         // `replace` sends the resourceVersion we read: a compare-and-swap.
-        match self.api.replace(&self.name, &PostParams::default(), &updated).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &updated)
+            .await
+        {
             Ok(written) => {
                 self.observed = written.spec.map(|s| (s, Instant::now()));
                 Ok(true)
@@ -129,7 +137,10 @@ impl LeaderElector {
 
     /// Blocks until this candidate leads, retrying every retry period; `None` if `stop`
     /// resolves first.
-    pub async fn acquire(&mut self, stop: &mut (impl std::future::Future<Output = ()> + Unpin)) -> Option<()> {
+    pub async fn acquire(
+        &mut self,
+        stop: &mut (impl std::future::Future<Output = ()> + Unpin),
+    ) -> Option<()> {
         loop {
             match self.try_acquire_or_renew().await {
                 Ok(true) => return Some(()),
@@ -149,7 +160,9 @@ impl LeaderElector {
         let mut last_renewal = Instant::now();
         loop {
             tokio::time::sleep(self.timing.retry_period).await;
-            match tokio::time::timeout(self.timing.renew_deadline, self.try_acquire_or_renew()).await {
+            match tokio::time::timeout(self.timing.renew_deadline, self.try_acquire_or_renew())
+                .await
+            {
                 Ok(Ok(true)) => last_renewal = Instant::now(),
                 Ok(Ok(false)) => {
                     tracing::error!("the leader Lease was taken by another replica");
@@ -180,7 +193,9 @@ impl LeaderElector {
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(MicroTime(Timestamp::now()));
-        self.api.replace(&self.name, &PostParams::default(), &lease).await?;
+        self.api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await?;
         self.observed = None;
         Ok(())
     }

@@ -30,9 +30,15 @@ async fn main() -> ExitCode {
 
 fn init_logging(flags: &Flags) {
     let filter = EnvFilter::try_new(&flags.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if flags.log_format == "json" {
-        builder.json().flatten_event(true).with_current_span(false).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
     } else {
         builder.init();
     }
@@ -75,11 +81,31 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     ));
 
     let client = Client::try_default().await?;
-    let version = client.apiserver_version().await?;
-    tracing::info!(kubernetes = %version.git_version, "connected to the Kubernetes API");
+    // Wait for the apiserver (it may be restarting or slow) instead of crash-looping.
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        match client.apiserver_version().await {
+            Ok(version) => {
+                tracing::info!(kubernetes = %version.git_version, "connected to the Kubernetes API");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot reach the Kubernetes API")
+            }
+        }
+        if *shutdown_rx.borrow() {
+            return Ok(ExitCode::FAILURE);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(10));
+    }
     health.ready.store(true, Ordering::Relaxed);
 
-    let identity = flags.identity.clone().filter(|s| !s.is_empty()).unwrap_or_else(leader::default_identity);
+    let identity = flags
+        .identity
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(leader::default_identity);
     let settings = Settings {
         defaults: flags.route_defaults(),
         concurrency: flags.concurrency.max(1),
@@ -90,7 +116,8 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     let mut elector = None;
     if flags.leader_elect {
         anyhow::ensure!(
-            flags.lease_renew_deadline < flags.lease_duration && flags.lease_retry_period < flags.lease_renew_deadline,
+            flags.lease_renew_deadline < flags.lease_duration
+                && flags.lease_retry_period < flags.lease_renew_deadline,
             "need --lease-retry-period < --lease-renew-deadline < --lease-duration"
         );
         let namespace = flags.lease_namespace();
@@ -157,7 +184,13 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         namespaces.into_iter().map(Some).collect()
     };
     let runs = scopes.into_iter().map(|scope| {
-        controller::run_scope(client.clone(), scope, settings.clone(), metrics.clone(), stop.clone())
+        controller::run_scope(
+            client.clone(),
+            scope,
+            settings.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )
     });
     futures::future::join_all(runs).await;
     tracing::info!("controllers stopped");

@@ -25,13 +25,29 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("kube_scim_operator");
         let reconciliations = Counter::default();
-        registry.register("reconciliations", "ScimDirectory reconciliations started", reconciliations.clone());
+        registry.register(
+            "reconciliations",
+            "ScimDirectory reconciliations started",
+            reconciliations.clone(),
+        );
         let failures = Family::<ErrorLabels, Counter>::default();
-        registry.register("reconciliation_errors", "ScimDirectory reconciliations that failed, by reason", failures.clone());
+        registry.register(
+            "reconciliation_errors",
+            "ScimDirectory reconciliations that failed, by reason",
+            failures.clone(),
+        );
         let duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
-        registry.register("reconcile_duration_seconds", "Duration of ScimDirectory reconciliations", duration.clone());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of ScimDirectory reconciliations",
+            duration.clone(),
+        );
         let leader = Gauge::default();
-        registry.register("leader", "1 while this replica holds the leader Lease and reconciles", leader.clone());
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease and reconciles",
+            leader.clone(),
+        );
         Self {
             registry,
             reconciliations,
@@ -53,7 +69,9 @@ impl Metrics {
 
     pub fn failure(&self, reason: &str) {
         self.failures
-            .get_or_create(&ErrorLabels { reason: reason.to_string() })
+            .get_or_create(&ErrorLabels {
+                reason: reason.to_string(),
+            })
             .inc();
     }
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend,
-    IngressSpec as K8sIngressSpec, IngressTLS, ServiceBackendPort,
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec as K8sIngressSpec, IngressTLS, ServiceBackendPort,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube_scim_crds::{IngressSpec, Provider};
@@ -53,7 +53,10 @@ impl Default for ServerService {
 impl ServerService {
     /// `<name>.<namespace>.svc.<cluster-domain>`.
     pub fn fqdn(&self) -> String {
-        format!("{}.{}.svc.{}", self.name, self.namespace, self.cluster_domain)
+        format!(
+            "{}.{}.svc.{}",
+            self.name, self.namespace, self.cluster_domain
+        )
     }
 }
 
@@ -84,8 +87,13 @@ pub fn resolve(namespace: &str, name: &str, spec: &IngressSpec, defaults: &Route
     annotations.extend(spec.annotations.clone());
     Route {
         host: non_empty(&spec.host).or_else(|| non_empty(&defaults.host)),
-        path: format!("{}{}", prefix.trim_end_matches('/'), scim_path(namespace, name)),
-        ingress_class: non_empty(&spec.ingress_class_name).or_else(|| non_empty(&defaults.ingress_class)),
+        path: format!(
+            "{}{}",
+            prefix.trim_end_matches('/'),
+            scim_path(namespace, name)
+        ),
+        ingress_class: non_empty(&spec.ingress_class_name)
+            .or_else(|| non_empty(&defaults.ingress_class)),
         tls_secret: non_empty(&spec.tls_secret_name).or_else(|| non_empty(&defaults.tls_secret)),
         annotations,
     }
@@ -94,18 +102,42 @@ pub fn resolve(namespace: &str, name: &str, spec: &IngressSpec, defaults: &Route
 /// The Tenant URL: scheme (https with TLS), host, path, and for Entra `?aadOptscim062020`.
 pub fn endpoint(route: &Route, provider: Provider) -> Option<String> {
     let host = route.host.as_ref()?;
-    let scheme = if route.tls_secret.is_some() { "https" } else { "http" };
-    Some(with_provider_flag(format!("{scheme}://{host}{}", route.path), provider))
+    let scheme = if route.tls_secret.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    Some(with_provider_flag(
+        format!("{scheme}://{host}{}", route.path),
+        provider,
+    ))
 }
 
 /// Tenant URL when the operator creates no Ingress (`spec.ingress.enabled: false`): the
 /// public host if one is known, else the SCIM server Service inside the cluster.
-pub fn endpoint_without_ingress(route: &Route, namespace: &str, name: &str, provider: Provider, server: &ServerService) -> String {
+pub fn endpoint_without_ingress(
+    route: &Route,
+    namespace: &str,
+    name: &str,
+    provider: Provider,
+    server: &ServerService,
+) -> String {
     if let Some(url) = endpoint(route, provider) {
         return url;
     }
-    let port = if server.port == 80 { String::new() } else { format!(":{}", server.port) };
-    with_provider_flag(format!("http://{}{port}{}", server.fqdn(), scim_path(namespace, name)), provider)
+    let port = if server.port == 80 {
+        String::new()
+    } else {
+        format!(":{}", server.port)
+    };
+    with_provider_flag(
+        format!(
+            "http://{}{port}{}",
+            server.fqdn(),
+            scim_path(namespace, name)
+        ),
+        provider,
+    )
 }
 
 fn with_provider_flag(url: String, provider: Provider) -> String {
@@ -148,7 +180,10 @@ pub fn external_service_name(directory: &str) -> String {
 /// Labels of every object the operator creates for a directory.
 pub fn child_labels(directory: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (kube_scim_crds::labels::DIRECTORY.to_string(), directory.to_string()),
+        (
+            kube_scim_crds::labels::DIRECTORY.to_string(),
+            directory.to_string(),
+        ),
         (
             kube_scim_crds::labels::MANAGED_BY.to_string(),
             kube_scim_crds::labels::MANAGED_BY_OPERATOR.to_string(),
@@ -327,10 +362,17 @@ mod tests {
         let long = "a".repeat(80);
         let svc = external_service_name(&long);
         assert!(svc.len() <= 63, "{svc}");
-        assert_ne!(svc, external_service_name(&"a".repeat(81)), "hash keeps long names apart");
+        assert_ne!(
+            svc,
+            external_service_name(&"a".repeat(81)),
+            "hash keeps long names apart"
+        );
         let long = "b".repeat(250);
         let secret = token_secret_name(&long);
-        assert!(secret.len() <= 253 && secret.ends_with("-scim-token"), "{secret}");
+        assert!(
+            secret.len() <= 253 && secret.ends_with("-scim-token"),
+            "{secret}"
+        );
     }
 
     #[test]
@@ -339,7 +381,15 @@ mod tests {
         s.host = Some("scim.example.com".into());
         s.tls_secret_name = Some("tls".into());
         let route = resolve("ns", "dir", &s, &RouteDefaults::default());
-        let ingress = build_ingress("dir-scim", "ns", "dir", OwnerReference::default(), &route, "svc", 80);
+        let ingress = build_ingress(
+            "dir-scim",
+            "ns",
+            "dir",
+            OwnerReference::default(),
+            &route,
+            "svc",
+            80,
+        );
         let spec = ingress.spec.unwrap();
         let rule = &spec.rules.unwrap()[0];
         assert_eq!(rule.host.as_deref(), Some("scim.example.com"));

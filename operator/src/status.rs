@@ -33,7 +33,13 @@ impl Check {
 /// A condition of `type_` for `check`. `lastTransitionTime` stays that of the previous
 /// condition of the same type when its status did not change, so an unchanged directory gets
 /// an identical status (and no write).
-pub fn condition(type_: &str, check: &Check, generation: Option<i64>, previous: &[Condition], now: Timestamp) -> Condition {
+pub fn condition(
+    type_: &str,
+    check: &Check,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: Timestamp,
+) -> Condition {
     let status = if check.ok { "True" } else { "False" };
     let last_transition_time = previous
         .iter()
@@ -53,10 +59,16 @@ pub fn condition(type_: &str, check: &Check, generation: Option<i64>, previous: 
 /// `Ready`: true only when the token and the route are.
 pub fn ready(token: &Check, route: &Check) -> Check {
     match (token.ok, route.ok) {
-        (true, true) => Check::ok("Ready", "The token and the route are in place; the directory accepts provisioning requests"),
+        (true, true) => Check::ok(
+            "Ready",
+            "The token and the route are in place; the directory accepts provisioning requests",
+        ),
         (false, true) => Check::failed("TokenNotReady", token.message.clone()),
         (true, false) => Check::failed("RouteNotReady", route.message.clone()),
-        (false, false) => Check::failed("TokenNotReady", format!("{} Also: {}", token.message, route.message)),
+        (false, false) => Check::failed(
+            "TokenNotReady",
+            format!("{} Also: {}", token.message, route.message),
+        ),
     }
 }
 
@@ -86,7 +98,9 @@ fn last_write(meta: &ObjectMeta) -> Option<Timestamp> {
         .iter()
         .flatten()
         .filter_map(|m| m.time.as_ref().map(|t| t.0));
-    managed.chain(meta.creation_timestamp.as_ref().map(|t| t.0)).max()
+    managed
+        .chain(meta.creation_timestamp.as_ref().map(|t| t.0))
+        .max()
 }
 
 /// Counts users (by the `kubescim.io/active` label; a user without it counts as active) and
@@ -98,7 +112,10 @@ pub fn count<'a>(
     directory: &str,
 ) -> Counts {
     let mut counts = Counts::default();
-    for meta in users.into_iter().filter(|m| belongs_to(m, namespace, directory)) {
+    for meta in users
+        .into_iter()
+        .filter(|m| belongs_to(m, namespace, directory))
+    {
         counts.users += 1;
         let inactive = meta
             .labels
@@ -112,7 +129,10 @@ pub fn count<'a>(
         }
         counts.last_write = counts.last_write.max(last_write(meta));
     }
-    for meta in groups.into_iter().filter(|m| belongs_to(m, namespace, directory)) {
+    for meta in groups
+        .into_iter()
+        .filter(|m| belongs_to(m, namespace, directory))
+    {
         counts.groups += 1;
         counts.last_write = counts.last_write.max(last_write(meta));
     }
@@ -135,14 +155,35 @@ mod tests {
     fn transition_time_only_moves_when_the_status_changes() {
         let t0 = at("2026-01-01T00:00:00Z");
         let t1 = at("2026-01-01T01:00:00Z");
-        let first = condition("TokenReady", &Check::ok("TokenCreated", "ok"), Some(1), &[], t0);
+        let first = condition(
+            "TokenReady",
+            &Check::ok("TokenCreated", "ok"),
+            Some(1),
+            &[],
+            t0,
+        );
         assert_eq!(first.status, "True");
         assert_eq!(first.observed_generation, Some(1));
         assert_eq!(first.last_transition_time.0, t0);
-        let same = condition("TokenReady", &Check::ok("TokenPresent", "still ok"), Some(2), &[first.clone()], t1);
-        assert_eq!(same.last_transition_time.0, t0, "True -> True keeps the time");
+        let same = condition(
+            "TokenReady",
+            &Check::ok("TokenPresent", "still ok"),
+            Some(2),
+            std::slice::from_ref(&first),
+            t1,
+        );
+        assert_eq!(
+            same.last_transition_time.0, t0,
+            "True -> True keeps the time"
+        );
         assert_eq!(same.reason, "TokenPresent");
-        let flipped = condition("TokenReady", &Check::failed("SecretNotFound", "gone"), Some(2), &[same], t1);
+        let flipped = condition(
+            "TokenReady",
+            &Check::failed("SecretNotFound", "gone"),
+            Some(2),
+            &[same],
+            t1,
+        );
         assert_eq!(flipped.status, "False");
         assert_eq!(flipped.last_transition_time.0, t1);
     }
@@ -159,7 +200,13 @@ mod tests {
         assert_eq!(ready(&bad, &ok).reason, "TokenNotReady");
     }
 
-    fn meta(ns: &str, dir: &str, active: Option<&str>, created: &str, managed: Option<&str>) -> ObjectMeta {
+    fn meta(
+        ns: &str,
+        dir: &str,
+        active: Option<&str>,
+        created: &str,
+        managed: Option<&str>,
+    ) -> ObjectMeta {
         let mut labels = BTreeMap::from([(labels::DIRECTORY.to_string(), dir.to_string())]);
         if let Some(a) = active {
             labels.insert(labels::ACTIVE.to_string(), a.to_string());
@@ -181,11 +228,23 @@ mod tests {
     #[test]
     fn counts_by_labels_in_the_directory_only() {
         let users = [
-            meta("ns", "dir", Some("true"), "2026-01-01T00:00:00Z", Some("2026-01-03T00:00:00Z")),
+            meta(
+                "ns",
+                "dir",
+                Some("true"),
+                "2026-01-01T00:00:00Z",
+                Some("2026-01-03T00:00:00Z"),
+            ),
             meta("ns", "dir", Some("false"), "2026-01-02T00:00:00Z", None),
             meta("ns", "dir", None, "2026-01-01T00:00:00Z", None),
             meta("ns", "other", Some("true"), "2026-02-01T00:00:00Z", None),
-            meta("other-ns", "dir", Some("true"), "2026-02-01T00:00:00Z", None),
+            meta(
+                "other-ns",
+                "dir",
+                Some("true"),
+                "2026-02-01T00:00:00Z",
+                None,
+            ),
         ];
         let groups = [meta("ns", "dir", None, "2026-01-04T00:00:00Z", None)];
         let counts = count(&users, &groups, "ns", "dir");

@@ -98,7 +98,11 @@ pub fn expires_after(now: Timestamp, grace: Duration) -> Timestamp {
 
 /// The verifiers to publish: the current token's first, then still-valid previous ones
 /// (newest expiry first, the current hash and duplicates removed), at most [`MAX_VERIFIERS`].
-pub fn publishable(current_hash: &str, previous: &[TokenVerifier], now: Timestamp) -> Vec<TokenVerifier> {
+pub fn publishable(
+    current_hash: &str,
+    previous: &[TokenVerifier],
+    now: Timestamp,
+) -> Vec<TokenVerifier> {
     let mut out = vec![verifier_from_hash(current_hash.to_string(), None)];
     let mut previous: Vec<&TokenVerifier> = previous
         .iter()
@@ -118,10 +122,18 @@ pub fn publishable(current_hash: &str, previous: &[TokenVerifier], now: Timestam
 
 /// Previous verifiers after the current token `old_hash` is replaced: it gets `expires_at`
 /// (`now + grace`), earlier ones keep theirs; expired ones are dropped.
-pub fn retire(old_hash: &str, earlier: &[TokenVerifier], now: Timestamp, grace: Duration) -> Vec<TokenVerifier> {
+pub fn retire(
+    old_hash: &str,
+    earlier: &[TokenVerifier],
+    now: Timestamp,
+    grace: Duration,
+) -> Vec<TokenVerifier> {
     let mut out: Vec<TokenVerifier> = Vec::new();
     if !grace.is_zero() {
-        out.push(verifier_from_hash(old_hash.to_string(), Some(expires_after(now, grace))));
+        out.push(verifier_from_hash(
+            old_hash.to_string(),
+            Some(expires_after(now, grace)),
+        ));
     }
     out.extend(
         earlier
@@ -137,12 +149,20 @@ pub fn retire(old_hash: &str, earlier: &[TokenVerifier], now: Timestamp, grace: 
 /// For a bring-your-own token (the operator cannot write that Secret): previous verifiers are
 /// carried in status. A verifier of status that is not the current token keeps its expiry, or
 /// gets `now + grace` if it was the current one until now.
-pub fn carry_over(status_verifiers: &[TokenVerifier], current_hash: &str, now: Timestamp, grace: Duration) -> Vec<TokenVerifier> {
+pub fn carry_over(
+    status_verifiers: &[TokenVerifier],
+    current_hash: &str,
+    now: Timestamp,
+    grace: Duration,
+) -> Vec<TokenVerifier> {
     let mut out = Vec::new();
     for v in status_verifiers.iter().filter(|v| v.hash != current_hash) {
         match v.expires_at {
             Some(_) => out.push(v.clone()),
-            None if !grace.is_zero() => out.push(verifier_from_hash(v.hash.clone(), Some(expires_after(now, grace)))),
+            None if !grace.is_zero() => out.push(verifier_from_hash(
+                v.hash.clone(),
+                Some(expires_after(now, grace)),
+            )),
             None => {}
         }
     }
@@ -175,7 +195,10 @@ mod tests {
         assert_eq!(v.fingerprint.as_deref(), Some("ba7816bf"));
         assert_eq!(v.expires_at, None);
         // Non-ASCII tokens hash their UTF-8 bytes.
-        assert_eq!(hash("é"), "sha256:4a99557e4033c3539de2eb65472017cad5f9557f7a0625a09f1c3f6e2ba69c4c");
+        assert_eq!(
+            hash("é"),
+            "sha256:4a99557e4033c3539de2eb65472017cad5f9557f7a0625a09f1c3f6e2ba69c4c"
+        );
     }
 
     #[test]
@@ -184,7 +207,11 @@ mod tests {
         let b = generate().unwrap();
         assert_ne!(a, b);
         assert_eq!(a.len(), 43, "32 bytes in unpadded base64");
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{a}");
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "{a}"
+        );
         assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), TOKEN_BYTES);
     }
 
@@ -193,7 +220,10 @@ mod tests {
         let now = at("2026-01-01T00:00:00Z");
         let previous = retire(&hash("old"), &[], now, Duration::from_secs(5));
         assert_eq!(previous.len(), 1);
-        assert_eq!(previous[0].expires_at.as_deref(), Some("2026-01-01T00:00:05Z"));
+        assert_eq!(
+            previous[0].expires_at.as_deref(),
+            Some("2026-01-01T00:00:05Z")
+        );
         let published = publishable(&hash("new"), &previous, now);
         assert_eq!(published.len(), 2);
         assert_eq!(published[0].hash, hash("new"));
@@ -213,23 +243,45 @@ mod tests {
         assert!(retire(&hash("old"), &[], now, Duration::ZERO).is_empty());
         let mut earlier = Vec::new();
         for i in 0..20 {
-            earlier = retire(&hash(&format!("t{i}")), &earlier, now, Duration::from_secs(60 + i));
+            earlier = retire(
+                &hash(&format!("t{i}")),
+                &earlier,
+                now,
+                Duration::from_secs(60 + i),
+            );
         }
         assert_eq!(earlier.len(), MAX_VERIFIERS - 1);
         assert_eq!(earlier[0].hash, hash("t19"), "newest expiry first");
-        assert_eq!(publishable(&hash("current"), &earlier, now).len(), MAX_VERIFIERS);
+        assert_eq!(
+            publishable(&hash("current"), &earlier, now).len(),
+            MAX_VERIFIERS
+        );
     }
 
     #[test]
     fn bring_your_own_changes_carry_the_old_verifier_over() {
         let now = at("2026-01-01T00:00:00Z");
-        let status = vec![verifier("old", None), verifier("older", Some(at("2025-12-31T00:00:00Z")))];
+        let status = vec![
+            verifier("old", None),
+            verifier("older", Some(at("2025-12-31T00:00:00Z"))),
+        ];
         let carried = carry_over(&status, &hash("new"), now, Duration::from_secs(3600));
         assert_eq!(carried.len(), 1, "already expired verifiers are dropped");
         assert_eq!(carried[0].hash, hash("old"));
-        assert_eq!(carried[0].expires_at.as_deref(), Some("2026-01-01T01:00:00Z"));
+        assert_eq!(
+            carried[0].expires_at.as_deref(),
+            Some("2026-01-01T01:00:00Z")
+        );
         // Unchanged token: nothing to carry.
-        assert!(carry_over(&[verifier("same", None)], &hash("same"), now, Duration::from_secs(60)).is_empty());
+        assert!(
+            carry_over(
+                &[verifier("same", None)],
+                &hash("same"),
+                now,
+                Duration::from_secs(60)
+            )
+            .is_empty()
+        );
     }
 
     #[test]
