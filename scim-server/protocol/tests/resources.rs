@@ -440,3 +440,69 @@ fn serialize_matches_to_json() {
     assert!(text.starts_with("{\"schemas\":"));
     assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), r.to_json());
 }
+
+/// RFC 7644 §3.3 (create), §3.5.1 (replace), §3.4.2.4 / §3.9 (paging, attributes).
+#[test]
+fn rfc7644_create_replace_retrieve_examples() {
+    let mut u = validate_create(
+        ResourceKind::User,
+        &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "bjensen", "externalId": "bjensen",
+                "name": {"formatted": "Ms. Barbara J Jensen III", "familyName": "Jensen", "givenName": "Barbara"}}),
+    )
+    .unwrap();
+    u.set_id("2819c223-7f76-453a-919d-413861904646");
+    u.set_meta(&scim_protocol::Meta {
+        created: "2011-08-01T21:32:44.882Z".into(),
+        last_modified: "2011-08-01T21:32:44.882Z".into(),
+        version: "e180ee84f0671b1".into(),
+        location: "https://example.com/v2/Users/2819c223-7f76-453a-919d-413861904646".into(),
+    });
+    let j = u.to_json();
+    assert_eq!(j["meta"]["version"], json!("W/\"e180ee84f0671b1\""));
+    assert_eq!(j["meta"]["resourceType"], json!("User"));
+
+    let put = validate_replace(
+        &u,
+        &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "id": "2819c223-7f76-453a-919d-413861904646",
+                "userName": "bjensen", "externalId": "bjensen",
+                "name": {"formatted": "Ms. Barbara J Jensen III", "familyName": "Jensen",
+                         "givenName": "Barbara", "middleName": "Jane"},
+                "roles": [],
+                "emails": [{"value": "bjensen@example.com"}, {"value": "babs@jensen.org"}]}),
+    )
+    .unwrap();
+    assert_eq!(put.emails(), vec!["bjensen@example.com", "babs@jensen.org"]);
+    assert_eq!(put.attributes()["name"]["middleName"], json!("Jane"));
+    assert_eq!(put.attributes()["meta"], u.attributes()["meta"]);
+
+    // GET /Users/{id}?attributes=userName → schemas, id, userName only
+    let q = ListQuery::from_query_pairs([("attributes", "userName")]).unwrap();
+    let p = q.project(&u);
+    let mut keys: Vec<&String> = p.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, vec!["id", "schemas", "userName"]);
+
+    // GET /Groups?filter=displayName eq "Employees" with paging
+    let groups: Vec<Resource> = (0..25)
+        .map(|i| {
+            let mut g = validate_create(
+                ResourceKind::Group,
+                &json!({"displayName": if i % 5 == 0 { "Employees" } else { "Other" }}),
+            )
+            .unwrap();
+            g.set_id(format!("g{i}"));
+            g
+        })
+        .collect();
+    let q = ListQuery::from_query_pairs([
+        ("filter", r#"displayName eq "Employees""#),
+        ("startIndex", "1"),
+        ("count", "10"),
+    ])
+    .unwrap();
+    let out = q.run(ResourceKind::Group, &groups, 100).unwrap();
+    assert_eq!(out["totalResults"], json!(5));
+    assert_eq!(out["itemsPerPage"], json!(5));
+}
