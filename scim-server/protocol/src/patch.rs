@@ -1166,7 +1166,7 @@ fn apply_multi(
                                     let hit = mask.get(i).copied().unwrap_or(false);
                                     i += 1;
                                     e.as_object()
-                                        .is_none_or(|m| !m.is_empty() && !(hit && lost_value))
+                                        .is_none_or(|m| !(m.is_empty() || (hit && lost_value)))
                                 });
                             }
                         }
