@@ -8,7 +8,9 @@ use scim_protocol::{Filter, Resource};
 use serde_json::json;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(f) = Filter::parse(s) {
         let printed = f.to_string();
         let again = Filter::parse(&printed).expect("printed filter must parse");

@@ -9,8 +9,12 @@ use serde_json::{Value, json};
 
 fuzz_target!(|data: &[u8]| {
     // First byte picks the resource; the rest is the PATCH body.
-    let Some((&sel, body)) = data.split_first() else { return };
-    let Ok(body) = serde_json::from_slice::<Value>(body) else { return };
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
+    let Ok(body) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
     let base = if sel & 1 == 0 {
         Resource::from_stored(
             ResourceKind::User,
@@ -27,9 +31,13 @@ fuzz_target!(|data: &[u8]| {
         )
     }
     .expect("fixture is valid");
-    let Ok(req) = PatchRequest::parse(&body) else { return };
+    let Ok(req) = PatchRequest::parse(&body) else {
+        return;
+    };
     if let Ok(out) = req.apply(&base) {
-        out.resource.validate().expect("patched resource must validate");
+        out.resource
+            .validate()
+            .expect("patched resource must validate");
         let back = Resource::from_stored(base.kind(), &out.resource.to_json()).expect("reload");
         assert_eq!(back.attributes(), out.resource.attributes());
         if base.kind() == ResourceKind::User {
