@@ -1152,3 +1152,153 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     .unwrap();
     ready(&dirs, "three", Duration::from_secs(30)).await;
 }
+
+/// The operator runs as a ServiceAccount bound only to `operator/rbac.yaml` (the list the Helm
+/// chart uses): everything from token to Retain deletion works, nothing is forbidden.
+#[tokio::test]
+async fn the_documented_rbac_is_enough() {
+    let plane = ControlPlane::shared();
+    let ns = plane.namespace("op-rbac").await.unwrap();
+    let client = plane.client().await.unwrap();
+    let rbac = kube_scim_tests::repo_root().join("operator/rbac.yaml");
+    let out = plane
+        .kubectl()
+        .args(["apply", "--server-side", "-f"])
+        .arg(&rbac)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sa = format!("system:serviceaccount:{ns}:kube-scim-operator");
+    for (kind, name, role) in [
+        (
+            "clusterrolebinding",
+            format!("kube-scim-operator-{ns}"),
+            "kube-scim-operator",
+        ),
+        (
+            "rolebinding",
+            "kube-scim-operator-leader-election".to_string(),
+            "kube-scim-operator-leader-election",
+        ),
+    ] {
+        let out = plane
+            .kubectl()
+            .args([
+                "create",
+                kind,
+                &name,
+                &format!("--clusterrole={role}"),
+                &format!("--serviceaccount={ns}:kube-scim-operator"),
+                "-n",
+                &ns,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A kubeconfig that impersonates the ServiceAccount (as a pod's token would authenticate).
+    let admin = std::fs::read_to_string(plane.kubeconfig()).unwrap();
+    let impersonation = format!(
+        "  user:\n    as: {sa}\n    as-groups:\n    - system:serviceaccounts\n    - system:serviceaccounts:{ns}\n    - system:authenticated\n"
+    );
+    let kubeconfig = plane.dir().join(format!("kubeconfig-{ns}"));
+    std::fs::write(&kubeconfig, admin.replacen("  user:\n", &impersonation, 1)).unwrap();
+    let sa_client = plane
+        .service_account_client(&ns, "kube-scim-operator")
+        .await
+        .unwrap();
+    let forbidden = Api::<Secret>::namespaced(sa_client, "kube-system")
+        .create(&PostParams::default(), &Secret::default())
+        .await;
+    assert!(
+        matches!(forbidden, Err(kube::Error::Api(ref s)) if s.code == 403 || s.code == 422),
+        "{forbidden:?}"
+    );
+
+    let port = free_port().unwrap();
+    let mut cmd = Command::new(workspace_binary("kube-scim-operator").unwrap());
+    cmd.env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAMESPACE", &ns)
+        .env_remove("POD_NAME")
+        .arg(format!("--metrics-bind-address=127.0.0.1:{port}"))
+        .arg("--identity=rbac")
+        .arg(format!("--watch-namespaces={ns}"))
+        .arg(format!("--server-service-namespace={SERVER_NAMESPACE}"));
+    let process = ManagedProcess::spawn_command(
+        "rbac",
+        cmd,
+        &plane.dir().join(format!("operator-{ns}-rbac.log")),
+    )
+    .unwrap();
+    let op = Operator {
+        process,
+        port,
+        name: "rbac".into(),
+    };
+
+    let dirs: Api<ScimDirectory> = Api::namespaced(client.clone(), &ns);
+    let mut spec = with_host("scim.rbac.example");
+    spec.deletion_policy = DeletionPolicy::Retain;
+    dirs.create(&PostParams::default(), &directory("rbac", spec))
+        .await
+        .unwrap();
+    let dir = ready(&dirs, "rbac", Duration::from_secs(30)).await;
+    wait_for_event(&client, &ns, "rbac", "TokenCreated").await;
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
+    users
+        .create(&PostParams::default(), &user(&dir, "rbac-user", false))
+        .await
+        .unwrap();
+    eventually(
+        "the user to be counted",
+        Duration::from_secs(30),
+        || async { (dirs.get("rbac").await.ok()?.status?.inactive_users == Some(1)).then_some(()) },
+    )
+    .await;
+    // Rotation (Secret update) and Retain deletion (finalizer, ownerReference removal).
+    let rotate = serde_json::json!({"spec": {"token": {"rotationRequest": "r1"}}});
+    dirs.patch("rbac", &PatchParams::default(), &Patch::Merge(&rotate))
+        .await
+        .unwrap();
+    wait_for_event(&client, &ns, "rbac", "TokenRotated").await;
+    dirs.delete("rbac", &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually(
+        "the Retain directory to be deleted",
+        Duration::from_secs(60),
+        || async { dirs.get_opt("rbac").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    assert!(
+        users
+            .get("rbac-user")
+            .await
+            .unwrap()
+            .owner_references()
+            .is_empty()
+    );
+    assert!(
+        !event_reasons(&client, &ns, "rbac")
+            .await
+            .iter()
+            .any(|r| r == "ReconcileFailed"),
+        "no reconcile failed (e.g. Forbidden): {:?}",
+        event_reasons(&client, &ns, "rbac").await
+    );
+    let log = std::fs::read_to_string(op.process.log()).unwrap();
+    assert!(
+        !log.contains("forbidden"),
+        "the operator hit a Forbidden error:\n{}",
+        op.process.log_tail(40)
+    );
+    assert_eq!(op.metric("kube_scim_operator_leader"), Some(1.0));
+}

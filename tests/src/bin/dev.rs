@@ -83,6 +83,18 @@ fn start_component(
 ) -> anyhow::Result<ManagedProcess> {
     let mut cmd = Command::new(workspace_binary(name)?);
     cmd.env("KUBECONFIG", kubeconfig);
+    if name == "kube-scim-operator" {
+        // Probes and metrics on 127.0.0.1 only; Ingresses route to a `kube-scim-server`
+        // Service in `default` (the namespace of examples/); the Lease lives there too.
+        let port = kube_scim_tests::free_port()?;
+        cmd.args([
+            format!("--metrics-bind-address=127.0.0.1:{port}"),
+            "--server-service-namespace=default".to_string(),
+            "--lease-namespace=default".to_string(),
+            "--log-format=text".to_string(),
+        ]);
+        eprintln!("kube-scim-operator: health and metrics on http://127.0.0.1:{port}/metrics");
+    }
     let log = dev_dir.join(format!("{name}.log"));
     let _ = std::fs::remove_file(&log);
     ManagedProcess::spawn_command(name, cmd, &log).with_context(|| format!("starting {name}"))
