@@ -3,6 +3,8 @@
 //! `cargo build -p kube-scim-server --bins && cargo test -p kube-scim-tests --test scim_bench -- --ignored --nocapture`.
 //! `BENCH_USERS_LARGE` (default 10000) sets the large user count for the filter/memory figures
 //! (the goal is stated at 100000; that takes a long time on a small machine).
+//! `KUBE_SCIM_SERVER_BIN` selects the server binary (default: the debug build); figures are only
+//! meaningful with `cargo build --release -p kube-scim-server`.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -141,7 +143,12 @@ async fn scim_server_benchmark() {
     directory(&client, &ns, "direct", &token).await;
     let port = free_port().unwrap();
     let mport = free_port().unwrap();
-    let mut cmd = Command::new(workspace_binary("kube-scim-server").unwrap());
+    // KUBE_SCIM_SERVER_BIN points at another build (e.g. target/release/kube-scim-server).
+    let bin = std::env::var_os("KUBE_SCIM_SERVER_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_binary("kube-scim-server").unwrap());
+    println!("server binary: {}", bin.display());
+    let mut cmd = Command::new(bin);
     cmd.env("KUBECONFIG", plane.kubeconfig()).args([
         "--listen",
         &format!("127.0.0.1:{port}"),

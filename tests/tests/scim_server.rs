@@ -91,18 +91,29 @@ struct Server {
 
 impl Server {
     async fn start(plane: &ControlPlane, namespaces: &str, tag: &str) -> Server {
+        Server::start_with(plane, plane.kubeconfig(), namespaces, tag, &[]).await
+    }
+
+    async fn start_with(
+        plane: &ControlPlane,
+        kubeconfig: &std::path::Path,
+        namespaces: &str,
+        tag: &str,
+        extra: &[&str],
+    ) -> Server {
         let bin = workspace_binary("kube-scim-server").unwrap();
         let port = free_port().unwrap();
         let metrics_port = free_port().unwrap();
         let mut cmd = Command::new(bin);
-        cmd.env("KUBECONFIG", plane.kubeconfig())
+        cmd.env("KUBECONFIG", kubeconfig)
             .env_remove("RUST_LOG")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--metrics-listen")
             .arg(format!("127.0.0.1:{metrics_port}"))
             .arg("--namespaces")
-            .arg(namespaces);
+            .arg(namespaces)
+            .args(extra);
         let log = plane.dir().join(format!("scim-server-{tag}-{port}.log"));
         let proc = ManagedProcess::spawn_command("kube-scim-server", cmd, &log).unwrap();
         let mut s = Server {
@@ -1039,4 +1050,206 @@ async fn group_with_ten_thousand_members() {
     let _ = Api::<Namespace>::all(client)
         .delete(&ns, &DeleteParams::default())
         .await;
+}
+
+fn metric_sum(metrics: &str, prefix: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn limits_queue_call_counts_and_graceful_shutdown() {
+    let (plane, client, ns, token) = setup("scim-limits").await;
+    let srv = Server::start_with(
+        plane,
+        plane.kubeconfig(),
+        &ns,
+        "limits",
+        &[
+            "--max-concurrent-requests",
+            "2",
+            "--max-header-bytes",
+            "4096",
+            "--member-write-concurrency",
+            "1",
+        ],
+    )
+    .await;
+    let scim = srv.scim(&ns, "entra", &token);
+    scim.wait_ready().await;
+
+    // A burst far above the concurrency cap is queued, not rejected.
+    let posts = (0..40).map(|i| {
+        scim.post_owned(
+            "/Users",
+            user_body(&format!("q{i}@contoso.com"), &format!("q{i}")),
+        )
+    });
+    let rs = join_all(posts).await;
+    assert!(
+        rs.iter().all(|r| r.status == StatusCode::CREATED),
+        "{:?}",
+        rs.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    let ids: Vec<String> = rs
+        .iter()
+        .map(|r| r.body["id"].as_str().unwrap().to_string())
+        .collect();
+    let gets = (0..100).map(|i| {
+        scim.filter(
+            "Users",
+            format!("userName eq \"q{}@contoso.com\"", i % 40).leak(),
+        )
+    });
+    for l in join_all(gets).await {
+        assert_eq!(l["totalResults"], 1);
+    }
+
+    // Oversized headers: 431 with a SCIM error.
+    let r = reqwest::Client::new()
+        .get(format!("{}/Users", scim.base))
+        .bearer_auth(&token)
+        .header("x-filler", "x".repeat(8000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 431);
+
+    // apiserver calls: one create per POST, one patch per user PATCH, none for reads.
+    let m0 = srv.metrics().await;
+    for id in &ids[..10] {
+        let p = json!({"Operations": [{"op": "Replace", "path": "active", "value": "False"}]});
+        assert_eq!(
+            scim.patch(&format!("/Users/{id}"), &p).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            scim.get(&format!("/Users/{id}")).await.status,
+            StatusCode::OK
+        );
+    }
+    let m1 = srv.metrics().await;
+    let calls = |m: &str, verb: &str| {
+        metric_sum(
+            m,
+            "kube_scim_apiserver_calls_total",
+            &format!("verb=\"{verb}\""),
+        )
+    };
+    assert_eq!(calls(&m0, "create"), 40.0, "{m0}");
+    assert_eq!(calls(&m1, "patch") - calls(&m0, "patch"), 10.0);
+    assert_eq!(calls(&m1, "get"), 0.0, "no apiserver reads expected: {m1}");
+
+    // Graceful shutdown: a group PATCH in flight when SIGTERM arrives still completes.
+    let g = scim
+        .post("/Groups", &json!({"displayName": "Shutdown"}))
+        .await;
+    let gid = g.body["id"].as_str().unwrap().to_string();
+    let add = json!({"Operations": [{"op": "add", "path": "members", "value": ids.iter().map(|i| json!({"value": i})).collect::<Vec<_>>()}]});
+    let s2 = scim.clone();
+    let path = format!("/Groups/{gid}");
+    let inflight = tokio::spawn(async move { s2.patch(&path, &add).await.status });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let Server { mut proc, .. } = srv;
+    let stopper = tokio::task::spawn_blocking(move || {
+        proc.stop();
+        proc
+    });
+    assert_eq!(inflight.await.unwrap(), StatusCode::NO_CONTENT);
+    let _proc = stopper.await.unwrap();
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
+    let sel = users
+        .list_metadata(&ListParams::default().labels(&format!("member.kubescim.io/{gid}")))
+        .await
+        .unwrap();
+    assert_eq!(sel.items.len(), 40);
+}
+
+/// The RBAC documented in docs/scim-server.md is enough: the server runs as a ServiceAccount
+/// bound to exactly that Role (no Secrets, no update, no status).
+#[tokio::test]
+async fn runs_with_the_documented_least_privilege_role() {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let (plane, client, ns, token) = setup("scim-rbac").await;
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "kube-scim-server"},
+        "rules": [
+            {"apiGroups": ["kubescim.io"], "resources": ["scimdirectories"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["kubescim.io"], "resources": ["scimusers", "scimgroups"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]}
+        ]
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "kube-scim-server"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "kube-scim-server"},
+        "subjects": [{"kind": "ServiceAccount", "name": "kube-scim-server", "namespace": ns}]
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    // A kubeconfig that impersonates the ServiceAccount.
+    let (user, groups) = kube_scim_tests::service_account_identity(&ns, "kube-scim-server");
+    let admin = std::fs::read_to_string(plane.kubeconfig()).unwrap();
+    let mut out = String::new();
+    for line in admin.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("    client-key:") {
+            out.push_str(&format!("    as: {user}\n    as-groups:\n"));
+            for g in &groups {
+                out.push_str(&format!("    - {g}\n"));
+            }
+        }
+    }
+    assert!(out.contains("as-groups"), "unexpected kubeconfig layout");
+    let kubeconfig = plane.dir().join(format!("kubeconfig-sa-{ns}"));
+    std::fs::write(&kubeconfig, out).unwrap();
+
+    let srv = Server::start_with(plane, &kubeconfig, &ns, "rbac", &[]).await;
+    let scim = srv.scim(&ns, "entra", &token);
+    scim.wait_ready().await;
+    let r = scim
+        .post("/Users", &user_body("rbac@contoso.com", "rbac"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let uid = r.body["id"].as_str().unwrap().to_string();
+    let g = scim
+        .post(
+            "/Groups",
+            &json!({"displayName": "RBAC", "members": [{"value": uid}]}),
+        )
+        .await;
+    assert_eq!(g.status, StatusCode::CREATED, "{}", g.body);
+    let gid = g.body["id"].as_str().unwrap().to_string();
+    let p = json!({"Operations": [{"op": "replace", "path": "active", "value": false}]});
+    assert_eq!(
+        scim.patch(&format!("/Users/{uid}"), &p).await.status,
+        StatusCode::OK
+    );
+    // A member unknown to the cache makes the server look it up (get) before refusing.
+    let bad =
+        json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": "nope"}]}]});
+    assert_eq!(
+        scim.patch(&format!("/Groups/{gid}"), &bad).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        scim.delete(&format!("/Groups/{gid}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        scim.delete(&format!("/Users/{uid}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let log = std::fs::read_to_string(srv.proc.log()).unwrap();
+    assert!(!log.contains("forbidden"), "{}", srv.proc.log_tail(20));
 }
