@@ -142,10 +142,16 @@ impl LeaderElector {
         stop: &mut (impl std::future::Future<Output = ()> + Unpin),
     ) -> Option<()> {
         loop {
-            match self.try_acquire_or_renew().await {
-                Ok(true) => return Some(()),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "could not read or write the leader Lease"),
+            // A request that hangs must not stall the candidate forever.
+            match tokio::time::timeout(self.timing.renew_deadline, self.try_acquire_or_renew())
+                .await
+            {
+                Ok(Ok(true)) => return Some(()),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not read or write the leader Lease")
+                }
+                Err(_) => tracing::warn!("reading or writing the leader Lease timed out"),
             }
             tokio::select! {
                 _ = &mut *stop => return None,

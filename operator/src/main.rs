@@ -154,9 +154,11 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
                     let _ = lost_tx.send(true);
                 }
                 _ = flag_set(done_rx) => {
-                    match elector.release().await {
-                        Ok(()) => tracing::info!("released the leader Lease"),
-                        Err(e) => tracing::warn!(error = %e, "could not release the leader Lease"),
+                    let release = tokio::time::timeout(std::time::Duration::from_secs(5), elector.release());
+                    match release.await {
+                        Ok(Ok(())) => tracing::info!("released the leader Lease"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "could not release the leader Lease"),
+                        Err(_) => tracing::warn!("releasing the leader Lease timed out"),
                     }
                 }
             }
