@@ -293,6 +293,9 @@ fn request_id(headers: &HeaderMap) -> String {
 
 /// Request id, header limit, readiness, queue, timeout, metrics and a log line per request.
 async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if matches!(req.uri().path(), "/healthz" | "/readyz") {
+        return next.run(req).await;
+    }
     let start = Instant::now();
     let rid = request_id(req.headers());
     let method = req.method().as_str().to_string();
