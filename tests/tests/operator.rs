@@ -1117,6 +1117,22 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
 
     // A graceful stop releases the Lease: replica-b takes over and reconciles.
     a.stop();
+    // Graceful shutdown on SIGTERM: running reconciles finish, the Lease is released (so the
+    // standby need not wait for it to expire), and every log line is a JSON object.
+    let log = std::fs::read_to_string(a.process.log()).unwrap();
+    assert!(
+        log.contains("released the leader Lease"),
+        "{}",
+        a.process.log_tail(20)
+    );
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let parsed: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            parsed["level"].is_string() && parsed["message"].is_string(),
+            "{line}"
+        );
+    }
     eventually(
         "replica-b to take over after a graceful stop",
         Duration::from_secs(20),
