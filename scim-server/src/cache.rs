@@ -484,3 +484,73 @@ impl Cache {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn user(name: &str, rv: &str, user_name: &str, groups: &[&str]) -> DynamicObject {
+        let mut labels = serde_json::Map::new();
+        for g in groups {
+            labels.insert(labels::member_of(g), "true".into());
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "kubescim.io/v1alpha1", "kind": "ScimUser",
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv, "labels": labels},
+            "spec": {"directoryRef": {"name": "d"}},
+            "status": {"id": name, "userName": user_name, "active": true, "meta": {"created": "c", "lastModified": "l"}}
+        }))
+        .unwrap()
+    }
+
+    fn names(c: &Cache) -> Vec<String> {
+        c.read("ns", "d", |d| {
+            let mut v: Vec<String> = d.user_name.keys().cloned().collect();
+            v.sort();
+            v
+        })
+    }
+
+    #[test]
+    fn older_versions_are_ignored_and_indexes_follow_updates() {
+        let c = Cache::default();
+        c.apply_object(ResourceKind::User, &user("u1", "10", "Alice", &["g1"]));
+        c.apply_object(ResourceKind::User, &user("u1", "12", "Bob", &[]));
+        // The watch event of an older write arrives late: ignored.
+        c.apply_object(ResourceKind::User, &user("u1", "11", "Carol", &["g1"]));
+        assert_eq!(names(&c), vec!["bob"]);
+        assert!(c.read("ns", "d", |d| d.member_ids("g1")).is_empty());
+    }
+
+    #[test]
+    fn deleted_objects_do_not_come_back_from_late_events() {
+        let c = Cache::default();
+        c.apply_object(ResourceKind::User, &user("u1", "10", "Alice", &["g1"]));
+        c.delete_object(ResourceKind::User, "ns", "u1", 10);
+        c.apply_object(ResourceKind::User, &user("u1", "10", "Alice", &["g1"]));
+        assert!(names(&c).is_empty());
+        assert!(c.read("ns", "d", |d| d.member_ids("g1")).is_empty());
+        // A new incarnation (newer resourceVersion) is accepted.
+        c.apply_object(ResourceKind::User, &user("u1", "20", "Alice", &[]));
+        assert_eq!(names(&c), vec!["alice"]);
+    }
+
+    #[test]
+    fn relist_drops_only_unlisted_older_objects() {
+        let c = Cache::default();
+        c.apply_object(ResourceKind::User, &user("u1", "10", "A", &[]));
+        c.apply_object(ResourceKind::User, &user("u2", "11", "B", &[]));
+        c.apply_object(ResourceKind::User, &user("u3", "30", "C", &[]));
+        let seen: HashSet<(String, String)> = [("ns".to_string(), "u1".to_string())].into();
+        c.retain_objects(ResourceKind::User, None, &seen, 20);
+        assert_eq!(names(&c), vec!["a", "c"]);
+    }
+
+    #[test]
+    fn verifier_hex_decodes() {
+        assert!(decode_hex32(&"ab".repeat(32)).is_some());
+        assert!(decode_hex32("zz").is_none());
+        assert!(decode_hex32(&"zz".repeat(32)).is_none());
+    }
+}
