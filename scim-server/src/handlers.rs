@@ -531,8 +531,21 @@ async fn resolve_unknown(
     ns: &str,
     ids: Vec<String>,
 ) -> Result<Vec<String>, ApiError> {
-    let mut still = Vec::new();
-    for id in ids {
+    // Only plausible object names, and only a few lookups per request: the ids come from
+    // the client.
+    const MAX_LOOKUPS: usize = 20;
+    let (plausible, mut still): (Vec<String>, Vec<String>) = ids.into_iter().partition(|id| {
+        !id.is_empty()
+            && id.len() <= 253
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    });
+    if plausible.len() > MAX_LOOKUPS {
+        still.extend(plausible);
+        return Ok(still);
+    }
+    for id in plausible {
         let mut found = false;
         for kind in [ResourceKind::User, ResourceKind::Group] {
             match st.store.get(kind, ns, &id).await {
