@@ -27,6 +27,7 @@ use rcgen::{
 };
 
 pub mod procs;
+pub mod stack;
 
 use procs::ManagedProcess;
 

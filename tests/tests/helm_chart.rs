@@ -8,12 +8,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::PostParams;
 use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimUser};
-use kube_scim_tests::procs::ManagedProcess;
-use kube_scim_tests::{ControlPlane, free_port, helm, repo_root, workspace_binary};
+use kube_scim_tests::stack::{Stack, StackOptions, ready_directory, service_account_kubeconfig};
+use kube_scim_tests::{ControlPlane, helm, repo_root};
 use serde_json::{Value, json};
 
 const RELEASE: &str = "kube-scim";
@@ -67,20 +66,6 @@ fn all_options_values(plane: &ControlPlane, watched: [&str; 2]) -> PathBuf {
         .replace("placeholder-watched-b", watched[1]);
     let path = plane.dir().join(format!("values-{}.yaml", watched[0]));
     std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// A kubeconfig whose user is the admin impersonating ServiceAccount `namespace/name`.
-fn service_account_kubeconfig(plane: &ControlPlane, namespace: &str, name: &str) -> PathBuf {
-    let (user, groups) = kube_scim_tests::service_account_identity(namespace, name);
-    let mut config: Value =
-        serde_json::to_value(kube::config::Kubeconfig::read_from(plane.kubeconfig()).unwrap())
-            .unwrap();
-    let auth = &mut config["users"][0]["user"];
-    auth["as"] = user.into();
-    auth["as-groups"] = groups.into();
-    let path = plane.dir().join(format!("kubeconfig-{namespace}-{name}"));
-    std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
     path
 }
 
@@ -212,36 +197,19 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
     ]));
 
     // The chart's identities, as their pods would act.
-    let operator_kubeconfig = service_account_kubeconfig(plane, &release_ns, "kube-scim-operator");
-    let server_kubeconfig = service_account_kubeconfig(plane, &release_ns, "kube-scim-server");
-    let log_dir = plane.dir().join(format!("chart-{release_ns}"));
-    std::fs::create_dir_all(&log_dir).unwrap();
-
-    let operator_port = free_port().unwrap();
-    let mut operator_cmd = Command::new(workspace_binary("kube-scim-operator").unwrap());
-    operator_cmd
-        .env("KUBECONFIG", &operator_kubeconfig)
-        .arg(format!("--metrics-bind-address=127.0.0.1:{operator_port}"))
-        .arg(format!("--lease-namespace={release_ns}"))
-        .arg("--lease-name=kube-scim-operator")
-        .arg(format!("--server-service-namespace={release_ns}"))
-        .arg("--server-service-name=kube-scim-server")
-        .arg("--default-ingress-host=scim.example.test");
-    let mut operator =
-        ManagedProcess::spawn_command("operator", operator_cmd, &log_dir.join("operator.log"))
-            .unwrap();
-
-    let scim_port = free_port().unwrap();
-    let metrics_port = free_port().unwrap();
-    let mut server_cmd = Command::new(workspace_binary("kube-scim-server").unwrap());
-    server_cmd
-        .env("KUBECONFIG", &server_kubeconfig)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{scim_port}"))
-        .arg("--metrics-listen")
-        .arg(format!("127.0.0.1:{metrics_port}"));
-    let mut server =
-        ManagedProcess::spawn_command("server", server_cmd, &log_dir.join("server.log")).unwrap();
+    let mut options = StackOptions::new(&release_ns);
+    // Cluster-wide, as the chart's default RBAC grants: directories live in another namespace.
+    options.watch_namespaces = String::new();
+    options.operator_kubeconfig =
+        Some(service_account_kubeconfig(plane, &release_ns, "kube-scim-operator").unwrap());
+    options.server_kubeconfig =
+        Some(service_account_kubeconfig(plane, &release_ns, "kube-scim-server").unwrap());
+    options.operator_args = vec![
+        "--lease-name=kube-scim-operator".into(),
+        "--server-service-name=kube-scim-server".into(),
+        "--default-ingress-host=scim.example.test".into(),
+    ];
+    let mut stack = Stack::start(plane, options).await.unwrap();
 
     let directories: Api<ScimDirectory> = Api::namespaced(client.clone(), &tenant_ns);
     directories
@@ -251,29 +219,10 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
         )
         .await
         .unwrap();
-    let ready = eventually(
-        "directory Ready as the chart's operator",
-        Duration::from_secs(60),
-        || {
-            let directories = directories.clone();
-            async move {
-                let d = directories.get("contoso").await.ok()?;
-                let status = d.status?;
-                let ready = status
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-                ready.then_some(status)
-            }
-        },
-    )
-    .await;
-    assert!(
-        operator.is_running(),
-        "operator died:\n{}",
-        operator.log_tail(30)
-    );
-    let endpoint = ready.endpoint.expect("Tenant URL");
+    let (endpoint, token) =
+        ready_directory(&client, &tenant_ns, "contoso", Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
     assert!(
         endpoint.starts_with(&format!(
             "http://scim.example.test/scim/v2/{tenant_ns}/contoso"
@@ -281,15 +230,8 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
         "{endpoint}"
     );
 
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &tenant_ns);
-    let secret = secrets
-        .get(ready.token_secret_name.as_deref().unwrap())
-        .await
-        .unwrap();
-    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
-
     // A provisioning flow through the server running as the chart's server identity.
-    let base = format!("http://127.0.0.1:{scim_port}/scim/v2/{tenant_ns}/contoso");
+    let base = stack.base_url(&tenant_ns, "contoso");
     let http = reqwest::Client::new();
     let scim = |method: reqwest::Method, path: &str, body: Option<Value>| {
         let mut req = http
@@ -435,9 +377,13 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
     .await
     .unwrap();
     assert_eq!(deleted.status(), 204);
-    assert!(server.is_running(), "server died:\n{}", server.log_tail(30));
-    operator.stop();
-    server.stop();
+    assert!(stack.server.is_running(), "server died:\n{}", stack.logs());
+    assert!(
+        stack.operator.is_running(),
+        "operator died:\n{}",
+        stack.logs()
+    );
+    drop(stack);
 
     // Upgrade to changed values.
     ok(helm_cmd(plane)
