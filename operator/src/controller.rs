@@ -221,6 +221,14 @@ pub async fn run_scope(
             ) else {
                 return refs;
             };
+            // Generated Secrets whose label was removed still name their directory as owner.
+            for owner in secret.metadata.owner_references.iter().flatten() {
+                if owner.kind == ScimDirectory::kind(&())
+                    && owner.api_version == ScimDirectory::api_version(&())
+                {
+                    refs.push(ObjectRef::new(&owner.name).within(ns));
+                }
+            }
             for dir in directories.state() {
                 let referenced = dir
                     .spec
