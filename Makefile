@@ -21,9 +21,10 @@ test: controlplane tools lint check-crds build
 controlplane:
 	bash tests/controlplane/build.sh >/dev/null
 
-## tools: build (or reuse the cached) pinned helm used by the chart tests
+## tools: build (or reuse the cached) pinned helm and the external SCIM checkers the tests run
 tools:
 	bash tests/tools/build-helm.sh >/dev/null
+	bash tests/tools/build-python-tools.sh >/dev/null
 
 ## build: every binary of the workspace (the integration tests start them as processes)
 build:
