@@ -1025,7 +1025,7 @@ async fn reconcile_route(dir: &ScimDirectory, ctx: &Context) -> Result<RouteStat
         return Ok(RouteState {
             check: Check::failed(
                 "NoHost",
-                "No Ingress host: set spec.ingress.host (or start the operator with --default-ingress-host, Helm value operator.ingress.host), or set spec.ingress.enabled to false and route to the SCIM server yourself.",
+                "No Ingress host: set spec.ingress.host (or start the operator with --default-ingress-host, Helm value ingressDefaults.host), or set spec.ingress.enabled to false and route to the SCIM server yourself.",
             ),
             endpoint: None,
         });
