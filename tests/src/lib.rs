@@ -26,6 +26,7 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 
+pub mod entra;
 pub mod procs;
 pub mod stack;
 
