@@ -391,6 +391,26 @@ impl Cache {
     /// Applies an object from a watch event or a write response, unless what is held is newer.
     /// Returns the entry now held for that object (which may be newer than `obj`).
     pub fn apply_object(&self, kind: ResourceKind, obj: &DynamicObject) -> Option<Arc<Entry>> {
+        // Fast path: the watch echo of our own write (or anything older) needs no conversion.
+        let rv = rv_num(obj.metadata.resource_version.as_deref().unwrap_or(""));
+        if rv != 0
+            && let (Some(ns), Some(name)) = (&obj.metadata.namespace, &obj.metadata.name)
+        {
+            let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+            let key = (kind, ns.clone(), name.clone());
+            if g.tombstones.get(&key).is_some_and(|(t, _)| rv <= *t) {
+                return None;
+            }
+            if let Some((dir, held)) = g.locate.get(&key)
+                && *held != 0
+                && rv <= *held
+            {
+                return g
+                    .data
+                    .get(&(ns.clone(), dir.clone()))
+                    .and_then(|d| d.get(kind, name).cloned());
+            }
+        }
         let (ns, dir, entry) = entry_from_object(kind, obj)?;
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let key = (kind, ns.clone(), entry.id.clone());
