@@ -263,13 +263,11 @@ impl PatchRequest {
         for (i, op) in self.operations.iter().enumerate() {
             ctx.apply_op(op).map_err(|e| prefix_err(e, i))?;
         }
-        let mut attrs = Map::new();
+        let mut attrs = ctx.work;
         let mut touched = Map::new();
-        for (k, v) in ctx.work {
-            if ctx.touched.contains(&k) {
-                touched.insert(k, v);
-            } else {
-                attrs.insert(k, v);
+        for k in &ctx.touched {
+            if let Some(v) = attrs.remove(k) {
+                touched.insert(k.clone(), v);
             }
         }
         attrs.extend(normalize_map(kind, touched, Mode::Stored)?.attrs);
