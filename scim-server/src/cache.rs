@@ -2,7 +2,7 @@
 //! the SCIM filters need. Fed by watchers *and* by the server's own write responses
 //! (read-your-writes); an object with an older resourceVersion than the one held is ignored.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -26,14 +26,56 @@ pub struct Entry {
     pub rv: u64,
     /// resourceVersion as sent by the apiserver.
     pub rv_str: String,
-    /// Normalized resource, with `id`, without `meta`/`groups`/`members`.
-    pub resource: Resource,
+    /// User or Group.
+    pub kind: ResourceKind,
+    /// The normalized resource (with `id`, without `meta`/`groups`/`members`) as compact JSON
+    /// text: a parsed map costs several times more memory; see [`Entry::resource`].
+    json: Box<str>,
+    /// displayName, else userName (for member/group `display`).
+    pub display: Option<Box<str>>,
     /// `meta.created`.
     pub created: String,
     /// `meta.lastModified`.
     pub last_modified: String,
     /// Ids of the groups this object is a direct member of (membership labels).
     pub member_of: Vec<String>,
+}
+
+impl Entry {
+    /// Builds an entry from a normalized resource.
+    pub fn new(
+        id: String,
+        rv_str: String,
+        resource: &Resource,
+        created: String,
+        last_modified: String,
+        member_of: Vec<String>,
+    ) -> Entry {
+        let display = resource
+            .display_name()
+            .or(resource.user_name())
+            .map(Box::from);
+        Entry {
+            id,
+            rv: rv_num(&rv_str),
+            rv_str,
+            kind: resource.kind(),
+            json: serde_json::to_string(resource.attributes())
+                .unwrap_or_default()
+                .into_boxed_str(),
+            display,
+            created,
+            last_modified,
+            member_of,
+        }
+    }
+
+    /// The resource (parsed from the stored text).
+    pub fn resource(&self) -> Result<Resource, scim_protocol::ScimError> {
+        let v: Value = serde_json::from_str(&self.json)
+            .map_err(|e| scim_protocol::ScimError::Internal(format!("cached resource: {e}")))?;
+        Resource::from_stored(self.kind, &v)
+    }
 }
 
 /// A directory as the server needs it.
@@ -47,15 +89,21 @@ pub struct DirInfo {
     pub verifiers: Vec<([u8; 32], Option<jiff::Timestamp>)>,
 }
 
-type Multi = HashMap<String, BTreeSet<String>>;
+/// Index key -> ids. Almost every key has exactly one id, so a small exact-capacity Vec
+/// (not a set, whose nodes are several hundred bytes) keeps memory per user low.
+pub type Multi = HashMap<Box<str>, Vec<Box<str>>>;
 
 fn multi_add(m: &mut Multi, k: String, id: &str) {
-    m.entry(k).or_default().insert(id.to_string());
+    let v = m.entry(k.into_boxed_str()).or_default();
+    if !v.iter().any(|x| &**x == id) {
+        v.push(id.into());
+        v.shrink_to_fit();
+    }
 }
 fn multi_del(m: &mut Multi, k: &str, id: &str) {
-    if let Some(s) = m.get_mut(k) {
-        s.remove(id);
-        if s.is_empty() {
+    if let Some(v) = m.get_mut(k) {
+        v.retain(|x| &**x != id);
+        if v.is_empty() {
             m.remove(k);
         }
     }
@@ -108,7 +156,20 @@ impl DirData {
 
     fn unindex(&mut self, kind: ResourceKind, e: &Entry) {
         let id = e.id.as_str();
-        let r = &e.resource;
+        if let Ok(r) = e.resource() {
+            self.unindex_attrs(kind, id, &r);
+        }
+        for g in &e.member_of {
+            if let Some(s) = self.members.get_mut(g) {
+                s.remove(id);
+                if s.is_empty() {
+                    self.members.remove(g);
+                }
+            }
+        }
+    }
+
+    fn unindex_attrs(&mut self, kind: ResourceKind, id: &str, r: &Resource) {
         match kind {
             ResourceKind::User => {
                 if let Some(n) = r.user_name() {
@@ -130,19 +191,10 @@ impl DirData {
                 }
             }
         }
-        for g in &e.member_of {
-            if let Some(s) = self.members.get_mut(g) {
-                s.remove(id);
-                if s.is_empty() {
-                    self.members.remove(g);
-                }
-            }
-        }
     }
 
-    fn index(&mut self, kind: ResourceKind, e: &Entry) {
+    fn index(&mut self, kind: ResourceKind, e: &Entry, r: &Resource) {
         let id = e.id.as_str();
-        let r = &e.resource;
         match kind {
             ResourceKind::User => {
                 if let Some(n) = r.user_name() {
@@ -172,11 +224,11 @@ impl DirData {
         }
     }
 
-    fn put(&mut self, kind: ResourceKind, e: Arc<Entry>) {
+    fn put(&mut self, kind: ResourceKind, e: Arc<Entry>, r: &Resource) {
         if let Some(old) = self.remove(kind, &e.id) {
             drop(old);
         }
-        self.index(kind, &e);
+        self.index(kind, &e, r);
         match kind {
             ResourceKind::User => self.users.insert(e.id.clone(), e),
             ResourceKind::Group => self.groups.insert(e.id.clone(), e),
@@ -228,7 +280,7 @@ pub fn rv_num(rv: &str) -> u64 {
 pub fn entry_from_object(
     kind: ResourceKind,
     obj: &DynamicObject,
-) -> Option<(String, String, Entry)> {
+) -> Option<(String, String, Entry, Resource)> {
     let ns = obj.metadata.namespace.clone()?;
     let name = obj.metadata.name.clone()?;
     let dir = obj
@@ -259,19 +311,8 @@ pub fn entry_from_object(
                 .collect()
         })
         .unwrap_or_default();
-    Some((
-        ns,
-        dir,
-        Entry {
-            id: name,
-            rv: rv_num(&rv_str),
-            rv_str,
-            resource,
-            created,
-            last_modified,
-            member_of,
-        },
-    ))
+    let entry = Entry::new(name, rv_str, &resource, created, last_modified, member_of);
+    Some((ns, dir, entry, resource))
 }
 
 fn dir_info(d: &ScimDirectory) -> DirInfo {
@@ -411,7 +452,7 @@ impl Cache {
                     .and_then(|d| d.get(kind, name).cloned());
             }
         }
-        let (ns, dir, entry) = entry_from_object(kind, obj)?;
+        let (ns, dir, entry, resource) = entry_from_object(kind, obj)?;
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let key = (kind, ns.clone(), entry.id.clone());
         if let Some((t, _)) = g.tombstones.get(&key)
@@ -436,7 +477,10 @@ impl Cache {
         g.tombstones.remove(&key);
         g.locate.insert(key, (dir.clone(), entry.rv));
         let e = Arc::new(entry);
-        g.data.entry((ns, dir)).or_default().put(kind, e.clone());
+        g.data
+            .entry((ns, dir))
+            .or_default()
+            .put(kind, e.clone(), &resource);
         Some(e)
     }
 
@@ -526,7 +570,7 @@ mod tests {
 
     fn names(c: &Cache) -> Vec<String> {
         c.read("ns", "d", |d| {
-            let mut v: Vec<String> = d.user_name.keys().cloned().collect();
+            let mut v: Vec<String> = d.user_name.keys().map(|k| k.to_string()).collect();
             v.sort();
             v
         })

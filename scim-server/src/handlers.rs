@@ -69,8 +69,8 @@ fn unique_holder(
     };
     idx.get(key)?
         .iter()
-        .find(|id| Some(id.as_str()) != except)
-        .cloned()
+        .find(|id| Some(&***id) != except)
+        .map(|id| id.to_string())
 }
 
 fn uniqueness(kind: ResourceKind) -> ApiError {
@@ -108,14 +108,7 @@ fn base_url(headers: &HeaderMap, ns: &str, dir: &str) -> String {
 fn member_ref(d: &DirData, id: &str, base: &str) -> Option<MemberRef> {
     let kind = d.kind_of(id)?;
     let e = d.get(kind, id)?;
-    let display = match kind {
-        ResourceKind::User => e
-            .resource
-            .display_name()
-            .or(e.resource.user_name())
-            .map(str::to_string),
-        ResourceKind::Group => e.resource.display_name().map(str::to_string),
-    };
+    let display = e.display.as_deref().map(str::to_string);
     Some(MemberRef {
         value: id.to_string(),
         kind: Some(kind.name().to_string()),
@@ -125,8 +118,14 @@ fn member_ref(d: &DirData, id: &str, base: &str) -> Option<MemberRef> {
 }
 
 /// The resource as served: meta, `groups` (users) and, if asked, `members` (groups).
-fn render(d: &DirData, kind: ResourceKind, e: &Entry, base: &str, with_members: bool) -> Resource {
-    let mut r = e.resource.clone();
+fn render(
+    d: &DirData,
+    kind: ResourceKind,
+    e: &Entry,
+    base: &str,
+    with_members: bool,
+) -> Result<Resource, ScimError> {
+    let mut r = e.resource()?;
     r.set_meta(&Meta {
         created: e.created.clone(),
         last_modified: e.last_modified.clone(),
@@ -142,7 +141,7 @@ fn render(d: &DirData, kind: ResourceKind, e: &Entry, base: &str, with_members: 
                 Some(MemberRef {
                     value: g.clone(),
                     kind: Some("direct".into()),
-                    display: ge.resource.display_name().map(str::to_string),
+                    display: ge.display.as_deref().map(str::to_string),
                     reference: Some(format!("{base}/Groups/{g}")),
                 })
             })
@@ -157,7 +156,7 @@ fn render(d: &DirData, kind: ResourceKind, e: &Entry, base: &str, with_members: 
         members.sort_by(|a, b| a.value.cmp(&b.value));
         r.set_members(&members);
     }
-    r
+    Ok(r)
 }
 
 fn resource_response(status: StatusCode, r: &Resource, q: Option<&ListQuery>) -> Response {
@@ -212,7 +211,7 @@ fn wants_members(q: &ListQuery) -> bool {
 
 /// Candidate entries for a filter from the indexes, or every entry of the kind.
 fn candidates<'a>(d: &'a DirData, kind: ResourceKind, f: Option<&Filter>) -> Vec<&'a Arc<Entry>> {
-    let ids = |m: &'a crate::cache::DirData, set: Option<&std::collections::BTreeSet<String>>| {
+    let ids = |m: &'a crate::cache::DirData, set: Option<&Vec<Box<str>>>| {
         set.map(|s| {
             s.iter()
                 .filter_map(|id| m.get(kind, id))
@@ -225,15 +224,19 @@ fn candidates<'a>(d: &'a DirData, kind: ResourceKind, f: Option<&Filter>) -> Vec
             let hit = match (kind, &h) {
                 (_, IndexHint::Id(x)) => Some(d.get(kind, x).into_iter().collect()),
                 (ResourceKind::User, IndexHint::UserName(x)) => {
-                    Some(ids(d, d.user_name.get(&x.to_lowercase())))
+                    Some(ids(d, d.user_name.get(x.to_lowercase().as_str())))
                 }
-                (ResourceKind::User, IndexHint::ExternalId(x)) => Some(ids(d, d.user_ext.get(x))),
-                (ResourceKind::Group, IndexHint::ExternalId(x)) => Some(ids(d, d.group_ext.get(x))),
+                (ResourceKind::User, IndexHint::ExternalId(x)) => {
+                    Some(ids(d, d.user_ext.get(x.as_str())))
+                }
+                (ResourceKind::Group, IndexHint::ExternalId(x)) => {
+                    Some(ids(d, d.group_ext.get(x.as_str())))
+                }
                 (ResourceKind::Group, IndexHint::DisplayName(x)) => {
-                    Some(ids(d, d.group_name.get(&x.to_lowercase())))
+                    Some(ids(d, d.group_name.get(x.to_lowercase().as_str())))
                 }
                 (ResourceKind::User, IndexHint::WorkEmail(x) | IndexHint::Email(x)) => {
-                    Some(ids(d, d.user_email.get(&x.to_lowercase())))
+                    Some(ids(d, d.user_email.get(x.to_lowercase().as_str())))
                 }
                 (ResourceKind::Group, IndexHint::MemberValue(x)) => {
                     let of = d
@@ -276,18 +279,27 @@ fn query_kind(
     let mut hits: Vec<(Arc<Entry>, Option<Resource>)> = Vec::new();
     for e in candidates(d, kind, f) {
         if need_render {
-            let r = render(d, kind, e, base, true);
+            let Ok(r) = render(d, kind, e, base, true) else {
+                continue;
+            };
             if f.is_none_or(|f| f.matches(&r)) {
                 hits.push((e.clone(), Some(r)));
             }
-        } else if f.is_none_or(|f| f.matches(&e.resource)) {
-            hits.push((e.clone(), None));
+        } else {
+            // Without a filter nothing is parsed here: only the returned page is.
+            let hit = match f {
+                None => true,
+                Some(f) => e.resource().is_ok_and(|r| f.matches(&r)),
+            };
+            if hit {
+                hits.push((e.clone(), None));
+            }
         }
     }
     if let Some(sb) = &q.sort_by {
         let rendered: Vec<Resource> = hits
             .iter()
-            .map(|(e, r)| r.clone().unwrap_or_else(|| e.resource.clone()))
+            .filter_map(|(e, r)| r.clone().or_else(|| e.resource().ok()))
             .collect();
         let mut order: Vec<&Resource> = rendered.iter().collect();
         sort_resources(kind, &mut order, sb, q.sort_order);
@@ -326,9 +338,11 @@ fn run_list(
             .into_iter()
             .skip(start - 1)
             .take(q.page_size(max))
-            .map(|(k, (e, _))| {
+            .filter_map(|(k, (e, _))| {
                 let with_members = k == ResourceKind::Group && wants_members(q);
-                q.project(&render(d, k, &e, base, with_members))
+                render(d, k, &e, base, with_members)
+                    .ok()
+                    .map(|r| q.project(&r))
             })
             .collect();
         list_response(page, total, start)
@@ -449,6 +463,7 @@ async fn get_one(
     let Some(r) = r else {
         return Err(ScimError::NotFound(format!("no {} with id {id}", kind.name())).into());
     };
+    let r = r?;
     if let Some(inm) = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -733,20 +748,22 @@ async fn create(
                     )
                     .into());
                 };
+                let r = r?;
                 return Ok(resource_response(StatusCode::CREATED, &r, None));
             }
             Err(e) if already_exists(&e) => {
                 // Same key created concurrently (here or on another replica), or the id is
                 // held by a resource that was renamed since: find out which.
                 let holder = match st.cache.read(&ns, &dir, |d| {
-                    d.get(kind, &id).map(|e| unique_key(&e.resource))
+                    d.get(kind, &id)
+                        .map(|e| e.resource().ok().and_then(|r| unique_key(&r)))
                 }) {
                     Some(k) => k,
                     None => match st.store.get(kind, &ns, &id).await {
                         Ok(Some(o)) => st
                             .cache
                             .apply_object(kind, &o)
-                            .and_then(|e| unique_key(&e.resource)),
+                            .and_then(|e| e.resource().ok().and_then(|r| unique_key(&r))),
                         Ok(None) => continue,
                         Err(e) => return Err(to_api_error(&e)),
                     },
@@ -815,14 +832,14 @@ async fn modify(
         };
         check_if_match(if_match.as_deref(), Some(&entry.rv_str))?;
         let outcome = match &change {
-            Change::Patch(p) => p.apply(&entry.resource)?,
-            Change::Put(v) => replace_with_delta(&entry.resource, v)?,
+            Change::Patch(p) => p.apply(&entry.resource()?)?,
+            Change::Put(v) => replace_with_delta(&entry.resource()?, v)?,
         };
         let mut newr = outcome.resource;
         drop(newr.take_password());
         newr.strip_server_attributes();
         newr.set_id(id.clone());
-        let mut oldr = entry.resource.clone();
+        let mut oldr = entry.resource()?;
         oldr.strip_server_attributes();
         oldr.set_id(id.clone());
         let new_key = unique_key(&newr);
@@ -880,7 +897,7 @@ async fn modify(
             d.get(kind, &id).map(|e| render(d, kind, e, &base, true))
         });
         return match r {
-            Some(r) => Ok(resource_response(StatusCode::OK, &r, None)),
+            Some(r) => Ok(resource_response(StatusCode::OK, &r?, None)),
             None => Err(ScimError::NotFound(format!("no {} with id {id}", kind.name())).into()),
         };
     }

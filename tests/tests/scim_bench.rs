@@ -63,7 +63,10 @@ impl Bench {
             .post(format!("{}/Users", self.base))
             .bearer_auth(&self.token)
             .header("content-type", "application/scim+json")
-            .body(json!({"userName": name, "externalId": name, "emails": [{"type": "work", "value": name}]}).to_string())
+            .body(json!({"userName": name, "externalId": name, "displayName": format!("Display {name}"), "title": "Engineer",
+                "name": {"givenName": "Given", "familyName": "Family"}, "emails": [{"type": "work", "value": name, "primary": true}],
+                "phoneNumbers": [{"type": "work", "value": "+1 555 0100"}],
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Engineering", "employeeNumber": "12345"}}).to_string())
             .send()
             .await
             .unwrap();
@@ -119,12 +122,21 @@ fn direct_user(ns: &str, dir: &str, name: &str) -> ScimUser {
         },
     );
     u.metadata.namespace = Some(ns.into());
-    u.status = Some(ScimUserStatus {
-        id: u.metadata.name.clone().unwrap(),
-        user_name: name.into(),
-        active: true,
-        ..Default::default()
+    // A typical Entra user: the default attribute mapping.
+    let status = json!({
+        "id": u.metadata.name.clone().unwrap(),
+        "userName": name,
+        "externalId": format!("{}", uuid::Uuid::new_v4()),
+        "active": true,
+        "displayName": format!("Display {name}"),
+        "title": "Engineer",
+        "name": {"givenName": "Given", "familyName": format!("Family {name}")},
+        "emails": [{"type": "work", "value": name, "primary": true}],
+        "phoneNumbers": [{"type": "work", "value": "+1 555 0100"}],
+        "enterprise": {"department": "Engineering", "employeeNumber": "12345"},
+        "meta": {"resourceType": "User", "created": "2026-01-01T00:00:00Z", "lastModified": "2026-01-01T00:00:00Z"}
     });
+    u.status = Some(serde_json::from_value::<ScimUserStatus>(status).unwrap());
     u
 }
 

@@ -940,7 +940,7 @@ async fn bad_input_gets_scim_errors_and_changes_nothing() {
     let cases: Vec<Case> = vec![
         (reqwest::Method::POST, "/Users".into(), "application/scim+json", b"{\"userName\": ".to_vec(), 400, Some("invalidSyntax")),
         (reqwest::Method::POST, "/Users".into(), "text/plain", b"{\"userName\":\"x@y\"}".to_vec(), 415, None),
-        (reqwest::Method::POST, "/Users".into(), "application/json", vec![b' '; 2 * 1024 * 1024], 413, None),
+        (reqwest::Method::POST, "/Users".into(), "application/json", vec![b' '; 1024 * 1024 + 1024], 413, None),
         (reqwest::Method::POST, "/Users".into(), "application/json", format!("{{\"userName\":\"deep@x\",\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200)).into_bytes(), 400, Some("invalidSyntax")),
         (reqwest::Method::POST, "/Users".into(), "application/json", b"{\"displayName\":\"no userName\"}".to_vec(), 400, Some("invalidValue")),
         (reqwest::Method::PATCH, format!("/Users/{id}"), "application/json", b"{\"Operations\":[{\"op\":\"explode\",\"path\":\"title\",\"value\":\"x\"}]}".to_vec(), 400, None),
@@ -1196,6 +1196,18 @@ async fn runs_with_the_documented_least_privilege_role() {
         .create(&PostParams::default(), &binding)
         .await
         .unwrap();
+    // RBAC changes take a moment to reach the authorizer: wait until the binding applies.
+    let sa = plane
+        .service_account_client(&ns, "kube-scim-server")
+        .await
+        .unwrap();
+    let dirs: Api<ScimDirectory> = Api::namespaced(sa, &ns);
+    for _ in 0..100 {
+        if dirs.list(&ListParams::default()).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // A kubeconfig that impersonates the ServiceAccount.
     let (user, groups) = kube_scim_tests::service_account_identity(&ns, "kube-scim-server");
     let admin = std::fs::read_to_string(plane.kubeconfig()).unwrap();
