@@ -233,15 +233,20 @@ impl EntraClient {
         Ok(id)
     }
 
-    /// PATCH manager the way Entra does: legacy sends an array with `$ref`/`value`, compliant a
-    /// plain value.
+    /// PATCH manager the way Entra does: legacy sends the bare `manager` path with an array of
+    /// `$ref`/`value`, compliant the enterprise URN path with a plain value.
     pub async fn set_manager(&self, id: &str, manager_id: &str) -> anyhow::Result<()> {
-        let path = format!("{ENTERPRISE}:manager");
         let op = match self.dialect {
-            Dialect::Legacy => {
-                json!({"op": "Add", "path": path, "value": [{"$ref": null, "value": manager_id}]})
-            }
-            Dialect::Compliant => json!({"op": "add", "path": path, "value": manager_id}),
+            Dialect::Legacy => json!({
+                "op": "Add",
+                "path": "manager",
+                "value": [{"$ref": null, "value": manager_id}]
+            }),
+            Dialect::Compliant => json!({
+                "op": "add",
+                "path": format!("{ENTERPRISE}:manager"),
+                "value": manager_id
+            }),
         };
         self.patch_user(id, vec![op]).await.map(|_| ())
     }

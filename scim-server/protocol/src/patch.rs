@@ -503,6 +503,8 @@ impl Ctx {
         if v.is_null() {
             return Ok(());
         }
+        let qualified = qualify(self.kind, path);
+        let path = qualified.as_ref();
         let def = self.kind.attr(path.schema.as_deref(), &path.attr);
         let known_schema = path.schema.is_none()
             || path
@@ -529,6 +531,8 @@ impl Ctx {
         explicit: bool,
     ) -> Result<()> {
         let kind = self.kind;
+        let qualified = qualify(kind, path);
+        let path = qualified.as_ref();
         let core = path
             .schema
             .as_deref()
@@ -729,6 +733,26 @@ impl Ctx {
 }
 
 /// Builds a path from a path-less key under an optional schema URN (the key may be dotted).
+/// Entra's legacy dialect names enterprise attributes without their URN (`"path": "manager"`):
+/// an unqualified name that is no core attribute resolves to the one extension of the
+/// resource type that defines it. Core attributes always win, so no valid path changes meaning.
+fn qualify(kind: ResourceKind, path: &AttrPath) -> std::borrow::Cow<'_, AttrPath> {
+    if path.schema.is_some() || kind.core_attr(&path.attr).is_some() {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut defining = kind
+        .extensions()
+        .iter()
+        .filter(|ext| crate::schema::find_attr(ext.attributes, &path.attr).is_some());
+    match (defining.next(), defining.next()) {
+        (Some(ext), None) => std::borrow::Cow::Owned(AttrPath {
+            schema: Some(ext.id.to_string()),
+            ..path.clone()
+        }),
+        _ => std::borrow::Cow::Borrowed(path),
+    }
+}
+
 fn keyed_path(urn: Option<&str>, key: &str) -> Result<AttrPath> {
     let mut p = parse_path(key)?;
     if p.schema.is_none() {

@@ -729,3 +729,47 @@ fn entra_simple_attribute_add_replace_remove_both_dialects() {
     let e: scim_protocol::ScimError = PatchRequest::parse_str("{nope").unwrap_err();
     assert_eq!(e.scim_type(), Some("invalidSyntax"));
 }
+
+/// Entra's legacy dialect sends the enterprise manager without its URN: `"path": "manager"`
+/// (../shared/notes/entra-scim.md, "Shapes to accept"). Every form resolves to the enterprise
+/// extension and is returned as an object with `value`.
+#[test]
+fn entra_manager_without_urn_prefix() {
+    let r = base_user();
+    let a = patch(
+        &r,
+        json!([{"op": "Add", "path": "manager", "value": [{"$ref": "../Users/m1", "value": "m1"}]}]),
+    );
+    assert_eq!(a.manager_id(), Some("m1"));
+    assert!(a.to_json()[ENT]["manager"].is_object());
+    assert!(
+        a.to_json().get("manager").is_none(),
+        "never stored as a core attribute"
+    );
+    let b = patch(
+        &a,
+        json!([{"op": "Replace", "path": "manager", "value": "m2"}]),
+    );
+    assert_eq!(b.manager_id(), Some("m2"));
+    let c = patch(
+        &b,
+        json!([{"op": "Remove", "path": "manager[value eq \"m2\"]"}]),
+    );
+    assert_eq!(c.manager_id(), None);
+    let d = patch(
+        &r,
+        json!([{"op": "replace", "value": {"manager": "m3", "department": "R&D"}}]),
+    );
+    assert_eq!(d.manager_id(), Some("m3"));
+    assert_eq!(d.to_json()[ENT]["department"], "R&D");
+    // A core attribute is never redirected, and unknown names still fail.
+    let e = patch(
+        &r,
+        json!([{"op": "replace", "path": "displayName", "value": "Ada"}]),
+    );
+    assert_eq!(e.to_json()["displayName"], "Ada");
+    let err = ops(json!([{"op": "replace", "path": "notAnAttribute", "value": "x"}]))
+        .apply(&r)
+        .expect_err("unknown attribute");
+    assert_eq!(err.scim_type(), Some("invalidPath"));
+}
