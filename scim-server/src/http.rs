@@ -204,30 +204,40 @@ pub async fn read_json(st: &AppState, headers: &HeaderMap, body: Body) -> Result
             "the request body is larger than {limit} bytes"
         )))
     };
-    if let Some(len) = headers
+    // A body up to this size is read to its end (and dropped) before a 413 is answered, so the
+    // client finishes sending and reads the error instead of hitting a broken pipe.
+    let drain_cap = limit.saturating_mul(4).max(4 * 1024 * 1024);
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit as u64
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > drain_cap as u64) {
         return Err(too_large());
     }
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(e) => {
-            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(s) = src {
-                if s.is::<http_body_util::LengthLimitError>() {
-                    return Err(too_large());
-                }
-                src = s.source();
+    let mut body = body;
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut seen: usize = 0;
+    loop {
+        let frame = match http_body_util::BodyExt::frame(&mut body).await {
+            None => break,
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                return Err(ApiError::from(ScimError::InvalidSyntax(format!(
+                    "the request body could not be read: {e}"
+                ))));
             }
-            return Err(ApiError::from(ScimError::InvalidSyntax(format!(
-                "the request body could not be read: {e}"
-            ))));
+        };
+        if let Ok(data) = frame.into_data() {
+            seen = seen.saturating_add(data.len());
+            if seen > drain_cap {
+                return Err(too_large());
+            }
+            if seen <= limit {
+                bytes.extend_from_slice(&data);
+            }
         }
-    };
-    if bytes.len() > limit {
+    }
+    if seen > limit || declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
     if json_depth(&bytes) > st.settings.max_json_depth {

@@ -940,7 +940,7 @@ async fn bad_input_gets_scim_errors_and_changes_nothing() {
     let cases: Vec<Case> = vec![
         (reqwest::Method::POST, "/Users".into(), "application/scim+json", b"{\"userName\": ".to_vec(), 400, Some("invalidSyntax")),
         (reqwest::Method::POST, "/Users".into(), "text/plain", b"{\"userName\":\"x@y\"}".to_vec(), 415, None),
-        (reqwest::Method::POST, "/Users".into(), "application/json", vec![b' '; 1024 * 1024 + 1024], 413, None),
+        (reqwest::Method::POST, "/Users".into(), "application/json", vec![b' '; 2 * 1024 * 1024], 413, None),
         (reqwest::Method::POST, "/Users".into(), "application/json", format!("{{\"userName\":\"deep@x\",\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200)).into_bytes(), 400, Some("invalidSyntax")),
         (reqwest::Method::POST, "/Users".into(), "application/json", b"{\"displayName\":\"no userName\"}".to_vec(), 400, Some("invalidValue")),
         (reqwest::Method::PATCH, format!("/Users/{id}"), "application/json", b"{\"Operations\":[{\"op\":\"explode\",\"path\":\"title\",\"value\":\"x\"}]}".to_vec(), 400, None),
