@@ -425,6 +425,25 @@ impl Drop for ControlPlane {
     }
 }
 
+/// Polls `check` every 250 ms until it returns `Some`, for at most `timeout`; panics naming
+/// `what` after that. Bounded by time, for tests waiting on controllers.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{what} did not happen within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// User name and groups the apiserver gives the ServiceAccount `namespace/name`.
 pub fn service_account_identity(namespace: &str, name: &str) -> (String, Vec<String>) {
     (

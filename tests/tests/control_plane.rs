@@ -10,25 +10,10 @@ use kube_scim_crds::{
     DirectoryRef, IngressSpec, ScimDirectory, ScimDirectorySpec, ScimUser, ScimUserSpec,
     ScimUserStatus, TokenSpec,
 };
-use kube_scim_tests::ControlPlane;
+use kube_scim_tests::{ControlPlane, eventually};
 
 fn directory(name: &str, spec: ScimDirectorySpec) -> ScimDirectory {
     ScimDirectory::new(name, spec)
-}
-
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("{what} did not happen within {timeout:?}");
 }
 
 #[test]
@@ -225,7 +210,14 @@ async fn garbage_collector_deletes_dependents_and_namespaces_finish_deleting() {
     eventually(
         "garbage collection of the dependent",
         Duration::from_secs(60),
-        || async { configmaps.get_opt("dependent").await.unwrap().is_none() },
+        || async {
+            configmaps
+                .get_opt("dependent")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
     )
     .await;
 
@@ -235,7 +227,12 @@ async fn garbage_collector_deletes_dependents_and_namespaces_finish_deleting() {
         .await
         .unwrap();
     eventually("namespace deletion", Duration::from_secs(90), || async {
-        namespaces.get_opt(&ns).await.unwrap().is_none()
+        namespaces
+            .get_opt(&ns)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
     })
     .await;
 }

@@ -12,7 +12,7 @@ use kube::Api;
 use kube::api::PostParams;
 use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimUser};
 use kube_scim_tests::stack::{Stack, StackOptions, ready_directory, service_account_kubeconfig};
-use kube_scim_tests::{ControlPlane, helm, repo_root};
+use kube_scim_tests::{ControlPlane, eventually, helm, repo_root};
 use serde_json::{Value, json};
 
 const RELEASE: &str = "kube-scim";
@@ -67,24 +67,6 @@ fn all_options_values(plane: &ControlPlane, watched: [&str; 2]) -> PathBuf {
     let path = plane.dir().join(format!("values-{}.yaml", watched[0]));
     std::fs::write(&path, text).unwrap();
     path
-}
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 #[test]

@@ -24,7 +24,7 @@ use kube_scim_crds::{
     SecretKeyRef, TokenSpec, labels,
 };
 use kube_scim_tests::procs::ManagedProcess;
-use kube_scim_tests::{ControlPlane, free_port, workspace_binary};
+use kube_scim_tests::{ControlPlane, eventually, free_port, workspace_binary};
 
 /// Namespace of the (absent) SCIM server Service the operator is told about.
 const SERVER_NAMESPACE: &str = "kube-scim";
@@ -119,24 +119,6 @@ impl Drop for Operator {
                 self.process.log_tail(60)
             );
         }
-    }
-}
-
-/// Polls `check` every 250 ms until it returns `Some`, for at most `timeout`.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("{what} did not happen within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
