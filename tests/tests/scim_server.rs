@@ -425,7 +425,7 @@ async fn user_crud_filters_and_both_patch_dialects() {
         {"op": "Add", "path": "title", "value": "Engineer"},
         {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "alice2@contoso.com"},
         {"op": "Add", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "+1 555"},
-        {"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "value": [{"$ref": null, "value": "mgr-1"}]}
+        {"op": "Add", "path": "manager", "value": [{"$ref": null, "value": "mgr-1"}]}
     ]});
     let r = scim.patch(&format!("/Users/{id}"), &legacy).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
