@@ -810,11 +810,13 @@ async fn modify(
     st: Arc<AppState>,
     (ns, dir, id): (String, String, String),
     headers: HeaderMap,
+    q: QueryPairs,
     body: Body,
     kind: ResourceKind,
     is_patch: bool,
 ) -> Res {
     authorize(&st, &ns, &dir, &headers)?;
+    let q = parse_query(q)?;
     let v = read_json(&st, &headers, body).await?;
     let change = if is_patch {
         Change::Patch(PatchRequest::parse(&v)?)
@@ -888,16 +890,20 @@ async fn modify(
         }
         if kind == ResourceKind::Group {
             apply_membership(&st, &ns, &dir, &id, &outcome.membership).await?;
-            if is_patch {
+            // A group's members are computed from every member object: 204 spares that work
+            // (Entra expects 204), unless the client asked for attributes, where RFC 7644
+            // §3.5.2 requires 200 with them.
+            if is_patch && q.attributes.is_empty() && q.excluded_attributes.is_empty() {
                 return Ok(StatusCode::NO_CONTENT.into_response());
             }
         }
         let base = base_url(&headers, &ns, &dir);
+        let members = kind == ResourceKind::Group && wants_members(&q);
         let r = st.cache.read(&ns, &dir, |d| {
-            d.get(kind, &id).map(|e| render(d, kind, e, &base, true))
+            d.get(kind, &id).map(|e| render(d, kind, e, &base, members))
         });
         return match r {
-            Some(r) => Ok(resource_response(StatusCode::OK, &r?, None)),
+            Some(r) => Ok(resource_response(StatusCode::OK, &r?, Some(&q))),
             None => Err(ScimError::NotFound(format!("no {} with id {id}", kind.name())).into()),
         };
     }
@@ -911,40 +917,80 @@ async fn modify(
 pub async fn put_user(
     State(st): St,
     Path((ns, dir, id)): Path<(String, String, String)>,
+    q: QueryPairs,
     headers: HeaderMap,
     body: Body,
 ) -> Res {
-    modify(st, (ns, dir, id), headers, body, ResourceKind::User, false).await
+    modify(
+        st,
+        (ns, dir, id),
+        headers,
+        q,
+        body,
+        ResourceKind::User,
+        false,
+    )
+    .await
 }
 
 /// PATCH /Users/{id}
 pub async fn patch_user(
     State(st): St,
     Path((ns, dir, id)): Path<(String, String, String)>,
+    q: QueryPairs,
     headers: HeaderMap,
     body: Body,
 ) -> Res {
-    modify(st, (ns, dir, id), headers, body, ResourceKind::User, true).await
+    modify(
+        st,
+        (ns, dir, id),
+        headers,
+        q,
+        body,
+        ResourceKind::User,
+        true,
+    )
+    .await
 }
 
 /// PUT /Groups/{id}
 pub async fn put_group(
     State(st): St,
     Path((ns, dir, id)): Path<(String, String, String)>,
+    q: QueryPairs,
     headers: HeaderMap,
     body: Body,
 ) -> Res {
-    modify(st, (ns, dir, id), headers, body, ResourceKind::Group, false).await
+    modify(
+        st,
+        (ns, dir, id),
+        headers,
+        q,
+        body,
+        ResourceKind::Group,
+        false,
+    )
+    .await
 }
 
 /// PATCH /Groups/{id}
 pub async fn patch_group(
     State(st): St,
     Path((ns, dir, id)): Path<(String, String, String)>,
+    q: QueryPairs,
     headers: HeaderMap,
     body: Body,
 ) -> Res {
-    modify(st, (ns, dir, id), headers, body, ResourceKind::Group, true).await
+    modify(
+        st,
+        (ns, dir, id),
+        headers,
+        q,
+        body,
+        ResourceKind::Group,
+        true,
+    )
+    .await
 }
 
 async fn delete(

@@ -405,6 +405,32 @@ async fn group_cycle(kube: &Client, t: &Tenant) {
             .is_empty()
     );
 
+    // Entra's group PATCH gets 204; a client that asks for attributes gets them (RFC 7644
+    // §3.5.2), without members unless it names them.
+    let with_attributes = entra
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/Groups/{group}?attributes=displayName"),
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "externalId", "value": "0a0a0a0a-0000-4000-8000-000000000002"}]
+            })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(with_attributes.status, 200, "{}", with_attributes.body);
+    assert_eq!(with_attributes.body["displayName"], "Engineering (all)");
+    assert_eq!(with_attributes.body["id"], group.as_str());
+    assert!(
+        with_attributes.body.get("members").is_none(),
+        "{}",
+        with_attributes.body
+    );
+    assert!(
+        with_attributes.body.get("externalId").is_none(),
+        "only the requested attributes"
+    );
+
     entra.delete("Groups", &group).await.unwrap();
     assert!(groups.get_opt(&group).await.unwrap().is_none());
     let all = users
