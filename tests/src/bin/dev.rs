@@ -95,6 +95,17 @@ fn start_component(
         ]);
         eprintln!("kube-scim-operator: health and metrics on http://127.0.0.1:{port}/metrics");
     }
+    if name == "kube-scim-server" {
+        let (port, metrics) = (kube_scim_tests::free_port()?, kube_scim_tests::free_port()?);
+        cmd.args([
+            format!("--listen=127.0.0.1:{port}"),
+            format!("--metrics-listen=127.0.0.1:{metrics}"),
+            "--log-format=text".to_string(),
+        ]);
+        eprintln!(
+            "kube-scim-server: SCIM at http://127.0.0.1:{port}/scim/v2/<namespace>/<directory>, metrics on http://127.0.0.1:{metrics}/metrics"
+        );
+    }
     let log = dev_dir.join(format!("{name}.log"));
     let _ = std::fs::remove_file(&log);
     ManagedProcess::spawn_command(name, cmd, &log).with_context(|| format!("starting {name}"))
