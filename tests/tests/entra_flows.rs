@@ -43,6 +43,15 @@ async fn tenant(kube: &Client, stack: &Stack, ns: &str, name: &str, dialect: Dia
     }
 }
 
+/// The whole stack on the shared plane, serving a fresh namespace of its own.
+async fn start_stack(prefix: &str) -> (String, Client, Stack) {
+    let plane = ControlPlane::shared();
+    let ns = plane.namespace(prefix).await.unwrap();
+    let kube = plane.client().await.unwrap();
+    let stack = Stack::start(plane, StackOptions::new(&ns)).await.unwrap();
+    (ns, kube, stack)
+}
+
 fn entra_user(n: usize, tenant: &str) -> EntraUser {
     EntraUser {
         object_id: format!("{:08x}-0000-4000-8000-{:012x}", n, n),
@@ -73,10 +82,7 @@ fn status_json(user: &ScimUser) -> Value {
 
 #[tokio::test]
 async fn test_connection_answers_an_empty_list_and_refuses_wrong_tokens() {
-    let plane = ControlPlane::shared();
-    let ns = plane.namespace("entra-connect").await.unwrap();
-    let kube = plane.client().await.unwrap();
-    let stack = Stack::start(plane, StackOptions::new(&ns)).await.unwrap();
+    let (ns, kube, stack) = start_stack("entra-connect").await;
     let contoso = tenant(&kube, &stack, &ns, "contoso", Dialect::Compliant).await;
     let fabrikam = tenant(&kube, &stack, &ns, "fabrikam", Dialect::Compliant).await;
 
@@ -290,10 +296,7 @@ async fn user_cycle(kube: &Client, t: &Tenant) {
 
 #[tokio::test]
 async fn user_cycle_in_both_dialects() {
-    let plane = ControlPlane::shared();
-    let ns = plane.namespace("entra-users").await.unwrap();
-    let kube = plane.client().await.unwrap();
-    let stack = Stack::start(plane, StackOptions::new(&ns)).await.unwrap();
+    let (ns, kube, stack) = start_stack("entra-users").await;
     for (name, dialect) in [
         ("legacy", Dialect::Legacy),
         ("compliant", Dialect::Compliant),
@@ -446,10 +449,7 @@ async fn group_cycle(kube: &Client, t: &Tenant) {
 
 #[tokio::test]
 async fn group_cycle_in_both_dialects() {
-    let plane = ControlPlane::shared();
-    let ns = plane.namespace("entra-groups").await.unwrap();
-    let kube = plane.client().await.unwrap();
-    let stack = Stack::start(plane, StackOptions::new(&ns)).await.unwrap();
+    let (ns, kube, stack) = start_stack("entra-groups").await;
     for (name, dialect) in [
         ("legacy", Dialect::Legacy),
         ("compliant", Dialect::Compliant),
@@ -461,10 +461,7 @@ async fn group_cycle_in_both_dialects() {
 
 #[tokio::test]
 async fn on_demand_provisioning_uses_the_legacy_dialect_on_a_flagged_tenant() {
-    let plane = ControlPlane::shared();
-    let ns = plane.namespace("entra-on-demand").await.unwrap();
-    let kube = plane.client().await.unwrap();
-    let stack = Stack::start(plane, StackOptions::new(&ns)).await.unwrap();
+    let (ns, kube, stack) = start_stack("entra-on-demand").await;
     let t = tenant(&kube, &stack, &ns, "contoso", Dialect::Compliant).await;
     let id = t
         .client
@@ -545,10 +542,7 @@ async fn initial_cycle(t: &Tenant) -> (Vec<String>, BTreeMap<String, Vec<String>
 #[tokio::test]
 async fn initial_cycle_of_several_tenants_then_a_restarted_job_creates_exactly_the_expected_objects()
  {
-    let plane = ControlPlane::shared();
-    let ns = plane.namespace("entra-cycle").await.unwrap();
-    let kube = plane.client().await.unwrap();
-    let stack = Stack::start(plane, StackOptions::new(&ns)).await.unwrap();
+    let (ns, kube, stack) = start_stack("entra-cycle").await;
     let mut tenants = Vec::new();
     for i in 0..TENANTS {
         let dialect = if i % 2 == 0 {

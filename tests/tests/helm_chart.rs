@@ -17,6 +17,10 @@ use serde_json::{Value, json};
 
 const RELEASE: &str = "kube-scim";
 
+/// Tests that create or dry-run the chart's cluster-scoped objects (CRDs, ClusterRoles, the
+/// admission policy) on the shared plane take turns: the same names would otherwise collide.
+static CLUSTER_SCOPED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn chart() -> PathBuf {
     repo_root().join("charts/kube-scim")
 }
@@ -101,6 +105,7 @@ fn values_schema_rejects_a_mistyped_value() {
 
 #[tokio::test]
 async fn apiserver_accepts_the_rendered_chart_with_defaults_and_every_option() {
+    let _cluster_scoped = CLUSTER_SCOPED.lock().await;
     let plane = ControlPlane::shared_without_crds();
     let release_ns = plane.namespace("chart-render").await.unwrap();
     let watched_a = plane.namespace("chart-watched").await.unwrap();
@@ -159,6 +164,7 @@ async fn apiserver_accepts_the_rendered_chart_with_defaults_and_every_option() {
 /// objects (CRDs, ClusterRoles, the admission policy) that a second release would conflict with.
 #[tokio::test]
 async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_and_uninstall() {
+    let _cluster_scoped = CLUSTER_SCOPED.lock().await;
     let plane = ControlPlane::shared_without_crds();
     let release_ns = plane.namespace("kube-scim").await.unwrap();
     let tenant_ns = plane.namespace("tenant").await.unwrap();
