@@ -569,13 +569,8 @@ impl Ctx {
             }
             return Ok(());
         }
-        if let Some(s) = &path.sub_attr
-            && def.sub(s).is_none()
-        {
-            return Err(ScimError::InvalidPath(format!(
-                "'{s}' is not a sub-attribute of '{}'",
-                def.name
-            )));
+        if let Some(s) = &path.sub_attr {
+            sub_attr(def, s)?;
         }
         if explicit
             && let Some(sd) = path.sub_attr.as_deref().and_then(|s| def.sub(s))
@@ -733,6 +728,26 @@ impl Ctx {
 }
 
 /// Builds a path from a path-less key under an optional schema URN (the key may be dotted).
+/// The sub-attribute `name` of `def`, or the `invalidPath` error that names both.
+fn sub_attr(def: &AttrDef, name: &str) -> Result<&'static AttrDef> {
+    def.sub(name).ok_or_else(|| {
+        ScimError::InvalidPath(format!("'{name}' is not a sub-attribute of '{}'", def.name))
+    })
+}
+
+/// A client's value for the sub-attribute `def.name`, normalized as input.
+fn normalized_sub(
+    def: &AttrDef,
+    name: &str,
+    raw: Value,
+) -> Result<(&'static AttrDef, Option<Value>)> {
+    let sd = sub_attr(def, name)?;
+    let value = normalize_attr(sd, raw, Mode::Input, &|| {
+        format!("{}.{}", def.name, sd.name)
+    })?;
+    Ok((sd, value))
+}
+
 /// Entra's legacy dialect names enterprise attributes without their URN (`"path": "manager"`):
 /// an unqualified name that is no core attribute resolves to the one extension of the
 /// resource type that defines it. Core attributes always win, so no valid path changes meaning.
@@ -856,15 +871,7 @@ fn apply_single_complex(
             let raw = value.unwrap_or(Value::Null);
             let new = match &path.sub_attr {
                 Some(s) => {
-                    let sd = def.sub(s).ok_or_else(|| {
-                        ScimError::InvalidPath(format!(
-                            "'{s}' is not a sub-attribute of '{}'",
-                            def.name
-                        ))
-                    })?;
-                    let nv = normalize_attr(sd, raw, Mode::Input, &|| {
-                        format!("{}.{}", def.name, sd.name)
-                    })?;
+                    let (sd, nv) = normalized_sub(def, s, raw)?;
                     let entry = container
                         .entry(def.name.to_string())
                         .or_insert_with(|| Value::Object(Map::new()));
@@ -1099,12 +1106,7 @@ fn apply_multi(
                 }
             },
             (None, Some(sub)) => {
-                let sd = def.sub(sub).ok_or_else(|| {
-                    ScimError::InvalidPath(format!(
-                        "'{sub}' is not a sub-attribute of '{}'",
-                        def.name
-                    ))
-                })?;
+                let sd = sub_attr(def, sub)?;
                 match op {
                     PatchOpKind::Remove => {
                         for e in arr.iter_mut() {
@@ -1209,15 +1211,7 @@ fn apply_multi(
                         let raw = value.unwrap_or(Value::Null);
                         let update: Map<String, Value> = match sub {
                             Some(s) => {
-                                let sd = def.sub(s).ok_or_else(|| {
-                                    ScimError::InvalidPath(format!(
-                                        "'{s}' is not a sub-attribute of '{}'",
-                                        def.name
-                                    ))
-                                })?;
-                                let nv = normalize_attr(sd, raw, Mode::Input, &|| {
-                                    format!("{}.{}", def.name, sd.name)
-                                })?;
+                                let (sd, nv) = normalized_sub(def, s, raw)?;
                                 let mut m = Map::new();
                                 m.insert(sd.name.to_string(), nv.unwrap_or(Value::Null));
                                 m
