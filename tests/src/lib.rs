@@ -10,7 +10,6 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -27,6 +26,8 @@ use rcgen::{
 };
 
 pub mod entra;
+pub mod entra_suite;
+pub mod node;
 pub mod procs;
 pub mod stack;
 
@@ -38,6 +39,34 @@ pub const KUBERNETES_VERSION: &str = "v1.36.4";
 /// Name of the admin user in the kubeconfig (member of `system:masters`).
 pub const ADMIN_USER: &str = "kube-scim-admin";
 
+/// Service network of every plane. A node cluster routes it to its own bridge, so a packet to
+/// a Service address never leaves the machine, whether or not kube-proxy has rules for it yet.
+pub const SERVICE_CIDR: &str = "10.96.0.0/24";
+/// The `kubernetes` Service's address (the first of [`SERVICE_CIDR`]).
+const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
+
+/// How a plane is started.
+#[derive(Clone, Debug)]
+pub struct PlaneOptions {
+    /// Install kube-scim's CRDs once the apiserver is ready.
+    pub install_crds: bool,
+    /// Address the apiserver binds to and advertises: 127.0.0.1, or for a plane with a node an
+    /// address on the node's bridge, so pods reach it through the `kubernetes` Service.
+    pub address: Ipv4Addr,
+    /// Serve a node: Node authorization, ServiceAccount tokens in pods, every default controller.
+    pub for_node: bool,
+}
+
+impl Default for PlaneOptions {
+    fn default() -> Self {
+        Self {
+            install_crds: true,
+            address: Ipv4Addr::LOCALHOST,
+            for_node: false,
+        }
+    }
+}
+
 /// A running etcd + kube-apiserver + kube-controller-manager.
 pub struct ControlPlane {
     dir: PathBuf,
@@ -46,6 +75,7 @@ pub struct ControlPlane {
     server_url: String,
     processes: Mutex<Vec<ManagedProcess>>,
     keep_dir: bool,
+    pki: Option<Pki>,
 }
 
 impl ControlPlane {
@@ -70,23 +100,11 @@ impl ControlPlane {
         // A failed start is kept too, so the other tests of the binary fail at once with the
         // same message instead of each waiting for another start to time out.
         let shared = cell.get_or_init(|| {
-            // Children get PR_SET_PDEATHSIG, which fires when the *thread* that spawned them
-            // exits; test threads come and go, so a thread that lives as long as the process
-            // spawns them.
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::Builder::new()
-                .name("control-plane".into())
-                .spawn(move || {
-                    let _ = tx.send(ControlPlane::start_with(install_crds));
-                    loop {
-                        std::thread::park();
-                    }
-                })
-                .expect("spawn control-plane thread");
-            let plane = rx
-                .recv()
-                .map_err(|_| "control-plane thread died".to_string())?
-                .map_err(|e| format!("{e:#}"))?;
+            let options = PlaneOptions {
+                install_crds,
+                ..PlaneOptions::default()
+            };
+            let plane = ControlPlane::start_with(options).map_err(|e| format!("{e:#}"))?;
             let plane: &'static ControlPlane = Box::leak(Box::new(plane));
             procs::stop_at_exit(plane);
             Ok(plane)
@@ -100,11 +118,11 @@ impl ControlPlane {
     /// Builds (or takes from the cache) the binaries and starts a new plane in a temporary
     /// directory. Dropping it stops every process and removes the directory.
     pub fn start() -> anyhow::Result<ControlPlane> {
-        Self::start_with(true)
+        Self::start_with(PlaneOptions::default())
     }
 
-    /// [`ControlPlane::start`], installing kube-scim's CRDs only if `install_crds`.
-    pub fn start_with(install_crds: bool) -> anyhow::Result<ControlPlane> {
+    /// [`ControlPlane::start`] with other options.
+    pub fn start_with(options: PlaneOptions) -> anyhow::Result<ControlPlane> {
         let bin_dir = binaries()?;
         let dir = std::env::temp_dir().join(format!(
             "kube-scim-plane-{}-{:x}",
@@ -119,8 +137,9 @@ impl ControlPlane {
             server_url: String::new(),
             processes: Mutex::new(Vec::new()),
             keep_dir: std::env::var_os("KUBE_SCIM_KEEP_PLANE_DIR").is_some(),
+            pki: None,
         };
-        if let Err(e) = plane.boot(install_crds) {
+        if let Err(e) = plane.boot(&options) {
             let mut logs = String::new();
             for p in plane.processes.lock().unwrap().iter() {
                 logs.push_str(&format!(
@@ -134,8 +153,8 @@ impl ControlPlane {
         Ok(plane)
     }
 
-    fn boot(&mut self, install_crds: bool) -> anyhow::Result<()> {
-        let pki = Pki::write(&self.dir)?;
+    fn boot(&mut self, options: &PlaneOptions) -> anyhow::Result<()> {
+        let pki = Pki::write(&self.dir, IpAddr::V4(options.address))?;
 
         let etcd_client = free_port()?;
         let etcd_peer = free_port()?;
@@ -159,31 +178,44 @@ impl ControlPlane {
             http_get_ok(etcd_client, "/health")
         })?;
 
-        let api_port = free_port()?;
-        self.server_url = format!("https://127.0.0.1:{api_port}");
+        let api_port = free_port_on(options.address)?;
+        let address = options.address;
+        self.server_url = format!("https://{address}:{api_port}");
         let d = |name: &str| self.dir.join(name).display().to_string();
-        self.spawn(
-            "kube-apiserver",
-            &[
-                &format!("--etcd-servers={etcd_url}"),
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                &format!("--secure-port={api_port}"),
-                &format!("--cert-dir={}", self.dir.display()),
-                &format!("--tls-cert-file={}", d("apiserver.crt")),
-                &format!("--tls-private-key-file={}", d("apiserver.key")),
-                &format!("--client-ca-file={}", d("ca.crt")),
-                "--service-cluster-ip-range=10.0.0.0/24",
-                "--authorization-mode=RBAC",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                &format!("--service-account-key-file={}", d("sa.pub")),
-                &format!("--service-account-signing-key-file={}", d("sa.key")),
+        let mut node_args = vec![
+            "--authorization-mode=Node,RBAC".to_string(),
+            "--enable-admission-plugins=NodeRestriction".to_string(),
+            format!("--kubelet-client-certificate={}", d("admin.crt")),
+            format!("--kubelet-client-key={}", d("admin.key")),
+            // The node's name resolves nowhere: reach the kubelet at its address on the bridge.
+            "--kubelet-preferred-address-types=InternalIP".to_string(),
+        ];
+        if !options.for_node {
+            node_args = vec![
+                "--authorization-mode=RBAC".into(),
                 // Nothing here runs pods, so nothing needs ServiceAccount token injection.
-                "--disable-admission-plugins=ServiceAccount",
-                "--allow-privileged=true",
-                "--v=1",
-            ],
-        )?;
+                "--disable-admission-plugins=ServiceAccount".into(),
+            ];
+        }
+        let mut apiserver_args = vec![
+            format!("--etcd-servers={etcd_url}"),
+            format!("--bind-address={address}"),
+            format!("--advertise-address={address}"),
+            format!("--secure-port={api_port}"),
+            format!("--cert-dir={}", self.dir.display()),
+            format!("--tls-cert-file={}", d("apiserver.crt")),
+            format!("--tls-private-key-file={}", d("apiserver.key")),
+            format!("--client-ca-file={}", d("ca.crt")),
+            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={}", d("sa.pub")),
+            format!("--service-account-signing-key-file={}", d("sa.key")),
+            "--allow-privileged=true".into(),
+            "--v=1".into(),
+        ];
+        apiserver_args.extend(node_args);
+        let apiserver_args: Vec<&str> = apiserver_args.iter().map(String::as_str).collect();
+        self.spawn("kube-apiserver", &apiserver_args)?;
         self.write_kubeconfig(
             &self.kubeconfig,
             ADMIN_USER,
@@ -208,6 +240,13 @@ impl ControlPlane {
 
         let kcm_port = free_port()?;
         let kubeconfig = kcm_kubeconfig.display().to_string();
+        // A node needs the workload controllers too (Deployments, ReplicaSets, EndpointSlices,
+        // the kube-root-ca.crt ConfigMap that projected tokens mount, ...).
+        let controllers = if options.for_node {
+            "--controllers=*"
+        } else {
+            "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller"
+        };
         self.spawn(
             "kube-controller-manager",
             &[
@@ -215,7 +254,7 @@ impl ControlPlane {
                 "--use-service-account-credentials=true",
                 &format!("--authentication-kubeconfig={kubeconfig}"),
                 &format!("--authorization-kubeconfig={kubeconfig}"),
-                "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller",
+                controllers,
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
                 &format!("--secure-port={kcm_port}"),
@@ -226,10 +265,31 @@ impl ControlPlane {
             ],
         )?;
 
-        if install_crds {
+        self.pki = Some(pki);
+        if options.install_crds {
             self.install_crds()?;
         }
         Ok(())
+    }
+
+    /// Writes a kubeconfig for a component of this plane that authenticates as `user` in
+    /// `group` (if any) with a client certificate signed by the plane's CA.
+    pub fn component_kubeconfig(
+        &self,
+        name: &str,
+        user: &str,
+        group: Option<&str>,
+    ) -> anyhow::Result<PathBuf> {
+        let pki = self.pki.as_ref().context("the plane has not booted")?;
+        let (cert, key) = pki.client_certificate(&self.dir, name, user, group)?;
+        let path = self.dir.join(format!("{name}.kubeconfig"));
+        self.write_kubeconfig(&path, user, &cert, &key)?;
+        Ok(path)
+    }
+
+    /// Path of the plane's CA certificate (trusted by the apiserver for client certificates).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join(CA_FILE)
     }
 
     /// Polls `ready` until it holds; gives up early when a process of the plane has exited.
@@ -462,7 +522,7 @@ pub fn helm() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("KUBE_SCIM_HELM") {
         return Ok(PathBuf::from(path));
     }
-    Ok(build_script_output("tests/tools/build-helm.sh")?.join("helm"))
+    Ok(build_script_output("tests/tools/build-helm.sh", &[])?.join("helm"))
 }
 
 /// Directory with the control-plane binaries: `$KUBE_SCIM_CONTROLPLANE_BIN` if set, else what
@@ -471,14 +531,15 @@ pub fn binaries() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("KUBE_SCIM_CONTROLPLANE_BIN") {
         return Ok(PathBuf::from(dir));
     }
-    build_script_output("tests/controlplane/build.sh")
+    build_script_output("tests/controlplane/build.sh", &[])
 }
 
-/// Runs a build script of the repository that prints a directory, and returns that directory.
-fn build_script_output(script: &str) -> anyhow::Result<PathBuf> {
+/// Runs a build script of the repository that prints a path, and returns that path.
+pub(crate) fn build_script_output(script: &str, args: &[&str]) -> anyhow::Result<PathBuf> {
     let script = repo_root().join(script);
     let out = Command::new("bash")
         .arg(&script)
+        .args(args)
         .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("running {}", script.display()))?;
@@ -514,9 +575,12 @@ pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
 
 /// A free TCP port on 127.0.0.1 (the kernel picks it; it stays free until someone binds it).
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
+    free_port_on(Ipv4Addr::LOCALHOST)
+}
+
+/// A free TCP port on `address`, an address of this machine.
+pub fn free_port_on(address: Ipv4Addr) -> anyhow::Result<u16> {
+    Ok(TcpListener::bind((address, 0))?.local_addr()?.port())
 }
 
 fn http_get_ok(port: u16, path: &str) -> bool {
@@ -533,7 +597,7 @@ fn http_get_ok(port: u16, path: &str) -> bool {
     response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
 }
 
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!(
@@ -557,6 +621,7 @@ fn unique_suffix() -> u64 {
 const CA_FILE: &str = "ca.crt";
 
 struct Pki {
+    issuer: Issuer<'static, KeyPair>,
     admin_cert: PathBuf,
     admin_key: PathBuf,
     controller_manager_cert: PathBuf,
@@ -564,7 +629,8 @@ struct Pki {
 }
 
 impl Pki {
-    fn write(dir: &Path) -> anyhow::Result<Pki> {
+    /// Certificates for a plane whose apiserver listens on `address`.
+    fn write(dir: &Path, address: IpAddr) -> anyhow::Result<Pki> {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -591,7 +657,10 @@ impl Pki {
             .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         serving
             .subject_alt_names
-            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+            .push(SanType::IpAddress(IpAddr::V4(KUBERNETES_SERVICE_IP)));
+        if address != IpAddr::V4(Ipv4Addr::LOCALHOST) {
+            serving.subject_alt_names.push(SanType::IpAddress(address));
+        }
         serving
             .distinguished_name
             .push(DnType::CommonName, "kube-apiserver");
@@ -628,6 +697,7 @@ impl Pki {
         };
         write(CA_FILE, ca_cert.pem())?;
         let pki = Pki {
+            issuer,
             admin_cert: write("admin.crt", admin_cert.pem())?,
             admin_key: write("admin.key", admin_key.serialize_pem())?,
             controller_manager_cert: write("kcm.crt", kcm_cert.pem())?,
@@ -639,17 +709,31 @@ impl Pki {
         write("sa.pub", sa_key.public_key_pem())?;
         Ok(pki)
     }
-}
 
-/// Makes a child die with the thread that spawned it (see [`ControlPlane::shared`]).
-pub(crate) fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: prctl is async-signal-safe and touches only the calling (child) process.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    /// A client certificate for `user` (CN) in `group` (O), written as `<name>.crt`/`.key`.
+    fn client_certificate(
+        &self,
+        dir: &Path,
+        name: &str,
+        user: &str,
+        group: Option<&str>,
+    ) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, user);
+        if let Some(group) = group {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, group);
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let (cert_path, key_path) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem())?;
+        std::fs::write(&key_path, key.serialize_pem())?;
+        Ok((cert_path, key_path))
     }
 }

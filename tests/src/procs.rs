@@ -1,9 +1,10 @@
 //! Child processes that tests start (control plane, operator, SCIM server): each is stopped by
 //! its own PID, never by name, and dies with the test binary.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -37,10 +38,9 @@ impl ManagedProcess {
         cmd.stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
-        crate::die_with_parent(&mut cmd);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
+        let program = cmd.get_program().to_owned();
+        let child = spawn_from_lasting_thread(cmd)
+            .with_context(|| format!("starting {name} ({program:?})"))?;
         Ok(Self {
             name: name.to_string(),
             child: Some(child),
@@ -127,11 +127,64 @@ fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
-static AT_EXIT: Mutex<Vec<&'static ControlPlane>> = Mutex::new(Vec::new());
+/// Spawns `cmd` so that it dies with this process, never earlier.
+///
+/// PR_SET_PDEATHSIG fires when the *thread* that spawned the child exits, not the process: a child
+/// spawned from a test thread, or from tokio's `spawn_blocking` pool (whose idle threads exit
+/// after 10 s), would be killed long before its owner is done with it. Every child is therefore
+/// spawned by one thread that lives as long as the process.
+fn spawn_from_lasting_thread(mut cmd: Command) -> std::io::Result<Child> {
+    type Request = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("process-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("spawn the process-spawner thread");
+        Mutex::new(tx)
+    });
+    die_with_parent(&mut cmd);
+    let (reply_tx, reply_rx) = mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send((cmd, reply_tx))
+        .map_err(|_| std::io::Error::other("the process-spawner thread is gone"))?;
+    reply_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("the process-spawner thread is gone"))?
+}
+
+/// Makes a child die (SIGKILL) with the thread that spawned it: see [`spawn_from_lasting_thread`].
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches only the calling (child) process.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Something a test binary holds for its whole run (a shared plane or node cluster) and must
+/// stop and clean up when it exits.
+pub trait Teardown: Sync {
+    /// Stops every process and removes what it left behind. Idempotent.
+    fn teardown(&self);
+}
+
+static AT_EXIT: Mutex<Vec<&'static dyn Teardown>> = Mutex::new(Vec::new());
 
 /// Stops `plane` when the process exits normally (the test harness exits through `exit`, which
 /// runs atexit handlers, also after failed tests); a statically held plane is never dropped.
-pub(crate) fn stop_at_exit(plane: &'static ControlPlane) {
+pub(crate) fn stop_at_exit(plane: &'static dyn Teardown) {
     let mut planes = AT_EXIT.lock().unwrap_or_else(|e| e.into_inner());
     if planes.is_empty() {
         // SAFETY: registering a plain `extern "C" fn` with atexit.
@@ -145,9 +198,15 @@ pub(crate) fn stop_at_exit(plane: &'static ControlPlane) {
 extern "C" fn stop_registered_planes() {
     let planes = AT_EXIT.lock().unwrap_or_else(|e| e.into_inner());
     for plane in planes.iter() {
-        plane.stop();
+        plane.teardown();
+    }
+}
+
+impl Teardown for ControlPlane {
+    fn teardown(&self) {
+        self.stop();
         if std::env::var_os("KUBE_SCIM_KEEP_PLANE_DIR").is_none() {
-            let _ = std::fs::remove_dir_all(plane.dir());
+            let _ = std::fs::remove_dir_all(self.dir());
         }
     }
 }

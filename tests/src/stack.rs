@@ -212,3 +212,13 @@ async fn http_status(url: &str) -> Option<u16> {
     stream.read_exact(&mut head).await.ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
+
+impl crate::entra_suite::ScimTarget for Stack {
+    fn base_url(&self, namespace: &str, directory: &str) -> String {
+        Stack::base_url(self, namespace, directory)
+    }
+
+    fn logs(&self) -> String {
+        Stack::logs(self)
+    }
+}

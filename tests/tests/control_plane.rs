@@ -248,3 +248,24 @@ async fn a_service_account_without_rbac_cannot_list_scim_users() {
         other => panic!("expected 403 Forbidden, got {other:?}"),
     }
 }
+
+/// `make dev` starts its plane from tokio's blocking pool, whose idle threads exit after 10 s;
+/// a plane's processes must live as long as the plane, not as long as the thread that made it.
+#[test]
+fn a_plane_started_from_a_short_lived_thread_still_answers_30_seconds_later() {
+    let plane = std::thread::spawn(ControlPlane::start)
+        .join()
+        .expect("the starting thread panicked")
+        .expect("the plane starts");
+    std::thread::sleep(Duration::from_secs(30));
+    let out = plane
+        .kubectl()
+        .args(["get", "--raw", "/readyz"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the plane stopped answering after its starting thread exited: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

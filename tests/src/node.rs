@@ -1,0 +1,834 @@
+//! A real node beside the test control plane: kube-scheduler, kubelet, kube-proxy, containerd
+//! with runc and the CNI reference plugins, built by `tests/node/build.sh`.
+//!
+//! The node's network lives only on a bridge that [`NodeCluster::start`] creates: the node's
+//! address, the apiserver's address and the pod network are on it, and the Service network is
+//! routed to it. No rule masquerades or forwards anything towards another interface, and
+//! forwarding is left as the machine has it, so pods reach the host and each other, nothing else.
+//!
+//! Teardown stops every process by PID (pods through the CRI first) and then removes what the
+//! kubelet, containerd, kube-proxy and CNI leave on the host: mounts under the node's directory,
+//! the `kubepods` cgroups, iptables chains, the bridge. [`NodeCluster::leftovers`] lists whatever
+//! would still remain, and tests assert that it is empty.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+use crate::procs::ManagedProcess;
+use crate::{ControlPlane, PlaneOptions, SERVICE_CIDR, free_port, run};
+
+/// Name of the node in the cluster.
+pub const NODE_NAME: &str = "kube-scim-node";
+/// The sandbox image containerd is configured with (built from `tests/node/pause`).
+pub const SANDBOX_IMAGE: &str = "registry.k8s.io/pause:3.10";
+/// The pod network (one node, one /24).
+pub const POD_CIDR: &str = "10.244.0.0/24";
+/// The bridge's own address: the node's InternalIP and the apiserver's address.
+pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
+const NODE_PREFIX_LEN: u8 = 24;
+/// Chains that the kubelet, kube-proxy and the CNI portmap plugin create.
+const CHAIN_PREFIXES: [&str; 2] = ["KUBE-", "CNI-"];
+const IPTABLES_TABLES: [&str; 3] = ["filter", "nat", "mangle"];
+const IPTABLES: [&str; 2] = ["iptables", "ip6tables"];
+
+/// A control plane and one node that runs pods.
+pub struct NodeCluster {
+    plane: ControlPlane,
+    dir: PathBuf,
+    bin_dir: PathBuf,
+    bridge: String,
+    containerd_socket: PathBuf,
+    processes: Mutex<Vec<ManagedProcess>>,
+    host_before: HostState,
+    stopped: Mutex<bool>,
+}
+
+impl NodeCluster {
+    /// The node cluster shared by every test of this test binary (one per machine at a time:
+    /// the pod network and the iptables chains are the host's).
+    pub fn shared() -> &'static NodeCluster {
+        static SHARED: OnceLock<Result<&'static NodeCluster, String>> = OnceLock::new();
+        let shared = SHARED.get_or_init(|| {
+            let cluster = NodeCluster::start().map_err(|e| format!("{e:#}"))?;
+            let cluster: &'static NodeCluster = Box::leak(Box::new(cluster));
+            crate::procs::stop_at_exit(cluster);
+            Ok(cluster)
+        });
+        match shared {
+            Ok(cluster) => cluster,
+            Err(e) => panic!("node cluster did not start: {e}"),
+        }
+    }
+
+    /// Builds (or takes from the cache) every binary, creates the bridge, starts a control plane
+    /// on it and a node, and waits until the node is Ready. The CRDs are not installed (the
+    /// chart does that).
+    pub fn start() -> anyhow::Result<NodeCluster> {
+        let bin_dir = node_binaries()?;
+        let host_before = HostState::capture();
+        let bridge = format!("kscim{}", std::process::id() % 1_000_000_000);
+        create_bridge(&bridge)?;
+        let plane = match ControlPlane::start_with(PlaneOptions {
+            install_crds: false,
+            address: NODE_IP,
+            for_node: true,
+        }) {
+            Ok(plane) => plane,
+            Err(e) => {
+                remove_bridge(&bridge);
+                return Err(e);
+            }
+        };
+        let dir = plane.dir().join("node");
+        let cluster = NodeCluster {
+            containerd_socket: dir.join("containerd/containerd.sock"),
+            dir,
+            bin_dir,
+            bridge,
+            plane,
+            processes: Mutex::new(Vec::new()),
+            host_before,
+            stopped: Mutex::new(false),
+        };
+        if let Err(e) = cluster.boot() {
+            let logs = cluster.log_tails();
+            cluster.stop();
+            return Err(e.context(format!("starting the node{logs}")));
+        }
+        Ok(cluster)
+    }
+
+    fn boot(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        for sub in ["containerd", "cni/net.d", "cni/ipam", "kubelet", "pod-logs"] {
+            std::fs::create_dir_all(self.dir.join(sub))?;
+        }
+        self.start_scheduler()?;
+        self.start_containerd()?;
+        self.import_image(&self.sandbox_image()?)?;
+        self.start_kubelet()?;
+        self.start_kube_proxy()?;
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let out = self
+                .plane
+                .kubectl()
+                .args(["get", "node", NODE_NAME, "-o"])
+                .arg("jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")
+                .output()?;
+            if String::from_utf8_lossy(&out.stdout).trim() == "True" {
+                return Ok(());
+            }
+            if let Some(dead) = self.dead_process() {
+                bail!("{dead} exited before the node became Ready");
+            }
+            if Instant::now() > deadline {
+                bail!("node {NODE_NAME} not Ready after 180 s");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn start_scheduler(&self) -> anyhow::Result<()> {
+        let kubeconfig =
+            self.plane
+                .component_kubeconfig("kube-scheduler", "system:kube-scheduler", None)?;
+        let kubeconfig = kubeconfig.display().to_string();
+        self.spawn(
+            "kube-scheduler",
+            Command::new(self.bin_dir.join("kube-scheduler")).args([
+                format!("--kubeconfig={kubeconfig}"),
+                format!("--authentication-kubeconfig={kubeconfig}"),
+                format!("--authorization-kubeconfig={kubeconfig}"),
+                "--leader-elect=false".into(),
+                "--bind-address=127.0.0.1".into(),
+                format!("--secure-port={}", free_port()?),
+                "--v=1".into(),
+            ]),
+        )
+    }
+
+    fn start_containerd(&self) -> anyhow::Result<()> {
+        let root = self.dir.join("containerd");
+        let config = root.join("config.toml");
+        std::fs::write(
+            self.dir.join("cni/net.d/10-kube-scim.conflist"),
+            serde_json::to_string_pretty(&serde_json::json!({
+                "cniVersion": "1.0.0",
+                "name": self.bridge,
+                "plugins": [
+                    {
+                        "type": "bridge",
+                        "bridge": self.bridge,
+                        "isGateway": true,
+                        // Pods talk to the host and each other only: no NAT towards anything else.
+                        "ipMasq": false,
+                        "hairpinMode": true,
+                        "ipam": {
+                            "type": "host-local",
+                            "ranges": [[{"subnet": POD_CIDR, "gateway": NODE_IP.to_string()}]],
+                            // No default route: pods reach the pod network (on the bridge) and
+                            // Services (through the host), and no other address.
+                            "routes": [{"dst": SERVICE_CIDR}],
+                            "dataDir": self.dir.join("cni/ipam"),
+                        },
+                    },
+                    {"type": "portmap", "capabilities": {"portMappings": true}},
+                ],
+            }))?,
+        )?;
+        std::fs::write(
+            &config,
+            format!(
+                r#"version = 3
+root = "{root}/root"
+state = "{root}/state"
+
+[grpc]
+  address = "{socket}"
+
+[ttrpc]
+  address = "{socket}.ttrpc"
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "{sandbox}"
+
+[plugins.'io.containerd.cri.v1.runtime']
+  # This machine denies negative oom_score_adj even to root (no CAP_SYS_RESOURCE).
+  restrict_oom_score_adj = true
+  # Network namespaces are mounted under the node's own directory, not /var/run/netns.
+  netns_mounts_under_state_dir = true
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = "runc"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = "{bin}/runc"
+        SystemdCgroup = false
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["{bin}/cni"]
+    conf_dir = "{cni_conf}"
+
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+"#,
+                root = root.display(),
+                socket = self.containerd_socket.display(),
+                sandbox = SANDBOX_IMAGE,
+                bin = self.bin_dir.display(),
+                cni_conf = self.dir.join("cni/net.d").display(),
+            ),
+        )?;
+        let mut cmd = Command::new(self.bin_dir.join("containerd"));
+        cmd.arg("--config").arg(&config);
+        // containerd finds its shim on the PATH.
+        let path = std::env::var("PATH").unwrap_or_default();
+        cmd.env("PATH", format!("{}:{path}", self.bin_dir.display()));
+        self.spawn("containerd", &mut cmd)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.ctr().args(["version"]).output()?.status.success() {
+            if Instant::now() > deadline {
+                bail!("containerd did not answer on its socket within 30 s");
+            }
+            if let Some(dead) = self.dead_process() {
+                bail!("{dead} exited");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    }
+
+    fn start_kubelet(&self) -> anyhow::Result<()> {
+        let kubeconfig = self.plane.component_kubeconfig(
+            "kubelet",
+            &format!("system:node:{NODE_NAME}"),
+            Some("system:nodes"),
+        )?;
+        let config = self.dir.join("kubelet/config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+# This machine's cgroup hierarchy is v1; Kubernetes 1.36 runs there only when told to.
+failCgroupV1: false
+cgroupDriver: cgroupfs
+containerRuntimeEndpoint: unix://{socket}
+address: {node_ip}
+port: {port}
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: {healthz}
+authentication:
+  anonymous: {{enabled: false}}
+  webhook: {{enabled: true}}
+  x509: {{clientCAFile: {ca}}}
+authorization: {{mode: Webhook}}
+podLogsDir: {pod_logs}
+# Pods get no resolver: nothing of ours resolves names, and none may reach the host's.
+resolvConf: ""
+failSwapOn: false
+# No CAP_SYS_RESOURCE here, so no negative oom_score_adj.
+oomScoreAdj: 0
+# Test images are imported, never pulled: never collect them, never evict for disk pressure.
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {{memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}}
+"#,
+                socket = self.containerd_socket.display(),
+                node_ip = NODE_IP,
+                port = crate::free_port_on(NODE_IP)?,
+                healthz = free_port()?,
+                ca = self.plane.ca_file().display(),
+                pod_logs = self.dir.join("pod-logs").display(),
+            ),
+        )?;
+        self.spawn(
+            "kubelet",
+            Command::new(self.bin_dir.join("kubelet")).args([
+                format!("--config={}", config.display()),
+                format!("--kubeconfig={}", kubeconfig.display()),
+                format!("--root-dir={}", self.dir.join("kubelet/root").display()),
+                format!("--cert-dir={}", self.dir.join("kubelet/pki").display()),
+                format!("--hostname-override={NODE_NAME}"),
+                format!("--node-ip={NODE_IP}"),
+                "--v=1".into(),
+            ]),
+        )
+    }
+
+    fn start_kube_proxy(&self) -> anyhow::Result<()> {
+        let kubeconfig =
+            self.plane
+                .component_kubeconfig("kube-proxy", "system:kube-proxy", None)?;
+        let config = self.dir.join("kube-proxy.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {{kubeconfig: {kubeconfig}}}
+hostnameOverride: {node}
+mode: iptables
+clusterCIDR: {pod_cidr}
+bindAddress: {node_ip}
+healthzBindAddress: 127.0.0.1:{healthz}
+metricsBindAddress: 127.0.0.1:{metrics}
+# NodePorts, if any, only on the bridge (never on loopback, which would need route_localnet).
+nodePortAddresses: ["{node_ip}/32"]
+oomScoreAdj: 0
+# 0: leave the host's conntrack settings as they are.
+conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}}
+"#,
+                kubeconfig = kubeconfig.display(),
+                node = NODE_NAME,
+                pod_cidr = POD_CIDR,
+                node_ip = NODE_IP,
+                healthz = free_port()?,
+                metrics = free_port()?,
+            ),
+        )?;
+        self.spawn(
+            "kube-proxy",
+            Command::new(self.bin_dir.join("kube-proxy"))
+                .arg(format!("--config={}", config.display()))
+                .arg("--v=1"),
+        )
+    }
+
+    /// The control plane of this cluster.
+    pub fn plane(&self) -> &ControlPlane {
+        &self.plane
+    }
+
+    /// Directory with the node's binaries (kubelet, containerd, runc, ctr, ...).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// containerd's socket.
+    pub fn containerd_socket(&self) -> &Path {
+        &self.containerd_socket
+    }
+
+    /// `ctr` against this node's containerd, in the CRI's `k8s.io` namespace.
+    pub fn ctr(&self) -> Command {
+        let mut cmd = Command::new(self.bin_dir.join("ctr"));
+        cmd.arg("--address")
+            .arg(&self.containerd_socket)
+            .args(["--namespace", "k8s.io"]);
+        cmd
+    }
+
+    /// Imports an OCI archive (as `images/build.sh` writes them) into the node's containerd.
+    pub fn import_image(&self, archive: &Path) -> anyhow::Result<()> {
+        run(self
+            .ctr()
+            .args(["images", "import", "--platform", "linux/amd64"])
+            .arg(archive))
+    }
+
+    /// The sandbox image, built from `tests/node/pause` by `images/build.sh`.
+    fn sandbox_image(&self) -> anyhow::Result<PathBuf> {
+        let out = self.dir.join("pause.oci.tar");
+        build_static_image(&self.bin_dir.join("pause"), SANDBOX_IMAGE, &out)?;
+        Ok(out)
+    }
+
+    fn spawn(&self, name: &str, cmd: &mut Command) -> anyhow::Result<()> {
+        let log = self.dir.join(format!("{name}.log"));
+        let cmd = std::mem::replace(cmd, Command::new("true"));
+        let process = ManagedProcess::spawn_command(name, cmd, &log)?;
+        self.processes.lock().unwrap().push(process);
+        Ok(())
+    }
+
+    fn dead_process(&self) -> Option<String> {
+        self.processes
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .find_map(|p| (!p.is_running()).then(|| p.name().to_string()))
+    }
+
+    /// Last lines of every node process's log, for failure messages.
+    pub fn log_tails(&self) -> String {
+        let mut logs = String::new();
+        for p in self.processes.lock().unwrap().iter() {
+            logs.push_str(&format!(
+                "\n--- last lines of {} ---\n{}",
+                p.log().display(),
+                p.log_tail(25)
+            ));
+        }
+        logs
+    }
+
+    /// Stops the node and the plane and removes everything they left on the host. Idempotent.
+    pub fn stop(&self) {
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        if *stopped {
+            return;
+        }
+        *stopped = true;
+        let mut processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut take = |name: &str| {
+            processes
+                .iter()
+                .position(|p| p.name() == name)
+                .map(|i| processes.remove(i))
+        };
+        // The kubelet first, so nothing restarts what the CRI removes next.
+        if let Some(mut kubelet) = take("kubelet") {
+            kubelet.stop();
+        }
+        self.remove_pods();
+        if let Some(mut containerd) = take("containerd") {
+            containerd.stop();
+        }
+        drop(take);
+        while let Some(mut p) = processes.pop() {
+            p.stop();
+        }
+        drop(processes);
+        // kube-proxy removes its own rules; the sweep below takes what any component left.
+        let _ = Command::new(self.bin_dir.join("kube-proxy"))
+            .arg("--cleanup")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        self.kill_pod_processes();
+        unmount_below(&self.dir);
+        remove_cgroups();
+        remove_chains();
+        self.plane.stop();
+        remove_bridge(&self.bridge);
+        self.host_before.remove_new_host_paths();
+        remove_container_log_links(&self.dir.join("pod-logs"));
+    }
+
+    /// Stops and removes every pod sandbox through containerd (CNI DEL included), then kills
+    /// each shim by the PID it recorded.
+    fn remove_pods(&self) {
+        let crictl = |args: &[&str]| {
+            Command::new(self.bin_dir.join("crictl"))
+                .arg("--runtime-endpoint")
+                .arg(format!("unix://{}", self.containerd_socket.display()))
+                .args(["--timeout", "20s"])
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+        };
+        let _ = crictl(&["rmp", "--force", "--all"]);
+        let state = self.dir.join("containerd/state");
+        for pid_file in find_files(&state, "shim.pid") {
+            let pid = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok());
+            // Only while that PID is still a shim: it may have exited and the PID been reused.
+            let is_shim = |pid: i32| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.starts_with("containerd-shim"))
+            };
+            if let Some(pid) = pid.filter(|&pid| is_shim(pid)) {
+                // SAFETY: kill(2) on a PID our containerd's shim wrote for itself.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+
+    /// Kills what still runs in the node's pod cgroups (a container whose sandbox was gone).
+    fn kill_pod_processes(&self) {
+        for pid in pids_in_pod_cgroups() {
+            // SAFETY: kill(2) on a PID listed in the cgroups our kubelet created for its pods.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// What this cluster would leave behind on the host if it stopped now (after [`stop`],
+    /// an empty list): processes, mounts, cgroups, iptables chains and rules, the bridge.
+    ///
+    /// [`stop`]: NodeCluster::stop
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        for p in self.processes.lock().unwrap().iter_mut() {
+            if p.is_running() {
+                left.push(format!("process {} (pid {:?})", p.name(), p.pid()));
+            }
+        }
+        for mount in mounts_below(&self.dir) {
+            left.push(format!("mount {}", mount.display()));
+        }
+        if !pids_in_pod_cgroups().is_empty() || !pod_cgroups().is_empty() {
+            left.push("kubepods cgroups".into());
+        }
+        if link_exists(&self.bridge) {
+            left.push(format!("bridge {}", self.bridge));
+        }
+        let after = HostState::capture();
+        for rule in after.iptables.difference(&self.host_before.iptables) {
+            left.push(format!("iptables: {rule}"));
+        }
+        for path in after.paths.difference(&self.host_before.paths) {
+            left.push(format!("path {path}"));
+        }
+        left
+    }
+}
+
+impl crate::procs::Teardown for NodeCluster {
+    fn teardown(&self) {
+        self.stop();
+        if std::env::var_os("KUBE_SCIM_KEEP_PLANE_DIR").is_none() {
+            let _ = std::fs::remove_dir_all(self.plane.dir());
+        }
+    }
+}
+
+impl Drop for NodeCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Directory with every node binary: `$KUBE_SCIM_NODE_BIN` if set, else what
+/// `tests/node/build.sh` prints (it builds them on a cold cache).
+pub fn node_binaries() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("KUBE_SCIM_NODE_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    crate::build_script_output("tests/node/build.sh", &[])
+}
+
+/// Packages a static binary as an image with `images/build.sh --static` (the recipe of the
+/// product images), written as an OCI archive to `out`.
+pub fn build_static_image(binary: &Path, reference: &str, out: &Path) -> anyhow::Result<()> {
+    let (binary, out) = (binary.display().to_string(), out.display().to_string());
+    crate::build_script_output(
+        "images/build.sh",
+        &["--static", &binary, "--name", reference, "--out", &out],
+    )?;
+    Ok(())
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    run(Command::new("ip").args(args))
+}
+
+fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+/// The node's bridge with its address, and the Service network routed onto it.
+fn create_bridge(name: &str) -> anyhow::Result<()> {
+    let taken = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    // 10.244.0.0 in /proc/net/route's little-endian hex.
+    if taken
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("0000F40A"))
+    {
+        bail!(
+            "{POD_CIDR} is already routed on this machine: is another kube-scim node cluster \
+             running (`ip -br link | grep kscim`)?"
+        );
+    }
+    ip(&["link", "add", name, "type", "bridge"])?;
+    let result = (|| {
+        ip(&[
+            "addr",
+            "add",
+            &format!("{NODE_IP}/{NODE_PREFIX_LEN}"),
+            "dev",
+            name,
+        ])?;
+        ip(&["link", "set", name, "up"])?;
+        ip(&["route", "add", SERVICE_CIDR, "dev", name])
+    })();
+    if result.is_err() {
+        remove_bridge(name);
+    }
+    result
+}
+
+/// Deleting the bridge also removes its address and the Service route; the veths of pods went
+/// with their network namespaces.
+fn remove_bridge(name: &str) {
+    if link_exists(name) {
+        let _ = ip(&["link", "del", name]);
+    }
+}
+
+/// What of the host the node may change, captured before it starts.
+struct HostState {
+    /// `iptables-save` lines (rules and non-builtin chains) of every table, both families.
+    iptables: BTreeSet<String>,
+    /// Host paths that containerd and the kubelet create when they are absent.
+    paths: BTreeSet<String>,
+}
+
+/// Paths outside the node's directory that containerd, CNI or the kubelet may create.
+const HOST_PATHS: [&str; 6] = [
+    "/run/containerd",
+    "/var/lib/cni",
+    "/var/run/netns",
+    "/var/log/pods",
+    "/var/log/containers",
+    "/var/lib/kubelet",
+];
+
+impl HostState {
+    fn capture() -> HostState {
+        let mut iptables = BTreeSet::new();
+        for bin in IPTABLES {
+            for table in IPTABLES_TABLES {
+                for line in iptables_save(bin, table).lines() {
+                    if line.starts_with("-A ") || (line.starts_with(':') && !is_builtin_chain(line))
+                    {
+                        iptables.insert(format!("{bin} -t {table} {line}"));
+                    }
+                }
+            }
+        }
+        let paths = HOST_PATHS
+            .iter()
+            .filter(|p| Path::new(p).exists())
+            .map(|p| p.to_string())
+            .collect();
+        HostState { iptables, paths }
+    }
+
+    /// Removes the host paths that did not exist before the node started.
+    fn remove_new_host_paths(&self) {
+        for path in HOST_PATHS {
+            if !self.paths.contains(path) && Path::new(path).exists() {
+                unmount_below(Path::new(path));
+                let _ = std::fs::remove_dir_all(path);
+            }
+        }
+    }
+}
+
+fn is_builtin_chain(line: &str) -> bool {
+    let name = line[1..].split_whitespace().next().unwrap_or_default();
+    matches!(
+        name,
+        "INPUT" | "OUTPUT" | "FORWARD" | "PREROUTING" | "POSTROUTING"
+    )
+}
+
+fn iptables_save(bin: &str, table: &str) -> String {
+    Command::new(format!("{bin}-save"))
+        .args(["-t", table])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Removes every chain named `KUBE-*`/`CNI-*` and every rule that mentions one, table by table,
+/// with one atomic `iptables-restore` of the table as it was less those lines.
+fn remove_chains() {
+    let ours = |line: &str| CHAIN_PREFIXES.iter().any(|p| line.contains(p));
+    for bin in IPTABLES {
+        for table in IPTABLES_TABLES {
+            let saved = iptables_save(bin, table);
+            if !saved.lines().any(ours) {
+                continue;
+            }
+            let kept: String = saved
+                .lines()
+                .filter(|l| !ours(l))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let restore = Command::new(format!("{bin}-restore"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            if let Ok(mut child) = restore {
+                use std::io::Write;
+                if let Some(mut stdin) = child.stdin.take() {
+                    let _ = stdin.write_all(kept.as_bytes());
+                }
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// Mount points at or below `dir`, deepest first.
+fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut mounts: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mount_path(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    mounts.dedup();
+    mounts
+}
+
+fn unescape_mount_path(p: &str) -> String {
+    p.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Unmounts (lazily, so a busy one goes too) everything mounted below `dir`.
+fn unmount_below(dir: &Path) {
+    for _ in 0..3 {
+        let mounts = mounts_below(dir);
+        if mounts.is_empty() {
+            return;
+        }
+        for mount in mounts {
+            if let Ok(path) = std::ffi::CString::new(mount.as_os_str().as_encoded_bytes()) {
+                // SAFETY: umount2 with a NUL-terminated path we own.
+                unsafe {
+                    libc::umount2(path.as_ptr(), libc::MNT_DETACH);
+                }
+            }
+        }
+    }
+}
+
+/// The `kubepods` cgroups the kubelet created, in every cgroup v1 hierarchy (and v2, if any).
+fn pod_cgroups() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return found;
+    };
+    for hierarchy in hierarchies.flatten() {
+        let candidate = hierarchy.path().join("kubepods");
+        if candidate.is_dir() {
+            found.push(candidate);
+        }
+    }
+    found
+}
+
+fn pids_in_pod_cgroups() -> Vec<i32> {
+    let mut pids = BTreeSet::new();
+    for root in pod_cgroups() {
+        for procs in find_files(&root, "cgroup.procs") {
+            for pid in std::fs::read_to_string(procs).unwrap_or_default().lines() {
+                if let Ok(pid) = pid.trim().parse() {
+                    pids.insert(pid);
+                }
+            }
+        }
+    }
+    pids.into_iter().collect()
+}
+
+/// Removes the `kubepods` cgroup trees, deepest first (a cgroup is removed with rmdir once it
+/// holds no process and no child).
+fn remove_cgroups() {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        for root in pod_cgroups() {
+            let mut dirs = find_dirs(&root);
+            dirs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+            for dir in dirs {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+        if pod_cgroups().is_empty() || Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The kubelet links each container's log into /var/log/containers whatever podLogsDir says.
+fn remove_container_log_links(pod_logs: &Path) {
+    let Ok(entries) = std::fs::read_dir("/var/log/containers") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if std::fs::read_link(entry.path()).is_ok_and(|t| t.starts_with(pod_logs)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn find_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if let Ok(entries) = std::fs::read_dir(&out[i]) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.push(e.path());
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+fn find_files(root: &Path, name: &str) -> Vec<PathBuf> {
+    find_dirs(root)
+        .into_iter()
+        .map(|d| d.join(name))
+        .filter(|p| p.is_file())
+        .collect()
+}

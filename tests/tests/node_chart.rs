@@ -1,0 +1,634 @@
+//! kube-scim as users deploy it: the images built by `images/build.sh`, imported into a real
+//! node's containerd, and the Helm chart's pods running there under the `restricted` Pod
+//! Security Standard. One test, in order, because each step builds on the last and the node is
+//! the host's (one per machine):
+//!
+//! 1. each image runs `--version` as its own non-root user with a read-only root filesystem,
+//!    and is small;
+//! 2. `helm install`: operator (two replicas) and server pods Running and Ready;
+//! 3. the sample ScimDirectory becomes Ready; the Entra suite passes through the server's Service;
+//! 4. deleting the leader operator pod hands over, and a change is reconciled within 30 s;
+//! 5. `helm upgrade` rolls the server pods under 25 requests/s with no failed request;
+//! 6. a pod with the server's ServiceAccount token cannot read Secrets;
+//! 7. `helm uninstall` keeps the CRDs and every ScimUser;
+//! 8. stopping the node leaves no process, mount, cgroup, iptables rule or bridge behind.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use kube_scim_crds::{ScimDirectory, ScimUser};
+use kube_scim_tests::entra_suite::{self, ScimTarget};
+use kube_scim_tests::node::{NodeCluster, build_static_image};
+use kube_scim_tests::stack::ready_directory;
+use kube_scim_tests::{ControlPlane, eventually, helm, repo_root};
+use serde_json::json;
+
+const RELEASE: &str = "kube-scim";
+const NAMESPACE: &str = "kube-scim";
+const SERVER: &str = "kube-scim-server";
+const OPERATOR: &str = "kube-scim-operator";
+const KUBECTL_IMAGE: &str = "docker.io/kube-scim/test-kubectl:latest";
+/// Goal for each image (a static binary, a CA bundle and two passwd lines).
+const IMAGE_SIZE_LIMIT: u64 = 25 * 1024 * 1024;
+
+#[test]
+fn the_chart_runs_as_pods_on_a_real_node() {
+    let cluster = NodeCluster::start().expect("the node cluster starts");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(deploy_and_operate(&cluster));
+    drop(runtime);
+
+    cluster.stop();
+    let left = cluster.leftovers();
+    assert!(
+        left.is_empty(),
+        "the node left this behind on the host: {left:#?}"
+    );
+}
+
+async fn deploy_and_operate(cluster: &NodeCluster) {
+    let plane = cluster.plane();
+    let kube = plane.client().await.unwrap();
+
+    let images = build_images(cluster);
+    images_run_as_non_root_with_a_read_only_root(plane, &images).await;
+
+    let started = Instant::now();
+    install_the_chart(plane);
+    eprintln!("helm install: pods Ready in {:?}", started.elapsed());
+
+    let target = ThroughTheService::new(&kube, plane).await;
+    the_sample_directory_becomes_ready_and_the_entra_suite_passes(plane, &kube, &target).await;
+    the_standby_operator_takes_over_from_a_deleted_leader(plane, &kube).await;
+    an_upgrade_rolls_the_servers_without_a_failed_request(plane, &kube, &target).await;
+    the_servers_token_cannot_read_secrets(plane).await;
+    uninstall_keeps_crds_and_users(plane, &kube).await;
+}
+
+/// The product images, built by `images/build.sh` (the same recipe as a release), and a test
+/// image holding the pinned kubectl, all imported into the node's containerd.
+fn build_images(cluster: &NodeCluster) -> Vec<(String, PathBuf)> {
+    let started = Instant::now();
+    let out = Command::new("bash")
+        .arg(repo_root().join("images/build.sh"))
+        .env("CONTAINERD_ADDRESS", "")
+        .output()
+        .expect("images/build.sh starts");
+    assert!(
+        out.status.success(),
+        "images/build.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    eprintln!("images built in {:?}", started.elapsed());
+    let version = env!("CARGO_PKG_VERSION");
+    let mut images = Vec::new();
+    for name in [OPERATOR, SERVER] {
+        let archive = dir.join(format!("{name}.oci.tar"));
+        let size = std::fs::metadata(&archive).unwrap().len();
+        eprintln!("{name}: {:.1} MB", size as f64 / 1e6);
+        assert!(
+            size < IMAGE_SIZE_LIMIT,
+            "{name} is {size} bytes, over the {IMAGE_SIZE_LIMIT}-byte goal"
+        );
+        cluster.import_image(&archive).unwrap();
+        images.push((format!("ghcr.io/kube-scim/{name}:{version}"), archive));
+    }
+    let kubectl = cluster.plane().dir().join("kubectl.oci.tar");
+    build_static_image(
+        &cluster.plane().bin_dir().join("kubectl"),
+        KUBECTL_IMAGE,
+        &kubectl,
+    )
+    .unwrap();
+    cluster.import_image(&kubectl).unwrap();
+    images
+}
+
+fn ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("command starts");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn apply(plane: &ControlPlane, manifest: &serde_json::Value) {
+    let path = plane.dir().join(format!("manifest-{}.json", rand_suffix()));
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    ok(plane.kubectl().args(["apply", "-f"]).arg(&path));
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(Instant::now())
+}
+
+fn restricted_namespace(plane: &ControlPlane, name: &str) {
+    apply(
+        plane,
+        &json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+            },
+        }),
+    );
+}
+
+/// A container security context the `restricted` standard admits; no user is given, so the
+/// kubelet checks that the image's own user is not root.
+fn restricted_container() -> serde_json::Value {
+    json!({
+        "runAsNonRoot": true,
+        "readOnlyRootFilesystem": true,
+        "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
+/// Runs a pod to completion and returns its phase and log.
+fn run_pod(
+    plane: &ControlPlane,
+    namespace: &str,
+    name: &str,
+    spec: serde_json::Value,
+) -> (String, String) {
+    let mut spec = spec;
+    spec["restartPolicy"] = json!("Never");
+    apply(
+        plane,
+        &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}, "spec": spec}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let phase = loop {
+        let out = ok(plane.kubectl().args([
+            "get",
+            "pod",
+            name,
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.status.phase}",
+        ]));
+        let phase = String::from_utf8_lossy(&out.stdout).to_string();
+        if phase == "Succeeded" || phase == "Failed" {
+            break phase;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod {namespace}/{name} still {phase:?} after 120 s: {}",
+            String::from_utf8_lossy(
+                &plane
+                    .kubectl()
+                    .args(["describe", "pod", name, "-n", namespace])
+                    .output()
+                    .unwrap()
+                    .stdout
+            )
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let log = ok(plane.kubectl().args(["logs", name, "-n", namespace]));
+    (phase, String::from_utf8_lossy(&log.stdout).to_string())
+}
+
+async fn images_run_as_non_root_with_a_read_only_root(
+    plane: &ControlPlane,
+    images: &[(String, PathBuf)],
+) {
+    restricted_namespace(plane, "image-checks");
+    for (image, _) in images {
+        let binary = image
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.split(':').next())
+            .unwrap();
+        let (phase, log) = run_pod(
+            plane,
+            "image-checks",
+            binary,
+            json!({
+                "containers": [{
+                    "name": "version",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "args": ["--version"],
+                    "securityContext": restricted_container(),
+                }],
+            }),
+        );
+        assert_eq!(phase, "Succeeded", "{image} --version: {log}");
+        assert!(
+            log.contains(binary) && log.contains(env!("CARGO_PKG_VERSION")),
+            "{image} --version printed {log:?}"
+        );
+    }
+    // The kubelet ran both as their image's user; that user is 65532.
+    let out = ok(plane.kubectl().args([
+        "get",
+        "pods",
+        "-n",
+        "image-checks",
+        "-o",
+        "jsonpath={.items[*].status.containerStatuses[*].user.linux.uid}",
+    ]));
+    let uids = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        uids.split_whitespace().collect::<Vec<_>>(),
+        ["65532", "65532"],
+        "{uids}"
+    );
+}
+
+fn helm_cmd(plane: &ControlPlane) -> Command {
+    let mut cmd = Command::new(helm().expect("helm builds"));
+    let home = plane.dir().join("helm");
+    cmd.env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .arg("--kubeconfig")
+        .arg(plane.kubeconfig());
+    cmd
+}
+
+fn install_the_chart(plane: &ControlPlane) {
+    restricted_namespace(plane, NAMESPACE);
+    ok(helm_cmd(plane)
+        .args(["install", RELEASE])
+        .arg(repo_root().join("charts/kube-scim"))
+        .args(["--namespace", NAMESPACE, "--wait", "--timeout", "5m"])
+        .args(["--set", "operator.replicas=2"])
+        .args(["--set", "ingressDefaults.host=scim.kube-scim.test"]));
+    ok(plane.kubectl().args([
+        "wait",
+        "pods",
+        "--all",
+        "-n",
+        NAMESPACE,
+        "--for=condition=Ready",
+        "--timeout=120s",
+    ]));
+    let out = ok(plane.kubectl().args([
+        "get",
+        "pods",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.labels.app\\.kubernetes\\.io/component}={.status.phase} {end}",
+    ]));
+    let pods = String::from_utf8_lossy(&out.stdout).to_string();
+    let running = |component: &str| {
+        pods.split_whitespace()
+            .filter(|p| *p == format!("{component}=Running"))
+            .count()
+    };
+    assert_eq!(running("operator"), 2, "{pods}");
+    assert_eq!(running("server"), 2, "{pods}");
+}
+
+/// The server's Service, called at its ClusterIP from the host: kube-proxy's rules carry each
+/// request to a server pod on the node's bridge.
+struct ThroughTheService {
+    cluster_ip: String,
+    plane_kubectl: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl ThroughTheService {
+    async fn new(kube: &Client, plane: &ControlPlane) -> Self {
+        let service = Api::<Service>::namespaced(kube.clone(), NAMESPACE)
+            .get(SERVER)
+            .await
+            .unwrap();
+        let cluster_ip = service.spec.unwrap().cluster_ip.unwrap();
+        ThroughTheService {
+            cluster_ip,
+            plane_kubectl: plane.bin_dir().join("kubectl"),
+            kubeconfig: plane.kubeconfig().to_path_buf(),
+        }
+    }
+}
+
+impl ScimTarget for ThroughTheService {
+    fn base_url(&self, namespace: &str, directory: &str) -> String {
+        format!("http://{}/scim/v2/{namespace}/{directory}", self.cluster_ip)
+    }
+
+    fn logs(&self) -> String {
+        let mut logs = String::new();
+        for component in ["operator", "server"] {
+            let out = Command::new(&self.plane_kubectl)
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .args(["logs", "-n", NAMESPACE, "--tail=30", "--prefix", "-l"])
+                .arg(format!("app.kubernetes.io/component={component}"))
+                .output();
+            if let Ok(out) = out {
+                logs.push_str(&format!(
+                    "--- {component} ---\n{}",
+                    String::from_utf8_lossy(&out.stdout)
+                ));
+            }
+        }
+        logs
+    }
+}
+
+async fn the_sample_directory_becomes_ready_and_the_entra_suite_passes(
+    plane: &ControlPlane,
+    kube: &Client,
+    target: &ThroughTheService,
+) {
+    ok(plane
+        .kubectl()
+        .args(["apply", "-f"])
+        .arg(repo_root().join("examples/scimdirectory.yaml")));
+    let (endpoint, token) = ready_directory(kube, "default", "contoso", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", target.logs()));
+    assert!(endpoint.contains("/scim/v2/default/contoso"), "{endpoint}");
+    let status = reqwest::Client::new()
+        .get(format!("{}/Users", target.base_url("default", "contoso")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(
+        status, 200,
+        "the sample directory answers through the Service"
+    );
+
+    let started = Instant::now();
+    let mut namespaces = Vec::new();
+    for _ in 0..5 {
+        namespaces.push(plane.namespace("entra-on-node").await.unwrap());
+    }
+    futures::join!(
+        entra_suite::test_connection_answers_an_empty_list_and_refuses_wrong_tokens(
+            kube,
+            &namespaces[0],
+            target
+        ),
+        entra_suite::user_cycle_in_both_dialects(kube, &namespaces[1], target),
+        entra_suite::group_cycle_in_both_dialects(kube, &namespaces[2], target),
+        entra_suite::on_demand_provisioning_uses_the_legacy_dialect_on_a_flagged_tenant(
+            kube,
+            &namespaces[3],
+            target
+        ),
+        entra_suite::initial_cycle_of_several_tenants_then_a_restarted_job_creates_exactly_the_expected_objects(
+            kube,
+            &namespaces[4],
+            target
+        ),
+    );
+    eprintln!("Entra suite through the Service: {:?}", started.elapsed());
+}
+
+async fn lease_holder(kube: &Client) -> Option<String> {
+    Api::<Lease>::namespaced(kube.clone(), NAMESPACE)
+        .get_opt(OPERATOR)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .filter(|h| !h.is_empty())
+}
+
+async fn the_standby_operator_takes_over_from_a_deleted_leader(
+    plane: &ControlPlane,
+    kube: &Client,
+) {
+    let leader = eventually("an operator leads", Duration::from_secs(60), || {
+        lease_holder(kube)
+    })
+    .await;
+    ok(plane
+        .kubectl()
+        .args(["delete", "pod", "-n", NAMESPACE, &leader, "--wait=false"]));
+    let deleted = Instant::now();
+
+    let directories: Api<ScimDirectory> = Api::namespaced(kube.clone(), "default");
+    let changed = directories
+        .patch(
+            "contoso",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"displayName": "Contoso after fail-over"}})),
+        )
+        .await
+        .unwrap();
+    let generation = changed.metadata.generation.unwrap();
+    eventually(
+        "the change is reconciled by the new leader",
+        Duration::from_secs(30),
+        || async {
+            let d = directories.get("contoso").await.ok()?;
+            let observed = d.status?.observed_generation?;
+            (observed >= generation).then_some(())
+        },
+    )
+    .await;
+    let new_leader = lease_holder(kube).await;
+    assert!(
+        new_leader.as_ref().is_some_and(|l| *l != leader),
+        "the Lease moved from {leader} (now {new_leader:?})"
+    );
+    eprintln!(
+        "fail-over: {leader} -> {new_leader:?}, change reconciled {:?} after the delete",
+        deleted.elapsed()
+    );
+}
+
+async fn an_upgrade_rolls_the_servers_without_a_failed_request(
+    plane: &ControlPlane,
+    kube: &Client,
+    target: &ThroughTheService,
+) {
+    let (_, token) = ready_directory(kube, "default", "contoso", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let url = format!(
+        "{}/Users?filter=userName%20eq%20%22nobody%40contoso.example%22",
+        target.base_url("default", "contoso")
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let load = {
+        let (done, sent, failed, failures) =
+            (done.clone(), sent.clone(), failed.clone(), failures.clone());
+        tokio::spawn(async move {
+            // 25 requests/s, open loop, bounded to 3 minutes whatever happens.
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap();
+            let mut tick = tokio::time::interval(Duration::from_millis(40));
+            let stop_at = Instant::now() + Duration::from_secs(180);
+            let mut requests = Vec::new();
+            while !done.load(Ordering::SeqCst) && Instant::now() < stop_at {
+                tick.tick().await;
+                let (http, url, token) = (http.clone(), url.clone(), token.clone());
+                let (sent, failed, failures) = (sent.clone(), failed.clone(), failures.clone());
+                requests.push(tokio::spawn(async move {
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    let outcome = http.get(&url).bearer_auth(&token).send().await;
+                    let problem = match outcome {
+                        Ok(r) if r.status() == 200 => None,
+                        Ok(r) => Some(format!("status {}", r.status())),
+                        Err(e) => Some(format!("{e}")),
+                    };
+                    if let Some(problem) = problem {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                        failures.lock().unwrap().push(problem);
+                    }
+                }));
+            }
+            for r in requests {
+                let _ = r.await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = server_pods(plane);
+    let started = Instant::now();
+    ok(helm_cmd(plane)
+        .args(["upgrade", RELEASE])
+        .arg(repo_root().join("charts/kube-scim"))
+        .args([
+            "--namespace",
+            NAMESPACE,
+            "--reuse-values",
+            "--wait",
+            "--timeout",
+            "5m",
+        ])
+        .args(["--set", "server.logLevel=debug"]));
+    ok(plane.kubectl().args([
+        "rollout",
+        "status",
+        "deployment",
+        SERVER,
+        "-n",
+        NAMESPACE,
+        "--timeout=180s",
+    ]));
+    // Old pods drain for server.drainSeconds after the rollout reports done; keep the load on.
+    eventually(
+        "the old server pods are gone",
+        Duration::from_secs(90),
+        || async {
+            let now = server_pods(plane);
+            before.iter().all(|p| !now.contains(p)).then_some(())
+        },
+    )
+    .await;
+    let rolled = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    done.store(true, Ordering::SeqCst);
+    load.await.unwrap();
+    let (sent, failed) = (sent.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
+    eprintln!("rolling upgrade in {rolled:?}: {sent} requests, {failed} failed");
+    assert!(
+        sent as f64 >= 25.0 * rolled.as_secs_f64() * 0.8,
+        "the load ran at 25/s during the rollout ({sent} in {rolled:?})"
+    );
+    assert_eq!(
+        failed,
+        0,
+        "requests failed during the rolling upgrade: {:?}",
+        failures.lock().unwrap()
+    );
+}
+
+fn server_pods(plane: &ControlPlane) -> Vec<String> {
+    let out = ok(plane.kubectl().args([
+        "get",
+        "pods",
+        "-n",
+        NAMESPACE,
+        "-l",
+        "app.kubernetes.io/component=server",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+async fn the_servers_token_cannot_read_secrets(plane: &ControlPlane) {
+    let (phase, log) = run_pod(
+        plane,
+        NAMESPACE,
+        "server-token-reads-secrets",
+        json!({
+            "serviceAccountName": SERVER,
+            "automountServiceAccountToken": true,
+            "containers": [{
+                "name": "kubectl",
+                "image": KUBECTL_IMAGE,
+                "imagePullPolicy": "Never",
+                // The pod's own token (in-cluster configuration), nothing from the host.
+                "args": ["get", "scimdirectories.kubescim.io,secrets", "--all-namespaces", "-o", "name"],
+                "env": [{"name": "HOME", "value": "/tmp"}],
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                "securityContext": restricted_container(),
+            }],
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
+        }),
+    );
+    assert_eq!(phase, "Failed", "kubectl must fail on Secrets: {log}");
+    assert!(
+        log.contains("scimdirectory.kubescim.io/contoso"),
+        "the token works for what the server may read: {log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "User \"system:serviceaccount:{NAMESPACE}:{SERVER}\" cannot list resource \"secrets\""
+        )),
+        "{log}"
+    );
+}
+
+async fn uninstall_keeps_crds_and_users(plane: &ControlPlane, kube: &Client) {
+    let users: Api<ScimUser> = Api::all(kube.clone());
+    let before = users
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert!(before > 0, "the Entra suite left users");
+    ok(helm_cmd(plane).args(["uninstall", RELEASE, "--namespace", NAMESPACE, "--wait"]));
+    ok(plane
+        .kubectl()
+        .args(["get", "crd", "scimusers.kubescim.io"]));
+    let after = users
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert_eq!(after, before, "helm uninstall keeps every ScimUser");
+}
