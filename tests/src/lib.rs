@@ -525,6 +525,15 @@ pub fn helm() -> anyhow::Result<PathBuf> {
     Ok(build_script_output("tests/tools/build-helm.sh", &[])?.join("helm"))
 }
 
+/// Path of the pinned actionlint binary, built from its Go module by
+/// `tests/tools/build-actionlint.sh` (or `$KUBE_SCIM_ACTIONLINT` if set).
+pub fn actionlint() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("KUBE_SCIM_ACTIONLINT") {
+        return Ok(PathBuf::from(path));
+    }
+    Ok(build_script_output("tests/tools/build-actionlint.sh", &[])?.join("actionlint"))
+}
+
 /// Directory with the control-plane binaries: `$KUBE_SCIM_CONTROLPLANE_BIN` if set, else what
 /// `tests/controlplane/build.sh` prints (it builds them on a cold cache).
 pub fn binaries() -> anyhow::Result<PathBuf> {
