@@ -5,7 +5,7 @@ CARGO ?= cargo
 # Binaries the integration tests start as processes (operator, SCIM server) come from here.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: all dev test lint build controlplane tools crds check-crds clean
+.PHONY: all dev cluster test lint build images controlplane node tools crds check-crds clean
 
 all: build
 
@@ -13,13 +13,26 @@ all: build
 dev: controlplane build
 	$(CARGO) run -q -p kube-scim-tests --bin kube-scim-dev
 
-## test: formatting, lints, generated files, unit and integration tests on a real control plane
-test: controlplane tools lint check-crds build
+## cluster: control plane + a real node + images + `helm install` + examples/, until Ctrl-C (root)
+cluster: controlplane node build
+	$(CARGO) run -q -p kube-scim-tests --bin kube-scim-cluster
+
+## test: formatting, lints, generated files, unit and integration tests on a real control plane,
+## the chart's pods on a real node (root: the node needs a bridge, iptables and containerd)
+test: controlplane node tools lint check-crds build
 	$(CARGO) test --workspace --no-fail-fast
 
 ## controlplane: build (or reuse the cached) etcd, kube-apiserver, kube-controller-manager, kubectl
 controlplane:
 	bash tests/controlplane/build.sh >/dev/null
+
+## node: build (or reuse the cached) kubelet, kube-proxy, kube-scheduler, containerd, runc, CNI plugins
+node:
+	bash tests/node/build.sh >/dev/null
+
+## images: kube-scim-operator and kube-scim-server as OCI archives in target/images, no registry
+images:
+	bash images/build.sh
 
 ## tools: build (or reuse the cached) pinned helm and the external SCIM checkers the tests run
 tools:

@@ -6,14 +6,17 @@
 #   images/build.sh --static BINARY --name REF --out FILE
 #                                    any other static binary as /entrypoint (the test node's
 #                                    sandbox and kubectl images)
+#   images/build.sh --context DIR    only the build context's root filesystem (DIR/rootfs), for
+#                                    `docker buildx` with binaries put in DIR/bin/<arch>/ (the
+#                                    release workflow)
 #
 # Output: OCI archives (target/images/<name>.oci.tar by default) whose index names the image
 # (io.containerd.image.name) and its platform, so `ctr images import` gives the CRI a usable image.
 # When $CONTAINERD_ADDRESS names a running containerd, the archives are imported into its k8s.io
 # namespace too. Prints the directory (or file) it wrote.
 #
-# Environment: IMAGE_TAG (default: the workspace version), IMAGE_REPOSITORY (default
-# docker.io/kube-scim), CARGO_TARGET_DIR.
+# Environment: IMAGE_TAG (default: the workspace version, the chart's appVersion),
+# IMAGE_REPOSITORY (default ghcr.io/kube-scim, the chart's default), CARGO_TARGET_DIR.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -22,15 +25,33 @@ work="$target_dir/images"
 arch=amd64
 triple=x86_64-unknown-linux-musl
 
-static_binary= static_name= static_out=
+static_binary= static_name= static_out= context_only=
 while [ $# -gt 0 ]; do
   case "$1" in
+    --context) context_only=$2; shift 2 ;;
     --static) static_binary=$2; shift 2 ;;
     --name) static_name=$2; shift 2 ;;
     --out) static_out=$2; shift 2 ;;
     *) echo "images/build.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+
+# The only files besides the binary: who 65532 is, and the CA bundle for outbound TLS (the
+# Kubernetes API uses the ServiceAccount's CA; an OIDC issuer or webhook target needs public CAs).
+prepare_rootfs() {
+  local ctx=$1
+  rm -rf "$ctx/rootfs" && mkdir -p "$ctx/rootfs/etc/ssl/certs"
+  printf 'root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n' >"$ctx/rootfs/etc/passwd"
+  printf 'root:x:0:\nnonroot:x:65532:\n' >"$ctx/rootfs/etc/group"
+  cp /etc/ssl/certs/ca-certificates.crt "$ctx/rootfs/etc/ssl/certs/ca-certificates.crt"
+  chmod -R go-w "$ctx/rootfs"
+}
+
+if [ -n "$context_only" ]; then
+  mkdir -p "$context_only" && prepare_rootfs "$context_only"
+  echo "$context_only"
+  exit 0
+fi
 
 need=()
 command -v buildah >/dev/null || need+=(buildah)
@@ -46,15 +67,10 @@ buildah_() {
   buildah --storage-driver vfs --root "$work/.buildah/root" --runroot "$work/.buildah/run" "$@"
 }
 
-# The only files besides the binary: who 65532 is, and the CA bundle for outbound TLS (the
-# Kubernetes API uses the ServiceAccount's CA; an OIDC issuer or webhook target needs public CAs).
 prepare_context() {
   local ctx=$1
-  rm -rf "$ctx" && mkdir -p "$ctx/rootfs/etc/ssl/certs" "$ctx/bin/$arch"
-  printf 'root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n' >"$ctx/rootfs/etc/passwd"
-  printf 'root:x:0:\nnonroot:x:65532:\n' >"$ctx/rootfs/etc/group"
-  cp /etc/ssl/certs/ca-certificates.crt "$ctx/rootfs/etc/ssl/certs/ca-certificates.crt"
-  chmod -R go-w "$ctx/rootfs"
+  rm -rf "$ctx" && mkdir -p "$ctx/bin/$arch"
+  prepare_rootfs "$ctx"
 }
 
 # build_image CONTEXT TARGET REF OUT: one image from images/Dockerfile into an OCI archive.
@@ -64,6 +80,7 @@ build_image() {
     -f "$here/Dockerfile" -t "$ref" "$ctx" >/dev/null
   layout=$(mktemp -d "$work/layout.XXXXXX")
   buildah_ push --quiet "$ref" "oci:$layout/oci:${ref##*:}" >/dev/null
+  buildah_ rmi "$ref" >/dev/null
   # The CRI only sees an imported image whose index names it and gives its platform.
   jq --arg ref "$ref" --arg arch "$arch" '.manifests |= map(. + {
       platform: {architecture: $arch, os: "linux"},
@@ -95,7 +112,7 @@ rustup target list --installed 2>/dev/null | grep -qx "$triple" || rustup target
 version=$(cargo metadata --no-deps --format-version 1 --manifest-path "$root/Cargo.toml" \
   | jq -r '.packages[] | select(.name == "kube-scim-server") | .version')
 tag=${IMAGE_TAG:-$version}
-repository=${IMAGE_REPOSITORY:-docker.io/kube-scim}
+repository=${IMAGE_REPOSITORY:-ghcr.io/kube-scim}
 cargo build --release --locked --target "$triple" --manifest-path "$root/Cargo.toml" \
   -p kube-scim-operator -p kube-scim-server >&2
 

@@ -420,22 +420,17 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
             return;
         }
         *stopped = true;
-        let mut processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
-        let mut take = |name: &str| {
-            processes
-                .iter()
-                .position(|p| p.name() == name)
-                .map(|i| processes.remove(i))
+        let stop = |name: &str| {
+            let mut processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
+            for p in processes.iter_mut().filter(|p| p.name() == name) {
+                p.stop();
+            }
         };
         // The kubelet first, so nothing restarts what the CRI removes next.
-        if let Some(mut kubelet) = take("kubelet") {
-            kubelet.stop();
-        }
+        stop("kubelet");
         self.remove_pods();
-        if let Some(mut containerd) = take("containerd") {
-            containerd.stop();
-        }
-        drop(take);
+        stop("containerd");
+        let mut processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(mut p) = processes.pop() {
             p.stop();
         }
