@@ -503,3 +503,33 @@ fn values_rows(
         rows.push((key, kind, default, description));
     }
 }
+
+/// Helm reads numbers from values as floats, and `quote` of 1048576.0 renders `1.048576e+06`,
+/// which the server refuses at start: every number passed as an environment variable is
+/// rendered as an integer.
+#[test]
+fn numeric_environment_values_render_as_integers() {
+    let plane = ControlPlane::shared_without_crds();
+    let out = ok(helm_cmd(plane)
+        .args(["template", RELEASE])
+        .arg(chart())
+        .args(["--set", "server.maxBodyBytes=10485760"]));
+    let rendered = String::from_utf8_lossy(&out.stdout);
+    for (name, value) in [
+        ("KUBE_SCIM_MAX_BODY_BYTES", "\"10485760\""),
+        ("KUBE_SCIM_REQUEST_TIMEOUT_SECS", "\"30\""),
+        ("KUBE_SCIM_MAX_CONCURRENT_REQUESTS", "\"64\""),
+        ("KUBE_SCIM_CONCURRENCY", "\"4\""),
+    ] {
+        let line = rendered
+            .lines()
+            .skip_while(|l| !l.contains(&format!("name: {name}")))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{name} is not rendered"));
+        assert_eq!(
+            line.trim(),
+            format!("value: {value}"),
+            "{name} in the rendered chart"
+        );
+    }
+}

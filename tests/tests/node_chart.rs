@@ -268,14 +268,63 @@ fn helm_cmd(plane: &ControlPlane) -> Command {
     cmd
 }
 
+/// What a person would look at when pods do not become Ready: pods, events, and the logs of the
+/// release's containers (also of their previous run, for a crash loop).
+fn diagnostics(plane: &ControlPlane) -> String {
+    let mut text = String::new();
+    let mut run = |args: &[&str]| {
+        if let Ok(out) = plane.kubectl().args(args).output() {
+            text.push_str(&format!(
+                "\n$ kubectl {}\n{}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    };
+    run(&["get", "pods", "-A", "-o", "wide"]);
+    run(&["get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp"]);
+    for component in ["operator", "server"] {
+        let selector = format!("app.kubernetes.io/component={component}");
+        run(&[
+            "logs",
+            "-n",
+            NAMESPACE,
+            "-l",
+            &selector,
+            "--tail=20",
+            "--prefix",
+        ]);
+        run(&[
+            "logs",
+            "-n",
+            NAMESPACE,
+            "-l",
+            &selector,
+            "--tail=20",
+            "--prefix",
+            "--previous",
+        ]);
+    }
+    text
+}
+
 fn install_the_chart(plane: &ControlPlane) {
     restricted_namespace(plane, NAMESPACE);
-    ok(helm_cmd(plane)
+    let out = helm_cmd(plane)
         .args(["install", RELEASE])
         .arg(repo_root().join("charts/kube-scim"))
-        .args(["--namespace", NAMESPACE, "--wait", "--timeout", "5m"])
+        .args(["--namespace", NAMESPACE, "--wait", "--timeout", "4m"])
         .args(["--set", "operator.replicas=2"])
-        .args(["--set", "ingressDefaults.host=scim.kube-scim.test"]));
+        .args(["--set", "ingressDefaults.host=scim.kube-scim.test"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm install failed: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        diagnostics(plane)
+    );
     ok(plane.kubectl().args([
         "wait",
         "pods",
