@@ -452,36 +452,33 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
     }
 
     /// Stops and removes every pod sandbox through containerd (CNI DEL included), then kills
-    /// each shim by the PID it recorded.
+    /// the shims that are still there: those whose command line names this node's containerd.
     fn remove_pods(&self) {
-        let crictl = |args: &[&str]| {
-            Command::new(self.bin_dir.join("crictl"))
-                .arg("--runtime-endpoint")
-                .arg(format!("unix://{}", self.containerd_socket.display()))
-                .args(["--timeout", "20s"])
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-        };
-        let _ = crictl(&["rmp", "--force", "--all"]);
-        let state = self.dir.join("containerd/state");
-        for pid_file in find_files(&state, "shim.pid") {
-            let pid = std::fs::read_to_string(&pid_file)
-                .ok()
-                .and_then(|s| s.trim().parse::<i32>().ok());
-            // Only while that PID is still a shim: it may have exited and the PID been reused.
-            let is_shim = |pid: i32| {
-                std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .is_ok_and(|c| c.starts_with("containerd-shim"))
-            };
-            if let Some(pid) = pid.filter(|&pid| is_shim(pid)) {
-                // SAFETY: kill(2) on a PID our containerd's shim wrote for itself.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
+        let log = std::fs::File::create(self.dir.join("crictl.log"));
+        let mut crictl = Command::new(self.bin_dir.join("crictl"));
+        crictl
+            .arg("--runtime-endpoint")
+            .arg(format!("unix://{}", self.containerd_socket.display()))
+            .args(["--timeout", "30s", "rmp", "--force", "--all"]);
+        if let Ok(log) = log {
+            if let Ok(err) = log.try_clone() {
+                crictl.stderr(err);
+            }
+            crictl.stdout(log);
+        }
+        let _ = crictl.status();
+        for pid in self.shims() {
+            // SAFETY: kill(2) on a PID whose command line names this node's containerd socket.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
             }
         }
+    }
+
+    /// PIDs of the containerd shims of this node (each names the node's socket in its command line).
+    fn shims(&self) -> Vec<i32> {
+        let socket = self.containerd_socket.as_os_str().as_encoded_bytes();
+        processes_whose_command_line_contains(socket)
     }
 
     /// Kills what still runs in the node's pod cgroups (a container whose sandbox was gone).
@@ -504,6 +501,12 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
             if p.is_running() {
                 left.push(format!("process {} (pid {:?})", p.name(), p.pid()));
             }
+        }
+        for pid in processes_whose_command_line_contains(self.dir.as_os_str().as_encoded_bytes()) {
+            left.push(format!(
+                "process {pid} (its command line names {})",
+                self.dir.display()
+            ));
         }
         for mount in mounts_below(&self.dir) {
             left.push(format!("mount {}", mount.display()));
@@ -703,6 +706,23 @@ fn remove_chains() {
             }
         }
     }
+}
+
+/// PIDs of the processes whose command line contains `needle` (this process excluded).
+fn processes_whose_command_line_contains(needle: &[u8]) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.windows(needle.len()).any(|w| w == needle))
+        })
+        .collect()
 }
 
 /// Mount points at or below `dir`, deepest first.

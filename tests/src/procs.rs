@@ -149,6 +149,9 @@ fn spawn_from_lasting_thread(mut cmd: Command) -> std::io::Result<Child> {
         Mutex::new(tx)
     });
     die_with_parent(&mut cmd);
+    // Its own process group: a Ctrl-C at the terminal reaches the harness alone, which then
+    // stops every child in order (a node needs containerd alive to remove its pods).
+    cmd.process_group(0);
     let (reply_tx, reply_rx) = mpsc::channel();
     spawner
         .lock()
