@@ -410,6 +410,19 @@ current-context: kube-scim-test
         cmd
     }
 
+    /// The pinned helm, pointed at this plane as admin, with its cache and configuration in
+    /// the plane's directory (nothing of the user's own helm setup is read or written).
+    pub fn helm(&self) -> anyhow::Result<Command> {
+        let mut cmd = Command::new(helm()?);
+        let home = self.dir.join("helm");
+        cmd.env("HELM_CACHE_HOME", home.join("cache"))
+            .env("HELM_CONFIG_HOME", home.join("config"))
+            .env("HELM_DATA_HOME", home.join("data"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig);
+        Ok(cmd)
+    }
+
     /// Client configuration for the admin user.
     pub async fn admin_config(&self) -> anyhow::Result<Config> {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
@@ -604,6 +617,22 @@ fn http_get_ok(port: u16, path: &str) -> bool {
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+}
+
+/// Runs `cmd` to its end and returns its output; panics, naming the command and showing its
+/// output, if it cannot start or fails. For tests, whose failures are panics.
+pub fn must_succeed(cmd: &mut Command) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?} did not start: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {

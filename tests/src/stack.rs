@@ -181,6 +181,35 @@ pub async fn ready_directory(
     ))
 }
 
+/// Polls (once a second, for at most `timeout`) until the operator reports the Tenant URL of
+/// `namespace/directory`, and returns it with the name of its token Secret, read with kubectl
+/// (for the `make dev` and `make cluster` runners, which have no async client at hand).
+pub fn reported_tenant_url(
+    plane: &ControlPlane,
+    namespace: &str,
+    directory: &str,
+    timeout: Duration,
+) -> Option<(String, String)> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let out = plane
+            .kubectl()
+            .args(["get", "scimdirectory", directory, "-n", namespace, "-o"])
+            .arg("jsonpath={.status.endpoint} {.status.tokenSecretName}")
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut parts = text.split_whitespace();
+        if let (Some(endpoint), Some(secret)) = (parts.next(), parts.next()) {
+            return Some((endpoint.to_string(), secret.to_string()));
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 /// A kubeconfig (written into the plane's directory) whose user is the admin impersonating
 /// the ServiceAccount `namespace/name`, so a process acts exactly as that ServiceAccount.
 pub fn service_account_kubeconfig(

@@ -4,7 +4,7 @@
 //! impersonating the chart's ServiceAccounts, so a permission the chart forgot fails the test.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -12,7 +12,7 @@ use kube::Api;
 use kube::api::PostParams;
 use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimUser};
 use kube_scim_tests::stack::{Stack, StackOptions, ready_directory, service_account_kubeconfig};
-use kube_scim_tests::{ControlPlane, eventually, helm, repo_root};
+use kube_scim_tests::{ControlPlane, eventually, must_succeed, repo_root};
 use serde_json::{Value, json};
 
 const RELEASE: &str = "kube-scim";
@@ -23,28 +23,6 @@ static CLUSTER_SCOPED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(()
 
 fn chart() -> PathBuf {
     repo_root().join("charts/kube-scim")
-}
-
-fn helm_cmd(plane: &ControlPlane) -> Command {
-    let mut cmd = Command::new(helm().expect("helm builds"));
-    let home = plane.dir().join("helm");
-    cmd.env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .arg("--kubeconfig")
-        .arg(plane.kubeconfig());
-    cmd
-}
-
-fn ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("command starts");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn kubectl_apply_stdin(plane: &ControlPlane, args: &[&str], manifest: &[u8]) -> Output {
@@ -76,19 +54,31 @@ fn all_options_values(plane: &ControlPlane, watched: [&str; 2]) -> PathBuf {
 #[test]
 fn chart_lints_with_defaults_and_with_every_option() {
     let plane = ControlPlane::shared_without_crds();
-    ok(helm_cmd(plane).args(["lint", "--strict"]).arg(chart()));
+    must_succeed(
+        plane
+            .helm()
+            .unwrap()
+            .args(["lint", "--strict"])
+            .arg(chart()),
+    );
     let values = all_options_values(plane, ["lint-a", "lint-b"]);
-    ok(helm_cmd(plane)
-        .args(["lint", "--strict"])
-        .arg(chart())
-        .arg("-f")
-        .arg(values));
+    must_succeed(
+        plane
+            .helm()
+            .unwrap()
+            .args(["lint", "--strict"])
+            .arg(chart())
+            .arg("-f")
+            .arg(values),
+    );
 }
 
 #[test]
 fn values_schema_rejects_a_mistyped_value() {
     let plane = ControlPlane::shared_without_crds();
-    let out = helm_cmd(plane)
+    let out = plane
+        .helm()
+        .unwrap()
         .args(["template", RELEASE])
         .arg(chart())
         .args(["--set", "server.replicas=two", "--set", "operator.bogus=1"])
@@ -110,11 +100,13 @@ async fn apiserver_accepts_the_rendered_chart_with_defaults_and_every_option() {
     let release_ns = plane.namespace("chart-render").await.unwrap();
     let watched_a = plane.namespace("chart-watched").await.unwrap();
     let watched_b = plane.namespace("chart-watched").await.unwrap();
-    ok(plane
-        .kubectl()
-        .args(["apply", "--server-side", "-f"])
-        .arg(repo_root().join("tests/fixtures/servicemonitor-crd.yaml")));
-    ok(plane.kubectl().args([
+    must_succeed(
+        plane
+            .kubectl()
+            .args(["apply", "--server-side", "-f"])
+            .arg(repo_root().join("tests/fixtures/servicemonitor-crd.yaml")),
+    );
+    must_succeed(plane.kubectl().args([
         "wait",
         "--for=condition=Established",
         "crd/servicemonitors.monitoring.coreos.com",
@@ -122,7 +114,7 @@ async fn apiserver_accepts_the_rendered_chart_with_defaults_and_every_option() {
 
     let values = all_options_values(plane, [&watched_a, &watched_b]);
     for extra in [None, Some(values)] {
-        let mut template = helm_cmd(plane);
+        let mut template = plane.helm().unwrap();
         template
             .args(["template", RELEASE])
             .arg(chart())
@@ -130,7 +122,7 @@ async fn apiserver_accepts_the_rendered_chart_with_defaults_and_every_option() {
         if let Some(values) = &extra {
             template.arg("-f").arg(values);
         }
-        let rendered = ok(&mut template).stdout;
+        let rendered = must_succeed(&mut template).stdout;
         let out = kubectl_apply_stdin(plane, &["--dry-run=server"], &rendered);
         assert!(
             out.status.success(),
@@ -170,12 +162,16 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
     let tenant_ns = plane.namespace("tenant").await.unwrap();
     let client = plane.client().await.unwrap();
 
-    ok(helm_cmd(plane)
-        .args(["install", RELEASE])
-        .arg(chart())
-        .args(["--namespace", &release_ns, "--wait=false"])
-        .args(["--set", "ingressDefaults.host=scim.example.test"]));
-    ok(plane.kubectl().args([
+    must_succeed(
+        plane
+            .helm()
+            .unwrap()
+            .args(["install", RELEASE])
+            .arg(chart())
+            .args(["--namespace", &release_ns, "--wait=false"])
+            .args(["--set", "ingressDefaults.host=scim.example.test"]),
+    );
+    must_succeed(plane.kubectl().args([
         "wait",
         "--for=condition=Established",
         "--timeout=60s",
@@ -317,7 +313,7 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&can.stdout).trim(), "no");
-    ok(plane.kubectl().args([
+    must_succeed(plane.kubectl().args([
         "create",
         "role",
         "scimuser-writer",
@@ -326,7 +322,7 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
         "--verb=create,update,delete,get,list",
         "--resource=scimusers.kubescim.io",
     ]));
-    ok(plane.kubectl().args([
+    must_succeed(plane.kubectl().args([
         "create",
         "rolebinding",
         "intruder-writes",
@@ -374,24 +370,32 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
     drop(stack);
 
     // Upgrade to changed values.
-    ok(helm_cmd(plane)
-        .args(["upgrade", RELEASE])
-        .arg(chart())
-        .args([
-            "--namespace",
-            &release_ns,
-            "--reuse-values",
-            "--set",
-            "server.replicas=3",
-        ]));
+    must_succeed(
+        plane
+            .helm()
+            .unwrap()
+            .args(["upgrade", RELEASE])
+            .arg(chart())
+            .args([
+                "--namespace",
+                &release_ns,
+                "--reuse-values",
+                "--set",
+                "server.replicas=3",
+            ]),
+    );
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &release_ns);
     let server_deployment = deployments.get("kube-scim-server").await.unwrap();
     assert_eq!(server_deployment.spec.unwrap().replicas, Some(3));
 
     // Uninstall keeps the CRDs (crds.keep) and so every provisioned user.
-    ok(helm_cmd(plane)
-        .args(["uninstall", RELEASE])
-        .args(["--namespace", &release_ns]));
+    must_succeed(
+        plane
+            .helm()
+            .unwrap()
+            .args(["uninstall", RELEASE])
+            .args(["--namespace", &release_ns]),
+    );
     assert!(
         deployments
             .get_opt("kube-scim-server")
@@ -399,9 +403,11 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
             .unwrap()
             .is_none()
     );
-    ok(plane
-        .kubectl()
-        .args(["get", "crd", "scimusers.kubescim.io"]));
+    must_succeed(
+        plane
+            .kubectl()
+            .args(["get", "crd", "scimusers.kubescim.io"]),
+    );
     assert!(
         users.get_opt(&user_id).await.unwrap().is_some(),
         "users survive uninstall"
@@ -510,10 +516,14 @@ fn values_rows(
 #[test]
 fn numeric_environment_values_render_as_integers() {
     let plane = ControlPlane::shared_without_crds();
-    let out = ok(helm_cmd(plane)
-        .args(["template", RELEASE])
-        .arg(chart())
-        .args(["--set", "server.maxBodyBytes=10485760"]));
+    let out = must_succeed(
+        plane
+            .helm()
+            .unwrap()
+            .args(["template", RELEASE])
+            .arg(chart())
+            .args(["--set", "server.maxBodyBytes=10485760"]),
+    );
     let rendered = String::from_utf8_lossy(&out.stdout);
     for (name, value) in [
         ("KUBE_SCIM_MAX_BODY_BYTES", "\"10485760\""),

@@ -5,17 +5,11 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use kube_scim_tests::must_succeed;
 use kube_scim_tests::node::{NODE_NAME, NodeCluster, build_static_image};
 
 fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("command starts");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&must_succeed(cmd).stdout).into_owned()
 }
 
 #[test]

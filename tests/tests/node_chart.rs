@@ -14,7 +14,7 @@
 //! 8. stopping the node leaves no process, mount, cgroup, iptables rule or bridge behind.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ use kube_scim_crds::{ScimDirectory, ScimUser};
 use kube_scim_tests::entra_suite::{self, ScimTarget};
 use kube_scim_tests::node::{NodeCluster, build_static_image};
 use kube_scim_tests::stack::ready_directory;
-use kube_scim_tests::{ControlPlane, eventually, helm, repo_root};
+use kube_scim_tests::{ControlPlane, eventually, must_succeed, repo_root};
 use serde_json::json;
 
 const RELEASE: &str = "kube-scim";
@@ -115,21 +115,10 @@ fn build_images(cluster: &NodeCluster) -> Vec<(String, PathBuf)> {
     images
 }
 
-fn ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("command starts");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 fn apply(plane: &ControlPlane, manifest: &serde_json::Value) {
     let path = plane.dir().join(format!("manifest-{}.json", rand_suffix()));
     std::fs::write(&path, manifest.to_string()).unwrap();
-    ok(plane.kubectl().args(["apply", "-f"]).arg(&path));
+    must_succeed(plane.kubectl().args(["apply", "-f"]).arg(&path));
 }
 
 fn rand_suffix() -> u64 {
@@ -178,7 +167,7 @@ fn run_pod(
     );
     let deadline = Instant::now() + Duration::from_secs(120);
     let phase = loop {
-        let out = ok(plane.kubectl().args([
+        let out = must_succeed(plane.kubectl().args([
             "get",
             "pod",
             name,
@@ -205,7 +194,7 @@ fn run_pod(
         );
         std::thread::sleep(Duration::from_millis(500));
     };
-    let log = ok(plane.kubectl().args(["logs", name, "-n", namespace]));
+    let log = must_succeed(plane.kubectl().args(["logs", name, "-n", namespace]));
     (phase, String::from_utf8_lossy(&log.stdout).to_string())
 }
 
@@ -241,7 +230,7 @@ async fn images_run_as_non_root_with_a_read_only_root(
         );
     }
     // The kubelet ran both as their image's user; that user is 65532.
-    let out = ok(plane.kubectl().args([
+    let out = must_succeed(plane.kubectl().args([
         "get",
         "pods",
         "-n",
@@ -255,17 +244,6 @@ async fn images_run_as_non_root_with_a_read_only_root(
         ["65532", "65532"],
         "{uids}"
     );
-}
-
-fn helm_cmd(plane: &ControlPlane) -> Command {
-    let mut cmd = Command::new(helm().expect("helm builds"));
-    let home = plane.dir().join("helm");
-    cmd.env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .arg("--kubeconfig")
-        .arg(plane.kubeconfig());
-    cmd
 }
 
 /// What a person would look at when pods do not become Ready: pods, events, and the logs of the
@@ -311,7 +289,9 @@ fn diagnostics(plane: &ControlPlane) -> String {
 
 fn install_the_chart(plane: &ControlPlane) {
     restricted_namespace(plane, NAMESPACE);
-    let out = helm_cmd(plane)
+    let out = plane
+        .helm()
+        .unwrap()
         .args(["install", RELEASE])
         .arg(repo_root().join("charts/kube-scim"))
         .args(["--namespace", NAMESPACE, "--wait", "--timeout", "4m"])
@@ -325,7 +305,7 @@ fn install_the_chart(plane: &ControlPlane) {
         String::from_utf8_lossy(&out.stderr),
         diagnostics(plane)
     );
-    ok(plane.kubectl().args([
+    must_succeed(plane.kubectl().args([
         "wait",
         "pods",
         "--all",
@@ -334,7 +314,7 @@ fn install_the_chart(plane: &ControlPlane) {
         "--for=condition=Ready",
         "--timeout=120s",
     ]));
-    let out = ok(plane.kubectl().args([
+    let out = must_succeed(plane.kubectl().args([
         "get",
         "pods",
         "-n",
@@ -354,61 +334,43 @@ fn install_the_chart(plane: &ControlPlane) {
 
 /// The server's Service, called at its ClusterIP from the host: kube-proxy's rules carry each
 /// request to a server pod on the node's bridge.
-struct ThroughTheService {
+struct ThroughTheService<'a> {
     cluster_ip: String,
-    plane_kubectl: PathBuf,
-    kubeconfig: PathBuf,
+    plane: &'a ControlPlane,
 }
 
-impl ThroughTheService {
-    async fn new(kube: &Client, plane: &ControlPlane) -> Self {
+impl<'a> ThroughTheService<'a> {
+    async fn new(kube: &Client, plane: &'a ControlPlane) -> Self {
         let service = Api::<Service>::namespaced(kube.clone(), NAMESPACE)
             .get(SERVER)
             .await
             .unwrap();
         let cluster_ip = service.spec.unwrap().cluster_ip.unwrap();
-        ThroughTheService {
-            cluster_ip,
-            plane_kubectl: plane.bin_dir().join("kubectl"),
-            kubeconfig: plane.kubeconfig().to_path_buf(),
-        }
+        ThroughTheService { cluster_ip, plane }
     }
 }
 
-impl ScimTarget for ThroughTheService {
+impl ScimTarget for ThroughTheService<'_> {
     fn base_url(&self, namespace: &str, directory: &str) -> String {
         format!("http://{}/scim/v2/{namespace}/{directory}", self.cluster_ip)
     }
 
     fn logs(&self) -> String {
-        let mut logs = String::new();
-        for component in ["operator", "server"] {
-            let out = Command::new(&self.plane_kubectl)
-                .arg("--kubeconfig")
-                .arg(&self.kubeconfig)
-                .args(["logs", "-n", NAMESPACE, "--tail=30", "--prefix", "-l"])
-                .arg(format!("app.kubernetes.io/component={component}"))
-                .output();
-            if let Ok(out) = out {
-                logs.push_str(&format!(
-                    "--- {component} ---\n{}",
-                    String::from_utf8_lossy(&out.stdout)
-                ));
-            }
-        }
-        logs
+        diagnostics(self.plane)
     }
 }
 
 async fn the_sample_directory_becomes_ready_and_the_entra_suite_passes(
     plane: &ControlPlane,
     kube: &Client,
-    target: &ThroughTheService,
+    target: &ThroughTheService<'_>,
 ) {
-    ok(plane
-        .kubectl()
-        .args(["apply", "-f"])
-        .arg(repo_root().join("examples/scimdirectory.yaml")));
+    must_succeed(
+        plane
+            .kubectl()
+            .args(["apply", "-f"])
+            .arg(repo_root().join("examples/scimdirectory.yaml")),
+    );
     let (endpoint, token) = ready_directory(kube, "default", "contoso", Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{}", target.logs()));
@@ -471,9 +433,11 @@ async fn the_standby_operator_takes_over_from_a_deleted_leader(
         lease_holder(kube)
     })
     .await;
-    ok(plane
-        .kubectl()
-        .args(["delete", "pod", "-n", NAMESPACE, &leader, "--wait=false"]));
+    must_succeed(
+        plane
+            .kubectl()
+            .args(["delete", "pod", "-n", NAMESPACE, &leader, "--wait=false"]),
+    );
     let deleted = Instant::now();
 
     let directories: Api<ScimDirectory> = Api::namespaced(kube.clone(), "default");
@@ -510,7 +474,7 @@ async fn the_standby_operator_takes_over_from_a_deleted_leader(
 async fn an_upgrade_rolls_the_servers_without_a_failed_request(
     plane: &ControlPlane,
     kube: &Client,
-    target: &ThroughTheService,
+    target: &ThroughTheService<'_>,
 ) {
     let (_, token) = ready_directory(kube, "default", "contoso", Duration::from_secs(30))
         .await
@@ -560,19 +524,23 @@ async fn an_upgrade_rolls_the_servers_without_a_failed_request(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = server_pods(plane);
     let started = Instant::now();
-    ok(helm_cmd(plane)
-        .args(["upgrade", RELEASE])
-        .arg(repo_root().join("charts/kube-scim"))
-        .args([
-            "--namespace",
-            NAMESPACE,
-            "--reuse-values",
-            "--wait",
-            "--timeout",
-            "5m",
-        ])
-        .args(["--set", "server.logLevel=debug"]));
-    ok(plane.kubectl().args([
+    must_succeed(
+        plane
+            .helm()
+            .unwrap()
+            .args(["upgrade", RELEASE])
+            .arg(repo_root().join("charts/kube-scim"))
+            .args([
+                "--namespace",
+                NAMESPACE,
+                "--reuse-values",
+                "--wait",
+                "--timeout",
+                "5m",
+            ])
+            .args(["--set", "server.logLevel=debug"]),
+    );
+    must_succeed(plane.kubectl().args([
         "rollout",
         "status",
         "deployment",
@@ -610,7 +578,7 @@ async fn an_upgrade_rolls_the_servers_without_a_failed_request(
 }
 
 fn server_pods(plane: &ControlPlane) -> Vec<String> {
-    let out = ok(plane.kubectl().args([
+    let out = must_succeed(plane.kubectl().args([
         "get",
         "pods",
         "-n",
@@ -669,10 +637,18 @@ async fn uninstall_keeps_crds_and_users(plane: &ControlPlane, kube: &Client) {
         .items
         .len();
     assert!(before > 0, "the Entra suite left users");
-    ok(helm_cmd(plane).args(["uninstall", RELEASE, "--namespace", NAMESPACE, "--wait"]));
-    ok(plane
-        .kubectl()
-        .args(["get", "crd", "scimusers.kubescim.io"]));
+    must_succeed(plane.helm().unwrap().args([
+        "uninstall",
+        RELEASE,
+        "--namespace",
+        NAMESPACE,
+        "--wait",
+    ]));
+    must_succeed(
+        plane
+            .kubectl()
+            .args(["get", "crd", "scimusers.kubescim.io"]),
+    );
     let after = users
         .list(&ListParams::default())
         .await

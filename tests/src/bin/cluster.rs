@@ -13,7 +13,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use kube_scim_tests::node::NodeCluster;
 use kube_scim_tests::procs::ManagedProcess;
-use kube_scim_tests::{free_port, helm, repo_root};
+use kube_scim_tests::stack::reported_tenant_url;
+use kube_scim_tests::{free_port, repo_root};
 
 const NAMESPACE: &str = "kube-scim";
 
@@ -64,14 +65,9 @@ async fn deploy_and_wait(cluster: &NodeCluster, images: &str) -> anyhow::Result<
         NAMESPACE,
         "pod-security.kubernetes.io/enforce=restricted",
     ]))?;
-    let home = plane.dir().join("helm");
     eprintln!("helm install kube-scim charts/kube-scim --namespace {NAMESPACE} --wait ...");
-    run(Command::new(helm()?)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .arg("--kubeconfig")
-        .arg(plane.kubeconfig())
+    run(plane
+        .helm()?
         .args(["install", "kube-scim"])
         .arg(repo_root().join("charts/kube-scim"))
         .args(["--namespace", NAMESPACE, "--wait", "--timeout", "5m"]))?;
@@ -93,26 +89,9 @@ async fn deploy_and_wait(cluster: &NodeCluster, images: &str) -> anyhow::Result<
     ]);
     let mut forward = ManagedProcess::spawn_command("port-forward", forward, &forward_log)?;
 
-    let mut reported = None;
-    for _ in 0..60 {
-        let out = run(plane.kubectl().args([
-            "get",
-            "scimdirectory",
-            "contoso",
-            "-n",
-            "default",
-            "-o",
-            "jsonpath={.status.endpoint} {.status.tokenSecretName}",
-        ]))?;
-        let mut parts = out.split_whitespace();
-        if let (Some(endpoint), Some(secret)) = (parts.next(), parts.next()) {
-            reported = Some((endpoint.to_string(), secret.to_string()));
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
     let (endpoint, secret) =
-        reported.context("the operator reported no Tenant URL for default/contoso in 60 s")?;
+        reported_tenant_url(plane, "default", "contoso", Duration::from_secs(60))
+            .context("the operator reported no Tenant URL for default/contoso in 60 s")?;
     let path = endpoint
         .find("/scim/v2/")
         .map(|i| &endpoint[i..])

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use kube_scim_tests::procs::ManagedProcess;
+use kube_scim_tests::stack::reported_tenant_url;
 use kube_scim_tests::{ControlPlane, repo_root, workspace_binary};
 
 #[tokio::main]
@@ -63,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
         plane.dir().display(),
         dev_dir.display()
     );
-    print_tenant_url(&plane).await;
+    print_tenant_url(&plane);
     println!("Press Ctrl-C to stop everything.");
 
     tokio::signal::ctrl_c().await?;
@@ -112,34 +113,16 @@ fn start_component(
 }
 
 /// Waits a little for the operator to report the sample directory's Tenant URL and token.
-async fn print_tenant_url(plane: &ControlPlane) {
-    for _ in 0..30 {
-        let out = plane
-            .kubectl()
-            .args([
-                "get",
-                "scimdirectory",
-                "contoso",
-                "-n",
-                "default",
-                "-o",
-                "jsonpath={.status.endpoint} {.status.tokenSecretName}",
-            ])
-            .output();
-        if let Ok(out) = out {
-            let text = String::from_utf8_lossy(&out.stdout).to_string();
-            let mut parts = text.split_whitespace();
-            if let (Some(endpoint), Some(secret)) = (parts.next(), parts.next()) {
-                println!("  Tenant URL:   {endpoint}");
-                println!(
-                    "  Secret Token: kubectl get secret {secret} -n default -o jsonpath='{{.data.token}}' | base64 -d"
-                );
-                return;
-            }
+fn print_tenant_url(plane: &ControlPlane) {
+    match reported_tenant_url(plane, "default", "contoso", Duration::from_secs(30)) {
+        Some((endpoint, secret)) => {
+            println!("  Tenant URL:   {endpoint}");
+            println!(
+                "  Secret Token: kubectl get secret {secret} -n default -o jsonpath='{{.data.token}}' | base64 -d"
+            );
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        None => println!(
+            "  (no Tenant URL yet: the operator has not reported status.endpoint of default/contoso)"
+        ),
     }
-    println!(
-        "  (no Tenant URL yet: the operator has not reported status.endpoint of default/contoso)"
-    );
 }
