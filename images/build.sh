@@ -55,6 +55,7 @@ fi
 
 need=()
 command -v buildah >/dev/null || need+=(buildah)
+command -v jq >/dev/null || need+=(jq)
 [ -n "$static_binary" ] || command -v musl-gcc >/dev/null || need+=(musl-tools)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 if [ ${#need[@]} -gt 0 ]; then
