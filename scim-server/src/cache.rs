@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kube::api::DynamicObject;
 use kube_scim_crds::{CONDITION_READY, ScimDirectory, labels};
-use scim_protocol::{Resource, ResourceKind};
+use scim_protocol::{IndexHint, Resource, ResourceKind};
 use serde_json::Value;
 
 use crate::convert::resource_from_status;
@@ -113,21 +113,21 @@ fn multi_del(m: &mut Multi, k: &str, id: &str) {
 #[derive(Default)]
 pub struct DirData {
     /// Users by id.
-    pub users: HashMap<String, Arc<Entry>>,
+    users: HashMap<String, Arc<Entry>>,
     /// Groups by id.
-    pub groups: HashMap<String, Arc<Entry>>,
+    groups: HashMap<String, Arc<Entry>>,
     /// lower-cased userName -> ids.
-    pub user_name: Multi,
+    user_name: Multi,
     /// externalId -> user ids.
-    pub user_ext: Multi,
+    user_ext: Multi,
     /// lower-cased email (any) -> user ids.
-    pub user_email: Multi,
+    user_email: Multi,
     /// lower-cased group displayName -> ids.
-    pub group_name: Multi,
+    group_name: Multi,
     /// externalId -> group ids.
-    pub group_ext: Multi,
+    group_ext: Multi,
     /// group id -> member ids (users and groups).
-    pub members: HashMap<String, HashSet<String>>,
+    members: HashMap<String, HashSet<String>>,
 }
 
 impl DirData {
@@ -141,6 +141,68 @@ impl DirData {
     /// An entry by kind and id.
     pub fn get(&self, kind: ResourceKind, id: &str) -> Option<&Arc<Entry>> {
         self.map(kind).get(id)
+    }
+
+    /// Every entry of a kind, in no particular order.
+    pub fn all(&self, kind: ResourceKind) -> impl Iterator<Item = &Arc<Entry>> {
+        self.map(kind).values()
+    }
+
+    /// The entries an index holds for a filter hint; `None` when no index answers this hint
+    /// for this kind (the caller then scans).
+    pub fn lookup(&self, kind: ResourceKind, hint: &IndexHint) -> Option<Vec<&Arc<Entry>>> {
+        let ids = |idx: &Multi, key: &str| -> Vec<&Arc<Entry>> {
+            idx.get(key)
+                .map(|s| s.iter().filter_map(|id| self.get(kind, id)).collect())
+                .unwrap_or_default()
+        };
+        Some(match (kind, hint) {
+            (_, IndexHint::Id(x)) => self.get(kind, x).into_iter().collect(),
+            (ResourceKind::User, IndexHint::UserName(x)) => ids(&self.user_name, &x.to_lowercase()),
+            (ResourceKind::User, IndexHint::ExternalId(x)) => ids(&self.user_ext, x),
+            (ResourceKind::Group, IndexHint::ExternalId(x)) => ids(&self.group_ext, x),
+            (ResourceKind::Group, IndexHint::DisplayName(x)) => {
+                ids(&self.group_name, &x.to_lowercase())
+            }
+            (ResourceKind::User, IndexHint::WorkEmail(x) | IndexHint::Email(x)) => {
+                ids(&self.user_email, &x.to_lowercase())
+            }
+            (ResourceKind::Group, IndexHint::MemberValue(x)) => self
+                .kind_of(x)
+                .and_then(|k| self.get(k, x))
+                .map(|e| {
+                    e.member_of
+                        .iter()
+                        .filter_map(|g| self.groups.get(g))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => return None,
+        })
+    }
+
+    /// The id of a resource other than `except` whose unique key (see
+    /// [`Resource::unique_key`]) is `key`.
+    pub fn unique_holder(
+        &self,
+        kind: ResourceKind,
+        key: &str,
+        except: Option<&str>,
+    ) -> Option<String> {
+        let idx = match kind {
+            ResourceKind::User => &self.user_name,
+            ResourceKind::Group => &self.group_name,
+        };
+        idx.get(key)?
+            .iter()
+            .find(|id| Some(&***id) != except)
+            .map(|id| id.to_string())
+    }
+
+    /// Whether any object carries a membership label of group `id` (a deleted group whose
+    /// members were not released yet: its id must not be reused).
+    pub fn has_members(&self, id: &str) -> bool {
+        self.members.contains_key(id)
     }
 
     /// Kind of the object with this id, if any.
@@ -419,7 +481,8 @@ impl Cache {
             .retain(|k, _| namespace.is_some_and(|n| n != k.0) || seen.contains(k));
     }
 
-    /// Runs `f` on a directory's data (read lock). `None` if the directory has no data yet.
+    /// Runs `f` on a directory's data under a read lock; a directory without users or groups
+    /// (or an unknown one) reads as empty.
     pub fn read<R>(&self, ns: &str, dir: &str, f: impl FnOnce(&DirData) -> R) -> R {
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
         static EMPTY: std::sync::OnceLock<DirData> = std::sync::OnceLock::new();

@@ -1,5 +1,9 @@
 //! kube-scim SCIM server: SCIM 2.0 over HTTP (axum) for every ScimDirectory, storing users and
-//! groups as ScimUser / ScimGroup objects. See docs/scim-server.md.
+//! groups as ScimUser / ScimGroup objects. See docs/scim-server.md and docs/ARCHITECTURE.md.
+//!
+//! Layers, top-down: `routes` -> `handlers` (HTTP adapters, with `request` / `response`) ->
+//! `directory` (the SCIM service) -> `storage` (the seam; `kube_store` on the apiserver), with
+//! `cache` (fed by `watch`) for reads and `render` for how resources are served.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,23 +12,32 @@ use anyhow::Context;
 use clap::Parser;
 use tokio::sync::Semaphore;
 
+mod auth;
 mod cache;
 mod config;
 mod convert;
+mod directory;
+mod error;
 mod handlers;
-mod http;
+mod kube_store;
+#[cfg(test)]
+mod memory_store;
 mod metrics;
-mod store;
+mod middleware;
+mod render;
+mod request;
+mod response;
+mod routes;
+mod storage;
 mod watch;
 
 use config::Settings;
+use directory::{DirectoryService, Limits};
 
 /// Shared state of every handler.
-pub struct AppState {
-    /// Cache of directories, users and groups.
-    pub cache: Arc<cache::Cache>,
-    /// apiserver writes.
-    pub store: store::Store,
+pub struct AppState<S> {
+    /// The SCIM directory service.
+    pub directory: DirectoryService<S>,
     /// Metrics.
     pub metrics: Arc<metrics::Metrics>,
     /// Settings.
@@ -71,9 +84,17 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::new());
     let namespaces = settings.watched_namespaces();
     watch::spawn(client.clone(), cache.clone(), &namespaces);
+    let limits = Limits {
+        max_results: settings.max_results,
+        member_write_concurrency: settings.member_write_concurrency.max(1),
+        conflict_retries: settings.conflict_retries,
+    };
     let state = Arc::new(AppState {
-        cache,
-        store: store::Store::new(client, metrics.clone()),
+        directory: DirectoryService::new(
+            cache,
+            kube_store::KubeStore::new(client, metrics.clone()),
+            limits,
+        ),
         metrics,
         semaphore: Arc::new(Semaphore::new(settings.max_concurrent_requests.max(1))),
         settings: settings.clone(),
@@ -92,9 +113,9 @@ async fn main() -> anyhow::Result<()> {
         let _ = rx.wait_for(|v| *v).await;
     };
     let api_srv =
-        axum::serve(api, http::scim_router(state.clone())).with_graceful_shutdown(wait(rx.clone()));
+        axum::serve(api, routes::scim(state.clone())).with_graceful_shutdown(wait(rx.clone()));
     let ops_srv =
-        axum::serve(ops, http::ops_router(state.clone())).with_graceful_shutdown(wait(rx.clone()));
+        axum::serve(ops, routes::ops(state.clone())).with_graceful_shutdown(wait(rx.clone()));
     let api_task = tokio::spawn(async move { api_srv.await });
     let ops_task = tokio::spawn(async move { ops_srv.await });
 

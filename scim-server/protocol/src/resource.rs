@@ -678,6 +678,18 @@ impl Resource {
         self.str_attr("userName")
     }
 
+    /// The value of the kind's server-unique attribute (see [`ResourceKind::unique_attr`]),
+    /// case-folded unless the attribute is case-exact: equal keys are one identity.
+    pub fn unique_key(&self) -> Option<String> {
+        let def = self.kind().unique_attr()?;
+        let v = self.str_attr(def.name)?;
+        Some(if def.case_exact {
+            v.to_string()
+        } else {
+            v.to_lowercase()
+        })
+    }
+
     /// `externalId`.
     pub fn external_id(&self) -> Option<&str> {
         self.str_attr("externalId")
