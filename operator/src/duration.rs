@@ -1,8 +1,35 @@
 //! Go-style durations (`24h`, `90m`, `1h30m`, `1.5h`, `300ms`), the format of
-//! `spec.token.gracePeriod` (the CRD validates it with CEL's `duration()`, which uses the same
-//! grammar) and of the operator's duration flags.
+//! `spec.token.gracePeriod` (the CRD validates it with CEL's `duration()`, which uses Go's
+//! grammar) and of the operator's duration flags. jiff parses and prints them; this module only
+//! keeps out what jiff would accept but Go (and therefore the CRD) would not, such as `1d`,
+//! `5 s` or `1 hour`, so a flag and a spec value mean the same thing.
 
 use std::time::Duration;
+
+use jiff::SignedDuration;
+
+/// Go's units, longest first so that `ms` is not read as `m`.
+const GO_UNITS: [&str; 8] = ["ns", "us", "µs", "μs", "ms", "s", "m", "h"];
+
+/// Whether `s` is a sequence of `<number><Go unit>` with nothing else in between.
+fn is_go_grammar(s: &str) -> bool {
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number = &rest[..digits];
+        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+            return false;
+        }
+        rest = &rest[digits..];
+        let Some(unit) = GO_UNITS.iter().find(|u| rest.starts_with(*u)) else {
+            return false;
+        };
+        rest = &rest[unit.len()..];
+    }
+    true
+}
 
 /// Parses a non-negative Go duration string. `"0"` is accepted without a unit, as in Go.
 pub fn parse(input: &str) -> Result<Duration, String> {
@@ -17,80 +44,44 @@ pub fn parse(input: &str) -> Result<Duration, String> {
     if s.is_empty() {
         return Err("empty duration".into());
     }
-    let mut rest = s;
-    let mut total_nanos: u128 = 0;
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("{input:?} is missing a unit (ns, us, ms, s, m, h)"))?;
-        let (number, tail) = rest.split_at(number_len);
-        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
-            return Err(format!(
-                "{input:?} is not a duration such as 24h, 90m or 1h30m"
-            ));
-        }
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let unit_nanos: u128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60 * 1_000_000_000,
-            "h" => 3_600 * 1_000_000_000,
-            _ => {
-                return Err(format!(
-                    "{input:?} has unknown unit {unit:?} (use ns, us, ms, s, m or h)"
-                ));
-            }
-        };
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        let whole: u128 = if whole.is_empty() {
-            0
-        } else {
-            whole
-                .parse()
-                .map_err(|_| format!("{input:?} is out of range"))?
-        };
-        let mut nanos = whole
-            .checked_mul(unit_nanos)
-            .ok_or_else(|| format!("{input:?} is out of range"))?;
-        let mut scale = unit_nanos;
-        for digit in fraction.chars().take(18) {
-            scale /= 10;
-            nanos += u128::from(digit.to_digit(10).unwrap_or(0)) * scale;
-        }
-        total_nanos = total_nanos
-            .checked_add(nanos)
-            .ok_or_else(|| format!("{input:?} is out of range"))?;
-        rest = tail;
+    if !is_go_grammar(s) {
+        return Err(format!(
+            "{input:?} is not a duration such as 24h, 90m or 1h30m (units: ns, us, ms, s, m, h)"
+        ));
     }
-    let secs = u64::try_from(total_nanos / 1_000_000_000)
-        .map_err(|_| format!("{input:?} is out of range"))?;
-    Ok(Duration::new(secs, (total_nanos % 1_000_000_000) as u32))
+    // Go allows a number without a leading digit (`.5s`); jiff wants one. Go's `us`
+    // spellings with a Greek mu are jiff's `µs`.
+    let normalized = leading_zeros(s).replace('μ', "µ");
+    let d: SignedDuration = normalized
+        .parse()
+        .map_err(|e| format!("{input:?} is not a valid duration: {e}"))?;
+    Duration::try_from(d).map_err(|_| format!("{input:?} is out of range"))
+}
+
+fn leading_zeros(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    let mut prev_digit = false;
+    for c in s.chars() {
+        if c == '.' && !prev_digit {
+            out.push('0');
+        }
+        prev_digit = c.is_ascii_digit();
+        out.push(c);
+    }
+    out
 }
 
 /// Formats a duration the way Go prints it for whole seconds (`24h0m0s` becomes `24h`): used in
 /// messages only.
 pub fn format(d: Duration) -> String {
-    let secs = d.as_secs();
-    if d.subsec_nanos() != 0 || secs == 0 {
-        return format!("{d:?}");
+    use jiff::fmt::friendly::{FractionalUnit, Spacing, SpanPrinter};
+    match SignedDuration::try_from(d) {
+        Ok(d) if !d.is_zero() => SpanPrinter::new()
+            .spacing(Spacing::None)
+            .fractional(Some(FractionalUnit::Second))
+            .duration_to_string(&d),
+        _ => format!("{d:?}"),
     }
-    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 {
-        out.push_str(&format!("{s}s"));
-    }
-    out
 }
 
 /// Clap value parser for duration flags.
