@@ -73,8 +73,9 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         let _ = shutdown_tx.send(true);
     });
     // The probes answer from the start (liveness must not depend on the apiserver).
+    let listener = http::bind(flags.metrics_bind_address).await?;
     let http_task = tokio::spawn(http::serve(
-        flags.metrics_bind_address,
+        listener,
         health.clone(),
         metrics.clone(),
         flag_set(shutdown_rx.clone()),
