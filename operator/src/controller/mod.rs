@@ -407,7 +407,12 @@ async fn apply(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> 
 }
 
 #[cfg(test)]
-mod tests {
+mod fixtures;
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod backoff_tests {
     use super::*;
 
     #[test]
