@@ -128,7 +128,12 @@ pub struct DirData {
     group_ext: Multi,
     /// group id -> member ids (users and groups).
     members: HashMap<String, HashSet<String>>,
+    /// Deleted objects: events at or below this resourceVersion are ignored (for ten minutes).
+    tombstones: HashMap<(ResourceKind, String), (u64, Instant)>,
 }
+
+/// How long a deletion is remembered against late events.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
 
 impl DirData {
     fn map(&self, kind: ResourceKind) -> &HashMap<String, Arc<Entry>> {
@@ -306,6 +311,46 @@ impl DirData {
         Some(old)
     }
 
+    /// Applies `e` unless what is held (or a deletion remembered) is as new; returns the entry
+    /// held afterwards.
+    fn apply(&mut self, kind: ResourceKind, e: Entry, r: &Resource) -> Option<Arc<Entry>> {
+        if e.rv != 0 {
+            if self
+                .tombstones
+                .get(&(kind, e.id.clone()))
+                .is_some_and(|(t, _)| e.rv <= *t)
+            {
+                return None;
+            }
+            if let Some(held) = self.get(kind, &e.id)
+                && held.rv != 0
+                && e.rv <= held.rv
+            {
+                return Some(held.clone());
+            }
+        }
+        self.tombstones.remove(&(kind, e.id.clone()));
+        let e = Arc::new(e);
+        self.put(kind, e.clone(), r);
+        Some(e)
+    }
+
+    /// Removes an object deleted at `rv` and remembers the deletion.
+    fn delete(&mut self, kind: ResourceKind, id: &str, rv: u64) {
+        if let Some(held) = self.get(kind, id) {
+            if rv != 0 && held.rv > rv {
+                return; // a newer incarnation is already held
+            }
+            self.remove(kind, id);
+        }
+        let now = Instant::now();
+        self.tombstones
+            .retain(|_, (_, t)| now.duration_since(*t) < TOMBSTONE_TTL);
+        let key = (kind, id.to_string());
+        let prev = self.tombstones.get(&key).map(|(r, _)| *r).unwrap_or(0);
+        self.tombstones.insert(key, (rv.max(prev), now));
+    }
+
     /// Ids of the members of a group.
     pub fn member_ids(&self, group: &str) -> Vec<String> {
         self.members
@@ -315,27 +360,37 @@ impl DirData {
     }
 }
 
-#[derive(Default)]
-struct Inner {
-    dirs: HashMap<DirKey, DirInfo>,
-    data: HashMap<DirKey, DirData>,
-    /// (kind, namespace, name) -> (directory, rv)
-    locate: HashMap<(ResourceKind, String, String), (String, u64)>,
-    /// Deleted objects: ignore watch events at or below this resourceVersion.
-    tombstones: HashMap<(ResourceKind, String, String), (u64, Instant)>,
-}
+/// One directory's data behind its own lock.
+type Shard = Arc<RwLock<DirData>>;
 
-/// The shared cache.
+/// The shared cache. Each directory's users and groups sit behind their own lock, so a slow
+/// query in one directory never stalls writes or watch updates of another; the map of
+/// directories is write-locked only to add one.
 #[derive(Default)]
 pub struct Cache {
-    inner: RwLock<Inner>,
+    dirs: RwLock<HashMap<DirKey, DirInfo>>,
+    data: RwLock<HashMap<DirKey, Shard>>,
     watchers_total: AtomicUsize,
     watchers_synced: AtomicUsize,
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Parses a resourceVersion for ordering (etcd revisions are integers).
 pub fn rv_num(rv: &str) -> u64 {
     rv.parse().unwrap_or(0)
+}
+
+/// The directory an object belongs to (`spec.directoryRef.name`, immutable).
+pub fn directory_of(obj: &DynamicObject) -> Option<String> {
+    let name = obj.data.get("spec")?.get("directoryRef")?.get("name")?;
+    name.as_str().map(str::to_string)
 }
 
 /// Converts an object (ScimUser / ScimGroup) into (namespace, directory, entry).
@@ -345,13 +400,7 @@ pub fn entry_from_object(
 ) -> Option<(String, String, Entry, Resource)> {
     let ns = obj.metadata.namespace.clone()?;
     let name = obj.metadata.name.clone()?;
-    let dir = obj
-        .data
-        .get("spec")?
-        .get("directoryRef")?
-        .get("name")?
-        .as_str()?
-        .to_string();
+    let dir = directory_of(obj)?;
     let rv_str = obj.metadata.resource_version.clone().unwrap_or_default();
     let status = obj.data.get("status").cloned().unwrap_or(Value::Null);
     let (mut resource, created, last_modified) = match resource_from_status(kind, &status) {
@@ -454,8 +503,9 @@ impl Cache {
 
     /// Directory info.
     pub fn directory(&self, ns: &str, name: &str) -> Option<DirInfo> {
-        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        g.dirs.get(&(ns.to_string(), name.to_string())).cloned()
+        read_lock(&self.dirs)
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// Applies a directory.
@@ -464,30 +514,42 @@ impl Cache {
             return;
         };
         let info = dir_info(d);
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        g.dirs.insert((ns, name), info);
+        write_lock(&self.dirs).insert((ns, name), info);
     }
 
-    /// Removes a directory (its users and groups go when their own deletions arrive).
+    /// Forgets a directory (its users and groups go when their own deletions arrive).
     pub fn delete_directory(&self, ns: &str, name: &str) {
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        g.dirs.remove(&(ns.to_string(), name.to_string()));
+        write_lock(&self.dirs).remove(&(ns.to_string(), name.to_string()));
     }
 
     /// Replaces the directory set after a re-list (only within `namespace` if given).
     pub fn retain_directories(&self, namespace: Option<&str>, seen: &HashSet<DirKey>) {
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        g.dirs
+        write_lock(&self.dirs)
             .retain(|k, _| namespace.is_some_and(|n| n != k.0) || seen.contains(k));
     }
 
-    /// Runs `f` on a directory's data under a read lock; a directory without users or groups
-    /// (or an unknown one) reads as empty.
+    fn shard(&self, ns: &str, dir: &str) -> Option<Shard> {
+        read_lock(&self.data)
+            .get(&(ns.to_string(), dir.to_string()))
+            .cloned()
+    }
+
+    fn shard_or_new(&self, ns: &str, dir: &str) -> Shard {
+        if let Some(s) = self.shard(ns, dir) {
+            return s;
+        }
+        write_lock(&self.data)
+            .entry((ns.to_string(), dir.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// Runs `f` on a directory's data under its read lock; a directory without users or
+    /// groups (or an unknown one) reads as empty.
     pub fn read<R>(&self, ns: &str, dir: &str, f: impl FnOnce(&DirData) -> R) -> R {
-        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
         static EMPTY: std::sync::OnceLock<DirData> = std::sync::OnceLock::new();
-        match g.data.get(&(ns.to_string(), dir.to_string())) {
-            Some(d) => f(d),
+        match self.shard(ns, dir) {
+            Some(shard) => f(&read_lock(&shard)),
             None => f(EMPTY.get_or_init(DirData::default)),
         }
     }
@@ -495,76 +557,33 @@ impl Cache {
     /// Applies an object from a watch event or a write response, unless what is held is newer.
     /// Returns the entry now held for that object (which may be newer than `obj`).
     pub fn apply_object(&self, kind: ResourceKind, obj: &DynamicObject) -> Option<Arc<Entry>> {
+        let ns = obj.metadata.namespace.as_deref()?;
+        let name = obj.metadata.name.as_deref()?;
+        let shard = self.shard_or_new(ns, &directory_of(obj)?);
         // Fast path: the watch echo of our own write (or anything older) needs no conversion.
         let rv = rv_num(obj.metadata.resource_version.as_deref().unwrap_or(""));
-        if rv != 0
-            && let (Some(ns), Some(name)) = (&obj.metadata.namespace, &obj.metadata.name)
-        {
-            let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
-            let key = (kind, ns.clone(), name.clone());
-            if g.tombstones.get(&key).is_some_and(|(t, _)| rv <= *t) {
+        if rv != 0 {
+            let d = read_lock(&shard);
+            if d.tombstones
+                .get(&(kind, name.to_string()))
+                .is_some_and(|(t, _)| rv <= *t)
+            {
                 return None;
             }
-            if let Some((dir, held)) = g.locate.get(&key)
-                && *held != 0
-                && rv <= *held
+            if let Some(held) = d.get(kind, name)
+                && held.rv != 0
+                && rv <= held.rv
             {
-                return g
-                    .data
-                    .get(&(ns.clone(), dir.clone()))
-                    .and_then(|d| d.get(kind, name).cloned());
+                return Some(held.clone());
             }
         }
-        let (ns, dir, entry, resource) = entry_from_object(kind, obj)?;
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let key = (kind, ns.clone(), entry.id.clone());
-        if let Some((t, _)) = g.tombstones.get(&key)
-            && entry.rv != 0
-            && entry.rv <= *t
-        {
-            return None;
-        }
-        if let Some((old_dir, old_rv)) = g.locate.get(&key).cloned() {
-            if entry.rv != 0 && entry.rv <= old_rv && old_rv != 0 {
-                return g
-                    .data
-                    .get(&(ns.clone(), old_dir))
-                    .and_then(|d| d.get(kind, &key.2).cloned());
-            }
-            if old_dir != dir
-                && let Some(d) = g.data.get_mut(&(ns.clone(), old_dir))
-            {
-                d.remove(kind, &key.2);
-            }
-        }
-        g.tombstones.remove(&key);
-        g.locate.insert(key, (dir.clone(), entry.rv));
-        let e = Arc::new(entry);
-        g.data
-            .entry((ns, dir))
-            .or_default()
-            .put(kind, e.clone(), &resource);
-        Some(e)
+        let (_, _, entry, resource) = entry_from_object(kind, obj)?;
+        write_lock(&shard).apply(kind, entry, &resource)
     }
 
     /// Removes an object (watch deletion or our own DELETE) and remembers its version.
-    pub fn delete_object(&self, kind: ResourceKind, ns: &str, name: &str, rv: u64) {
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let key = (kind, ns.to_string(), name.to_string());
-        if let Some((dir, held)) = g.locate.get(&key).cloned() {
-            if rv != 0 && held > rv {
-                return; // a newer incarnation is already held
-            }
-            g.locate.remove(&key);
-            if let Some(d) = g.data.get_mut(&(ns.to_string(), dir)) {
-                d.remove(kind, name);
-            }
-        }
-        let now = Instant::now();
-        g.tombstones
-            .retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(600));
-        let prev = g.tombstones.get(&key).map(|(r, _)| *r).unwrap_or(0);
-        g.tombstones.insert(key, (rv.max(prev), now));
+    pub fn delete_object(&self, kind: ResourceKind, ns: &str, dir: &str, name: &str, rv: u64) {
+        write_lock(&self.shard_or_new(ns, dir)).delete(kind, name, rv);
     }
 
     /// After a re-list of `kind` (within `namespace` if given): drops objects that were not
@@ -576,34 +595,33 @@ impl Cache {
         seen: &HashSet<(String, String)>,
         max_rv: u64,
     ) {
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let gone: Vec<(String, String, String)> = g
-            .locate
+        let shards: Vec<(String, Shard)> = read_lock(&self.data)
             .iter()
-            .filter(|((k, ns, name), (_, rv))| {
-                *k == kind
-                    && namespace.is_none_or(|n| n == ns)
-                    && !seen.contains(&(ns.clone(), name.clone()))
-                    && *rv <= max_rv
-            })
-            .map(|((_, ns, name), (dir, _))| (ns.clone(), name.clone(), dir.clone()))
+            .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
+            .map(|((ns, _), s)| (ns.clone(), s.clone()))
             .collect();
-        for (ns, name, dir) in gone {
-            g.locate.remove(&(kind, ns.clone(), name.clone()));
-            if let Some(d) = g.data.get_mut(&(ns, dir)) {
-                d.remove(kind, &name);
+        for (ns, shard) in shards {
+            let mut d = write_lock(&shard);
+            let gone: Vec<String> = d
+                .all(kind)
+                .filter(|e| e.rv <= max_rv && !seen.contains(&(ns.clone(), e.id.clone())))
+                .map(|e| e.id.clone())
+                .collect();
+            for id in gone {
+                d.remove(kind, &id);
             }
         }
     }
 
     /// Sizes for metrics.
     pub fn sizes(&self) -> Sizes {
-        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let mut s = Sizes {
-            directories: g.dirs.len(),
+            directories: read_lock(&self.dirs).len(),
             ..Sizes::default()
         };
-        for d in g.data.values() {
+        let shards: Vec<Shard> = read_lock(&self.data).values().cloned().collect();
+        for shard in shards {
+            let d = read_lock(&shard);
             s.users += d.users.len();
             s.groups += d.groups.len();
             s.memberships += d.members.values().map(HashSet::len).sum::<usize>();
@@ -654,7 +672,7 @@ mod tests {
     fn deleted_objects_do_not_come_back_from_late_events() {
         let c = Cache::default();
         c.apply_object(ResourceKind::User, &user("u1", "10", "Alice", &["g1"]));
-        c.delete_object(ResourceKind::User, "ns", "u1", 10);
+        c.delete_object(ResourceKind::User, "ns", "d", "u1", 10);
         c.apply_object(ResourceKind::User, &user("u1", "10", "Alice", &["g1"]));
         assert!(names(&c).is_empty());
         assert!(c.read("ns", "d", |d| d.member_ids("g1")).is_empty());
@@ -672,6 +690,31 @@ mod tests {
         let seen: HashSet<(String, String)> = [("ns".to_string(), "u1".to_string())].into();
         c.retain_objects(ResourceKind::User, None, &seen, 20);
         assert_eq!(names(&c), vec!["a", "c"]);
+    }
+
+    #[test]
+    fn a_long_read_of_one_directory_does_not_block_writes_to_another() {
+        let c = Arc::new(Cache::default());
+        c.apply_object(ResourceKind::User, &user("u1", "10", "A", &[]));
+        let (entered, wait_entered) = std::sync::mpsc::channel();
+        let (release, wait_release) = std::sync::mpsc::channel::<()>();
+        let reader = {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                c.read("ns", "d", |_| {
+                    entered.send(()).unwrap();
+                    wait_release.recv().unwrap();
+                })
+            })
+        };
+        wait_entered.recv().unwrap();
+        let mut other = user("u2", "11", "B", &[]);
+        other.data["spec"]["directoryRef"]["name"] = "other".into();
+        // Would deadlock (the reader waits for us) if directories shared one lock.
+        assert!(c.apply_object(ResourceKind::User, &other).is_some());
+        c.delete_object(ResourceKind::User, "ns", "other", "u2", 12);
+        release.send(()).unwrap();
+        reader.join().unwrap();
     }
 
     #[test]

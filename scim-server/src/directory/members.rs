@@ -146,7 +146,7 @@ impl<S: Storage> DirectoryService<S> {
                         Ok(())
                     }
                     Err(StoreError::NotFound) => {
-                        self.cache.delete_object(kind, dir.ns, &id, 0);
+                        self.cache.delete_object(kind, dir.ns, dir.name, &id, 0);
                         if on {
                             Err(
                                 ScimError::InvalidValue(format!("member {id} no longer exists"))

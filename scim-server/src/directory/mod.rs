@@ -301,12 +301,15 @@ impl<S: Storage> DirectoryService<S> {
                             Some(o) => {
                                 self.cache.apply_object(kind, &o);
                             }
-                            None => self.cache.delete_object(kind, dir.ns, id, entry.rv),
+                            None => self
+                                .cache
+                                .delete_object(kind, dir.ns, dir.name, id, entry.rv),
                         }
                         continue;
                     }
                     Err(StoreError::NotFound) => {
-                        self.cache.delete_object(kind, dir.ns, id, entry.rv);
+                        self.cache
+                            .delete_object(kind, dir.ns, dir.name, id, entry.rv);
                         return Err(not_found(kind, id));
                     }
                     Err(e) => return Err(e.into()),
@@ -350,11 +353,12 @@ impl<S: Storage> DirectoryService<S> {
         match self.store.delete(kind, dir.ns, id).await {
             Ok(rv) => {
                 let rv = rv.map(|r| rv_num(&r)).unwrap_or(0).max(entry.rv);
-                self.cache.delete_object(kind, dir.ns, id, rv);
+                self.cache.delete_object(kind, dir.ns, dir.name, id, rv);
                 Ok(())
             }
             Err(StoreError::NotFound) => {
-                self.cache.delete_object(kind, dir.ns, id, entry.rv);
+                self.cache
+                    .delete_object(kind, dir.ns, dir.name, id, entry.rv);
                 Err(not_found(kind, id))
             }
             Err(e) => Err(e.into()),

@@ -1,10 +1,16 @@
 //! The ScimUser / ScimGroup objects the service writes: names (SCIM ids), labels, the
 //! object of a new resource and the merge patch of a change.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource as _;
 use kube::api::DynamicObject;
-use kube_scim_crds::labels;
+use kube_scim_crds::{
+    DirectoryRef, ScimDirectory, ScimGroup, ScimGroupSpec, ScimUser, ScimUserSpec, labels,
+};
 use scim_protocol::{Resource, ResourceKind, ScimError};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::DirRef;
 use crate::cache::Entry;
@@ -24,17 +30,17 @@ pub fn candidate_id(kind: ResourceKind, ns: &str, dir: &str, key: &str, attempt:
 }
 
 /// The labels consumers select on: the directory and, for users, whether they are active.
-pub fn managed_labels(kind: ResourceKind, dir: &str, r: &Resource) -> Map<String, Value> {
-    let mut l = Map::new();
-    l.insert(labels::DIRECTORY.into(), dir.into());
+pub fn managed_labels(kind: ResourceKind, dir: &str, r: &Resource) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::from([(labels::DIRECTORY.to_string(), dir.to_string())]);
     if kind == ResourceKind::User {
         let active = r.active().unwrap_or(true);
-        l.insert(labels::ACTIVE.into(), active.to_string().into());
+        l.insert(labels::ACTIVE.to_string(), active.to_string());
     }
     l
 }
 
-/// The object of a new resource, owned (without blocking) by its directory.
+/// The object of a new resource, owned (without blocking) by its directory. `status` is the
+/// canonical `.status` from [`status_json`].
 pub fn new_object(
     kind: ResourceKind,
     dir: DirRef<'_>,
@@ -43,27 +49,40 @@ pub fn new_object(
     r: &Resource,
     status: Value,
 ) -> Result<DynamicObject, ScimError> {
-    let api_version = format!("{}/{}", kube_scim_crds::GROUP, kube_scim_crds::VERSION);
-    let v = json!({
-        "apiVersion": api_version,
-        "kind": match kind { ResourceKind::User => "ScimUser", ResourceKind::Group => "ScimGroup" },
-        "metadata": {
-            "name": id,
-            "namespace": dir.ns,
-            "labels": managed_labels(kind, dir.name, r),
-            "ownerReferences": [{
-                "apiVersion": api_version,
-                "kind": "ScimDirectory",
-                "name": dir.name,
-                "uid": dir_uid,
-                "controller": false,
-                "blockOwnerDeletion": false
-            }]
-        },
-        "spec": { "directoryRef": { "name": dir.name } },
-        "status": status,
-    });
-    serde_json::from_value(v).map_err(|e| ScimError::Internal(format!("object: {e}")))
+    let metadata = ObjectMeta {
+        name: Some(id.to_string()),
+        namespace: Some(dir.ns.to_string()),
+        labels: Some(managed_labels(kind, dir.name, r)),
+        owner_references: Some(vec![OwnerReference {
+            api_version: ScimDirectory::api_version(&()).into_owned(),
+            kind: ScimDirectory::kind(&()).into_owned(),
+            name: dir.name.to_string(),
+            uid: dir_uid.to_string(),
+            controller: Some(false),
+            block_owner_deletion: Some(false),
+        }]),
+        ..ObjectMeta::default()
+    };
+    let directory_ref = DirectoryRef {
+        name: dir.name.to_string(),
+    };
+    let typed = match kind {
+        ResourceKind::User => serde_json::to_value(ScimUser {
+            metadata,
+            spec: ScimUserSpec { directory_ref },
+            status: None,
+        }),
+        ResourceKind::Group => serde_json::to_value(ScimGroup {
+            metadata,
+            spec: ScimGroupSpec { directory_ref },
+            status: None,
+        }),
+    };
+    let mut obj: DynamicObject = typed
+        .and_then(serde_json::from_value)
+        .map_err(|e| ScimError::Internal(format!("object: {e}")))?;
+    obj.data["status"] = status;
+    Ok(obj)
 }
 
 /// The merge patch turning the held object (`entry`, read as `oldr`) into `newr`; its
@@ -79,7 +98,7 @@ pub fn attribute_patch(
     let new_status = status_json(newr, &entry.created, now)?;
     let mut meta = json!({ "resourceVersion": entry.rv_str });
     if entry.kind == ResourceKind::User && newr.active() != oldr.active() {
-        meta["labels"] = Value::Object(managed_labels(entry.kind, dir.name, newr));
+        meta["labels"] = json!(managed_labels(entry.kind, dir.name, newr));
     }
     let mut patch = json!({ "metadata": meta });
     if let Some(d) = merge_diff(&old_status, &new_status) {
@@ -92,4 +111,40 @@ pub fn attribute_patch(
 pub fn membership_patch(group: &str, on: bool) -> Value {
     let value = if on { Value::from("true") } else { Value::Null };
     json!({"metadata": {"labels": { labels::member_of(group): value }}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_user_is_a_scim_user_owned_by_its_directory_without_blocking_it() {
+        let dir = DirRef {
+            ns: "ns",
+            name: "d",
+        };
+        let r =
+            scim_protocol::validate_create(ResourceKind::User, &json!({"userName": "a"})).unwrap();
+        let obj = new_object(
+            ResourceKind::User,
+            dir,
+            "uid",
+            "id1",
+            &r,
+            json!({"userName": "a"}),
+        )
+        .unwrap();
+        let v = serde_json::to_value(&obj).unwrap();
+        assert_eq!(v["apiVersion"], "kubescim.io/v1alpha1");
+        assert_eq!(v["kind"], "ScimUser");
+        assert_eq!(v["spec"]["directoryRef"]["name"], "d");
+        assert_eq!(v["status"]["userName"], "a");
+        assert_eq!(v["metadata"]["labels"][labels::ACTIVE], "true");
+        let owner = &v["metadata"]["ownerReferences"][0];
+        assert_eq!(
+            (owner["kind"].as_str(), owner["uid"].as_str()),
+            (Some("ScimDirectory"), Some("uid"))
+        );
+        assert_eq!(owner["blockOwnerDeletion"], false);
+    }
 }
