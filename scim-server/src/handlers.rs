@@ -14,7 +14,6 @@ use scim_protocol::{ListQuery, PatchRequest, Precondition, ResourceKind, ScimErr
 use crate::AppState;
 use crate::directory::{Change, DirRef, Reply};
 use crate::error::Error;
-use crate::render::wants_members;
 use crate::request::{self, QueryPairs};
 use crate::response;
 use crate::storage::Storage;
@@ -93,7 +92,7 @@ pub async fn get<S: Storage>(
     st.directory.authorize(d, request::bearer_token(&headers))?;
     let q = request::list_query(q)?;
     let at = request::locations(&headers, &ns, &name);
-    let r = st.directory.get(d, kind, &id, &at, wants_members(&q))?;
+    let r = st.directory.get(d, kind, &id, &at, q.wants_members())?;
     if let Some(inm) = request::header_str(&headers, header::IF_NONE_MATCH) {
         let cur = r.version_etag().and_then(scim_protocol::parse_etag);
         if scim_protocol::check_if_none_match(Some(inm), cur, true)? == Precondition::NotModified {
@@ -150,7 +149,7 @@ async fn modify<S: Storage>(
     } else {
         Reply::Resource {
             at: &at,
-            with_members: wants_members(&q),
+            with_members: q.wants_members(),
         }
     };
     let if_match = request::header_str(&headers, header::IF_MATCH);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use scim_protocol::{ListQuery, MemberRef, Meta, Resource, ResourceKind, ScimError};
+use scim_protocol::{MemberRef, Meta, Resource, ResourceKind, ScimError};
 
 use crate::cache::{DirData, Entry};
 
@@ -28,16 +28,6 @@ impl Locations {
     pub fn base(&self) -> &str {
         &self.base
     }
-}
-
-/// Whether a group's `members` must be computed for this query: not excluded, and either every
-/// default attribute or `members` by name is asked for.
-pub fn wants_members(q: &ListQuery) -> bool {
-    let named = |v: &Vec<scim_protocol::AttrPath>| {
-        v.iter()
-            .any(|p| p.schema.is_none() && p.attr.eq_ignore_ascii_case("members"))
-    };
-    !named(&q.excluded_attributes) && (q.attributes.is_empty() || named(&q.attributes))
 }
 
 fn member_ref(d: &DirData, id: &str, at: &Locations) -> Option<MemberRef> {

@@ -48,6 +48,6 @@ pub use error::ScimError;
 pub use etag::{Precondition, check_if_match, check_if_none_match, etag, parse_etag};
 pub use filter::{AttrPath, CompareOp, Filter, IndexHint, Literal};
 pub use patch::{MemberRef, MembershipDelta, PatchOp, PatchOpKind, PatchOutcome, PatchRequest};
-pub use query::{ListQuery, SortOrder, list_response, project};
+pub use query::{Candidate, CandidateSource, ListQuery, SortOrder, list_response, project};
 pub use resource::{Meta, Resource, validate_create, validate_replace};
 pub use schema::ResourceKind;
