@@ -397,7 +397,7 @@ pub struct ScimGroupSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScimUserStatus {
-    /// SCIM `id`, assigned by the server; equals the object's `kubescim.io/id` label.
+    /// SCIM `id`, assigned by the server; equals the object's name.
     #[schemars(length(max = 64))]
     pub id: String,
     /// The identity provider's own identifier (Entra: the user's objectId when mapped so).
