@@ -7,6 +7,9 @@
 //!   these two CRDs deliberately have **no** status subresource (see [`crds`]).
 //!
 //! Doc comments on the types below become the `kubectl explain` text of the generated CRDs.
+//!
+//! Over 600 lines on purpose: the API types with their doc comments, which are the CRDs'
+//! `kubectl explain` text; one file is one API version.
 
 use std::collections::BTreeMap;
 
