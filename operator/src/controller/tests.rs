@@ -69,6 +69,22 @@ async fn run_with(
     calls
 }
 
+/// A default directory (`ns/d`) reconciled with one object in place, host `h`.
+async fn run_default_with(path: &str, object: Value) -> fixtures::Calls {
+    let objects = HashMap::from([(path.to_string(), object)]);
+    run(
+        fixtures::directory(ScimDirectorySpec::default()),
+        objects,
+        Some("h"),
+    )
+    .await
+}
+
+/// Whether any write went to a path containing `part`.
+fn wrote_to(calls: &fixtures::Calls, part: &str) -> bool {
+    calls.write_lines().iter().any(|w| w.contains(part))
+}
+
 fn status_condition(calls: &fixtures::Calls, type_: &str) -> Value {
     let status = calls
         .last_write_to(Method::PATCH, paths::DIRECTORY_STATUS)
@@ -111,17 +127,8 @@ async fn a_new_directory_gets_a_token_secret_an_ingress_and_a_ready_status() {
 
 #[tokio::test]
 async fn an_unchanged_token_is_kept() {
-    let objects = HashMap::from([(
-        paths::TOKEN_SECRET.to_string(),
-        owned_secret("uid-d", "t", ""),
-    )]);
-    let calls = run(
-        fixtures::directory(ScimDirectorySpec::default()),
-        objects,
-        Some("h"),
-    )
-    .await;
-    assert!(!calls.write_lines().iter().any(|w| w.contains("/secrets")));
+    let calls = run_default_with(paths::TOKEN_SECRET, owned_secret("uid-d", "t", "")).await;
+    assert!(!wrote_to(&calls, "/secrets"));
     assert_eq!(
         status_condition(&calls, "TokenReady")["reason"],
         "TokenPresent"
@@ -161,13 +168,7 @@ async fn a_new_rotation_request_replaces_the_token_and_keeps_the_old_one_for_the
 async fn a_secret_that_lost_its_token_gets_a_new_one() {
     let mut secret = owned_secret("uid-d", "t", "");
     secret["data"] = json!({});
-    let objects = HashMap::from([(paths::TOKEN_SECRET.to_string(), secret)]);
-    let calls = run(
-        fixtures::directory(ScimDirectorySpec::default()),
-        objects,
-        Some("h"),
-    )
-    .await;
+    let calls = run_default_with(paths::TOKEN_SECRET, secret).await;
     assert!(
         calls
             .last_write_to(Method::PUT, paths::TOKEN_SECRET)
@@ -181,17 +182,8 @@ async fn a_secret_that_lost_its_token_gets_a_new_one() {
 
 #[tokio::test]
 async fn a_foreign_secret_is_left_alone_and_reported() {
-    let objects = HashMap::from([(
-        paths::TOKEN_SECRET.to_string(),
-        owned_secret("someone-else", "t", ""),
-    )]);
-    let calls = run(
-        fixtures::directory(ScimDirectorySpec::default()),
-        objects,
-        Some("h"),
-    )
-    .await;
-    assert!(!calls.write_lines().iter().any(|w| w.contains("/secrets")));
+    let calls = run_default_with(paths::TOKEN_SECRET, owned_secret("someone-else", "t", "")).await;
+    assert!(!wrote_to(&calls, "/secrets"));
     assert_eq!(
         status_condition(&calls, "TokenReady")["reason"],
         "SecretConflict"
@@ -211,7 +203,7 @@ async fn without_a_host_no_ingress_is_written_and_the_route_is_not_ready() {
         None,
     )
     .await;
-    assert!(!calls.write_lines().iter().any(|w| w.contains("ingresses")));
+    assert!(!wrote_to(&calls, "ingresses"));
     assert_eq!(status_condition(&calls, "RouteReady")["reason"], "NoHost");
 }
 
@@ -239,14 +231,8 @@ async fn disabling_the_ingress_deletes_ours() {
 async fn an_ingress_of_someone_else_is_not_touched() {
     let ingress = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
         "metadata": {"name": "d-scim", "namespace": "ns"}});
-    let objects = HashMap::from([(paths::INGRESS.to_string(), ingress)]);
-    let calls = run(
-        fixtures::directory(ScimDirectorySpec::default()),
-        objects,
-        Some("h"),
-    )
-    .await;
-    assert!(!calls.write_lines().iter().any(|w| w.contains("ingresses")));
+    let calls = run_default_with(paths::INGRESS, ingress).await;
+    assert!(!wrote_to(&calls, "ingresses"));
     assert_eq!(
         status_condition(&calls, "RouteReady")["reason"],
         "IngressConflict"
