@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::duration;
 use crate::route::{RouteDefaults, ServerService};
+use kube_scim_runtime::duration;
+use kube_scim_runtime::logging::LogFormat;
 
 /// kube-scim operator: reconciles ScimDirectories into a bearer-token Secret, an Ingress route
 /// and a Tenant URL (status.endpoint), and keeps their status (conditions, token verifiers,
@@ -125,13 +126,14 @@ pub struct Flags {
     #[arg(long, env = "KUBE_SCIM_RESYNC_INTERVAL", default_value = "10m", value_parser = duration::parse_flag)]
     pub resync_interval: Duration,
 
-    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `kube_scim_operator=debug,info`.
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `kube_scim_operator=debug,info`;
+    /// RUST_LOG, when set, takes precedence (as in the SCIM server).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
 
     /// Log format: `json` (one JSON object per line) or `text`.
-    #[arg(long, env = "KUBE_SCIM_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
-    pub log_format: String,
+    #[arg(long, env = "KUBE_SCIM_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

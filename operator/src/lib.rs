@@ -5,7 +5,6 @@
 
 pub mod config;
 pub mod controller;
-pub mod duration;
 pub mod events;
 pub mod http;
 pub mod leader;

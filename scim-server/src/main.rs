@@ -6,10 +6,10 @@
 //! `cache` (fed by `watch`) for reads and `render` for how resources are served.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use kube_scim_runtime::{logging, probes, shutdown};
 use tokio::sync::Semaphore;
 
 mod auth;
@@ -46,37 +46,14 @@ pub struct AppState<S> {
     pub semaphore: Arc<Semaphore>,
 }
 
-fn init_logging(s: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&s.log_level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter);
-    if s.log_format == "text" {
-        b.init();
-    } else {
-        b.json().flatten_event(true).with_current_span(true).init();
-    }
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => futures::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term => {},
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
-    init_logging(&settings);
+    logging::init(
+        &settings.log_filter,
+        settings.log_format,
+        logging::Output::Stdout,
+    );
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
@@ -103,9 +80,7 @@ async fn main() -> anyhow::Result<()> {
     let api = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("bind {}", settings.listen))?;
-    let ops = tokio::net::TcpListener::bind(settings.metrics_listen)
-        .await
-        .with_context(|| format!("bind {}", settings.metrics_listen))?;
+    let ops = probes::bind(settings.metrics_listen).await?;
     tracing::info!(listen = %settings.listen, metrics = %settings.metrics_listen, namespaces = ?namespaces, "kube-scim-server starting");
 
     let (tx, rx) = tokio::sync::watch::channel(false);
@@ -119,10 +94,10 @@ async fn main() -> anyhow::Result<()> {
     let api_task = tokio::spawn(async move { api_srv.await });
     let ops_task = tokio::spawn(async move { ops_srv.await });
 
-    shutdown_signal().await;
+    shutdown::signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = tx.send(true);
-    let grace = Duration::from_secs(settings.shutdown_grace_secs);
+    let grace = settings.shutdown_grace;
     let _ = tokio::time::timeout(grace, async {
         let _ = api_task.await;
         let _ = ops_task.await;

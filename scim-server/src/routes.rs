@@ -3,12 +3,11 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Extension, Router, middleware};
 use scim_protocol::ResourceKind;
+
+use kube_scim_runtime::probes::{self, Probe};
 
 use crate::AppState;
 use crate::error::Error;
@@ -62,40 +61,29 @@ pub fn scim<S: Storage>(st: Arc<AppState<S>>) -> Router {
         )
         .route(&format!("{base}/Schemas"), get(h::schemas::<S>))
         .route(&format!("{base}/Schemas/{{name}}"), get(h::schema::<S>))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz::<S>))
         .fallback(|| async { Error::NoEndpoint })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(st.clone(), guard::<S>))
-        .with_state(st)
+        .with_state(st.clone())
+        .merge(probes::health(st))
 }
 
 /// The metrics and probes router.
 pub fn ops<S: Storage>(st: Arc<AppState<S>>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics::<S>))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz::<S>))
-        .with_state(st)
+    probes::router(st)
 }
 
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-async fn readyz<S: Storage>(State(st): State<Arc<AppState<S>>>) -> Response {
-    if st.directory.cache().is_synced() {
-        "ready".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced").into_response()
+/// The SCIM API port answers the probes too (outside the request middleware).
+impl<S: Storage> Probe for AppState<S> {
+    fn ready(&self) -> Result<&'static str, &'static str> {
+        if self.directory.cache().is_synced() {
+            Ok("ready")
+        } else {
+            Err("caches not synced")
+        }
     }
-}
 
-async fn metrics<S: Storage>(State(st): State<Arc<AppState<S>>>) -> Response {
-    let mut r = st.metrics.render(st.directory.cache()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
-    r
+    fn metrics(&self) -> String {
+        self.metrics.render(self.directory.cache())
+    }
 }

@@ -31,10 +31,10 @@ use kube::{Api, Client, Resource, ResourceExt};
 use kube_scim_crds::{ScimDirectory, ScimGroup, ScimUser, labels};
 use serde::de::DeserializeOwned;
 
-use crate::duration;
 use crate::events::publish;
 use crate::metrics::Metrics;
 use crate::route::RouteDefaults;
+use kube_scim_runtime::duration;
 
 /// Field manager of every write (server-side apply and plain writes alike).
 pub const MANAGER: &str = "kube-scim-operator";

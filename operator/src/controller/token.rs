@@ -17,8 +17,9 @@ use kube_scim_crds::{ScimDirectory, ScimDirectoryStatus, TokenVerifier};
 
 use super::status::Check;
 use super::{Context, Error, MANAGER, owned_by};
+use crate::route;
 use crate::token::{self as tokens, TOKEN_KEY};
-use crate::{duration, route};
+use kube_scim_runtime::duration;
 
 /// Annotation on a generated Secret: the `spec.token.rotationRequest` its token answers.
 pub const ANNOTATION_ROTATION: &str = "kubescim.io/rotation-request";

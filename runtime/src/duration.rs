@@ -89,6 +89,15 @@ pub fn parse_flag(input: &str) -> Result<Duration, String> {
     parse(input)
 }
 
+/// Clap value parser for duration flags that used to take whole seconds (`--*-secs`): a bare
+/// number still means seconds, anything else is a duration.
+pub fn parse_flag_or_seconds(input: &str) -> Result<Duration, String> {
+    match input.trim().parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => parse(input),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +130,19 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} must be rejected");
         }
+    }
+
+    #[test]
+    fn former_seconds_flags_take_numbers_and_durations() {
+        assert_eq!(
+            parse_flag_or_seconds("30").unwrap(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            parse_flag_or_seconds("1m").unwrap(),
+            Duration::from_secs(60)
+        );
+        assert!(parse_flag_or_seconds("-3").is_err());
     }
 
     #[test]
