@@ -46,8 +46,9 @@ pub struct LeaderElector {
     observed: Option<(LeaseSpec, Instant)>,
 }
 
+/// A lost compare-and-swap: the Lease changed since it was read, or was created meanwhile.
 fn is_conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409)
+    matches!(e, kube::Error::Api(s) if s.is_conflict() || s.is_already_exists())
 }
 
 /// The outcome of one acquire-or-renew round.

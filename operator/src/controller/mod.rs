@@ -87,10 +87,13 @@ impl Error {
         }
     }
 
-    /// A compare-and-swap write lost (`what` changed since it was read): retried, not reported.
+    /// A compare-and-swap write lost (`what` changed since it was read, or was created
+    /// meanwhile): retried, not reported.
     fn conflict_or(e: kube::Error, what: impl FnOnce() -> String) -> Error {
         match &e {
-            kube::Error::Api(s) if s.code == 409 => Error::Conflict(what()),
+            kube::Error::Api(s) if s.is_conflict() || s.is_already_exists() => {
+                Error::Conflict(what())
+            }
             _ => Error::Kube(e),
         }
     }
