@@ -2,7 +2,10 @@
 //!
 //! [`crate::kube_store::KubeStore`] implements it on the apiserver; unit tests use the
 //! in-memory store in `memory_store.rs`. Objects travel as the ScimUser / ScimGroup objects
-//! the apiserver stores, so the cache applies write results and watch events alike.
+//! the apiserver stores, so the cache applies write results and watch events alike. They are
+//! `DynamicObject`s because the cache reads `.status` as the SCIM resource's JSON: the typed
+//! status would add a conversion to every watch event for nothing. New objects are built typed
+//! (`directory/objects.rs`).
 
 use std::future::Future;
 

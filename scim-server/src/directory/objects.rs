@@ -85,6 +85,9 @@ pub fn new_object(
     Ok(obj)
 }
 
+// Changes are JSON merge patches, not typed objects: removing a label or attribute is a `null`,
+// which the typed labels map and status types cannot express.
+
 /// The merge patch turning the held object (`entry`, read as `oldr`) into `newr`; its
 /// resourceVersion makes the write a compare-and-swap.
 pub fn attribute_patch(
