@@ -21,6 +21,8 @@ pub struct MemoryStore {
     revision: AtomicU64,
     /// Writes so far (creates, patches, deletes), for tests that count round trips.
     pub writes: AtomicU64,
+    /// Reads so far.
+    pub reads: AtomicU64,
 }
 
 /// RFC 7386: `null` removes a key, objects merge recursively, anything else replaces.
@@ -116,6 +118,7 @@ impl Storage for MemoryStore {
         ns: &str,
         name: &str,
     ) -> Result<Option<DynamicObject>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.lock()
             .get(&(kind, ns.to_string(), name.to_string()))
             .map(|v| {

@@ -61,8 +61,10 @@ fn plausible_name(id: &str) -> bool {
 
 impl<S: Storage> DirectoryService<S> {
     /// Looks ids unknown to the cache up in storage (objects another replica just wrote, whose
-    /// watch events have not arrived); returns those that exist nowhere. Lookups run as many
-    /// at a time as membership writes do: a change naming N new members costs N writes anyway.
+    /// watch events have not arrived); returns ids that exist nowhere. Lookups run as many at a
+    /// time as membership writes do (a change naming N new members costs N writes anyway) and
+    /// stop at the first id that exists nowhere: the change is refused then, and ids invented
+    /// by a client cost at most that many lookups.
     async fn resolve_unknown(
         &self,
         dir: DirRef<'_>,
@@ -70,7 +72,10 @@ impl<S: Storage> DirectoryService<S> {
     ) -> Result<Vec<String>, Error> {
         let (plausible, mut missing): (Vec<String>, Vec<String>) =
             ids.into_iter().partition(|id| plausible_name(id));
-        let found: Vec<Result<Option<String>, StoreError>> = futures::stream::iter(plausible)
+        if !missing.is_empty() {
+            return Ok(missing);
+        }
+        let mut lookups = futures::stream::iter(plausible)
             .map(|id| async move {
                 for kind in [ResourceKind::User, ResourceKind::Group] {
                     if let Some(o) = self.store.get(kind, dir.ns, &id).await? {
@@ -78,13 +83,14 @@ impl<S: Storage> DirectoryService<S> {
                         return Ok(None);
                     }
                 }
-                Ok(Some(id))
+                Ok::<_, StoreError>(Some(id))
             })
-            .buffered(self.limits.member_write_concurrency.max(1))
-            .collect()
-            .await;
-        for r in found {
-            missing.extend(r?);
+            .buffered(self.limits.member_write_concurrency.max(1));
+        while let Some(found) = lookups.next().await {
+            if let Some(id) = found? {
+                missing.push(id);
+                break;
+            }
         }
         Ok(missing)
     }

@@ -243,6 +243,23 @@ async fn many_members_written_by_another_replica_are_looked_up_not_refused() {
 }
 
 #[tokio::test]
+async fn invented_member_ids_cost_few_lookups() {
+    let s = service();
+    let g = group(&s, "g", &[]).await;
+    let values: Vec<Value> = (0..500)
+        .map(|i| json!({"value": format!("00000000-0000-0000-0000-{i:012}")}))
+        .collect();
+    let change = patch(json!({"Operations": [{"op": "add", "path": "members", "value": values}]}));
+    let err = s
+        .modify(DIR, ResourceKind::Group, &g, &change, None, Reply::Nothing)
+        .await
+        .unwrap_err();
+    assert_eq!(scim_type(err), Some("invalidValue"));
+    // Stops at the first id that exists nowhere (two reads per id, a few in flight).
+    assert!(s.store.reads.load(Ordering::SeqCst) <= 2 * 5);
+}
+
+#[tokio::test]
 async fn a_write_that_lost_a_race_is_retried_on_the_winner() {
     let s = service();
     let id = user(&s, "u").await;
