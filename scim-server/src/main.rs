@@ -28,6 +28,8 @@ mod render;
 mod request;
 mod response;
 mod routes;
+#[cfg(test)]
+mod routes_tests;
 mod storage;
 mod watch;
 
