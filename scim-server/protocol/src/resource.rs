@@ -25,7 +25,7 @@ pub struct Meta {
     pub created: String,
     /// RFC 3339 last-modification time.
     pub last_modified: String,
-    /// Opaque version; rendered as a weak ETag by [`crate::etag`].
+    /// Opaque version; rendered as a weak ETag by [`crate::etag()`].
     pub version: String,
     /// Absolute URL of the resource.
     pub location: String,
