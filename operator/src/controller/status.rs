@@ -252,6 +252,41 @@ mod tests {
     }
 
     #[test]
+    fn the_next_look_is_just_after_the_next_verifier_expires() {
+        let now = at("2026-01-01T00:00:00Z");
+        let resync = Duration::from_secs(600);
+        let mut status = ScimDirectoryStatus::default();
+        assert_eq!(requeue_after(&status, resync, now), resync);
+        status.token_verifiers = vec![tokens::verifier_from_hash(
+            "sha256:00".into(),
+            Some(at("2026-01-01T00:01:00Z")),
+        )];
+        assert_eq!(
+            requeue_after(&status, resync, now),
+            Duration::from_millis(60_500)
+        );
+    }
+
+    #[test]
+    fn a_problem_is_reported_once_per_message() {
+        let bad = Check::failed("NoHost", "set a host");
+        let mut dir = ScimDirectory::new("d", Default::default());
+        let checks = [("RouteReady", &bad), ("TokenReady", &bad)];
+        assert_eq!(new_problems(&dir, checks).len(), 2);
+        dir.status = Some(ScimDirectoryStatus {
+            conditions: vec![condition(
+                "RouteReady",
+                &bad,
+                None,
+                &[],
+                at("2026-01-01T00:00:00Z"),
+            )],
+            ..Default::default()
+        });
+        assert_eq!(new_problems(&dir, checks).len(), 1);
+    }
+
+    #[test]
     fn ready_needs_token_and_route() {
         let ok = Check::ok("X", "fine");
         let bad = Check::failed("NoHost", "set spec.ingress.host");
