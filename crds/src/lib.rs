@@ -7,6 +7,9 @@
 //!   these two CRDs deliberately have **no** status subresource (see [`crds`]).
 //!
 //! Doc comments on the types below become the `kubectl explain` text of the generated CRDs.
+//!
+//! Over 600 lines on purpose: the API types with their doc comments, which are the CRDs'
+//! `kubectl explain` text; one file is one API version.
 
 use std::collections::BTreeMap;
 
@@ -397,7 +400,7 @@ pub struct ScimGroupSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScimUserStatus {
-    /// SCIM `id`, assigned by the server; equals the object's `kubescim.io/id` label.
+    /// SCIM `id`, assigned by the server; equals the object's name.
     #[schemars(length(max = 64))]
     pub id: String,
     /// The identity provider's own identifier (Entra: the user's objectId when mapped so).

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::duration;
 use crate::route::{RouteDefaults, ServerService};
+use kube_scim_runtime::duration;
+use kube_scim_runtime::logging::LogFormat;
 
 /// kube-scim operator: reconciles ScimDirectories into a bearer-token Secret, an Ingress route
 /// and a Tenant URL (status.endpoint), and keeps their status (conditions, token verifiers,
@@ -40,9 +41,15 @@ pub struct Flags {
     #[arg(long, env = "KUBE_SCIM_DEFAULT_TLS_SECRET")]
     pub default_tls_secret: Option<String>,
 
-    /// Annotation for every Ingress, as key=value; repeat the flag (or separate with commas in
-    /// the environment variable). spec.ingress.annotations override these key by key.
-    #[arg(long = "default-ingress-annotation", env = "KUBE_SCIM_DEFAULT_INGRESS_ANNOTATIONS", value_delimiter = ',', value_parser = parse_key_value)]
+    /// Annotations for every Ingress as a JSON object, e.g. `{"a.example/allow":"10.0.0.0/8,
+    /// 192.168.0.0/16"}` (JSON, so values may contain commas). spec.ingress.annotations
+    /// override these key by key.
+    #[arg(long = "default-ingress-annotations", env = "KUBE_SCIM_DEFAULT_INGRESS_ANNOTATIONS", value_parser = parse_annotations)]
+    pub default_ingress_annotations_json: Option<BTreeMap<String, String>>,
+
+    /// One more annotation for every Ingress, as key=value (the value is taken whole); repeat
+    /// the flag. Overrides the same key of --default-ingress-annotations.
+    #[arg(long = "default-ingress-annotation", value_parser = parse_key_value)]
     pub default_ingress_annotations: Vec<(String, String)>,
 
     /// Name of the SCIM server's Service that Ingresses route to.
@@ -119,13 +126,14 @@ pub struct Flags {
     #[arg(long, env = "KUBE_SCIM_RESYNC_INTERVAL", default_value = "10m", value_parser = duration::parse_flag)]
     pub resync_interval: Duration,
 
-    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `kube_scim_operator=debug,info`.
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `kube_scim_operator=debug,info`;
+    /// RUST_LOG, when set, takes precedence (as in the SCIM server).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
 
     /// Log format: `json` (one JSON object per line) or `text`.
-    #[arg(long, env = "KUBE_SCIM_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
-    pub log_format: String,
+    #[arg(long, env = "KUBE_SCIM_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -133,6 +141,15 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => Err(format!("{s:?} is not key=value")),
     }
+}
+
+fn parse_annotations(s: &str) -> Result<BTreeMap<String, String>, String> {
+    if s.trim().is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    serde_json::from_str(s).map_err(|e| {
+        format!("not a JSON object of string values ({e}); e.g. {{\"key\":\"value\"}}")
+    })
 }
 
 fn pod_namespace() -> Option<String> {
@@ -149,10 +166,12 @@ impl Flags {
             ingress_class: self.default_ingress_class.clone().filter(|s| !s.is_empty()),
             tls_secret: self.default_tls_secret.clone().filter(|s| !s.is_empty()),
             annotations: self
-                .default_ingress_annotations
-                .iter()
-                .cloned()
-                .collect::<BTreeMap<_, _>>(),
+                .default_ingress_annotations_json
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .chain(self.default_ingress_annotations.iter().cloned())
+                .collect(),
             server: ServerService {
                 name: self.server_service_name.clone(),
                 namespace: self
@@ -225,5 +244,20 @@ mod tests {
         assert_eq!(flags.lease_duration, Duration::from_secs(30));
         assert!(!flags.leader_elect);
         assert!(Flags::try_parse_from(["kube-scim-operator", "--lease-duration=soon"]).is_err());
+
+        // JSON keeps commas inside values; a repeated key=value flag overrides a JSON key.
+        let flags = Flags::try_parse_from([
+            "kube-scim-operator",
+            r#"--default-ingress-annotations={"allow":"10.0.0.0/8,192.168.0.0/16","x":"1"}"#,
+            "--default-ingress-annotation=x=2",
+        ])
+        .unwrap();
+        let annotations = flags.route_defaults().annotations;
+        assert_eq!(annotations["allow"], "10.0.0.0/8,192.168.0.0/16");
+        assert_eq!(annotations["x"], "2");
+        assert!(
+            Flags::try_parse_from(["kube-scim-operator", "--default-ingress-annotations=a=b"])
+                .is_err()
+        );
     }
 }

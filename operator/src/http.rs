@@ -1,73 +1,59 @@
-//! `/healthz`, `/readyz` and `/metrics` on their own port.
+//! What the operator's `/healthz`, `/readyz` and `/metrics` report (served by
+//! [`kube_scim_runtime::probes`] on their own port).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use kube_scim_runtime::probes::{self, Probe};
 
 use crate::metrics::Metrics;
 
 /// What the probes report.
-#[derive(Default)]
 pub struct Health {
     /// The process has a working Kubernetes client and runs its main loop.
     pub ready: AtomicBool,
     /// This replica holds the Lease (or leader election is off).
     pub leading: AtomicBool,
+    /// The operator's metrics.
+    pub metrics: Arc<Metrics>,
 }
 
-#[derive(Clone)]
-struct AppState {
-    health: Arc<Health>,
-    metrics: Arc<Metrics>,
-}
-
-pub fn router(health: Arc<Health>, metrics: Arc<Metrics>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_handler))
-        .with_state(AppState { health, metrics })
-}
-
-/// Ready once initialised, leader or standby: a standby must count as ready, or a rolling update
-/// of two replicas would never finish.
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if !state.health.ready.load(Ordering::Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n");
-    }
-    if state.health.leading.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok: leader\n")
-    } else {
-        (StatusCode::OK, "ok: standby\n")
+impl Health {
+    /// Not ready, not leading.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Health {
+            ready: AtomicBool::new(false),
+            leading: AtomicBool::new(false),
+            metrics,
+        }
     }
 }
 
-async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
+impl Probe for Health {
+    /// Ready once initialised, leader or standby: a standby must count as ready, or a rolling
+    /// update of two replicas would never finish.
+    fn ready(&self) -> Result<&'static str, &'static str> {
+        if !self.ready.load(Ordering::Relaxed) {
+            Err("starting")
+        } else if self.leading.load(Ordering::Relaxed) {
+            Ok("ok: leader")
+        } else {
+            Ok("ok: standby")
+        }
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics.encode()
+    }
 }
 
-/// Binds `addr` and serves until `shutdown` resolves.
+/// Serves the probes and metrics on `listener` until `shutdown` resolves.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     health: Arc<Health>,
-    metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(address = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
-    axum::serve(listener, router(health, metrics))
+    axum::serve(listener, probes::router(health))
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())

@@ -1,13 +1,13 @@
 //! kube-scim operator: reconciles each ScimDirectory into a bearer-token Secret (or reads a
 //! bring-your-own one), token verifiers in status, an Ingress route, the Tenant URL and
-//! user/group counts. See `operator/README.md` for flags, design and RBAC.
+//! user/group counts. See `operator/README.md` for flags, design and RBAC, and
+//! docs/ARCHITECTURE.md for where things go.
 
 pub mod config;
 pub mod controller;
-pub mod duration;
+pub mod events;
 pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod route;
-pub mod status;
 pub mod token;

@@ -12,13 +12,13 @@ use kube_scim_operator::controller::{self, Settings};
 use kube_scim_operator::http::{self, Health};
 use kube_scim_operator::leader::{self, LeaderElector, LeaseTiming};
 use kube_scim_operator::metrics::Metrics;
+use kube_scim_runtime::{logging, probes, shutdown};
 use tokio::sync::{oneshot, watch};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let flags = Flags::parse();
-    init_logging(&flags);
+    logging::init(&flags.log_filter, flags.log_format, logging::Output::Stderr);
     match run(flags).await {
         Ok(code) => code,
         Err(e) => {
@@ -28,55 +28,23 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_logging(flags: &Flags) {
-    let filter = EnvFilter::try_new(&flags.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if flags.log_format == "json" {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init();
-    } else {
-        builder.init();
-    }
-}
-
-/// Resolves on the first SIGTERM or SIGINT.
-async fn termination() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
-    }
-}
-
 async fn flag_set(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
 }
 
 async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     let metrics = Arc::new(Metrics::default());
-    let health = Arc::new(Health::default());
+    let health = Arc::new(Health::new(metrics.clone()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
-        termination().await;
+        shutdown::signal().await;
         let _ = shutdown_tx.send(true);
     });
     // The probes answer from the start (liveness must not depend on the apiserver).
+    let listener = probes::bind(flags.metrics_bind_address).await?;
     let http_task = tokio::spawn(http::serve(
-        flags.metrics_bind_address,
+        listener,
         health.clone(),
-        metrics.clone(),
         flag_set(shutdown_rx.clone()),
     ));
 

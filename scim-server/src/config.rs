@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use kube_scim_runtime::duration;
+use kube_scim_runtime::logging::LogFormat;
 
 /// kube-scim SCIM 2.0 server: serves `/scim/v2/<namespace>/<directory>` for every
 /// ScimDirectory and stores users and groups as ScimUser / ScimGroup objects.
@@ -39,9 +41,10 @@ pub struct Settings {
     #[arg(long, env = "KUBE_SCIM_MAX_JSON_DEPTH", default_value_t = 32)]
     pub max_json_depth: usize,
 
-    /// Seconds after which a request (including its time queued) is answered 503.
-    #[arg(long, env = "KUBE_SCIM_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
-    pub request_timeout_secs: u64,
+    /// After this long a request (including its time queued) is answered 503: a duration
+    /// (`30s`, `1m`) or, as `--request-timeout-secs` took, whole seconds.
+    #[arg(long, alias = "request-timeout-secs", env = "KUBE_SCIM_REQUEST_TIMEOUT_SECS", default_value = "30s", value_parser = duration::parse_flag_or_seconds)]
+    pub request_timeout: Duration,
 
     /// SCIM requests processed at once; further requests wait in a queue (never 429).
     #[arg(long, env = "KUBE_SCIM_MAX_CONCURRENT_REQUESTS", default_value_t = 64)]
@@ -59,23 +62,29 @@ pub struct Settings {
     #[arg(long, env = "KUBE_SCIM_CONFLICT_RETRIES", default_value_t = 5)]
     pub conflict_retries: usize,
 
-    /// Seconds to let in-flight requests finish after SIGTERM.
-    #[arg(long, env = "KUBE_SCIM_SHUTDOWN_GRACE_SECS", default_value_t = 25)]
-    pub shutdown_grace_secs: u64,
+    /// How long in-flight requests may finish after SIGTERM: a duration or whole seconds.
+    #[arg(long, alias = "shutdown-grace-secs", env = "KUBE_SCIM_SHUTDOWN_GRACE_SECS", default_value = "25s", value_parser = duration::parse_flag_or_seconds)]
+    pub shutdown_grace: Duration,
 
-    /// Log format: json or text.
-    #[arg(long, env = "KUBE_SCIM_LOG_FORMAT", default_value = "json")]
-    pub log_format: String,
+    /// Log format: `json` (one JSON object per line) or `text`.
+    #[arg(long, env = "KUBE_SCIM_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
 
-    /// Log filter (tracing EnvFilter syntax); RUST_LOG takes precedence.
-    #[arg(long, env = "KUBE_SCIM_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `kube_scim_server=debug,info`;
+    /// RUST_LOG, when set, takes precedence (as in the operator).
+    #[arg(
+        long,
+        alias = "log-level",
+        env = "KUBE_SCIM_LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_filter: String,
 }
 
 impl Settings {
-    /// Request timeout.
+    /// Request timeout (at least a second).
     pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(self.request_timeout_secs.max(1))
+        self.request_timeout.max(Duration::from_secs(1))
     }
 
     /// Watched namespaces without empty entries.
@@ -85,5 +94,30 @@ impl Settings {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_log_flags_follow_the_shared_convention_and_keep_their_old_names() {
+        let s = Settings::try_parse_from(["kube-scim-server"]).unwrap();
+        assert_eq!(s.request_timeout(), Duration::from_secs(30));
+        assert_eq!(s.shutdown_grace, Duration::from_secs(25));
+        assert_eq!(s.log_format, LogFormat::Json);
+        let s = Settings::try_parse_from([
+            "kube-scim-server",
+            "--request-timeout-secs=7",
+            "--shutdown-grace=1m",
+            "--log-level=warn",
+            "--log-format=text",
+        ])
+        .unwrap();
+        assert_eq!(s.request_timeout(), Duration::from_secs(7));
+        assert_eq!(s.shutdown_grace, Duration::from_secs(60));
+        assert_eq!(s.log_filter, "warn");
+        assert_eq!(s.log_format, LogFormat::Text);
     }
 }

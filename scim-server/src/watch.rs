@@ -13,7 +13,7 @@ use kube::{Api, Client};
 use kube_scim_crds::{ScimDirectory, ScimGroup, ScimUser};
 use scim_protocol::ResourceKind;
 
-use crate::cache::{Cache, rv_num};
+use crate::cache::{Cache, directory_of, rv_num};
 
 /// The apiserver resource of a kind.
 pub fn api_resource(kind: ResourceKind) -> ApiResource {
@@ -133,9 +133,11 @@ async fn watch_objects(
                 cache.apply_object(kind, &o);
             }
             Ok(Event::Delete(o)) => {
-                if let (Some(ns), Some(n)) = (&o.metadata.namespace, &o.metadata.name) {
+                if let (Some(ns), Some(n), Some(dir)) =
+                    (&o.metadata.namespace, &o.metadata.name, directory_of(&o))
+                {
                     let rv = rv_num(o.metadata.resource_version.as_deref().unwrap_or(""));
-                    cache.delete_object(kind, ns, n, rv);
+                    cache.delete_object(kind, ns, &dir, n, rv);
                 }
             }
             Err(e) => tracing::warn!(error = %e, kind = kind.name(), "watch error (retrying)"),

@@ -120,16 +120,22 @@ impl ScimError {
 
     /// The SCIM Error message body. `status` is a string, as RFC 7644 §3.12 specifies.
     pub fn to_json(&self) -> Value {
-        let mut body = json!({
-            "schemas": [ERROR_SCHEMA],
-            "status": self.status().to_string(),
-            "detail": self.detail(),
-        });
-        if let Some(t) = self.scim_type() {
-            body["scimType"] = Value::String(t.to_string());
-        }
-        body
+        error_body(self.status(), self.scim_type(), self.detail())
     }
+}
+
+/// A SCIM Error message (RFC 7644 §3.12) for any status: the one place its JSON is written, so
+/// errors a server adds beside [`ScimError`] (401, 503, ...) look exactly alike.
+pub fn error_body(status: u16, scim_type: Option<&str>, detail: &str) -> Value {
+    let mut body = json!({
+        "schemas": [ERROR_SCHEMA],
+        "status": status.to_string(),
+        "detail": detail,
+    });
+    if let Some(t) = scim_type {
+        body["scimType"] = Value::String(t.to_string());
+    }
+    body
 }
 
 /// A request body that is not JSON is `invalidSyntax`.

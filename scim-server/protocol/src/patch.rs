@@ -4,6 +4,9 @@
 //! when every operation succeeded and the result validates, so a PATCH is all-or-nothing.
 //! Because kube-scim stores group membership on the member side, applying a PATCH to a group
 //! also reports what happened to `members` as a [`MembershipDelta`].
+//!
+//! Over 600 lines on purpose: one engine for both Entra dialects, whose path resolution and
+//! operations share the same helpers; split, each half would re-derive the other's rules.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 

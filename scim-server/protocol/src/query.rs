@@ -199,34 +199,6 @@ impl ListQuery {
         }
     }
 
-    /// Filters, sorts, pages and projects `resources` into a ListResponse. The server can use
-    /// this directly over the candidates it loaded (e.g. via [`Filter::index_hints`]).
-    pub fn run<'a>(
-        &self,
-        kind: ResourceKind,
-        resources: impl IntoIterator<Item = &'a Resource>,
-        max_results: usize,
-    ) -> Result<Value> {
-        self.validate(kind)?;
-        let mut hits: Vec<&Resource> = resources
-            .into_iter()
-            .filter(|r| r.kind() == kind)
-            .filter(|r| self.filter.as_ref().is_none_or(|f| f.matches(r)))
-            .collect();
-        if let Some(sb) = &self.sort_by {
-            sort_resources(kind, &mut hits, sb, self.sort_order);
-        }
-        let total = hits.len();
-        let start = self.start_index.max(1);
-        let page: Vec<Value> = hits
-            .into_iter()
-            .skip(start - 1)
-            .take(self.page_size(max_results))
-            .map(|r| self.project(r))
-            .collect();
-        Ok(list_response(page, total, start))
-    }
-
     /// The resource as JSON with this query's `attributes`/`excludedAttributes` applied.
     pub fn project(&self, r: &Resource) -> Value {
         project(
@@ -246,9 +218,20 @@ pub fn sort_resources(
     sort_by: &AttrPath,
     order: SortOrder,
 ) {
+    sort_by_path(kind, items, |r| r, sort_by, order);
+}
+
+/// [`sort_resources`] for items that carry a resource.
+pub fn sort_by_path<T>(
+    kind: ResourceKind,
+    items: &mut [T],
+    resource: impl Fn(&T) -> &Resource,
+    sort_by: &AttrPath,
+    order: SortOrder,
+) {
     items.sort_by(|a, b| {
-        let (x, def) = sort_key(kind, a.attributes(), sort_by);
-        let (y, _) = sort_key(kind, b.attributes(), sort_by);
+        let (x, def) = sort_key(kind, resource(a).attributes(), sort_by);
+        let (y, _) = sort_key(kind, resource(b).attributes(), sort_by);
         let o = match (x, y) {
             (Some(x), Some(y)) => sort_cmp(x, y, def),
             (Some(_), None) => Ordering::Less,

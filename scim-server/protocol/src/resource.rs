@@ -4,6 +4,9 @@
 //! spelling, whose extension attributes live under their schema URN (`"urn:...:enterprise:2.0:User":
 //! {"department": ...}`), and whose values have their schema types (`"True"` became `true`).
 //! Unknown extension attributes are kept verbatim under their URN so they round-trip.
+//!
+//! Over 600 lines on purpose: the resource type and the one normalization every input goes
+//! through (create, replace, stored) belong together; apart they drift.
 
 use std::fmt;
 
@@ -22,7 +25,7 @@ pub struct Meta {
     pub created: String,
     /// RFC 3339 last-modification time.
     pub last_modified: String,
-    /// Opaque version; rendered as a weak ETag by [`crate::etag`].
+    /// Opaque version; rendered as a weak ETag by [`crate::etag()`].
     pub version: String,
     /// Absolute URL of the resource.
     pub location: String,
@@ -676,6 +679,18 @@ impl Resource {
     /// `userName` (users).
     pub fn user_name(&self) -> Option<&str> {
         self.str_attr("userName")
+    }
+
+    /// The value of the kind's server-unique attribute (see [`ResourceKind::unique_attr`]),
+    /// case-folded unless the attribute is case-exact: equal keys are one identity.
+    pub fn unique_key(&self) -> Option<String> {
+        let def = self.kind().unique_attr()?;
+        let v = self.str_attr(def.name)?;
+        Some(if def.case_exact {
+            v.to_string()
+        } else {
+            v.to_lowercase()
+        })
     }
 
     /// `externalId`.

@@ -1,5 +1,8 @@
 //! The one schema table (RFC 7643 §4, §7, §8.7.1) that drives validation, filtering, PATCH,
 //! projection and the discovery documents, so they can never disagree with each other.
+//!
+//! Over 600 lines on purpose: most of it is the schema table itself, kept in one place so
+//! nothing can read a different one.
 
 /// Core User schema URN.
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -472,7 +475,11 @@ pub static ENTERPRISE_USER_ATTRIBUTES: &[AttrDef] = &[
 
 /// Core Group attributes (RFC 7643 §4.2, §8.7.1).
 pub static GROUP_ATTRIBUTES: &[AttrDef] = &[
-    s("displayName", "A human-readable name for the Group.").required(),
+    // Unique per directory: Entra matches groups by displayName, so two with one name would
+    // make its lookups ambiguous (the server has always refused the second one).
+    s("displayName", "A human-readable name for the Group.")
+        .required()
+        .unique(Uniqueness::Server),
     c("members", "A list of members of the Group.")
         .multi()
         .subs(&[
@@ -564,6 +571,14 @@ impl ResourceKind {
             ResourceKind::User => USER_EXTENSIONS,
             ResourceKind::Group => &[],
         }
+    }
+    /// The core attribute whose value the server keeps unique within a directory
+    /// (`uniqueness: server`): `userName` for users, `displayName` for groups.
+    pub fn unique_attr(self) -> Option<&'static AttrDef> {
+        self.schema()
+            .attributes
+            .iter()
+            .find(|a| a.uniqueness == Uniqueness::Server)
     }
     /// Case-insensitive lookup of a core or common attribute.
     pub fn core_attr(self, name: &str) -> Option<&'static AttrDef> {

@@ -415,6 +415,14 @@ fn discovery_documents() {
     assert_eq!(user_name["uniqueness"], json!("server"));
     let pw = attrs.iter().find(|a| a["name"] == "password").unwrap();
     assert_eq!(pw["returned"], json!("never"));
+    // The server refuses a second group with one displayName; the schema says so.
+    let named = |list: &Value, name: &str| -> Value {
+        let items = list.as_array().unwrap();
+        items.iter().find(|i| i["name"] == name).unwrap().clone()
+    };
+    let group = named(&schemas["Resources"], "Group");
+    let display = named(&group["attributes"], "displayName");
+    assert_eq!(display["uniqueness"], json!("server"));
     assert!(discovery::schema_by_id("urn:ietf:params:scim:schemas:core:2.0:group", "h").is_some());
     assert!(discovery::resource_type_by_name("user", "h").is_some());
 }

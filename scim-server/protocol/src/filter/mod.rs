@@ -27,6 +27,17 @@ impl Filter {
         eval::eval(self, Scope::Root(resource.kind()), resource.attributes())
     }
 
+    /// Whether any attribute path in the filter satisfies `pred`.
+    pub fn mentions(&self, pred: &impl Fn(&AttrPath) -> bool) -> bool {
+        match self {
+            Filter::And(v) | Filter::Or(v) => v.iter().any(|c| c.mentions(pred)),
+            Filter::Not(c) => c.mentions(pred),
+            Filter::Compare { path, .. } | Filter::Present(path) | Filter::ValuePath(path) => {
+                pred(path)
+            }
+        }
+    }
+
     /// Whether a normalized attribute map of the given kind matches.
     pub fn matches_map(&self, kind: ResourceKind, attributes: &Map<String, Value>) -> bool {
         eval::eval(self, Scope::Root(kind), attributes)

@@ -1,76 +1,12 @@
-//! Conditions and the user/group counts of a directory's status.
+//! Users and groups of a directory, counted from the metadata-only stores the controller
+//! keeps (labels and managedFields times; no user attributes are cached).
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
-use kube_scim_crds::labels;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+use kube_scim_crds::{ScimDirectory, labels};
 
-/// Outcome of one part of the reconcile (token or route), as a condition.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Check {
-    pub ok: bool,
-    pub reason: String,
-    pub message: String,
-}
-
-impl Check {
-    pub fn ok(reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            ok: true,
-            reason: reason.into(),
-            message: message.into(),
-        }
-    }
-
-    pub fn failed(reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            ok: false,
-            reason: reason.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// A condition of `type_` for `check`. `lastTransitionTime` stays that of the previous
-/// condition of the same type when its status did not change, so an unchanged directory gets
-/// an identical status (and no write).
-pub fn condition(
-    type_: &str,
-    check: &Check,
-    generation: Option<i64>,
-    previous: &[Condition],
-    now: Timestamp,
-) -> Condition {
-    let status = if check.ok { "True" } else { "False" };
-    let last_transition_time = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or(Time(now.round(jiff::Unit::Second).unwrap_or(now)));
-    Condition {
-        type_: type_.to_string(),
-        status: status.to_string(),
-        reason: check.reason.clone(),
-        message: check.message.clone(),
-        observed_generation: generation,
-        last_transition_time,
-    }
-}
-
-/// `Ready`: true only when the token and the route are.
-pub fn ready(token: &Check, route: &Check) -> Check {
-    match (token.ok, route.ok) {
-        (true, true) => Check::ok(
-            "Ready",
-            "The token and the route are in place; the directory accepts provisioning requests",
-        ),
-        (false, true) => Check::failed("TokenNotReady", token.message.clone()),
-        (true, false) => Check::failed("RouteNotReady", route.message.clone()),
-        (false, false) => Check::failed(
-            "TokenNotReady",
-            format!("{} Also: {}", token.message, route.message),
-        ),
-    }
-}
+use super::Context;
 
 /// Users and groups of one directory.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -139,65 +75,26 @@ pub fn count<'a>(
     counts
 }
 
+/// The counts of `dir` from the context's stores.
+pub fn of(dir: &ScimDirectory, ctx: &Context) -> Counts {
+    count(
+        ctx.users.state().iter().map(|u| &u.metadata),
+        ctx.groups.state().iter().map(|g| &g.metadata),
+        &dir.namespace().unwrap_or_default(),
+        &dir.name_any(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
 
     use super::*;
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn transition_time_only_moves_when_the_status_changes() {
-        let t0 = at("2026-01-01T00:00:00Z");
-        let t1 = at("2026-01-01T01:00:00Z");
-        let first = condition(
-            "TokenReady",
-            &Check::ok("TokenCreated", "ok"),
-            Some(1),
-            &[],
-            t0,
-        );
-        assert_eq!(first.status, "True");
-        assert_eq!(first.observed_generation, Some(1));
-        assert_eq!(first.last_transition_time.0, t0);
-        let same = condition(
-            "TokenReady",
-            &Check::ok("TokenPresent", "still ok"),
-            Some(2),
-            std::slice::from_ref(&first),
-            t1,
-        );
-        assert_eq!(
-            same.last_transition_time.0, t0,
-            "True -> True keeps the time"
-        );
-        assert_eq!(same.reason, "TokenPresent");
-        let flipped = condition(
-            "TokenReady",
-            &Check::failed("SecretNotFound", "gone"),
-            Some(2),
-            &[same],
-            t1,
-        );
-        assert_eq!(flipped.status, "False");
-        assert_eq!(flipped.last_transition_time.0, t1);
-    }
-
-    #[test]
-    fn ready_needs_token_and_route() {
-        let ok = Check::ok("X", "fine");
-        let bad = Check::failed("NoHost", "set spec.ingress.host");
-        assert!(ready(&ok, &ok).ok);
-        let r = ready(&ok, &bad);
-        assert!(!r.ok);
-        assert_eq!(r.reason, "RouteNotReady");
-        assert_eq!(r.message, "set spec.ingress.host");
-        assert_eq!(ready(&bad, &ok).reason, "TokenNotReady");
     }
 
     fn meta(

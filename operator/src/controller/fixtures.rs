@@ -1,0 +1,196 @@
+//! A fake apiserver behind a mocked `tower` service (the pattern of kube-rs's controller-rs
+//! fixtures): it answers GETs from a map of objects (404 otherwise), echoes writes back, and
+//! records every call, so a reconcile runs in milliseconds and a test asserts on its writes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{Method, Request, Response, StatusCode};
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::reflector;
+use kube_scim_crds::{ScimDirectory, ScimDirectorySpec};
+use serde_json::{Value, json};
+
+use super::{Context, Settings};
+use crate::metrics::Metrics;
+use crate::route::{RouteDefaults, ServerService};
+
+/// One request the reconcile made.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: Method,
+    pub path: String,
+    pub body: Value,
+}
+
+/// The calls so far.
+#[derive(Clone, Default)]
+pub struct Calls(Arc<Mutex<Vec<Call>>>);
+
+impl Calls {
+    fn push(&self, c: Call) {
+        self.0.lock().unwrap().push(c);
+    }
+
+    /// Every call except Event writes (events are advice; they are checked on their own).
+    pub fn writes(&self) -> Vec<Call> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.method != Method::GET && !c.path.contains("/events"))
+            .cloned()
+            .collect()
+    }
+
+    /// Writes as `METHOD path` lines, for compact assertions.
+    pub fn write_lines(&self) -> Vec<String> {
+        self.writes()
+            .iter()
+            .map(|c| format!("{} {}", c.method, c.path))
+            .collect()
+    }
+
+    /// Reasons of the Events published.
+    pub fn event_reasons(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.method == Method::POST && c.path.contains("/events"))
+            .filter_map(|c| c.body["reason"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// The body of the last write to `path`.
+    pub fn last_write_to(&self, method: Method, path: &str) -> Option<Value> {
+        self.writes()
+            .into_iter()
+            .rev()
+            .find(|c| c.method == method && c.path == path)
+            .map(|c| c.body)
+    }
+}
+
+fn not_found() -> (StatusCode, Value) {
+    (
+        StatusCode::NOT_FOUND,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+               "message": "not found", "reason": "NotFound", "code": 404}),
+    )
+}
+
+fn answer(
+    objects: &HashMap<String, Value>,
+    method: &Method,
+    path: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let stored = objects
+        .get(path)
+        .or_else(|| objects.get(path.trim_end_matches("/status")));
+    match *method {
+        Method::GET => stored.map_or_else(not_found, |o| (StatusCode::OK, o.clone())),
+        Method::POST => (StatusCode::CREATED, body.clone()),
+        Method::PUT => (StatusCode::OK, body.clone()),
+        // Server-side apply sends objects: the stored one (if any) with their top-level
+        // fields laid over it. Merge and JSON patches get the stored object back.
+        Method::PATCH if body.get("kind").is_some() => {
+            let mut out = stored.cloned().unwrap_or(json!({}));
+            for (k, v) in body.as_object().into_iter().flatten() {
+                out[k] = v.clone();
+            }
+            (StatusCode::OK, out)
+        }
+        Method::PATCH => stored.map_or_else(not_found, |o| (StatusCode::OK, o.clone())),
+        Method::DELETE => match stored {
+            Some(_) => (
+                StatusCode::OK,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}),
+            ),
+            None => not_found(),
+        },
+        _ => not_found(),
+    }
+}
+
+/// A client whose apiserver holds `objects` (by request path).
+pub fn client(objects: HashMap<String, Value>) -> (Client, Calls) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let calls = Calls::default();
+    let recorded = calls.clone();
+    tokio::spawn(async move {
+        while let Some((request, send)) = handle.next_request().await {
+            let method = request.method().clone();
+            let path = request.uri().path().to_string();
+            let bytes = request
+                .into_body()
+                .collect_bytes()
+                .await
+                .unwrap_or_default();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let (status, response) = answer(&objects, &method, &path, &body);
+            recorded.push(Call { method, path, body });
+            let response = Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(&response).unwrap()))
+                .unwrap();
+            send.send_response(response);
+        }
+    });
+    (Client::new(service, "default"), calls)
+}
+
+/// Operator settings for namespace `ns`, where the SCIM server runs too (unless moved).
+pub fn settings(host: Option<&str>) -> Settings {
+    Settings {
+        defaults: RouteDefaults {
+            host: host.map(str::to_string),
+            server: ServerService {
+                namespace: "ns".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        concurrency: 1,
+        resync: std::time::Duration::from_secs(600),
+        identity: "test".into(),
+    }
+}
+
+/// A context over `client` with empty user and group stores.
+pub fn context(client: Client, settings: Settings) -> Arc<Context> {
+    let (users, _) = reflector::store();
+    let (groups, _) = reflector::store();
+    Arc::new(Context::new(
+        client,
+        settings,
+        Arc::new(Metrics::default()),
+        users,
+        groups,
+    ))
+}
+
+/// Directory `ns/d` with uid `uid-d`.
+pub fn directory(spec: ScimDirectorySpec) -> ScimDirectory {
+    let mut d = ScimDirectory::new("d", spec);
+    d.metadata.namespace = Some("ns".into());
+    d.metadata.uid = Some("uid-d".into());
+    d.metadata.resource_version = Some("1".into());
+    d.metadata.generation = Some(1);
+    d
+}
+
+/// Request paths of the objects a reconcile of `ns/d` touches.
+pub mod paths {
+    pub const DIRECTORY: &str = "/apis/kubescim.io/v1alpha1/namespaces/ns/scimdirectories/d";
+    pub const DIRECTORY_STATUS: &str =
+        "/apis/kubescim.io/v1alpha1/namespaces/ns/scimdirectories/d/status";
+    pub const SECRETS: &str = "/api/v1/namespaces/ns/secrets";
+    pub const TOKEN_SECRET: &str = "/api/v1/namespaces/ns/secrets/d-scim-token";
+    pub const INGRESS: &str = "/apis/networking.k8s.io/v1/namespaces/ns/ingresses/d-scim";
+    pub const SERVICE: &str = "/api/v1/namespaces/ns/services/scim-d";
+    pub const USERS: &str = "/apis/kubescim.io/v1alpha1/namespaces/ns/scimusers";
+    pub const GROUPS: &str = "/apis/kubescim.io/v1alpha1/namespaces/ns/scimgroups";
+}

@@ -1,0 +1,431 @@
+//! The ScimDirectory controller: the wiring (watches, stores, the kube-runtime `Controller`)
+//! and the reconcile entry. Each concern lives in its own file and first decides a pure plan,
+//! then carries it out:
+//!
+//! - [`deletion`]: the deletion policy (finalizer only for `Retain`);
+//! - [`token`]: the bearer token (generated, rotated, bring-your-own);
+//! - [`route`]: Ingress and, across namespaces, an ExternalName Service;
+//! - [`counts`]: users and groups in status;
+//! - [`status`]: conditions and the status write.
+
+pub mod counts;
+pub mod deletion;
+pub mod route;
+pub mod status;
+pub mod token;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{Future, StreamExt};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use kube_scim_crds::{ScimDirectory, ScimGroup, ScimUser, labels};
+use serde::de::DeserializeOwned;
+
+use crate::events::publish;
+use crate::metrics::Metrics;
+use crate::route::RouteDefaults;
+use kube_scim_runtime::duration;
+
+/// Field manager of every write (server-side apply and plain writes alike).
+pub const MANAGER: &str = "kube-scim-operator";
+
+/// What can fail in a reconcile.
+#[derive(thiserror::Error, Debug)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("no random bytes from the operating system: {0}")]
+    Random(getrandom::Error),
+    #[error("object has no namespace or name")]
+    Unnamed,
+    #[error("{0} was changed concurrently; retrying")]
+    Conflict(String),
+}
+
+impl Error {
+    /// Label of the failure metric.
+    pub fn metric_label(&self) -> String {
+        match self {
+            Error::Kube(kube::Error::Api(s)) => format!("api_{}", s.code),
+            Error::Kube(_) => "api_client".into(),
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
+                _ => "finalizer".into(),
+            },
+            Error::Random(_) => "random".into(),
+            Error::Unnamed => "unnamed".into(),
+            Error::Conflict(_) => "conflict".into(),
+        }
+    }
+
+    fn is_forbidden(&self) -> bool {
+        match self {
+            Error::Kube(kube::Error::Api(s)) => s.is_forbidden(),
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.is_forbidden(),
+                kube::runtime::finalizer::Error::AddFinalizer(kube::Error::Api(s))
+                | kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) => {
+                    s.is_forbidden()
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// A compare-and-swap write lost (`what` changed since it was read, or was created
+    /// meanwhile): retried, not reported.
+    fn conflict_or(e: kube::Error, what: impl FnOnce() -> String) -> Error {
+        match &e {
+            kube::Error::Api(s) if s.is_conflict() || s.is_already_exists() => {
+                Error::Conflict(what())
+            }
+            _ => Error::Kube(e),
+        }
+    }
+}
+
+/// Whether a kube error is a 404.
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.is_not_found())
+}
+
+/// Settings shared by every watched namespace.
+#[derive(Clone)]
+pub struct Settings {
+    pub defaults: RouteDefaults,
+    pub concurrency: u16,
+    pub resync: Duration,
+    pub identity: String,
+}
+
+/// What a reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    pub users: Store<PartialObjectMeta<ScimUser>>,
+    pub groups: Store<PartialObjectMeta<ScimGroup>>,
+    failures: Mutex<HashMap<ObjectRef<ScimDirectory>, u32>>,
+}
+
+impl Context {
+    /// A context over `client`, with user and group stores the caller fills (or leaves empty).
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        users: Store<PartialObjectMeta<ScimUser>>,
+        groups: Store<PartialObjectMeta<ScimGroup>>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: Some(settings.identity.clone()),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            settings,
+            users,
+            groups,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn api<K>(&self, ns: &str) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    async fn publish(
+        &self,
+        dir: &ScimDirectory,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        publish(
+            &self.recorder,
+            &dir.object_ref(&()),
+            type_,
+            reason,
+            action,
+            note,
+        )
+        .await;
+    }
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn directory_of(meta: &ObjectMeta) -> Option<ObjectRef<ScimDirectory>> {
+    let name = meta.labels.as_ref()?.get(labels::DIRECTORY)?;
+    Some(ObjectRef::new(name).within(meta.namespace.as_deref()?))
+}
+
+/// Whether `meta` has an ownerReference to the object with `uid`.
+fn owned_by(meta: &ObjectMeta, uid: &str) -> bool {
+    meta.owner_references.iter().flatten().any(|o| o.uid == uid)
+}
+
+/// Metadata-only watch of `K` kept in a store, whose changes trigger the labelled directory.
+fn metadata_store<K>(
+    api: Api<PartialObjectMeta<K>>,
+) -> (
+    Store<PartialObjectMeta<K>>,
+    impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>>,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store::<PartialObjectMeta<K>>();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default().any_semantic()).default_backoff(),
+    )
+    .touched_objects();
+    (reader, stream)
+}
+
+/// The directories a Secret change concerns: the one its label or ownerReference names, and
+/// every directory whose `spec.token.secretRef` names it.
+fn directories_of_secret(
+    secret: &PartialObjectMeta<Secret>,
+    directories: &reflector::Store<ScimDirectory>,
+) -> Vec<ObjectRef<ScimDirectory>> {
+    let mut refs: Vec<ObjectRef<ScimDirectory>> =
+        directory_of(&secret.metadata).into_iter().collect();
+    let (Some(ns), Some(name)) = (
+        secret.metadata.namespace.as_deref(),
+        secret.metadata.name.as_deref(),
+    ) else {
+        return refs;
+    };
+    // Generated Secrets whose label was removed still name their directory as owner.
+    for owner in secret.metadata.owner_references.iter().flatten() {
+        if owner.kind == ScimDirectory::kind(&())
+            && owner.api_version == ScimDirectory::api_version(&())
+        {
+            refs.push(ObjectRef::new(&owner.name).within(ns));
+        }
+    }
+    for dir in directories.state() {
+        let referenced = dir
+            .spec
+            .token
+            .secret_ref
+            .as_ref()
+            .is_some_and(|r| r.name == name);
+        if referenced && dir.metadata.namespace.as_deref() == Some(ns) {
+            refs.push(ObjectRef::from_obj(dir.as_ref()));
+        }
+    }
+    refs
+}
+
+/// Runs the controller for one scope (one namespace, or all) until `stop` resolves and every
+/// running reconcile has finished.
+pub async fn run_scope(
+    client: Client,
+    namespace: Option<String>,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = namespace.as_deref();
+    let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_OPERATOR);
+    let (users, user_changes) = metadata_store(scoped::<PartialObjectMeta<ScimUser>>(&client, ns));
+    let (groups, group_changes) =
+        metadata_store(scoped::<PartialObjectMeta<ScimGroup>>(&client, ns));
+    // Secrets: metadata only (never their data) of all Secrets, so that both generated Secrets
+    // (labelled) and bring-your-own Secrets (named in spec.token.secretRef) trigger their
+    // directory when they change or disappear.
+    let secret_changes = watcher(
+        scoped::<PartialObjectMeta<Secret>>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let controller = Controller::new(
+        scoped::<ScimDirectory>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    );
+    let directories = controller.store();
+    let concurrency = settings.concurrency;
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings,
+        metrics,
+        users,
+        groups,
+    ));
+    controller
+        .owns(
+            scoped::<Ingress>(&client, ns),
+            watcher::Config::default().labels(&managed).any_semantic(),
+        )
+        .owns(
+            scoped::<Service>(&client, ns),
+            watcher::Config::default().labels(&managed).any_semantic(),
+        )
+        .watches_stream(user_changes, |u| directory_of(&u.metadata))
+        .watches_stream(group_changes, |g| directory_of(&g.metadata))
+        .watches_stream(secret_changes, move |secret: PartialObjectMeta<Secret>| {
+            directories_of_secret(&secret, &directories)
+        })
+        .with_config(
+            ControllerConfig::default()
+                .concurrency(concurrency)
+                .debounce(Duration::from_millis(300)),
+        )
+        .graceful_shutdown_on(stop)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, action)) => tracing::debug!(directory = %obj, ?action, "reconciled"),
+                Err(kube::runtime::controller::Error::ReconcilerFailed(e, obj)) => {
+                    tracing::warn!(directory = %obj, error = %e, "reconcile failed")
+                }
+                Err(e) => tracing::warn!(error = %e, "controller"),
+            }
+        })
+        .await;
+}
+
+/// Delay before retrying a failed reconcile: exponential from 1 s, capped at 5 min, with
+/// ±50 % jitter (`random` in `[0, 1)`) so failing directories do not retry in lock-step.
+pub fn backoff_delay(attempt: u32, random: f64) -> Duration {
+    let base = 2f64.powi(attempt.clamp(1, 10) as i32 - 1).min(300.0);
+    Duration::from_secs_f64(base * (0.5 + random.clamp(0.0, 1.0)))
+}
+
+fn random_fraction() -> f64 {
+    let mut bytes = [0u8; 4];
+    let _ = getrandom::fill(&mut bytes);
+    f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+}
+
+fn error_policy(dir: Arc<ScimDirectory>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failure(&error.metric_label());
+    let attempt = {
+        let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures
+            .entry(ObjectRef::from_obj(dir.as_ref()))
+            .or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = backoff_delay(attempt, random_fraction());
+    tracing::warn!(
+        directory = %dir.name_any(), namespace = dir.namespace().unwrap_or_default(),
+        error = %error, attempt, retry_in = ?delay, "reconcile failed"
+    );
+    if !matches!(error, Error::Conflict(_)) {
+        let note = if error.is_forbidden() {
+            format!(
+                "{error}. Grant the operator's ServiceAccount the RBAC rules listed in operator/README.md (the Helm chart does)."
+            )
+        } else {
+            format!(
+                "{error}. Retrying in {}.",
+                duration::format(Duration::from_secs(delay.as_secs().max(1)))
+            )
+        };
+        let recorder = ctx.recorder.clone();
+        let reference = dir.object_ref(&());
+        tokio::spawn(async move {
+            publish(
+                &recorder,
+                &reference,
+                EventType::Warning,
+                "ReconcileFailed",
+                "Reconcile",
+                note,
+            )
+            .await;
+        });
+    }
+    Action::requeue(delay)
+}
+
+/// Reconciles one directory.
+pub async fn reconcile(dir: Arc<ScimDirectory>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.metrics.reconciliations.inc();
+    let started = Instant::now();
+    let result = deletion::reconcile(dir.clone(), &ctx).await;
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ObjectRef::from_obj(dir.as_ref()));
+    }
+    result
+}
+
+/// Brings a live directory to its desired state: token, route, counts, status.
+async fn apply(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> {
+    let now = jiff::Timestamp::now();
+    deletion::drop_unneeded_finalizer(&dir, ctx).await?;
+    let token = token::reconcile(&dir, ctx, now).await?;
+    let route = route::reconcile(&dir, ctx).await?;
+    let counts = counts::of(&dir, ctx);
+    status::write(&dir, ctx, &token, &route, &counts, now).await
+}
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        assert_eq!(backoff_delay(1, 0.5), Duration::from_secs(1));
+        assert_eq!(backoff_delay(2, 0.5), Duration::from_secs(2));
+        assert_eq!(backoff_delay(4, 0.5), Duration::from_secs(8));
+        assert_eq!(backoff_delay(100, 0.5), Duration::from_secs(300));
+        assert_eq!(backoff_delay(3, 0.0), Duration::from_secs(2));
+        assert_eq!(backoff_delay(3, 1.0), Duration::from_secs(6));
+        assert!(backoff_delay(0, 0.5) >= Duration::from_millis(500));
+    }
+}

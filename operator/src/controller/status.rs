@@ -1,0 +1,300 @@
+//! The directory's status: conditions from the outcome of each concern, and the one status
+//! write per reconcile (only when something changed).
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+use kube_scim_crds::{
+    CONDITION_READY, CONDITION_ROUTE_READY, CONDITION_TOKEN_READY, ScimDirectory,
+    ScimDirectoryStatus,
+};
+use serde_json::json;
+
+use super::counts::Counts;
+use super::route::RouteState;
+use super::token::TokenState;
+use super::{Context, Error, MANAGER};
+use crate::token as tokens;
+
+/// Outcome of one part of the reconcile (token or route), as a condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub ok: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Check {
+    pub fn ok(reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            ok: true,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn failed(reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A condition of `type_` for `check`. `lastTransitionTime` stays that of the previous
+/// condition of the same type when its status did not change, so an unchanged directory gets
+/// an identical status (and no write).
+pub fn condition(
+    type_: &str,
+    check: &Check,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: Timestamp,
+) -> Condition {
+    let status = if check.ok { "True" } else { "False" };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now.round(jiff::Unit::Second).unwrap_or(now)));
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: check.reason.clone(),
+        message: check.message.clone(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// `Ready`: true only when the token and the route are.
+pub fn ready(token: &Check, route: &Check) -> Check {
+    match (token.ok, route.ok) {
+        (true, true) => Check::ok(
+            "Ready",
+            "The token and the route are in place; the directory accepts provisioning requests",
+        ),
+        (false, true) => Check::failed("TokenNotReady", token.message.clone()),
+        (true, false) => Check::failed("RouteNotReady", route.message.clone()),
+        (false, false) => Check::failed(
+            "TokenNotReady",
+            format!("{} Also: {}", token.message, route.message),
+        ),
+    }
+}
+
+/// The status the directory should have now.
+pub fn desired(
+    dir: &ScimDirectory,
+    token: &TokenState,
+    route: &RouteState,
+    counts: &Counts,
+    now: Timestamp,
+) -> ScimDirectoryStatus {
+    let previous = dir.status.clone().unwrap_or_default();
+    let ready = ready(&token.check, &route.check);
+    let generation = dir.metadata.generation;
+    let conditions = [
+        (CONDITION_READY, &ready),
+        (CONDITION_TOKEN_READY, &token.check),
+        (CONDITION_ROUTE_READY, &route.check),
+    ]
+    .into_iter()
+    .map(|(type_, check)| condition(type_, check, generation, &previous.conditions, now))
+    .collect();
+    let last_provisioning = counts
+        .last_write
+        .map(tokens::format_time)
+        .into_iter()
+        .chain(previous.last_provisioning_time.clone())
+        .max_by_key(|t| t.parse::<Timestamp>().ok());
+    let current = token.verifiers.first();
+    ScimDirectoryStatus {
+        observed_generation: generation,
+        conditions,
+        endpoint: route.endpoint.clone(),
+        token_secret_name: token.secret_name.clone(),
+        token_created: token.created.clone(),
+        token_fingerprint: current.and_then(|v| v.fingerprint.clone()),
+        token_verifiers: token.verifiers.clone(),
+        users: Some(counts.users),
+        active_users: Some(counts.active_users),
+        inactive_users: Some(counts.inactive_users),
+        groups: Some(counts.groups),
+        last_provisioning_time: last_provisioning,
+    }
+}
+
+/// The checks that failed with a message not reported before: one Warning event each.
+pub fn new_problems<'a>(dir: &ScimDirectory, checks: [(&str, &'a Check); 2]) -> Vec<&'a Check> {
+    let previous = dir
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    checks
+        .into_iter()
+        .filter(|(type_, check)| {
+            !check.ok
+                && !previous.iter().any(|c| {
+                    c.type_ == *type_ && c.reason == check.reason && c.message == check.message
+                })
+        })
+        .map(|(_, check)| check)
+        .collect()
+}
+
+/// When to look again: at the resync interval, or just after the next verifier expires.
+pub fn requeue_after(status: &ScimDirectoryStatus, resync: Duration, now: Timestamp) -> Duration {
+    let mut wait = resync;
+    if let Some(expiry) = tokens::next_expiry(&status.token_verifiers) {
+        let until = Duration::try_from(expiry.duration_since(now)).unwrap_or(Duration::ZERO);
+        wait = wait.min(until + Duration::from_millis(500));
+    }
+    wait
+}
+
+/// Reports new problems, writes the status if it changed, and says when to look again.
+pub async fn write(
+    dir: &ScimDirectory,
+    ctx: &Context,
+    token: &TokenState,
+    route: &RouteState,
+    counts: &Counts,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let new_status = desired(dir, token, route, counts, now);
+    let checks = [
+        (CONDITION_TOKEN_READY, &token.check),
+        (CONDITION_ROUTE_READY, &route.check),
+    ];
+    for check in new_problems(dir, checks) {
+        ctx.publish(
+            dir,
+            EventType::Warning,
+            &check.reason,
+            "Reconcile",
+            check.message.clone(),
+        )
+        .await;
+    }
+    if dir.status.as_ref() != Some(&new_status) {
+        let ns = dir.namespace().ok_or(Error::Unnamed)?;
+        let api: Api<ScimDirectory> = ctx.api(&ns);
+        let patch = json!({
+            "apiVersion": ScimDirectory::api_version(&()),
+            "kind": ScimDirectory::kind(&()),
+            "status": new_status,
+        });
+        api.patch_status(
+            &dir.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    Ok(Action::requeue(requeue_after(
+        &new_status,
+        ctx.settings.resync,
+        now,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn transition_time_only_moves_when_the_status_changes() {
+        let t0 = at("2026-01-01T00:00:00Z");
+        let t1 = at("2026-01-01T01:00:00Z");
+        let first = condition(
+            "TokenReady",
+            &Check::ok("TokenCreated", "ok"),
+            Some(1),
+            &[],
+            t0,
+        );
+        assert_eq!(first.status, "True");
+        assert_eq!(first.observed_generation, Some(1));
+        assert_eq!(first.last_transition_time.0, t0);
+        let same = condition(
+            "TokenReady",
+            &Check::ok("TokenPresent", "still ok"),
+            Some(2),
+            std::slice::from_ref(&first),
+            t1,
+        );
+        assert_eq!(
+            same.last_transition_time.0, t0,
+            "True -> True keeps the time"
+        );
+        assert_eq!(same.reason, "TokenPresent");
+        let flipped = condition(
+            "TokenReady",
+            &Check::failed("SecretNotFound", "gone"),
+            Some(2),
+            &[same],
+            t1,
+        );
+        assert_eq!(flipped.status, "False");
+        assert_eq!(flipped.last_transition_time.0, t1);
+    }
+
+    #[test]
+    fn the_next_look_is_just_after_the_next_verifier_expires() {
+        let now = at("2026-01-01T00:00:00Z");
+        let resync = Duration::from_secs(600);
+        let mut status = ScimDirectoryStatus::default();
+        assert_eq!(requeue_after(&status, resync, now), resync);
+        status.token_verifiers = vec![tokens::verifier_from_hash(
+            "sha256:00".into(),
+            Some(at("2026-01-01T00:01:00Z")),
+        )];
+        assert_eq!(
+            requeue_after(&status, resync, now),
+            Duration::from_millis(60_500)
+        );
+    }
+
+    #[test]
+    fn a_problem_is_reported_once_per_message() {
+        let bad = Check::failed("NoHost", "set a host");
+        let mut dir = ScimDirectory::new("d", Default::default());
+        let checks = [("RouteReady", &bad), ("TokenReady", &bad)];
+        assert_eq!(new_problems(&dir, checks).len(), 2);
+        dir.status = Some(ScimDirectoryStatus {
+            conditions: vec![condition(
+                "RouteReady",
+                &bad,
+                None,
+                &[],
+                at("2026-01-01T00:00:00Z"),
+            )],
+            ..Default::default()
+        });
+        assert_eq!(new_problems(&dir, checks).len(), 1);
+    }
+
+    #[test]
+    fn ready_needs_token_and_route() {
+        let ok = Check::ok("X", "fine");
+        let bad = Check::failed("NoHost", "set spec.ingress.host");
+        assert!(ready(&ok, &ok).ok);
+        let r = ready(&ok, &bad);
+        assert!(!r.ok);
+        assert_eq!(r.reason, "RouteNotReady");
+        assert_eq!(r.message, "set spec.ingress.host");
+        assert_eq!(ready(&bad, &ok).reason, "TokenNotReady");
+    }
+}

@@ -1,0 +1,339 @@
+//! Reconcile scenarios against the fake apiserver of `fixtures.rs`: one per plan, each
+//! asserting on the writes made. The real-control-plane tests in tests/tests/operator.rs
+//! cover the same ground end to end.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::http::Method;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube_scim_crds::{DeletionPolicy, ScimDirectory, ScimDirectorySpec};
+use serde_json::{Value, json};
+
+use super::deletion::FINALIZER;
+use super::fixtures::{self, paths};
+use super::reconcile;
+use super::token::ANNOTATION_ROTATION;
+use crate::token as tokens;
+
+fn owned_secret(owner_uid: &str, token: &str, rotation: &str) -> Value {
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("d-scim-token".into()),
+            namespace: Some("ns".into()),
+            resource_version: Some("5".into()),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "kubescim.io/v1alpha1".into(),
+                kind: "ScimDirectory".into(),
+                name: "d".into(),
+                uid: owner_uid.into(),
+                ..Default::default()
+            }]),
+            annotations: Some(BTreeMap::from([(
+                ANNOTATION_ROTATION.to_string(),
+                rotation.to_string(),
+            )])),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            tokens::TOKEN_KEY.to_string(),
+            ByteString(token.as_bytes().to_vec()),
+        )])),
+        ..Default::default()
+    };
+    serde_json::to_value(secret).unwrap()
+}
+
+async fn run(
+    dir: ScimDirectory,
+    objects: HashMap<String, Value>,
+    host: Option<&str>,
+) -> fixtures::Calls {
+    run_with(dir, objects, fixtures::settings(host)).await
+}
+
+async fn run_with(
+    dir: ScimDirectory,
+    objects: HashMap<String, Value>,
+    settings: super::Settings,
+) -> fixtures::Calls {
+    let mut objects = objects;
+    objects.insert(paths::DIRECTORY.into(), serde_json::to_value(&dir).unwrap());
+    let (client, calls) = fixtures::client(objects);
+    let ctx = fixtures::context(client, settings);
+    reconcile(Arc::new(dir), ctx)
+        .await
+        .expect("reconcile succeeds");
+    calls
+}
+
+/// A default directory (`ns/d`) reconciled with one object in place, host `h`.
+async fn run_default_with(path: &str, object: Value) -> fixtures::Calls {
+    let objects = HashMap::from([(path.to_string(), object)]);
+    run(
+        fixtures::directory(ScimDirectorySpec::default()),
+        objects,
+        Some("h"),
+    )
+    .await
+}
+
+/// Whether any write went to a path containing `part`.
+fn wrote_to(calls: &fixtures::Calls, part: &str) -> bool {
+    calls.write_lines().iter().any(|w| w.contains(part))
+}
+
+fn status_condition(calls: &fixtures::Calls, type_: &str) -> Value {
+    let status = calls
+        .last_write_to(Method::PATCH, paths::DIRECTORY_STATUS)
+        .expect("status written");
+    status["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .cloned()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_new_directory_gets_a_token_secret_an_ingress_and_a_ready_status() {
+    let calls = run(
+        fixtures::directory(ScimDirectorySpec::default()),
+        HashMap::new(),
+        Some("scim.example.com"),
+    )
+    .await;
+    assert_eq!(
+        calls.write_lines(),
+        vec![
+            format!("POST {}", paths::SECRETS),
+            format!("PATCH {}", paths::INGRESS),
+            format!("PATCH {}", paths::DIRECTORY_STATUS),
+        ]
+    );
+    assert_eq!(calls.event_reasons(), vec!["TokenCreated", "RouteCreated"]);
+    assert_eq!(status_condition(&calls, "Ready")["status"], "True");
+    let status = calls
+        .last_write_to(Method::PATCH, paths::DIRECTORY_STATUS)
+        .unwrap();
+    assert_eq!(
+        status["status"]["endpoint"],
+        "http://scim.example.com/scim/v2/ns/d?aadOptscim062020"
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_token_is_kept() {
+    let calls = run_default_with(paths::TOKEN_SECRET, owned_secret("uid-d", "t", "")).await;
+    assert!(!wrote_to(&calls, "/secrets"));
+    assert_eq!(
+        status_condition(&calls, "TokenReady")["reason"],
+        "TokenPresent"
+    );
+}
+
+#[tokio::test]
+async fn a_new_rotation_request_replaces_the_token_and_keeps_the_old_one_for_the_grace_period() {
+    let mut spec = ScimDirectorySpec::default();
+    spec.token.rotation_request = Some("r1".into());
+    let objects = HashMap::from([(
+        paths::TOKEN_SECRET.to_string(),
+        owned_secret("uid-d", "old", ""),
+    )]);
+    let calls = run(fixtures::directory(spec), objects, Some("h")).await;
+    let replaced = calls
+        .last_write_to(Method::PUT, paths::TOKEN_SECRET)
+        .expect("Secret replaced");
+    assert_eq!(
+        replaced["metadata"]["annotations"][ANNOTATION_ROTATION],
+        "r1"
+    );
+    assert_eq!(
+        replaced["metadata"]["resourceVersion"], "5",
+        "a compare-and-swap"
+    );
+    let status = calls
+        .last_write_to(Method::PATCH, paths::DIRECTORY_STATUS)
+        .unwrap();
+    let verifiers = status["status"]["tokenVerifiers"].as_array().unwrap();
+    assert_eq!(verifiers.len(), 2);
+    assert_eq!(verifiers[1]["hash"], tokens::hash("old"));
+    assert!(calls.event_reasons().contains(&"TokenRotated".to_string()));
+}
+
+#[tokio::test]
+async fn a_secret_that_lost_its_token_gets_a_new_one() {
+    let mut secret = owned_secret("uid-d", "t", "");
+    secret["data"] = json!({});
+    let calls = run_default_with(paths::TOKEN_SECRET, secret).await;
+    assert!(
+        calls
+            .last_write_to(Method::PUT, paths::TOKEN_SECRET)
+            .is_some()
+    );
+    assert_eq!(
+        status_condition(&calls, "TokenReady")["reason"],
+        "TokenRecreated"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_secret_is_left_alone_and_reported() {
+    let calls = run_default_with(paths::TOKEN_SECRET, owned_secret("someone-else", "t", "")).await;
+    assert!(!wrote_to(&calls, "/secrets"));
+    assert_eq!(
+        status_condition(&calls, "TokenReady")["reason"],
+        "SecretConflict"
+    );
+    assert!(
+        calls
+            .event_reasons()
+            .contains(&"SecretConflict".to_string())
+    );
+}
+
+#[tokio::test]
+async fn without_a_host_no_ingress_is_written_and_the_route_is_not_ready() {
+    let calls = run(
+        fixtures::directory(ScimDirectorySpec::default()),
+        HashMap::new(),
+        None,
+    )
+    .await;
+    assert!(!wrote_to(&calls, "ingresses"));
+    assert_eq!(status_condition(&calls, "RouteReady")["reason"], "NoHost");
+}
+
+#[tokio::test]
+async fn disabling_the_ingress_deletes_ours() {
+    let mut spec = ScimDirectorySpec::default();
+    spec.ingress.enabled = false;
+    let ingress = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "d-scim", "namespace": "ns", "ownerReferences": [
+            {"apiVersion": "kubescim.io/v1alpha1", "kind": "ScimDirectory", "name": "d", "uid": "uid-d"}]}});
+    let objects = HashMap::from([(paths::INGRESS.to_string(), ingress)]);
+    let calls = run(fixtures::directory(spec), objects, Some("h")).await;
+    assert!(
+        calls
+            .write_lines()
+            .contains(&format!("DELETE {}", paths::INGRESS))
+    );
+    assert_eq!(
+        status_condition(&calls, "RouteReady")["reason"],
+        "IngressDisabled"
+    );
+}
+
+#[tokio::test]
+async fn an_ingress_of_someone_else_is_not_touched() {
+    let ingress = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "d-scim", "namespace": "ns"}});
+    let calls = run_default_with(paths::INGRESS, ingress).await;
+    assert!(!wrote_to(&calls, "ingresses"));
+    assert_eq!(
+        status_condition(&calls, "RouteReady")["reason"],
+        "IngressConflict"
+    );
+}
+
+#[tokio::test]
+async fn retain_adds_the_finalizer_first() {
+    let spec = ScimDirectorySpec {
+        deletion_policy: DeletionPolicy::Retain,
+        ..Default::default()
+    };
+    let calls = run(fixtures::directory(spec), HashMap::new(), Some("h")).await;
+    assert_eq!(
+        calls.write_lines(),
+        vec![format!("PATCH {}", paths::DIRECTORY)]
+    );
+    let patch = calls
+        .last_write_to(Method::PATCH, paths::DIRECTORY)
+        .unwrap();
+    assert!(patch.to_string().contains(FINALIZER));
+}
+
+#[tokio::test]
+async fn deleting_a_retain_directory_releases_its_users_before_the_finalizer_goes() {
+    let spec = ScimDirectorySpec {
+        deletion_policy: DeletionPolicy::Retain,
+        ..Default::default()
+    };
+    let mut dir = fixtures::directory(spec);
+    dir.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    dir.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+    let owned = |name: &str| {
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+        "metadata": {"name": name, "namespace": "ns", "resourceVersion": "3", "ownerReferences": [
+            {"apiVersion": "kubescim.io/v1alpha1", "kind": "ScimDirectory", "name": "d", "uid": "uid-d"}]}})
+    };
+    let list = |items: Vec<Value>| json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {}, "items": items});
+    let objects = HashMap::from([
+        (
+            paths::USERS.to_string(),
+            list(vec![owned("u1"), owned("u2")]),
+        ),
+        (format!("{}/u1", paths::USERS), owned("u1")),
+        (format!("{}/u2", paths::USERS), owned("u2")),
+        (paths::GROUPS.to_string(), list(vec![])),
+    ]);
+    let calls = run(dir, objects, Some("h")).await;
+    assert_eq!(
+        calls.write_lines(),
+        vec![
+            format!("PATCH {}/u1", paths::USERS),
+            format!("PATCH {}/u2", paths::USERS),
+            format!("PATCH {}", paths::DIRECTORY),
+        ]
+    );
+    let released = calls
+        .last_write_to(Method::PATCH, &format!("{}/u1", paths::USERS))
+        .unwrap();
+    assert_eq!(released["metadata"]["ownerReferences"], json!([]));
+    assert!(calls.event_reasons().contains(&"Retained".to_string()));
+}
+
+#[tokio::test]
+async fn a_delete_directory_being_deleted_is_left_to_the_garbage_collector() {
+    let mut dir = fixtures::directory(ScimDirectorySpec::default());
+    dir.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+    let calls = run(dir, HashMap::new(), Some("h")).await;
+    assert!(calls.write_lines().is_empty());
+}
+
+#[tokio::test]
+async fn outside_the_servers_namespace_the_ingress_goes_through_an_external_name_service() {
+    let mut settings = fixtures::settings(Some("h"));
+    settings.defaults.server.namespace = "scim".into();
+    let objects = HashMap::from([(
+        paths::TOKEN_SECRET.to_string(),
+        owned_secret("uid-d", "t", ""),
+    )]);
+    let calls = run_with(
+        fixtures::directory(ScimDirectorySpec::default()),
+        objects,
+        settings,
+    )
+    .await;
+    assert_eq!(
+        calls.write_lines(),
+        vec![
+            format!("PATCH {}", paths::SERVICE),
+            format!("PATCH {}", paths::INGRESS),
+            format!("PATCH {}", paths::DIRECTORY_STATUS),
+        ]
+    );
+    let service = calls.last_write_to(Method::PATCH, paths::SERVICE).unwrap();
+    assert_eq!(
+        service["spec"]["externalName"],
+        "kube-scim-server.scim.svc.cluster.local"
+    );
+    let ingress = calls.last_write_to(Method::PATCH, paths::INGRESS).unwrap();
+    assert_eq!(
+        ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+        "scim-d"
+    );
+}

@@ -1,0 +1,384 @@
+//! The directory service: what SCIM means for one directory's users and groups, with no HTTP.
+//!
+//! It keeps the server-unique attribute unique, picks deterministic ids (so a POST re-sent
+//! after a late answer finds its own object), retries on write conflicts, fans group
+//! membership out to the members' labels, and applies its own write results to the cache so a
+//! client reads its writes at once. Storage is reached through [`Storage`]; the unit tests
+//! below run it on the in-memory store.
+
+mod list;
+mod members;
+mod objects;
+
+use std::sync::Arc;
+
+use scim_protocol::patch::replace_with_delta;
+use scim_protocol::{
+    ListQuery, MembershipDelta, PatchRequest, Resource, ResourceKind, ScimError, check_if_match,
+    validate_create,
+};
+use serde_json::Value;
+
+use crate::auth;
+use crate::cache::{Cache, DirInfo, Entry, rv_num};
+use crate::convert::status_json;
+use crate::error::Error;
+use crate::render::{self, Locations};
+use crate::storage::{Storage, StoreError};
+
+pub use objects::candidate_id;
+
+/// A directory named by a request.
+#[derive(Debug, Clone, Copy)]
+pub struct DirRef<'a> {
+    /// Namespace.
+    pub ns: &'a str,
+    /// ScimDirectory name.
+    pub name: &'a str,
+}
+
+impl DirRef<'_> {
+    fn label(&self) -> String {
+        format!("{}/{}", self.ns, self.name)
+    }
+}
+
+/// Limits the service works within.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest page of a list.
+    pub max_results: usize,
+    /// Membership label writes in flight per group change.
+    pub member_write_concurrency: usize,
+    /// Retries of an update after a resourceVersion conflict.
+    pub conflict_retries: usize,
+}
+
+/// A change to an existing resource.
+pub enum Change {
+    /// PATCH operations.
+    Patch(PatchRequest),
+    /// PUT: the new resource.
+    Replace(Value),
+}
+
+/// What the caller wants back after a write.
+pub enum Reply<'a> {
+    /// Nothing (the caller answers 204).
+    Nothing,
+    /// The resource, rendered at these locations, with a group's members if asked.
+    Resource {
+        /// Where resources live.
+        at: &'a Locations,
+        /// Compute a group's `members`.
+        with_members: bool,
+    },
+}
+
+/// The directory service over storage `S`.
+pub struct DirectoryService<S> {
+    cache: Arc<Cache>,
+    store: S,
+    limits: Limits,
+}
+
+fn not_found(kind: ResourceKind, id: &str) -> Error {
+    ScimError::NotFound(format!("no {} with id {id}", kind.name())).into()
+}
+
+fn uniqueness(kind: ResourceKind) -> Error {
+    let attr = kind.unique_attr().map_or("name", |a| a.name);
+    ScimError::Uniqueness(format!(
+        "a {} with this {attr} already exists in this directory",
+        kind.name().to_lowercase()
+    ))
+    .into()
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Millisecond)
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .to_string()
+}
+
+impl<S: Storage> DirectoryService<S> {
+    /// A service over `cache` (fed by watchers and by this service's writes) and `store`.
+    pub fn new(cache: Arc<Cache>, store: S, limits: Limits) -> Self {
+        DirectoryService {
+            cache,
+            store,
+            limits,
+        }
+    }
+
+    /// The cache the service reads.
+    pub fn cache(&self) -> &Arc<Cache> {
+        &self.cache
+    }
+
+    /// The directory, if it exists, is ready and `token` opens it.
+    pub fn authorize(&self, dir: DirRef<'_>, token: Option<&str>) -> Result<DirInfo, Error> {
+        let info = self.cache.directory(dir.ns, dir.name);
+        auth::authorize(&dir.label(), info, token, jiff::Timestamp::now())
+    }
+
+    /// Discovery documents need only a directory that exists (no token: RFC 7644 §4).
+    pub fn require_known(&self, dir: DirRef<'_>) -> Result<(), Error> {
+        match self.cache.directory(dir.ns, dir.name) {
+            Some(_) => Ok(()),
+            None => Err(Error::NoDirectory(dir.label())),
+        }
+    }
+
+    /// One resource.
+    pub fn get(
+        &self,
+        dir: DirRef<'_>,
+        kind: ResourceKind,
+        id: &str,
+        at: &Locations,
+        with_members: bool,
+    ) -> Result<Resource, Error> {
+        self.cache
+            .read(dir.ns, dir.name, |d| {
+                d.get(kind, id)
+                    .map(|e| render::resource(d, e, at, with_members))
+            })
+            .ok_or_else(|| not_found(kind, id))?
+            .map_err(Error::from)
+    }
+
+    fn entry(&self, dir: DirRef<'_>, kind: ResourceKind, id: &str) -> Option<Arc<Entry>> {
+        self.cache
+            .read(dir.ns, dir.name, |d| d.get(kind, id).cloned())
+    }
+
+    /// Whether another resource than `except` holds unique `key`.
+    fn key_taken(
+        &self,
+        dir: DirRef<'_>,
+        kind: ResourceKind,
+        key: &str,
+        except: Option<&str>,
+    ) -> bool {
+        self.cache
+            .read(dir.ns, dir.name, |d| d.unique_holder(kind, key, except))
+            .is_some()
+    }
+
+    /// POST: creates a resource from a client's body; returns it as served.
+    pub async fn create(
+        &self,
+        dir: DirRef<'_>,
+        owner: &DirInfo,
+        kind: ResourceKind,
+        body: &Value,
+        at: &Locations,
+    ) -> Result<Resource, Error> {
+        let mut res = validate_create(kind, body)?;
+        drop(res.take_password());
+        let members = if kind == ResourceKind::Group {
+            res.members()
+        } else {
+            Vec::new()
+        };
+        res.strip_server_attributes();
+        let Some(key) = res.unique_key() else {
+            return Err(
+                ScimError::InvalidValue("the unique name attribute is missing".into()).into(),
+            );
+        };
+        if self.key_taken(dir, kind, &key, None) {
+            return Err(uniqueness(kind));
+        }
+        self.members_exist(dir, members.iter().map(|m| &m.value))
+            .await?;
+        let ts = now();
+        for attempt in 0..objects::ID_CANDIDATES {
+            let id = candidate_id(kind, dir.ns, dir.name, &key, attempt);
+            let taken = self.cache.read(dir.ns, dir.name, |d| {
+                d.get(kind, &id).is_some() || (kind == ResourceKind::Group && d.has_members(&id))
+            });
+            if taken {
+                continue;
+            }
+            let mut r = res.clone();
+            r.set_id(id.clone());
+            let status = status_json(&r, &ts, &ts)?;
+            let obj = objects::new_object(kind, dir, &owner.uid, &id, &r, status)?;
+            match self.store.create(kind, dir.ns, &obj).await {
+                Ok(created) => {
+                    let entry = self.cache.apply_object(kind, &created);
+                    if !members.is_empty() {
+                        let mut delta = MembershipDelta::default();
+                        for m in members {
+                            delta.added.insert(m.value.clone(), m);
+                        }
+                        self.apply_membership(dir, &id, &delta).await?;
+                    }
+                    let r = self.cache.read(dir.ns, dir.name, |d| {
+                        d.get(kind, &id)
+                            .or(entry.as_ref())
+                            .map(|e| render::resource(d, e, at, true))
+                    });
+                    let Some(r) = r else {
+                        return Err(ScimError::Internal(
+                            "the created resource could not be read".into(),
+                        )
+                        .into());
+                    };
+                    return Ok(r?);
+                }
+                Err(StoreError::AlreadyExists) => {
+                    // Same key created concurrently (here or on another replica), or the id is
+                    // held by a resource that was renamed since: find out which.
+                    let holder = match self
+                        .entry(dir, kind, &id)
+                        .map(|e| e.resource().ok().and_then(|r| r.unique_key()))
+                    {
+                        Some(k) => k,
+                        None => match self.store.get(kind, dir.ns, &id).await? {
+                            Some(o) => self
+                                .cache
+                                .apply_object(kind, &o)
+                                .and_then(|e| e.resource().ok().and_then(|r| r.unique_key())),
+                            None => continue,
+                        },
+                    };
+                    if holder.as_deref() == Some(key.as_str()) {
+                        return Err(uniqueness(kind));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::unavailable("no free id for this resource; retry", 1))
+    }
+
+    /// PATCH or PUT, guarded by `if_match`; retried on conflicts.
+    pub async fn modify(
+        &self,
+        dir: DirRef<'_>,
+        kind: ResourceKind,
+        id: &str,
+        change: &Change,
+        if_match: Option<&str>,
+        reply: Reply<'_>,
+    ) -> Result<Option<Resource>, Error> {
+        for _attempt in 0..=self.limits.conflict_retries {
+            let Some(entry) = self.entry(dir, kind, id) else {
+                return Err(not_found(kind, id));
+            };
+            check_if_match(if_match, Some(&entry.rv_str))?;
+            let outcome = match change {
+                Change::Patch(p) => p.apply(&entry.resource()?)?,
+                Change::Replace(v) => replace_with_delta(&entry.resource()?, v)?,
+            };
+            let mut newr = outcome.resource;
+            drop(newr.take_password());
+            newr.strip_server_attributes();
+            newr.set_id(id.to_string());
+            let mut oldr = entry.resource()?;
+            oldr.strip_server_attributes();
+            oldr.set_id(id.to_string());
+            let new_key = newr.unique_key();
+            if new_key != oldr.unique_key()
+                && let Some(k) = &new_key
+                && self.key_taken(dir, kind, k, Some(id))
+            {
+                return Err(uniqueness(kind));
+            }
+            if newr.attributes() != oldr.attributes() {
+                let patch = objects::attribute_patch(dir, &entry, &oldr, &newr, &now())?;
+                match self.store.patch(kind, dir.ns, id, &patch).await {
+                    Ok(o) => {
+                        self.cache.apply_object(kind, &o);
+                    }
+                    Err(StoreError::Conflict) => {
+                        // Someone else wrote first: read their version and run the change again.
+                        match self.store.get(kind, dir.ns, id).await? {
+                            Some(o) => {
+                                self.cache.apply_object(kind, &o);
+                            }
+                            None => self
+                                .cache
+                                .delete_object(kind, dir.ns, dir.name, id, entry.rv),
+                        }
+                        continue;
+                    }
+                    Err(StoreError::NotFound) => {
+                        self.cache
+                            .delete_object(kind, dir.ns, dir.name, id, entry.rv);
+                        return Err(not_found(kind, id));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if kind == ResourceKind::Group {
+                self.apply_membership(dir, id, &outcome.membership).await?;
+            }
+            let Reply::Resource { at, with_members } = reply else {
+                return Ok(None);
+            };
+            return self.get(dir, kind, id, at, with_members).map(Some);
+        }
+        Err(Error::unavailable(
+            "the resource is being changed concurrently; retry",
+            1,
+        ))
+    }
+
+    /// DELETE, guarded by `if_match`.
+    pub async fn delete(
+        &self,
+        dir: DirRef<'_>,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), Error> {
+        let Some(entry) = self.entry(dir, kind, id) else {
+            return Err(not_found(kind, id));
+        };
+        check_if_match(if_match, Some(&entry.rv_str))?;
+        if kind == ResourceKind::Group {
+            // Membership records live on the members: remove them first, so a failure half-way
+            // leaves the group in place and a retried DELETE finishes the job.
+            let delta = MembershipDelta {
+                replace_all: true,
+                ..MembershipDelta::default()
+            };
+            self.apply_membership(dir, id, &delta).await?;
+        }
+        match self.store.delete(kind, dir.ns, id).await {
+            Ok(rv) => {
+                let rv = rv.map(|r| rv_num(&r)).unwrap_or(0).max(entry.rv);
+                self.cache.delete_object(kind, dir.ns, dir.name, id, rv);
+                Ok(())
+            }
+            Err(StoreError::NotFound) => {
+                self.cache
+                    .delete_object(kind, dir.ns, dir.name, id, entry.rv);
+                Err(not_found(kind, id))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// GET/POST .search: the ListResponse of `kinds` for `q`.
+    pub fn list(
+        &self,
+        dir: DirRef<'_>,
+        kinds: &[ResourceKind],
+        q: &ListQuery,
+        at: &Locations,
+    ) -> Result<Value, Error> {
+        let max = self.limits.max_results;
+        Ok(self
+            .cache
+            .read(dir.ns, dir.name, |d| list::run(d, kinds, q, at, max))?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

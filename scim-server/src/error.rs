@@ -1,0 +1,136 @@
+//! The one error type of the SCIM server, and the one place it becomes a response.
+//!
+//! Every failure a request can end in is an [`Error`]; storage failures arrive as
+//! [`StoreError`] and are mapped here once. The JSON body always comes from
+//! [`scim_protocol::error::error_body`], the same function that renders [`ScimError`].
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use scim_protocol::ScimError;
+use scim_protocol::error::error_body;
+
+use crate::storage::StoreError;
+
+/// A failed SCIM request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A protocol error with its own status and `scimType`.
+    #[error(transparent)]
+    Scim(#[from] ScimError),
+    /// The URL names a directory this server does not know.
+    #[error("there is no SCIM directory {0}")]
+    NoDirectory(String),
+    /// No bearer token, or one that does not open the directory.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// Worth retrying soon: starting, overloaded, timed out, storage unavailable, lost races.
+    #[error("{detail}")]
+    Unavailable {
+        /// What happened.
+        detail: String,
+        /// Seconds the client should wait (the Retry-After header).
+        retry_after_secs: u32,
+    },
+    /// The body is neither `application/scim+json` nor `application/json`.
+    #[error("Content-Type {0:?} is not accepted; send application/scim+json or application/json")]
+    UnsupportedMediaType(String),
+    /// The request headers are larger than the configured limit.
+    #[error("request headers exceed {0} bytes")]
+    HeadersTooLarge(usize),
+    /// The path matches no endpoint.
+    #[error("no such endpoint")]
+    NoEndpoint,
+    /// The endpoint exists, the method does not.
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    /// The cluster refuses our writes (RBAC): an operator problem, not the client's.
+    #[error("the server is not permitted to store this resource")]
+    NotPermitted,
+}
+
+impl Error {
+    /// 503 with Retry-After.
+    pub fn unavailable(detail: impl Into<String>, retry_after_secs: u32) -> Self {
+        Error::Unavailable {
+            detail: detail.into(),
+            retry_after_secs,
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Error::Scim(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+            Error::NoDirectory(_) | Error::NoEndpoint => StatusCode::NOT_FOUND,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::NotPermitted => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn scim_type(&self) -> Option<&'static str> {
+        match self {
+            Error::Scim(e) => e.scim_type(),
+            Error::UnsupportedMediaType(_) => Some("invalidSyntax"),
+            _ => None,
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Error::Scim(e) => e.detail().to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Storage failures as SCIM clients see them. Callers that treat NotFound or a conflict
+/// specially match on [`StoreError`] before converting.
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => {
+                Error::Scim(ScimError::NotFound("the resource does not exist".into()))
+            }
+            StoreError::Rejected(message) => Error::Scim(ScimError::InvalidValue(format!(
+                "the resource was rejected by the cluster: {message}"
+            ))),
+            StoreError::Forbidden(message) => {
+                tracing::error!(%message, "the server is not allowed to write");
+                Error::NotPermitted
+            }
+            StoreError::AlreadyExists | StoreError::Conflict | StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "apiserver call failed");
+                Error::unavailable("the storage backend is unavailable; retry later", 5)
+            }
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = error_body(status.as_u16(), self.scim_type(), &self.detail());
+        let mut response = crate::response::scim_json(status, &body);
+        let extra = match &self {
+            Error::Unauthorized(_) => Some((
+                header::WWW_AUTHENTICATE,
+                "Bearer realm=\"kube-scim\", error=\"invalid_token\"".to_string(),
+            )),
+            Error::Unavailable {
+                retry_after_secs, ..
+            } => Some((header::RETRY_AFTER, retry_after_secs.to_string())),
+            _ => None,
+        };
+        if let Some((name, value)) = extra
+            && let Ok(value) = HeaderValue::from_str(&value)
+        {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}

@@ -1,0 +1,145 @@
+//! An in-memory [`Storage`] for unit tests of the directory service: the apiserver's
+//! semantics that the service relies on (AlreadyExists, resourceVersion preconditions on merge
+//! patches, NotFound), without a cluster.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kube::api::DynamicObject;
+use scim_protocol::ResourceKind;
+use serde_json::Value;
+
+use crate::storage::{Storage, StoreError};
+
+type Key = (ResourceKind, String, String);
+
+/// Objects in a map; every write gets the next resourceVersion.
+#[derive(Default)]
+pub struct MemoryStore {
+    objects: Mutex<HashMap<Key, Value>>,
+    revision: AtomicU64,
+    /// Writes so far (creates, patches, deletes), for tests that count round trips.
+    pub writes: AtomicU64,
+    /// Reads so far.
+    pub reads: AtomicU64,
+}
+
+/// RFC 7386: `null` removes a key, objects merge recursively, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    let Value::Object(t) = target else { return };
+    for (k, v) in p {
+        if v.is_null() {
+            t.remove(k);
+        } else {
+            merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
+impl MemoryStore {
+    fn stamp(&self, v: &mut Value) -> Result<DynamicObject, StoreError> {
+        let rv = self.revision.fetch_add(1, Ordering::SeqCst) + 1;
+        v["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        serde_json::from_value(v.clone()).map_err(|e| StoreError::Rejected(e.to_string()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Value>> {
+        self.objects.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts an object in place as another writer (another replica) would.
+    pub fn insert_behind_the_cache(
+        &self,
+        kind: ResourceKind,
+        obj: &DynamicObject,
+    ) -> DynamicObject {
+        let mut v = serde_json::to_value(obj).expect("object serializes");
+        let key = (
+            kind,
+            obj.metadata.namespace.clone().unwrap_or_default(),
+            obj.metadata.name.clone().unwrap_or_default(),
+        );
+        let stored = self.stamp(&mut v).expect("object deserializes");
+        self.lock().insert(key, v);
+        stored
+    }
+}
+
+impl Storage for MemoryStore {
+    async fn create(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        obj: &DynamicObject,
+    ) -> Result<DynamicObject, StoreError> {
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        let key = (kind, ns.to_string(), name);
+        if self.lock().contains_key(&key) {
+            return Err(StoreError::AlreadyExists);
+        }
+        let mut v = serde_json::to_value(obj).map_err(|e| StoreError::Rejected(e.to_string()))?;
+        let stored = self.stamp(&mut v)?;
+        self.lock().insert(key, v);
+        Ok(stored)
+    }
+
+    async fn patch(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        name: &str,
+        body: &Value,
+    ) -> Result<DynamicObject, StoreError> {
+        let mut objects = self.lock();
+        let current = objects
+            .get_mut(&(kind, ns.to_string(), name.to_string()))
+            .ok_or(StoreError::NotFound)?;
+        if let Some(expected) = body["metadata"]["resourceVersion"].as_str()
+            && current["metadata"]["resourceVersion"].as_str() != Some(expected)
+        {
+            return Err(StoreError::Conflict);
+        }
+        merge_patch(current, body);
+        self.stamp(current)
+    }
+
+    async fn get(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<DynamicObject>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.lock()
+            .get(&(kind, ns.to_string(), name.to_string()))
+            .map(|v| {
+                serde_json::from_value(v.clone()).map_err(|e| StoreError::Rejected(e.to_string()))
+            })
+            .transpose()
+    }
+
+    async fn delete(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let removed = self
+            .lock()
+            .remove(&(kind, ns.to_string(), name.to_string()))
+            .ok_or(StoreError::NotFound)?;
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        Ok(removed["metadata"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string))
+    }
+}

@@ -1,0 +1,180 @@
+//! What a SCIM request carries, read from HTTP: the bearer token, the JSON body (within
+//! limits), the query, preconditions and the public base URL.
+
+use axum::body::Body;
+use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
+use axum::http::{HeaderMap, header};
+use scim_protocol::{ListQuery, ScimError};
+use serde_json::Value;
+
+use crate::config::Settings;
+use crate::error::Error;
+use crate::render::Locations;
+use crate::response::SCIM_JSON;
+
+/// The query string as axum hands it over (a rejection becomes a SCIM error here).
+pub type QueryPairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+/// The token of `Authorization: Bearer <token>`, if present and non-empty.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = v.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// A header as text, if present and readable.
+pub fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `attributes`, `filter`, paging... from the query string.
+pub fn list_query(q: QueryPairs) -> Result<ListQuery, Error> {
+    let Query(pairs) = q.map_err(|e| ScimError::InvalidValue(format!("bad query string: {e}")))?;
+    Ok(ListQuery::from_query_pairs(
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )?)
+}
+
+/// Where the directory's resources live as the client sees it (behind proxies that set the
+/// `X-Forwarded-*` headers).
+pub fn locations(headers: &HeaderMap, ns: &str, dir: &str) -> Locations {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(',').next().unwrap_or("").trim().to_string())
+            .filter(|s| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._:/[]".contains(&b))
+            })
+    };
+    let proto = h("x-forwarded-proto").unwrap_or_else(|| "http".into());
+    let host = h("x-forwarded-host")
+        .or_else(|| h("host"))
+        .unwrap_or_else(|| "localhost".into());
+    let prefix = h("x-forwarded-prefix").unwrap_or_default();
+    Locations::new(format!(
+        "{proto}://{host}{}/scim/v2/{ns}/{dir}",
+        prefix.trim_end_matches('/')
+    ))
+}
+
+/// Maximum nesting of `[`/`{` in a JSON text (strings skipped).
+pub fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Reads and parses a JSON request body within the configured limits.
+pub async fn json_body(
+    settings: &Settings,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Value, Error> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if mime != SCIM_JSON && mime != "application/json" {
+            return Err(Error::UnsupportedMediaType(mime.to_string()));
+        }
+    }
+    let limit = settings.max_body_bytes;
+    let too_large = || {
+        Error::from(ScimError::PayloadTooLarge(format!(
+            "the request body is larger than {limit} bytes"
+        )))
+    };
+    // A body up to this size is read to its end (and dropped) before a 413 is answered, so the
+    // client finishes sending and reads the error instead of hitting a broken pipe.
+    let drain_cap = limit.saturating_mul(4).max(4 * 1024 * 1024);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > drain_cap as u64) {
+        return Err(too_large());
+    }
+    let mut body = body;
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut seen: usize = 0;
+    loop {
+        let frame = match http_body_util::BodyExt::frame(&mut body).await {
+            None => break,
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                return Err(ScimError::InvalidSyntax(format!(
+                    "the request body could not be read: {e}"
+                ))
+                .into());
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            seen = seen.saturating_add(data.len());
+            if seen > drain_cap {
+                return Err(too_large());
+            }
+            if seen <= limit {
+                bytes.extend_from_slice(&data);
+            }
+        }
+    }
+    if seen > limit || declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    if json_depth(&bytes) > settings.max_json_depth {
+        return Err(ScimError::InvalidSyntax(format!(
+            "the JSON body is nested deeper than {} levels",
+            settings.max_json_depth
+        ))
+        .into());
+    }
+    Ok(serde_json::from_slice::<Value>(&bytes).map_err(ScimError::from)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_nesting_outside_strings() {
+        assert_eq!(json_depth(br#"{"a":[{"b":"[[[["}]}"#), 3);
+        assert_eq!(json_depth(b"1"), 0);
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_needs_a_token() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "bearer  abc ".parse().unwrap());
+        assert_eq!(bearer_token(&h), Some("abc"));
+        h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(bearer_token(&h), None);
+        h.insert(header::AUTHORIZATION, "Bearer ".parse().unwrap());
+        assert_eq!(bearer_token(&h), None);
+    }
+}

@@ -1,0 +1,201 @@
+//! Requests through the whole router (routes, middleware, adapters, service) onto the
+//! in-memory store: the HTTP shape of each verb, for both kinds, without a cluster.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use clap::Parser;
+use http_body_util::BodyExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube_scim_crds::{CONDITION_READY, ScimDirectory, ScimDirectoryStatus, TokenVerifier};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+use crate::AppState;
+use crate::cache::Cache;
+use crate::config::Settings;
+use crate::directory::{DirectoryService, Limits};
+use crate::memory_store::MemoryStore;
+use crate::metrics::Metrics;
+
+const TOKEN: &str = "secret-token";
+
+fn app() -> axum::Router {
+    let cache = Arc::new(Cache::default());
+    cache.register_watcher();
+    cache.watcher_synced();
+    let hash: String = Sha256::digest(TOKEN.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut dir = ScimDirectory::new("d", Default::default());
+    dir.metadata.namespace = Some("ns".into());
+    dir.metadata.uid = Some("uid-d".into());
+    dir.status = Some(ScimDirectoryStatus {
+        conditions: vec![Condition {
+            type_: CONDITION_READY.into(),
+            status: "True".into(),
+            reason: "Ready".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: Time(jiff::Timestamp::now()),
+        }],
+        token_verifiers: vec![TokenVerifier {
+            hash: format!("sha256:{hash}"),
+            fingerprint: None,
+            expires_at: None,
+        }],
+        ..Default::default()
+    });
+    cache.apply_directory(&dir);
+    let settings = Settings::try_parse_from(["kube-scim-server"]).unwrap();
+    let limits = Limits {
+        max_results: settings.max_results,
+        member_write_concurrency: 4,
+        conflict_retries: 2,
+    };
+    let state = Arc::new(AppState {
+        directory: DirectoryService::new(cache, MemoryStore::default(), limits),
+        metrics: Arc::new(Metrics::new()),
+        semaphore: Arc::new(Semaphore::new(8)),
+        settings,
+    });
+    super::routes::scim(state)
+}
+
+async fn call(
+    app: &axum::Router,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, "scim.test")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+    if body.is_some() {
+        req = req.header(header::CONTENT_TYPE, "application/scim+json");
+    }
+    let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+    let resp = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+const BASE: &str = "/scim/v2/ns/d";
+
+#[tokio::test]
+async fn each_verb_works_for_both_kinds_through_the_router() {
+    let app = app();
+    let (s, user) = call(
+        &app,
+        Method::POST,
+        &format!("{BASE}/Users"),
+        Some(json!({"userName": "a@b.c"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let uid = user["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        user["meta"]["location"],
+        format!("http://scim.test{BASE}/Users/{uid}")
+    );
+    let (s, group) = call(
+        &app,
+        Method::POST,
+        &format!("{BASE}/Groups"),
+        Some(json!({"displayName": "G", "members": [{"value": uid}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let gid = group["id"].as_str().unwrap().to_string();
+    assert_eq!(group["members"][0]["value"], uid.as_str());
+
+    let (s, list) = call(
+        &app,
+        Method::GET,
+        &format!("{BASE}/Users?filter=userName%20eq%20%22A@B.C%22"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, list["totalResults"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    let (s, found) = call(
+        &app,
+        Method::POST,
+        &format!("{BASE}/.search"),
+        Some(json!({"filter": "id pr"})),
+    )
+    .await;
+    assert_eq!(
+        (s, found["totalResults"].as_u64()),
+        (StatusCode::OK, Some(2))
+    );
+
+    let remove =
+        json!({"Operations": [{"op": "remove", "path": format!("members[value eq \"{uid}\"]")}]});
+    let (s, _) = call(
+        &app,
+        Method::PATCH,
+        &format!("{BASE}/Groups/{gid}"),
+        Some(remove),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, put) = call(
+        &app,
+        Method::PUT,
+        &format!("{BASE}/Users/{uid}"),
+        Some(json!({"userName": "a@b.c", "active": false})),
+    )
+    .await;
+    assert_eq!((s, put["active"].as_bool()), (StatusCode::OK, Some(false)));
+    let (s, _) = call(&app, Method::DELETE, &format!("{BASE}/Groups/{gid}"), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, err) = call(&app, Method::GET, &format!("{BASE}/Groups/{gid}"), None).await;
+    assert_eq!(
+        (s, err["status"].as_str()),
+        (StatusCode::NOT_FOUND, Some("404"))
+    );
+}
+
+#[tokio::test]
+async fn every_error_is_a_scim_error() {
+    let app = app();
+    for (method, path, status) in [
+        (
+            Method::GET,
+            "/scim/v2/ns/nope/Users".to_string(),
+            StatusCode::NOT_FOUND,
+        ),
+        (Method::GET, format!("{BASE}/Nope"), StatusCode::NOT_FOUND),
+        (
+            Method::DELETE,
+            format!("{BASE}/Users"),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            Method::GET,
+            format!("{BASE}/Users?filter=userName%20zz%20%22x%22"),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (s, body) = call(&app, method, &path, None).await;
+        assert_eq!(s, status, "{path}");
+        assert_eq!(
+            body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+            "{path}"
+        );
+        assert_eq!(body["status"], status.as_u16().to_string(), "{path}");
+    }
+}

@@ -1,0 +1,74 @@
+//! The storage seam: what the directory service needs from wherever users and groups live.
+//!
+//! [`crate::kube_store::KubeStore`] implements it on the apiserver; unit tests use the
+//! in-memory store in `memory_store.rs`. Objects travel as the ScimUser / ScimGroup objects
+//! the apiserver stores, so the cache applies write results and watch events alike. They are
+//! `DynamicObject`s because the cache reads `.status` as the SCIM resource's JSON: the typed
+//! status would add a conversion to every watch event for nothing. New objects are built typed
+//! (`directory/objects.rs`).
+
+use std::future::Future;
+
+use kube::api::DynamicObject;
+use scim_protocol::ResourceKind;
+use serde_json::Value;
+
+/// Why a storage call failed, in the terms the directory service decides on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// No object with that name.
+    #[error("not found")]
+    NotFound,
+    /// A create found the name taken.
+    #[error("already exists")]
+    AlreadyExists,
+    /// The resourceVersion precondition of a write did not hold.
+    #[error("changed concurrently")]
+    Conflict,
+    /// The object is invalid (e.g. a schema violation).
+    #[error("rejected: {0}")]
+    Rejected(String),
+    /// The server is not allowed to do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Anything else: the backend could not be reached or failed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Reads and writes of ScimUser / ScimGroup objects in one namespace at a time.
+pub trait Storage: Send + Sync + 'static {
+    /// Creates an object; [`StoreError::AlreadyExists`] if its name is taken.
+    fn create(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        obj: &DynamicObject,
+    ) -> impl Future<Output = Result<DynamicObject, StoreError>> + Send;
+
+    /// Applies a JSON merge patch (RFC 7386). A `metadata.resourceVersion` in the patch is a
+    /// precondition ([`StoreError::Conflict`] when it does not hold).
+    fn patch(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        name: &str,
+        body: &Value,
+    ) -> impl Future<Output = Result<DynamicObject, StoreError>> + Send;
+
+    /// Reads an object; `None` if there is none.
+    fn get(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<DynamicObject>, StoreError>> + Send;
+
+    /// Deletes an object; returns its last resourceVersion where the backend reports it.
+    fn delete(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+}
