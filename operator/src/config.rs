@@ -128,7 +128,7 @@ pub struct Flags {
 
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `kube_scim_operator=debug,info`;
     /// RUST_LOG, when set, takes precedence (as in the SCIM server).
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    #[arg(long, env = "KUBE_SCIM_LOG_FILTER", default_value = "info")]
     pub log_filter: String,
 
     /// Log format: `json` (one JSON object per line) or `text`.

@@ -16,14 +16,20 @@ pub struct Settings {
     #[arg(long, env = "KUBE_SCIM_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
-    /// Address of /metrics, /healthz and /readyz.
-    #[arg(long, env = "KUBE_SCIM_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    /// Address of /metrics, /healthz and /readyz (the operator's flag of the same name).
+    #[arg(
+        long = "metrics-bind-address",
+        alias = "metrics-listen",
+        env = "KUBE_SCIM_METRICS_BIND_ADDRESS",
+        default_value = "0.0.0.0:9090"
+    )]
     pub metrics_listen: SocketAddr,
 
     /// Namespaces to serve (comma-separated). Empty: every namespace (needs cluster-wide RBAC).
     #[arg(
-        long,
-        env = "KUBE_SCIM_NAMESPACES",
+        long = "watch-namespaces",
+        alias = "namespaces",
+        env = "KUBE_SCIM_WATCH_NAMESPACES",
         value_delimiter = ',',
         default_value = ""
     )]
@@ -43,7 +49,7 @@ pub struct Settings {
 
     /// After this long a request (including its time queued) is answered 503: a duration
     /// (`30s`, `1m`) or, as `--request-timeout-secs` took, whole seconds.
-    #[arg(long, alias = "request-timeout-secs", env = "KUBE_SCIM_REQUEST_TIMEOUT_SECS", default_value = "30s", value_parser = duration::parse_flag_or_seconds)]
+    #[arg(long, alias = "request-timeout-secs", env = "KUBE_SCIM_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration::parse_flag_or_seconds)]
     pub request_timeout: Duration,
 
     /// SCIM requests processed at once; further requests wait in a queue (never 429).
@@ -63,7 +69,7 @@ pub struct Settings {
     pub conflict_retries: usize,
 
     /// How long in-flight requests may finish after SIGTERM: a duration or whole seconds.
-    #[arg(long, alias = "shutdown-grace-secs", env = "KUBE_SCIM_SHUTDOWN_GRACE_SECS", default_value = "25s", value_parser = duration::parse_flag_or_seconds)]
+    #[arg(long, alias = "shutdown-grace-secs", env = "KUBE_SCIM_SHUTDOWN_GRACE", default_value = "25s", value_parser = duration::parse_flag_or_seconds)]
     pub shutdown_grace: Duration,
 
     /// Log format: `json` (one JSON object per line) or `text`.
@@ -75,7 +81,7 @@ pub struct Settings {
     #[arg(
         long,
         alias = "log-level",
-        env = "KUBE_SCIM_LOG_LEVEL",
+        env = "KUBE_SCIM_LOG_FILTER",
         default_value = "info"
     )]
     pub log_filter: String,

@@ -89,8 +89,10 @@ impl Stack {
                 options.server_kubeconfig.as_ref().unwrap_or(&admin),
             )
             .arg(format!("--listen=127.0.0.1:{scim_port}"))
-            .arg(format!("--metrics-listen=127.0.0.1:{server_metrics_port}"))
-            .arg(format!("--namespaces={}", options.watch_namespaces))
+            .arg(format!(
+                "--metrics-bind-address=127.0.0.1:{server_metrics_port}"
+            ))
+            .arg(format!("--watch-namespaces={}", options.watch_namespaces))
             .args(&options.server_args);
         let server = ManagedProcess::spawn_command("server", server, &logs.join("server.log"))?;
 

@@ -527,7 +527,7 @@ fn numeric_environment_values_render_as_integers() {
     let rendered = String::from_utf8_lossy(&out.stdout);
     for (name, value) in [
         ("KUBE_SCIM_MAX_BODY_BYTES", "\"10485760\""),
-        ("KUBE_SCIM_REQUEST_TIMEOUT_SECS", "\"30\""),
+        ("KUBE_SCIM_REQUEST_TIMEOUT", "\"30s\""),
         ("KUBE_SCIM_MAX_CONCURRENT_REQUESTS", "\"64\""),
         ("KUBE_SCIM_CONCURRENCY", "\"4\""),
     ] {

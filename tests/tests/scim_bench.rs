@@ -164,9 +164,9 @@ async fn scim_server_benchmark() {
     cmd.env("KUBECONFIG", plane.kubeconfig()).args([
         "--listen",
         &format!("127.0.0.1:{port}"),
-        "--metrics-listen",
+        "--metrics-bind-address",
         &format!("127.0.0.1:{mport}"),
-        "--namespaces",
+        "--watch-namespaces",
         &ns,
         "--log-level",
         "warn",

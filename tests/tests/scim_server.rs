@@ -109,9 +109,9 @@ impl Server {
             .env_remove("RUST_LOG")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
-            .arg("--metrics-listen")
+            .arg("--metrics-bind-address")
             .arg(format!("127.0.0.1:{metrics_port}"))
-            .arg("--namespaces")
+            .arg("--watch-namespaces")
             .arg(namespaces)
             .args(extra);
         let log = plane.dir().join(format!("scim-server-{tag}-{port}.log"));

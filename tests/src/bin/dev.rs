@@ -100,7 +100,7 @@ fn start_component(
         let (port, metrics) = (kube_scim_tests::free_port()?, kube_scim_tests::free_port()?);
         cmd.args([
             format!("--listen=127.0.0.1:{port}"),
-            format!("--metrics-listen=127.0.0.1:{metrics}"),
+            format!("--metrics-bind-address=127.0.0.1:{metrics}"),
             "--log-format=text".to_string(),
         ]);
         eprintln!(
