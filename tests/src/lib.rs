@@ -20,17 +20,15 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
 
 pub mod entra;
 pub mod entra_suite;
 pub mod node;
+mod pki;
 pub mod procs;
 pub mod stack;
 
+use pki::{CA_FILE, Pki};
 use procs::ManagedProcess;
 
 /// Kubernetes version of the control plane (the version pinned in `tests/controlplane/go.mod`).
@@ -42,8 +40,6 @@ pub const ADMIN_USER: &str = "kube-scim-admin";
 /// Service network of every plane. A node cluster routes it to its own bridge, so a packet to
 /// a Service address never leaves the machine, whether or not kube-proxy has rules for it yet.
 pub const SERVICE_CIDR: &str = "10.96.0.0/24";
-/// The `kubernetes` Service's address (the first of [`SERVICE_CIDR`]).
-const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
 
 /// How a plane is started.
 #[derive(Clone, Debug)]
@@ -652,126 +648,4 @@ pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {
 fn unique_suffix() -> u64 {
     use std::hash::BuildHasher;
     std::collections::hash_map::RandomState::new().hash_one(std::process::id())
-}
-
-/// Certificates of one plane, written as PEM files into its directory.
-/// File name of the plane's CA certificate in its directory.
-const CA_FILE: &str = "ca.crt";
-
-struct Pki {
-    issuer: Issuer<'static, KeyPair>,
-    admin_cert: PathBuf,
-    admin_key: PathBuf,
-    controller_manager_cert: PathBuf,
-    controller_manager_key: PathBuf,
-}
-
-impl Pki {
-    /// Certificates for a plane whose apiserver listens on `address`.
-    fn write(dir: &Path, address: IpAddr) -> anyhow::Result<Pki> {
-        let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "kube-scim test CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca_params.self_signed(&ca_key)?;
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let serving_key = KeyPair::generate()?;
-        let mut serving = CertificateParams::new(vec![
-            "localhost".to_string(),
-            "kubernetes".to_string(),
-            "kubernetes.default".to_string(),
-            "kubernetes.default.svc".to_string(),
-        ])?;
-        serving
-            .subject_alt_names
-            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        serving
-            .subject_alt_names
-            .push(SanType::IpAddress(IpAddr::V4(KUBERNETES_SERVICE_IP)));
-        if address != IpAddr::V4(Ipv4Addr::LOCALHOST) {
-            serving.subject_alt_names.push(SanType::IpAddress(address));
-        }
-        serving
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver");
-        serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let serving_cert = serving.signed_by(&serving_key, &issuer)?;
-
-        let admin_key = KeyPair::generate()?;
-        let mut admin = CertificateParams::new(Vec::<String>::new())?;
-        admin
-            .distinguished_name
-            .push(DnType::CommonName, ADMIN_USER);
-        admin
-            .distinguished_name
-            .push(DnType::OrganizationName, "system:masters");
-        admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let admin_cert = admin.signed_by(&admin_key, &issuer)?;
-
-        // kube-controller-manager has its own identity, and its controllers use ServiceAccount
-        // credentials, as in a real cluster: the garbage collector deletes as
-        // system:serviceaccount:kube-system:generic-garbage-collector.
-        let kcm_key = KeyPair::generate()?;
-        let mut kcm = CertificateParams::new(Vec::<String>::new())?;
-        kcm.distinguished_name
-            .push(DnType::CommonName, "system:kube-controller-manager");
-        kcm.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let kcm_cert = kcm.signed_by(&kcm_key, &issuer)?;
-
-        let sa_key = KeyPair::generate()?;
-
-        let write = |name: &str, pem: String| -> anyhow::Result<PathBuf> {
-            let path = dir.join(name);
-            std::fs::write(&path, pem)?;
-            Ok(path)
-        };
-        write(CA_FILE, ca_cert.pem())?;
-        let pki = Pki {
-            issuer,
-            admin_cert: write("admin.crt", admin_cert.pem())?,
-            admin_key: write("admin.key", admin_key.serialize_pem())?,
-            controller_manager_cert: write("kcm.crt", kcm_cert.pem())?,
-            controller_manager_key: write("kcm.key", kcm_key.serialize_pem())?,
-        };
-        write("apiserver.crt", serving_cert.pem())?;
-        write("apiserver.key", serving_key.serialize_pem())?;
-        write("sa.key", sa_key.serialize_pem())?;
-        write("sa.pub", sa_key.public_key_pem())?;
-        Ok(pki)
-    }
-
-    /// A client certificate for `user` (CN) in `group` (O), written as `<name>.crt`/`.key`.
-    fn client_certificate(
-        &self,
-        dir: &Path,
-        name: &str,
-        user: &str,
-        group: Option<&str>,
-    ) -> anyhow::Result<(PathBuf, PathBuf)> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, user);
-        if let Some(group) = group {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, group);
-        }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&key, &self.issuer)?;
-        let (cert_path, key_path) = (
-            dir.join(format!("{name}.crt")),
-            dir.join(format!("{name}.key")),
-        );
-        std::fs::write(&cert_path, cert.pem())?;
-        std::fs::write(&key_path, key.serialize_pem())?;
-        Ok((cert_path, key_path))
-    }
 }
