@@ -19,7 +19,7 @@ cluster: controlplane node build
 
 ## test: formatting, lints, generated files, unit and integration tests on a real control plane,
 ## the chart's pods on a real node (root: the node needs a bridge, iptables and containerd)
-test: controlplane node tools lint check-crds build
+test: controlplane node tools lint check-crds build images
 	$(CARGO) test --workspace --no-fail-fast
 
 ## controlplane: build (or reuse the cached) etcd, kube-apiserver, kube-controller-manager, kubectl
