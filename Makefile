@@ -5,7 +5,7 @@ CARGO ?= cargo
 # Binaries the integration tests start as processes (operator, SCIM server) come from here.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: all dev cluster test lint build images controlplane node tools crds check-crds clean
+.PHONY: all dev cluster test lint build images controlplane node tools crds check-crds clean fuzz fuzz-smoke
 
 all: build
 
@@ -18,8 +18,9 @@ cluster: controlplane node build
 	$(CARGO) run -q -p kube-scim-tests --bin kube-scim-cluster
 
 ## test: formatting, lints, generated files, unit and integration tests on a real control plane,
-## the chart's pods on a real node (root: the node needs a bridge, iptables and containerd)
-test: controlplane node tools lint check-crds build images
+## the chart's pods on a real node (root: the node needs a bridge, iptables and containerd), and
+## every fuzz target for 20 s
+test: controlplane node tools lint check-crds build images fuzz-smoke
 	$(CARGO) test --workspace --no-fail-fast
 
 ## controlplane: build (or reuse the cached) etcd, kube-apiserver, kube-controller-manager, kubectl
@@ -57,3 +58,36 @@ check-crds:
 
 clean:
 	$(CARGO) clean
+
+FUZZ_SECONDS ?= 180
+FUZZ_DIR = scim-server/protocol/fuzz
+FUZZ_TARGETS = filter_parse patch_path patch_apply resource_parse request_decode
+
+# $(1): seconds per target; $(2): working corpus directory under $(FUZZ_DIR) (new inputs go
+# there; the committed fuzz/seeds are only read). Runs every target niced (the machines are
+# shared), prints libFuzzer's exec count per target, stops at the first crash with its log.
+define fuzz_each
+	@bin=$$(bash tests/tools/build-cargo-fuzz.sh) && cd $(FUZZ_DIR) && \
+	export PATH="$$bin:$$PATH" RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(CURDIR)/$(FUZZ_DIR)/target && \
+	nice -n 19 cargo fuzz build -O && \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(2)/$$t && \
+	  if ! nice -n 19 cargo fuzz run -O $$t $(2)/$$t seeds/$$t -- \
+	      -max_total_time=$(1) -dict=dict/scim.dict >$(2)/$$t.log 2>&1; then \
+	    tail -n 40 $(2)/$$t.log; \
+	    echo "fuzz: $$t FAILED (log $(FUZZ_DIR)/$(2)/$$t.log, input in $(FUZZ_DIR)/artifacts/$$t)"; \
+	    exit 1; \
+	  fi; \
+	  echo "fuzz: $$t: $$(grep -E '^Done [0-9]+ runs' $(2)/$$t.log)"; \
+	done
+endef
+
+## fuzz: every fuzz target of the protocol crate for FUZZ_SECONDS (default 180) each, on the
+## growing corpus fuzz/corpus (gitignored); fails on any crash
+fuzz:
+	$(call fuzz_each,$(FUZZ_SECONDS),corpus)
+
+## fuzz-smoke: every fuzz target for 20 s from the committed seeds only (part of `make test`)
+fuzz-smoke:
+	@rm -rf $(FUZZ_DIR)/target/smoke-corpus
+	$(call fuzz_each,20,target/smoke-corpus)

@@ -124,6 +124,26 @@ proptest! {
         prop_assert_eq!(parsed.unwrap(), f, "{}", printed);
     }
 
+    /// parse(print(parse(x))) == parse(x) for every accepted x, within the limits.
+    #[test]
+    fn accepted_filters_and_paths_print_and_reparse(s in token_soup(), rep in 1usize..400) {
+        let max = scim_protocol::filter::MAX_FILTER_LEN;
+        let factor = scim_protocol::filter::MAX_PRINT_EXPANSION;
+        // Also long inputs: the same soup repeated as an `or` chain.
+        for x in [s.clone(), vec![s.as_str(); rep].join(" or ")] {
+            if let Ok(f) = Filter::parse(&x) {
+                let printed = f.to_string();
+                prop_assert!(printed.len() <= max && printed.len() <= factor * x.len(), "{x:?}");
+                prop_assert_eq!(Filter::parse(&printed).ok(), Some(f), "{:?}", x);
+            }
+            if let Ok(p) = scim_protocol::filter::parse_path(&x) {
+                let printed = p.to_string();
+                prop_assert!(printed.len() <= max && printed.len() <= factor * x.len(), "{x:?}");
+                prop_assert_eq!(scim_protocol::filter::parse_path(&printed).ok(), Some(p), "{:?}", x);
+            }
+        }
+    }
+
     #[test]
     fn filter_parse_never_panics(s in "\\PC{0,80}") {
         let _ = Filter::parse(&s);
@@ -138,6 +158,96 @@ proptest! {
             prop_assert_eq!(again, f);
         }
     }
+}
+
+/// Filter-like text: keywords, names, values of every kind (quoted with escapes, unquoted,
+/// numbers that print longer, backslashes), brackets, and raw control characters.
+fn token_soup() -> impl Strategy<Value = String> {
+    let token = prop::sample::select(vec![
+        "a",
+        "userName",
+        "emails",
+        "type",
+        ".value",
+        "urn:x:y:a",
+        "eq",
+        "EQ",
+        "co",
+        "or",
+        "and",
+        "AND",
+        "not",
+        "pr",
+        "(",
+        ")",
+        "[",
+        "]",
+        "].value",
+        " ",
+        " ",
+        "\t",
+        "\n",
+        "\"x\"",
+        "\"\\u0000\\\\\"",
+        "1e15",
+        "-1e15",
+        "1e16",
+        "42",
+        "true",
+        "null",
+        "\\",
+        "x\\y",
+        "\u{0}",
+        "\u{19}",
+        "\u{7f}",
+        "é",
+        "\u{2028}",
+    ]);
+    let soup = proptest::collection::vec(token, 0..48).prop_map(|v| v.concat());
+    // Mostly well-formed clauses, so that many inputs are accepted.
+    let value = prop::sample::select(vec![
+        "\"x\"",
+        "\"\\u0000\\\\\"",
+        "1e15",
+        "-1e15",
+        "42",
+        "true",
+        "null",
+        "\\",
+        "x\\y",
+        "jyoung",
+        "\u{0}x",
+        "a\u{7f}",
+        "é",
+    ]);
+    let clause = (
+        prop::sample::select(vec!["a", "userName", "emails.value", "urn:x:y:a"]),
+        prop::sample::select(vec![" eq ", " EQ ", " gt ", "\teq\t"]),
+        value,
+        prop::sample::select(vec![
+            " or ",
+            " and ",
+            " and (",
+            ") or ",
+            " or not (",
+            ")",
+            ") and emails[",
+            "] or ",
+        ]),
+    )
+        .prop_map(|(a, o, v, c)| format!("{a}{o}{v}{c}"));
+    let clauses = proptest::collection::vec(clause, 1..12).prop_map(|v| {
+        let s = v.concat();
+        // Drop the trailing connector half of the time.
+        let t = s.trim_end_matches([' ', '(', ')', '[', ']']);
+        let t = t
+            .strip_suffix(" or")
+            .or_else(|| t.strip_suffix(" and"))
+            .unwrap_or(t);
+        let t = t.strip_suffix(" or not").unwrap_or(t);
+        t.to_string()
+    });
+    prop_oneof![soup, clauses]
 }
 
 fn base_user() -> Resource {

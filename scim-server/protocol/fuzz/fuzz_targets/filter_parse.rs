@@ -1,8 +1,10 @@
-//! Filter parser: never panics; whatever parses prints to a string that parses back to the
-//! same tree, and evaluates without panicking.
+//! Filter parser: never panics; whatever parses prints to a string within the limits (at most
+//! `MAX_PRINT_EXPANSION` times the input) that parses back to the same tree, and evaluates
+//! without panicking.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use scim_protocol::filter::{MAX_FILTER_LEN, MAX_PRINT_EXPANSION};
 use scim_protocol::schema::ResourceKind;
 use scim_protocol::{Filter, Resource};
 use serde_json::json;
@@ -13,6 +15,15 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(f) = Filter::parse(s) {
         let printed = f.to_string();
+        assert!(
+            printed.len() <= MAX_FILTER_LEN,
+            "{} bytes printed",
+            printed.len()
+        );
+        assert!(
+            printed.len() <= MAX_PRINT_EXPANSION * s.len(),
+            "{printed} from {s:?}"
+        );
         let again = Filter::parse(&printed).expect("printed filter must parse");
         assert_eq!(again, f, "round trip of {printed}");
         let _ = f.index_hints();

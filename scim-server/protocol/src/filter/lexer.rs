@@ -36,7 +36,16 @@ impl Tok<'_> {
 }
 
 fn is_delim(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '(' | ')' | '[' | ']' | '"')
+    c.is_whitespace() || matches!(c, '(' | ')' | '[' | ']' | '"') || is_forbidden_control(c)
+}
+
+/// Raw control characters (U+0000-U+001F, U+007F) are not part of the filter grammar outside a
+/// quoted string (RFC 7644 §3.4.2.2: names are ALPHA / DIGIT / "-" / "_", separators are SP).
+/// Tab, line feed and carriage return stay accepted as separators (a pretty-printed `.search`
+/// body may wrap a long filter); every other one is an error. Inside a quoted string the JSON
+/// string grammar decides (it requires escapes for U+0000-U+001F).
+pub(crate) fn is_forbidden_control(c: char) -> bool {
+    c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r')
 }
 
 /// Splits `input` into tokens. The caller has already capped the input length, so the token
@@ -47,6 +56,12 @@ pub(crate) fn tokenize(input: &str, err: fn(String) -> ScimError) -> Result<Vec<
     let mut i = 0;
     while i < bytes.len() {
         let c = input[i..].chars().next().unwrap_or(' ');
+        if is_forbidden_control(c) {
+            return Err(err(format!(
+                "at position {i}: control character U+{:04X} is not allowed outside a quoted string (inside quotes write it as a JSON escape, \"\\u{:04x}\")",
+                c as u32, c as u32
+            )));
+        }
         if c.is_whitespace() {
             i += c.len_utf8();
             continue;

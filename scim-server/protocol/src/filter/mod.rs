@@ -6,7 +6,9 @@ mod lexer;
 mod parser;
 
 pub use ast::{AttrPath, CompareOp, Filter, IndexHint, Literal};
-pub use parser::{MAX_FILTER_DEPTH, MAX_FILTER_LEN, parse_path, parse_plain_path};
+pub use parser::{
+    MAX_FILTER_DEPTH, MAX_FILTER_LEN, MAX_PRINT_EXPANSION, parse_path, parse_plain_path,
+};
 
 use serde_json::{Map, Value};
 

@@ -14,7 +14,7 @@
 //! a filter) so the server can accept `emails[type eq "work"].value eq "x"`.
 
 use super::ast::{AttrPath, CompareOp, Filter, Literal};
-use super::lexer::{Tok, Token, tokenize};
+use super::lexer::{Tok, Token, is_forbidden_control, tokenize};
 use crate::error::{Result, ScimError};
 use crate::schema::valid_attr_name;
 
@@ -24,6 +24,16 @@ pub const MAX_FILTER_LEN: usize = 8 * 1024;
 /// Deepest nesting of parentheses, `not` and value filters accepted. Keeps recursion (parse,
 /// print, evaluate, drop) far from the stack limit.
 pub const MAX_FILTER_DEPTH: usize = 32;
+
+/// Both limits hold for the input *and* for its canonical printed form (`to_string()`), so
+/// whatever is accepted prints to something that is accepted too and parses back to the same
+/// tree. The printed form can be longer than the input (`a eq b` prints `a eq "b"`, `1e15`
+/// prints `1000000000000000.0`, `x\y` prints `"x\\y"`) and nest deeper (`a or b and c` prints
+/// `a or (b and c)`), but, with raw control characters rejected, never more than this many
+/// times longer (the worst single token is a number: `1e15`, 4 bytes, prints as 18). Inputs of at
+/// most `MAX_FILTER_LEN / MAX_PRINT_EXPANSION` bytes therefore need no length check of their
+/// printed form; longer ones are measured (without allocating the whole string).
+pub const MAX_PRINT_EXPANSION: usize = 8;
 
 struct Parser<'a> {
     toks: Vec<Token<'a>>,
@@ -43,6 +53,7 @@ pub fn parse_filter(input: &str) -> Result<Filter> {
     }
     let f = p.parse_or(false)?;
     p.expect_end()?;
+    check_canonical(&f, filter_depth(&f), input.len(), ScimError::InvalidFilter)?;
     Ok(f)
 }
 
@@ -54,7 +65,81 @@ pub fn parse_path(input: &str) -> Result<AttrPath> {
     }
     let path = p.parse_full_path()?;
     p.expect_end()?;
+    check_canonical(
+        &path,
+        path_depth(&path),
+        input.len(),
+        ScimError::InvalidPath,
+    )?;
     Ok(path)
+}
+
+/// Parser nesting depth of the canonical printed form of `f`: what the parser counts when it
+/// reads `f.to_string()` back. `not (x)` is two levels (the `not` and its group), an `and`/`or`
+/// inside another is printed in parentheses (one level), a value filter `[...]` is one level.
+fn filter_depth(f: &Filter) -> usize {
+    match f {
+        Filter::And(v) | Filter::Or(v) => v
+            .iter()
+            .map(|c| match c {
+                Filter::And(_) | Filter::Or(_) => 1 + filter_depth(c),
+                _ => filter_depth(c),
+            })
+            .max()
+            .unwrap_or(0),
+        Filter::Not(inner) => 2 + filter_depth(inner),
+        Filter::Compare { path, .. } | Filter::Present(path) | Filter::ValuePath(path) => {
+            path_depth(path)
+        }
+    }
+}
+
+fn path_depth(p: &AttrPath) -> usize {
+    p.filter.as_deref().map_or(0, |f| 1 + filter_depth(f))
+}
+
+/// Counts the bytes written and stops as soon as there are more than `limit`.
+struct LenUpTo {
+    len: usize,
+    limit: usize,
+}
+
+impl std::fmt::Write for LenUpTo {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.len += s.len();
+        if self.len > self.limit {
+            return Err(std::fmt::Error);
+        }
+        Ok(())
+    }
+}
+
+/// Applies the length and depth limits to the canonical printed form as well (see
+/// [`MAX_PRINT_EXPANSION`]).
+fn check_canonical(
+    tree: &dyn std::fmt::Display,
+    depth: usize,
+    input_len: usize,
+    err: fn(String) -> ScimError,
+) -> Result<()> {
+    if depth > MAX_FILTER_DEPTH {
+        return Err(err(format!(
+            "the expression nests deeper than {MAX_FILTER_DEPTH} levels once written canonically (an 'and' inside an 'or' is parenthesised)"
+        )));
+    }
+    if input_len > MAX_FILTER_LEN / MAX_PRINT_EXPANSION {
+        use std::fmt::Write as _;
+        let mut w = LenUpTo {
+            len: 0,
+            limit: MAX_FILTER_LEN,
+        };
+        if write!(w, "{tree}").is_err() {
+            return Err(err(format!(
+                "the expression is longer than {MAX_FILTER_LEN} bytes once written canonically (unquoted values are quoted, numbers written out in full); at most {MAX_FILTER_LEN} are accepted"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Parses a plain attribute path (no value filter), as used by `sortBy`, `attributes` and
@@ -67,7 +152,7 @@ pub fn parse_plain_path(input: &str) -> Result<AttrPath> {
     if trimmed.len() > MAX_FILTER_LEN {
         return Err(ScimError::InvalidPath("attribute path too long".into()));
     }
-    if trimmed.contains(|c: char| is_special(c) || c.is_whitespace()) {
+    if trimmed.contains(|c: char| is_special(c) || c.is_whitespace() || is_forbidden_control(c)) {
         return Err(ScimError::InvalidPath(format!(
             "'{trimmed}' is not a plain attribute path (expected attr, attr.sub or urn:...:attr)"
         )));
