@@ -264,25 +264,19 @@ fn diagnostics(plane: &ControlPlane) -> String {
     run(&["get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp"]);
     for component in ["operator", "server"] {
         let selector = format!("app.kubernetes.io/component={component}");
-        run(&[
-            "logs",
-            "-n",
-            NAMESPACE,
-            "-l",
-            &selector,
-            "--tail=20",
-            "--prefix",
-        ]);
-        run(&[
-            "logs",
-            "-n",
-            NAMESPACE,
-            "-l",
-            &selector,
-            "--tail=20",
-            "--prefix",
-            "--previous",
-        ]);
+        for run_of_container in ["", "--previous"] {
+            let mut args = vec![
+                "logs",
+                "-n",
+                NAMESPACE,
+                "-l",
+                &selector,
+                "--tail=20",
+                "--prefix",
+            ];
+            args.extend([run_of_container].into_iter().filter(|a| !a.is_empty()));
+            run(&args);
+        }
     }
     text
 }
