@@ -5,12 +5,18 @@
 //!
 //! First byte: bit 0 picks User/Group; bits 1-2 pick POST (create), PUT (replace with membership
 //! delta, as the server does), POST `.search` or PATCH. The rest is the body, exactly as the
-//! server reads it (`serde_json::from_slice`). Not reached: the HTTP layer (body cap, JSON depth
-//! pre-check, headers) and the server's typed `.status` mapping (scim-server/src/convert.rs, in
-//! the binary crate).
+//! server reads it (`serde_json::from_slice`). The server's own mapping to the ScimUser/ScimGroup
+//! `.status` (scim-server/src/convert.rs, included from the binary crate) is exercised too: a
+//! stored status reloads and is a fixed point. Not reached: the HTTP layer (body cap, JSON depth
+//! pre-check, headers).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+
+// The server crate is a binary; its status mapping is pure (protocol and CRD types only).
+#[path = "../../../src/convert.rs"]
+#[allow(dead_code)]
+mod convert;
 use scim_protocol::patch::replace_with_delta;
 use scim_protocol::schema::ResourceKind;
 use scim_protocol::{ListQuery, Meta, PatchRequest, Resource, validate_create};
@@ -40,6 +46,7 @@ fn store_and_reload(mut r: Resource, kind: ResourceKind) {
     r.strip_server_attributes();
     r.set_id("2819c223-7f76-453a-919d-413861904646");
     let stored = r.to_json();
+    stored_status_is_a_fixed_point(&r, kind);
     let back = Resource::from_stored(kind, &stored).expect("the stored form reloads");
     assert_eq!(back.attributes(), r.attributes(), "reload of {stored}");
     back.validate().expect("the reloaded resource validates");
@@ -54,6 +61,21 @@ fn store_and_reload(mut r: Resource, kind: ResourceKind) {
     let text = out.to_json_string();
     let parsed: Value = serde_json::from_str(&text).expect("the response body is JSON");
     assert_eq!(parsed, out.to_json(), "to_json_string and to_json agree");
+}
+
+/// The server writes `convert::status_json` into the object and reads it back with
+/// `convert::resource_from_status` (the watch cache does). A refusal is a 400 for the client;
+/// an accepted status must reload, keep its timestamps, and store again unchanged.
+fn stored_status_is_a_fixed_point(r: &Resource, kind: ResourceKind) {
+    let (created, modified) = ("2026-11-25T00:00:00Z", "2026-11-25T00:00:01Z");
+    let Ok(status) = convert::status_json(r, created, modified) else {
+        return;
+    };
+    let (back, c, m) =
+        convert::resource_from_status(kind, &status).expect("a stored status reloads");
+    assert_eq!((c.as_str(), m.as_str()), (created, modified));
+    let again = convert::status_json(&back, &c, &m).expect("a reloaded status stores again");
+    assert_eq!(again, status, "the stored status is a fixed point");
 }
 
 fuzz_target!(|data: &[u8]| {
