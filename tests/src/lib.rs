@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Namespace;
@@ -136,14 +136,7 @@ impl ControlPlane {
             pki: None,
         };
         if let Err(e) = plane.boot(&options) {
-            let mut logs = String::new();
-            for p in plane.processes.lock().unwrap().iter() {
-                logs.push_str(&format!(
-                    "\n--- last lines of {} ---\n{}",
-                    p.log().display(),
-                    p.log_tail(25)
-                ));
-            }
+            let logs = procs::log_tails(&plane.processes);
             return Err(e.context(format!("starting the control plane{logs}")));
         }
         Ok(plane)
@@ -178,21 +171,22 @@ impl ControlPlane {
         let address = options.address;
         self.server_url = format!("https://{address}:{api_port}");
         let d = |name: &str| self.dir.join(name).display().to_string();
-        let mut node_args = vec![
-            "--authorization-mode=Node,RBAC".to_string(),
-            "--enable-admission-plugins=NodeRestriction".to_string(),
-            format!("--kubelet-client-certificate={}", d("admin.crt")),
-            format!("--kubelet-client-key={}", d("admin.key")),
-            // The node's name resolves nowhere: reach the kubelet at its address on the bridge.
-            "--kubelet-preferred-address-types=InternalIP".to_string(),
-        ];
-        if !options.for_node {
-            node_args = vec![
+        let node_args = if options.for_node {
+            vec![
+                "--authorization-mode=Node,RBAC".to_string(),
+                "--enable-admission-plugins=NodeRestriction".to_string(),
+                format!("--kubelet-client-certificate={}", d("admin.crt")),
+                format!("--kubelet-client-key={}", d("admin.key")),
+                // The node's name resolves nowhere: reach the kubelet at its address on the bridge.
+                "--kubelet-preferred-address-types=InternalIP".to_string(),
+            ]
+        } else {
+            vec![
                 "--authorization-mode=RBAC".into(),
                 // Nothing here runs pods, so nothing needs ServiceAccount token injection.
                 "--disable-admission-plugins=ServiceAccount".into(),
-            ];
-        }
+            ]
+        };
         let mut apiserver_args = vec![
             format!("--etcd-servers={etcd_url}"),
             format!("--bind-address={address}"),
@@ -293,25 +287,9 @@ impl ControlPlane {
         &self,
         timeout: Duration,
         what: &str,
-        mut ready: impl FnMut() -> bool,
+        ready: impl FnMut() -> bool,
     ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if ready() {
-                return Ok(());
-            }
-            if let Some(dead) = self
-                .processes
-                .lock()
-                .unwrap()
-                .iter_mut()
-                .find_map(|p| (!p.is_running()).then(|| p.name().to_string()))
-            {
-                bail!("{dead} exited while waiting for {what}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        bail!("{what} not ready after {timeout:?}")
+        procs::wait_until(&self.processes, timeout, what, ready)
     }
 
     fn spawn(&self, name: &str, args: &[&str]) -> anyhow::Result<()> {

@@ -127,6 +127,45 @@ fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
+/// Polls `ready` every 200 ms until it holds, for at most `timeout`; gives up early, naming it,
+/// when one of `processes` has exited (what it was waiting for will then never happen).
+pub(crate) fn wait_until(
+    processes: &Mutex<Vec<ManagedProcess>>,
+    timeout: Duration,
+    what: &str,
+    mut ready: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ready() {
+            return Ok(());
+        }
+        if let Some(dead) = processes
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .find_map(|p| (!p.is_running()).then(|| p.name().to_string()))
+        {
+            anyhow::bail!("{dead} exited while waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    anyhow::bail!("{what} not ready after {timeout:?}")
+}
+
+/// The last lines of each process's log, for failure messages.
+pub(crate) fn log_tails(processes: &Mutex<Vec<ManagedProcess>>) -> String {
+    let mut logs = String::new();
+    for p in processes.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        logs.push_str(&format!(
+            "\n--- last lines of {} ---\n{}",
+            p.log().display(),
+            p.log_tail(25)
+        ));
+    }
+    logs
+}
+
 /// Spawns `cmd` so that it dies with this process, never earlier.
 ///
 /// PR_SET_PDEATHSIG fires when the *thread* that spawned the child exits, not the process: a child
@@ -176,18 +215,11 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
-/// Something a test binary holds for its whole run (a shared plane or node cluster) and must
-/// stop and clean up when it exits.
-pub trait Teardown: Sync {
-    /// Stops every process and removes what it left behind. Idempotent.
-    fn teardown(&self);
-}
-
-static AT_EXIT: Mutex<Vec<&'static dyn Teardown>> = Mutex::new(Vec::new());
+static AT_EXIT: Mutex<Vec<&'static ControlPlane>> = Mutex::new(Vec::new());
 
 /// Stops `plane` when the process exits normally (the test harness exits through `exit`, which
 /// runs atexit handlers, also after failed tests); a statically held plane is never dropped.
-pub(crate) fn stop_at_exit(plane: &'static dyn Teardown) {
+pub(crate) fn stop_at_exit(plane: &'static ControlPlane) {
     let mut planes = AT_EXIT.lock().unwrap_or_else(|e| e.into_inner());
     if planes.is_empty() {
         // SAFETY: registering a plain `extern "C" fn` with atexit.
@@ -201,15 +233,9 @@ pub(crate) fn stop_at_exit(plane: &'static dyn Teardown) {
 extern "C" fn stop_registered_planes() {
     let planes = AT_EXIT.lock().unwrap_or_else(|e| e.into_inner());
     for plane in planes.iter() {
-        plane.teardown();
-    }
-}
-
-impl Teardown for ControlPlane {
-    fn teardown(&self) {
-        self.stop();
+        plane.stop();
         if std::env::var_os("KUBE_SCIM_KEEP_PLANE_DIR").is_none() {
-            let _ = std::fs::remove_dir_all(self.dir());
+            let _ = std::fs::remove_dir_all(plane.dir());
         }
     }
 }

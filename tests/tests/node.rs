@@ -3,10 +3,11 @@
 //! nothing behind on the host.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kube_scim_tests::must_succeed;
-use kube_scim_tests::node::{NODE_NAME, NodeCluster, build_static_image};
+use kube_scim_tests::node::{KUBECTL_IMAGE, NODE_NAME, NodeCluster, restricted_container};
+use serde_json::json;
 
 fn ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&must_succeed(cmd).stdout).into_owned()
@@ -18,55 +19,24 @@ fn a_pod_reaches_the_apiserver_through_its_service_and_the_node_leaves_nothing_b
     let cluster = NodeCluster::start().expect("the node cluster starts");
     eprintln!("node Ready in {:?}", started.elapsed());
     let plane = cluster.plane();
-    let image = "docker.io/kube-scim/test-kubectl:latest";
-    let archive = plane.dir().join("kubectl.oci.tar");
-    build_static_image(&plane.bin_dir().join("kubectl"), image, &archive).unwrap();
-    cluster.import_image(&archive).unwrap();
+    cluster.import_kubectl_image().unwrap();
 
     let nodes = ok(plane.kubectl().args(["get", "nodes", "-o", "name"]));
     assert_eq!(nodes.trim(), format!("node/{NODE_NAME}"));
-    let pod = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "whoami", "namespace": "default"},
-        "spec": {
-            "restartPolicy": "Never",
+    let (phase, log) = cluster.run_pod(
+        "default",
+        "whoami",
+        json!({
             "containers": [{
                 "name": "kubectl",
-                "image": image,
+                "image": KUBECTL_IMAGE,
                 "imagePullPolicy": "Never",
                 "args": ["get", "--raw", "/version"],
-                "securityContext": {
-                    "runAsNonRoot": true,
-                    "readOnlyRootFilesystem": true,
-                    "allowPrivilegeEscalation": false,
-                    "capabilities": {"drop": ["ALL"]},
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
+                "securityContext": restricted_container(),
             }],
-        },
-    });
-    let manifest = plane.dir().join("whoami.json");
-    std::fs::write(&manifest, pod.to_string()).unwrap();
-    ok(plane.kubectl().args(["apply", "-f"]).arg(&manifest));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let phase =
-            ok(plane
-                .kubectl()
-                .args(["get", "pod", "whoami", "-o", "jsonpath={.status.phase}"]));
-        if phase == "Succeeded" || phase == "Failed" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pod still {phase:?}: {}{}",
-            ok(plane.kubectl().args(["describe", "pod", "whoami"])),
-            cluster.log_tails()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let log = ok(plane.kubectl().args(["logs", "whoami"]));
+        }),
+    );
+    assert_eq!(phase, "Succeeded", "{log}");
     assert!(
         log.contains(kube_scim_tests::KUBERNETES_VERSION),
         "the pod read /version through the kubernetes Service: {log}"

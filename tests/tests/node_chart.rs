@@ -25,7 +25,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use kube_scim_crds::{ScimDirectory, ScimUser};
 use kube_scim_tests::entra_suite::{self, ScimTarget};
-use kube_scim_tests::node::{NodeCluster, build_static_image};
+use kube_scim_tests::node::{KUBECTL_IMAGE, NodeCluster, restricted_container};
 use kube_scim_tests::stack::ready_directory;
 use kube_scim_tests::{ControlPlane, eventually, must_succeed, repo_root};
 use serde_json::json;
@@ -34,7 +34,6 @@ const RELEASE: &str = "kube-scim";
 const NAMESPACE: &str = "kube-scim";
 const SERVER: &str = "kube-scim-server";
 const OPERATOR: &str = "kube-scim-operator";
-const KUBECTL_IMAGE: &str = "docker.io/kube-scim/test-kubectl:latest";
 /// Goal for each image (a static binary, a CA bundle and two passwd lines).
 const IMAGE_SIZE_LIMIT: u64 = 25 * 1024 * 1024;
 
@@ -61,7 +60,7 @@ async fn deploy_and_operate(cluster: &NodeCluster) {
     let kube = plane.client().await.unwrap();
 
     let images = build_images(cluster);
-    images_run_as_non_root_with_a_read_only_root(plane, &images).await;
+    images_run_as_non_root_with_a_read_only_root(cluster, &images).await;
 
     let started = Instant::now();
     install_the_chart(plane);
@@ -71,7 +70,7 @@ async fn deploy_and_operate(cluster: &NodeCluster) {
     the_sample_directory_becomes_ready_and_the_entra_suite_passes(plane, &kube, &target).await;
     the_standby_operator_takes_over_from_a_deleted_leader(plane, &kube).await;
     an_upgrade_rolls_the_servers_without_a_failed_request(plane, &kube, &target).await;
-    the_servers_token_cannot_read_secrets(plane).await;
+    the_servers_token_cannot_read_secrets(cluster).await;
     uninstall_keeps_crds_and_users(plane, &kube).await;
 }
 
@@ -104,14 +103,7 @@ fn build_images(cluster: &NodeCluster) -> Vec<(String, PathBuf)> {
         cluster.import_image(&archive).unwrap();
         images.push((format!("ghcr.io/kube-scim/{name}:{version}"), archive));
     }
-    let kubectl = cluster.plane().dir().join("kubectl.oci.tar");
-    build_static_image(
-        &cluster.plane().bin_dir().join("kubectl"),
-        KUBECTL_IMAGE,
-        &kubectl,
-    )
-    .unwrap();
-    cluster.import_image(&kubectl).unwrap();
+    cluster.import_kubectl_image().unwrap();
     images
 }
 
@@ -140,68 +132,11 @@ fn restricted_namespace(plane: &ControlPlane, name: &str) {
     );
 }
 
-/// A container security context the `restricted` standard admits; no user is given, so the
-/// kubelet checks that the image's own user is not root.
-fn restricted_container() -> serde_json::Value {
-    json!({
-        "runAsNonRoot": true,
-        "readOnlyRootFilesystem": true,
-        "allowPrivilegeEscalation": false,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    })
-}
-
-/// Runs a pod to completion and returns its phase and log.
-fn run_pod(
-    plane: &ControlPlane,
-    namespace: &str,
-    name: &str,
-    spec: serde_json::Value,
-) -> (String, String) {
-    let mut spec = spec;
-    spec["restartPolicy"] = json!("Never");
-    apply(
-        plane,
-        &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}, "spec": spec}),
-    );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let phase = loop {
-        let out = must_succeed(plane.kubectl().args([
-            "get",
-            "pod",
-            name,
-            "-n",
-            namespace,
-            "-o",
-            "jsonpath={.status.phase}",
-        ]));
-        let phase = String::from_utf8_lossy(&out.stdout).to_string();
-        if phase == "Succeeded" || phase == "Failed" {
-            break phase;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pod {namespace}/{name} still {phase:?} after 120 s: {}",
-            String::from_utf8_lossy(
-                &plane
-                    .kubectl()
-                    .args(["describe", "pod", name, "-n", namespace])
-                    .output()
-                    .unwrap()
-                    .stdout
-            )
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    let log = must_succeed(plane.kubectl().args(["logs", name, "-n", namespace]));
-    (phase, String::from_utf8_lossy(&log.stdout).to_string())
-}
-
 async fn images_run_as_non_root_with_a_read_only_root(
-    plane: &ControlPlane,
+    cluster: &NodeCluster,
     images: &[(String, PathBuf)],
 ) {
+    let plane = cluster.plane();
     restricted_namespace(plane, "image-checks");
     for (image, _) in images {
         let binary = image
@@ -209,8 +144,7 @@ async fn images_run_as_non_root_with_a_read_only_root(
             .next()
             .and_then(|n| n.split(':').next())
             .unwrap();
-        let (phase, log) = run_pod(
-            plane,
+        let (phase, log) = cluster.run_pod(
             "image-checks",
             binary,
             json!({
@@ -588,9 +522,8 @@ fn server_pods(plane: &ControlPlane) -> Vec<String> {
         .collect()
 }
 
-async fn the_servers_token_cannot_read_secrets(plane: &ControlPlane) {
-    let (phase, log) = run_pod(
-        plane,
+async fn the_servers_token_cannot_read_secrets(cluster: &NodeCluster) {
+    let (phase, log) = cluster.run_pod(
         NAMESPACE,
         "server-token-reads-secrets",
         json!({

@@ -14,10 +14,8 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use anyhow::bail;
 
 mod host;
 
@@ -27,13 +25,18 @@ use host::{
     remove_container_log_links, unmount_below,
 };
 
-use crate::procs::ManagedProcess;
-use crate::{ControlPlane, PlaneOptions, SERVICE_CIDR, free_port, run};
+use serde_json::{Value, json};
+
+use crate::procs::{self, ManagedProcess, wait_until};
+use crate::{ControlPlane, PlaneOptions, SERVICE_CIDR, free_port, must_succeed, run};
 
 /// Name of the node in the cluster.
 pub const NODE_NAME: &str = "kube-scim-node";
 /// The sandbox image containerd is configured with (built from `tests/node/pause`).
 pub const SANDBOX_IMAGE: &str = "registry.k8s.io/pause:3.10";
+/// An image holding the plane's own (static) kubectl, for checks from inside a pod with the
+/// pod's own token ([`NodeCluster::import_kubectl_image`]).
+pub const KUBECTL_IMAGE: &str = "docker.io/kube-scim/test-kubectl:latest";
 /// The pod network (one node, one /24).
 pub const POD_CIDR: &str = "10.244.0.0/24";
 /// The bridge's own address: the node's InternalIP and the apiserver's address.
@@ -53,22 +56,6 @@ pub struct NodeCluster {
 }
 
 impl NodeCluster {
-    /// The node cluster shared by every test of this test binary (one per machine at a time:
-    /// the pod network and the iptables chains are the host's).
-    pub fn shared() -> &'static NodeCluster {
-        static SHARED: OnceLock<Result<&'static NodeCluster, String>> = OnceLock::new();
-        let shared = SHARED.get_or_init(|| {
-            let cluster = NodeCluster::start().map_err(|e| format!("{e:#}"))?;
-            let cluster: &'static NodeCluster = Box::leak(Box::new(cluster));
-            crate::procs::stop_at_exit(cluster);
-            Ok(cluster)
-        });
-        match shared {
-            Ok(cluster) => cluster,
-            Err(e) => panic!("node cluster did not start: {e}"),
-        }
-    }
-
     /// Builds (or takes from the cache) every binary, creates the bridge, starts a control plane
     /// on it and a node, and waits until the node is Ready. The CRDs are not installed (the
     /// chart does that).
@@ -117,25 +104,19 @@ impl NodeCluster {
         self.import_image(&self.sandbox_image()?)?;
         self.start_kubelet()?;
         self.start_kube_proxy()?;
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let out = self
-                .plane
-                .kubectl()
-                .args(["get", "node", NODE_NAME, "-o"])
-                .arg("jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")
-                .output()?;
-            if String::from_utf8_lossy(&out.stdout).trim() == "True" {
-                return Ok(());
-            }
-            if let Some(dead) = self.dead_process() {
-                bail!("{dead} exited before the node became Ready");
-            }
-            if Instant::now() > deadline {
-                bail!("node {NODE_NAME} not Ready after 180 s");
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        wait_until(
+            &self.processes,
+            Duration::from_secs(180),
+            &format!("node {NODE_NAME} to be Ready"),
+            || {
+                self.plane
+                    .kubectl()
+                    .args(["get", "node", NODE_NAME, "-o"])
+                    .arg("jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")
+                    .output()
+                    .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "True")
+            },
+        )
     }
 
     fn start_scheduler(&self) -> anyhow::Result<()> {
@@ -143,18 +124,17 @@ impl NodeCluster {
             self.plane
                 .component_kubeconfig("kube-scheduler", "system:kube-scheduler", None)?;
         let kubeconfig = kubeconfig.display().to_string();
-        self.spawn(
-            "kube-scheduler",
-            Command::new(self.bin_dir.join("kube-scheduler")).args([
-                format!("--kubeconfig={kubeconfig}"),
-                format!("--authentication-kubeconfig={kubeconfig}"),
-                format!("--authorization-kubeconfig={kubeconfig}"),
-                "--leader-elect=false".into(),
-                "--bind-address=127.0.0.1".into(),
-                format!("--secure-port={}", free_port()?),
-                "--v=1".into(),
-            ]),
-        )
+        let mut cmd = Command::new(self.bin_dir.join("kube-scheduler"));
+        cmd.args([
+            format!("--kubeconfig={kubeconfig}"),
+            format!("--authentication-kubeconfig={kubeconfig}"),
+            format!("--authorization-kubeconfig={kubeconfig}"),
+            "--leader-elect=false".into(),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={}", free_port()?),
+            "--v=1".into(),
+        ]);
+        self.spawn("kube-scheduler", cmd)
     }
 
     fn start_containerd(&self) -> anyhow::Result<()> {
@@ -236,18 +216,18 @@ state = "{root}/state"
         // containerd finds its shim on the PATH.
         let path = std::env::var("PATH").unwrap_or_default();
         cmd.env("PATH", format!("{}:{path}", self.bin_dir.display()));
-        self.spawn("containerd", &mut cmd)?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.ctr().args(["version"]).output()?.status.success() {
-            if Instant::now() > deadline {
-                bail!("containerd did not answer on its socket within 30 s");
-            }
-            if let Some(dead) = self.dead_process() {
-                bail!("{dead} exited");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Ok(())
+        self.spawn("containerd", cmd)?;
+        wait_until(
+            &self.processes,
+            Duration::from_secs(30),
+            "containerd to answer on its socket",
+            || {
+                self.ctr()
+                    .arg("version")
+                    .output()
+                    .is_ok_and(|out| out.status.success())
+            },
+        )
     }
 
     fn start_kubelet(&self) -> anyhow::Result<()> {
@@ -295,18 +275,17 @@ evictionHard: {{memory.available: "100Mi", nodefs.available: "1%", imagefs.avail
                 pod_logs = self.dir.join("pod-logs").display(),
             ),
         )?;
-        self.spawn(
-            "kubelet",
-            Command::new(self.bin_dir.join("kubelet")).args([
-                format!("--config={}", config.display()),
-                format!("--kubeconfig={}", kubeconfig.display()),
-                format!("--root-dir={}", self.dir.join("kubelet/root").display()),
-                format!("--cert-dir={}", self.dir.join("kubelet/pki").display()),
-                format!("--hostname-override={NODE_NAME}"),
-                format!("--node-ip={NODE_IP}"),
-                "--v=1".into(),
-            ]),
-        )
+        let mut cmd = Command::new(self.bin_dir.join("kubelet"));
+        cmd.args([
+            format!("--config={}", config.display()),
+            format!("--kubeconfig={}", kubeconfig.display()),
+            format!("--root-dir={}", self.dir.join("kubelet/root").display()),
+            format!("--cert-dir={}", self.dir.join("kubelet/pki").display()),
+            format!("--hostname-override={NODE_NAME}"),
+            format!("--node-ip={NODE_IP}"),
+            "--v=1".into(),
+        ]);
+        self.spawn("kubelet", cmd)
     }
 
     fn start_kube_proxy(&self) -> anyhow::Result<()> {
@@ -340,27 +319,15 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
                 metrics = free_port()?,
             ),
         )?;
-        self.spawn(
-            "kube-proxy",
-            Command::new(self.bin_dir.join("kube-proxy"))
-                .arg(format!("--config={}", config.display()))
-                .arg("--v=1"),
-        )
+        let mut cmd = Command::new(self.bin_dir.join("kube-proxy"));
+        cmd.arg(format!("--config={}", config.display()))
+            .arg("--v=1");
+        self.spawn("kube-proxy", cmd)
     }
 
     /// The control plane of this cluster.
     pub fn plane(&self) -> &ControlPlane {
         &self.plane
-    }
-
-    /// Directory with the node's binaries (kubelet, containerd, runc, ctr, ...).
-    pub fn bin_dir(&self) -> &Path {
-        &self.bin_dir
-    }
-
-    /// containerd's socket.
-    pub fn containerd_socket(&self) -> &Path {
-        &self.containerd_socket
     }
 
     /// `ctr` against this node's containerd, in the CRI's `k8s.io` namespace.
@@ -380,6 +347,60 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
             .arg(archive))
     }
 
+    /// Builds [`KUBECTL_IMAGE`] from the plane's kubectl and imports it.
+    pub fn import_kubectl_image(&self) -> anyhow::Result<()> {
+        let archive = self.dir.join("kubectl.oci.tar");
+        build_static_image(
+            &self.plane.bin_dir().join("kubectl"),
+            KUBECTL_IMAGE,
+            &archive,
+        )?;
+        self.import_image(&archive)
+    }
+
+    /// Runs a pod (`spec`, restartPolicy Never) to completion and returns its phase and log.
+    /// For tests: panics when a kubectl call fails or the pod has not ended within 120 s.
+    pub fn run_pod(&self, namespace: &str, name: &str, mut spec: Value) -> (String, String) {
+        spec["restartPolicy"] = json!("Never");
+        let pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        });
+        let manifest = self.dir.join(format!("pod-{namespace}-{name}.json"));
+        std::fs::write(&manifest, pod.to_string()).expect("write the pod manifest");
+        let kubectl = || self.plane.kubectl();
+        must_succeed(kubectl().args(["apply", "-f"]).arg(&manifest));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let phase = loop {
+            let out = must_succeed(
+                kubectl()
+                    .args(["get", "pod", name, "-n", namespace, "-o"])
+                    .arg("jsonpath={.status.phase}"),
+            );
+            let phase = String::from_utf8_lossy(&out.stdout).to_string();
+            if phase == "Succeeded" || phase == "Failed" {
+                break phase;
+            }
+            if Instant::now() > deadline {
+                let describe = kubectl()
+                    .args(["describe", "pod", name, "-n", namespace])
+                    .output();
+                panic!(
+                    "pod {namespace}/{name} still {phase:?} after 120 s: {}{}",
+                    describe
+                        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                        .unwrap_or_default(),
+                    self.log_tails()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let log = must_succeed(kubectl().args(["logs", name, "-n", namespace]));
+        (phase, String::from_utf8_lossy(&log.stdout).into_owned())
+    }
+
     /// The sandbox image, built from `tests/node/pause` by `images/build.sh`.
     fn sandbox_image(&self) -> anyhow::Result<PathBuf> {
         let out = self.dir.join("pause.oci.tar");
@@ -387,33 +408,16 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
         Ok(out)
     }
 
-    fn spawn(&self, name: &str, cmd: &mut Command) -> anyhow::Result<()> {
+    fn spawn(&self, name: &str, cmd: Command) -> anyhow::Result<()> {
         let log = self.dir.join(format!("{name}.log"));
-        let cmd = std::mem::replace(cmd, Command::new("true"));
         let process = ManagedProcess::spawn_command(name, cmd, &log)?;
         self.processes.lock().unwrap().push(process);
         Ok(())
     }
 
-    fn dead_process(&self) -> Option<String> {
-        self.processes
-            .lock()
-            .unwrap()
-            .iter_mut()
-            .find_map(|p| (!p.is_running()).then(|| p.name().to_string()))
-    }
-
     /// Last lines of every node process's log, for failure messages.
     pub fn log_tails(&self) -> String {
-        let mut logs = String::new();
-        for p in self.processes.lock().unwrap().iter() {
-            logs.push_str(&format!(
-                "\n--- last lines of {} ---\n{}",
-                p.log().display(),
-                p.log_tail(25)
-            ));
-        }
-        logs
+        procs::log_tails(&self.processes)
     }
 
     /// Stops the node and the plane and removes everything they left on the host. Idempotent.
@@ -531,15 +535,6 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
     }
 }
 
-impl crate::procs::Teardown for NodeCluster {
-    fn teardown(&self) {
-        self.stop();
-        if std::env::var_os("KUBE_SCIM_KEEP_PLANE_DIR").is_none() {
-            let _ = std::fs::remove_dir_all(self.plane.dir());
-        }
-    }
-}
-
 impl Drop for NodeCluster {
     fn drop(&mut self) {
         self.stop();
@@ -564,4 +559,16 @@ pub fn build_static_image(binary: &Path, reference: &str, out: &Path) -> anyhow:
         &["--static", &binary, "--name", reference, "--out", &out],
     )?;
     Ok(())
+}
+
+/// A container security context the `restricted` Pod Security Standard admits. No user is
+/// given, so the kubelet checks that the image's own user is not root.
+pub fn restricted_container() -> Value {
+    json!({
+        "runAsNonRoot": true,
+        "readOnlyRootFilesystem": true,
+        "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
 }
