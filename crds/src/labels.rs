@@ -4,6 +4,10 @@
 /// On ScimUsers, ScimGroups and the token Secret / Ingress: name of the owning ScimDirectory.
 pub const DIRECTORY: &str = "kubescim.io/directory";
 
+/// On objects the operator creates outside a directory's namespace (the ReferenceGrant that lets
+/// the directory's HTTPRoute reach the SCIM server): namespace of the owning ScimDirectory.
+pub const DIRECTORY_NAMESPACE: &str = "kubescim.io/directory-namespace";
+
 /// On ScimUsers: `"true"` or `"false"`, mirroring the SCIM `active` attribute.
 pub const ACTIVE: &str = "kubescim.io/active";
 

@@ -119,9 +119,20 @@ pub struct ScimDirectorySpec {
     #[serde(default)]
     pub provider: Provider,
 
-    /// How the directory is exposed outside the cluster.
+    /// Which route the operator creates for the directory: `Ingress`, `Gateway` (a Gateway API
+    /// HTTPRoute) or `None` (route to the SCIM server Service yourself). Empty: the operator's
+    /// default (Helm value `routeDefaults.kind`, default `Ingress`); `ingress.enabled: false`
+    /// with no kind also means `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_kind: Option<RouteKind>,
+
+    /// The Ingress, when the route kind is `Ingress`.
     #[serde(default)]
     pub ingress: IngressSpec,
+
+    /// The HTTPRoute, when the route kind is `Gateway`.
+    #[serde(default)]
+    pub gateway: GatewayRouteSpec,
 
     /// The bearer token the identity provider sends.
     #[serde(default)]
@@ -216,6 +227,67 @@ impl Default for IngressSpec {
 
 fn default_true() -> bool {
     true
+}
+
+/// Kind of route the operator creates for a directory.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RouteKind {
+    /// A `networking.k8s.io/v1` Ingress.
+    #[default]
+    Ingress,
+    /// A Gateway API `HTTPRoute` attached to an existing Gateway.
+    Gateway,
+    /// No route object; the Tenant URL uses the public host if one is known, else the SCIM
+    /// server's in-cluster Service.
+    None,
+}
+
+/// Gateway API HTTPRoute for the directory's SCIM path. Fields left empty take the operator's
+/// defaults (set through the Helm chart's values). TLS is configured on the Gateway's listener:
+/// the Tenant URL is https when the listener the route attaches to is HTTPS.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayRouteSpec {
+    /// Gateways (and optionally their listeners) the HTTPRoute attaches to. Empty uses the
+    /// operator's default Gateway.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub parent_refs: Vec<GatewayParentRef>,
+
+    /// Public DNS name the identity provider reaches (the HTTPRoute's hostname), e.g.
+    /// `scim.example.com`. Empty uses the operator's default host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 253),
+        regex(
+            pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+        )
+    )]
+    pub host: Option<String>,
+
+    /// Path in front of `/scim/v2/<namespace>/<name>` on the public host. Must start with `/` and
+    /// not end with `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128), regex(pattern = r"^(/[A-Za-z0-9._~-]+)+$"))]
+    pub path_prefix: Option<String>,
+}
+
+/// A Gateway the directory's HTTPRoute attaches to.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayParentRef {
+    /// Name of the Gateway.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Namespace of the Gateway (default: the directory's namespace). The Gateway's listener must
+    /// allow routes from the directory's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+    /// Name of one listener of the Gateway (default: every listener that accepts the host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub section_name: Option<String>,
 }
 
 /// Bearer token settings.

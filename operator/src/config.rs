@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::route::{RouteDefaults, ServerService};
+use crate::route::{ParentRef, RouteDefaults, ServerService};
+use kube_scim_crds::RouteKind;
 use kube_scim_runtime::duration;
 use kube_scim_runtime::logging::LogFormat;
 
@@ -27,6 +28,21 @@ pub struct Flags {
         default_value = ""
     )]
     pub watch_namespaces: Vec<String>,
+
+    /// Route kind of directories that set no spec.routeKind: `Ingress`, `Gateway` (a Gateway API
+    /// HTTPRoute) or `None`.
+    #[arg(long, env = "KUBE_SCIM_DEFAULT_ROUTE_KIND", default_value = "Ingress", value_parser = parse_route_kind)]
+    pub default_route_kind: RouteKind,
+
+    /// Gateway of HTTPRoutes for directories that set no spec.gateway.parentRefs, as
+    /// `namespace/name` (or `name`, in the directory's namespace), optionally followed by
+    /// `:listener`.
+    #[arg(long, env = "KUBE_SCIM_DEFAULT_GATEWAY", value_parser = ParentRef::parse)]
+    pub default_gateway: Option<ParentRef>,
+
+    /// HTTPRoute host for directories that set no spec.gateway.host (default: the Ingress host).
+    #[arg(long, env = "KUBE_SCIM_DEFAULT_GATEWAY_HOST")]
+    pub default_gateway_host: Option<String>,
 
     /// Ingress host for directories that set no spec.ingress.host.
     #[arg(long, env = "KUBE_SCIM_DEFAULT_INGRESS_HOST")]
@@ -136,6 +152,17 @@ pub struct Flags {
     pub log_format: LogFormat,
 }
 
+fn parse_route_kind(s: &str) -> Result<RouteKind, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "ingress" => Ok(RouteKind::Ingress),
+        "gateway" => Ok(RouteKind::Gateway),
+        "none" => Ok(RouteKind::None),
+        _ => Err(format!(
+            "{s:?} is not a route kind: Ingress, Gateway or None"
+        )),
+    }
+}
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
@@ -162,7 +189,10 @@ impl Flags {
     /// Ingress defaults and the SCIM server Service.
     pub fn route_defaults(&self) -> RouteDefaults {
         RouteDefaults {
+            kind: self.default_route_kind,
             host: self.default_ingress_host.clone().filter(|s| !s.is_empty()),
+            gateway_host: self.default_gateway_host.clone().filter(|s| !s.is_empty()),
+            gateway_parents: self.default_gateway.clone().into_iter().collect(),
             ingress_class: self.default_ingress_class.clone().filter(|s| !s.is_empty()),
             tls_secret: self.default_tls_secret.clone().filter(|s| !s.is_empty()),
             annotations: self
@@ -243,7 +273,29 @@ mod tests {
         assert_eq!(defaults.server.namespace, "scim");
         assert_eq!(flags.lease_duration, Duration::from_secs(30));
         assert!(!flags.leader_elect);
+        assert_eq!(defaults.kind, RouteKind::Ingress);
         assert!(Flags::try_parse_from(["kube-scim-operator", "--lease-duration=soon"]).is_err());
+
+        let flags = Flags::try_parse_from([
+            "kube-scim-operator",
+            "--default-route-kind=gateway",
+            "--default-gateway=infra/edge:https",
+        ])
+        .unwrap();
+        let defaults = flags.route_defaults();
+        assert_eq!(defaults.kind, RouteKind::Gateway);
+        assert_eq!(
+            defaults.gateway_parents,
+            vec![ParentRef {
+                name: "edge".into(),
+                namespace: Some("infra".into()),
+                section: Some("https".into()),
+            }]
+        );
+        assert!(Flags::try_parse_from(["kube-scim-operator", "--default-gateway=Edge/"]).is_err());
+        assert!(
+            Flags::try_parse_from(["kube-scim-operator", "--default-route-kind=istio"]).is_err()
+        );
 
         // JSON keeps commas inside values; a repeated key=value flag overrides a JSON key.
         let flags = Flags::try_parse_from([

@@ -907,7 +907,7 @@ async fn default_host_same_namespace_backend_and_disabled_ingress() {
     let dir = ready(&dirs, "fabrikam", Duration::from_secs(30)).await;
     assert_eq!(
         condition(&dir, "RouteReady").unwrap().reason,
-        "IngressDisabled"
+        "RouteDisabled"
     );
     eventually(
         "the Ingress to be removed",

@@ -1,6 +1,8 @@
 //! The deletion policy. `Delete`: the directory owns its ScimUsers and ScimGroups and the
 //! garbage collector removes them with it. `Retain`: a finalizer releases them (drops their
-//! ownerReference) before the directory goes. The finalizer exists only where it is needed.
+//! ownerReference) before the directory goes. The same finalizer removes a Gateway route's
+//! ReferenceGrant, which lives in the SCIM server's namespace and so cannot be owned by the
+//! directory. The finalizer exists only where it is needed.
 
 use std::sync::Arc;
 
@@ -16,7 +18,8 @@ use serde_json::{Value, json};
 
 use super::{Context, Error, is_not_found, owned_by};
 
-/// Finalizer of directories with `deletionPolicy: Retain`.
+/// Finalizer of directories with `deletionPolicy: Retain` or a ReferenceGrant (the name predates
+/// the second use; it is kept so that directories of earlier versions are still released).
 pub const FINALIZER: &str = "kubescim.io/retain-users-and-groups";
 
 /// How a reconcile treats the directory's lifecycle.
@@ -35,9 +38,9 @@ fn has_finalizer(dir: &ScimDirectory) -> bool {
     dir.finalizers().iter().any(|f| f == FINALIZER)
 }
 
-/// The plan for `dir`.
-pub fn plan(dir: &ScimDirectory) -> Plan {
-    if dir.spec.deletion_policy == DeletionPolicy::Retain || has_finalizer(dir) {
+/// The plan for `dir`; `needs_grant`: its route needs a ReferenceGrant in another namespace.
+pub fn plan(dir: &ScimDirectory, needs_grant: bool) -> Plan {
+    if dir.spec.deletion_policy == DeletionPolicy::Retain || needs_grant || has_finalizer(dir) {
         Plan::WithFinalizer
     } else if dir.metadata.deletion_timestamp.is_some() {
         Plan::AwaitGone
@@ -48,7 +51,8 @@ pub fn plan(dir: &ScimDirectory) -> Plan {
 
 /// The reconcile entry after the bookkeeping: runs the plan.
 pub async fn reconcile(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> {
-    match plan(&dir) {
+    let needs_grant = super::route::needs_reference_grant(&dir, &ctx.settings.defaults);
+    match plan(&dir, needs_grant) {
         Plan::WithFinalizer => {
             let ns = dir.namespace().ok_or(Error::Unnamed)?;
             let api: Api<ScimDirectory> = ctx.api(&ns);
@@ -66,10 +70,12 @@ pub async fn reconcile(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action,
     }
 }
 
-/// A directory switched from Retain to Delete keeps a finalizer it no longer needs: the
-/// merge patch that drops it (a compare-and-swap on the resourceVersion), if any.
-pub fn finalizer_removal(dir: &ScimDirectory) -> Option<Value> {
+/// A directory switched from Retain to Delete (or away from a cross-namespace Gateway route)
+/// keeps a finalizer it no longer needs: the merge patch that drops it (a compare-and-swap on
+/// the resourceVersion), if any. Called after the route part removed an unneeded grant.
+pub fn finalizer_removal(dir: &ScimDirectory, needs_grant: bool) -> Option<Value> {
     let live_delete = dir.spec.deletion_policy == DeletionPolicy::Delete
+        && !needs_grant
         && dir.metadata.deletion_timestamp.is_none();
     if !live_delete || !has_finalizer(dir) {
         return None;
@@ -87,7 +93,8 @@ pub fn finalizer_removal(dir: &ScimDirectory) -> Option<Value> {
 
 /// Carries out [`finalizer_removal`].
 pub async fn drop_unneeded_finalizer(dir: &ScimDirectory, ctx: &Context) -> Result<(), Error> {
-    let Some(patch) = finalizer_removal(dir) else {
+    let needs_grant = super::route::needs_reference_grant(dir, &ctx.settings.defaults);
+    let Some(patch) = finalizer_removal(dir, needs_grant) else {
         return Ok(());
     };
     let api: Api<ScimDirectory> = ctx.api(&dir.namespace().ok_or(Error::Unnamed)?);
@@ -104,6 +111,7 @@ pub async fn drop_unneeded_finalizer(dir: &ScimDirectory, ctx: &Context) -> Resu
 /// Before a `Retain` directory goes: removes its ownerReference from each of its ScimUsers and
 /// ScimGroups, so the garbage collector keeps them.
 async fn cleanup(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> {
+    super::route::remove_reference_grant(&dir, ctx).await?;
     if dir.spec.deletion_policy != DeletionPolicy::Retain {
         return Ok(Action::await_change());
     }
@@ -188,23 +196,29 @@ mod tests {
     #[test]
     fn the_finalizer_is_used_only_where_retain_needs_it() {
         use DeletionPolicy::{Delete, Retain};
-        assert_eq!(plan(&dir(Retain, &[], false)), Plan::WithFinalizer);
-        assert_eq!(plan(&dir(Delete, &[FINALIZER], false)), Plan::WithFinalizer);
-        assert_eq!(plan(&dir(Delete, &[], true)), Plan::AwaitGone);
-        assert_eq!(plan(&dir(Delete, &["other"], false)), Plan::Apply);
+        assert_eq!(plan(&dir(Retain, &[], false), false), Plan::WithFinalizer);
+        assert_eq!(
+            plan(&dir(Delete, &[FINALIZER], false), false),
+            Plan::WithFinalizer
+        );
+        assert_eq!(plan(&dir(Delete, &[], true), false), Plan::AwaitGone);
+        assert_eq!(plan(&dir(Delete, &["other"], false), false), Plan::Apply);
+        // A cross-namespace Gateway route's grant needs the finalizer even with Delete.
+        assert_eq!(plan(&dir(Delete, &[], false), true), Plan::WithFinalizer);
     }
 
     #[test]
     fn switching_to_delete_drops_only_our_finalizer() {
         use DeletionPolicy::{Delete, Retain};
-        let patch = finalizer_removal(&dir(Delete, &["other", FINALIZER], false)).unwrap();
+        let patch = finalizer_removal(&dir(Delete, &["other", FINALIZER], false), false).unwrap();
         assert_eq!(
             patch,
             json!({"metadata": {"resourceVersion": "7", "finalizers": ["other"]}})
         );
-        assert!(finalizer_removal(&dir(Retain, &[FINALIZER], false)).is_none());
-        assert!(finalizer_removal(&dir(Delete, &[FINALIZER], true)).is_none());
-        assert!(finalizer_removal(&dir(Delete, &[], false)).is_none());
+        assert!(finalizer_removal(&dir(Retain, &[FINALIZER], false), false).is_none());
+        assert!(finalizer_removal(&dir(Delete, &[FINALIZER], true), false).is_none());
+        assert!(finalizer_removal(&dir(Delete, &[], false), false).is_none());
+        assert!(finalizer_removal(&dir(Delete, &[FINALIZER], false), true).is_none());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! - [`deletion`]: the deletion policy (finalizer only for `Retain`);
 //! - [`token`]: the bearer token (generated, rotated, bring-your-own);
-//! - [`route`]: Ingress and, across namespaces, an ExternalName Service;
+//! - [`route`]: Ingress (and, across namespaces, an ExternalName Service) or Gateway API
+//!   HTTPRoute (and, across namespaces, a ReferenceGrant);
 //! - [`counts`]: users and groups in status;
 //! - [`status`]: conditions and the status write.
 
@@ -280,10 +281,23 @@ pub async fn run_scope(
     .default_backoff()
     .touched_objects();
 
-    let controller = Controller::new(
+    let mut controller = Controller::new(
         scoped::<ScimDirectory>(&client, ns),
         watcher::Config::default().any_semantic(),
     );
+    // HTTPRoutes are watched only where the Gateway API is installed; without the watch, a
+    // pending route is still looked at again every few seconds.
+    if let Some(resource) = route::httproute_resource(&client).await {
+        let api: Api<kube::api::DynamicObject> = match ns {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        controller = controller.owns_with(
+            api,
+            resource,
+            watcher::Config::default().labels(&managed).any_semantic(),
+        );
+    }
     let directories = controller.store();
     let concurrency = settings.concurrency;
     let ctx = Arc::new(Context::new(
@@ -402,9 +416,10 @@ pub async fn reconcile(dir: Arc<ScimDirectory>, ctx: Arc<Context>) -> Result<Act
 /// Brings a live directory to its desired state: token, route, counts, status.
 async fn apply(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> {
     let now = jiff::Timestamp::now();
-    deletion::drop_unneeded_finalizer(&dir, ctx).await?;
     let token = token::reconcile(&dir, ctx, now).await?;
     let route = route::reconcile(&dir, ctx).await?;
+    // After the route part: it removes a ReferenceGrant the finalizer no longer has to.
+    deletion::drop_unneeded_finalizer(&dir, ctx).await?;
     let counts = counts::of(&dir, ctx);
     status::write(&dir, ctx, &token, &route, &counts, now).await
 }

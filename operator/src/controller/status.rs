@@ -21,10 +21,13 @@ use super::token::TokenState;
 use super::{Context, Error, MANAGER};
 use crate::token as tokens;
 
-/// Outcome of one part of the reconcile (token or route), as a condition.
+/// Outcome of one part of the reconcile (token or route), as a condition: `True` when ok,
+/// `Unknown` while pending (waiting for another controller, e.g. an Ingress address), else
+/// `False`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Check {
     pub ok: bool,
+    pub pending: bool,
     pub reason: String,
     pub message: String,
 }
@@ -33,6 +36,7 @@ impl Check {
     pub fn ok(reason: &str, message: impl Into<String>) -> Self {
         Self {
             ok: true,
+            pending: false,
             reason: reason.into(),
             message: message.into(),
         }
@@ -41,8 +45,27 @@ impl Check {
     pub fn failed(reason: &str, message: impl Into<String>) -> Self {
         Self {
             ok: false,
+            pending: false,
             reason: reason.into(),
             message: message.into(),
+        }
+    }
+
+    /// Our part is done and another controller has yet to act on it.
+    pub fn pending(reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            pending: true,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    fn status(&self) -> &'static str {
+        match (self.ok, self.pending) {
+            (true, _) => "True",
+            (false, true) => "Unknown",
+            (false, false) => "False",
         }
     }
 }
@@ -57,7 +80,7 @@ pub fn condition(
     previous: &[Condition],
     now: Timestamp,
 ) -> Condition {
-    let status = if check.ok { "True" } else { "False" };
+    let status = check.status();
     let last_transition_time = previous
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
@@ -73,9 +96,17 @@ pub fn condition(
     }
 }
 
-/// `Ready`: true only when the token and the route are.
+/// `Ready`: the directory accepts provisioning requests, that is the token is in place and the
+/// route is, or waits only for its controller (`RouteReady` then says `Unknown` and why).
 pub fn ready(token: &Check, route: &Check) -> Check {
-    match (token.ok, route.ok) {
+    match (token.ok, route.ok || route.pending) {
+        (true, true) if route.pending => Check::ok(
+            "Ready",
+            format!(
+                "The token and the route are in place; the directory accepts provisioning requests. The route waits for its controller: {}",
+                route.message
+            ),
+        ),
         (true, true) => Check::ok(
             "Ready",
             "The token and the route are in place; the directory accepts provisioning requests",
@@ -142,6 +173,7 @@ pub fn new_problems<'a>(dir: &ScimDirectory, checks: [(&str, &'a Check); 2]) -> 
         .into_iter()
         .filter(|(type_, check)| {
             !check.ok
+                && !check.pending
                 && !previous.iter().any(|c| {
                     c.type_ == *type_ && c.reason == check.reason && c.message == check.message
                 })
@@ -199,12 +231,18 @@ pub async fn write(
         )
         .await?;
     }
-    Ok(Action::requeue(requeue_after(
-        &new_status,
-        ctx.settings.resync,
-        now,
-    )))
+    let mut wait = requeue_after(&new_status, ctx.settings.resync, now);
+    if !route.check.ok {
+        // Another controller's progress, or a Gateway the user creates next, may not be watched
+        // (e.g. HTTPRoutes when the Gateway API was installed after the operator started): look
+        // again soon.
+        wait = wait.min(PENDING_RECHECK);
+    }
+    Ok(Action::requeue(wait))
 }
+
+/// How soon a route that is not ready is looked at again.
+pub const PENDING_RECHECK: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

@@ -223,7 +223,7 @@ async fn disabling_the_ingress_deletes_ours() {
     );
     assert_eq!(
         status_condition(&calls, "RouteReady")["reason"],
-        "IngressDisabled"
+        "RouteDisabled"
     );
 }
 
