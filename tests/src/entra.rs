@@ -71,6 +71,14 @@ pub struct EntraClient {
     pub dialect: Dialect,
 }
 
+/// Entra's HTTP client: plain, with a generous timeout.
+pub fn default_http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("HTTP client")
+}
+
 /// The custom extension URN the tests map `division` to (Entra: "customappsso" attribute list).
 pub const CUSTOM_EXTENSION: &str =
     "urn:ietf:params:scim:schemas:extension:CustomExtension:2.0:User";
@@ -78,11 +86,14 @@ pub const CUSTOM_EXTENSION: &str =
 impl EntraClient {
     /// `base` is the Tenant URL without query string.
     pub fn new(base: &str, token: &str, dialect: Dialect) -> Self {
+        Self::with_http(base, token, dialect, default_http())
+    }
+
+    /// A client that sends through `http` (e.g. one that resolves the Tenant URL's host to a
+    /// route controller on 127.0.0.1 and trusts the test's CA).
+    pub fn with_http(base: &str, token: &str, dialect: Dialect, http: reqwest::Client) -> Self {
         Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("HTTP client"),
+            http,
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
             dialect,

@@ -23,6 +23,15 @@ pub trait ScimTarget: Sync {
     fn base_url(&self, namespace: &str, directory: &str) -> String;
     /// Logs of the components, for failure messages.
     fn logs(&self) -> String;
+    /// The HTTP client that reaches `base_url` (through a route controller it may need a host
+    /// resolved to 127.0.0.1 and the test's CA).
+    fn http(&self) -> reqwest::Client {
+        crate::entra::default_http()
+    }
+    /// The spec of each directory the suite creates (e.g. its route).
+    fn directory_spec(&self) -> ScimDirectorySpec {
+        ScimDirectorySpec::default()
+    }
 }
 
 struct Tenant {
@@ -41,7 +50,7 @@ async fn tenant(
     let api: Api<ScimDirectory> = Api::namespaced(kube.clone(), ns);
     api.create(
         &PostParams::default(),
-        &ScimDirectory::new(name, ScimDirectorySpec::default()),
+        &ScimDirectory::new(name, target.directory_spec()),
     )
     .await
     .unwrap();
@@ -53,7 +62,7 @@ async fn tenant(
         "the Tenant URL selects the compliant dialect: {endpoint}"
     );
     Tenant {
-        client: EntraClient::new(&target.base_url(ns, name), &token, dialect),
+        client: EntraClient::with_http(&target.base_url(ns, name), &token, dialect, target.http()),
         namespace: ns.into(),
         directory: name.into(),
     }
@@ -112,10 +121,11 @@ pub async fn test_connection_answers_an_empty_list_and_refuses_wrong_tokens(
         json!(["urn:ietf:params:scim:api:messages:2.0:ListResponse"])
     );
 
-    let wrong = EntraClient::new(
+    let wrong = EntraClient::with_http(
         &target.base_url(&ns, "contoso"),
         "not-the-token",
         Dialect::Compliant,
+        target.http(),
     );
     let answer = wrong.test_connection().await.unwrap();
     assert_eq!(answer.status, 401, "{}", answer.body);
@@ -128,10 +138,11 @@ pub async fn test_connection_answers_an_empty_list_and_refuses_wrong_tokens(
         .await
         .unwrap()
         .1;
-    let cross = EntraClient::new(
+    let cross = EntraClient::with_http(
         &target.base_url(&ns, "contoso"),
         &fabrikam_token,
         Dialect::Compliant,
+        target.http(),
     );
     assert_eq!(cross.test_connection().await.unwrap().status, 401);
 }

@@ -24,7 +24,7 @@ use kube::{Api, Client, Config};
 pub mod entra;
 pub mod entra_suite;
 pub mod node;
-mod pki;
+pub mod pki;
 pub mod procs;
 pub mod stack;
 

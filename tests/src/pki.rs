@@ -17,6 +17,54 @@ pub(crate) const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
 /// File name of the plane's CA certificate in its directory.
 pub(crate) const CA_FILE: &str = "ca.crt";
 
+/// A new CA named `common_name`: its issuer and its certificate as PEM.
+fn certificate_authority(common_name: &str) -> anyhow::Result<(Issuer<'static, KeyPair>, String)> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    Ok((Issuer::new(ca_params, ca_key), ca_cert.pem()))
+}
+
+/// A CA for the test's own TLS endpoints (a route controller's https listeners): what an
+/// organisation's issuer would be, made per run.
+pub struct WebCa {
+    issuer: Issuer<'static, KeyPair>,
+    /// The CA certificate (PEM), for clients to trust.
+    pub certificate: String,
+}
+
+impl WebCa {
+    pub fn new() -> anyhow::Result<WebCa> {
+        let (issuer, certificate) = certificate_authority("kube-scim test web CA")?;
+        Ok(WebCa {
+            issuer,
+            certificate,
+        })
+    }
+
+    /// A serving certificate for `hosts`: (certificate PEM, private key PEM).
+    pub fn serving(&self, hosts: &[&str]) -> anyhow::Result<(String, String)> {
+        let key = KeyPair::generate()?;
+        let mut params =
+            CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, hosts.first().copied().unwrap_or("test"));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
 /// Certificates of one plane, written as PEM files into its directory.
 pub(crate) struct Pki {
     issuer: Issuer<'static, KeyPair>,
@@ -29,19 +77,7 @@ pub(crate) struct Pki {
 impl Pki {
     /// Certificates for a plane whose apiserver listens on `address`.
     pub(crate) fn write(dir: &Path, address: IpAddr) -> anyhow::Result<Pki> {
-        let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "kube-scim test CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca_params.self_signed(&ca_key)?;
-        let issuer = Issuer::new(ca_params, ca_key);
+        let (issuer, ca_pem) = certificate_authority("kube-scim test CA")?;
 
         let serving_key = KeyPair::generate()?;
         let mut serving = CertificateParams::new(vec![
@@ -93,7 +129,7 @@ impl Pki {
             std::fs::write(&path, pem)?;
             Ok(path)
         };
-        write(CA_FILE, ca_cert.pem())?;
+        write(CA_FILE, ca_pem)?;
         let pki = Pki {
             issuer,
             admin_cert: write("admin.crt", admin_cert.pem())?,

@@ -14,7 +14,6 @@
 //! 8. stopping the node leaves no process, mount, cgroup, iptables rule or bridge behind.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -25,15 +24,14 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use kube_scim_crds::{ScimDirectory, ScimUser};
 use kube_scim_tests::entra_suite::{self, ScimTarget};
+use kube_scim_tests::node::chart::{
+    self, NAMESPACE, OPERATOR, RELEASE, SERVER, diagnostics, restricted_namespace,
+};
 use kube_scim_tests::node::{KUBECTL_IMAGE, NodeCluster, restricted_container};
 use kube_scim_tests::stack::ready_directory;
 use kube_scim_tests::{ControlPlane, eventually, must_succeed, repo_root};
 use serde_json::json;
 
-const RELEASE: &str = "kube-scim";
-const NAMESPACE: &str = "kube-scim";
-const SERVER: &str = "kube-scim-server";
-const OPERATOR: &str = "kube-scim-operator";
 /// Goal for each image (a static binary, a CA bundle and two passwd lines).
 const IMAGE_SIZE_LIMIT: u64 = 25 * 1024 * 1024;
 
@@ -59,7 +57,15 @@ async fn deploy_and_operate(cluster: &NodeCluster) {
     let plane = cluster.plane();
     let kube = plane.client().await.unwrap();
 
-    let images = build_images(cluster);
+    let images = chart::build_and_import_images(cluster);
+    for (image, archive) in &images {
+        let size = std::fs::metadata(archive).unwrap().len();
+        eprintln!("{image}: {:.1} MB", size as f64 / 1e6);
+        assert!(
+            size < IMAGE_SIZE_LIMIT,
+            "{image} is {size} bytes, over the {IMAGE_SIZE_LIMIT}-byte goal"
+        );
+    }
     images_run_as_non_root_with_a_read_only_root(cluster, &images).await;
 
     let started = Instant::now();
@@ -72,64 +78,6 @@ async fn deploy_and_operate(cluster: &NodeCluster) {
     an_upgrade_rolls_the_servers_without_a_failed_request(plane, &kube, &target).await;
     the_servers_token_cannot_read_secrets(cluster).await;
     uninstall_keeps_crds_and_users(plane, &kube).await;
-}
-
-/// The product images, built by `images/build.sh` (the same recipe as a release), and a test
-/// image holding the pinned kubectl, all imported into the node's containerd.
-fn build_images(cluster: &NodeCluster) -> Vec<(String, PathBuf)> {
-    let started = Instant::now();
-    let out = Command::new("bash")
-        .arg(repo_root().join("images/build.sh"))
-        .env("CONTAINERD_ADDRESS", "")
-        .output()
-        .expect("images/build.sh starts");
-    assert!(
-        out.status.success(),
-        "images/build.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    eprintln!("images built in {:?}", started.elapsed());
-    let version = env!("CARGO_PKG_VERSION");
-    let mut images = Vec::new();
-    for name in [OPERATOR, SERVER] {
-        let archive = dir.join(format!("{name}.oci.tar"));
-        let size = std::fs::metadata(&archive).unwrap().len();
-        eprintln!("{name}: {:.1} MB", size as f64 / 1e6);
-        assert!(
-            size < IMAGE_SIZE_LIMIT,
-            "{name} is {size} bytes, over the {IMAGE_SIZE_LIMIT}-byte goal"
-        );
-        cluster.import_image(&archive).unwrap();
-        images.push((format!("ghcr.io/kube-scim/{name}:{version}"), archive));
-    }
-    cluster.import_kubectl_image().unwrap();
-    images
-}
-
-fn apply(plane: &ControlPlane, manifest: &serde_json::Value) {
-    let path = plane.dir().join(format!("manifest-{}.json", rand_suffix()));
-    std::fs::write(&path, manifest.to_string()).unwrap();
-    must_succeed(plane.kubectl().args(["apply", "-f"]).arg(&path));
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::BuildHasher;
-    std::collections::hash_map::RandomState::new().hash_one(Instant::now())
-}
-
-fn restricted_namespace(plane: &ControlPlane, name: &str) {
-    apply(
-        plane,
-        &json!({
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": name,
-                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
-            },
-        }),
-    );
 }
 
 async fn images_run_as_non_root_with_a_read_only_root(
@@ -180,68 +128,11 @@ async fn images_run_as_non_root_with_a_read_only_root(
     );
 }
 
-/// What a person would look at when pods do not become Ready: pods, events, and the logs of the
-/// release's containers (also of their previous run, for a crash loop).
-fn diagnostics(plane: &ControlPlane) -> String {
-    let mut text = String::new();
-    let mut run = |args: &[&str]| {
-        if let Ok(out) = plane.kubectl().args(args).output() {
-            text.push_str(&format!(
-                "\n$ kubectl {}\n{}{}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-    };
-    run(&["get", "pods", "-A", "-o", "wide"]);
-    run(&["get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp"]);
-    for component in ["operator", "server"] {
-        let selector = format!("app.kubernetes.io/component={component}");
-        for run_of_container in ["", "--previous"] {
-            let mut args = vec![
-                "logs",
-                "-n",
-                NAMESPACE,
-                "-l",
-                &selector,
-                "--tail=20",
-                "--prefix",
-            ];
-            args.extend([run_of_container].into_iter().filter(|a| !a.is_empty()));
-            run(&args);
-        }
-    }
-    text
-}
-
 fn install_the_chart(plane: &ControlPlane) {
-    restricted_namespace(plane, NAMESPACE);
-    let out = plane
-        .helm()
-        .unwrap()
-        .args(["install", RELEASE])
-        .arg(repo_root().join("charts/kube-scim"))
-        .args(["--namespace", NAMESPACE, "--wait", "--timeout", "4m"])
-        .args(["--set", "operator.replicas=2"])
-        .args(["--set", "ingressDefaults.host=scim.kube-scim.test"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "helm install failed: {}{}",
-        String::from_utf8_lossy(&out.stderr),
-        diagnostics(plane)
+    chart::install(
+        plane,
+        &["operator.replicas=2", "ingressDefaults.host=scim.kube-scim.test"],
     );
-    must_succeed(plane.kubectl().args([
-        "wait",
-        "pods",
-        "--all",
-        "-n",
-        NAMESPACE,
-        "--for=condition=Ready",
-        "--timeout=120s",
-    ]));
     let out = must_succeed(plane.kubectl().args([
         "get",
         "pods",

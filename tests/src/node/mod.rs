@@ -18,6 +18,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 mod host;
+pub mod chart;
+mod traefik;
+pub use traefik::{Traefik, TRAEFIK_IMAGE};
 
 use host::{
     HostState, create_bridge, link_exists, mounts_below, pids_in_pod_cgroups, pod_cgroups,
