@@ -35,10 +35,12 @@ node:
 images:
 	bash images/build.sh
 
-## tools: build (or reuse the cached) pinned helm and the external SCIM checkers the tests run
+## tools: build (or reuse the cached) pinned helm, actionlint, Traefik (the route controller of the
+## node tests) and the external SCIM checkers the tests run
 tools:
 	bash tests/tools/build-helm.sh >/dev/null
 	bash tests/tools/build-actionlint.sh >/dev/null
+	bash tests/tools/build-traefik.sh >/dev/null
 	bash tests/tools/build-python-tools.sh >/dev/null
 
 ## build: every binary of the workspace (the integration tests start them as processes)

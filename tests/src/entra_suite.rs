@@ -32,6 +32,43 @@ pub trait ScimTarget: Sync {
     fn directory_spec(&self) -> ScimDirectorySpec {
         ScimDirectorySpec::default()
     }
+    /// Whether requests travel through the directory's route (so a tenant is used only once
+    /// `RouteReady` is True and its controller routes the Tenant URL), not straight to a server.
+    fn through_route(&self) -> bool {
+        false
+    }
+}
+
+/// Waits until `RouteReady` is True and the route controller routes `base` (no more 404 from a
+/// controller that has not loaded the route yet): what an admin sees before Test Connection.
+async fn route_is_live(kube: &Client, target: &dyn ScimTarget, ns: &str, name: &str, token: &str) {
+    let api: Api<ScimDirectory> = Api::namespaced(kube.clone(), ns);
+    let http = target.http();
+    let url = format!("{}/Users?count=0", target.base_url(ns, name));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = api.get(name).await.ok().and_then(|d| d.status).is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == kube_scim_crds::CONDITION_ROUTE_READY && c.status == "True")
+        });
+        let routed = ready
+            && http
+                .get(&url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() != 404);
+        if routed {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{ns}/{name}: the route is not Ready and live within 60 s\n{}",
+            target.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 struct Tenant {
@@ -61,6 +98,9 @@ async fn tenant(
         endpoint.ends_with(&format!("/scim/v2/{ns}/{name}?aadOptscim062020")),
         "the Tenant URL selects the compliant dialect: {endpoint}"
     );
+    if target.through_route() {
+        route_is_live(kube, target, ns, name, &token).await;
+    }
     Tenant {
         client: EntraClient::with_http(&target.base_url(ns, name), &token, dialect, target.http()),
         namespace: ns.into(),

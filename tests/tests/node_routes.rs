@@ -76,6 +76,7 @@ async fn route_through_traefik(cluster: &NodeCluster) {
         &[
             &format!("ingressDefaults.host={INGRESS_HOST}"),
             "ingressDefaults.className=traefik",
+            "server.replicas=1",
             &format!("routeDefaults.gateway.parentRef={GATEWAY_NAMESPACE}/{GATEWAY}:web"),
             &format!("routeDefaults.gateway.host={GATEWAY_HOST}"),
         ],
@@ -185,9 +186,34 @@ impl ScimTarget for Route<'_> {
     }
 
     fn logs(&self) -> String {
+        let plane = self.cluster.plane();
+        let get = |args: &[&str]| {
+            plane
+                .kubectl()
+                .args(args)
+                .output()
+                .map(|o| {
+                    format!(
+                        "\n$ kubectl {}\n{}{}",
+                        args.join(" "),
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    )
+                })
+                .unwrap_or_default()
+        };
         format!(
-            "{}\n--- traefik\n{}",
-            diagnostics(self.cluster.plane()),
+            "{}{}{}{}\n--- traefik\n{}",
+            diagnostics(plane),
+            get(&[
+                "get",
+                "scimdirectories",
+                "-A",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.endpoint} {.status.conditions}{\"\\n\"}{end}"
+            ]),
+            get(&["get", "httproutes,referencegrants", "-A", "-o", "yaml"]),
+            get(&["get", "gateways", "-A", "-o", "yaml"]),
             self.cluster.traefik_logs()
         )
     }
@@ -208,6 +234,10 @@ impl ScimTarget for Route<'_> {
 
     fn directory_spec(&self) -> ScimDirectorySpec {
         self.spec.clone()
+    }
+
+    fn through_route(&self) -> bool {
+        true
     }
 }
 
