@@ -82,11 +82,16 @@ fn values_schema_rejects_a_mistyped_value() {
         .args(["template", RELEASE])
         .arg(chart())
         .args(["--set", "server.replicas=two", "--set", "operator.bogus=1"])
+        .args(["--set", "operator.countsMaxDelay=soon"])
         .output()
         .unwrap();
     assert!(!out.status.success(), "a string replica count must fail");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/server/replicas"), "{stderr}");
+    assert!(
+        stderr.contains("/operator/countsMaxDelay"),
+        "durations are Go durations: {stderr}"
+    );
     assert!(
         stderr.contains("bogus"),
         "unknown keys are errors too: {stderr}"
