@@ -1401,6 +1401,11 @@ async fn a_busy_directory_is_reconciled_at_once_and_its_counts_stay_fresh() {
 
     // The load: every 10 writes, 8 creates, 1 deactivation, 1 deletion.
     let writes_before = api_writes(&op);
+    let reconciles = || {
+        op.metric("kube_scim_operator_reconciliations_total")
+            .unwrap_or(0.0)
+    };
+    let reconciles_before = reconciles();
     let start = tokio::time::Instant::now();
     let load = {
         let users = users.clone();
@@ -1516,6 +1521,7 @@ async fn a_busy_directory_is_reconciled_at_once_and_its_counts_stay_fresh() {
     let (writes, load_took) = load.await.unwrap();
     let load_end = tokio::time::Instant::now();
     let writes_during_load = api_writes(&op);
+    let reconciles_during_load = reconciles() - reconciles_before;
 
     // After the last write: the counts match the objects within --counts-max-delay.
     let all_users = users.list(&Default::default()).await.unwrap().items;
@@ -1591,7 +1597,7 @@ async fn a_busy_directory_is_reconciled_at_once_and_its_counts_stay_fresh() {
         "busy directory: {writes} user writes in {load_took:.1?} ({:.1}/s); rotation in status after {rotation:.2?}, \
          route after {route:.2?}; counts matched {settled:.2?} after the last write; \
          users in status changed at {:?}; operator API writes during the load: {total:.1}/min {rates:?} \
-         ({status_writes} status writes for {writes} user writes)",
+         ({status_writes} status writes and {reconciles_during_load} reconciles for {writes} user writes)",
         f64::from(writes) / load_secs,
         seen.iter()
             .map(|(t, u)| format!("{:.1}s:{u}", t.as_secs_f64()))
@@ -1635,5 +1641,11 @@ async fn a_busy_directory_is_reconciled_at_once_and_its_counts_stay_fresh() {
     assert!(
         status_writes <= bound,
         "{status_writes} status writes during the load (bound {bound})"
+    );
+    // User changes and counts writes reconcile nothing: only the two spec changes did (with
+    // the Secret, Ingress and status changes they caused).
+    assert!(
+        reconciles_during_load <= 10.0,
+        "{reconciles_during_load} reconciles during the load"
     );
 }
