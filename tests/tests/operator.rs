@@ -1487,7 +1487,7 @@ async fn a_busy_directory_is_reconciled_at_once_and_its_counts_stay_fresh() {
     .await;
     assert!(
         start.elapsed() < LOAD,
-        "the rotation was seen during the load"
+        "the rotation was seen during the load (it took {rotation:?}, until the load ended)"
     );
 
     // Mid-load: move the route to another host.
@@ -1516,7 +1516,10 @@ async fn a_busy_directory_is_reconciled_at_once_and_its_counts_stay_fresh() {
         },
     )
     .await;
-    assert!(start.elapsed() < LOAD, "the route was seen during the load");
+    assert!(
+        start.elapsed() < LOAD,
+        "the route was seen during the load (it took {route:?}, until the load ended)"
+    );
 
     let (writes, load_took) = load.await.unwrap();
     let load_end = tokio::time::Instant::now();
