@@ -64,7 +64,7 @@ impl Default for Metrics {
         let counts_refreshes = Family::<ResultLabels, Counter>::default();
         registry.register(
             "counts_refreshes",
-            "Refreshes of a directory's user and group counts, by result (written, unchanged, gone, failed)",
+            "Refreshes of a directory's user and group counts, by result (written, unchanged, gone, conflict, failed)",
             counts_refreshes.clone(),
         );
         let api_requests = Family::<RequestLabels, Counter>::default();

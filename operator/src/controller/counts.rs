@@ -207,6 +207,12 @@ pub async fn keep_fresh(
                     tracing::debug!(directory = %key, result = refreshed.label(), "counts refreshed");
                     true
                 }
+                // The store had not yet seen a status write that happened meanwhile.
+                Err(e @ Error::Conflict(_)) => {
+                    ctx.metrics.counts_refresh("conflict");
+                    tracing::debug!(directory = %key, error = %e, "counts refresh retried");
+                    false
+                }
                 Err(e) => {
                     ctx.metrics.counts_refresh("failed");
                     tracing::info!(directory = %key, error = %e, "counts refresh failed; retrying");
