@@ -1352,8 +1352,8 @@ where
 }
 
 /// A directory under continuous provisioning (20 user writes/s for 25 s, written with a kube
-/// client as the SCIM server would): a token rotation and a route change made mid-load appear
-/// in status at once (the debounce that starved them is gone), the counts in status follow at
+/// client as the SCIM server would): a token rotation, a route change and a deleted token Secret
+/// made mid-load appear in status at once (the debounce that starved them is gone), the counts in status follow at
 /// most every --counts-max-delay and at most once per --counts-min-interval while the load runs,
 /// and match the objects within --counts-max-delay of the last write. Prints the delays and the
 /// operator's API writes per minute under that load.
@@ -1521,6 +1521,38 @@ async fn a_busy_directory_is_reconciled_at_once_and_its_counts_stay_fresh() {
         "the route was seen during the load (it took {route:?}, until the load ended)"
     );
 
+    // Mid-load: delete the token Secret (a Secret change, not a spec change): a new token
+    // replaces both, the old ones stop working at once.
+    tokio::time::sleep_until(start + Duration::from_secs(20)).await;
+    let rotated = dirs
+        .get("busy")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token_fingerprint;
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .delete("busy-scim-token", &DeleteParams::default())
+        .await
+        .unwrap();
+    let recreated = time_until(
+        "the recreated token in status",
+        Duration::from_secs(30),
+        || async {
+            let status = dirs.get("busy").await.ok().and_then(|d| d.status);
+            status.is_some_and(|s| {
+                s.token_fingerprint.is_some()
+                    && s.token_fingerprint != rotated
+                    && s.token_verifiers.len() == 1
+            })
+        },
+    )
+    .await;
+    assert!(
+        start.elapsed() < LOAD,
+        "the new Secret was seen during the load (it took {recreated:?}, until the load ended)"
+    );
+
     let (writes, load_took) = load.await.unwrap();
     let load_end = tokio::time::Instant::now();
     let writes_during_load = api_writes(&op);
@@ -1598,7 +1630,7 @@ async fn a_busy_directory_is_reconciled_at_once_and_its_counts_stay_fresh() {
             .unwrap_or(&0.0);
     eprintln!(
         "busy directory: {writes} user writes in {load_took:.1?} ({:.1}/s); rotation in status after {rotation:.2?}, \
-         route after {route:.2?}; counts matched {settled:.2?} after the last write; \
+         route after {route:.2?}, recreated Secret after {recreated:.2?}; counts matched {settled:.2?} after the last write; \
          users in status changed at {:?}; operator API writes during the load: {total:.1}/min {rates:?} \
          ({status_writes} status writes and {reconciles_during_load} reconciles for {writes} user writes)",
         f64::from(writes) / load_secs,
@@ -1616,6 +1648,10 @@ async fn a_busy_directory_is_reconciled_at_once_and_its_counts_stay_fresh() {
         "rotation took {rotation:?} under load"
     );
     assert!(route < RECONCILE_BOUND, "route took {route:?} under load");
+    assert!(
+        recreated < RECONCILE_BOUND,
+        "the deleted Secret took {recreated:?} to be replaced under load"
+    );
     assert!(
         settled <= MAX_DELAY,
         "counts matched {settled:?} after the last write"
@@ -1639,16 +1675,17 @@ async fn a_busy_directory_is_reconciled_at_once_and_its_counts_stay_fresh() {
         "counts refreshed during the load: {seen:?}"
     );
     // ... and the status was written at most once per --counts-min-interval for counts, plus the
-    // rotation and the route change (and the reconciles they caused), never once per user write.
-    let bound = load_secs / MIN_INTERVAL.as_secs_f64() + 6.0;
+    // rotation, the route change and the new Secret (and the reconciles they caused), never once
+    // per user write.
+    let bound = load_secs / MIN_INTERVAL.as_secs_f64() + 8.0;
     assert!(
         status_writes <= bound,
         "{status_writes} status writes during the load (bound {bound})"
     );
-    // User changes and counts writes reconcile nothing: only the two spec changes did (with
-    // the Secret, Ingress and status changes they caused).
+    // User changes and counts writes reconcile nothing: only the two spec changes and the
+    // Secret deletion did (with the Secret, Ingress and status changes they caused).
     assert!(
-        reconciles_during_load <= 10.0,
+        reconciles_during_load <= 15.0,
         "{reconciles_during_load} reconciles during the load"
     );
 }
