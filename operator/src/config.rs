@@ -142,6 +142,17 @@ pub struct Flags {
     #[arg(long, env = "KUBE_SCIM_RESYNC_INTERVAL", default_value = "10m", value_parser = duration::parse_flag)]
     pub resync_interval: Duration,
 
+    /// A directory's user and group counts (and lastProvisioningTime) in status are written at
+    /// most once per this interval, however fast users and groups change; once changes pause
+    /// for this long, the counts are brought up to date.
+    #[arg(long, env = "KUBE_SCIM_COUNTS_MIN_INTERVAL", default_value = "5s", value_parser = duration::parse_flag)]
+    pub counts_min_interval: Duration,
+
+    /// While users and groups keep changing, a directory's counts in status lag the changes by
+    /// at most this long (at least --counts-min-interval).
+    #[arg(long, env = "KUBE_SCIM_COUNTS_MAX_DELAY", default_value = "30s", value_parser = duration::parse_flag)]
+    pub counts_max_delay: Duration,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `kube_scim_operator=debug,info`;
     /// RUST_LOG, when set, takes precedence (as in the SCIM server).
     #[arg(long, env = "KUBE_SCIM_LOG_FILTER", default_value = "info")]
@@ -250,6 +261,8 @@ mod tests {
         assert!(flags.leader_elect);
         assert_eq!(flags.lease_duration, Duration::from_secs(15));
         assert_eq!(flags.route_defaults().server.port, 80);
+        assert_eq!(flags.counts_min_interval, Duration::from_secs(5));
+        assert_eq!(flags.counts_max_delay, Duration::from_secs(30));
 
         let flags = Flags::try_parse_from([
             "kube-scim-operator",
@@ -260,8 +273,12 @@ mod tests {
             "--server-service-namespace=scim",
             "--lease-duration=30s",
             "--leader-elect=false",
+            "--counts-min-interval=2s",
+            "--counts-max-delay=1m",
         ])
         .unwrap();
+        assert_eq!(flags.counts_min_interval, Duration::from_secs(2));
+        assert_eq!(flags.counts_max_delay, Duration::from_secs(60));
         assert_eq!(flags.namespaces(), vec!["a", "b"]);
         let defaults = flags.route_defaults();
         assert_eq!(defaults.host.as_deref(), Some("scim.example.com"));

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 
 use clap::Parser;
 use futures::FutureExt;
-use kube::{Api, Client};
+use kube::Api;
+use kube::client::ClientBuilder;
 use kube_scim_operator::config::Flags;
 use kube_scim_operator::controller::{self, Settings};
 use kube_scim_operator::http::{self, Health};
@@ -14,6 +15,7 @@ use kube_scim_operator::leader::{self, LeaderElector, LeaseTiming};
 use kube_scim_operator::metrics::Metrics;
 use kube_scim_runtime::{logging, probes, shutdown};
 use tokio::sync::{oneshot, watch};
+use tower::util::MapRequestLayer;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -33,6 +35,11 @@ async fn flag_set(mut rx: watch::Receiver<bool>) {
 }
 
 async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !flags.counts_min_interval.is_zero() && flags.counts_min_interval <= flags.counts_max_delay,
+        "need 0 < --counts-min-interval <= --counts-max-delay"
+    );
+
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::new(metrics.clone()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -48,7 +55,16 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         flag_set(shutdown_rx.clone()),
     ));
 
-    let client = Client::try_default().await?;
+    // Every request to the Kubernetes API is counted (kube_scim_operator_api_requests_total).
+    let counted = metrics.clone();
+    let client = ClientBuilder::try_from(kube::Config::infer().await?)?
+        .with_layer(&MapRequestLayer::new(
+            move |request: axum::http::Request<kube::client::Body>| {
+                counted.api_request(request.method().as_str(), request.uri().path());
+                request
+            },
+        ))
+        .build();
     // Wait for the apiserver (it may be restarting or slow) instead of crash-looping.
     let mut delay = std::time::Duration::from_millis(500);
     loop {
@@ -79,6 +95,8 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         concurrency: flags.concurrency.max(1),
         resync: flags.resync_interval.max(std::time::Duration::from_secs(1)),
         identity: identity.clone(),
+        counts_min_interval: flags.counts_min_interval,
+        counts_max_delay: flags.counts_max_delay,
     };
 
     let mut elector = None;

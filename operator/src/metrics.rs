@@ -12,6 +12,17 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub resource: String,
+}
+
 /// The operator's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
@@ -19,6 +30,8 @@ pub struct Metrics {
     pub failures: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
     pub leader: Gauge,
+    pub counts_refreshes: Family<ResultLabels, Counter>,
+    pub api_requests: Family<RequestLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -48,12 +61,26 @@ impl Default for Metrics {
             "1 while this replica holds the leader Lease and reconciles",
             leader.clone(),
         );
+        let counts_refreshes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "counts_refreshes",
+            "Refreshes of a directory's user and group counts, by result (written, unchanged, gone, conflict, failed)",
+            counts_refreshes.clone(),
+        );
+        let api_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Requests to the Kubernetes API, by HTTP method and resource (e.g. scimdirectories/status); watches count once",
+            api_requests.clone(),
+        );
         Self {
             registry,
             reconciliations,
             failures,
             duration,
             leader,
+            counts_refreshes,
+            api_requests,
         }
     }
 }
@@ -67,11 +94,81 @@ impl Metrics {
         out
     }
 
+    pub fn counts_refresh(&self, result: &str) {
+        self.counts_refreshes
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one request to the Kubernetes API.
+    pub fn api_request(&self, method: &str, path: &str) {
+        self.api_requests
+            .get_or_create(&RequestLabels {
+                method: method.to_string(),
+                resource: api_resource(path),
+            })
+            .inc();
+    }
+
     pub fn failure(&self, reason: &str) {
         self.failures
             .get_or_create(&ErrorLabels {
                 reason: reason.to_string(),
             })
             .inc();
+    }
+}
+
+/// The resource (and subresource) of a Kubernetes API path: `secrets`,
+/// `scimdirectories/status`, `leases`; `other` for anything else (discovery, `/version`).
+pub fn api_resource(path: &str) -> String {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let rest = match segments.as_slice() {
+        ["api", _version, rest @ ..] => rest,
+        ["apis", _group, _version, rest @ ..] => rest,
+        _ => return "other".into(),
+    };
+    let rest = match rest {
+        ["namespaces", _ns, resource, more @ ..] => {
+            let mut r = vec![*resource];
+            r.extend_from_slice(more);
+            r
+        }
+        _ => rest.to_vec(),
+    };
+    match rest.as_slice() {
+        [] => "other".into(),
+        [resource] | [resource, _] => resource.to_string(),
+        [resource, _, sub, ..] => format!("{resource}/{sub}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_paths_name_their_resource() {
+        for (path, resource) in [
+            ("/api/v1/namespaces/ns/secrets", "secrets"),
+            ("/api/v1/namespaces/ns/secrets/d-scim-token", "secrets"),
+            (
+                "/apis/kubescim.io/v1alpha1/namespaces/ns/scimdirectories/d/status",
+                "scimdirectories/status",
+            ),
+            ("/apis/kubescim.io/v1alpha1/scimusers", "scimusers"),
+            ("/api/v1/namespaces/ns", "namespaces"),
+            ("/api/v1/namespaces", "namespaces"),
+            (
+                "/apis/coordination.k8s.io/v1/namespaces/kube-scim/leases/op",
+                "leases",
+            ),
+            ("/version", "other"),
+            ("/apis", "other"),
+        ] {
+            assert_eq!(api_resource(path), resource, "{path}");
+        }
     }
 }

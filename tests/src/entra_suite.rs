@@ -47,11 +47,16 @@ async fn route_is_live(kube: &Client, target: &dyn ScimTarget, ns: &str, name: &
     let url = format!("{}/Users?count=0", target.base_url(ns, name));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let ready = api.get(name).await.ok().and_then(|d| d.status).is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == kube_scim_crds::CONDITION_ROUTE_READY && c.status == "True")
-        });
+        let ready = api
+            .get(name)
+            .await
+            .ok()
+            .and_then(|d| d.status)
+            .is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == kube_scim_crds::CONDITION_ROUTE_READY && c.status == "True")
+            });
         let routed = ready
             && http
                 .get(&url)

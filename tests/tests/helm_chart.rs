@@ -82,11 +82,16 @@ fn values_schema_rejects_a_mistyped_value() {
         .args(["template", RELEASE])
         .arg(chart())
         .args(["--set", "server.replicas=two", "--set", "operator.bogus=1"])
+        .args(["--set", "operator.countsMaxDelay=soon"])
         .output()
         .unwrap();
     assert!(!out.status.success(), "a string replica count must fail");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/server/replicas"), "{stderr}");
+    assert!(
+        stderr.contains("/operator/countsMaxDelay"),
+        "durations are Go durations: {stderr}"
+    );
     assert!(
         stderr.contains("bogus"),
         "unknown keys are errors too: {stderr}"
@@ -530,6 +535,8 @@ fn numeric_environment_values_render_as_integers() {
         ("KUBE_SCIM_REQUEST_TIMEOUT", "\"30s\""),
         ("KUBE_SCIM_MAX_CONCURRENT_REQUESTS", "\"64\""),
         ("KUBE_SCIM_CONCURRENCY", "\"4\""),
+        ("KUBE_SCIM_COUNTS_MIN_INTERVAL", "\"5s\""),
+        ("KUBE_SCIM_COUNTS_MAX_DELAY", "\"30s\""),
     ] {
         let line = rendered
             .lines()

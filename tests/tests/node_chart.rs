@@ -131,7 +131,10 @@ async fn images_run_as_non_root_with_a_read_only_root(
 fn install_the_chart(plane: &ControlPlane) {
     chart::install(
         plane,
-        &["operator.replicas=2", "ingressDefaults.host=scim.kube-scim.test"],
+        &[
+            "operator.replicas=2",
+            "ingressDefaults.host=scim.kube-scim.test",
+        ],
     );
     let out = must_succeed(plane.kubectl().args([
         "get",

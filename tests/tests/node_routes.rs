@@ -20,9 +20,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client};
-use kube_scim_crds::{
-    GatewayParentRef, RouteKind, ScimDirectory, ScimDirectorySpec, ScimUser,
-};
+use kube_scim_crds::{GatewayParentRef, RouteKind, ScimDirectory, ScimDirectorySpec, ScimUser};
 use kube_scim_tests::entra::{Dialect, EntraClient};
 use kube_scim_tests::entra_suite::{self, ScimTarget};
 use kube_scim_tests::node::chart::{self, NAMESPACE, apply, diagnostics};
@@ -361,7 +359,10 @@ async fn tls_routes_serve_https(
 ) {
     // An Ingress with tlsSecretName, in the server's namespace.
     let (cert, key) = ca.serving(&[SECURE_INGRESS_HOST]).unwrap();
-    apply(plane, &tls_secret(NAMESPACE, "tls-ingress-cert", &cert, &key));
+    apply(
+        plane,
+        &tls_secret(NAMESPACE, "tls-ingress-cert", &cert, &key),
+    );
     let mut spec = ingress_spec("websecure");
     spec.ingress.host = Some(SECURE_INGRESS_HOST.into());
     spec.ingress.tls_secret_name = Some("tls-ingress-cert".into());
@@ -500,7 +501,13 @@ async fn changing_and_deleting_routes_cleans_up(kube: &Client, gateway_ns: &str)
     );
     let grant_of = |dir: &str| format!("scim-route-{gateway_ns}.{dir}");
     assert!(routes.get_opt("fabrikam-scim").await.unwrap().is_some());
-    assert!(grants.get_opt(&grant_of("fabrikam")).await.unwrap().is_some());
+    assert!(
+        grants
+            .get_opt(&grant_of("fabrikam"))
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     let directories: Api<ScimDirectory> = Api::namespaced(kube.clone(), gateway_ns);
     directories

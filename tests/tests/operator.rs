@@ -305,15 +305,19 @@ async fn a_directory_becomes_ready_and_its_secret_and_ingress_are_restored() {
         Some("contoso-scim-token")
     );
     assert!(status.token_created.is_some());
-    assert_eq!(
-        (
+    // Counted as soon as the operator's user and group caches hold their first list (a
+    // reconcile before that keeps the counts the status has, here none).
+    eventually("counts of 0", Duration::from_secs(10), || async {
+        let status = dirs.get("contoso").await.ok()?.status?;
+        ((
             status.users,
             status.active_users,
             status.inactive_users,
-            status.groups
-        ),
-        (Some(0), Some(0), Some(0), Some(0))
-    );
+            status.groups,
+        ) == (Some(0), Some(0), Some(0), Some(0)))
+            .then_some(())
+    })
+    .await;
 
     // The Secret: a 256-bit URL-safe token, owned and labelled; status has its hash, never it.
     let secret = secrets.get("contoso-scim-token").await.unwrap();
@@ -1299,4 +1303,389 @@ async fn the_documented_rbac_is_enough() {
         op.process.log_tail(40)
     );
     assert_eq!(op.metric("kube_scim_operator_leader"), Some(1.0));
+}
+
+/// Requests the operator made to the Kubernetes API other than GETs (writes), by
+/// `METHOD resource`, from its `kube_scim_operator_api_requests_total` counters.
+fn api_writes(op: &Operator) -> std::collections::BTreeMap<String, f64> {
+    let (_, body) = op.get("/metrics").expect("/metrics");
+    let mut writes = std::collections::BTreeMap::new();
+    for line in body
+        .lines()
+        .filter(|l| l.starts_with("kube_scim_operator_api_requests_total{"))
+    {
+        let label = |name: &str| {
+            line.split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let method = label("method");
+        let value: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        if method != "GET" {
+            writes.insert(format!("{method} {}", label("resource")), value);
+        }
+    }
+    writes
+}
+
+/// Polls `check` every 50 ms until it holds, for at most `timeout`; how long that took.
+async fn time_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < timeout,
+            "{what} did not happen within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    start.elapsed()
+}
+
+/// A directory under continuous provisioning (20 user writes/s for 25 s, written with a kube
+/// client as the SCIM server would): a token rotation, a route change and a deleted token Secret
+/// made mid-load appear in status at once (the debounce that starved them is gone), the counts in status follow at
+/// most every --counts-max-delay and at most once per --counts-min-interval while the load runs,
+/// and match the objects within --counts-max-delay of the last write. Prints the delays and the
+/// operator's API writes per minute under that load.
+#[tokio::test]
+async fn a_busy_directory_is_reconciled_at_once_and_its_counts_stay_fresh() {
+    // Small bounds, so that the 25 s load spans several of them.
+    const MIN_INTERVAL: Duration = Duration::from_secs(2);
+    const MAX_DELAY: Duration = Duration::from_secs(8);
+    const RATE: u32 = 20;
+    const LOAD: Duration = Duration::from_secs(25);
+    // The goal is 2 s; the bound leaves room for a loaded machine and still fails a starved
+    // reconcile (which waits for the end of the load, here 11 s or more).
+    const RECONCILE_BOUND: Duration = Duration::from_secs(5);
+
+    let plane = ControlPlane::shared();
+    let ns = plane.namespace("op-busy").await.unwrap();
+    let client = plane.client().await.unwrap();
+    let op = Operator::start(
+        plane,
+        "op",
+        &ns,
+        &ns,
+        &[
+            &format!("--counts-min-interval={}s", MIN_INTERVAL.as_secs()),
+            &format!("--counts-max-delay={}s", MAX_DELAY.as_secs()),
+        ],
+    );
+    let dirs: Api<ScimDirectory> = Api::namespaced(client.clone(), &ns);
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
+    let groups: Api<ScimGroup> = Api::namespaced(client.clone(), &ns);
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns);
+    dirs.create(
+        &PostParams::default(),
+        &directory("busy", with_host("scim.busy.example")),
+    )
+    .await
+    .unwrap();
+    let dir = ready(&dirs, "busy", Duration::from_secs(30)).await;
+    let first_fingerprint = dir.status.as_ref().unwrap().token_fingerprint.clone();
+    assert!(first_fingerprint.is_some());
+    groups
+        .create(&PostParams::default(), &group(&dir, "g1"))
+        .await
+        .unwrap();
+
+    // The load: every 10 writes, 8 creates, 1 deactivation, 1 deletion.
+    let writes_before = api_writes(&op);
+    let reconciles = || {
+        op.metric("kube_scim_operator_reconciliations_total")
+            .unwrap_or(0.0)
+    };
+    let reconciles_before = reconciles();
+    let start = tokio::time::Instant::now();
+    let load = {
+        let users = users.clone();
+        let dir = dir.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(1) / RATE);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut live: std::collections::VecDeque<String> = Default::default();
+            let mut next = 0;
+            let mut writes = 0u32;
+            while start.elapsed() < LOAD {
+                ticks.tick().await;
+                match writes % 10 {
+                    4 if !live.is_empty() => {
+                        let deactivate =
+                            serde_json::json!({"metadata": {"labels": {labels::ACTIVE: "false"}}});
+                        let name = live.back().unwrap().clone();
+                        users
+                            .patch(&name, &PatchParams::default(), &Patch::Merge(&deactivate))
+                            .await
+                            .unwrap();
+                    }
+                    9 if !live.is_empty() => {
+                        let name = live.pop_front().unwrap();
+                        users.delete(&name, &DeleteParams::default()).await.unwrap();
+                    }
+                    _ => {
+                        let name = format!("u{next}");
+                        next += 1;
+                        users
+                            .create(&PostParams::default(), &user(&dir, &name, true))
+                            .await
+                            .unwrap();
+                        live.push_back(name);
+                    }
+                }
+                writes += 1;
+            }
+            (writes, start.elapsed())
+        })
+    };
+    // What the status said about the users, and when, throughout.
+    let observed = {
+        let dirs = dirs.clone();
+        tokio::spawn(async move {
+            let mut seen: Vec<(Duration, i64)> = Vec::new();
+            while start.elapsed() < LOAD + MAX_DELAY + Duration::from_secs(2) {
+                if let Some(users) = dirs
+                    .get("busy")
+                    .await
+                    .ok()
+                    .and_then(|d| d.status?.users)
+                    .filter(|u| seen.last().map(|(_, last)| last) != Some(u))
+                {
+                    seen.push((start.elapsed(), users));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            seen
+        })
+    };
+
+    // Mid-load: rotate the token.
+    tokio::time::sleep_until(start + Duration::from_secs(8)).await;
+    let rotate = serde_json::json!({"spec": {"token": {"rotationRequest": "busy-r1"}}});
+    dirs.patch("busy", &PatchParams::default(), &Patch::Merge(&rotate))
+        .await
+        .unwrap();
+    let rotation = time_until(
+        "the rotated token in status",
+        Duration::from_secs(30),
+        || async {
+            let status = dirs.get("busy").await.ok().and_then(|d| d.status);
+            status.is_some_and(|s| {
+                s.token_fingerprint != first_fingerprint && s.token_verifiers.len() == 2
+            })
+        },
+    )
+    .await;
+    assert!(
+        start.elapsed() < LOAD,
+        "the rotation was seen during the load (it took {rotation:?}, until the load ended)"
+    );
+
+    // Mid-load: move the route to another host.
+    tokio::time::sleep_until(start + Duration::from_secs(14)).await;
+    let moved = serde_json::json!({"spec": {"ingress": {"host": "scim2.busy.example"}}});
+    dirs.patch("busy", &PatchParams::default(), &Patch::Merge(&moved))
+        .await
+        .unwrap();
+    let route = time_until(
+        "the new route in status and in the Ingress",
+        Duration::from_secs(30),
+        || async {
+            let endpoint = dirs
+                .get("busy")
+                .await
+                .ok()
+                .and_then(|d| d.status?.endpoint)
+                .unwrap_or_default();
+            let host = ingresses
+                .get("busy-scim")
+                .await
+                .ok()
+                .and_then(|i| i.spec?.rules?.first()?.host.clone());
+            endpoint.starts_with("http://scim2.busy.example/")
+                && host.as_deref() == Some("scim2.busy.example")
+        },
+    )
+    .await;
+    assert!(
+        start.elapsed() < LOAD,
+        "the route was seen during the load (it took {route:?}, until the load ended)"
+    );
+
+    // Mid-load: delete the token Secret (a Secret change, not a spec change): a new token
+    // replaces both, the old ones stop working at once.
+    tokio::time::sleep_until(start + Duration::from_secs(20)).await;
+    let rotated = dirs
+        .get("busy")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token_fingerprint;
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .delete("busy-scim-token", &DeleteParams::default())
+        .await
+        .unwrap();
+    let recreated = time_until(
+        "the recreated token in status",
+        Duration::from_secs(30),
+        || async {
+            let status = dirs.get("busy").await.ok().and_then(|d| d.status);
+            status.is_some_and(|s| {
+                s.token_fingerprint.is_some()
+                    && s.token_fingerprint != rotated
+                    && s.token_verifiers.len() == 1
+            })
+        },
+    )
+    .await;
+    assert!(
+        start.elapsed() < LOAD,
+        "the new Secret was seen during the load (it took {recreated:?}, until the load ended)"
+    );
+
+    let (writes, load_took) = load.await.unwrap();
+    let load_end = tokio::time::Instant::now();
+    let writes_during_load = api_writes(&op);
+    let reconciles_during_load = reconciles() - reconciles_before;
+
+    // After the last write: the counts match the objects within --counts-max-delay.
+    let all_users = users.list(&Default::default()).await.unwrap().items;
+    let inactive = all_users
+        .iter()
+        .filter(|u| u.labels().get(labels::ACTIVE).map(String::as_str) == Some("false"))
+        .count() as i64;
+    let expected = (
+        Some(all_users.len() as i64),
+        Some(all_users.len() as i64 - inactive),
+        Some(inactive),
+        Some(1),
+    );
+    let settled = time_until(
+        "the counts to match the ScimUsers and ScimGroups",
+        MAX_DELAY + Duration::from_secs(10),
+        || async {
+            let status = dirs.get("busy").await.ok().and_then(|d| d.status);
+            let counts = status
+                .as_ref()
+                .map(|s| (s.users, s.active_users, s.inactive_users, s.groups));
+            counts == Some(expected)
+        },
+    )
+    .await;
+    let newest_write = all_users
+        .iter()
+        .flat_map(|u| {
+            u.metadata
+                .managed_fields
+                .iter()
+                .flatten()
+                .filter_map(|m| m.time.as_ref().map(|t| t.0))
+                .chain(u.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        })
+        .max()
+        .unwrap();
+    let last_provisioning: Timestamp = dirs
+        .get("busy")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.last_provisioning_time)
+        .expect("lastProvisioningTime")
+        .parse()
+        .unwrap();
+    assert!(
+        last_provisioning >= newest_write,
+        "lastProvisioningTime {last_provisioning} covers the newest user write {newest_write}"
+    );
+    let seen = observed.await.unwrap();
+
+    // Report.
+    let per_minute = |after: &std::collections::BTreeMap<String, f64>,
+                      before: &std::collections::BTreeMap<String, f64>,
+                      secs: f64| {
+        after
+            .iter()
+            .map(|(k, v)| (k.clone(), (v - before.get(k).unwrap_or(&0.0)) * 60.0 / secs))
+            .filter(|(_, v)| *v > 0.0)
+            .collect::<Vec<_>>()
+    };
+    let load_secs = load_took.as_secs_f64();
+    let rates = per_minute(&writes_during_load, &writes_before, load_secs);
+    let total: f64 = rates.iter().map(|(_, v)| v).sum();
+    let status_writes = writes_during_load
+        .get("PATCH scimdirectories/status")
+        .unwrap_or(&0.0)
+        - writes_before
+            .get("PATCH scimdirectories/status")
+            .unwrap_or(&0.0);
+    eprintln!(
+        "busy directory: {writes} user writes in {load_took:.1?} ({:.1}/s); rotation in status after {rotation:.2?}, \
+         route after {route:.2?}, recreated Secret after {recreated:.2?}; counts matched {settled:.2?} after the last write; \
+         users in status changed at {:?}; operator API writes during the load: {total:.1}/min {rates:?} \
+         ({status_writes} status writes and {reconciles_during_load} reconciles for {writes} user writes)",
+        f64::from(writes) / load_secs,
+        seen.iter()
+            .map(|(t, u)| format!("{:.1}s:{u}", t.as_secs_f64()))
+            .collect::<Vec<_>>(),
+    );
+
+    assert!(
+        writes as f64 >= f64::from(RATE) * LOAD.as_secs_f64() * 0.6,
+        "the load ran ({writes} writes)"
+    );
+    assert!(
+        rotation < RECONCILE_BOUND,
+        "rotation took {rotation:?} under load"
+    );
+    assert!(route < RECONCILE_BOUND, "route took {route:?} under load");
+    assert!(
+        recreated < RECONCILE_BOUND,
+        "the deleted Secret took {recreated:?} to be replaced under load"
+    );
+    assert!(
+        settled <= MAX_DELAY,
+        "counts matched {settled:?} after the last write"
+    );
+    // While the load ran, the counts moved at least every --counts-max-delay (plus the time a
+    // write and a poll take) ...
+    let during: Vec<Duration> = seen
+        .iter()
+        .map(|(t, _)| *t)
+        .filter(|t| *t <= load_end - start)
+        .collect();
+    for pair in during.windows(2) {
+        assert!(
+            pair[1] - pair[0] <= MAX_DELAY + Duration::from_secs(2),
+            "counts stale for {:?} during the load: {seen:?}",
+            pair[1] - pair[0]
+        );
+    }
+    assert!(
+        during.len() >= 3,
+        "counts refreshed during the load: {seen:?}"
+    );
+    // ... and the status was written at most once per --counts-min-interval for counts, plus the
+    // rotation, the route change and the new Secret (and the reconciles they caused), never once
+    // per user write.
+    let bound = load_secs / MIN_INTERVAL.as_secs_f64() + 8.0;
+    assert!(
+        status_writes <= bound,
+        "{status_writes} status writes during the load (bound {bound})"
+    );
+    // User changes and counts writes reconcile nothing: only the two spec changes and the
+    // Secret deletion did (with the Secret, Ingress and status changes they caused).
+    assert!(
+        reconciles_during_load <= 15.0,
+        "{reconciles_during_load} reconciles during the load"
+    );
 }

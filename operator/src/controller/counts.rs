@@ -1,12 +1,20 @@
 //! Users and groups of a directory, counted from the metadata-only stores the controller
-//! keeps (labels and managedFields times; no user attributes are cached).
+//! keeps (labels and managedFields times; no user attributes are cached), and the refresher
+//! that keeps them fresh in status while provisioning runs, at a bounded cost (see
+//! [`super::throttle`]).
 
+use std::sync::Arc;
+
+use futures::{FutureExt, Stream};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::ResourceExt;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, ResourceExt};
 use kube_scim_crds::{ScimDirectory, labels};
 
-use super::Context;
+use super::throttle::{self, Throttle};
+use super::{Context, Error, MANAGER, is_not_found, status};
 
 /// Users and groups of one directory.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -75,14 +83,145 @@ pub fn count<'a>(
     counts
 }
 
-/// The counts of `dir` from the context's stores.
-pub fn of(dir: &ScimDirectory, ctx: &Context) -> Counts {
-    count(
+fn is_ready<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
+}
+
+/// The counts of `dir` from the context's stores; `None` until both stores hold their first
+/// complete list (before that they are empty, and every directory would count zero).
+pub fn of(dir: &ScimDirectory, ctx: &Context) -> Option<Counts> {
+    if !is_ready(&ctx.users) || !is_ready(&ctx.groups) {
+        return None;
+    }
+    Some(count(
         ctx.users.state().iter().map(|u| &u.metadata),
         ctx.groups.state().iter().map(|g| &g.metadata),
         &dir.namespace().unwrap_or_default(),
         &dir.name_any(),
-    )
+    ))
+}
+
+/// What a refresh did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refreshed {
+    /// The counts changed and were written.
+    Written,
+    /// The status already had them: no write.
+    Unchanged,
+    /// The directory is gone or being deleted: nothing to count.
+    Gone,
+}
+
+impl Refreshed {
+    /// Label of the refresh metric.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refreshed::Written => "written",
+            Refreshed::Unchanged => "unchanged",
+            Refreshed::Gone => "gone",
+        }
+    }
+}
+
+/// Writes the current counts of the directory `key` (as `directories` holds it) into its
+/// status, unless they are there already: one merge patch of the count fields on the status
+/// subresource, compare-and-swap on the resourceVersion the counts were compared with.
+pub async fn refresh(
+    ctx: &Context,
+    directories: &Store<ScimDirectory>,
+    key: &ObjectRef<ScimDirectory>,
+) -> Result<Refreshed, Error> {
+    let _status = ctx.status_lock(key).await;
+    let Some(dir) = directories.get(key) else {
+        return Ok(Refreshed::Gone);
+    };
+    if dir.metadata.deletion_timestamp.is_some() {
+        return Ok(Refreshed::Gone);
+    }
+    let Some(counts) = of(&dir, ctx) else {
+        return Ok(Refreshed::Unchanged);
+    };
+    let previous = dir.status.clone().unwrap_or_default();
+    let mut current = previous.clone();
+    status::set_counts(&mut current, &counts);
+    if current == previous {
+        return Ok(Refreshed::Unchanged);
+    }
+    let ns = dir.namespace().ok_or(Error::Unnamed)?;
+    let api: Api<ScimDirectory> = ctx.api(&ns);
+    let patch = status::counts_patch(&current, dir.metadata.resource_version.as_deref());
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    match api
+        .patch_status(&dir.name_any(), &params, &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(Refreshed::Written),
+        Err(e) if is_not_found(&e) => Ok(Refreshed::Gone),
+        Err(e) => Err(Error::conflict_or(e, || "status".into())),
+    }
+}
+
+/// Keeps the counts of every directory in `directories` fresh until `touched` ends (it does
+/// not: the caller drops this future). `touched` yields the directory of every changed
+/// ScimUser and ScimGroup; it must be the stream that fills `ctx.users` and `ctx.groups`, which
+/// this polls continuously. Once those stores (and `directories`) are complete, every directory
+/// is checked once; after that a directory is refreshed when [`Throttle`] says so
+/// (`--counts-min-interval`, `--counts-max-delay`). A failed refresh is retried like a new change.
+pub async fn keep_fresh(
+    ctx: Arc<Context>,
+    directories: Store<ScimDirectory>,
+    touched: impl Stream<Item = ObjectRef<ScimDirectory>>,
+) {
+    let throttle = Throttle::new(
+        ctx.settings.counts_min_interval,
+        ctx.settings.counts_max_delay,
+    );
+    let ready = {
+        let ctx = ctx.clone();
+        let directories = directories.clone();
+        async move {
+            let _ = ctx.users.wait_until_ready().await;
+            let _ = ctx.groups.wait_until_ready().await;
+            let _ = directories.wait_until_ready().await;
+            directories
+                .state()
+                .iter()
+                .map(|d| ObjectRef::from_obj(d.as_ref()))
+                .collect()
+        }
+    };
+    throttle::drive(throttle, touched, ready, |key| {
+        let ctx = ctx.clone();
+        let directories = directories.clone();
+        async move {
+            match refresh(&ctx, &directories, &key).await {
+                Ok(refreshed) => {
+                    ctx.metrics.counts_refresh(refreshed.label());
+                    tracing::debug!(directory = %key, result = refreshed.label(), "counts refreshed");
+                    true
+                }
+                // The store had not yet seen a status write that happened meanwhile.
+                Err(e @ Error::Conflict(_)) => {
+                    ctx.metrics.counts_refresh("conflict");
+                    tracing::debug!(directory = %key, error = %e, "counts refresh retried");
+                    false
+                }
+                Err(e) => {
+                    ctx.metrics.counts_refresh("failed");
+                    tracing::info!(directory = %key, error = %e, "counts refresh failed; retrying");
+                    false
+                }
+            }
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

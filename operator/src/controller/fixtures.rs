@@ -6,10 +6,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::http::{Method, Request, Response, StatusCode};
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Client;
 use kube::client::Body;
-use kube::runtime::reflector;
-use kube_scim_crds::{ScimDirectory, ScimDirectorySpec};
+use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
+use kube::runtime::{reflector, watcher};
+use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimGroup, ScimUser, labels};
 use serde_json::{Value, json};
 
 use super::{Context, Settings};
@@ -156,13 +160,42 @@ pub fn settings(host: Option<&str>) -> Settings {
         concurrency: 1,
         resync: std::time::Duration::from_secs(600),
         identity: "test".into(),
+        counts_min_interval: std::time::Duration::from_secs(5),
+        counts_max_delay: std::time::Duration::from_secs(30),
     }
 }
 
-/// A context over `client` with empty user and group stores.
+/// A store that has seen its first (complete) list: `objects`.
+pub fn filled_store<K>(objects: Vec<K>) -> reflector::Store<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let (store, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for object in objects {
+        writer.apply_watcher_event(&watcher::Event::InitApply(object));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    store
+}
+
+/// A context over `client` with complete, empty user and group stores.
 pub fn context(client: Client, settings: Settings) -> Arc<Context> {
-    let (users, _) = reflector::store();
-    let (groups, _) = reflector::store();
+    context_with(
+        client,
+        settings,
+        filled_store(Vec::new()),
+        filled_store(Vec::new()),
+    )
+}
+
+/// A context over `client` with these user and group stores.
+pub fn context_with(
+    client: Client,
+    settings: Settings,
+    users: reflector::Store<PartialObjectMeta<ScimUser>>,
+    groups: reflector::Store<PartialObjectMeta<ScimGroup>>,
+) -> Arc<Context> {
     Arc::new(Context::new(
         client,
         settings,
@@ -170,6 +203,23 @@ pub fn context(client: Client, settings: Settings) -> Arc<Context> {
         users,
         groups,
     ))
+}
+
+/// Metadata of a ScimUser or ScimGroup `name` of directory `ns/d`, last written at `written`;
+/// `active`: the `kubescim.io/active` label, if any.
+pub fn member_meta<K>(name: &str, active: Option<bool>, written: &str) -> PartialObjectMeta<K> {
+    let mut labels = BTreeMap::from([(labels::DIRECTORY.to_string(), "d".to_string())]);
+    if let Some(active) = active {
+        labels.insert(labels::ACTIVE.to_string(), active.to_string());
+    }
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some("ns".into()),
+        labels: Some(labels),
+        creation_timestamp: Some(Time(written.parse().unwrap())),
+        ..Default::default()
+    }
+    .into_response_partial()
 }
 
 /// Directory `ns/d` with uid `uid-d`.

@@ -6,13 +6,22 @@
 //! - [`token`]: the bearer token (generated, rotated, bring-your-own);
 //! - [`route`]: Ingress (and, across namespaces, an ExternalName Service) or Gateway API
 //!   HTTPRoute (and, across namespaces, a ReferenceGrant);
-//! - [`counts`]: users and groups in status;
+//! - [`counts`]: users and groups in status, kept fresh by a throttled refresher
+//!   ([`throttle`]) outside the reconcile;
 //! - [`status`]: conditions and the status write.
+//!
+//! What triggers what: a change of a ScimDirectory (except a write of its counts alone), of an
+//! Ingress or Service it owns, or of a Secret it uses is reconciled at once through the
+//! `Controller` (no debounce, so a busy directory is never starved). A change of a ScimUser or
+//! ScimGroup does not reconcile anything: it marks its directory's counts pending, and
+//! [`counts::keep_fresh`] refreshes them at most once per `--counts-min-interval` and at the
+//! latest `--counts-max-delay` after the first pending change.
 
 pub mod counts;
 pub mod deletion;
 pub mod route;
 pub mod status;
+pub mod throttle;
 pub mod token;
 
 use std::collections::HashMap;
@@ -112,6 +121,10 @@ pub struct Settings {
     pub concurrency: u16,
     pub resync: Duration,
     pub identity: String,
+    /// A directory's counts are written at most once per this interval.
+    pub counts_min_interval: Duration,
+    /// A user or group change is in its directory's counts at most this long after it.
+    pub counts_max_delay: Duration,
 }
 
 /// What a reconcile needs.
@@ -123,6 +136,9 @@ pub struct Context {
     pub users: Store<PartialObjectMeta<ScimUser>>,
     pub groups: Store<PartialObjectMeta<ScimGroup>>,
     failures: Mutex<HashMap<ObjectRef<ScimDirectory>, u32>>,
+    /// One lock per directory around "count, then write status", held by the reconcile and by
+    /// the counts refresher, so a slower writer never puts older counts over newer ones.
+    status_locks: Mutex<HashMap<ObjectRef<ScimDirectory>, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Context {
@@ -146,7 +162,22 @@ impl Context {
             users,
             groups,
             failures: Mutex::default(),
+            status_locks: Mutex::default(),
         }
+    }
+
+    /// The status lock of `dir` (see [`Context::status_locks`]). Locks nobody holds or awaits
+    /// are dropped, so the map stays as small as the number of directories being written.
+    pub async fn status_lock(
+        &self,
+        dir: &ObjectRef<ScimDirectory>,
+    ) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.status_locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+            locks.entry(dir.clone()).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 
     fn api<K>(&self, ns: &str) -> Api<K>
@@ -196,7 +227,8 @@ fn owned_by(meta: &ObjectMeta, uid: &str) -> bool {
     meta.owner_references.iter().flatten().any(|o| o.uid == uid)
 }
 
-/// Metadata-only watch of `K` kept in a store, whose changes trigger the labelled directory.
+/// Metadata-only watch of `K` kept in a store, and the stream of touched objects that fills it
+/// (the store only advances while the stream is polled).
 fn metadata_store<K>(
     api: Api<PartialObjectMeta<K>>,
 ) -> (
@@ -257,8 +289,33 @@ fn directories_of_secret(
     refs
 }
 
-/// Runs the controller for one scope (one namespace, or all) until `stop` resolves and every
-/// running reconcile has finished.
+/// What of a directory calls for a reconcile: everything but the counts in its status
+/// (`users`, `activeUsers`, `inactiveUsers`, `groups`, `lastProvisioningTime`), which the
+/// counts refresher writes and which need no token or route work. A predicate hash for
+/// [`WatchStreamExt::predicate_filter`].
+pub fn reconcile_relevant(dir: &ScimDirectory) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut status = dir.status.clone().unwrap_or_default();
+    status::clear_counts(&mut status);
+    let meta = &dir.metadata;
+    let key = serde_json::to_string(&(
+        &meta.uid,
+        meta.generation,
+        &meta.labels,
+        &meta.annotations,
+        &meta.finalizers,
+        &meta.deletion_timestamp,
+        &dir.spec,
+        &status,
+    ))
+    .ok()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// Runs the controller and the counts refresher for one scope (one namespace, or all) until
+/// `stop` resolves and every running reconcile has finished.
 pub async fn run_scope(
     client: Client,
     namespace: Option<String>,
@@ -280,11 +337,21 @@ pub async fn run_scope(
     )
     .default_backoff()
     .touched_objects();
+    // Directories: the store holds every version; a change reaches the Controller unless it
+    // only wrote counts.
+    let (directories, writer) = reflector::store::<ScimDirectory>();
+    let directory_changes = reflector::reflector(
+        writer,
+        watcher(
+            scoped::<ScimDirectory>(&client, ns),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff(),
+    )
+    .applied_objects()
+    .predicate_filter(reconcile_relevant, Default::default());
 
-    let mut controller = Controller::new(
-        scoped::<ScimDirectory>(&client, ns),
-        watcher::Config::default().any_semantic(),
-    );
+    let mut controller = Controller::for_stream(directory_changes, directories.clone());
     // HTTPRoutes are watched only where the Gateway API is installed; without the watch, a
     // pending route is still looked at again every few seconds.
     if let Some(resource) = route::httproute_resource(&client).await {
@@ -298,7 +365,6 @@ pub async fn run_scope(
             watcher::Config::default().labels(&managed).any_semantic(),
         );
     }
-    let directories = controller.store();
     let concurrency = settings.concurrency;
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -307,7 +373,11 @@ pub async fn run_scope(
         users,
         groups,
     ));
-    controller
+    let secret_directories = directories.clone();
+    // No debounce: kube's debounce restarts on every new trigger, so a steady stream of
+    // triggers would postpone a directory forever. A trigger for a directory already queued
+    // or running is merged into that run (or the one right after it).
+    let reconciling = controller
         .owns(
             scoped::<Ingress>(&client, ns),
             watcher::Config::default().labels(&managed).any_semantic(),
@@ -316,18 +386,12 @@ pub async fn run_scope(
             scoped::<Service>(&client, ns),
             watcher::Config::default().labels(&managed).any_semantic(),
         )
-        .watches_stream(user_changes, |u| directory_of(&u.metadata))
-        .watches_stream(group_changes, |g| directory_of(&g.metadata))
         .watches_stream(secret_changes, move |secret: PartialObjectMeta<Secret>| {
-            directories_of_secret(&secret, &directories)
+            directories_of_secret(&secret, &secret_directories)
         })
-        .with_config(
-            ControllerConfig::default()
-                .concurrency(concurrency)
-                .debounce(Duration::from_millis(300)),
-        )
+        .with_config(ControllerConfig::default().concurrency(concurrency))
         .graceful_shutdown_on(stop)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
             match result {
                 Ok((obj, action)) => tracing::debug!(directory = %obj, ?action, "reconciled"),
@@ -336,8 +400,27 @@ pub async fn run_scope(
                 }
                 Err(e) => tracing::warn!(error = %e, "controller"),
             }
-        })
-        .await;
+        });
+
+    // Users and groups: their changes only mark counts pending.
+    let touched = futures::stream::select(
+        user_changes.map(|r| r.map(|u| directory_of(&u.metadata))),
+        group_changes.map(|r| r.map(|g| directory_of(&g.metadata))),
+    )
+    .filter_map(|r| async move {
+        match r {
+            Ok(dir) => dir,
+            Err(e) => {
+                tracing::warn!(error = %e, "watching ScimUsers/ScimGroups");
+                None
+            }
+        }
+    });
+    let counting = counts::keep_fresh(ctx, directories, touched);
+
+    // The refresher never ends on its own: it stops with the controller.
+    futures::pin_mut!(reconciling, counting);
+    futures::future::select(reconciling, counting).await;
 }
 
 /// Delay before retrying a failed reconcile: exponential from 1 s, capped at 5 min, with
@@ -420,8 +503,9 @@ async fn apply(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> 
     let route = route::reconcile(&dir, ctx).await?;
     // After the route part: it removes a ReferenceGrant the finalizer no longer has to.
     deletion::drop_unneeded_finalizer(&dir, ctx).await?;
+    let _status = ctx.status_lock(&ObjectRef::from_obj(dir.as_ref())).await;
     let counts = counts::of(&dir, ctx);
-    status::write(&dir, ctx, &token, &route, &counts, now).await
+    status::write(&dir, ctx, &token, &route, counts.as_ref(), now).await
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use kube_scim_crds::{
     CONDITION_READY, CONDITION_ROUTE_READY, CONDITION_TOKEN_READY, ScimDirectory,
     ScimDirectoryStatus,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::counts::Counts;
 use super::route::RouteState;
@@ -120,12 +120,53 @@ pub fn ready(token: &Check, route: &Check) -> Check {
     }
 }
 
-/// The status the directory should have now.
+/// Sets the count fields of `status` (`users`, `activeUsers`, `inactiveUsers`, `groups`,
+/// `lastProvisioningTime`) from `counts`; `lastProvisioningTime` never moves backwards (a
+/// deletion leaves no write time behind).
+pub fn set_counts(status: &mut ScimDirectoryStatus, counts: &Counts) {
+    status.users = Some(counts.users);
+    status.active_users = Some(counts.active_users);
+    status.inactive_users = Some(counts.inactive_users);
+    status.groups = Some(counts.groups);
+    status.last_provisioning_time = counts
+        .last_write
+        .map(tokens::format_time)
+        .into_iter()
+        .chain(status.last_provisioning_time.take())
+        .max_by_key(|t| t.parse::<Timestamp>().ok());
+}
+
+/// Removes the count fields of `status` (see [`set_counts`]).
+pub fn clear_counts(status: &mut ScimDirectoryStatus) {
+    status.users = None;
+    status.active_users = None;
+    status.inactive_users = None;
+    status.groups = None;
+    status.last_provisioning_time = None;
+}
+
+/// The merge patch of the status subresource that writes the count fields of `status` only,
+/// if the directory is still at `resource_version` (a compare-and-swap).
+pub fn counts_patch(status: &ScimDirectoryStatus, resource_version: Option<&str>) -> Value {
+    json!({
+        "metadata": {"resourceVersion": resource_version},
+        "status": {
+            "users": status.users,
+            "activeUsers": status.active_users,
+            "inactiveUsers": status.inactive_users,
+            "groups": status.groups,
+            "lastProvisioningTime": status.last_provisioning_time,
+        },
+    })
+}
+
+/// The status the directory should have now. Without `counts` (the caches to count from are
+/// not filled yet) the count fields stay as they are.
 pub fn desired(
     dir: &ScimDirectory,
     token: &TokenState,
     route: &RouteState,
-    counts: &Counts,
+    counts: Option<&Counts>,
     now: Timestamp,
 ) -> ScimDirectoryStatus {
     let previous = dir.status.clone().unwrap_or_default();
@@ -139,14 +180,8 @@ pub fn desired(
     .into_iter()
     .map(|(type_, check)| condition(type_, check, generation, &previous.conditions, now))
     .collect();
-    let last_provisioning = counts
-        .last_write
-        .map(tokens::format_time)
-        .into_iter()
-        .chain(previous.last_provisioning_time.clone())
-        .max_by_key(|t| t.parse::<Timestamp>().ok());
     let current = token.verifiers.first();
-    ScimDirectoryStatus {
+    let mut status = ScimDirectoryStatus {
         observed_generation: generation,
         conditions,
         endpoint: route.endpoint.clone(),
@@ -154,12 +189,16 @@ pub fn desired(
         token_created: token.created.clone(),
         token_fingerprint: current.and_then(|v| v.fingerprint.clone()),
         token_verifiers: token.verifiers.clone(),
-        users: Some(counts.users),
-        active_users: Some(counts.active_users),
-        inactive_users: Some(counts.inactive_users),
-        groups: Some(counts.groups),
-        last_provisioning_time: last_provisioning,
+        users: previous.users,
+        active_users: previous.active_users,
+        inactive_users: previous.inactive_users,
+        groups: previous.groups,
+        last_provisioning_time: previous.last_provisioning_time,
+    };
+    if let Some(counts) = counts {
+        set_counts(&mut status, counts);
     }
+    status
 }
 
 /// The checks that failed with a message not reported before: one Warning event each.
@@ -198,7 +237,7 @@ pub async fn write(
     ctx: &Context,
     token: &TokenState,
     route: &RouteState,
-    counts: &Counts,
+    counts: Option<&Counts>,
     now: Timestamp,
 ) -> Result<Action, Error> {
     let new_status = desired(dir, token, route, counts, now);

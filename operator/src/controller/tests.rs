@@ -9,13 +9,15 @@ use axum::http::Method;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
-use kube_scim_crds::{DeletionPolicy, ScimDirectory, ScimDirectorySpec};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube_scim_crds::{DeletionPolicy, ScimDirectory, ScimDirectorySpec, ScimDirectoryStatus};
 use serde_json::{Value, json};
 
+use super::counts::{self, Refreshed};
 use super::deletion::FINALIZER;
 use super::fixtures::{self, paths};
-use super::reconcile;
 use super::token::ANNOTATION_ROTATION;
+use super::{reconcile, reconcile_relevant};
 use crate::token as tokens;
 
 fn owned_secret(owner_uid: &str, token: &str, rotation: &str) -> Value {
@@ -336,4 +338,178 @@ async fn outside_the_servers_namespace_the_ingress_goes_through_an_external_name
         ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
         "scim-d"
     );
+}
+
+/// Directory `ns/d` whose status says 1 user (active), 0 groups, last write at 01:00.
+fn counted_directory() -> ScimDirectory {
+    let mut dir = fixtures::directory(ScimDirectorySpec::default());
+    dir.status = Some(ScimDirectoryStatus {
+        endpoint: Some("http://h/scim/v2/ns/d".into()),
+        users: Some(1),
+        active_users: Some(1),
+        inactive_users: Some(0),
+        groups: Some(0),
+        last_provisioning_time: Some("2026-01-01T01:00:00Z".into()),
+        ..Default::default()
+    });
+    dir
+}
+
+#[tokio::test]
+async fn a_counts_refresh_writes_the_counts_alone_only_when_they_changed() {
+    let dir = counted_directory();
+    let objects = HashMap::from([(
+        paths::DIRECTORY.to_string(),
+        serde_json::to_value(&dir).unwrap(),
+    )]);
+    let (client, calls) = fixtures::client(objects);
+    let users = fixtures::filled_store(vec![
+        fixtures::member_meta("u1", Some(true), "2026-01-01T00:00:00Z"),
+        fixtures::member_meta("u2", Some(false), "2026-01-01T02:00:00Z"),
+        fixtures::member_meta("u3", None, "2026-01-01T00:30:00Z"),
+    ]);
+    let groups = fixtures::filled_store(vec![fixtures::member_meta(
+        "g1",
+        None,
+        "2026-01-01T00:00:00Z",
+    )]);
+    let ctx = fixtures::context_with(client, fixtures::settings(Some("h")), users, groups);
+    let key = ObjectRef::from_obj(&dir);
+
+    // 3 users (u3 has no active label: active), 1 group, newest write 02:00: one merge patch of
+    // those fields, compare-and-swap on the resourceVersion they were compared with.
+    let directories = fixtures::filled_store(vec![dir.clone()]);
+    let refreshed = counts::refresh(&ctx, &directories, &key).await.unwrap();
+    assert_eq!(refreshed, Refreshed::Written);
+    assert_eq!(
+        calls.write_lines(),
+        vec![format!("PATCH {}", paths::DIRECTORY_STATUS)]
+    );
+    assert_eq!(
+        calls
+            .last_write_to(Method::PATCH, paths::DIRECTORY_STATUS)
+            .unwrap(),
+        json!({
+            "metadata": {"resourceVersion": "1"},
+            "status": {"users": 3, "activeUsers": 2, "inactiveUsers": 1, "groups": 1,
+                       "lastProvisioningTime": "2026-01-01T02:00:00Z"},
+        }),
+        "the counts only: conditions, token and endpoint are the reconcile's"
+    );
+
+    // Once the status has them: nothing to write.
+    let mut current = dir.clone();
+    let status = current.status.as_mut().unwrap();
+    status.users = Some(3);
+    status.active_users = Some(2);
+    status.inactive_users = Some(1);
+    status.groups = Some(1);
+    status.last_provisioning_time = Some("2026-01-01T02:00:00Z".into());
+    let directories = fixtures::filled_store(vec![current]);
+    let refreshed = counts::refresh(&ctx, &directories, &key).await.unwrap();
+    assert_eq!(refreshed, Refreshed::Unchanged);
+    assert_eq!(calls.write_lines().len(), 1);
+
+    // A directory that is gone, or going: nothing to count.
+    let empty = fixtures::filled_store(Vec::<ScimDirectory>::new());
+    assert_eq!(
+        counts::refresh(&ctx, &empty, &key).await.unwrap(),
+        Refreshed::Gone
+    );
+    let mut going = dir.clone();
+    going.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+    let going = fixtures::filled_store(vec![going]);
+    assert_eq!(
+        counts::refresh(&ctx, &going, &key).await.unwrap(),
+        Refreshed::Gone
+    );
+    assert_eq!(calls.write_lines().len(), 1);
+}
+
+#[tokio::test]
+async fn a_reconcile_counts_from_complete_caches_only() {
+    let users = || {
+        fixtures::filled_store(vec![fixtures::member_meta(
+            "u1",
+            Some(false),
+            "2026-01-01T00:00:00Z",
+        )])
+    };
+    let objects = HashMap::from([
+        (
+            paths::TOKEN_SECRET.to_string(),
+            owned_secret("uid-d", "t", ""),
+        ),
+        (
+            paths::DIRECTORY.to_string(),
+            serde_json::to_value(counted_directory()).unwrap(),
+        ),
+    ]);
+
+    // Complete caches: the reconcile writes the counts with the rest of the status.
+    let (client, calls) = fixtures::client(objects.clone());
+    let ctx = fixtures::context_with(
+        client,
+        fixtures::settings(Some("h")),
+        users(),
+        fixtures::filled_store(Vec::new()),
+    );
+    reconcile(Arc::new(counted_directory()), ctx).await.unwrap();
+    let status = calls
+        .last_write_to(Method::PATCH, paths::DIRECTORY_STATUS)
+        .unwrap();
+    assert_eq!(status["status"]["users"], 1);
+    assert_eq!(status["status"]["inactiveUsers"], 1);
+    assert_eq!(status["status"]["activeUsers"], 0);
+    assert_eq!(
+        status["status"]["lastProvisioningTime"], "2026-01-01T01:00:00Z",
+        "never backwards"
+    );
+
+    // Before the group cache has its first list it is empty: the counts in status are kept.
+    let (client, calls) = fixtures::client(objects);
+    let (unfilled, _writer) = reflector::store();
+    let ctx = fixtures::context_with(client, fixtures::settings(Some("h")), users(), unfilled);
+    reconcile(Arc::new(counted_directory()), ctx).await.unwrap();
+    let status = calls
+        .last_write_to(Method::PATCH, paths::DIRECTORY_STATUS)
+        .unwrap();
+    assert_eq!(status["status"]["users"], 1);
+    assert_eq!(status["status"]["activeUsers"], 1);
+    assert_eq!(status["status"]["groups"], 0);
+}
+
+#[test]
+fn only_changes_beyond_the_counts_call_for_a_reconcile() {
+    let dir = counted_directory();
+    let same = reconcile_relevant(&dir);
+    assert!(same.is_some());
+    let mut counted = dir.clone();
+    let status = counted.status.as_mut().unwrap();
+    status.users = Some(500);
+    status.active_users = Some(500);
+    status.last_provisioning_time = Some("2026-02-01T00:00:00Z".into());
+    counted.metadata.resource_version = Some("2".into());
+    assert_eq!(reconcile_relevant(&counted), same, "a counts write");
+
+    let mut changed = Vec::new();
+    let mut d = dir.clone();
+    d.spec.token.rotation_request = Some("r1".into());
+    d.metadata.generation = Some(2);
+    changed.push(d);
+    let mut d = dir.clone();
+    d.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    changed.push(d);
+    let mut d = dir.clone();
+    d.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+    changed.push(d);
+    let mut d = dir.clone();
+    d.status.as_mut().unwrap().endpoint = None;
+    changed.push(d);
+    let mut d = dir.clone();
+    d.metadata.uid = Some("uid-recreated".into());
+    changed.push(d);
+    for d in changed {
+        assert_ne!(reconcile_relevant(&d), same, "{:?}", d.metadata);
+    }
 }

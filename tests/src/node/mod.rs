@@ -17,10 +17,10 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-mod host;
 pub mod chart;
+mod host;
 mod traefik;
-pub use traefik::{Traefik, TRAEFIK_IMAGE};
+pub use traefik::{TRAEFIK_IMAGE, Traefik};
 
 use host::{
     HostState, create_bridge, link_exists, mounts_below, pids_in_pod_cgroups, pod_cgroups,
