@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -126,6 +127,18 @@ pub struct Flags {
     #[arg(long, env = "KUBE_SCIM_RESYNC_INTERVAL", default_value = "10m", value_parser = duration::parse_flag)]
     pub resync_interval: Duration,
 
+    /// Directory of verifier keys (required): each file is one HMAC key (file name = key id, at
+    /// least 32 bytes), shared with the SCIM server; the Helm chart mounts a Secret here. Token
+    /// verifiers are published under every key, so a key is rotated by adding the new one,
+    /// waiting until both components have it, then removing the old one.
+    #[arg(long, env = "KUBE_SCIM_VERIFIER_KEY_DIR")]
+    pub verifier_key_dir: Option<PathBuf>,
+
+    /// How often the verifier key directory is re-read; a change re-publishes every directory's
+    /// verifiers.
+    #[arg(long, env = "KUBE_SCIM_VERIFIER_KEY_RELOAD_INTERVAL", default_value = "10s", value_parser = duration::parse_flag)]
+    pub verifier_key_reload_interval: Duration,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `kube_scim_operator=debug,info`;
     /// RUST_LOG, when set, takes precedence (as in the SCIM server).
     #[arg(long, env = "KUBE_SCIM_LOG_FILTER", default_value = "info")]
@@ -220,6 +233,8 @@ mod tests {
         assert!(flags.leader_elect);
         assert_eq!(flags.lease_duration, Duration::from_secs(15));
         assert_eq!(flags.route_defaults().server.port, 80);
+        assert_eq!(flags.verifier_key_dir, None);
+        assert_eq!(flags.verifier_key_reload_interval, Duration::from_secs(10));
 
         let flags = Flags::try_parse_from([
             "kube-scim-operator",
@@ -230,8 +245,15 @@ mod tests {
             "--server-service-namespace=scim",
             "--lease-duration=30s",
             "--leader-elect=false",
+            "--verifier-key-dir=/etc/kube-scim/verifier-keys",
+            "--verifier-key-reload-interval=1s",
         ])
         .unwrap();
+        assert_eq!(
+            flags.verifier_key_dir.as_deref(),
+            Some(std::path::Path::new("/etc/kube-scim/verifier-keys"))
+        );
+        assert_eq!(flags.verifier_key_reload_interval, Duration::from_secs(1));
         assert_eq!(flags.namespaces(), vec!["a", "b"]);
         let defaults = flags.route_defaults();
         assert_eq!(defaults.host.as_deref(), Some("scim.example.com"));

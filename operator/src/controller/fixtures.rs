@@ -156,7 +156,17 @@ pub fn settings(host: Option<&str>) -> Settings {
         concurrency: 1,
         resync: std::time::Duration::from_secs(600),
         identity: "test".into(),
+        keys: kube_scim_runtime::verifier::SharedKeyRing::new(keys()),
     }
+}
+
+/// The verifier keys of the scenarios: `k1` and `k2` (primary).
+pub fn keys() -> kube_scim_runtime::verifier::KeyRing {
+    kube_scim_runtime::verifier::KeyRing::from_keys([
+        ("k1", b"test-verifier-key-one-0123456789abcdef".to_vec()),
+        ("k2", b"test-verifier-key-two-0123456789abcdef".to_vec()),
+    ])
+    .unwrap()
 }
 
 /// A context over `client` with empty user and group stores.

@@ -29,6 +29,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use kube_scim_crds::{ScimDirectory, ScimGroup, ScimUser, labels};
+use kube_scim_runtime::verifier::SharedKeyRing;
 use serde::de::DeserializeOwned;
 
 use crate::events::publish;
@@ -111,6 +112,8 @@ pub struct Settings {
     pub concurrency: u16,
     pub resync: Duration,
     pub identity: String,
+    /// The verifier keys in force; a change reconciles every directory (new verifiers).
+    pub keys: SharedKeyRing,
 }
 
 /// What a reconcile needs.
@@ -286,6 +289,11 @@ pub async fn run_scope(
     );
     let directories = controller.store();
     let concurrency = settings.concurrency;
+    // A change of the verifier keys re-publishes every directory's verifiers.
+    let key_changes = futures::stream::unfold(settings.keys.changes(), |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    });
     let ctx = Arc::new(Context::new(
         client.clone(),
         settings,
@@ -307,6 +315,7 @@ pub async fn run_scope(
         .watches_stream(secret_changes, move |secret: PartialObjectMeta<Secret>| {
             directories_of_secret(&secret, &directories)
         })
+        .reconcile_all_on(key_changes)
         .with_config(
             ControllerConfig::default()
                 .concurrency(concurrency)
