@@ -215,7 +215,7 @@ pub fn bring_your_own(
             None => String::new(),
         };
         let message = format!(
-            "spec.token.secretRef: the token in key {key:?} of Secret {ns}/{name} is too weak: {weakness}. A bring-your-own token needs at least {} characters, at least {} different ones, and no repeated piece or long run; make one with `{}` and put it in the Secret, or remove spec.token.secretRef to let the operator generate one. It opens nothing until then.{previous_note}",
+            "spec.token.secretRef: the token in key {key:?} of Secret {ns}/{name} is too weak: {weakness}. A bring-your-own token needs at least {} characters, at least {} different ones, and no repeated piece or long run; make one with `{}` and put it in the Secret, or remove spec.token.secretRef to let the operator generate one. This token opens nothing.{previous_note}",
             strength::MIN_LENGTH,
             strength::MIN_DISTINCT,
             strength::HOW_TO_MAKE_ONE,
