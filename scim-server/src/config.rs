@@ -1,6 +1,7 @@
 //! Command-line flags (each also readable from an environment variable).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -72,6 +73,16 @@ pub struct Settings {
     #[arg(long, alias = "shutdown-grace-secs", env = "KUBE_SCIM_SHUTDOWN_GRACE", default_value = "25s", value_parser = duration::parse_flag_or_seconds)]
     pub shutdown_grace: Duration,
 
+    /// Directory of verifier keys (required), the same as the operator's: each file is one HMAC
+    /// key (file name = key id). A bearer token is accepted when it matches a verifier published
+    /// under any key found here; the Helm chart mounts a Secret here.
+    #[arg(long, env = "KUBE_SCIM_VERIFIER_KEY_DIR")]
+    pub verifier_key_dir: Option<PathBuf>,
+
+    /// How often the verifier key directory is re-read (a mounted Secret changes in place).
+    #[arg(long, env = "KUBE_SCIM_VERIFIER_KEY_RELOAD_INTERVAL", default_value = "10s", value_parser = duration::parse_flag)]
+    pub verifier_key_reload_interval: Duration,
+
     /// Log format: `json` (one JSON object per line) or `text`.
     #[arg(long, env = "KUBE_SCIM_LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,
@@ -113,6 +124,8 @@ mod tests {
         assert_eq!(s.request_timeout(), Duration::from_secs(30));
         assert_eq!(s.shutdown_grace, Duration::from_secs(25));
         assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.verifier_key_dir, None);
+        assert_eq!(s.verifier_key_reload_interval, Duration::from_secs(10));
         let s = Settings::try_parse_from([
             "kube-scim-server",
             "--request-timeout-secs=7",

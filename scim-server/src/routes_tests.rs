@@ -9,8 +9,8 @@ use clap::Parser;
 use http_body_util::BodyExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube_scim_crds::{CONDITION_READY, ScimDirectory, ScimDirectoryStatus, TokenVerifier};
+use kube_scim_runtime::verifier::{KeyRing, SharedKeyRing};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
@@ -27,10 +27,9 @@ fn app() -> axum::Router {
     let cache = Arc::new(Cache::default());
     cache.register_watcher();
     cache.watcher_synced();
-    let hash: String = Sha256::digest(TOKEN.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let keys =
+        KeyRing::from_keys([("k1", b"routes-test-key-0123456789abcdef-0123".to_vec())]).unwrap();
+    let hash = keys.hashes(TOKEN).remove(0);
     let mut dir = ScimDirectory::new("d", Default::default());
     dir.metadata.namespace = Some("ns".into());
     dir.metadata.uid = Some("uid-d".into());
@@ -44,7 +43,7 @@ fn app() -> axum::Router {
             last_transition_time: Time(jiff::Timestamp::now()),
         }],
         token_verifiers: vec![TokenVerifier {
-            hash: format!("sha256:{hash}"),
+            hash,
             fingerprint: None,
             expires_at: None,
         }],
@@ -58,7 +57,12 @@ fn app() -> axum::Router {
         conflict_retries: 2,
     };
     let state = Arc::new(AppState {
-        directory: DirectoryService::new(cache, MemoryStore::default(), limits),
+        directory: DirectoryService::new(
+            cache,
+            MemoryStore::default(),
+            limits,
+            SharedKeyRing::new(keys),
+        ),
         metrics: Arc::new(Metrics::new()),
         semaphore: Arc::new(Semaphore::new(8)),
         settings,

@@ -16,10 +16,10 @@ use kube::{Api, Client};
 use kube_scim_crds::{
     DirectoryRef, ScimDirectory, ScimDirectorySpec, ScimUser, ScimUserSpec, ScimUserStatus,
 };
+use kube_scim_tests::keys::VerifierKeys;
 use kube_scim_tests::procs::ManagedProcess;
 use kube_scim_tests::{ControlPlane, free_port, workspace_binary};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
@@ -29,7 +29,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
-async fn directory(client: &Client, ns: &str, name: &str, token: &str) {
+async fn directory(client: &Client, ns: &str, name: &str, token: &str, keys: &VerifierKeys) {
     let api: Api<ScimDirectory> = Api::namespaced(client.clone(), ns);
     api.create(
         &PostParams::default(),
@@ -37,11 +37,8 @@ async fn directory(client: &Client, ns: &str, name: &str, token: &str) {
     )
     .await
     .unwrap();
-    let hex: String = Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let st = json!({"status": {"tokenVerifiers": [{"hash": format!("sha256:{hex}")}],
+    let hash = keys.verifiers(token.as_bytes()).remove(0);
+    let st = json!({"status": {"tokenVerifiers": [{"hash": hash}],
         "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "bench", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&st))
         .await
@@ -151,8 +148,9 @@ async fn scim_server_benchmark() {
     let client = plane.client().await.unwrap();
     let ns = plane.namespace("scim-bench").await.unwrap();
     let token = format!("bench-{}", uuid::Uuid::new_v4());
-    directory(&client, &ns, "bench", &token).await;
-    directory(&client, &ns, "direct", &token).await;
+    let keys = VerifierKeys::create(&plane.dir().join(format!("verifier-keys-{ns}"))).unwrap();
+    directory(&client, &ns, "bench", &token, &keys).await;
+    directory(&client, &ns, "direct", &token, &keys).await;
     let port = free_port().unwrap();
     let mport = free_port().unwrap();
     // KUBE_SCIM_SERVER_BIN points at another build (e.g. target/release/kube-scim-server).
@@ -173,6 +171,7 @@ async fn scim_server_benchmark() {
         "--max-concurrent-requests",
         "128",
     ]);
+    cmd.arg("--verifier-key-dir").arg(keys.path());
     let log = plane.dir().join(format!("scim-bench-{port}.log"));
     let mut proc = ManagedProcess::spawn_command("kube-scim-server", cmd, &log).unwrap();
     let b = Arc::new(Bench {

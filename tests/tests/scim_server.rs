@@ -3,6 +3,7 @@
 //! restarts and bad input.
 
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -10,21 +11,34 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimGroup, ScimUser};
+use kube_scim_tests::keys::VerifierKeys;
 use kube_scim_tests::procs::ManagedProcess;
 use kube_scim_tests::{ControlPlane, free_port, workspace_binary};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 
+/// The verifier keys of every server this test binary starts (what the operator would share
+/// with them).
+fn keys() -> &'static VerifierKeys {
+    static KEYS: OnceLock<VerifierKeys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        VerifierKeys::create(
+            &ControlPlane::shared()
+                .dir()
+                .join("scim-server-verifier-keys"),
+        )
+        .unwrap()
+    })
+}
+
+/// The keyed verifier of `token`, as the operator publishes it.
 fn verifier(token: &str) -> String {
-    let d = Sha256::digest(token.as_bytes());
-    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    keys().verifiers(token.as_bytes()).remove(0)
 }
 
 fn random_token() -> String {
@@ -113,6 +127,8 @@ impl Server {
             .arg(format!("127.0.0.1:{metrics_port}"))
             .arg("--watch-namespaces")
             .arg(namespaces)
+            .arg("--verifier-key-dir")
+            .arg(keys().path())
             .args(extra);
         let log = plane.dir().join(format!("scim-server-{tag}-{port}.log"));
         let proc = ManagedProcess::spawn_command("kube-scim-server", cmd, &log).unwrap();
@@ -329,6 +345,44 @@ async fn test_connection_auth_and_discovery() {
     assert_eq!(b.get("/Users").await.status, StatusCode::OK);
     let a_on_b = srv.scim(&ns, "other", &token);
     assert_scim_error(&a_on_b.get("/Users").await, 401, None);
+
+    // An unkeyed `sha256:` verifier (what kube-scim 0.1.0 published), or one under a key the
+    // server does not hold, opens nothing.
+    let legacy_token = random_token();
+    make_directory(&client, &ns, "legacy", &[(&legacy_token, None)], true).await;
+    let legacy = srv.scim(&ns, "legacy", &legacy_token);
+    legacy.wait_ready().await;
+    let sha256: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(legacy_token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let foreign_key = kube_scim_tests::keys::random_key().unwrap();
+    for hash in [
+        format!("sha256:{sha256}"),
+        kube_scim_tests::keys::hmac_verifier(
+            "not-held",
+            foreign_key.as_bytes(),
+            legacy_token.as_bytes(),
+        ),
+    ] {
+        let unkeyed = json!({"status": {"tokenVerifiers": [{"hash": hash}]}});
+        Api::<ScimDirectory>::namespaced(client.clone(), &ns)
+            .patch_status("legacy", &PatchParams::default(), &Patch::Merge(&unkeyed))
+            .await
+            .unwrap();
+        let mut refused = false;
+        for _ in 0..100 {
+            if legacy.get("/Users").await.status == StatusCode::UNAUTHORIZED {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(refused, "{hash} still opens the directory");
+    }
 
     let missing = srv.scim(&ns, "does-not-exist", &token);
     assert_scim_error(&missing.get("/Users").await, 404, None);

@@ -39,6 +39,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use kube_scim_crds::{ScimDirectory, ScimGroup, ScimUser, labels};
+use kube_scim_runtime::verifier::SharedKeyRing;
 use serde::de::DeserializeOwned;
 
 use crate::events::publish;
@@ -125,6 +126,8 @@ pub struct Settings {
     pub counts_min_interval: Duration,
     /// A user or group change is in its directory's counts at most this long after it.
     pub counts_max_delay: Duration,
+    /// The verifier keys in force; a change reconciles every directory (new verifiers).
+    pub keys: SharedKeyRing,
 }
 
 /// What a reconcile needs.
@@ -366,6 +369,11 @@ pub async fn run_scope(
         );
     }
     let concurrency = settings.concurrency;
+    // A change of the verifier keys re-publishes every directory's verifiers.
+    let key_changes = futures::stream::unfold(settings.keys.changes(), |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    });
     let ctx = Arc::new(Context::new(
         client.clone(),
         settings,
@@ -389,6 +397,7 @@ pub async fn run_scope(
         .watches_stream(secret_changes, move |secret: PartialObjectMeta<Secret>| {
             directories_of_secret(&secret, &secret_directories)
         })
+        .reconcile_all_on(key_changes)
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .graceful_shutdown_on(stop)
         .run(reconcile, error_policy, ctx.clone())

@@ -12,6 +12,7 @@ mod objects;
 
 use std::sync::Arc;
 
+use kube_scim_runtime::verifier::SharedKeyRing;
 use scim_protocol::patch::replace_with_delta;
 use scim_protocol::{
     ListQuery, MembershipDelta, PatchRequest, Resource, ResourceKind, ScimError, check_if_match,
@@ -80,6 +81,7 @@ pub struct DirectoryService<S> {
     cache: Arc<Cache>,
     store: S,
     limits: Limits,
+    keys: SharedKeyRing,
 }
 
 fn not_found(kind: ResourceKind, id: &str) -> Error {
@@ -103,12 +105,14 @@ fn now() -> String {
 }
 
 impl<S: Storage> DirectoryService<S> {
-    /// A service over `cache` (fed by watchers and by this service's writes) and `store`.
-    pub fn new(cache: Arc<Cache>, store: S, limits: Limits) -> Self {
+    /// A service over `cache` (fed by watchers and by this service's writes) and `store`,
+    /// checking bearer tokens with the verifier keys in force in `keys`.
+    pub fn new(cache: Arc<Cache>, store: S, limits: Limits, keys: SharedKeyRing) -> Self {
         DirectoryService {
             cache,
             store,
             limits,
+            keys,
         }
     }
 
@@ -120,7 +124,8 @@ impl<S: Storage> DirectoryService<S> {
     /// The directory, if it exists, is ready and `token` opens it.
     pub fn authorize(&self, dir: DirRef<'_>, token: Option<&str>) -> Result<DirInfo, Error> {
         let info = self.cache.directory(dir.ns, dir.name);
-        auth::authorize(&dir.label(), info, token, jiff::Timestamp::now())
+        let keys = self.keys.current();
+        auth::authorize(&dir.label(), info, token, &keys, jiff::Timestamp::now())
     }
 
     /// Discovery documents need only a directory that exists (no token: RFC 7644 §4).

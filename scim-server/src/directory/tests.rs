@@ -25,6 +25,13 @@ fn service() -> DirectoryService<MemoryStore> {
             member_write_concurrency: 4,
             conflict_retries: 3,
         },
+        kube_scim_runtime::verifier::SharedKeyRing::new(
+            kube_scim_runtime::verifier::KeyRing::from_keys([(
+                "k1",
+                b"directory-test-key-0123456789abcdef".to_vec(),
+            )])
+            .unwrap(),
+        ),
     )
 }
 
