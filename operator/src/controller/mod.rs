@@ -112,7 +112,9 @@ impl Error {
 
 /// Whether a kube error is a 404.
 fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.is_not_found())
+    // By code: a kind whose CRD is not installed answers a plain-text 404 ("404 page not
+    // found"), which has no NotFound reason.
+    matches!(e, kube::Error::Api(s) if s.is_not_found() || s.code == 404)
 }
 
 /// Settings shared by every watched namespace.
