@@ -196,7 +196,7 @@ impl<S: Storage> DirectoryService<S> {
             .await?;
         let ts = now();
         for attempt in 0..objects::ID_CANDIDATES {
-            let id = candidate_id(kind, dir.ns, dir.name, &key, attempt);
+            let id = candidate_id(kind, dir.ns, dir.name, &owner.uid, &key, attempt);
             let taken = self.cache.read(dir.ns, dir.name, |d| {
                 d.get(kind, &id).is_some() || (kind == ResourceKind::Group && d.has_members(&id))
             });
@@ -289,8 +289,23 @@ impl<S: Storage> DirectoryService<S> {
             {
                 return Err(uniqueness(kind));
             }
-            if newr.attributes() != oldr.attributes() {
-                let patch = objects::attribute_patch(dir, &entry, &oldr, &newr, &now())?;
+            if kind == ResourceKind::Group {
+                // Every check before the first write: a refused request leaves no trace.
+                self.check_membership(dir, id, &outcome.membership).await?;
+            }
+            let changed = newr.attributes() != oldr.attributes();
+            // The outcome was computed on the cached copy, which may not have seen another
+            // replica's last write: a change carries the cached resourceVersion, and a no-op is
+            // proven one against it (a patch that stores nothing unless the copy is stale, when
+            // it conflicts and the change is run again on the current version).
+            let body = if changed {
+                Some(objects::attribute_patch(dir, &entry, &oldr, &newr, &now())?)
+            } else if outcome.touches_attributes {
+                Some(objects::precondition_patch(&entry))
+            } else {
+                None
+            };
+            if let Some(patch) = body {
                 match self.store.patch(kind, dir.ns, id, &patch).await {
                     Ok(o) => {
                         self.cache.apply_object(kind, &o);
