@@ -37,6 +37,9 @@ pub enum Error {
     /// The request headers are larger than the configured limit.
     #[error("request headers exceed {0} bytes")]
     HeadersTooLarge(usize),
+    /// The request body did not arrive within the body read timeout.
+    #[error("the request body was not received within {0} s; send the whole body at once")]
+    BodyTimeout(u64),
     /// The path matches no endpoint.
     #[error("no such endpoint")]
     NoEndpoint,
@@ -67,6 +70,7 @@ impl Error {
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::NotPermitted => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -61,6 +61,7 @@ fn app() -> axum::Router {
         directory: DirectoryService::new(cache, MemoryStore::default(), limits),
         metrics: Arc::new(Metrics::new()),
         semaphore: Arc::new(Semaphore::new(8)),
+        directory_slots: crate::middleware::DirectorySlots::new(4),
         settings,
     });
     super::routes::scim(state)
