@@ -100,9 +100,16 @@ impl From<StoreError> for Error {
             StoreError::NotFound => {
                 Error::Scim(ScimError::NotFound("the resource does not exist".into()))
             }
-            StoreError::Rejected(message) => Error::Scim(ScimError::InvalidValue(format!(
-                "the resource was rejected by the cluster: {message}"
-            ))),
+            StoreError::Rejected(message) => {
+                // The apiserver's message names objects, fields and validation rules of the
+                // cluster: logged for the operator, not sent to the client.
+                tracing::warn!(%message, "the apiserver rejected a write");
+                Error::Scim(ScimError::InvalidValue(
+                    "the resource was rejected by the cluster (a value is outside what it \
+                     accepts, e.g. too long); nothing was changed"
+                        .into(),
+                ))
+            }
             StoreError::Forbidden(message) => {
                 tracing::error!(%message, "the server is not allowed to write");
                 Error::NotPermitted

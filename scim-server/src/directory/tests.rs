@@ -613,3 +613,65 @@ async fn another_directorys_users_are_no_members_and_answer_like_unknown_ids() {
         candidate_id(ResourceKind::User, "ns", "a", "", "ceo", 0)
     );
 }
+
+#[tokio::test]
+async fn unique_names_are_visible_non_blank_and_one_per_normal_form() {
+    let s = service();
+    let create = |name: &str| {
+        let body = json!({"userName": name});
+        let s = &s;
+        async move {
+            s.create(DIR, &owner(), ResourceKind::User, &body, &at())
+                .await
+        }
+    };
+    for bad in [
+        "",
+        "   ",
+        "ad\u{200B}a",
+        "ada\u{0007}",
+        "\u{FEFF}ada",
+        "a\u{202E}da",
+    ] {
+        let err = create(bad).await.unwrap_err();
+        assert_eq!(scim_type(err), Some("invalidValue"), "{bad:?}");
+    }
+    // "é" precomposed and as e + combining acute are one name, stored in NFC.
+    let r = create("jos\u{0065}\u{0301}").await.unwrap();
+    assert_eq!(r.user_name(), Some("jos\u{00E9}"));
+    let err = create("jos\u{00E9}").await.unwrap_err();
+    assert_eq!(scim_type(err), Some("uniqueness"));
+    // A rename is checked the same way; other changes of a user are not refused for it.
+    let id = r.id().unwrap().to_string();
+    let rename =
+        patch(json!({"Operations": [{"op": "replace", "path": "userName", "value": " "}]}));
+    let err = s
+        .modify(DIR, ResourceKind::User, &id, &rename, None, Reply::Nothing)
+        .await
+        .unwrap_err();
+    assert_eq!(scim_type(err), Some("invalidValue"));
+    let groups = |name: &str| json!({"displayName": name});
+    let err = s
+        .create(
+            DIR,
+            &owner(),
+            ResourceKind::Group,
+            &groups("G\u{200D}"),
+            &at(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(scim_type(err), Some("invalidValue"));
+}
+
+#[test]
+fn the_apiservers_words_are_not_sent_to_the_client() {
+    let e = Error::from(StoreError::Rejected(
+        "ScimUser.kubescim.io \"x\" is invalid: status.title: Too long: may not be more than 256 bytes".into(),
+    ));
+    let detail = e.to_string();
+    assert!(
+        !detail.contains("kubescim.io") && !detail.contains("status."),
+        "{detail}"
+    );
+}
