@@ -529,6 +529,7 @@ fn numeric_environment_values_render_as_integers() {
         ("KUBE_SCIM_MAX_BODY_BYTES", "\"10485760\""),
         ("KUBE_SCIM_REQUEST_TIMEOUT", "\"30s\""),
         ("KUBE_SCIM_MAX_CONCURRENT_REQUESTS", "\"64\""),
+        ("KUBE_SCIM_MAX_CONCURRENT_REQUESTS_PER_DIRECTORY", "\"16\""),
         ("KUBE_SCIM_CONCURRENCY", "\"4\""),
     ] {
         let line = rendered

@@ -1383,6 +1383,20 @@ async fn sequential_writes_through_alternating_replicas_are_all_stored() {
             assert_eq!(has, on, "round {round}: {op}");
         }
     }
+    // Proving a no-op costs a call but stores nothing: the resourceVersion stays.
+    let before = users.get(&uid).await.unwrap().metadata.resource_version;
+    let p = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "title", "value": "A"}]});
+    assert_eq!(
+        sa.patch(&format!("/Users/{uid}"), &p).await.status,
+        StatusCode::OK
+    );
+    let p = json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "members", "value": [{"value": uid}]}]});
+    assert_eq!(
+        sa.patch(&format!("/Groups/{gid}"), &p).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let after = users.get(&uid).await.unwrap().metadata.resource_version;
+    assert_eq!(before, after, "a no-op was stored");
 }
 
 /// Hostile clients of one directory: 64 POSTs whose bodies never arrive hold no processing
