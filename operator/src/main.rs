@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 
 use clap::Parser;
 use futures::FutureExt;
-use kube::Api;
 use kube::client::ClientBuilder;
+use kube::{Api, Client};
 use kube_scim_operator::config::Flags;
 use kube_scim_operator::controller::{self, Settings};
 use kube_scim_operator::http::{self, Health};
@@ -123,9 +123,8 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
                 && flags.lease_retry_period < flags.lease_renew_deadline,
             "need --lease-retry-period < --lease-renew-deadline < --lease-duration"
         );
-        let namespace = flags.lease_namespace();
-        let mut candidate = LeaderElector::new(
-            Api::namespaced(client.clone(), &namespace),
+        elector = Some(LeaderElector::new(
+            Api::namespaced(client.clone(), &flags.lease_namespace()),
             &flags.lease_name,
             &identity,
             LeaseTiming {
@@ -133,24 +132,61 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
                 renew_deadline: flags.lease_renew_deadline,
                 retry_period: flags.lease_retry_period,
             },
-        );
-        tracing::info!(lease = %flags.lease_name, %namespace, %identity, "waiting to acquire the leader Lease");
-        let mut stop = Box::pin(flag_set(shutdown_rx.clone()));
-        if candidate.acquire(&mut stop).await.is_none() {
-            tracing::info!("stopped before becoming leader");
-            let _ = http_task.await;
-            return Ok(ExitCode::SUCCESS);
-        }
-        tracing::info!(lease = %flags.lease_name, %namespace, %identity, "acquired the leader Lease");
-        elector = Some(candidate);
+        ));
     }
+
+    // Leading is a term, not the life of the process: a leader that cannot renew its Lease
+    // in time (the apiserver stalls) stops reconciling, steps down and campaigns again,
+    // while the probes keep answering; only SIGTERM ends the process.
+    loop {
+        if let Some(candidate) = elector.as_mut() {
+            let namespace = flags.lease_namespace();
+            tracing::info!(lease = %flags.lease_name, %namespace, %identity, "waiting to acquire the leader Lease");
+            let mut stop = Box::pin(flag_set(shutdown_rx.clone()));
+            if candidate.acquire(&mut stop).await.is_none() {
+                tracing::info!("stopped before becoming leader");
+                break;
+            }
+            tracing::info!(lease = %flags.lease_name, %namespace, %identity, "acquired the leader Lease");
+        }
+        let lost = lead(
+            &client,
+            &flags,
+            &settings,
+            &metrics,
+            &health,
+            &shutdown_rx,
+            &mut elector,
+        )
+        .await;
+        if !lost || *shutdown_rx.borrow() {
+            break;
+        }
+        tracing::error!("lost the leader Lease; stepped down, campaigning again");
+    }
+    let _ = http_task.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One term as leader (or the whole run without leader election): runs the controllers until
+/// SIGTERM or, with an elector, until the Lease is lost; releases the Lease on SIGTERM.
+/// Returns whether leadership was lost.
+async fn lead(
+    client: &Client,
+    flags: &Flags,
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    health: &Arc<Health>,
+    shutdown_rx: &watch::Receiver<bool>,
+    elector: &mut Option<LeaderElector>,
+) -> bool {
     health.leading.store(true, Ordering::Relaxed);
     metrics.leader.set(1);
 
     // Stop reconciling on SIGTERM or when leadership is lost.
     let (lost_tx, lost_rx) = watch::channel(false);
     let (done_tx, done_rx) = watch::channel(false);
-    let renewer = elector.map(|mut elector| {
+    let renewer = elector.take().map(|mut elector| {
         tokio::spawn(async move {
             tokio::select! {
                 _ = elector.keep_renewing() => {
@@ -165,6 +201,7 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            elector
         })
     });
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -203,14 +240,14 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     health.leading.store(false, Ordering::Relaxed);
 
     let lost = *lost_rx.borrow();
-    let _ = done_tx.send(true);
-    if let Some(renewer) = renewer {
-        let _ = renewer.await;
+    // A leader that lost its Lease does not release it (someone else may hold it by now).
+    if !lost {
+        let _ = done_tx.send(true);
     }
-    if lost {
-        tracing::error!("lost the leader Lease; exiting so that a fresh process competes again");
-        return Ok(ExitCode::FAILURE);
+    if let Some(renewer) = renewer
+        && let Ok(e) = renewer.await
+    {
+        *elector = Some(e);
     }
-    let _ = http_task.await;
-    Ok(ExitCode::SUCCESS)
+    lost
 }

@@ -57,6 +57,26 @@ pub struct Settings {
     #[arg(long, env = "KUBE_SCIM_MAX_CONCURRENT_REQUESTS", default_value_t = 64)]
     pub max_concurrent_requests: usize,
 
+    /// SCIM requests of one directory processed at once (within --max-concurrent-requests);
+    /// further requests of that directory wait in its own queue, so no directory can take
+    /// every slot from the others.
+    #[arg(
+        long,
+        env = "KUBE_SCIM_MAX_CONCURRENT_REQUESTS_PER_DIRECTORY",
+        default_value_t = 16
+    )]
+    pub max_concurrent_requests_per_directory: usize,
+
+    /// Longest wait for a request's head, and for the next request on an idle keep-alive
+    /// connection; then the connection is closed.
+    #[arg(long, env = "KUBE_SCIM_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration::parse_flag_or_seconds)]
+    pub header_read_timeout: Duration,
+
+    /// Longest wait for a request's whole body, read before the request takes a processing
+    /// slot; a body not received in time is answered 408.
+    #[arg(long, env = "KUBE_SCIM_BODY_READ_TIMEOUT", default_value = "10s", value_parser = duration::parse_flag_or_seconds)]
+    pub body_read_timeout: Duration,
+
     /// Largest page of a list or filter response (ServiceProviderConfig filter.maxResults).
     #[arg(long, env = "KUBE_SCIM_MAX_RESULTS", default_value_t = 1000)]
     pub max_results: usize,

@@ -31,6 +31,7 @@ mod response;
 mod routes;
 #[cfg(test)]
 mod routes_tests;
+mod serve;
 mod storage;
 mod watch;
 
@@ -47,6 +48,8 @@ pub struct AppState<S> {
     pub settings: Settings,
     /// Concurrency queue.
     pub semaphore: Arc<Semaphore>,
+    /// Each directory's own concurrency queue, taken before `semaphore`.
+    pub directory_slots: middleware::DirectorySlots,
 }
 
 #[tokio::main]
@@ -93,6 +96,9 @@ async fn main() -> anyhow::Result<()> {
         ),
         metrics,
         semaphore: Arc::new(Semaphore::new(settings.max_concurrent_requests.max(1))),
+        directory_slots: middleware::DirectorySlots::new(
+            settings.max_concurrent_requests_per_directory.max(1),
+        ),
         settings: settings.clone(),
     });
 
@@ -106,11 +112,15 @@ async fn main() -> anyhow::Result<()> {
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
-    let api_srv =
-        axum::serve(api, routes::scim(state.clone())).with_graceful_shutdown(wait(rx.clone()));
+    let limits = serve::ConnLimits {
+        header_read_timeout: settings
+            .header_read_timeout
+            .max(std::time::Duration::from_secs(1)),
+    };
+    let api_srv = serve::serve(api, routes::scim(state.clone()), limits, wait(rx.clone()));
     let ops_srv =
         axum::serve(ops, routes::ops(state.clone())).with_graceful_shutdown(wait(rx.clone()));
-    let api_task = tokio::spawn(async move { api_srv.await });
+    let api_task = tokio::spawn(api_srv);
     let ops_task = tokio::spawn(async move { ops_srv.await });
 
     shutdown::signal().await;

@@ -65,6 +65,7 @@ fn app() -> axum::Router {
         ),
         metrics: Arc::new(Metrics::new()),
         semaphore: Arc::new(Semaphore::new(8)),
+        directory_slots: crate::middleware::DirectorySlots::new(4),
         settings,
     });
     super::routes::scim(state)

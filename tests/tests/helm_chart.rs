@@ -626,6 +626,7 @@ fn numeric_environment_values_render_as_integers() {
         ("KUBE_SCIM_MAX_BODY_BYTES", "\"10485760\""),
         ("KUBE_SCIM_REQUEST_TIMEOUT", "\"30s\""),
         ("KUBE_SCIM_MAX_CONCURRENT_REQUESTS", "\"64\""),
+        ("KUBE_SCIM_MAX_CONCURRENT_REQUESTS_PER_DIRECTORY", "\"16\""),
         ("KUBE_SCIM_CONCURRENCY", "\"4\""),
         ("KUBE_SCIM_COUNTS_MIN_INTERVAL", "\"5s\""),
         ("KUBE_SCIM_COUNTS_MAX_DELAY", "\"30s\""),

@@ -2030,3 +2030,79 @@ async fn a_busy_directory_is_reconciled_at_once_and_its_counts_stay_fresh() {
         "{reconciles_during_load} reconciles during the load"
     );
 }
+
+/// A leader that loses its Lease (here another holder takes it; an apiserver that stalls past
+/// the renew deadline ends the term the same way) steps down without exiting: the probes keep
+/// answering, it stops reconciling, and it leads again once the Lease is free.
+#[tokio::test]
+async fn a_leader_that_loses_its_lease_steps_down_and_campaigns_again() {
+    let plane = ControlPlane::shared();
+    let ns = plane.namespace("op-stepdown").await.unwrap();
+    let client = plane.client().await.unwrap();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let dirs: Api<ScimDirectory> = Api::namespaced(client.clone(), &ns);
+    let holder = || async {
+        leases
+            .get_opt("kube-scim-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    let mut a = Operator::start(plane, "replica-a", &ns, &ns, &[]);
+    eventually("replica-a to lead", Duration::from_secs(30), || async {
+        (holder().await.as_deref() == Some("replica-a")).then_some(())
+    })
+    .await;
+    let set_holder = |who: Option<&str>, seconds: i32| {
+        let leases = leases.clone();
+        let who = who.map(str::to_string);
+        async move {
+            let mut lease = leases.get("kube-scim-operator").await.unwrap();
+            let spec = lease.spec.get_or_insert_with(Default::default);
+            spec.holder_identity = who;
+            spec.lease_duration_seconds = Some(seconds);
+            spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                Timestamp::now(),
+            ));
+            leases
+                .replace("kube-scim-operator", &PostParams::default(), &lease)
+                .await
+                .unwrap();
+        }
+    };
+    set_holder(Some("intruder"), 3600).await;
+    eventually(
+        "replica-a to step down",
+        Duration::from_secs(30),
+        || async { (a.metric("kube_scim_operator_leader") == Some(0.0)).then_some(()) },
+    )
+    .await;
+    assert!(a.process.is_running(), "{}", a.process.log_tail(30));
+    assert_eq!(a.get("/healthz").map(|(c, _)| c), Some(200));
+    // Not leading: a new directory is not reconciled.
+    dirs.create(
+        &PostParams::default(),
+        &directory("later", with_host("scim.later.example")),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let st = dirs.get("later").await.unwrap().status;
+    assert!(
+        st.is_none_or(|s| s.conditions.is_empty()),
+        "a stepped-down leader reconciled"
+    );
+    // The Lease is free again: replica-a campaigns, leads and reconciles.
+    set_holder(None, 1).await;
+    eventually(
+        "replica-a to lead again",
+        Duration::from_secs(30),
+        || async { (holder().await.as_deref() == Some("replica-a")).then_some(()) },
+    )
+    .await;
+    ready(&dirs, "later", Duration::from_secs(30)).await;
+    assert_eq!(a.metric("kube_scim_operator_leader"), Some(1.0));
+    assert!(a.process.is_running());
+    a.stop();
+}

@@ -1378,3 +1378,182 @@ async fn concurrent_patches_across_replicas_lose_no_update() {
     );
     eprintln!("conflicts retried: {conflicts}");
 }
+
+/// Sequential writes, each awaited, through alternating replicas: a replica whose cache has
+/// not yet seen the other's write must not take a needed write for a no-op (title A, B, A;
+/// member add, remove, add). The stored object is checked after every answer.
+#[tokio::test]
+async fn sequential_writes_through_alternating_replicas_are_all_stored() {
+    let (plane, client, ns, token) = setup("scim-seq").await;
+    let a = Server::start(plane, &ns, "seq-a").await;
+    let b = Server::start(plane, &ns, "seq-b").await;
+    let sa = a.scim(&ns, "entra", &token);
+    let sb = b.scim(&ns, "entra", &token);
+    sa.wait_ready().await;
+    sb.wait_ready().await;
+    let u = sa.post("/Users", &user_body("seq@contoso.com", "s")).await;
+    let uid = u.body["id"].as_str().unwrap().to_string();
+    let g = sa.post("/Groups", &json!({"displayName": "Seq"})).await;
+    let gid = g.body["id"].as_str().unwrap().to_string();
+    for (s, path) in [
+        (&sb, format!("/Users/{uid}")),
+        (&sb, format!("/Groups/{gid}")),
+    ] {
+        for _ in 0..200 {
+            if s.get(&path).await.status == StatusCode::OK {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
+    for round in 0..50 {
+        for (s, t) in [(&sa, "A"), (&sb, "B"), (&sa, "A")] {
+            let p = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "title", "value": t}]});
+            let r = s.patch(&format!("/Users/{uid}"), &p).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            let stored = users.get(&uid).await.unwrap();
+            let title = stored.status.and_then(|st| st.title);
+            assert_eq!(title.as_deref(), Some(t), "round {round}");
+        }
+    }
+    let label = format!("{}{gid}", kube_scim_crds::labels::MEMBER_OF_PREFIX);
+    for round in 0..20 {
+        for (s, op, on) in [
+            (&sa, "add", true),
+            (&sb, "remove", false),
+            (&sa, "add", true),
+        ] {
+            let p = json!({"schemas": [PATCH_OP], "Operations": [{"op": op, "path": "members", "value": [{"value": uid}]}]});
+            let r = s.patch(&format!("/Groups/{gid}"), &p).await;
+            assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+            let stored = users.get(&uid).await.unwrap();
+            let has = stored
+                .metadata
+                .labels
+                .unwrap_or_default()
+                .get(&label)
+                .is_some_and(|v| v == "true");
+            assert_eq!(has, on, "round {round}: {op}");
+        }
+    }
+    // Proving a no-op costs a call but stores nothing: the resourceVersion stays.
+    let before = users.get(&uid).await.unwrap().metadata.resource_version;
+    let p = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "title", "value": "A"}]});
+    assert_eq!(
+        sa.patch(&format!("/Users/{uid}"), &p).await.status,
+        StatusCode::OK
+    );
+    let p = json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "members", "value": [{"value": uid}]}]});
+    assert_eq!(
+        sa.patch(&format!("/Groups/{gid}"), &p).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let after = users.get(&uid).await.unwrap().metadata.resource_version;
+    assert_eq!(before, after, "a no-op was stored");
+}
+
+/// Hostile clients of one directory: 64 POSTs whose bodies never arrive hold no processing
+/// slot (the body is read, under its deadline, before a slot is taken), so another
+/// directory's reads are served at once; the stalled ones get 408 at the body deadline;
+/// connections that never finish a request head, or sit idle, are closed.
+#[tokio::test]
+async fn stalled_clients_of_one_directory_do_not_delay_another() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (plane, client, ns, token) = setup("scim-stall").await;
+    let other_token = random_token();
+    make_directory(&client, &ns, "other", &[(&other_token, None)], true).await;
+    let extra = [
+        "--max-concurrent-requests",
+        "64",
+        "--header-read-timeout",
+        "3s",
+        "--body-read-timeout",
+        "4s",
+    ];
+    let srv = Server::start_with(plane, plane.kubeconfig(), &ns, "stall", &extra).await;
+    let victim = srv.scim(&ns, "other", &other_token);
+    victim.wait_ready().await;
+    srv.scim(&ns, "entra", &token).wait_ready().await;
+    let addr = format!("127.0.0.1:{}", srv.port);
+    // 64 valid POSTs announcing a body that never comes.
+    let mut stalled = Vec::new();
+    for _ in 0..64 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /scim/v2/{ns}/entra/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/scim+json\r\nContent-Length: 100\r\n\r\n{{\"userName\":"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        stalled.push(s);
+    }
+    // 100 connections that send half a request head, and 100 that send nothing.
+    let mut half_open = Vec::new();
+    for i in 0..200 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        if i % 2 == 0 {
+            s.write_all(b"GET /scim/v2/x/y/Users HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+        }
+        half_open.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..10 {
+        let t = std::time::Instant::now();
+        let r = victim.get("/Users?count=1").await;
+        let took = t.elapsed();
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        // A generous bound: without the fix this waited for the 30 s request timeout.
+        assert!(
+            took < Duration::from_secs(1),
+            "a read of another directory took {took:?}"
+        );
+    }
+    // The stalled bodies are answered 408 at their deadline.
+    let mut answered = 0;
+    for mut s in stalled {
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf))
+            .await
+            .expect("no answer to a stalled body")
+            .unwrap_or(0);
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        answered += 1;
+    }
+    assert_eq!(answered, 64);
+    // Half-open and silent connections are closed after the header timeout.
+    for mut s in half_open {
+        let mut buf = [0u8; 512];
+        let r = tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf))
+            .await
+            .expect("a half-open connection stayed open");
+        // EOF, a reset, or a 408 before the close: the server did not keep it.
+        if let Ok(n) = r
+            && n > 0
+        {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        }
+    }
+    // An idle keep-alive connection is closed too.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!(
+        "GET /scim/v2/{ns}/other/Users?count=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {other_token}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "an idle keep-alive connection stayed open");
+}

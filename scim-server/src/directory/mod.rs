@@ -97,6 +97,45 @@ fn uniqueness(kind: ResourceKind) -> Error {
     .into()
 }
 
+/// Characters that do not show: controls, zero-width and other format characters, fillers.
+/// Two names that differ only by them look the same to a person.
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}' | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Makes the unique attribute (`userName`, a group's `displayName`) one identity per visible
+/// name: refuses a blank value and invisible characters, and stores the NFC form, so names
+/// that differ only in Unicode normalization are the same name (and collide as such).
+fn normalize_unique(res: &mut Resource) -> Result<(), Error> {
+    let Some(kind) = res.kind().unique_attr() else {
+        return Ok(());
+    };
+    let attr = kind.name;
+    let Some(v) = res.unique_value() else {
+        return Err(ScimError::InvalidValue(format!("{attr} is required")).into());
+    };
+    if v.trim().is_empty() {
+        return Err(ScimError::InvalidValue(format!("{attr} must not be empty or blank")).into());
+    }
+    if v.chars().any(invisible) {
+        return Err(ScimError::InvalidValue(format!(
+            "{attr} must not contain control, zero-width or other invisible characters"
+        ))
+        .into());
+    }
+    let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc().normalize(v);
+    if let std::borrow::Cow::Owned(n) = nfc {
+        res.set_unique_value(n);
+    }
+    Ok(())
+}
+
 fn now() -> String {
     jiff::Timestamp::now()
         .round(jiff::Unit::Millisecond)
@@ -189,6 +228,7 @@ impl<S: Storage> DirectoryService<S> {
             Vec::new()
         };
         res.strip_server_attributes();
+        normalize_unique(&mut res)?;
         let Some(key) = res.unique_key() else {
             return Err(
                 ScimError::InvalidValue("the unique name attribute is missing".into()).into(),
@@ -201,7 +241,7 @@ impl<S: Storage> DirectoryService<S> {
             .await?;
         let ts = now();
         for attempt in 0..objects::ID_CANDIDATES {
-            let id = candidate_id(kind, dir.ns, dir.name, &key, attempt);
+            let id = candidate_id(kind, dir.ns, dir.name, &owner.uid, &key, attempt);
             let taken = self.cache.read(dir.ns, dir.name, |d| {
                 d.get(kind, &id).is_some() || (kind == ResourceKind::Group && d.has_members(&id))
             });
@@ -287,6 +327,9 @@ impl<S: Storage> DirectoryService<S> {
             let mut oldr = entry.resource()?;
             oldr.strip_server_attributes();
             oldr.set_id(id.to_string());
+            if newr.unique_value() != oldr.unique_value() {
+                normalize_unique(&mut newr)?;
+            }
             let new_key = newr.unique_key();
             if new_key != oldr.unique_key()
                 && let Some(k) = &new_key
@@ -294,8 +337,23 @@ impl<S: Storage> DirectoryService<S> {
             {
                 return Err(uniqueness(kind));
             }
-            if newr.attributes() != oldr.attributes() {
-                let patch = objects::attribute_patch(dir, &entry, &oldr, &newr, &now())?;
+            if kind == ResourceKind::Group {
+                // Every check before the first write: a refused request leaves no trace.
+                self.check_membership(dir, id, &outcome.membership).await?;
+            }
+            let changed = newr.attributes() != oldr.attributes();
+            // The outcome was computed on the cached copy, which may not have seen another
+            // replica's last write: a change carries the cached resourceVersion, and a no-op is
+            // proven one against it (a patch that stores nothing unless the copy is stale, when
+            // it conflicts and the change is run again on the current version).
+            let body = if changed {
+                Some(objects::attribute_patch(dir, &entry, &oldr, &newr, &now())?)
+            } else if outcome.touches_attributes {
+                Some(objects::precondition_patch(&entry))
+            } else {
+                None
+            };
+            if let Some(patch) = body {
                 match self.store.patch(kind, dir.ns, id, &patch).await {
                     Ok(o) => {
                         self.cache.apply_object(kind, &o);
