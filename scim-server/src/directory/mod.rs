@@ -21,7 +21,7 @@ use scim_protocol::{
 use serde_json::Value;
 
 use crate::auth;
-use crate::cache::{Cache, DirInfo, Entry, rv_num};
+use crate::cache::{Cache, DirInfo, Entry, directory_of, rv_num};
 use crate::convert::status_json;
 use crate::error::Error;
 use crate::render::{self, Locations};
@@ -175,8 +175,23 @@ impl<S: Storage> DirectoryService<S> {
         }
     }
 
-    /// One resource.
-    pub fn get(
+    /// One resource, read from the store first: another replica may have written or deleted it
+    /// a moment ago, before this replica's watch heard (a client that deleted a user through
+    /// one replica must not read it back through another).
+    pub async fn get(
+        &self,
+        dir: DirRef<'_>,
+        kind: ResourceKind,
+        id: &str,
+        at: &Locations,
+        with_members: bool,
+    ) -> Result<Resource, Error> {
+        self.refresh(dir, kind, id).await?;
+        self.cached(dir, kind, id, at, with_members)
+    }
+
+    /// One resource as this replica's cache holds it.
+    fn cached(
         &self,
         dir: DirRef<'_>,
         kind: ResourceKind,
@@ -191,6 +206,40 @@ impl<S: Storage> DirectoryService<S> {
             })
             .ok_or_else(|| not_found(kind, id))?
             .map_err(Error::from)
+    }
+
+    /// Brings the cache's copy of one object up to the store's current version (a newer copy
+    /// the watch has not delivered yet, or its deletion).
+    async fn refresh(&self, dir: DirRef<'_>, kind: ResourceKind, id: &str) -> Result<(), Error> {
+        match self.store.get(kind, dir.ns, id).await? {
+            Some(obj) if directory_of(&obj).as_deref() == Some(dir.name) => {
+                self.cache.apply_object(kind, &obj);
+            }
+            // Another directory's object: this directory's reads answer 404, as for none.
+            Some(_) => {}
+            None => {
+                if let Some(held) = self.entry(dir, kind, id) {
+                    self.cache
+                        .delete_object(kind, dir.ns, dir.name, id, held.rv);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The cached entry, or, when the cache does not hold it, the store's (another replica may
+    /// have created it a moment ago).
+    async fn entry_or_fresh(
+        &self,
+        dir: DirRef<'_>,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Option<Arc<Entry>>, Error> {
+        if let Some(entry) = self.entry(dir, kind, id) {
+            return Ok(Some(entry));
+        }
+        self.refresh(dir, kind, id).await?;
+        Ok(self.entry(dir, kind, id))
     }
 
     fn entry(&self, dir: DirRef<'_>, kind: ResourceKind, id: &str) -> Option<Arc<Entry>> {
@@ -312,7 +361,7 @@ impl<S: Storage> DirectoryService<S> {
         reply: Reply<'_>,
     ) -> Result<Option<Resource>, Error> {
         for _attempt in 0..=self.limits.conflict_retries {
-            let Some(entry) = self.entry(dir, kind, id) else {
+            let Some(entry) = self.entry_or_fresh(dir, kind, id).await? else {
                 return Err(not_found(kind, id));
             };
             check_if_match(if_match, Some(&entry.rv_str))?;
@@ -384,7 +433,8 @@ impl<S: Storage> DirectoryService<S> {
             let Reply::Resource { at, with_members } = reply else {
                 return Ok(None);
             };
-            return self.get(dir, kind, id, at, with_members).map(Some);
+            // The write's answer is already in the cache.
+            return self.cached(dir, kind, id, at, with_members).map(Some);
         }
         Err(Error::unavailable(
             "the resource is being changed concurrently; retry",
@@ -400,7 +450,7 @@ impl<S: Storage> DirectoryService<S> {
         id: &str,
         if_match: Option<&str>,
     ) -> Result<(), Error> {
-        let Some(entry) = self.entry(dir, kind, id) else {
+        let Some(entry) = self.entry_or_fresh(dir, kind, id).await? else {
             return Err(not_found(kind, id));
         };
         check_if_match(if_match, Some(&entry.rv_str))?;

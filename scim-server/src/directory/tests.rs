@@ -105,7 +105,10 @@ async fn created_users_are_read_back_with_meta_and_a_deterministic_id() {
             0
         )
     );
-    let r = s.get(DIR, ResourceKind::User, &id, &at(), true).unwrap();
+    let r = s
+        .get(DIR, ResourceKind::User, &id, &at(), true)
+        .await
+        .unwrap();
     let v = r.to_json();
     assert_eq!(v["userName"], "Alice@Contoso.com");
     assert_eq!(
@@ -193,17 +196,29 @@ async fn legacy_remove_with_a_value_removes_only_those_members() {
         .await
         .unwrap();
     assert!(reply.is_none());
-    let r = s.get(DIR, ResourceKind::Group, &g, &at(), true).unwrap();
+    let r = s
+        .get(DIR, ResourceKind::Group, &g, &at(), true)
+        .await
+        .unwrap();
     assert_eq!(member_ids(&r), vec![u2.clone()]);
     // The user shows its group; the removed one does not.
-    let groups = |id: &str| {
-        s.get(DIR, ResourceKind::User, id, &at(), false)
-            .unwrap()
-            .to_json()["groups"]
-            .clone()
+    let groups = |id: String| {
+        let s = &s;
+        async move {
+            s.get(DIR, ResourceKind::User, &id, &at(), false)
+                .await
+                .unwrap()
+                .to_json()["groups"]
+                .clone()
+        }
     };
-    assert_eq!(groups(&u2)[0]["value"], g.as_str());
-    assert!(groups(&u1).as_array().is_none_or(Vec::is_empty));
+    assert_eq!(groups(u2.clone()).await[0]["value"], g.as_str());
+    assert!(
+        groups(u1.clone())
+            .await
+            .as_array()
+            .is_none_or(Vec::is_empty)
+    );
 }
 
 #[tokio::test]
@@ -259,7 +274,10 @@ async fn many_members_written_by_another_replica_are_looked_up_not_refused() {
     s.modify(DIR, ResourceKind::Group, &g, &change, None, Reply::Nothing)
         .await
         .unwrap();
-    let r = s.get(DIR, ResourceKind::Group, &g, &at(), true).unwrap();
+    let r = s
+        .get(DIR, ResourceKind::Group, &g, &at(), true)
+        .await
+        .unwrap();
     assert_eq!(member_ids(&r).len(), 30);
 }
 
@@ -330,6 +348,7 @@ async fn if_match_guards_writes() {
     s.delete(DIR, ResourceKind::User, &id, None).await.unwrap();
     let gone = s
         .get(DIR, ResourceKind::User, &id, &at(), false)
+        .await
         .unwrap_err();
     assert!(matches!(gone, Error::Scim(ScimError::NotFound(_))));
 }
@@ -684,5 +703,33 @@ fn the_apiservers_words_are_not_sent_to_the_client() {
     assert!(
         !detail.contains("kubescim.io") && !detail.contains("status."),
         "{detail}"
+    );
+}
+
+/// Reads by id and writes follow the store, not a lagging cache: what one replica created,
+/// another reads, changes and deletes at once; what one deleted, another no longer serves.
+#[tokio::test]
+async fn a_replica_reads_what_another_wrote_a_moment_ago() {
+    let (r1, r2, _store) = replicas();
+    let id = create_in(&r1, DIR, ResourceKind::User, json!({"userName": "u"})).await;
+    let r = r2
+        .get(DIR, ResourceKind::User, &id, &at(), false)
+        .await
+        .expect("created through the other replica");
+    assert_eq!(r.to_json()["userName"], "u");
+    let change = patch(json!({"Operations": [{"op": "replace", "path": "title", "value": "T"}]}));
+    r2.modify(DIR, ResourceKind::User, &id, &change, None, Reply::Nothing)
+        .await
+        .expect("changed through the replica that did not create it");
+    let r = r1
+        .get(DIR, ResourceKind::User, &id, &at(), false)
+        .await
+        .unwrap();
+    assert_eq!(r.to_json()["title"], "T", "not the creating replica's stale copy");
+    r1.delete(DIR, ResourceKind::User, &id, None).await.unwrap();
+    let gone = r2.get(DIR, ResourceKind::User, &id, &at(), false).await;
+    assert!(
+        matches!(gone, Err(Error::Scim(ref e)) if e.status() == 404),
+        "deleted through the other replica: {gone:?}"
     );
 }
