@@ -904,6 +904,29 @@ async fn invalid_specs_give_readable_conditions() {
         .await
         .unwrap();
     ready(&dirs, "nohost", Duration::from_secs(30)).await;
+
+    // A Gateway route on a cluster without the Gateway API (this plane has none): a condition
+    // that says what to install, and the Ingress of the previous kind is gone.
+    let gateway = serde_json::json!({"spec": {
+        "routeKind": "Gateway",
+        "gateway": {"parentRefs": [{"name": "edge", "namespace": "infra"}]},
+    }});
+    dirs.patch("nohost", &PatchParams::default(), &Patch::Merge(&gateway))
+        .await
+        .unwrap();
+    let (dir, c) = eventually(
+        "RouteReady=False GatewayAPIMissing",
+        Duration::from_secs(30),
+        || async {
+            let dir = dirs.get("nohost").await.ok()?;
+            let c = condition(&dir, "RouteReady")?;
+            (c.status == "False" && c.reason == "GatewayAPIMissing").then_some((dir, c))
+        },
+    )
+    .await;
+    assert!(c.message.contains("sigs.k8s.io/gateway-api"), "{}", c.message);
+    assert!(!is_true(&dir, "Ready"));
+    assert!(ingresses.get_opt("nohost-scim").await.unwrap().is_none());
 }
 
 #[tokio::test]
