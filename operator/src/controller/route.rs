@@ -218,6 +218,21 @@ where
     }
 }
 
+/// [`get_opt`], with a 403 read as "none" unless `required`.
+async fn get_unless_forbidden<K>(
+    api: &Api<K>,
+    name: &str,
+    required: bool,
+) -> Result<Option<K>, Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match get_opt(api, name).await {
+        Err(Error::Kube(kube::Error::Api(s))) if s.code == 403 && !required => Ok(None),
+        other => other,
+    }
+}
+
 /// Deletes `name` when this directory holds it (a 404 meanwhile is fine).
 async fn delete_ours<K>(api: &Api<K>, name: &str, holder: Holder) -> Result<(), Error>
 where
@@ -278,8 +293,11 @@ pub async fn reconcile(dir: &ScimDirectory, ctx: &Context) -> Result<RouteState,
 
     let existing_ingress = ingresses.get_opt(&ingress_name).await?;
     let existing_service = services.get_opt(&service_name).await?;
-    let existing_route = get_opt(&routes, &ingress_name).await?;
-    let existing_grant = get_opt(&grants, &grant_name).await?;
+    // An operator without RBAC on Gateway API kinds (an Ingress-only installation) cannot have
+    // created any: a 403 means there is none to remove, unless the directory wants a Gateway.
+    let gateway_kind = route.kind == RouteKind::Gateway;
+    let existing_route = get_unless_forbidden(&routes, &ingress_name, gateway_kind).await?;
+    let existing_grant = get_unless_forbidden(&grants, &grant_name, gateway_kind).await?;
     let holders = Holders {
         ingress: Holder::of(existing_ingress.as_ref().map(|i| &i.metadata), &uid),
         service: Holder::of(existing_service.as_ref().map(|s| &s.metadata), &uid),

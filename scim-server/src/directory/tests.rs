@@ -725,7 +725,11 @@ async fn a_replica_reads_what_another_wrote_a_moment_ago() {
         .get(DIR, ResourceKind::User, &id, &at(), false)
         .await
         .unwrap();
-    assert_eq!(r.to_json()["title"], "T", "not the creating replica's stale copy");
+    assert_eq!(
+        r.to_json()["title"],
+        "T",
+        "not the creating replica's stale copy"
+    );
     r1.delete(DIR, ResourceKind::User, &id, None).await.unwrap();
     let gone = r2.get(DIR, ResourceKind::User, &id, &at(), false).await;
     assert!(
