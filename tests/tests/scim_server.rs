@@ -1172,7 +1172,8 @@ async fn limits_queue_call_counts_and_graceful_shutdown() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 431);
 
-    // apiserver calls: one create per POST, one patch per user PATCH, none for reads.
+    // apiserver calls: one create per POST, one patch per user PATCH, one get per GET by id
+    // (another replica may have changed the object), none for filters and lists.
     let m0 = srv.metrics().await;
     for id in &ids[..10] {
         let p = json!({"Operations": [{"op": "Replace", "path": "active", "value": "False"}]});
@@ -1195,7 +1196,24 @@ async fn limits_queue_call_counts_and_graceful_shutdown() {
     };
     assert_eq!(calls(&m0, "create"), 40.0, "{m0}");
     assert_eq!(calls(&m1, "patch") - calls(&m0, "patch"), 10.0);
-    assert_eq!(calls(&m1, "get"), 0.0, "no apiserver reads expected: {m1}");
+    assert_eq!(
+        calls(&m1, "get") - calls(&m0, "get"),
+        10.0,
+        "one read per GET by id: {m1}"
+    );
+    let before_lists = srv.metrics().await;
+    for _ in 0..5 {
+        assert_eq!(
+            scim.get("/Users?filter=userName%20sw%20%22u%22").await.status,
+            StatusCode::OK
+        );
+    }
+    let after_lists = srv.metrics().await;
+    assert_eq!(
+        calls(&after_lists, "get") + calls(&after_lists, "list"),
+        calls(&before_lists, "get") + calls(&before_lists, "list"),
+        "filters are answered from the cache"
+    );
 
     // Graceful shutdown: a group PATCH in flight when SIGTERM arrives still completes.
     let g = scim
