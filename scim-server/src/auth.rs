@@ -59,6 +59,7 @@ mod tests {
             uid: String::new(),
             ready: true,
             verifiers: vec![(d, None)],
+            ..DirInfo::default()
         };
         assert!(token_matches(&info, "secret", now));
         assert!(!token_matches(&info, "other", now));

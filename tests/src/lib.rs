@@ -24,6 +24,8 @@ use kube::{Api, Client, Config};
 pub mod entra;
 pub mod entra_suite;
 pub mod node;
+pub mod okta;
+pub mod okta_suite;
 pub mod pki;
 pub mod procs;
 pub mod stack;

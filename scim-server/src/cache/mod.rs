@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use kube::api::DynamicObject;
-use kube_scim_crds::{CONDITION_READY, ScimDirectory, labels};
+use kube_scim_crds::{CONDITION_READY, Provider, ScimDirectory, labels};
 use scim_protocol::{Resource, ResourceKind};
 use serde_json::Value;
 
@@ -31,6 +31,8 @@ pub struct DirInfo {
     pub ready: bool,
     /// SHA-256 digests of valid tokens and their expiry.
     pub verifiers: Vec<([u8; 32], Option<jiff::Timestamp>)>,
+    /// `spec.provider`: which client's expectations the answers follow (see `dialect`).
+    pub provider: Provider,
 }
 
 /// One directory's data behind its own lock.
@@ -130,6 +132,7 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
         uid: d.metadata.uid.clone().unwrap_or_default(),
         ready,
         verifiers,
+        provider: d.spec.provider,
     }
 }
 
