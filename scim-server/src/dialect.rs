@@ -43,8 +43,17 @@ mod tests {
             assert_eq!(patch_answer(p, ResourceKind::User, false), Resource);
             assert_eq!(patch_answer(p, ResourceKind::Group, true), Resource);
         }
-        assert_eq!(patch_answer(Provider::Okta, ResourceKind::Group, false), Resource);
-        assert_eq!(patch_answer(Provider::Entra, ResourceKind::Group, false), NoContent);
-        assert_eq!(patch_answer(Provider::Generic, ResourceKind::Group, false), NoContent);
+        assert_eq!(
+            patch_answer(Provider::Okta, ResourceKind::Group, false),
+            Resource
+        );
+        assert_eq!(
+            patch_answer(Provider::Entra, ResourceKind::Group, false),
+            NoContent
+        );
+        assert_eq!(
+            patch_answer(Provider::Generic, ResourceKind::Group, false),
+            NoContent
+        );
     }
 }

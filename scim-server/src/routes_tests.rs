@@ -217,7 +217,13 @@ async fn okta_directories_get_their_answers_and_keep_memberships_over_put() {
     let gid = group["id"].as_str().unwrap().to_string();
     let add = json!({"Operations": [{"op": "add", "path": "members",
         "value": [{"value": uid, "display": "ada@okta.test"}]}]});
-    let (s, patched) = call(&app, Method::PATCH, &format!("{BASE}/Groups/{gid}"), Some(add)).await;
+    let (s, patched) = call(
+        &app,
+        Method::PATCH,
+        &format!("{BASE}/Groups/{gid}"),
+        Some(add),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{patched}");
     assert_eq!(patched["members"][0]["value"], uid.as_str());
 
@@ -237,18 +243,38 @@ async fn okta_directories_get_their_answers_and_keep_memberships_over_put() {
     assert_eq!(s, StatusCode::OK, "{replaced}");
     assert_eq!(replaced["name"]["familyName"], "King");
     assert!(replaced.get("password").is_none());
-    assert!(replaced.get("displayName").is_none(), "PUT replaces: {replaced}");
+    assert!(
+        replaced.get("displayName").is_none(),
+        "PUT replaces: {replaced}"
+    );
     assert_eq!(replaced["groups"][0]["value"], gid.as_str(), "{replaced}");
 
     let off = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "replace", "value": {"active": false}}]});
-    let (s, patched) = call(&app, Method::PATCH, &format!("{BASE}/Users/{uid}"), Some(off)).await;
-    assert_eq!((s, patched["active"].as_bool()), (StatusCode::OK, Some(false)));
+    let (s, patched) = call(
+        &app,
+        Method::PATCH,
+        &format!("{BASE}/Users/{uid}"),
+        Some(off),
+    )
+    .await;
+    assert_eq!(
+        (s, patched["active"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
 
     let rename = json!({"Operations": [{"op": "replace", "value": {"id": gid, "displayName": "Engineering"}}]});
-    let (s, renamed) =
-        call(&app, Method::PATCH, &format!("{BASE}/Groups/{gid}"), Some(rename)).await;
-    assert_eq!((s, renamed["displayName"].as_str()), (StatusCode::OK, Some("Engineering")));
+    let (s, renamed) = call(
+        &app,
+        Method::PATCH,
+        &format!("{BASE}/Groups/{gid}"),
+        Some(rename),
+    )
+    .await;
+    assert_eq!(
+        (s, renamed["displayName"].as_str()),
+        (StatusCode::OK, Some("Engineering"))
+    );
     assert_eq!(renamed["id"], gid.as_str());
 
     let entra = app_for(Provider::Entra);

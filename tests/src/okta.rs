@@ -94,7 +94,11 @@ impl OktaClient {
 
     fn expect(answer: Answer, status: u16, what: &str) -> anyhow::Result<Answer> {
         if answer.status != status {
-            bail!("{what}: expected {status}, got {} {}", answer.status, answer.body);
+            bail!(
+                "{what}: expected {status}, got {} {}",
+                answer.status,
+                answer.body
+            );
         }
         if !answer.content_type.starts_with("application/scim+json") && status != 204 {
             bail!("{what}: content type {:?}", answer.content_type);
@@ -115,18 +119,32 @@ impl OktaClient {
 
     /// Import: pages of `count` from `startIndex=1` until `totalResults` are read. Returns every
     /// resource and the number of requests it took.
-    pub async fn import(&self, resource: &str, count: usize) -> anyhow::Result<(Vec<Value>, usize)> {
+    pub async fn import(
+        &self,
+        resource: &str,
+        count: usize,
+    ) -> anyhow::Result<(Vec<Value>, usize)> {
         let mut all = Vec::new();
         let mut start = 1;
         let mut requests = 0;
         loop {
             let path = format!("/{resource}?startIndex={start}&count={count}");
-            let page = Self::expect(self.send(reqwest::Method::GET, &path, None).await?, 200, &path)?;
+            let page = Self::expect(
+                self.send(reqwest::Method::GET, &path, None).await?,
+                200,
+                &path,
+            )?;
             requests += 1;
             let total = page.body["totalResults"].as_u64().context("totalResults")? as usize;
-            let resources = page.body["Resources"].as_array().cloned().unwrap_or_default();
+            let resources = page.body["Resources"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if page.body["startIndex"].as_u64() != Some(start as u64) {
-                bail!("{path}: startIndex {} in the answer", page.body["startIndex"]);
+                bail!(
+                    "{path}: startIndex {} in the answer",
+                    page.body["startIndex"]
+                );
             }
             let got = resources.len();
             all.extend(resources);
@@ -141,8 +159,15 @@ impl OktaClient {
     pub async fn find_user(&self, login: &str) -> anyhow::Result<Option<Value>> {
         let filter = urlencode(&format!("userName eq \"{login}\""));
         let path = format!("/Users?filter={filter}&startIndex=1&count=100");
-        let answer = Self::expect(self.send(reqwest::Method::GET, &path, None).await?, 200, &path)?;
-        let resources = answer.body["Resources"].as_array().cloned().unwrap_or_default();
+        let answer = Self::expect(
+            self.send(reqwest::Method::GET, &path, None).await?,
+            200,
+            &path,
+        )?;
+        let resources = answer.body["Resources"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if resources.len() > 1 {
             bail!("{path}: {} users for one userName", resources.len());
         }
@@ -184,7 +209,11 @@ impl OktaClient {
             body["meta"] = meta.clone();
         }
         let path = format!("/Users/{id}");
-        Self::expect(self.send(reqwest::Method::PUT, &path, Some(body)).await?, 200, &path)
+        Self::expect(
+            self.send(reqwest::Method::PUT, &path, Some(body)).await?,
+            200,
+            &path,
+        )
     }
 
     /// Deactivation (unassignment) and reactivation: a path-less `replace` of `active`.
@@ -195,18 +224,27 @@ impl OktaClient {
             "Operations": [{"op": "replace", "value": {"active": active}}]
         });
         let path = format!("/Users/{id}");
-        Self::expect(self.send(reqwest::Method::PATCH, &path, Some(body)).await?, 200, &path)
+        Self::expect(
+            self.send(reqwest::Method::PATCH, &path, Some(body)).await?,
+            200,
+            &path,
+        )
     }
 
     /// Push Groups: a new group, created with the members Okta already knows.
-    pub async fn push_group(&self, display_name: &str, members: &[(String, String)]) -> anyhow::Result<Answer> {
+    pub async fn push_group(
+        &self,
+        display_name: &str,
+        members: &[(String, String)],
+    ) -> anyhow::Result<Answer> {
         let body = json!({
             "schemas": [GROUP_SCHEMA],
             "displayName": display_name,
             "members": member_values(members)
         });
         Self::expect(
-            self.send(reqwest::Method::POST, "/Groups", Some(body)).await?,
+            self.send(reqwest::Method::POST, "/Groups", Some(body))
+                .await?,
             201,
             "POST /Groups",
         )
@@ -241,10 +279,18 @@ impl OktaClient {
     }
 
     /// A group PATCH; Okta expects 200 with the group.
-    pub async fn patch_group(&self, group_id: &str, operations: Vec<Value>) -> anyhow::Result<Answer> {
+    pub async fn patch_group(
+        &self,
+        group_id: &str,
+        operations: Vec<Value>,
+    ) -> anyhow::Result<Answer> {
         let body = json!({"schemas": [PATCH_OP], "Operations": operations});
         let path = format!("/Groups/{group_id}");
-        Self::expect(self.send(reqwest::Method::PATCH, &path, Some(body)).await?, 200, &path)
+        Self::expect(
+            self.send(reqwest::Method::PATCH, &path, Some(body)).await?,
+            200,
+            &path,
+        )
     }
 
     /// A group pushed again in full: PUT with the name and every member.
@@ -261,14 +307,22 @@ impl OktaClient {
             "members": member_values(members)
         });
         let path = format!("/Groups/{group_id}");
-        Self::expect(self.send(reqwest::Method::PUT, &path, Some(body)).await?, 200, &path)
+        Self::expect(
+            self.send(reqwest::Method::PUT, &path, Some(body)).await?,
+            200,
+            &path,
+        )
     }
 
     /// "Delete the group in the app" when a pushed group is unlinked or deleted in Okta.
     pub async fn delete_group(&self, group_id: &str) -> anyhow::Result<()> {
         let path = format!("/Groups/{group_id}");
-        Self::expect(self.send(reqwest::Method::DELETE, &path, None).await?, 204, &path)
-            .map(|_| ())
+        Self::expect(
+            self.send(reqwest::Method::DELETE, &path, None).await?,
+            204,
+            &path,
+        )
+        .map(|_| ())
     }
 }
 

@@ -157,7 +157,11 @@ pub async fn user_lifecycle_with_put_profile_updates(
     let (id, new) = okta.assign_user(&ada).await.unwrap();
     assert!(new);
     let (again, new) = okta.assign_user(&ada).await.unwrap();
-    assert_eq!((again.as_str(), new), (id.as_str(), false), "the lookup links, no second POST");
+    assert_eq!(
+        (again.as_str(), new),
+        (id.as_str(), false),
+        "the lookup links, no second POST"
+    );
 
     let users = Api::<ScimUser>::namespaced(kube.clone(), &org.namespace);
     let stored = users.get(&id).await.unwrap();
@@ -174,7 +178,10 @@ pub async fn user_lifecycle_with_put_profile_updates(
     assert!(got.body.get("password").is_none());
 
     // Group push made a membership; Okta's PUT does not carry it and must not remove it.
-    let group = okta.push_group("Engineering", &[member(&id, &ada)]).await.unwrap();
+    let group = okta
+        .push_group("Engineering", &[member(&id, &ada)])
+        .await
+        .unwrap();
     let gid = group.body["id"].as_str().unwrap().to_string();
     let renamed = OktaUser {
         last_name: "King".into(),
@@ -194,17 +201,32 @@ pub async fn user_lifecycle_with_put_profile_updates(
         stored.labels()
     );
     assert_eq!(
-        stored.status.as_ref().unwrap().name.as_ref().unwrap().family_name.as_deref(),
+        stored
+            .status
+            .as_ref()
+            .unwrap()
+            .name
+            .as_ref()
+            .unwrap()
+            .family_name
+            .as_deref(),
         Some("King")
     );
-    assert!(!serde_json::to_string(&stored).unwrap().contains("changed-Pa55"));
+    assert!(
+        !serde_json::to_string(&stored)
+            .unwrap()
+            .contains("changed-Pa55")
+    );
 
     // Unassignment deactivates; reassignment reactivates. 200 with the user both times.
     let off = okta.set_active(&id, false).await.unwrap();
     assert_eq!(off.body["active"], false);
     assert_eq!(off.body["id"], id.as_str());
     let stored = users.get(&id).await.unwrap();
-    assert_eq!(stored.labels().get(labels::ACTIVE).map(String::as_str), Some("false"));
+    assert_eq!(
+        stored.labels().get(labels::ACTIVE).map(String::as_str),
+        Some("false")
+    );
     assert_eq!(
         okta.find_user(&ada.login).await.unwrap().unwrap()["active"],
         false,
@@ -213,7 +235,10 @@ pub async fn user_lifecycle_with_put_profile_updates(
     let on = okta.set_active(&id, true).await.unwrap();
     assert_eq!(on.body["active"], true);
     let stored = users.get(&id).await.unwrap();
-    assert_eq!(stored.labels().get(labels::ACTIVE).map(String::as_str), Some("true"));
+    assert_eq!(
+        stored.labels().get(labels::ACTIVE).map(String::as_str),
+        Some("true")
+    );
     assert!(stored.labels().contains_key(&labels::member_of(&gid)));
 
     // A duplicate userName (other case) is 409 uniqueness, which Okta shows as an error and
@@ -259,7 +284,10 @@ pub async fn group_push_with_memberships_rename_and_delete(
 
     let created = okta.push_group("Platform", &[m(0), m(1)]).await.unwrap();
     let gid = created.body["id"].as_str().unwrap().to_string();
-    assert_eq!(answer_member_ids(&created.body), sorted(&[&ids[0], &ids[1]]));
+    assert_eq!(
+        answer_member_ids(&created.body),
+        sorted(&[&ids[0], &ids[1]])
+    );
     assert_eq!(
         members_of(&users_of(kube, &org).await, &gid),
         sorted(&[&ids[0], &ids[1]])
@@ -302,7 +330,11 @@ pub async fn group_push_with_memberships_rename_and_delete(
     let renamed = okta.rename_group(&gid, "Platform Team").await.unwrap();
     assert_eq!(renamed.body["displayName"], "Platform Team");
     assert_eq!(renamed.body["id"], gid.as_str(), "the id never changes");
-    assert_eq!(answer_member_ids(&renamed.body), expected, "a rename keeps members");
+    assert_eq!(
+        answer_member_ids(&renamed.body),
+        expected,
+        "a rename keeps members"
+    );
     let groups = Api::<ScimGroup>::namespaced(kube.clone(), &org.namespace);
     assert_eq!(
         groups.get(&gid).await.unwrap().status.unwrap().display_name,
@@ -344,7 +376,13 @@ pub async fn provider_change_keeps_every_object(kube: &Client, ns: &str, target:
         }
     };
     set("entra").await;
-    wait_endpoint(&dirs, &org.directory, |e| e.ends_with("?aadOptscim062020"), target).await;
+    wait_endpoint(
+        &dirs,
+        &org.directory,
+        |e| e.ends_with("?aadOptscim062020"),
+        target,
+    )
+    .await;
     // The server sees the change through its watch; until then Okta's answer may still come.
     let op = json!({"op": "replace", "path": "externalId", "value": "grp-1"});
     let mut status = 0;
@@ -376,7 +414,11 @@ pub async fn provider_change_keeps_every_object(kube: &Client, ns: &str, target:
 
     set("okta").await;
     wait_endpoint(&dirs, &org.directory, |e| !e.contains('?'), target).await;
-    let back = OktaClient::with_http(&target.base_url(&org.namespace, &org.directory), &org.token, target.http());
+    let back = OktaClient::with_http(
+        &target.base_url(&org.namespace, &org.directory),
+        &org.token,
+        target.http(),
+    );
     let mut ok = false;
     for _ in 0..100 {
         let answer = back
@@ -417,5 +459,8 @@ async fn wait_endpoint(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("{name}: the Tenant URL did not follow the provider\n{}", target.logs());
+    panic!(
+        "{name}: the Tenant URL did not follow the provider\n{}",
+        target.logs()
+    );
 }
