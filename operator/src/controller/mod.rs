@@ -109,9 +109,11 @@ impl Error {
     }
 }
 
-/// Whether a kube error is a 404.
+/// Whether a kube error is a 404. The apiserver answers a path of an API that is not served
+/// (e.g. Gateway API CRDs not installed) with a plain-text "404 page not found", which kube
+/// turns into a Status without the `NotFound` reason: the code decides.
 fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.is_not_found())
+    matches!(e, kube::Error::Api(s) if s.is_not_found() || s.code == 404)
 }
 
 /// Settings shared by every watched namespace.
