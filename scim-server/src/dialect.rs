@@ -32,6 +32,17 @@ pub fn patch_answer(provider: Provider, kind: ResourceKind, projection_asked: bo
     }
 }
 
+/// Whether a member's `display` as the client sent it is kept and served back in that group.
+/// RFC 7643 §2.4 makes `display` read-only, so other clients' values are ignored; Okta's group
+/// push sends each member's Okta login as `display` and expects it kept.
+pub fn keeps_member_display(provider: Provider) -> bool {
+    provider == Provider::Okta
+}
+
+/// Longest `display` kept (an annotation value); a longer one is ignored like any read-only
+/// value, so a client cannot grow member objects without bound.
+pub const MAX_KEPT_DISPLAY: usize = 512;
+
 #[cfg(test)]
 mod tests {
     use super::*;

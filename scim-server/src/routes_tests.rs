@@ -226,6 +226,10 @@ async fn okta_directories_get_their_answers_and_keep_memberships_over_put() {
     .await;
     assert_eq!(s, StatusCode::OK, "{patched}");
     assert_eq!(patched["members"][0]["value"], uid.as_str());
+    assert_eq!(
+        patched["members"][0]["display"], "ada@okta.test",
+        "Okta's display is kept, not the user's displayName"
+    );
 
     // Okta's PUT carries the profile it manages, an empty `groups` and a password: the
     // membership made by group push stays, the password is neither stored nor returned.
@@ -277,14 +281,26 @@ async fn okta_directories_get_their_answers_and_keep_memberships_over_put() {
     );
     assert_eq!(renamed["id"], gid.as_str());
 
+    let (_, got) = call(&app, Method::GET, &format!("{BASE}/Groups/{gid}"), None).await;
+    assert_eq!(got["members"][0]["display"], "ada@okta.test");
+
+    // Any other client's `display` is read-only (RFC 7643 §2.4): the member's own name is served.
     let entra = app_for(Provider::Entra);
+    let (_, u) = call(
+        &entra,
+        Method::POST,
+        &format!("{BASE}/Users"),
+        Some(json!({"userName": "bob@entra.test", "displayName": "Bob"})),
+    )
+    .await;
     let (_, g) = call(
         &entra,
         Method::POST,
         &format!("{BASE}/Groups"),
-        Some(json!({"displayName": "Eng"})),
+        Some(json!({"displayName": "Eng", "members": [{"value": u["id"], "display": "b"}]})),
     )
     .await;
+    assert_eq!(g["members"][0]["display"], "Bob", "{g}");
     let rename = json!({"Operations": [{"op": "replace", "path": "displayName", "value": "E"}]});
     let (s, _) = call(
         &entra,

@@ -86,7 +86,7 @@ pub fn entry_from_object(
         }
     };
     resource.set_id(name.clone());
-    let member_of = obj
+    let member_of: Vec<String> = obj
         .metadata
         .labels
         .as_ref()
@@ -97,7 +97,23 @@ pub fn entry_from_object(
                 .collect()
         })
         .unwrap_or_default();
-    let entry = Entry::new(name, rv_str, &resource, created, last_modified, member_of);
+    let member_display = obj
+        .metadata
+        .annotations
+        .as_ref()
+        .map(|a| {
+            a.iter()
+                .filter_map(|(k, v)| {
+                    let g = k.strip_prefix(labels::MEMBER_DISPLAY_PREFIX)?;
+                    member_of
+                        .contains(&g.to_string())
+                        .then(|| (g.to_string(), Box::from(v.as_str())))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut entry = Entry::new(name, rv_str, &resource, created, last_modified, member_of);
+    entry.member_display = member_display;
     Some((ns, dir, entry, resource))
 }
 

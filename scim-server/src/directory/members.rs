@@ -7,26 +7,36 @@ use futures::StreamExt;
 use scim_protocol::{MembershipDelta, ResourceKind, ScimError};
 
 use super::{DirRef, DirectoryService, objects};
+use crate::dialect;
 use crate::error::Error;
 use crate::storage::{Storage, StoreError};
 
+/// One membership write: `(kind, member id, add?, display to keep)`.
+type LabelWrite = (ResourceKind, String, bool, Option<String>);
+
 /// The label writes a membership change needs, decided from what the cache holds: only
-/// members whose label differs. `(kind, member id, add?)`.
+/// members whose label (or kept `display`, see `dialect::keeps_member_display`) differs.
 fn label_writes(
     d: &crate::cache::DirData,
     group: &str,
     delta: &MembershipDelta,
-) -> Vec<(ResourceKind, String, bool)> {
+    keep_display: bool,
+) -> Vec<LabelWrite> {
     let labelled = |k: ResourceKind, id: &str| {
         d.get(k, id)
             .is_some_and(|e| e.member_of.iter().any(|g| g == group))
     };
     let mut plan = Vec::new();
-    for id in delta.added.keys() {
+    for (id, member) in &delta.added {
+        let display = member
+            .display
+            .clone()
+            .filter(|s| keep_display && s.len() <= dialect::MAX_KEPT_DISPLAY);
         if let Some(k) = d.kind_of(id)
-            && !labelled(k, id)
+            && (!labelled(k, id)
+                || d.get(k, id).and_then(|e| e.display_in(group)) != display.as_deref())
         {
-            plan.push((k, id.clone(), true));
+            plan.push((k, id.clone(), true, display));
         }
     }
     let mut removing: Vec<String> = delta.removed.iter().cloned().collect();
@@ -43,7 +53,7 @@ fn label_writes(
             && labelled(k, &id)
             && done.insert(id.clone())
         {
-            plan.push((k, id, false));
+            plan.push((k, id, false, None));
         }
     }
     plan
@@ -140,12 +150,16 @@ impl<S: Storage> DirectoryService<S> {
             );
         }
         self.members_exist(dir, delta.added.keys()).await?;
-        let plan = self
+        let keep_display = self
             .cache
-            .read(dir.ns, dir.name, |d| label_writes(d, group, delta));
+            .directory(dir.ns, dir.name)
+            .is_some_and(|i| dialect::keeps_member_display(i.provider));
+        let plan = self.cache.read(dir.ns, dir.name, |d| {
+            label_writes(d, group, delta, keep_display)
+        });
         let results: Vec<Result<(), Error>> = futures::stream::iter(plan)
-            .map(|(kind, id, on)| async move {
-                let body = objects::membership_patch(group, on);
+            .map(|(kind, id, on, display)| async move {
+                let body = objects::membership_patch(group, on, display.as_deref());
                 match self.store.patch(kind, dir.ns, &id, &body).await {
                     Ok(o) => {
                         self.cache.apply_object(kind, &o);
