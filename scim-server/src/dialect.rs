@@ -1,7 +1,8 @@
 //! What each identity provider (`spec.provider` of the directory) expects beyond RFC 7644, in
 //! one place. Requests are accepted the same way for every provider (both Entra PATCH dialects,
-//! Okta's shapes and strict RFC input are all read by one engine); only answers may differ, and
-//! only where the RFC leaves the server a choice.
+//! Okta's shapes and strict RFC input are all read by one engine); only answers may differ, where
+//! the RFC leaves the server a choice, and whether a read-only value a client insists on (Okta's
+//! member `display`) is kept.
 
 use kube_scim_crds::Provider;
 use scim_protocol::ResourceKind;
@@ -19,8 +20,8 @@ pub enum PatchAnswer {
 ///
 /// A group's members are computed from every member object, so 204 spares that work where the
 /// client does not need the body: Entra expects 204 for groups and ignores the body anyway.
-/// Okta's SCIM 2.0 reference shows every PATCH answered 200 with the resource, and its group
-/// push reads the answer, so Okta directories always get it. Asking for `attributes` or
+/// Okta's SCIM 2.0 reference shows its PATCHes answered 200 with the resource, so Okta
+/// directories always get it. Asking for `attributes` or
 /// `excludedAttributes` means 200 with them for everyone, as RFC 7644 §3.5.2 requires.
 pub fn patch_answer(provider: Provider, kind: ResourceKind, projection_asked: bool) -> PatchAnswer {
     if projection_asked || kind == ResourceKind::User {
