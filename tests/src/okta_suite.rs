@@ -217,6 +217,11 @@ pub async fn user_lifecycle_with_put_profile_updates(
             .unwrap()
             .contains("changed-Pa55")
     );
+    let logs = target.logs();
+    assert!(
+        !logs.contains("changed-Pa55") && !logs.contains(ada.password.as_deref().unwrap()),
+        "passwords are never logged"
+    );
 
     // Unassignment deactivates; reassignment reactivates. 200 with the user both times.
     let off = okta.set_active(&id, false).await.unwrap();
