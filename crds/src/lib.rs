@@ -363,14 +363,17 @@ pub struct ScimDirectoryStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_created: Option<String>,
 
-    /// Short, non-secret fingerprint of the current token, to tell tokens apart.
+    /// Short, non-secret fingerprint of the current token (that of its first verifier), to tell
+    /// tokens apart. Keyed like the verifiers, so it changes when the primary verifier key does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_fingerprint: Option<String>,
 
-    /// Hashes of every token that currently opens this directory; never the tokens themselves.
-    /// The SCIM server authenticates against these and needs no access to Secrets.
+    /// Keyed hashes of every token that currently opens this directory, one per token and
+    /// verifier key; never the tokens themselves, and useless without a key that only the
+    /// operator and the SCIM server hold. The SCIM server authenticates against these and needs
+    /// no access to Secrets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 8))]
+    #[schemars(length(max = 32))]
     pub token_verifiers: Vec<TokenVerifier>,
 
     /// Number of ScimUsers in the directory (active and inactive).
@@ -394,14 +397,18 @@ pub struct ScimDirectoryStatus {
     pub last_provisioning_time: Option<String>,
 }
 
-/// Verifier of one valid bearer token.
+/// Verifier of one valid bearer token under one verifier key.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenVerifier {
-    /// `sha256:` followed by the lowercase hex SHA-256 of the token.
-    #[schemars(regex(pattern = r"^sha256:[0-9a-f]{64}$"))]
+    /// `hmac-sha256:<key id>:` followed by the lowercase hex HMAC-SHA256 of the token under
+    /// that verifier key. (`sha256:<hex>`, an unkeyed hash, was written by kube-scim 0.1.0; it
+    /// is accepted here only so that such a status can still be read, and opens nothing.)
+    #[schemars(regex(
+        pattern = r"^(hmac-sha256:[A-Za-z0-9][-._A-Za-z0-9]{0,62}:[0-9a-f]{64}|sha256:[0-9a-f]{64})$"
+    ))]
     pub hash: String,
-    /// Short fingerprint of the token (the first hex digits of its hash).
+    /// Short fingerprint of the token (the first hex digits of the digest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
     pub fingerprint: Option<String>,

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -152,6 +153,17 @@ pub struct Flags {
     /// at most this long (at least --counts-min-interval).
     #[arg(long, env = "KUBE_SCIM_COUNTS_MAX_DELAY", default_value = "30s", value_parser = duration::parse_flag)]
     pub counts_max_delay: Duration,
+    /// Directory of verifier keys (required): each file is one HMAC key (file name = key id, at
+    /// least 32 bytes), shared with the SCIM server; the Helm chart mounts a Secret here. Token
+    /// verifiers are published under every key, so a key is rotated by adding the new one,
+    /// waiting until both components have it, then removing the old one.
+    #[arg(long, env = "KUBE_SCIM_VERIFIER_KEY_DIR")]
+    pub verifier_key_dir: Option<PathBuf>,
+
+    /// How often the verifier key directory is re-read; a change re-publishes every directory's
+    /// verifiers.
+    #[arg(long, env = "KUBE_SCIM_VERIFIER_KEY_RELOAD_INTERVAL", default_value = "10s", value_parser = duration::parse_flag)]
+    pub verifier_key_reload_interval: Duration,
 
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `kube_scim_operator=debug,info`;
     /// RUST_LOG, when set, takes precedence (as in the SCIM server).
@@ -263,6 +275,8 @@ mod tests {
         assert_eq!(flags.route_defaults().server.port, 80);
         assert_eq!(flags.counts_min_interval, Duration::from_secs(5));
         assert_eq!(flags.counts_max_delay, Duration::from_secs(30));
+        assert_eq!(flags.verifier_key_dir, None);
+        assert_eq!(flags.verifier_key_reload_interval, Duration::from_secs(10));
 
         let flags = Flags::try_parse_from([
             "kube-scim-operator",
@@ -275,10 +289,17 @@ mod tests {
             "--leader-elect=false",
             "--counts-min-interval=2s",
             "--counts-max-delay=1m",
+            "--verifier-key-dir=/etc/kube-scim/verifier-keys",
+            "--verifier-key-reload-interval=1s",
         ])
         .unwrap();
         assert_eq!(flags.counts_min_interval, Duration::from_secs(2));
         assert_eq!(flags.counts_max_delay, Duration::from_secs(60));
+        assert_eq!(
+            flags.verifier_key_dir.as_deref(),
+            Some(std::path::Path::new("/etc/kube-scim/verifier-keys"))
+        );
+        assert_eq!(flags.verifier_key_reload_interval, Duration::from_secs(1));
         assert_eq!(flags.namespaces(), vec!["a", "b"]);
         let defaults = flags.route_defaults();
         assert_eq!(defaults.host.as_deref(), Some("scim.example.com"));

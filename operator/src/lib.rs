@@ -1,5 +1,5 @@
 //! kube-scim operator: reconciles each ScimDirectory into a bearer-token Secret (or reads a
-//! bring-your-own one), token verifiers in status, an Ingress route, the Tenant URL and
+//! bring-your-own one, refused when weak), keyed token verifiers in status, an Ingress route, the Tenant URL and
 //! user/group counts. See `operator/README.md` for flags, design and RBAC, and
 //! docs/ARCHITECTURE.md for where things go.
 
@@ -10,4 +10,5 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod route;
+pub mod strength;
 pub mod token;

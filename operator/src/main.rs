@@ -6,13 +6,14 @@ use std::sync::atomic::Ordering;
 
 use clap::Parser;
 use futures::FutureExt;
-use kube::Api;
 use kube::client::ClientBuilder;
+use kube::{Api, Client};
 use kube_scim_operator::config::Flags;
 use kube_scim_operator::controller::{self, Settings};
 use kube_scim_operator::http::{self, Health};
 use kube_scim_operator::leader::{self, LeaderElector, LeaseTiming};
 use kube_scim_operator::metrics::Metrics;
+use kube_scim_runtime::verifier::{self, KeyRing, SharedKeyRing};
 use kube_scim_runtime::{logging, probes, shutdown};
 use tokio::sync::{oneshot, watch};
 use tower::util::MapRequestLayer;
@@ -40,6 +41,21 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         "need 0 < --counts-min-interval <= --counts-max-delay"
     );
 
+    // The verifier keys first: without them no token can be published.
+    let key_dir = flags.verifier_key_dir.clone().filter(|d| !d.as_os_str().is_empty()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no --verifier-key-dir (KUBE_SCIM_VERIFIER_KEY_DIR): token verifiers are keyed with HMAC keys that only the operator and the SCIM server hold. Point both at the same directory of key files (the Helm chart mounts its verifier-key Secret); for a local run: mkdir keys && openssl rand -base64 32 > keys/k1"
+        )
+    })?;
+    let keys = SharedKeyRing::new(KeyRing::load(&key_dir)?);
+    tracing::info!(dir = %key_dir.display(), keys = ?keys.current().ids(), "verifier keys loaded");
+    tokio::spawn(verifier::reload_every(
+        key_dir,
+        keys.clone(),
+        flags
+            .verifier_key_reload_interval
+            .max(std::time::Duration::from_secs(1)),
+    ));
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::new(metrics.clone()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -97,6 +113,7 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         identity: identity.clone(),
         counts_min_interval: flags.counts_min_interval,
         counts_max_delay: flags.counts_max_delay,
+        keys,
     };
 
     let mut elector = None;
@@ -106,9 +123,8 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
                 && flags.lease_retry_period < flags.lease_renew_deadline,
             "need --lease-retry-period < --lease-renew-deadline < --lease-duration"
         );
-        let namespace = flags.lease_namespace();
-        let mut candidate = LeaderElector::new(
-            Api::namespaced(client.clone(), &namespace),
+        elector = Some(LeaderElector::new(
+            Api::namespaced(client.clone(), &flags.lease_namespace()),
             &flags.lease_name,
             &identity,
             LeaseTiming {
@@ -116,24 +132,61 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
                 renew_deadline: flags.lease_renew_deadline,
                 retry_period: flags.lease_retry_period,
             },
-        );
-        tracing::info!(lease = %flags.lease_name, %namespace, %identity, "waiting to acquire the leader Lease");
-        let mut stop = Box::pin(flag_set(shutdown_rx.clone()));
-        if candidate.acquire(&mut stop).await.is_none() {
-            tracing::info!("stopped before becoming leader");
-            let _ = http_task.await;
-            return Ok(ExitCode::SUCCESS);
-        }
-        tracing::info!(lease = %flags.lease_name, %namespace, %identity, "acquired the leader Lease");
-        elector = Some(candidate);
+        ));
     }
+
+    // Leading is a term, not the life of the process: a leader that cannot renew its Lease
+    // in time (the apiserver stalls) stops reconciling, steps down and campaigns again,
+    // while the probes keep answering; only SIGTERM ends the process.
+    loop {
+        if let Some(candidate) = elector.as_mut() {
+            let namespace = flags.lease_namespace();
+            tracing::info!(lease = %flags.lease_name, %namespace, %identity, "waiting to acquire the leader Lease");
+            let mut stop = Box::pin(flag_set(shutdown_rx.clone()));
+            if candidate.acquire(&mut stop).await.is_none() {
+                tracing::info!("stopped before becoming leader");
+                break;
+            }
+            tracing::info!(lease = %flags.lease_name, %namespace, %identity, "acquired the leader Lease");
+        }
+        let lost = lead(
+            &client,
+            &flags,
+            &settings,
+            &metrics,
+            &health,
+            &shutdown_rx,
+            &mut elector,
+        )
+        .await;
+        if !lost || *shutdown_rx.borrow() {
+            break;
+        }
+        tracing::error!("lost the leader Lease; stepped down, campaigning again");
+    }
+    let _ = http_task.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One term as leader (or the whole run without leader election): runs the controllers until
+/// SIGTERM or, with an elector, until the Lease is lost; releases the Lease on SIGTERM.
+/// Returns whether leadership was lost.
+async fn lead(
+    client: &Client,
+    flags: &Flags,
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    health: &Arc<Health>,
+    shutdown_rx: &watch::Receiver<bool>,
+    elector: &mut Option<LeaderElector>,
+) -> bool {
     health.leading.store(true, Ordering::Relaxed);
     metrics.leader.set(1);
 
     // Stop reconciling on SIGTERM or when leadership is lost.
     let (lost_tx, lost_rx) = watch::channel(false);
     let (done_tx, done_rx) = watch::channel(false);
-    let renewer = elector.map(|mut elector| {
+    let renewer = elector.take().map(|mut elector| {
         tokio::spawn(async move {
             tokio::select! {
                 _ = elector.keep_renewing() => {
@@ -148,6 +201,7 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            elector
         })
     });
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -186,14 +240,14 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     health.leading.store(false, Ordering::Relaxed);
 
     let lost = *lost_rx.borrow();
-    let _ = done_tx.send(true);
-    if let Some(renewer) = renewer {
-        let _ = renewer.await;
+    // A leader that lost its Lease does not release it (someone else may hold it by now).
+    if !lost {
+        let _ = done_tx.send(true);
     }
-    if lost {
-        tracing::error!("lost the leader Lease; exiting so that a fresh process competes again");
-        return Ok(ExitCode::FAILURE);
+    if let Some(renewer) = renewer
+        && let Ok(e) = renewer.await
+    {
+        *elector = Some(e);
     }
-    let _ = http_task.await;
-    Ok(ExitCode::SUCCESS)
+    lost
 }

@@ -1,10 +1,13 @@
 //! Bearer tokens and their verifiers.
 //!
-//! A verifier is `sha256:` + the lowercase hex SHA-256 of the token's UTF-8 bytes; its
-//! fingerprint is the first 8 hex digits of that digest. The SCIM server hashes the presented
-//! `Authorization: Bearer <token>` the same way and compares it in constant time with every
-//! verifier of the directory whose `expiresAt` has not passed. Tokens themselves never leave the
-//! Secret.
+//! A verifier is `hmac-sha256:<key id>:<hex>`, the HMAC-SHA256 of the token's UTF-8 bytes under
+//! one of the verifier keys that only the operator and the SCIM server hold
+//! (`kube_scim_runtime::verifier`); a token has one verifier per key. Its fingerprint is the first
+//! 8 hex digits of that digest. The SCIM server computes the same HMAC of the presented
+//! `Authorization: Bearer <token>` and compares it in constant time with every verifier of the
+//! directory whose `expiresAt` has not passed. Tokens themselves never leave the Secret, and no
+//! unkeyed hash of a token is published (older releases published `sha256:<hex>`; such
+//! verifiers are only recognised, never carried over or written).
 
 use std::time::Duration;
 
@@ -12,6 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
 use kube_scim_crds::TokenVerifier;
+use kube_scim_runtime::verifier::{self, KeyRing};
 use sha2::{Digest, Sha256};
 
 /// Data key of the token in a generated Secret (and the default key of `spec.token.secretRef`).
@@ -23,9 +27,12 @@ pub const TOKEN_BYTES: usize = 32;
 /// Length of a fingerprint in hex digits.
 pub const FINGERPRINT_LEN: usize = 8;
 
-/// At most this many verifiers are published (the CRD allows 8): the current one and the
-/// newest previous ones.
-pub const MAX_VERIFIERS: usize = 8;
+/// At most this many verifiers are published (the CRD allows 32): the current token's (one per
+/// key, at most [`verifier::MAX_KEYS`]) and the newest previous ones.
+pub const MAX_VERIFIERS: usize = 32;
+
+/// Prefix of the unkeyed verifiers of releases before keyed verifiers.
+pub const LEGACY_PREFIX: &str = "sha256:";
 
 /// A new token: 32 bytes from the operating system's CSPRNG, base64url without padding
 /// (43 characters, safe in headers, URLs and YAML).
@@ -35,26 +42,21 @@ pub fn generate() -> Result<String, getrandom::Error> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// `sha256:<64 lowercase hex digits>` of the token's UTF-8 bytes.
-pub fn hash(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256:");
-    for byte in digest {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
-}
-
-/// The first 8 hex digits of a verifier hash (`sha256:` stripped).
+/// The first 8 hex digits of a verifier's digest.
 pub fn fingerprint_of_hash(hash: &str) -> String {
-    let hex = hash.strip_prefix("sha256:").unwrap_or(hash);
-    hex.chars().take(FINGERPRINT_LEN).collect()
+    verifier::digest_hex(hash)
+        .chars()
+        .take(FINGERPRINT_LEN)
+        .collect()
 }
 
-/// The verifier of `token`, valid until `expires_at` (`None`: the current token).
-pub fn verifier(token: &str, expires_at: Option<Timestamp>) -> TokenVerifier {
-    verifier_from_hash(hash(token), expires_at)
+/// The verifiers of `token`, one per key (the primary key's first), valid until `expires_at`
+/// (`None`: the current token).
+pub fn verifiers(keys: &KeyRing, token: &str, expires_at: Option<Timestamp>) -> Vec<TokenVerifier> {
+    keys.hashes(token)
+        .into_iter()
+        .map(|hash| verifier_from_hash(hash, expires_at))
+        .collect()
 }
 
 /// A verifier for an already computed hash.
@@ -64,6 +66,24 @@ pub fn verifier_from_hash(hash: String, expires_at: Option<Timestamp>) -> TokenV
         hash,
         expires_at: expires_at.map(format_time),
     }
+}
+
+/// Whether `v` is keyed (the only kind published).
+pub fn is_keyed(v: &TokenVerifier) -> bool {
+    verifier::parse(&v.hash).is_some()
+}
+
+/// Whether `v` is a verifier of `token`: keyed under a key of `keys`, or an unkeyed `sha256:`
+/// verifier of an older release (so that an upgrade is not taken for a changed token).
+pub fn is_of(keys: &KeyRing, token: &str, v: &TokenVerifier) -> bool {
+    if keys.verifies(token, &v.hash) {
+        return true;
+    }
+    v.hash.strip_prefix(LEGACY_PREFIX).is_some_and(|hex| {
+        let digest = Sha256::digest(token.as_bytes());
+        let ours: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        hex == ours
+    })
 }
 
 /// RFC 3339 in UTC with whole seconds, as Kubernetes prints times.
@@ -96,83 +116,105 @@ pub fn expires_after(now: Timestamp, grace: Duration) -> Timestamp {
         .unwrap_or(Timestamp::MAX)
 }
 
-/// The verifiers to publish: the current token's first, then still-valid previous ones
-/// (newest expiry first, the current hash and duplicates removed), at most [`MAX_VERIFIERS`].
-pub fn publishable(
-    current_hash: &str,
-    previous: &[TokenVerifier],
+/// Previous-token verifiers worth keeping: keyed, expiring, still valid, not among `current`,
+/// no duplicates, newest expiry first.
+fn previous_kept<'a>(
+    previous: impl IntoIterator<Item = &'a TokenVerifier>,
+    current: &[TokenVerifier],
     now: Timestamp,
 ) -> Vec<TokenVerifier> {
-    let mut out = vec![verifier_from_hash(current_hash.to_string(), None)];
-    let mut previous: Vec<&TokenVerifier> = previous
-        .iter()
-        .filter(|v| v.expires_at.is_some() && v.hash != current_hash && still_valid(v, now))
-        .collect();
-    previous.sort_by_key(|v| std::cmp::Reverse(expiry(v)));
+    let mut out: Vec<TokenVerifier> = Vec::new();
     for v in previous {
-        if out.len() >= MAX_VERIFIERS {
-            break;
-        }
-        if !out.iter().any(|o| o.hash == v.hash) {
+        let keep = is_keyed(v)
+            && v.expires_at.is_some()
+            && still_valid(v, now)
+            && !current.iter().any(|c| c.hash == v.hash)
+            && !out.iter().any(|o| o.hash == v.hash);
+        if keep {
             out.push(v.clone());
         }
     }
+    out.sort_by_key(|v| std::cmp::Reverse(expiry(v)));
     out
 }
 
-/// Previous verifiers after the current token `old_hash` is replaced: it gets `expires_at`
-/// (`now + grace`), earlier ones keep theirs; expired ones are dropped.
+/// The verifiers to publish: the current token's first (none when the current token is
+/// refused), then still-valid keyed previous ones (newest expiry first), at most
+/// [`MAX_VERIFIERS`].
+pub fn publishable(
+    current: &[TokenVerifier],
+    previous: &[TokenVerifier],
+    now: Timestamp,
+) -> Vec<TokenVerifier> {
+    let mut out = current.to_vec();
+    out.extend(previous_kept(previous, current, now));
+    out.truncate(MAX_VERIFIERS);
+    out
+}
+
+/// Previous verifiers after the current token (its verifiers `old`) is replaced: they get
+/// `expires_at` (`now + grace`; with no grace they go at once), earlier ones keep theirs;
+/// expired and unkeyed ones are dropped; room is left for the new token's verifiers.
 pub fn retire(
-    old_hash: &str,
+    old: &[TokenVerifier],
     earlier: &[TokenVerifier],
     now: Timestamp,
     grace: Duration,
 ) -> Vec<TokenVerifier> {
-    let mut out: Vec<TokenVerifier> = Vec::new();
-    if !grace.is_zero() {
-        out.push(verifier_from_hash(
-            old_hash.to_string(),
-            Some(expires_after(now, grace)),
-        ));
-    }
-    out.extend(
-        earlier
-            .iter()
-            .filter(|v| v.hash != old_hash && v.expires_at.is_some() && still_valid(v, now))
-            .cloned(),
-    );
-    out.sort_by_key(|v| std::cmp::Reverse(expiry(v)));
-    out.truncate(MAX_VERIFIERS - 1);
+    let retired: Vec<TokenVerifier> = if grace.is_zero() {
+        Vec::new()
+    } else {
+        let until = Some(expires_after(now, grace));
+        old.iter()
+            .map(|v| verifier_from_hash(v.hash.clone(), until))
+            .collect()
+    };
+    let earlier = earlier
+        .iter()
+        .filter(|v| !old.iter().any(|o| o.hash == v.hash));
+    let mut out = previous_kept(retired.iter().chain(earlier), &[], now);
+    out.truncate(MAX_VERIFIERS - verifier::MAX_KEYS);
     out
 }
 
-/// For a bring-your-own token (the operator cannot write that Secret): previous verifiers are
-/// carried in status. A verifier of status that is not the current token keeps its expiry, or
-/// gets `now + grace` if it was the current one until now.
+/// For a bring-your-own token (the operator cannot write that Secret) previous verifiers are
+/// carried in status. Of the verifiers in status that are not of the token in the Secret
+/// (`is_current` says which are): an expiring one keeps its expiry; a current (non-expiring) one
+/// belonged to the token used until now and gets `now + grace`, unless `unchanged` (the token in
+/// the Secret is still the current one, so such a verifier is the same token under a key no
+/// longer held, and goes). Unkeyed and expired verifiers are dropped.
 pub fn carry_over(
     status_verifiers: &[TokenVerifier],
-    current_hash: &str,
+    is_current: impl Fn(&TokenVerifier) -> bool,
+    unchanged: bool,
     now: Timestamp,
     grace: Duration,
 ) -> Vec<TokenVerifier> {
     let mut out = Vec::new();
-    for v in status_verifiers.iter().filter(|v| v.hash != current_hash) {
+    for v in status_verifiers
+        .iter()
+        .filter(|v| is_keyed(v) && !is_current(v))
+    {
         match v.expires_at {
             Some(_) => out.push(v.clone()),
-            None if !grace.is_zero() => out.push(verifier_from_hash(
+            None if !unchanged && !grace.is_zero() => out.push(verifier_from_hash(
                 v.hash.clone(),
                 Some(expires_after(now, grace)),
             )),
             None => {}
         }
     }
-    out.retain(|v| still_valid(v, now));
-    out
+    previous_kept(&out, &[], now)
 }
 
 /// The earliest time a published verifier expires: when the next reconcile must remove it.
 pub fn next_expiry(verifiers: &[TokenVerifier]) -> Option<Timestamp> {
     verifiers.iter().filter_map(expiry).min()
+}
+
+/// The latest time a published verifier expires.
+pub fn last_expiry(verifiers: &[TokenVerifier]) -> Option<Timestamp> {
+    verifiers.iter().filter_map(expiry).max()
 }
 
 #[cfg(test)]
@@ -183,22 +225,56 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Two keys, `k2` primary.
+    pub(crate) fn keys() -> KeyRing {
+        KeyRing::from_keys([
+            ("k1", b"test-verifier-key-one-0123456789abcdef".to_vec()),
+            ("k2", b"test-verifier-key-two-0123456789abcdef".to_vec()),
+        ])
+        .unwrap()
+    }
+
+    fn current(token: &str) -> Vec<TokenVerifier> {
+        verifiers(&keys(), token, None)
+    }
+
+    fn hashes(vs: &[TokenVerifier]) -> Vec<&str> {
+        vs.iter().map(|v| v.hash.as_str()).collect()
+    }
+
+    fn legacy(token: &str) -> TokenVerifier {
+        let hex: String = Sha256::digest(token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        verifier_from_hash(format!("{LEGACY_PREFIX}{hex}"), None)
+    }
+
     #[test]
-    fn hash_is_sha256_hex_of_the_utf8_bytes() {
-        // sha256("abc"), FIPS 180-2 test vector.
-        assert_eq!(
-            hash("abc"),
-            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        assert_eq!(fingerprint_of_hash(&hash("abc")), "ba7816bf");
-        let v = verifier("abc", None);
-        assert_eq!(v.fingerprint.as_deref(), Some("ba7816bf"));
-        assert_eq!(v.expires_at, None);
-        // Non-ASCII tokens hash their UTF-8 bytes.
-        assert_eq!(
-            hash("é"),
-            "sha256:4a99557e4033c3539de2eb65472017cad5f9557f7a0625a09f1c3f6e2ba69c4c"
-        );
+    fn a_token_has_one_keyed_verifier_per_key_and_no_unkeyed_hash() {
+        let vs = current("abc");
+        assert_eq!(vs.len(), 2);
+        assert!(vs[0].hash.starts_with("hmac-sha256:k2:"), "primary first");
+        assert!(vs[1].hash.starts_with("hmac-sha256:k1:"));
+        for v in &vs {
+            assert_eq!(v.expires_at, None);
+            assert_eq!(
+                v.fingerprint.as_deref(),
+                Some(&verifier::digest_hex(&v.hash)[..8])
+            );
+            assert!(is_keyed(v));
+            assert!(is_of(&keys(), "abc", v));
+            assert!(!is_of(&keys(), "abd", v));
+        }
+        // sha256("abc") (FIPS 180-2) appears nowhere, not even as a fingerprint.
+        let sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let json = serde_json::to_string(&vs).unwrap();
+        assert!(!json.contains(sha) && !json.contains(&sha[..8]), "{json}");
+        // An older release's verifier is recognised as the same token, and is not keyed.
+        assert!(is_of(&keys(), "abc", &legacy("abc")));
+        assert!(!is_of(&keys(), "abd", &legacy("abc")));
+        assert!(!is_keyed(&legacy("abc")));
+        assert_eq!(legacy("abc").hash, format!("sha256:{sha}"));
     }
 
     #[test]
@@ -213,70 +289,74 @@ mod tests {
             "{a}"
         );
         assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), TOKEN_BYTES);
+        assert_eq!(crate::strength::weakness(&a), None);
     }
 
     #[test]
-    fn rotation_keeps_the_old_verifier_for_the_grace_period() {
+    fn rotation_keeps_the_old_verifiers_for_the_grace_period() {
         let now = at("2026-01-01T00:00:00Z");
-        let previous = retire(&hash("old"), &[], now, Duration::from_secs(5));
-        assert_eq!(previous.len(), 1);
-        assert_eq!(
-            previous[0].expires_at.as_deref(),
-            Some("2026-01-01T00:00:05Z")
+        let previous = retire(&current("old"), &[], now, Duration::from_secs(5));
+        assert_eq!(hashes(&previous), hashes(&current("old")));
+        assert!(
+            previous
+                .iter()
+                .all(|v| v.expires_at.as_deref() == Some("2026-01-01T00:00:05Z"))
         );
-        let published = publishable(&hash("new"), &previous, now);
-        assert_eq!(published.len(), 2);
-        assert_eq!(published[0].hash, hash("new"));
+        let published = publishable(&current("new"), &previous, now);
+        assert_eq!(published.len(), 4);
+        assert_eq!(hashes(&published[..2]), hashes(&current("new")));
         assert_eq!(published[0].expires_at, None);
-        assert_eq!(published[1].hash, hash("old"));
+        assert_eq!(hashes(&published[2..]), hashes(&current("old")));
         assert_eq!(next_expiry(&published), Some(at("2026-01-01T00:00:05Z")));
 
         let later = at("2026-01-01T00:00:06Z");
-        let published = publishable(&hash("new"), &previous, later);
-        assert_eq!(published.len(), 1, "expired verifiers disappear");
+        let published = publishable(&current("new"), &previous, later);
+        assert_eq!(published.len(), 2, "expired verifiers disappear");
         assert_eq!(next_expiry(&published), None);
     }
 
     #[test]
     fn zero_grace_revokes_at_once_and_the_list_is_bounded() {
         let now = at("2026-01-01T00:00:00Z");
-        assert!(retire(&hash("old"), &[], now, Duration::ZERO).is_empty());
+        assert!(retire(&current("old"), &[], now, Duration::ZERO).is_empty());
         let mut earlier = Vec::new();
-        for i in 0..20 {
+        for i in 0..40 {
             earlier = retire(
-                &hash(&format!("t{i}")),
+                &current(&format!("t{i}")),
                 &earlier,
                 now,
                 Duration::from_secs(60 + i),
             );
         }
-        assert_eq!(earlier.len(), MAX_VERIFIERS - 1);
-        assert_eq!(earlier[0].hash, hash("t19"), "newest expiry first");
+        assert_eq!(earlier.len(), MAX_VERIFIERS - verifier::MAX_KEYS);
+        assert!(is_of(&keys(), "t39", &earlier[0]), "newest expiry first");
+        // Two keys here; with the most keys the list is exactly full.
         assert_eq!(
-            publishable(&hash("current"), &earlier, now).len(),
-            MAX_VERIFIERS
+            publishable(&current("current"), &earlier, now).len(),
+            MAX_VERIFIERS - verifier::MAX_KEYS + 2
         );
     }
 
     #[test]
-    fn bring_your_own_changes_carry_the_old_verifier_over() {
+    fn unkeyed_verifiers_of_older_releases_are_never_carried() {
         let now = at("2026-01-01T00:00:00Z");
-        let status = vec![
-            verifier("old", None),
-            verifier("older", Some(at("2025-12-31T00:00:00Z"))),
-        ];
-        let carried = carry_over(&status, &hash("new"), now, Duration::from_secs(3600));
-        assert_eq!(carried.len(), 1, "already expired verifiers are dropped");
-        assert_eq!(carried[0].hash, hash("old"));
-        assert_eq!(
-            carried[0].expires_at.as_deref(),
-            Some("2026-01-01T01:00:00Z")
+        let mut old = legacy("old");
+        old.expires_at = Some("2026-01-02T00:00:00Z".into());
+        assert!(publishable(&current("new"), std::slice::from_ref(&old), now).len() == 2);
+        assert!(
+            retire(
+                &[legacy("old")],
+                &[old.clone()],
+                now,
+                Duration::from_secs(60)
+            )
+            .is_empty()
         );
-        // Unchanged token: nothing to carry.
         assert!(
             carry_over(
-                &[verifier("same", None)],
-                &hash("same"),
+                &[legacy("old"), old],
+                |_| false,
+                false,
                 now,
                 Duration::from_secs(60)
             )
@@ -285,9 +365,47 @@ mod tests {
     }
 
     #[test]
+    fn bring_your_own_changes_carry_the_old_verifiers_over() {
+        let now = at("2026-01-01T00:00:00Z");
+        let ring = keys();
+        let mut status = current("old");
+        status.extend(verifiers(&ring, "older", Some(at("2025-12-31T00:00:00Z"))));
+        let is_new = |v: &TokenVerifier| is_of(&ring, "new", v);
+        let carried = carry_over(&status, is_new, false, now, Duration::from_secs(3600));
+        assert_eq!(
+            hashes(&carried),
+            hashes(&current("old")),
+            "already expired verifiers are dropped"
+        );
+        assert!(
+            carried
+                .iter()
+                .all(|v| v.expires_at.as_deref() == Some("2026-01-01T01:00:00Z"))
+        );
+        // Unchanged token: nothing to carry, and its verifier under a key no longer held goes.
+        let is_same = |v: &TokenVerifier| is_of(&ring, "same", v);
+        assert!(
+            carry_over(
+                &current("same"),
+                is_same,
+                true,
+                now,
+                Duration::from_secs(60)
+            )
+            .is_empty()
+        );
+        let retired_key =
+            KeyRing::from_keys([("k0", b"test-verifier-key-zero-0123456789abcdef".to_vec())])
+                .unwrap();
+        let mut status = current("same");
+        status.extend(verifiers(&retired_key, "same", None));
+        assert!(carry_over(&status, is_same, true, now, Duration::from_secs(60)).is_empty());
+    }
+
+    #[test]
     fn unparsable_expiry_counts_as_expired() {
         let now = at("2026-01-01T00:00:00Z");
-        let mut v = verifier("x", None);
+        let mut v = current("x").remove(0);
         v.expires_at = Some("soon".into());
         assert!(!still_valid(&v, now));
     }

@@ -1,8 +1,10 @@
 //! What the SCIM server and the operator share as processes, so both follow one convention:
 //! Go-style durations in flags ([`duration`]), the log filter and format ([`logging`]), the
-//! termination signal ([`shutdown`]) and the probe endpoints ([`probes`]).
+//! termination signal ([`shutdown`]), the probe endpoints ([`probes`]) and the keyed token
+//! verifiers with their key files ([`verifier`]).
 
 pub mod duration;
 pub mod logging;
 pub mod probes;
 pub mod shutdown;
+pub mod verifier;

@@ -1,17 +1,19 @@
-//! Who may use a directory: the bearer token against the verifiers the operator publishes.
-//! New authentication methods go here, beside [`authorize`].
+//! Who may use a directory: the bearer token against the keyed verifiers the operator
+//! publishes. New authentication methods go here, beside [`authorize`].
 
-use sha2::{Digest, Sha256};
+use kube_scim_runtime::verifier::KeyRing;
 use subtle::ConstantTimeEq;
 
 use crate::cache::DirInfo;
 use crate::error::Error;
 
-/// Decides a request to directory `name` (known as `info`, if known) with `token`.
+/// Decides a request to directory `name` (known as `info`, if known) with `token`, checked
+/// with the verifier keys `keys`.
 pub fn authorize(
     name: &str,
     info: Option<DirInfo>,
     token: Option<&str>,
+    keys: &KeyRing,
     now: jiff::Timestamp,
 ) -> Result<DirInfo, Error> {
     let Some(info) = info else {
@@ -26,7 +28,7 @@ pub fn authorize(
     let Some(token) = token else {
         return Err(Error::Unauthorized("a bearer token is required"));
     };
-    if token_matches(&info, token, now) {
+    if token_matches(&info, token, keys, now) {
         Ok(info)
     } else {
         Err(Error::Unauthorized(
@@ -35,51 +37,125 @@ pub fn authorize(
     }
 }
 
-/// Whether `token` hashes to one of the directory's unexpired verifiers (constant time per
-/// verifier; every verifier is compared).
-pub fn token_matches(info: &DirInfo, token: &str, now: jiff::Timestamp) -> bool {
-    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+/// Whether `token` matches one of the directory's unexpired verifiers under a key of `keys`:
+/// the HMAC of the token under each key held (computed once per key) is compared in constant
+/// time with every verifier of that key. Verifiers of keys not held open nothing.
+pub fn token_matches(info: &DirInfo, token: &str, keys: &KeyRing, now: jiff::Timestamp) -> bool {
+    let digests: Vec<(&str, [u8; 32])> = keys
+        .keys()
+        .iter()
+        .filter(|k| info.verifiers.iter().any(|v| v.key_id == k.id()))
+        .filter_map(|k| Some((k.id(), keys.digest(k.id(), token)?)))
+        .collect();
     let mut ok = subtle::Choice::from(0u8);
-    for (v, exp) in &info.verifiers {
-        let live = exp.is_none_or(|e| e > now);
-        ok |= v.ct_eq(&digest) & subtle::Choice::from(live as u8);
+    for v in &info.verifiers {
+        let Some((_, digest)) = digests.iter().find(|(id, _)| *id == v.key_id) else {
+            continue;
+        };
+        let live = v.expires_at.is_none_or(|e| e > now);
+        ok |= v.digest.ct_eq(digest) & subtle::Choice::from(live as u8);
     }
     ok.into()
 }
 
 #[cfg(test)]
 mod tests {
+    use kube_scim_runtime::verifier;
+
     use super::*;
+    use crate::cache::Verifier;
+
+    fn ring(keys: &[(&str, &str)]) -> KeyRing {
+        KeyRing::from_keys(keys.iter().map(|(id, k)| (*id, k.as_bytes().to_vec()))).unwrap()
+    }
+
+    const K1: &str = "server-test-key-one-0123456789abcdef";
+    const K2: &str = "server-test-key-two-0123456789abcdef";
+
+    fn published(
+        keys: &KeyRing,
+        token: &str,
+        expires_at: Option<jiff::Timestamp>,
+    ) -> Vec<Verifier> {
+        keys.hashes(token)
+            .iter()
+            .map(|h| {
+                let (id, digest) = verifier::parse(h).unwrap();
+                Verifier {
+                    key_id: id.into(),
+                    digest,
+                    expires_at,
+                }
+            })
+            .collect()
+    }
 
     #[test]
     fn tokens_match_only_their_unexpired_verifier() {
-        let d: [u8; 32] = Sha256::digest(b"secret").into();
+        let keys = ring(&[("k1", K1)]);
         let now = jiff::Timestamp::now();
         let info = DirInfo {
             uid: String::new(),
             ready: true,
-            verifiers: vec![(d, None)],
+            verifiers: published(&keys, "secret", None),
             ..DirInfo::default()
         };
-        assert!(token_matches(&info, "secret", now));
-        assert!(!token_matches(&info, "other", now));
+        assert!(token_matches(&info, "secret", &keys, now));
+        assert!(!token_matches(&info, "other", &keys, now));
         let expired = DirInfo {
-            verifiers: vec![(d, Some(now - jiff::SignedDuration::from_secs(1)))],
+            verifiers: published(
+                &keys,
+                "secret",
+                Some(now - jiff::SignedDuration::from_secs(1)),
+            ),
             ..info
         };
-        assert!(!token_matches(&expired, "secret", now));
+        assert!(!token_matches(&expired, "secret", &keys, now));
+    }
+
+    /// Key rotation: the operator publishes under every key it holds, the server accepts any key
+    /// it holds; at every step of add-new-then-remove-old the token works.
+    #[test]
+    fn a_verifier_under_any_held_key_opens_and_others_do_not() {
+        let now = jiff::Timestamp::now();
+        let old = ring(&[("k1", K1)]);
+        let both = ring(&[("k1", K1), ("k2", K2)]);
+        let new = ring(&[("k2", K2)]);
+        let info = |keys: &KeyRing| DirInfo {
+            uid: String::new(),
+            ready: true,
+            verifiers: published(keys, "secret", None),
+            ..DirInfo::default()
+        };
+        // (operator's keys, server's keys) in the order a rotation goes through them.
+        for (operator, server) in [
+            (&old, &old),
+            (&both, &old),
+            (&both, &both),
+            (&new, &both),
+            (&new, &new),
+        ] {
+            assert!(token_matches(&info(operator), "secret", server, now));
+        }
+        // Skipping a step (the server dropped the old key before the operator published the
+        // new one) is what the procedure avoids.
+        assert!(!token_matches(&info(&old), "secret", &new, now));
+        // The same key id with another secret opens nothing.
+        let impostor = ring(&[("k1", K2)]);
+        assert!(!token_matches(&info(&old), "secret", &impostor, now));
     }
 
     #[test]
     fn unknown_unready_and_unauthenticated_requests_are_told_apart() {
         let now = jiff::Timestamp::now();
+        let keys = ring(&[("k1", K1)]);
         assert!(matches!(
-            authorize("ns/d", None, Some("t"), now),
+            authorize("ns/d", None, Some("t"), &keys, now),
             Err(Error::NoDirectory(_))
         ));
         let unready = DirInfo::default();
         assert!(matches!(
-            authorize("ns/d", Some(unready), Some("t"), now),
+            authorize("ns/d", Some(unready), Some("t"), &keys, now),
             Err(Error::Unavailable { .. })
         ));
         let ready = DirInfo {
@@ -87,11 +163,11 @@ mod tests {
             ..DirInfo::default()
         };
         assert!(matches!(
-            authorize("ns/d", Some(ready.clone()), None, now),
+            authorize("ns/d", Some(ready.clone()), None, &keys, now),
             Err(Error::Unauthorized(_))
         ));
         assert!(matches!(
-            authorize("ns/d", Some(ready), Some("t"), now),
+            authorize("ns/d", Some(ready), Some("t"), &keys, now),
             Err(Error::Unauthorized(_))
         ));
     }

@@ -1,6 +1,7 @@
 //! Command-line flags (each also readable from an environment variable).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -56,6 +57,26 @@ pub struct Settings {
     #[arg(long, env = "KUBE_SCIM_MAX_CONCURRENT_REQUESTS", default_value_t = 64)]
     pub max_concurrent_requests: usize,
 
+    /// SCIM requests of one directory processed at once (within --max-concurrent-requests);
+    /// further requests of that directory wait in its own queue, so no directory can take
+    /// every slot from the others.
+    #[arg(
+        long,
+        env = "KUBE_SCIM_MAX_CONCURRENT_REQUESTS_PER_DIRECTORY",
+        default_value_t = 16
+    )]
+    pub max_concurrent_requests_per_directory: usize,
+
+    /// Longest wait for a request's head, and for the next request on an idle keep-alive
+    /// connection; then the connection is closed.
+    #[arg(long, env = "KUBE_SCIM_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration::parse_flag_or_seconds)]
+    pub header_read_timeout: Duration,
+
+    /// Longest wait for a request's whole body, read before the request takes a processing
+    /// slot; a body not received in time is answered 408.
+    #[arg(long, env = "KUBE_SCIM_BODY_READ_TIMEOUT", default_value = "10s", value_parser = duration::parse_flag_or_seconds)]
+    pub body_read_timeout: Duration,
+
     /// Largest page of a list or filter response (ServiceProviderConfig filter.maxResults).
     #[arg(long, env = "KUBE_SCIM_MAX_RESULTS", default_value_t = 1000)]
     pub max_results: usize,
@@ -71,6 +92,16 @@ pub struct Settings {
     /// How long in-flight requests may finish after SIGTERM: a duration or whole seconds.
     #[arg(long, alias = "shutdown-grace-secs", env = "KUBE_SCIM_SHUTDOWN_GRACE", default_value = "25s", value_parser = duration::parse_flag_or_seconds)]
     pub shutdown_grace: Duration,
+
+    /// Directory of verifier keys (required), the same as the operator's: each file is one HMAC
+    /// key (file name = key id). A bearer token is accepted when it matches a verifier published
+    /// under any key found here; the Helm chart mounts a Secret here.
+    #[arg(long, env = "KUBE_SCIM_VERIFIER_KEY_DIR")]
+    pub verifier_key_dir: Option<PathBuf>,
+
+    /// How often the verifier key directory is re-read (a mounted Secret changes in place).
+    #[arg(long, env = "KUBE_SCIM_VERIFIER_KEY_RELOAD_INTERVAL", default_value = "10s", value_parser = duration::parse_flag)]
+    pub verifier_key_reload_interval: Duration,
 
     /// Log format: `json` (one JSON object per line) or `text`.
     #[arg(long, env = "KUBE_SCIM_LOG_FORMAT", value_enum, default_value = "json")]
@@ -113,6 +144,8 @@ mod tests {
         assert_eq!(s.request_timeout(), Duration::from_secs(30));
         assert_eq!(s.shutdown_grace, Duration::from_secs(25));
         assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.verifier_key_dir, None);
+        assert_eq!(s.verifier_key_reload_interval, Duration::from_secs(10));
         let s = Settings::try_parse_from([
             "kube-scim-server",
             "--request-timeout-secs=7",

@@ -37,6 +37,9 @@ pub enum Error {
     /// The request headers are larger than the configured limit.
     #[error("request headers exceed {0} bytes")]
     HeadersTooLarge(usize),
+    /// The request body did not arrive within the body read timeout.
+    #[error("the request body was not received within {0} s; send the whole body at once")]
+    BodyTimeout(u64),
     /// The path matches no endpoint.
     #[error("no such endpoint")]
     NoEndpoint,
@@ -67,6 +70,7 @@ impl Error {
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::NotPermitted => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -96,9 +100,16 @@ impl From<StoreError> for Error {
             StoreError::NotFound => {
                 Error::Scim(ScimError::NotFound("the resource does not exist".into()))
             }
-            StoreError::Rejected(message) => Error::Scim(ScimError::InvalidValue(format!(
-                "the resource was rejected by the cluster: {message}"
-            ))),
+            StoreError::Rejected(message) => {
+                // The apiserver's message names objects, fields and validation rules of the
+                // cluster: logged for the operator, not sent to the client.
+                tracing::warn!(%message, "the apiserver rejected a write");
+                Error::Scim(ScimError::InvalidValue(
+                    "the resource was rejected by the cluster (a value is outside what it \
+                     accepts, e.g. too long); nothing was changed"
+                        .into(),
+                ))
+            }
             StoreError::Forbidden(message) => {
                 tracing::error!(%message, "the server is not allowed to write");
                 Error::NotPermitted

@@ -93,7 +93,10 @@ pub async fn get<S: Storage>(
     st.directory.authorize(d, request::bearer_token(&headers))?;
     let q = request::list_query(q)?;
     let at = request::locations(&headers, &ns, &name);
-    let r = st.directory.get(d, kind, &id, &at, q.wants_members())?;
+    let r = st
+        .directory
+        .get(d, kind, &id, &at, q.wants_members())
+        .await?;
     if let Some(inm) = request::header_str(&headers, header::IF_NONE_MATCH) {
         let cur = r.version_etag().and_then(scim_protocol::parse_etag);
         if scim_protocol::check_if_none_match(Some(inm), cur, true)? == Precondition::NotModified {

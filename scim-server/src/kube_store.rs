@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use scim_protocol::ResourceKind;
 use serde_json::Value;
@@ -100,6 +100,21 @@ impl Storage for KubeStore {
         let r = self.api(kind, ns).get_opt(name).await;
         self.observe("get", kind, t);
         Ok(r?)
+    }
+
+    async fn list_labelled(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        key: &str,
+    ) -> Result<Vec<DynamicObject>, StoreError> {
+        let t = Instant::now();
+        let r = self
+            .api(kind, ns)
+            .list(&ListParams::default().labels(&format!("{key}=true")))
+            .await;
+        self.observe("list", kind, t);
+        Ok(r?.items)
     }
 
     async fn delete(

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use kube_scim_runtime::verifier::{self, KeyRing, SharedKeyRing};
 use kube_scim_runtime::{logging, probes, shutdown};
 use tokio::sync::Semaphore;
 
@@ -31,6 +32,7 @@ mod response;
 mod routes;
 #[cfg(test)]
 mod routes_tests;
+mod serve;
 mod storage;
 mod watch;
 
@@ -47,6 +49,8 @@ pub struct AppState<S> {
     pub settings: Settings,
     /// Concurrency queue.
     pub semaphore: Arc<Semaphore>,
+    /// Each directory's own concurrency queue, taken before `semaphore`.
+    pub directory_slots: middleware::DirectorySlots,
 }
 
 #[tokio::main]
@@ -57,6 +61,21 @@ async fn main() -> anyhow::Result<()> {
         settings.log_format,
         logging::Output::Stdout,
     );
+    // The verifier keys first: without them no token can be checked.
+    let key_dir = settings
+        .verifier_key_dir
+        .clone()
+        .filter(|d| !d.as_os_str().is_empty())
+        .context("no --verifier-key-dir (KUBE_SCIM_VERIFIER_KEY_DIR): bearer tokens are checked against verifiers keyed with HMAC keys that only the operator and this server hold. Point both at the same directory of key files (the Helm chart mounts its verifier-key Secret); for a local run: mkdir keys && openssl rand -base64 32 > keys/k1")?;
+    let keys = SharedKeyRing::new(KeyRing::load(&key_dir)?);
+    tracing::info!(dir = %key_dir.display(), keys = ?keys.current().ids(), "verifier keys loaded");
+    tokio::spawn(verifier::reload_every(
+        key_dir,
+        keys.clone(),
+        settings
+            .verifier_key_reload_interval
+            .max(std::time::Duration::from_secs(1)),
+    ));
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
@@ -74,9 +93,13 @@ async fn main() -> anyhow::Result<()> {
             cache,
             kube_store::KubeStore::new(client, metrics.clone()),
             limits,
+            keys,
         ),
         metrics,
         semaphore: Arc::new(Semaphore::new(settings.max_concurrent_requests.max(1))),
+        directory_slots: middleware::DirectorySlots::new(
+            settings.max_concurrent_requests_per_directory.max(1),
+        ),
         settings: settings.clone(),
     });
 
@@ -90,11 +113,15 @@ async fn main() -> anyhow::Result<()> {
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
-    let api_srv =
-        axum::serve(api, routes::scim(state.clone())).with_graceful_shutdown(wait(rx.clone()));
+    let limits = serve::ConnLimits {
+        header_read_timeout: settings
+            .header_read_timeout
+            .max(std::time::Duration::from_secs(1)),
+    };
+    let api_srv = serve::serve(api, routes::scim(state.clone()), limits, wait(rx.clone()));
     let ops_srv =
         axum::serve(ops, routes::ops(state.clone())).with_graceful_shutdown(wait(rx.clone()));
-    let api_task = tokio::spawn(async move { api_srv.await });
+    let api_task = tokio::spawn(api_srv);
     let ops_task = tokio::spawn(async move { ops_srv.await });
 
     shutdown::signal().await;

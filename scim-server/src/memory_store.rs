@@ -23,6 +23,8 @@ pub struct MemoryStore {
     pub writes: AtomicU64,
     /// Reads so far.
     pub reads: AtomicU64,
+    /// Patch calls so far, including those that changed nothing.
+    pub patches: AtomicU64,
 }
 
 /// RFC 7386: `null` removes a key, objects merge recursively, anything else replaces.
@@ -99,6 +101,7 @@ impl Storage for MemoryStore {
         name: &str,
         body: &Value,
     ) -> Result<DynamicObject, StoreError> {
+        self.patches.fetch_add(1, Ordering::SeqCst);
         let mut objects = self.lock();
         let current = objects
             .get_mut(&(kind, ns.to_string(), name.to_string()))
@@ -108,7 +111,12 @@ impl Storage for MemoryStore {
         {
             return Err(StoreError::Conflict);
         }
+        let before = current.clone();
         merge_patch(current, body);
+        if *current == before {
+            // The apiserver stores nothing for a patch that changes nothing.
+            return serde_json::from_value(before).map_err(|e| StoreError::Rejected(e.to_string()));
+        }
         self.stamp(current)
     }
 
@@ -125,6 +133,24 @@ impl Storage for MemoryStore {
                 serde_json::from_value(v.clone()).map_err(|e| StoreError::Rejected(e.to_string()))
             })
             .transpose()
+    }
+
+    async fn list_labelled(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        key: &str,
+    ) -> Result<Vec<DynamicObject>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.lock()
+            .iter()
+            .filter(|((k, n, _), v)| {
+                *k == kind && n == ns && v["metadata"]["labels"][key].as_str() == Some("true")
+            })
+            .map(|(_, v)| {
+                serde_json::from_value(v.clone()).map_err(|e| StoreError::Rejected(e.to_string()))
+            })
+            .collect()
     }
 
     async fn delete(

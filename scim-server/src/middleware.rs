@@ -1,8 +1,22 @@
-//! What every SCIM request goes through: a request id, the header limit, readiness, the
-//! concurrency queue, a timeout, metrics and one log line.
+//! What every SCIM request goes through: a request id, the header limit, readiness, the body
+//! (read under its own deadline before the request takes a slot), the directory's queue and
+//! the server's, a timeout, metrics and one log line.
+//!
+//! Fairness between directories: a request first waits in its directory's queue
+//! (`--max-concurrent-requests-per-directory`), then in the server's
+//! (`--max-concurrent-requests`). A directory that floods the server, or whose clients send
+//! bodies slowly (a slot is taken only once the body is in), fills its own queue and at most
+//! its share of the server's; another directory's requests go past it. Requests wait rather
+//! than being refused with 429, which Entra would count as failures.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::Method;
+use tokio::sync::Semaphore;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue};
@@ -31,14 +45,47 @@ const OPERATIONS: &[&str] = &[
     "/Schemas/{id}",
 ];
 
+/// Each directory's concurrency queue, made on its first request.
+pub struct DirectorySlots {
+    per_directory: usize,
+    queues: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl DirectorySlots {
+    /// Queues that let `per_directory` requests of one directory run at once.
+    pub fn new(per_directory: usize) -> Self {
+        DirectorySlots {
+            per_directory: per_directory.max(1),
+            queues: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The queue of directory `key` (`ns/name` of a directory the server knows; anything else
+    /// shares one queue, so made-up names cannot grow the map).
+    fn queue(&self, key: &str) -> Arc<Semaphore> {
+        let mut q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        q.entry(key.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_directory)))
+            .clone()
+    }
+}
+
+/// A path segment as the router sees it (percent-decoded), so `/scim/v2/ns/%64ir` counts as
+/// the directory `dir` it is served as.
+fn decode_segment(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 /// `(namespace/directory, operation)` from a request path, for metrics and logs.
 fn classify(method: &str, path: &str) -> (Option<(String, String)>, String) {
     let Some(rest) = path.strip_prefix("/scim/v2/") else {
         return (None, format!("{method} other"));
     };
     let mut parts = rest.splitn(3, '/');
-    let ns = parts.next().unwrap_or("").to_string();
-    let dir = parts.next().unwrap_or("").to_string();
+    let ns = decode_segment(parts.next().unwrap_or(""));
+    let dir = decode_segment(parts.next().unwrap_or(""));
     let tail = parts.next().unwrap_or("");
     let segs: Vec<&str> = tail.split('/').collect();
     let op = match segs.as_slice() {
@@ -69,7 +116,39 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-/// Request id, header limit, readiness, queue, timeout, metrics and a log line per request.
+/// Reads the body of an authorized write under the body deadline, before the request takes a
+/// slot: a client that sends its body slowly (or never) holds a connection, not a slot. Other
+/// requests pass as they are (an unauthorized one is answered 401 without its body being read).
+async fn buffer_body<S: Storage>(
+    st: &AppState<S>,
+    dir: Option<&(String, String)>,
+    req: Request,
+) -> Result<Request, Response> {
+    if !matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
+        return Ok(req);
+    }
+    let Some((ns, name)) = dir else {
+        return Ok(req);
+    };
+    let d = crate::directory::DirRef { ns, name };
+    let token = crate::request::bearer_token(req.headers());
+    if st.directory.authorize(d, token).is_err() {
+        return Ok(req);
+    }
+    let (parts, body) = req.into_parts();
+    let limit = st
+        .settings
+        .body_read_timeout
+        .max(std::time::Duration::from_millis(100));
+    let read = crate::request::read_body(&st.settings, &parts.headers, body);
+    match tokio::time::timeout(limit, read).await {
+        Ok(Ok(bytes)) => Ok(Request::from_parts(parts, Body::from(bytes))),
+        Ok(Err(e)) => Err(e.into_response()),
+        Err(_) => Err(Error::BodyTimeout(limit.as_secs().max(1)).into_response()),
+    }
+}
+
+/// Request id, header limit, readiness, body, queues, timeout, metrics and a log line per request.
 pub async fn guard<S: Storage>(
     State(st): State<Arc<AppState<S>>>,
     req: Request,
@@ -99,15 +178,41 @@ pub async fn guard<S: Storage>(
     } else if !cache.is_synced() {
         Error::unavailable("the server is starting (caches not synced yet)", 5).into_response()
     } else {
-        let sem = st.semaphore.clone();
-        let fut = async move {
-            let _permit = sem.acquire_owned().await;
-            next.run(req).await
-        }
-        .instrument(span.clone());
-        match tokio::time::timeout(st.settings.request_timeout(), fut).await {
-            Ok(r) => r,
-            Err(_) => Error::unavailable("the request timed out; retry it", 5).into_response(),
+        let deadline = tokio::time::Instant::from_std(start) + st.settings.request_timeout();
+        let is_write = matches!(
+            *req.method(),
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        );
+        match buffer_body(&st, dir.as_ref(), req).await {
+            Err(resp) => resp,
+            Ok(req) => {
+                let queue = st.directory_slots.queue(&dir_label);
+                let server = st.semaphore.clone();
+                let started = Arc::new(AtomicBool::new(false));
+                let running = started.clone();
+                let fut = async move {
+                    let _mine = queue.acquire_owned().await;
+                    let _shared = server.acquire_owned().await;
+                    running.store(true, Ordering::Release);
+                    next.run(req).await
+                }
+                .instrument(span.clone());
+                match tokio::time::timeout_at(deadline, fut).await {
+                    Ok(r) => r,
+                    Err(_) if is_write && started.load(Ordering::Acquire) => Error::unavailable(
+                        "the request timed out while it was being processed and may still take \
+                         effect: read the resource (GET it, or filter on its userName or \
+                         displayName) before sending the request again",
+                        5,
+                    )
+                    .into_response(),
+                    Err(_) => Error::unavailable(
+                        "the request timed out before it was processed; nothing was changed; retry",
+                        5,
+                    )
+                    .into_response(),
+                }
+            }
         }
     };
     st.metrics.in_flight.dec();
@@ -154,5 +259,25 @@ mod tests {
         );
         assert_eq!(classify("GET", "/scim/v2/ns/d/Users").1, "GET /Users");
         assert_eq!(classify("GET", "/scim/v2/ns/d/Nope/x/y").1, "GET /other");
+        assert_eq!(
+            classify("GET", "/scim/v2/n%73/%64ir/Users").0,
+            Some(("ns".into(), "dir".into()))
+        );
+    }
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+
+    #[test]
+    fn a_full_directory_queue_leaves_the_others_free() {
+        let slots = DirectorySlots::new(2);
+        let a = slots.queue("ns/a");
+        let _held: Vec<_> = (0..2)
+            .map(|_| a.clone().try_acquire_owned().unwrap())
+            .collect();
+        assert!(slots.queue("ns/a").try_acquire_owned().is_err());
+        assert!(slots.queue("ns/b").try_acquire_owned().is_ok());
     }
 }

@@ -91,27 +91,20 @@ pub fn json_depth(bytes: &[u8]) -> usize {
     max
 }
 
-/// Reads and parses a JSON request body within the configured limits.
-pub async fn json_body(
+/// Reads a request body within the configured size limit. A body up to four times the limit
+/// is read to its end (and dropped) before a 413 is answered, so the client finishes sending
+/// and reads the error instead of hitting a broken pipe.
+pub async fn read_body(
     settings: &Settings,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Value, Error> {
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-        let mime = ct.split(';').next().unwrap_or("").trim();
-        if mime != SCIM_JSON && mime != "application/json" {
-            return Err(Error::UnsupportedMediaType(mime.to_string()));
-        }
-    }
+) -> Result<Vec<u8>, Error> {
     let limit = settings.max_body_bytes;
     let too_large = || {
         Error::from(ScimError::PayloadTooLarge(format!(
             "the request body is larger than {limit} bytes"
         )))
     };
-    // A body up to this size is read to its end (and dropped) before a 413 is answered, so the
-    // client finishes sending and reads the error instead of hitting a broken pipe.
     let drain_cap = limit.saturating_mul(4).max(4 * 1024 * 1024);
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -127,10 +120,10 @@ pub async fn json_body(
         let frame = match http_body_util::BodyExt::frame(&mut body).await {
             None => break,
             Some(Ok(f)) => f,
-            Some(Err(e)) => {
-                return Err(ScimError::InvalidSyntax(format!(
-                    "the request body could not be read: {e}"
-                ))
+            Some(Err(_)) => {
+                return Err(ScimError::InvalidSyntax(
+                    "the request body could not be read to its end".into(),
+                )
                 .into());
             }
         };
@@ -147,6 +140,23 @@ pub async fn json_body(
     if seen > limit || declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
+    Ok(bytes)
+}
+
+/// Reads and parses a JSON request body within the configured limits.
+pub async fn json_body(
+    settings: &Settings,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Value, Error> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if mime != SCIM_JSON && mime != "application/json" {
+            return Err(Error::UnsupportedMediaType(mime.to_string()));
+        }
+    }
+    let bytes = read_body(settings, headers, body).await?;
     if json_depth(&bytes) > settings.max_json_depth {
         return Err(ScimError::InvalidSyntax(format!(
             "the JSON body is nested deeper than {} levels",

@@ -11,8 +11,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube_scim_crds::{
     CONDITION_READY, Provider, ScimDirectory, ScimDirectorySpec, ScimDirectoryStatus, TokenVerifier,
 };
+use kube_scim_runtime::verifier::{KeyRing, SharedKeyRing};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
@@ -33,10 +33,9 @@ fn app_for(provider: Provider) -> axum::Router {
     let cache = Arc::new(Cache::default());
     cache.register_watcher();
     cache.watcher_synced();
-    let hash: String = Sha256::digest(TOKEN.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let keys =
+        KeyRing::from_keys([("k1", b"routes-test-key-0123456789abcdef-0123".to_vec())]).unwrap();
+    let hash = keys.hashes(TOKEN).remove(0);
     let spec = ScimDirectorySpec {
         provider,
         ..Default::default()
@@ -54,7 +53,7 @@ fn app_for(provider: Provider) -> axum::Router {
             last_transition_time: Time(jiff::Timestamp::now()),
         }],
         token_verifiers: vec![TokenVerifier {
-            hash: format!("sha256:{hash}"),
+            hash,
             fingerprint: None,
             expires_at: None,
         }],
@@ -68,9 +67,15 @@ fn app_for(provider: Provider) -> axum::Router {
         conflict_retries: 2,
     };
     let state = Arc::new(AppState {
-        directory: DirectoryService::new(cache, MemoryStore::default(), limits),
+        directory: DirectoryService::new(
+            cache,
+            MemoryStore::default(),
+            limits,
+            SharedKeyRing::new(keys),
+        ),
         metrics: Arc::new(Metrics::new()),
         semaphore: Arc::new(Semaphore::new(8)),
+        directory_slots: crate::middleware::DirectorySlots::new(4),
         settings,
     });
     super::routes::scim(state)

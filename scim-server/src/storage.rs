@@ -47,7 +47,9 @@ pub trait Storage: Send + Sync + 'static {
     ) -> impl Future<Output = Result<DynamicObject, StoreError>> + Send;
 
     /// Applies a JSON merge patch (RFC 7386). A `metadata.resourceVersion` in the patch is a
-    /// precondition ([`StoreError::Conflict`] when it does not hold).
+    /// precondition ([`StoreError::Conflict`] when it does not hold). A patch that changes
+    /// nothing stores nothing and keeps the resourceVersion (as the apiserver does), so a
+    /// patch of only `metadata.resourceVersion` proves that version current at no write.
     fn patch(
         &self,
         kind: ResourceKind,
@@ -64,6 +66,15 @@ pub trait Storage: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<Option<DynamicObject>, StoreError>> + Send;
 
+    /// The objects of `kind` in `ns` that carry label `key` with value `true`, read from the
+    /// backend (not a cache): a group's members as every replica has written them.
+    fn list_labelled(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Vec<DynamicObject>, StoreError>> + Send;
+
     /// Deletes an object; returns its last resourceVersion where the backend reports it.
     fn delete(
         &self,
@@ -71,4 +82,53 @@ pub trait Storage: Send + Sync + 'static {
         ns: &str,
         name: &str,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+}
+
+/// One store shared by several services (the unit tests' replicas over one backend).
+impl<T: Storage> Storage for std::sync::Arc<T> {
+    fn create(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        obj: &DynamicObject,
+    ) -> impl Future<Output = Result<DynamicObject, StoreError>> + Send {
+        (**self).create(kind, ns, obj)
+    }
+
+    fn patch(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        name: &str,
+        body: &Value,
+    ) -> impl Future<Output = Result<DynamicObject, StoreError>> + Send {
+        (**self).patch(kind, ns, name, body)
+    }
+
+    fn get(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<DynamicObject>, StoreError>> + Send {
+        (**self).get(kind, ns, name)
+    }
+
+    fn list_labelled(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Vec<DynamicObject>, StoreError>> + Send {
+        (**self).list_labelled(kind, ns, key)
+    }
+
+    fn delete(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send {
+        (**self).delete(kind, ns, name)
+    }
 }

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use kube_scim_crds::ScimDirectory;
 
+use crate::keys::VerifierKeys;
 use crate::procs::ManagedProcess;
 use crate::{ControlPlane, free_port, workspace_binary};
 
@@ -28,6 +29,11 @@ pub struct StackOptions {
     pub operator_args: Vec<String>,
     /// Extra server flags.
     pub server_args: Vec<String>,
+    /// Verifier key directory of the operator; `None`: one with a random key, shared with the
+    /// server (as the chart's one Secret mounted into both).
+    pub operator_keys: Option<VerifierKeys>,
+    /// Verifier key directory of the server; `None`: the operator's.
+    pub server_keys: Option<VerifierKeys>,
 }
 
 impl StackOptions {
@@ -41,6 +47,8 @@ impl StackOptions {
             watch_namespaces: namespace.to_string(),
             operator_args: vec!["--default-ingress-host=scim.kube-scim.test".into()],
             server_args: Vec::new(),
+            operator_keys: None,
+            server_keys: None,
         }
     }
 }
@@ -55,6 +63,10 @@ pub struct Stack {
     pub scim_port: u16,
     /// Port of the server's /metrics, /healthz, /readyz on 127.0.0.1.
     pub server_metrics_port: u16,
+    /// The operator's verifier keys (re-read every second).
+    pub operator_keys: VerifierKeys,
+    /// The server's verifier keys (re-read every second; often the operator's directory).
+    pub server_keys: VerifierKeys,
 }
 
 impl Stack {
@@ -63,6 +75,11 @@ impl Stack {
         let logs = plane.dir().join(format!("stack-{}", options.namespace));
         std::fs::create_dir_all(&logs)?;
         let admin = plane.kubeconfig().to_path_buf();
+        let operator_keys = match options.operator_keys {
+            Some(keys) => keys,
+            None => VerifierKeys::create(&logs.join("verifier-keys"))?,
+        };
+        let server_keys = options.server_keys.unwrap_or_else(|| operator_keys.clone());
 
         let operator_port = free_port()?;
         let mut operator = Command::new(workspace_binary("kube-scim-operator")?);
@@ -76,6 +93,9 @@ impl Stack {
             .arg(format!("--lease-namespace={}", options.namespace))
             .arg(format!("--server-service-namespace={}", options.namespace))
             .arg(format!("--watch-namespaces={}", options.watch_namespaces))
+            .arg("--verifier-key-dir")
+            .arg(operator_keys.path())
+            .arg("--verifier-key-reload-interval=1s")
             .args(&options.operator_args);
         let operator =
             ManagedProcess::spawn_command("operator", operator, &logs.join("operator.log"))?;
@@ -93,6 +113,9 @@ impl Stack {
                 "--metrics-bind-address=127.0.0.1:{server_metrics_port}"
             ))
             .arg(format!("--watch-namespaces={}", options.watch_namespaces))
+            .arg("--verifier-key-dir")
+            .arg(server_keys.path())
+            .arg("--verifier-key-reload-interval=1s")
             .args(&options.server_args);
         let server = ManagedProcess::spawn_command("server", server, &logs.join("server.log"))?;
 
@@ -101,6 +124,8 @@ impl Stack {
             server,
             scim_port,
             server_metrics_port,
+            operator_keys,
+            server_keys,
         };
         stack.wait_server_ready().await?;
         Ok(stack)

@@ -8,9 +8,11 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::PostParams;
 use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimUser};
+use kube_scim_tests::keys::VerifierKeys;
 use kube_scim_tests::stack::{Stack, StackOptions, ready_directory, service_account_kubeconfig};
 use kube_scim_tests::{ControlPlane, eventually, must_succeed, repo_root};
 use serde_json::{Value, json};
@@ -143,6 +145,29 @@ async fn apiserver_accepts_the_rendered_chart_with_defaults_and_every_option() {
         ] {
             assert!(applied.contains(kind), "{kind} missing from:\n{applied}");
         }
+        // Both Deployments mount the verifier keys: the chart's own Secret, or the user's.
+        let rendered = String::from_utf8_lossy(&rendered);
+        let secret_name = if extra.is_some() {
+            "identity-verifier-keys"
+        } else {
+            "kube-scim-verifier-keys"
+        };
+        assert_eq!(
+            rendered
+                .matches(&format!("secretName: {secret_name}"))
+                .count(),
+            2,
+            "{rendered}"
+        );
+        assert_eq!(
+            rendered.matches("name: KUBE_SCIM_VERIFIER_KEY_DIR").count(),
+            2
+        );
+        assert_eq!(
+            applied.contains("secret/kube-scim-verifier-keys"),
+            extra.is_none(),
+            "the chart creates the Secret only without existingSecret:\n{applied}"
+        );
         if extra.is_some() {
             for kind in [
                 "servicemonitor.monitoring.coreos.com/kube-scim-server",
@@ -185,8 +210,27 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
         "crd/scimgroups.kubescim.io",
     ]));
 
+    // The verifier keys the chart created, as its Secret volume gives them to both pods: one
+    // random key named by the install date.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &release_ns);
+    let key_secret = secrets.get("kube-scim-verifier-keys").await.unwrap();
+    let key_data = key_secret.data.clone().unwrap_or_default();
+    assert_eq!(key_data.len(), 1, "{:?}", key_data.keys());
+    let keys = VerifierKeys::create(&plane.dir().join(format!("chart-keys-{release_ns}"))).unwrap();
+    keys.remove(kube_scim_tests::keys::FIRST_KEY_ID).unwrap();
+    for (id, key) in &key_data {
+        assert!(
+            id.len() == 10 && id.starts_with("20"),
+            "a key id like 2026-11-22: {id}"
+        );
+        assert!(key.0.len() >= 32, "{} bytes", key.0.len());
+        keys.write(id, std::str::from_utf8(&key.0).unwrap())
+            .unwrap();
+    }
+
     // The chart's identities, as their pods would act.
     let mut options = StackOptions::new(&release_ns);
+    options.operator_keys = Some(keys.clone());
     // Cluster-wide, as the chart's default RBAC grants: directories live in another namespace.
     options.watch_namespaces = String::new();
     options.operator_kubeconfig =
@@ -217,6 +261,16 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
             "http://scim.example.test/scim/v2/{tenant_ns}/contoso"
         )),
         "{endpoint}"
+    );
+    let status = directories.get("contoso").await.unwrap().status.unwrap();
+    assert_eq!(
+        status
+            .token_verifiers
+            .iter()
+            .map(|v| v.hash.clone())
+            .collect::<Vec<_>>(),
+        keys.verifiers(token.as_bytes()),
+        "verifiers keyed with the chart's key"
     );
 
     // A provisioning flow through the server running as the chart's server identity.
@@ -392,6 +446,44 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &release_ns);
     let server_deployment = deployments.get("kube-scim-server").await.unwrap();
     assert_eq!(server_deployment.spec.unwrap().replicas, Some(3));
+    // The upgrade kept the verifier key (a new one would change every published verifier), and
+    // keeps a key added by hand for a rotation too.
+    assert_eq!(
+        secrets
+            .get("kube-scim-verifier-keys")
+            .await
+            .unwrap()
+            .data
+            .unwrap_or_default(),
+        key_data
+    );
+    let rotation = json!({"data": {"2099-01-01": k8s_openapi::ByteString(
+        kube_scim_tests::keys::random_key().unwrap().into_bytes()
+    )}});
+    secrets
+        .patch(
+            "kube-scim-verifier-keys",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&rotation),
+        )
+        .await
+        .unwrap();
+    must_succeed(
+        plane
+            .helm()
+            .unwrap()
+            .args(["upgrade", RELEASE])
+            .arg(chart())
+            .args(["--namespace", &release_ns, "--reuse-values"]),
+    );
+    let after = secrets
+        .get("kube-scim-verifier-keys")
+        .await
+        .unwrap()
+        .data
+        .unwrap_or_default();
+    assert_eq!(after.len(), 2, "{:?}", after.keys());
+    assert!(after.contains_key("2099-01-01"));
 
     // Uninstall keeps the CRDs (crds.keep) and so every provisioned user.
     must_succeed(
@@ -534,6 +626,7 @@ fn numeric_environment_values_render_as_integers() {
         ("KUBE_SCIM_MAX_BODY_BYTES", "\"10485760\""),
         ("KUBE_SCIM_REQUEST_TIMEOUT", "\"30s\""),
         ("KUBE_SCIM_MAX_CONCURRENT_REQUESTS", "\"64\""),
+        ("KUBE_SCIM_MAX_CONCURRENT_REQUESTS_PER_DIRECTORY", "\"16\""),
         ("KUBE_SCIM_CONCURRENCY", "\"4\""),
         ("KUBE_SCIM_COUNTS_MIN_INTERVAL", "\"5s\""),
         ("KUBE_SCIM_COUNTS_MAX_DELAY", "\"30s\""),

@@ -74,7 +74,6 @@ async fn route_through_traefik(cluster: &NodeCluster) {
         &[
             &format!("ingressDefaults.host={INGRESS_HOST}"),
             "ingressDefaults.className=traefik",
-            "server.replicas=1",
             &format!("routeDefaults.gateway.parentRef={GATEWAY_NAMESPACE}/{GATEWAY}:web"),
             &format!("routeDefaults.gateway.host={GATEWAY_HOST}"),
         ],

@@ -3,6 +3,8 @@
 //! namespace) and watches only the test's namespace, so tests run in parallel.
 //!
 //! Needs `cargo build -p kube-scim-operator --bins` first (`make test` builds every binary).
+//! The token tests that check tokens at the SCIM server as well run the operator and the server
+//! together ([`Stack`]).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -23,7 +25,9 @@ use kube_scim_crds::{
     ScimGroup, ScimGroupSpec, ScimGroupStatus, ScimUser, ScimUserSpec, ScimUserStatus,
     SecretKeyRef, TokenSpec, labels,
 };
+use kube_scim_tests::keys::VerifierKeys;
 use kube_scim_tests::procs::ManagedProcess;
+use kube_scim_tests::stack::{Stack, StackOptions};
 use kube_scim_tests::{ControlPlane, eventually, free_port, workspace_binary};
 
 /// Namespace of the (absent) SCIM server Service the operator is told about.
@@ -38,6 +42,13 @@ struct Operator {
     process: ManagedProcess,
     port: u16,
     name: String,
+    /// Its verifier keys (shared by every operator watching the same namespace).
+    keys: VerifierKeys,
+}
+
+/// The verifier keys of the operators watching `watch`.
+fn keys_for(plane: &ControlPlane, watch: &str) -> VerifierKeys {
+    VerifierKeys::open_or_create(&plane.dir().join(format!("verifier-keys-{watch}"))).unwrap()
 }
 
 impl Operator {
@@ -51,11 +62,14 @@ impl Operator {
         let port = free_port().unwrap();
         let binary = workspace_binary("kube-scim-operator")
             .expect("build the operator first: cargo build -p kube-scim-operator --bins");
+        let keys = keys_for(plane, watch);
         let mut cmd = Command::new(binary);
         cmd.env("KUBECONFIG", plane.kubeconfig())
             .env_remove("POD_NAMESPACE")
             .env_remove("POD_NAME")
             .env("RUST_LOG", "info,kube_scim_operator=debug")
+            .arg("--verifier-key-dir")
+            .arg(keys.path())
             .arg(format!("--metrics-bind-address=127.0.0.1:{port}"))
             .arg(format!("--watch-namespaces={watch}"))
             .arg(format!("--lease-namespace={lease_namespace}"))
@@ -73,6 +87,7 @@ impl Operator {
             process,
             port,
             name: name.to_string(),
+            keys,
         }
     }
 
@@ -159,8 +174,9 @@ async fn ready(api: &Api<ScimDirectory>, name: &str, timeout: Duration) -> ScimD
     .await
 }
 
-/// `sha256:<hex>` of `token`, computed by coreutils' sha256sum (independently of the operator).
-fn sha256_verifier(token: &[u8]) -> String {
+/// Lowercase hex SHA-256 of `token`, computed by coreutils' sha256sum: what kube-scim 0.1.0
+/// published, and what status must never hold now (not even its first 8 digits).
+fn sha256_hex(token: &[u8]) -> String {
     let mut child = Command::new("sha256sum")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -169,7 +185,61 @@ fn sha256_verifier(token: &[u8]) -> String {
     child.stdin.take().unwrap().write_all(token).unwrap();
     let out = child.wait_with_output().unwrap();
     let hex = String::from_utf8(out.stdout).unwrap();
-    format!("sha256:{}", hex.split_whitespace().next().unwrap())
+    hex.split_whitespace().next().unwrap().to_string()
+}
+
+/// Asserts that no field of `status` holds an unkeyed hash of any of `tokens`, nor a token.
+fn assert_no_unkeyed_hash(status: &kube_scim_crds::ScimDirectoryStatus, tokens: &[&[u8]]) {
+    let json = serde_json::to_string(status).unwrap();
+    for token in tokens {
+        let hex = sha256_hex(token);
+        assert!(
+            !json.contains(&hex[..8]),
+            "status holds (a prefix of) sha256 of a token: {json}"
+        );
+        assert!(
+            !json.contains(std::str::from_utf8(token).unwrap()),
+            "status holds a token: {json}"
+        );
+    }
+    assert!(
+        status
+            .token_verifiers
+            .iter()
+            .all(|v| v.hash.starts_with("hmac-sha256:")),
+        "{json}"
+    );
+}
+
+fn hashes(verifiers: &[kube_scim_crds::TokenVerifier]) -> Vec<String> {
+    verifiers.iter().map(|v| v.hash.clone()).collect()
+}
+
+/// The Warning events about `regarding`, by reason.
+async fn warning_reasons(client: &Client, ns: &str, regarding: &str) -> Vec<String> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    api.list(&Default::default())
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
+                .filter(|e| e.type_.as_deref() == Some("Warning"))
+                .filter_map(|e| e.reason)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `GET /Users` on directory `ns/dir` of the stack's SCIM server with `token`: the status code.
+async fn scim_status(stack: &Stack, ns: &str, dir: &str, token: &[u8]) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{}/Users?count=1", stack.base_url(ns, dir)))
+        .bearer_auth(String::from_utf8_lossy(token))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
 }
 
 fn secret_token(secret: &Secret, key: &str) -> Vec<u8> {
@@ -342,16 +412,13 @@ async fn a_directory_becomes_ready_and_its_secret_and_ingress_are_restored() {
             .iter()
             .any(|o| o.uid == dir.uid().unwrap() && o.controller == Some(true))
     );
-    let hash = sha256_verifier(&token);
-    assert_eq!(status.token_verifiers.len(), 1);
+    let hash = op.keys.verifiers(&token).remove(0);
+    assert_eq!(status.token_verifiers.len(), 1, "one token, one key");
     assert_eq!(status.token_verifiers[0].hash, hash);
     assert_eq!(status.token_verifiers[0].expires_at, None);
-    assert_eq!(status.token_fingerprint.as_deref(), Some(&hash[7..15]));
-    let status_json = serde_json::to_string(&status).unwrap();
-    assert!(
-        !status_json.contains(std::str::from_utf8(&token).unwrap()),
-        "the token never appears in status"
-    );
+    let digest = hash.rsplit(':').next().unwrap();
+    assert_eq!(status.token_fingerprint.as_deref(), Some(&digest[..8]));
+    assert_no_unkeyed_hash(&status, &[&token]);
 
     // The route: an Ingress in the directory's namespace for exactly the directory's path, to an
     // ExternalName Service pointing at the SCIM server in its namespace.
@@ -459,7 +526,7 @@ async fn a_directory_becomes_ready_and_its_secret_and_ingress_are_restored() {
     })
     .await;
     assert_ne!(new_token, token, "a recreated Secret holds a new token");
-    let new_hash = sha256_verifier(&new_token);
+    let new_hash = op.keys.verifiers(&new_token).remove(0);
     eventually(
         "status to publish only the new verifier",
         Duration::from_secs(30),
@@ -566,7 +633,7 @@ async fn rotation_keeps_both_tokens_valid_through_the_grace_period_only() {
     let plane = ControlPlane::shared();
     let ns = plane.namespace("op-rotate").await.unwrap();
     let client = plane.client().await.unwrap();
-    let _op = Operator::start(plane, "op", &ns, &ns, &[]);
+    let op = Operator::start(plane, "op", &ns, &ns, &[]);
     let dirs: Api<ScimDirectory> = Api::namespaced(client.clone(), &ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let mut spec = with_host("scim.contoso.example");
@@ -576,7 +643,7 @@ async fn rotation_keeps_both_tokens_valid_through_the_grace_period_only() {
         .unwrap();
     let dir = ready(&dirs, "contoso", Duration::from_secs(30)).await;
     let old_token = secret_token(&secrets.get("contoso-scim-token").await.unwrap(), "token");
-    let old_hash = sha256_verifier(&old_token);
+    let old_hash = op.keys.verifiers(&old_token).remove(0);
     assert_eq!(dir.status.unwrap().token_verifiers[0].hash, old_hash);
 
     let rotate = serde_json::json!({"spec": {"token": {"rotationRequest": "2026-01-rotation"}}});
@@ -593,7 +660,7 @@ async fn rotation_keeps_both_tokens_valid_through_the_grace_period_only() {
         },
     )
     .await;
-    let new_hash = sha256_verifier(&new_token);
+    let new_hash = op.keys.verifiers(&new_token).remove(0);
     assert_eq!(verifiers[0].hash, new_hash, "current token first");
     assert_eq!(verifiers[0].expires_at, None);
     assert_eq!(verifiers[1].hash, old_hash, "the old token stays valid");
@@ -618,7 +685,9 @@ async fn rotation_keeps_both_tokens_valid_through_the_grace_period_only() {
     .await;
     assert_eq!(status.token_verifiers[0].hash, new_hash);
     assert!(Timestamp::now() >= expires, "removed only after expiresAt");
-    assert_eq!(status.token_fingerprint.as_deref(), Some(&new_hash[7..15]));
+    let digest = new_hash.rsplit(':').next().unwrap();
+    assert_eq!(status.token_fingerprint.as_deref(), Some(&digest[..8]));
+    assert_no_unkeyed_hash(&status, &[&old_token, &new_token]);
     // The Secret keeps the new token.
     assert_eq!(
         secret_token(&secrets.get("contoso-scim-token").await.unwrap(), "token"),
@@ -631,21 +700,17 @@ async fn a_bring_your_own_secret_is_used_as_is() {
     let plane = ControlPlane::shared();
     let ns = plane.namespace("op-byo").await.unwrap();
     let client = plane.client().await.unwrap();
-    let _op = Operator::start(plane, "op", &ns, &ns, &[]);
+    let op = Operator::start(plane, "op", &ns, &ns, &[]);
     let dirs: Api<ScimDirectory> = Api::namespaced(client.clone(), &ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    const VAULT_TOKEN: &[u8] = b"my-own-token-from-vault-7f3a9c2e5b8d1f4a6c";
+    const NEW_TOKEN: &[u8] = b"new-token-from-vault-b4d6f9a2c5e8b0d3f6a9";
     let byo = Secret {
         metadata: ObjectMeta {
             name: Some("entra-token".into()),
             ..Default::default()
         },
-        data: Some(
-            [(
-                "apiKey".to_string(),
-                ByteString(b"my-own-token-from-vault".to_vec()),
-            )]
-            .into(),
-        ),
+        data: Some([("apiKey".to_string(), ByteString(VAULT_TOKEN.to_vec()))].into()),
         ..Default::default()
     };
     let created = secrets.create(&PostParams::default(), &byo).await.unwrap();
@@ -665,11 +730,11 @@ async fn a_bring_your_own_secret_is_used_as_is() {
     let dir = ready(&dirs, "contoso", Duration::from_secs(30)).await;
     let status = dir.status.unwrap();
     assert_eq!(status.token_secret_name.as_deref(), Some("entra-token"));
-    assert_eq!(status.token_verifiers.len(), 1);
     assert_eq!(
-        status.token_verifiers[0].hash,
-        sha256_verifier(b"my-own-token-from-vault")
+        hashes(&status.token_verifiers),
+        op.keys.verifiers(VAULT_TOKEN)
     );
+    assert_no_unkeyed_hash(&status, &[VAULT_TOKEN]);
     assert_eq!(
         status.endpoint.as_deref(),
         Some(format!("http://scim.contoso.example/scim/v2/{ns}/contoso").as_str()),
@@ -693,7 +758,7 @@ async fn a_bring_your_own_secret_is_used_as_is() {
 
     // Changing the token in the Secret is picked up (the Secret is watched) and the previous one
     // keeps working for the grace period.
-    let change = serde_json::json!({"data": {"apiKey": "bmV3LXRva2Vu"}}); // "new-token"
+    let change = serde_json::json!({"data": {"apiKey": ByteString(NEW_TOKEN.to_vec())}});
     secrets
         .patch(
             "entra-token",
@@ -711,11 +776,8 @@ async fn a_bring_your_own_secret_is_used_as_is() {
         },
     )
     .await;
-    assert_eq!(verifiers[0].hash, sha256_verifier(b"new-token"));
-    assert_eq!(
-        verifiers[1].hash,
-        sha256_verifier(b"my-own-token-from-vault")
-    );
+    assert_eq!(verifiers[0].hash, op.keys.verifiers(NEW_TOKEN)[0]);
+    assert_eq!(verifiers[1].hash, op.keys.verifiers(VAULT_TOKEN)[0]);
     assert!(verifiers[1].expires_at.is_some());
 }
 
@@ -796,7 +858,9 @@ async fn invalid_specs_give_readable_conditions() {
     );
 
     // Fixing it makes the directory Ready.
-    let fix = serde_json::json!({"data": {"token": "c2VjcmV0LXRva2Vu"}});
+    let fix = serde_json::json!({"data": {"token": ByteString(
+        b"a-strong-enough-token-3f7a9c2e5b8d1f4a6c0e".to_vec()
+    )}});
     secrets
         .patch("missing", &PatchParams::default(), &Patch::Merge(&fix))
         .await
@@ -840,6 +904,33 @@ async fn invalid_specs_give_readable_conditions() {
         .await
         .unwrap();
     ready(&dirs, "nohost", Duration::from_secs(30)).await;
+
+    // A Gateway route on a cluster without the Gateway API (this plane has none): a condition
+    // that says what to install, and the Ingress of the previous kind is gone.
+    let gateway = serde_json::json!({"spec": {
+        "routeKind": "Gateway",
+        "gateway": {"parentRefs": [{"name": "edge", "namespace": "infra"}]},
+    }});
+    dirs.patch("nohost", &PatchParams::default(), &Patch::Merge(&gateway))
+        .await
+        .unwrap();
+    let (dir, c) = eventually(
+        "RouteReady=False GatewayAPIMissing",
+        Duration::from_secs(30),
+        || async {
+            let dir = dirs.get("nohost").await.ok()?;
+            let c = condition(&dir, "RouteReady")?;
+            (c.status == "False" && c.reason == "GatewayAPIMissing").then_some((dir, c))
+        },
+    )
+    .await;
+    assert!(
+        c.message.contains("sigs.k8s.io/gateway-api"),
+        "{}",
+        c.message
+    );
+    assert!(!is_true(&dir, "Ready"));
+    assert!(ingresses.get_opt("nohost-scim").await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -1226,8 +1317,10 @@ async fn the_documented_rbac_is_enough() {
     );
 
     let port = free_port().unwrap();
+    let keys = keys_for(plane, &ns);
     let mut cmd = Command::new(workspace_binary("kube-scim-operator").unwrap());
     cmd.env("KUBECONFIG", &kubeconfig)
+        .env("KUBE_SCIM_VERIFIER_KEY_DIR", keys.path())
         .env("POD_NAMESPACE", &ns)
         .env_remove("POD_NAME")
         .arg(format!("--metrics-bind-address=127.0.0.1:{port}"))
@@ -1244,6 +1337,7 @@ async fn the_documented_rbac_is_enough() {
         process,
         port,
         name: "rbac".into(),
+        keys,
     };
 
     let dirs: Api<ScimDirectory> = Api::namespaced(client.clone(), &ns);
@@ -1303,6 +1397,280 @@ async fn the_documented_rbac_is_enough() {
         op.process.log_tail(40)
     );
     assert_eq!(op.metric("kube_scim_operator_leader"), Some(1.0));
+}
+
+/// A BYO Secret `name` holding `token` under key `token`.
+fn byo_secret(name: &str, token: &[u8]) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some([("token".to_string(), ByteString(token.to_vec()))].into()),
+        ..Default::default()
+    }
+}
+
+/// A weak bring-your-own token is refused (no verifier, `TokenTooWeak`, a Warning) while the
+/// token it replaced keeps working at the SCIM server for its grace period; a strong one is
+/// accepted at once; status never holds an unkeyed hash of any of them.
+#[tokio::test]
+async fn a_weak_bring_your_own_token_is_refused_and_the_previous_one_keeps_working() {
+    let plane = ControlPlane::shared();
+    let ns = plane.namespace("op-weak").await.unwrap();
+    let client = plane.client().await.unwrap();
+    let stack = Stack::start(plane, StackOptions::new(&ns)).await.unwrap();
+    let dirs: Api<ScimDirectory> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let strong = format!("byo-{}", kube_scim_tests::keys::random_key().unwrap()).into_bytes();
+    const WEAK: &[u8] = b"Welcome2026!";
+    secrets
+        .create(&PostParams::default(), &byo_secret("entra-token", &strong))
+        .await
+        .unwrap();
+    let mut spec = with_host("scim.contoso.example");
+    spec.token.secret_ref = Some(SecretKeyRef {
+        name: "entra-token".into(),
+        key: None,
+    });
+    spec.token.grace_period = Some("1h".into());
+    dirs.create(&PostParams::default(), &directory("contoso", spec))
+        .await
+        .unwrap();
+    let dir = ready(&dirs, "contoso", Duration::from_secs(30)).await;
+    let status = dir.status.unwrap();
+    assert_eq!(
+        hashes(&status.token_verifiers),
+        stack.operator_keys.verifiers(&strong)
+    );
+    assert_no_unkeyed_hash(&status, &[&strong]);
+    let opens = |token: &'static [u8]| scim_status(&stack, &ns, "contoso", token);
+    let strong_status = || scim_status(&stack, &ns, "contoso", &strong);
+    eventually(
+        "the strong token to open the directory",
+        Duration::from_secs(30),
+        || async { (strong_status().await == 200).then_some(()) },
+    )
+    .await;
+
+    // The weak token: refused, with the fix in the message and a Warning event.
+    let weak = serde_json::json!({"data": {"token": ByteString(WEAK.to_vec())}});
+    secrets
+        .patch("entra-token", &PatchParams::default(), &Patch::Merge(&weak))
+        .await
+        .unwrap();
+    let (dir, c) = eventually(
+        "TokenReady=False TokenTooWeak",
+        Duration::from_secs(30),
+        || async {
+            let dir = dirs.get("contoso").await.ok()?;
+            let c = condition(&dir, "TokenReady")?;
+            (c.status == "False" && c.reason == "TokenTooWeak").then_some((dir, c))
+        },
+    )
+    .await;
+    assert!(
+        c.message.contains("openssl rand -base64 32") && c.message.contains("at least 32"),
+        "{}",
+        c.message
+    );
+    assert!(
+        !c.message.contains("Welcome"),
+        "never the token: {}",
+        c.message
+    );
+    let status = dir.status.clone().unwrap();
+    assert_eq!(
+        hashes(&status.token_verifiers),
+        stack.operator_keys.verifiers(&strong),
+        "no verifier of the weak token, the previous token's stay"
+    );
+    assert!(
+        status
+            .token_verifiers
+            .iter()
+            .all(|v| v.expires_at.is_some()),
+        "the previous token only for its grace period: {:?}",
+        status.token_verifiers
+    );
+    assert_eq!(status.token_fingerprint, None);
+    let ready_condition = condition(&dir, "Ready").unwrap();
+    assert_eq!(
+        (
+            ready_condition.status.as_str(),
+            ready_condition.reason.as_str()
+        ),
+        ("True", "PreviousTokenValid"),
+        "{}",
+        ready_condition.message
+    );
+    assert_no_unkeyed_hash(&status, &[&strong, WEAK]);
+    eventually(
+        "a Warning event TokenTooWeak",
+        Duration::from_secs(30),
+        || async {
+            warning_reasons(&client, &ns, "contoso")
+                .await
+                .iter()
+                .any(|r| r == "TokenTooWeak")
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(strong_status().await, 200, "the previous token still works");
+    assert_eq!(opens(WEAK).await, 401, "the weak token opens nothing");
+
+    // A strong token again: accepted at once, and the one before it keeps its grace period.
+    let stronger = format!("byo-{}", kube_scim_tests::keys::random_key().unwrap()).into_bytes();
+    let fix = serde_json::json!({"data": {"token": ByteString(stronger.clone())}});
+    secrets
+        .patch("entra-token", &PatchParams::default(), &Patch::Merge(&fix))
+        .await
+        .unwrap();
+    let status = eventually(
+        "TokenReady=True for the strong token",
+        Duration::from_secs(30),
+        || async {
+            let dir = dirs.get("contoso").await.ok()?;
+            is_true(&dir, "TokenReady").then_some(dir.status?)
+        },
+    )
+    .await;
+    let mut expected = stack.operator_keys.verifiers(&stronger);
+    expected.extend(stack.operator_keys.verifiers(&strong));
+    assert_eq!(hashes(&status.token_verifiers), expected);
+    assert_no_unkeyed_hash(&status, &[&strong, WEAK, &stronger]);
+    eventually(
+        "the new strong token to open the directory",
+        Duration::from_secs(30),
+        || async { (scim_status(&stack, &ns, "contoso", &stronger).await == 200).then_some(()) },
+    )
+    .await;
+    assert_eq!(strong_status().await, 200);
+    assert_eq!(opens(WEAK).await, 401);
+}
+
+/// Rotating the verifier key as documented (add the new key to both components, then remove the
+/// old one), with the operator and the server seeing each change at different times as pods do:
+/// the token opens the directory at every moment, checked by a request every 100 ms throughout.
+#[tokio::test]
+async fn rotating_the_verifier_key_never_locks_the_token_out() {
+    let plane = ControlPlane::shared();
+    let ns = plane.namespace("op-keys").await.unwrap();
+    let client = plane.client().await.unwrap();
+    let operator_keys =
+        VerifierKeys::create(&plane.dir().join(format!("verifier-keys-{ns}-operator"))).unwrap();
+    let server_keys = operator_keys
+        .copy_to(&plane.dir().join(format!("verifier-keys-{ns}-server")))
+        .unwrap();
+    let mut options = StackOptions::new(&ns);
+    options.operator_keys = Some(operator_keys.clone());
+    options.server_keys = Some(server_keys.clone());
+    let stack = Stack::start(plane, options).await.unwrap();
+    let dirs: Api<ScimDirectory> = Api::namespaced(client.clone(), &ns);
+    dirs.create(
+        &PostParams::default(),
+        &directory("contoso", with_host("scim.contoso.example")),
+    )
+    .await
+    .unwrap();
+    let (_, token) =
+        kube_scim_tests::stack::ready_directory(&client, &ns, "contoso", Duration::from_secs(30))
+            .await
+            .unwrap();
+    let token = token.into_bytes();
+    eventually(
+        "the token to open the directory",
+        Duration::from_secs(30),
+        || async { (scim_status(&stack, &ns, "contoso", &token).await == 200).then_some(()) },
+    )
+    .await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = {
+        let url = format!("{}/Users?count=1", stack.base_url(&ns, "contoso"));
+        let token = String::from_utf8(token.clone()).unwrap();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let status = http
+                    .get(&url)
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0);
+                if status == 200 {
+                    ok += 1;
+                } else {
+                    failed.push(status);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (ok, failed)
+        })
+    };
+    let published = |expected: Vec<String>| {
+        let dirs = dirs.clone();
+        async move {
+            eventually(
+                &format!("status to publish {expected:?}"),
+                Duration::from_secs(30),
+                || async {
+                    let status = dirs.get("contoso").await.ok()?.status?;
+                    (hashes(&status.token_verifiers) == expected).then_some(status)
+                },
+            )
+            .await
+        }
+    };
+    let before = published(operator_keys.verifiers(&token)).await;
+    let new_key = kube_scim_tests::keys::random_key().unwrap();
+
+    // 1. The operator gets the new key first: it publishes the token under both.
+    operator_keys.write("k2", &new_key).unwrap();
+    let both = published(operator_keys.verifiers(&token)).await;
+    assert_eq!(both.token_verifiers.len(), 2);
+    assert!(both.token_verifiers[0].hash.starts_with("hmac-sha256:k2:"));
+    assert_ne!(
+        both.token_fingerprint, before.token_fingerprint,
+        "the fingerprint follows the primary key"
+    );
+    // 2. The server gets it.
+    server_keys.write("k2", &new_key).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // 3. The old key leaves the operator: only the new key's verifier is published.
+    operator_keys
+        .remove(kube_scim_tests::keys::FIRST_KEY_ID)
+        .unwrap();
+    let after = published(operator_keys.verifiers(&token)).await;
+    assert_eq!(after.token_verifiers.len(), 1);
+    assert!(after.token_verifiers[0].hash.starts_with("hmac-sha256:k2:"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // 4. The old key leaves the server.
+    server_keys
+        .remove(kube_scim_tests::keys::FIRST_KEY_ID)
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = probe.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "requests failed during the key rotation ({ok} succeeded): {failed:?}\n{}",
+        stack.logs()
+    );
+    assert!(ok > 50, "{ok} requests");
+    let reasons = event_reasons(&client, &ns, "contoso").await;
+    assert!(
+        !reasons
+            .iter()
+            .any(|r| r == "TokenRotated" || r == "TokenRecreated" || r == "ReconcileFailed"),
+        "a key rotation is not a token change: {reasons:?}"
+    );
+    assert_no_unkeyed_hash(&after, &[&token]);
 }
 
 /// Requests the operator made to the Kubernetes API other than GETs (writes), by
@@ -1688,4 +2056,80 @@ async fn a_busy_directory_is_reconciled_at_once_and_its_counts_stay_fresh() {
         reconciles_during_load <= 15.0,
         "{reconciles_during_load} reconciles during the load"
     );
+}
+
+/// A leader that loses its Lease (here another holder takes it; an apiserver that stalls past
+/// the renew deadline ends the term the same way) steps down without exiting: the probes keep
+/// answering, it stops reconciling, and it leads again once the Lease is free.
+#[tokio::test]
+async fn a_leader_that_loses_its_lease_steps_down_and_campaigns_again() {
+    let plane = ControlPlane::shared();
+    let ns = plane.namespace("op-stepdown").await.unwrap();
+    let client = plane.client().await.unwrap();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let dirs: Api<ScimDirectory> = Api::namespaced(client.clone(), &ns);
+    let holder = || async {
+        leases
+            .get_opt("kube-scim-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    let mut a = Operator::start(plane, "replica-a", &ns, &ns, &[]);
+    eventually("replica-a to lead", Duration::from_secs(30), || async {
+        (holder().await.as_deref() == Some("replica-a")).then_some(())
+    })
+    .await;
+    let set_holder = |who: Option<&str>, seconds: i32| {
+        let leases = leases.clone();
+        let who = who.map(str::to_string);
+        async move {
+            let mut lease = leases.get("kube-scim-operator").await.unwrap();
+            let spec = lease.spec.get_or_insert_with(Default::default);
+            spec.holder_identity = who;
+            spec.lease_duration_seconds = Some(seconds);
+            spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                Timestamp::now(),
+            ));
+            leases
+                .replace("kube-scim-operator", &PostParams::default(), &lease)
+                .await
+                .unwrap();
+        }
+    };
+    set_holder(Some("intruder"), 3600).await;
+    eventually(
+        "replica-a to step down",
+        Duration::from_secs(30),
+        || async { (a.metric("kube_scim_operator_leader") == Some(0.0)).then_some(()) },
+    )
+    .await;
+    assert!(a.process.is_running(), "{}", a.process.log_tail(30));
+    assert_eq!(a.get("/healthz").map(|(c, _)| c), Some(200));
+    // Not leading: a new directory is not reconciled.
+    dirs.create(
+        &PostParams::default(),
+        &directory("later", with_host("scim.later.example")),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let st = dirs.get("later").await.unwrap().status;
+    assert!(
+        st.is_none_or(|s| s.conditions.is_empty()),
+        "a stepped-down leader reconciled"
+    );
+    // The Lease is free again: replica-a campaigns, leads and reconciles.
+    set_holder(None, 1).await;
+    eventually(
+        "replica-a to lead again",
+        Duration::from_secs(30),
+        || async { (holder().await.as_deref() == Some("replica-a")).then_some(()) },
+    )
+    .await;
+    ready(&dirs, "later", Duration::from_secs(30)).await;
+    assert_eq!(a.metric("kube_scim_operator_leader"), Some(1.0));
+    assert!(a.process.is_running());
+    a.stop();
 }

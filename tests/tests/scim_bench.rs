@@ -5,6 +5,13 @@
 //! (the goal is stated at 100000; that takes a long time on a small machine).
 //! `KUBE_SCIM_SERVER_BIN` selects the server binary (default: the debug build); figures are only
 //! meaningful with `cargo build --release -p kube-scim-server`.
+//!
+//! Besides throughput against a direct kube client it prints the CPU each create costs the
+//! server and the apiserver, the bytes of a stored user (with and without managedFields), the
+//! two-replica sequential-write case (PATCH A, B, A through alternating replicas: lost updates
+//! out of the rounds) and the multi-tenant mixed load (directories x 25 requests/s, more
+//! directories until p99 > 1 s; `BENCH_TENANTS_MAX`, default 80). One command:
+//! `make bench` (release build, then this test).
 
 use std::process::Command;
 use std::sync::Arc;
@@ -16,10 +23,10 @@ use kube::{Api, Client};
 use kube_scim_crds::{
     DirectoryRef, ScimDirectory, ScimDirectorySpec, ScimUser, ScimUserSpec, ScimUserStatus,
 };
+use kube_scim_tests::keys::VerifierKeys;
 use kube_scim_tests::procs::ManagedProcess;
 use kube_scim_tests::{ControlPlane, free_port, workspace_binary};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
@@ -29,7 +36,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
-async fn directory(client: &Client, ns: &str, name: &str, token: &str) {
+async fn directory(client: &Client, ns: &str, name: &str, token: &str, keys: &VerifierKeys) {
     let api: Api<ScimDirectory> = Api::namespaced(client.clone(), ns);
     api.create(
         &PostParams::default(),
@@ -37,11 +44,8 @@ async fn directory(client: &Client, ns: &str, name: &str, token: &str) {
     )
     .await
     .unwrap();
-    let hex: String = Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let st = json!({"status": {"tokenVerifiers": [{"hash": format!("sha256:{hex}")}],
+    let hash = keys.verifiers(token.as_bytes()).remove(0);
+    let st = json!({"status": {"tokenVerifiers": [{"hash": hash}],
         "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "bench", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&st))
         .await
@@ -103,6 +107,94 @@ impl Bench {
     }
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of /proc/pid/stat, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The pid of the control plane's kube-apiserver (a child of this test process).
+fn apiserver_pid() -> Option<u32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(')')?;
+        let comm = head.split_once('(')?.1;
+        let ppid = rest.split_whitespace().nth(1)?;
+        (comm == "kube-apiserver" && ppid == me).then_some(pid)
+    })
+}
+
+fn server_bin() -> std::path::PathBuf {
+    std::env::var_os("KUBE_SCIM_SERVER_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_binary("kube-scim-server").unwrap())
+}
+
+/// A server process: (process, API port, metrics port).
+async fn start_server(
+    plane: &ControlPlane,
+    ns: &str,
+    tag: &str,
+    probe: (&str, &str),
+    keys: &VerifierKeys,
+) -> (ManagedProcess, u16, u16) {
+    let port = free_port().unwrap();
+    let mport = free_port().unwrap();
+    let mut cmd = Command::new(server_bin());
+    cmd.env("KUBECONFIG", plane.kubeconfig()).args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--metrics-bind-address",
+        &format!("127.0.0.1:{mport}"),
+        "--watch-namespaces",
+        ns,
+        "--log-level",
+        "warn",
+        "--max-concurrent-requests",
+        "128",
+    ]);
+    cmd.arg("--verifier-key-dir").arg(keys.path());
+    let log = plane.dir().join(format!("scim-bench-{tag}-{port}.log"));
+    let proc = ManagedProcess::spawn_command("kube-scim-server", cmd, &log).unwrap();
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if http
+            .get(format!(
+                "http://127.0.0.1:{port}/scim/v2/{ns}/{}/Users?count=1",
+                probe.0
+            ))
+            .bearer_auth(probe.1)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (proc, port, mport)
+}
+
+/// One request: status and milliseconds.
+async fn timed(req: reqwest::RequestBuilder) -> (u16, f64) {
+    let t = Instant::now();
+    match req.send().await {
+        Ok(r) => {
+            let s = r.status().as_u16();
+            let _ = r.bytes().await;
+            (s, t.elapsed().as_secs_f64() * 1000.0)
+        }
+        Err(_) => (0, t.elapsed().as_secs_f64() * 1000.0),
+    }
+}
+
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -151,8 +243,9 @@ async fn scim_server_benchmark() {
     let client = plane.client().await.unwrap();
     let ns = plane.namespace("scim-bench").await.unwrap();
     let token = format!("bench-{}", uuid::Uuid::new_v4());
-    directory(&client, &ns, "bench", &token).await;
-    directory(&client, &ns, "direct", &token).await;
+    let keys = VerifierKeys::create(&plane.dir().join(format!("verifier-keys-{ns}"))).unwrap();
+    directory(&client, &ns, "bench", &token, &keys).await;
+    directory(&client, &ns, "direct", &token, &keys).await;
     let port = free_port().unwrap();
     let mport = free_port().unwrap();
     // KUBE_SCIM_SERVER_BIN points at another build (e.g. target/release/kube-scim-server).
@@ -173,6 +266,7 @@ async fn scim_server_benchmark() {
         "--max-concurrent-requests",
         "128",
     ]);
+    cmd.arg("--verifier-key-dir").arg(keys.path());
     let log = plane.dir().join(format!("scim-bench-{port}.log"));
     let mut proc = ManagedProcess::spawn_command("kube-scim-server", cmd, &log).unwrap();
     let b = Arc::new(Bench {
@@ -217,7 +311,10 @@ async fn scim_server_benchmark() {
     // Throughput: SCIM creates vs direct creates, same concurrency.
     let users_api: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
     let n = 1000usize;
+    let api_pid = apiserver_pid();
+    let cpu = |pid: Option<u32>| pid.map(cpu_secs).unwrap_or(f64::NAN);
     for conc in [16usize, 64] {
+        let (s0, a0) = (cpu(Some(pid)), cpu(api_pid));
         let t = Instant::now();
         let bb = b.clone();
         let codes: Vec<u16> = futures::stream::iter(0..n)
@@ -230,6 +327,7 @@ async fn scim_server_benchmark() {
             .await;
         let scim_rate = n as f64 / t.elapsed().as_secs_f64();
         assert!(codes.iter().all(|c| *c == 201));
+        let (s1, a1) = (cpu(Some(pid)), cpu(api_pid));
         let t = Instant::now();
         let ns2 = ns.clone();
         let _: Vec<()> = futures::stream::iter(0..n)
@@ -249,10 +347,46 @@ async fn scim_server_benchmark() {
             .collect()
             .await;
         let direct_rate = n as f64 / t.elapsed().as_secs_f64();
+        let (s2, a2) = (cpu(Some(pid)), cpu(api_pid));
         println!(
             "creates/s at concurrency {conc}: SCIM {scim_rate:.0}/s, direct kube client {direct_rate:.0}/s, ratio {:.2}",
             scim_rate / direct_rate
         );
+        let per = |d: f64| d * 1000.0 / n as f64;
+        println!(
+            "  CPU per create: SCIM server {:.2} ms, apiserver {:.2} ms (SCIM path) vs {:.2} ms (direct; the server's watch of those creates: {:.2} ms)",
+            per(s1 - s0),
+            per(a1 - a0),
+            per(a2 - a1),
+            per(s2 - s1)
+        );
+    }
+    // What one stored user costs: the object as the apiserver returns it (incl. managedFields).
+    {
+        let any = |prefix: &'static str| {
+            let users_api = users_api.clone();
+            async move {
+                users_api
+                    .list(&kube::api::ListParams::default().limit(500))
+                    .await
+                    .unwrap()
+                    .items
+                    .into_iter()
+                    .find(|u| {
+                        u.status
+                            .as_ref()
+                            .is_some_and(|s| s.user_name.starts_with(prefix))
+                    })
+                    .unwrap()
+            }
+        };
+        for (what, prefix) in [("SCIM-created", "tp16-"), ("direct-created", "d16-")] {
+            let mut u = any(prefix).await;
+            let full = serde_json::to_vec(&u).unwrap().len();
+            u.metadata.managed_fields = None;
+            let bare = serde_json::to_vec(&u).unwrap().len();
+            println!("stored {what} user: {full} bytes as served ({bare} without managedFields)");
+        }
     }
 
     // Open-loop latency.
@@ -329,6 +463,234 @@ async fn scim_server_benchmark() {
             "~{target} users (cache holds {cached} incl. direct-created): filter GET p50 {p50:.2} ms, p99 {p99:.2} ms; server RSS {rss} KiB = {:.2} KiB per cached user above the empty baseline",
             rss.saturating_sub(base_rss) as f64 / cached.max(1.0)
         );
+    }
+    proc.stop();
+}
+
+/// PATCH title A via replica 1, B via replica 2, A via replica 1, each awaited, and the same
+/// with member add / remove / add: how many rounds end with the wrong value stored.
+#[tokio::test]
+#[ignore = "benchmark: run explicitly with --ignored --nocapture"]
+async fn scim_two_replica_sequential_writes() {
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let plane = ControlPlane::shared();
+    let client = plane.client().await.unwrap();
+    let ns = plane.namespace("scim-bench-seq").await.unwrap();
+    let token = format!("bench-{}", uuid::Uuid::new_v4());
+    let keys = VerifierKeys::create(&plane.dir().join(format!("verifier-keys-{ns}"))).unwrap();
+    directory(&client, &ns, "seq", &token, &keys).await;
+    let (mut p1, port1, _) = start_server(plane, &ns, "seq1", ("seq", &token), &keys).await;
+    let (mut p2, port2, _) = start_server(plane, &ns, "seq2", ("seq", &token), &keys).await;
+    let http = reqwest::Client::new();
+    let base = |port: u16| format!("http://127.0.0.1:{port}/scim/v2/{ns}/seq");
+    let send = |port: u16, method: reqwest::Method, path: String, body: Value| {
+        http.request(method, format!("{}{path}", base(port)))
+            .bearer_auth(&token)
+            .header("content-type", "application/scim+json")
+            .body(body.to_string())
+            .send()
+    };
+    let u: Value = send(
+        port1,
+        reqwest::Method::POST,
+        "/Users".into(),
+        json!({"userName": "seq@bench"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let uid = u["id"].as_str().unwrap().to_string();
+    let g: Value = send(
+        port1,
+        reqwest::Method::POST,
+        "/Groups".into(),
+        json!({"displayName": "seq"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let gid = g["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
+    let (mut lost_title, mut lost_member, mut errors) = (0, 0, 0);
+    let label = format!("{}{gid}", kube_scim_crds::labels::MEMBER_OF_PREFIX);
+    let t = Instant::now();
+    for _ in 0..rounds {
+        for (port, title) in [(port1, "A"), (port2, "B"), (port1, "A")] {
+            let p = json!({"Operations": [{"op": "replace", "path": "title", "value": title}]});
+            let r = send(port, reqwest::Method::PATCH, format!("/Users/{uid}"), p)
+                .await
+                .unwrap();
+            errors += usize::from(r.status() != 200);
+        }
+        let stored = users.get(&uid).await.unwrap();
+        lost_title += usize::from(stored.status.and_then(|s| s.title).as_deref() != Some("A"));
+        for (port, op) in [(port1, "add"), (port2, "remove"), (port1, "add")] {
+            let p =
+                json!({"Operations": [{"op": op, "path": "members", "value": [{"value": uid}]}]});
+            let r = send(port, reqwest::Method::PATCH, format!("/Groups/{gid}"), p)
+                .await
+                .unwrap();
+            errors += usize::from(r.status() != 204);
+        }
+        let stored = users.get(&uid).await.unwrap();
+        let member = stored
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .get(&label)
+            .is_some_and(|v| v == "true");
+        lost_member += usize::from(!member);
+    }
+    println!(
+        "two replicas, sequential writes: {rounds} rounds in {:.1} s: title A/B/A lost {lost_title}, member add/remove/add lost {lost_member}, non-2xx answers {errors}",
+        t.elapsed().as_secs_f64()
+    );
+    p1.stop();
+    p2.stop();
+}
+
+/// Directories x 25 requests/s of a mixed load (filter GETs, PATCHes, POSTs, member adds),
+/// more directories each step until p99 > 1 s (or `BENCH_TENANTS_MAX`).
+#[tokio::test]
+#[ignore = "benchmark: run explicitly with --ignored --nocapture"]
+async fn scim_multi_tenant_mixed_load() {
+    let max: usize = std::env::var("BENCH_TENANTS_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(80);
+    let secs = 10u64;
+    let plane = ControlPlane::shared();
+    let client = plane.client().await.unwrap();
+    let ns = plane.namespace("scim-bench-mt").await.unwrap();
+    let token = format!("bench-{}", uuid::Uuid::new_v4());
+    let keys = VerifierKeys::create(&plane.dir().join(format!("verifier-keys-{ns}"))).unwrap();
+    let mut made = 0usize;
+    directory(&client, &ns, "t0", &token, &keys).await;
+    made += 1;
+    let (mut proc, port, _) = start_server(plane, &ns, "mt", ("t0", &token), &keys).await;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()
+        .unwrap();
+    let pid = proc.pid().unwrap();
+    let mut tenants = 5usize;
+    // Per directory: a few users and a group to read and change.
+    let mut seeded: Vec<(String, Vec<String>)> = Vec::new();
+    loop {
+        while made < tenants {
+            directory(&client, &ns, &format!("t{made}"), &token, &keys).await;
+            made += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        while seeded.len() < tenants {
+            let d = seeded.len();
+            let base = format!("http://127.0.0.1:{port}/scim/v2/{ns}/t{d}");
+            let mut ids = Vec::new();
+            for i in 0..5 {
+                let body = json!({"userName": format!("u{i}@t{d}")}).to_string();
+                loop {
+                    let r = http
+                        .post(format!("{base}/Users"))
+                        .bearer_auth(&token)
+                        .header("content-type", "application/scim+json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    if r.status() == 201 {
+                        let v: Value = r.json().await.unwrap();
+                        ids.push(v["id"].as_str().unwrap().to_string());
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            let g: Value = http
+                .post(format!("{base}/Groups"))
+                .bearer_auth(&token)
+                .header("content-type", "application/scim+json")
+                .body(json!({"displayName": "g"}).to_string())
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            ids.push(g["id"].as_str().unwrap().to_string());
+            seeded.push((base, ids));
+        }
+        let cpu0 = cpu_secs(pid);
+        let interval = Duration::from_micros(1_000_000 / (25 * tenants as u64));
+        let mut ticker = tokio::time::interval(interval);
+        let mut handles = Vec::new();
+        for i in 0..(25 * tenants * secs as usize) {
+            ticker.tick().await;
+            let (base, ids) = seeded[i % tenants].clone();
+            let http = http.clone();
+            let token = token.clone();
+            let step = i / tenants;
+            handles.push(tokio::spawn(async move {
+                let user = &ids[step % 5];
+                let group = &ids[5];
+                let json_req = |m: reqwest::Method, path: String, body: Value| {
+                    http.request(m, format!("{base}{path}"))
+                        .bearer_auth(&token)
+                        .header("content-type", "application/scim+json")
+                        .body(body.to_string())
+                };
+                let req = match step % 10 {
+                    0..=3 => http
+                        .get(format!("{base}/Users"))
+                        .query(&[("filter", format!("userName eq \"u{}@{}\"", step % 5, base.rsplit('/').next().unwrap()))])
+                        .bearer_auth(&token),
+                    4..=6 => json_req(
+                        reqwest::Method::PATCH,
+                        format!("/Users/{user}"),
+                        json!({"Operations": [{"op": "replace", "path": "title", "value": format!("t{step}")}]}),
+                    ),
+                    7 | 8 => json_req(
+                        reqwest::Method::POST,
+                        "/Users".into(),
+                        json!({"userName": format!("new{step}-{}@x", uuid::Uuid::new_v4())}),
+                    ),
+                    _ => json_req(
+                        reqwest::Method::PATCH,
+                        format!("/Groups/{group}"),
+                        json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}]}),
+                    ),
+                };
+                timed(req).await
+            }));
+        }
+        let mut lat = Vec::new();
+        let mut errors = 0usize;
+        for h in handles {
+            let (s, ms) = h.await.unwrap();
+            if !(200..300).contains(&s) {
+                errors += 1;
+            }
+            lat.push(ms);
+        }
+        let n = lat.len();
+        let cpu = cpu_secs(pid) - cpu0;
+        let p50 = pct(&mut lat, 0.5);
+        let p99 = pct(&mut lat, 0.99);
+        println!(
+            "{tenants} directories x 25 req/s (mixed) for {secs}s: {n} requests, {errors} errors, p50 {p50:.1} ms, p99 {p99:.1} ms, server CPU {:.2} ms/request",
+            cpu * 1000.0 / n as f64
+        );
+        if p99 > 1000.0 || tenants >= max {
+            break;
+        }
+        tenants = (tenants * 2).min(max);
     }
     proc.stop();
 }

@@ -3,6 +3,7 @@
 //! restarts and bad input.
 
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -10,21 +11,34 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimGroup, ScimUser};
+use kube_scim_tests::keys::VerifierKeys;
 use kube_scim_tests::procs::ManagedProcess;
 use kube_scim_tests::{ControlPlane, free_port, workspace_binary};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 
+/// The verifier keys of every server this test binary starts (what the operator would share
+/// with them).
+fn keys() -> &'static VerifierKeys {
+    static KEYS: OnceLock<VerifierKeys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        VerifierKeys::create(
+            &ControlPlane::shared()
+                .dir()
+                .join("scim-server-verifier-keys"),
+        )
+        .unwrap()
+    })
+}
+
+/// The keyed verifier of `token`, as the operator publishes it.
 fn verifier(token: &str) -> String {
-    let d = Sha256::digest(token.as_bytes());
-    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    keys().verifiers(token.as_bytes()).remove(0)
 }
 
 fn random_token() -> String {
@@ -113,6 +127,8 @@ impl Server {
             .arg(format!("127.0.0.1:{metrics_port}"))
             .arg("--watch-namespaces")
             .arg(namespaces)
+            .arg("--verifier-key-dir")
+            .arg(keys().path())
             .args(extra);
         let log = plane.dir().join(format!("scim-server-{tag}-{port}.log"));
         let proc = ManagedProcess::spawn_command("kube-scim-server", cmd, &log).unwrap();
@@ -329,6 +345,44 @@ async fn test_connection_auth_and_discovery() {
     assert_eq!(b.get("/Users").await.status, StatusCode::OK);
     let a_on_b = srv.scim(&ns, "other", &token);
     assert_scim_error(&a_on_b.get("/Users").await, 401, None);
+
+    // An unkeyed `sha256:` verifier (what kube-scim 0.1.0 published), or one under a key the
+    // server does not hold, opens nothing.
+    let legacy_token = random_token();
+    make_directory(&client, &ns, "legacy", &[(&legacy_token, None)], true).await;
+    let legacy = srv.scim(&ns, "legacy", &legacy_token);
+    legacy.wait_ready().await;
+    let sha256: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(legacy_token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let foreign_key = kube_scim_tests::keys::random_key().unwrap();
+    for hash in [
+        format!("sha256:{sha256}"),
+        kube_scim_tests::keys::hmac_verifier(
+            "not-held",
+            foreign_key.as_bytes(),
+            legacy_token.as_bytes(),
+        ),
+    ] {
+        let unkeyed = json!({"status": {"tokenVerifiers": [{"hash": hash}]}});
+        Api::<ScimDirectory>::namespaced(client.clone(), &ns)
+            .patch_status("legacy", &PatchParams::default(), &Patch::Merge(&unkeyed))
+            .await
+            .unwrap();
+        let mut refused = false;
+        for _ in 0..100 {
+            if legacy.get("/Users").await.status == StatusCode::UNAUTHORIZED {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(refused, "{hash} still opens the directory");
+    }
 
     let missing = srv.scim(&ns, "does-not-exist", &token);
     assert_scim_error(&missing.get("/Users").await, 404, None);
@@ -1323,4 +1377,183 @@ async fn concurrent_patches_across_replicas_lose_no_update() {
         "",
     );
     eprintln!("conflicts retried: {conflicts}");
+}
+
+/// Sequential writes, each awaited, through alternating replicas: a replica whose cache has
+/// not yet seen the other's write must not take a needed write for a no-op (title A, B, A;
+/// member add, remove, add). The stored object is checked after every answer.
+#[tokio::test]
+async fn sequential_writes_through_alternating_replicas_are_all_stored() {
+    let (plane, client, ns, token) = setup("scim-seq").await;
+    let a = Server::start(plane, &ns, "seq-a").await;
+    let b = Server::start(plane, &ns, "seq-b").await;
+    let sa = a.scim(&ns, "entra", &token);
+    let sb = b.scim(&ns, "entra", &token);
+    sa.wait_ready().await;
+    sb.wait_ready().await;
+    let u = sa.post("/Users", &user_body("seq@contoso.com", "s")).await;
+    let uid = u.body["id"].as_str().unwrap().to_string();
+    let g = sa.post("/Groups", &json!({"displayName": "Seq"})).await;
+    let gid = g.body["id"].as_str().unwrap().to_string();
+    for (s, path) in [
+        (&sb, format!("/Users/{uid}")),
+        (&sb, format!("/Groups/{gid}")),
+    ] {
+        for _ in 0..200 {
+            if s.get(&path).await.status == StatusCode::OK {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
+    for round in 0..50 {
+        for (s, t) in [(&sa, "A"), (&sb, "B"), (&sa, "A")] {
+            let p = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "title", "value": t}]});
+            let r = s.patch(&format!("/Users/{uid}"), &p).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            let stored = users.get(&uid).await.unwrap();
+            let title = stored.status.and_then(|st| st.title);
+            assert_eq!(title.as_deref(), Some(t), "round {round}");
+        }
+    }
+    let label = format!("{}{gid}", kube_scim_crds::labels::MEMBER_OF_PREFIX);
+    for round in 0..20 {
+        for (s, op, on) in [
+            (&sa, "add", true),
+            (&sb, "remove", false),
+            (&sa, "add", true),
+        ] {
+            let p = json!({"schemas": [PATCH_OP], "Operations": [{"op": op, "path": "members", "value": [{"value": uid}]}]});
+            let r = s.patch(&format!("/Groups/{gid}"), &p).await;
+            assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+            let stored = users.get(&uid).await.unwrap();
+            let has = stored
+                .metadata
+                .labels
+                .unwrap_or_default()
+                .get(&label)
+                .is_some_and(|v| v == "true");
+            assert_eq!(has, on, "round {round}: {op}");
+        }
+    }
+    // Proving a no-op costs a call but stores nothing: the resourceVersion stays.
+    let before = users.get(&uid).await.unwrap().metadata.resource_version;
+    let p = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "title", "value": "A"}]});
+    assert_eq!(
+        sa.patch(&format!("/Users/{uid}"), &p).await.status,
+        StatusCode::OK
+    );
+    let p = json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "members", "value": [{"value": uid}]}]});
+    assert_eq!(
+        sa.patch(&format!("/Groups/{gid}"), &p).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let after = users.get(&uid).await.unwrap().metadata.resource_version;
+    assert_eq!(before, after, "a no-op was stored");
+}
+
+/// Hostile clients of one directory: 64 POSTs whose bodies never arrive hold no processing
+/// slot (the body is read, under its deadline, before a slot is taken), so another
+/// directory's reads are served at once; the stalled ones get 408 at the body deadline;
+/// connections that never finish a request head, or sit idle, are closed.
+#[tokio::test]
+async fn stalled_clients_of_one_directory_do_not_delay_another() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (plane, client, ns, token) = setup("scim-stall").await;
+    let other_token = random_token();
+    make_directory(&client, &ns, "other", &[(&other_token, None)], true).await;
+    let extra = [
+        "--max-concurrent-requests",
+        "64",
+        "--header-read-timeout",
+        "3s",
+        "--body-read-timeout",
+        "4s",
+    ];
+    let srv = Server::start_with(plane, plane.kubeconfig(), &ns, "stall", &extra).await;
+    let victim = srv.scim(&ns, "other", &other_token);
+    victim.wait_ready().await;
+    srv.scim(&ns, "entra", &token).wait_ready().await;
+    let addr = format!("127.0.0.1:{}", srv.port);
+    // 64 valid POSTs announcing a body that never comes.
+    let mut stalled = Vec::new();
+    for _ in 0..64 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /scim/v2/{ns}/entra/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/scim+json\r\nContent-Length: 100\r\n\r\n{{\"userName\":"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        stalled.push(s);
+    }
+    // 100 connections that send half a request head, and 100 that send nothing.
+    let mut half_open = Vec::new();
+    for i in 0..200 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        if i % 2 == 0 {
+            s.write_all(b"GET /scim/v2/x/y/Users HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+        }
+        half_open.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..10 {
+        let t = std::time::Instant::now();
+        let r = victim.get("/Users?count=1").await;
+        let took = t.elapsed();
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        // A generous bound: without the fix this waited for the 30 s request timeout.
+        assert!(
+            took < Duration::from_secs(1),
+            "a read of another directory took {took:?}"
+        );
+    }
+    // The stalled bodies are answered 408 at their deadline.
+    let mut answered = 0;
+    for mut s in stalled {
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf))
+            .await
+            .expect("no answer to a stalled body")
+            .unwrap_or(0);
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        answered += 1;
+    }
+    assert_eq!(answered, 64);
+    // Half-open and silent connections are closed after the header timeout.
+    for mut s in half_open {
+        let mut buf = [0u8; 512];
+        let r = tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf))
+            .await
+            .expect("a half-open connection stayed open");
+        // EOF, a reset, or a 408 before the close: the server did not keep it.
+        if let Ok(n) = r
+            && n > 0
+        {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        }
+    }
+    // An idle keep-alive connection is closed too.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!(
+        "GET /scim/v2/{ns}/other/Users?count=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {other_token}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "an idle keep-alive connection stayed open");
 }

@@ -9,6 +9,32 @@
 {{- define "kube-scim.operator" -}}{{ include "kube-scim.fullname" . }}-operator{{- end -}}
 {{- define "kube-scim.server" -}}{{ include "kube-scim.fullname" . }}-server{{- end -}}
 
+{{- /* The Secret of the verifier keys: the user's, or the one the chart creates. */ -}}
+{{- define "kube-scim.verifierKeys" -}}
+{{- .Values.verifierKeys.existingSecret | default (printf "%s-verifier-keys" (include "kube-scim.fullname" .)) -}}
+{{- end -}}
+
+{{- /* Where both components read the verifier keys: env, mount and volume. */ -}}
+{{- define "kube-scim.verifierKeyEnv" -}}
+- name: KUBE_SCIM_VERIFIER_KEY_DIR
+  value: /etc/kube-scim/verifier-keys
+{{- end -}}
+
+{{- define "kube-scim.verifierKeyMount" -}}
+- name: verifier-keys
+  mountPath: /etc/kube-scim/verifier-keys
+  readOnly: true
+{{- end -}}
+
+{{- define "kube-scim.verifierKeyVolume" -}}
+# Not a subPath mount: a changed Secret (a key rotation) reaches the running pods, which
+# re-read the directory every 10 s.
+- name: verifier-keys
+  secret:
+    secretName: {{ include "kube-scim.verifierKeys" . }}
+    defaultMode: 0440
+{{- end -}}
+
 {{- define "kube-scim.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 app.kubernetes.io/name: kube-scim

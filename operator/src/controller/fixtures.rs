@@ -162,7 +162,17 @@ pub fn settings(host: Option<&str>) -> Settings {
         identity: "test".into(),
         counts_min_interval: std::time::Duration::from_secs(5),
         counts_max_delay: std::time::Duration::from_secs(30),
+        keys: kube_scim_runtime::verifier::SharedKeyRing::new(keys()),
     }
+}
+
+/// The verifier keys of the scenarios: `k1` and `k2` (primary).
+pub fn keys() -> kube_scim_runtime::verifier::KeyRing {
+    kube_scim_runtime::verifier::KeyRing::from_keys([
+        ("k1", b"test-verifier-key-one-0123456789abcdef".to_vec()),
+        ("k2", b"test-verifier-key-two-0123456789abcdef".to_vec()),
+    ])
+    .unwrap()
 }
 
 /// A store that has seen its first (complete) list: `objects`.

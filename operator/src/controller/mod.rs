@@ -39,6 +39,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use kube_scim_crds::{ScimDirectory, ScimGroup, ScimUser, labels};
+use kube_scim_runtime::verifier::SharedKeyRing;
 use serde::de::DeserializeOwned;
 
 use crate::events::publish;
@@ -109,10 +110,10 @@ impl Error {
     }
 }
 
-/// Whether a kube error is a 404. The apiserver answers a path of an API that is not served
-/// (e.g. Gateway API CRDs not installed) with a plain-text "404 page not found", which kube
-/// turns into a Status without the `NotFound` reason: the code decides.
+/// Whether a kube error is a 404.
 fn is_not_found(e: &kube::Error) -> bool {
+    // By code: a kind whose CRD is not installed answers a plain-text 404 ("404 page not
+    // found"), which has no NotFound reason.
     matches!(e, kube::Error::Api(s) if s.is_not_found() || s.code == 404)
 }
 
@@ -127,6 +128,8 @@ pub struct Settings {
     pub counts_min_interval: Duration,
     /// A user or group change is in its directory's counts at most this long after it.
     pub counts_max_delay: Duration,
+    /// The verifier keys in force; a change reconciles every directory (new verifiers).
+    pub keys: SharedKeyRing,
 }
 
 /// What a reconcile needs.
@@ -368,6 +371,11 @@ pub async fn run_scope(
         );
     }
     let concurrency = settings.concurrency;
+    // A change of the verifier keys re-publishes every directory's verifiers.
+    let key_changes = futures::stream::unfold(settings.keys.changes(), |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    });
     let ctx = Arc::new(Context::new(
         client.clone(),
         settings,
@@ -391,6 +399,7 @@ pub async fn run_scope(
         .watches_stream(secret_changes, move |secret: PartialObjectMeta<Secret>| {
             directories_of_secret(&secret, &secret_directories)
         })
+        .reconcile_all_on(key_changes)
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .graceful_shutdown_on(stop)
         .run(reconcile, error_policy, ctx.clone())

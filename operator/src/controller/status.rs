@@ -96,24 +96,35 @@ pub fn condition(
     }
 }
 
-/// `Ready`: the directory accepts provisioning requests, that is the token is in place and the
-/// route is, or waits only for its controller (`RouteReady` then says `Unknown` and why).
-pub fn ready(token: &Check, route: &Check) -> Check {
-    match (token.ok, route.ok || route.pending) {
-        (true, true) if route.pending => Check::ok(
+/// `Ready`: the directory accepts provisioning requests: the token is in place and the route is,
+/// or waits only for its controller (`RouteReady` then says `Unknown` and why); or the route is
+/// and the current token is refused (`TokenTooWeak`) while a previous token is still in its grace
+/// period (`previous_until`, its last expiry): the directory then still accepts that token.
+pub fn ready(token: &Check, route: &Check, previous_until: Option<Timestamp>) -> Check {
+    let route_in_place = route.ok || route.pending;
+    match (token.ok, route_in_place, previous_until) {
+        (true, true, _) if route.pending => Check::ok(
             "Ready",
             format!(
                 "The token and the route are in place; the directory accepts provisioning requests. The route waits for its controller: {}",
                 route.message
             ),
         ),
-        (true, true) => Check::ok(
+        (true, true, _) => Check::ok(
             "Ready",
             "The token and the route are in place; the directory accepts provisioning requests",
         ),
-        (false, true) => Check::failed("TokenNotReady", token.message.clone()),
-        (true, false) => Check::failed("RouteNotReady", route.message.clone()),
-        (false, false) => Check::failed(
+        (false, true, Some(until)) => Check::ok(
+            "PreviousTokenValid",
+            format!(
+                "The directory accepts only the previous token, until {}: the current one is refused ({}; see condition TokenReady)",
+                tokens::format_time(until),
+                token.reason
+            ),
+        ),
+        (false, true, None) => Check::failed("TokenNotReady", token.message.clone()),
+        (true, false, _) => Check::failed("RouteNotReady", route.message.clone()),
+        (false, false, _) => Check::failed(
             "TokenNotReady",
             format!("{} Also: {}", token.message, route.message),
         ),
@@ -170,7 +181,12 @@ pub fn desired(
     now: Timestamp,
 ) -> ScimDirectoryStatus {
     let previous = dir.status.clone().unwrap_or_default();
-    let ready = ready(&token.check, &route.check);
+    let previous_until = if token.check.ok {
+        None
+    } else {
+        tokens::last_expiry(&token.verifiers)
+    };
+    let ready = ready(&token.check, &route.check, previous_until);
     let generation = dir.metadata.generation;
     let conditions = [
         (CONDITION_READY, &ready),
@@ -180,7 +196,7 @@ pub fn desired(
     .into_iter()
     .map(|(type_, check)| condition(type_, check, generation, &previous.conditions, now))
     .collect();
-    let current = token.verifiers.first();
+    let current = token.verifiers.first().filter(|v| v.expires_at.is_none());
     let mut status = ScimDirectoryStatus {
         observed_generation: generation,
         conditions,
@@ -335,7 +351,7 @@ mod tests {
         let mut status = ScimDirectoryStatus::default();
         assert_eq!(requeue_after(&status, resync, now), resync);
         status.token_verifiers = vec![tokens::verifier_from_hash(
-            "sha256:00".into(),
+            format!("hmac-sha256:k:{}", "0".repeat(64)),
             Some(at("2026-01-01T00:01:00Z")),
         )];
         assert_eq!(
@@ -367,11 +383,28 @@ mod tests {
     fn ready_needs_token_and_route() {
         let ok = Check::ok("X", "fine");
         let bad = Check::failed("NoHost", "set spec.ingress.host");
-        assert!(ready(&ok, &ok).ok);
-        let r = ready(&ok, &bad);
+        assert!(ready(&ok, &ok, None).ok);
+        let r = ready(&ok, &bad, None);
         assert!(!r.ok);
         assert_eq!(r.reason, "RouteNotReady");
         assert_eq!(r.message, "set spec.ingress.host");
-        assert_eq!(ready(&bad, &ok).reason, "TokenNotReady");
+        assert_eq!(ready(&bad, &ok, None).reason, "TokenNotReady");
+    }
+
+    #[test]
+    fn a_refused_token_leaves_the_directory_ready_only_while_the_previous_one_lasts() {
+        let weak = Check::failed("TokenTooWeak", "too weak");
+        let route = Check::ok("IngressReady", "ok");
+        let until = Some(at("2026-01-02T00:00:00Z"));
+        let r = ready(&weak, &route, until);
+        assert!(r.ok);
+        assert_eq!(r.reason, "PreviousTokenValid");
+        assert!(
+            r.message.contains("2026-01-02T00:00:00Z") && r.message.contains("TokenTooWeak"),
+            "{}",
+            r.message
+        );
+        assert!(!ready(&weak, &Check::failed("NoHost", "x"), until).ok);
+        assert!(!ready(&weak, &route, None).ok);
     }
 }

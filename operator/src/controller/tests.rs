@@ -6,17 +6,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::http::Method;
+use base64::Engine;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube_scim_crds::{DeletionPolicy, ScimDirectory, ScimDirectorySpec, ScimDirectoryStatus};
+use kube_scim_crds::{
+    DeletionPolicy, ScimDirectory, ScimDirectorySpec, ScimDirectoryStatus, SecretKeyRef,
+};
 use serde_json::{Value, json};
+use sha2::Digest;
 
 use super::counts::{self, Refreshed};
 use super::deletion::FINALIZER;
 use super::fixtures::{self, paths};
-use super::token::ANNOTATION_ROTATION;
+use super::token::{ANNOTATION_PREVIOUS, ANNOTATION_ROTATION};
 use super::{reconcile, reconcile_relevant};
 use crate::token as tokens;
 
@@ -161,9 +165,124 @@ async fn a_new_rotation_request_replaces_the_token_and_keeps_the_old_one_for_the
         .last_write_to(Method::PATCH, paths::DIRECTORY_STATUS)
         .unwrap();
     let verifiers = status["status"]["tokenVerifiers"].as_array().unwrap();
-    assert_eq!(verifiers.len(), 2);
-    assert_eq!(verifiers[1]["hash"], tokens::hash("old"));
+    assert_eq!(verifiers.len(), 4, "two tokens under two keys");
+    let old = fixtures::keys().hashes("old");
+    assert_eq!(verifiers[2]["hash"], old[0]);
+    assert_eq!(verifiers[3]["hash"], old[1]);
+    // The old token's verifiers also ride in the Secret, for the next reconcile.
+    let annotation = replaced["metadata"]["annotations"][ANNOTATION_PREVIOUS]
+        .as_str()
+        .unwrap();
+    assert!(annotation.contains(&old[0]) && annotation.contains(&old[1]));
     assert!(calls.event_reasons().contains(&"TokenRotated".to_string()));
+}
+
+fn byo_secret(token: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "entra", "namespace": "ns", "resourceVersion": "7"},
+        "data": {"token": base64::engine::general_purpose::STANDARD.encode(token)}})
+}
+
+fn byo_directory(previous_token: Option<&str>) -> ScimDirectory {
+    let mut spec = ScimDirectorySpec::default();
+    spec.token.secret_ref = Some(SecretKeyRef {
+        name: "entra".into(),
+        key: None,
+    });
+    let mut dir = fixtures::directory(spec);
+    if let Some(token) = previous_token {
+        dir.status = Some(ScimDirectoryStatus {
+            token_verifiers: tokens::verifiers(&fixtures::keys(), token, None),
+            ..Default::default()
+        });
+    }
+    dir
+}
+
+#[tokio::test]
+async fn a_weak_bring_your_own_token_is_refused_with_a_warning_and_no_verifier() {
+    let previous = "previous-strong-token-3f7a9c2e5b8d1f4a6c0e";
+    let objects = HashMap::from([(
+        format!("{}/entra", paths::SECRETS),
+        byo_secret("Welcome2026!"),
+    )]);
+    let calls = run(byo_directory(Some(previous)), objects, Some("h")).await;
+    assert!(
+        !wrote_to(&calls, "/secrets"),
+        "a bring-your-own Secret is only read"
+    );
+    let token = status_condition(&calls, "TokenReady");
+    assert_eq!(token["status"], "False");
+    assert_eq!(token["reason"], "TokenTooWeak");
+    assert!(
+        token["message"]
+            .as_str()
+            .unwrap()
+            .contains("openssl rand -base64 32")
+    );
+    assert!(calls.event_reasons().contains(&"TokenTooWeak".to_string()));
+    let status = calls
+        .last_write_to(Method::PATCH, paths::DIRECTORY_STATUS)
+        .unwrap();
+    let verifiers = status["status"]["tokenVerifiers"].as_array().unwrap();
+    let hashes: Vec<&str> = verifiers
+        .iter()
+        .filter_map(|v| v["hash"].as_str())
+        .collect();
+    assert_eq!(
+        hashes,
+        fixtures::keys().hashes(previous),
+        "only the previous token's"
+    );
+    assert!(verifiers.iter().all(|v| v["expiresAt"].is_string()));
+    assert!(status["status"].get("tokenFingerprint").is_none());
+    // The previous token still opens the directory, so it stays Ready until that token expires.
+    assert_eq!(
+        status_condition(&calls, "Ready")["reason"],
+        "PreviousTokenValid"
+    );
+
+    // Without a previous token nothing opens it.
+    let objects = HashMap::from([(
+        format!("{}/entra", paths::SECRETS),
+        byo_secret("Welcome2026!"),
+    )]);
+    let calls = run(byo_directory(None), objects, Some("h")).await;
+    let status = calls
+        .last_write_to(Method::PATCH, paths::DIRECTORY_STATUS)
+        .unwrap();
+    assert!(status["status"].get("tokenVerifiers").is_none());
+    assert_eq!(status_condition(&calls, "Ready")["status"], "False");
+}
+
+#[tokio::test]
+async fn a_strong_bring_your_own_token_is_published_keyed_only() {
+    let token = "a-strong-token-b4d6f9a2c5e8b0d3f6a9c1e4b7d0";
+    let objects = HashMap::from([(format!("{}/entra", paths::SECRETS), byo_secret(token))]);
+    let calls = run(byo_directory(None), objects, Some("h")).await;
+    assert_eq!(
+        status_condition(&calls, "TokenReady")["reason"],
+        "SecretReferenced"
+    );
+    assert_eq!(status_condition(&calls, "Ready")["status"], "True");
+    let status = calls
+        .last_write_to(Method::PATCH, paths::DIRECTORY_STATUS)
+        .unwrap();
+    let verifiers = status["status"]["tokenVerifiers"].as_array().unwrap();
+    let hashes: Vec<&str> = verifiers
+        .iter()
+        .filter_map(|v| v["hash"].as_str())
+        .collect();
+    assert_eq!(hashes, fixtures::keys().hashes(token));
+    let sha256: String = sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let written = status.to_string();
+    assert!(
+        !written.contains(&sha256) && !written.contains(&sha256[..8]),
+        "no unkeyed hash of the token: {written}"
+    );
 }
 
 #[tokio::test]

@@ -133,6 +133,10 @@ pub struct PatchOutcome {
     pub password: Option<String>,
     /// Whether the resource's attributes changed (membership aside, when not loaded).
     pub changed: bool,
+    /// Whether the request addressed any attribute besides a group's `members`: then its
+    /// outcome depends on the resource it was applied to, and a server that applied it to a
+    /// cached copy must prove that copy current even when nothing `changed`.
+    pub touches_attributes: bool,
 }
 
 fn syntax(msg: String) -> ScimError {
@@ -284,11 +288,16 @@ impl PatchRequest {
         }
         let before = resource.attributes();
         let changed = ctx.touched.iter().any(|k| attrs.get(k) != before.get(k));
+        let touches_attributes = ctx
+            .touched
+            .iter()
+            .any(|k| !(kind == ResourceKind::Group && k == "members"));
         Ok(PatchOutcome {
             resource: Resource::from_parts(kind, attrs),
             membership: ctx.delta,
             password: ctx.password,
             changed,
+            touches_attributes,
         })
     }
 }
@@ -324,6 +333,7 @@ pub fn replace_with_delta(existing: &Resource, body: &Value) -> Result<PatchOutc
         membership,
         password,
         changed,
+        touches_attributes: true,
     })
 }
 

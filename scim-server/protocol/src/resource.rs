@@ -693,6 +693,19 @@ impl Resource {
         })
     }
 
+    /// The value of the kind's server-unique attribute as sent (not case-folded).
+    pub fn unique_value(&self) -> Option<&str> {
+        self.str_attr(self.kind().unique_attr()?.name)
+    }
+
+    /// Replaces the value of the server-unique attribute (a server normalizing it).
+    pub fn set_unique_value(&mut self, value: impl Into<String>) {
+        if let Some(def) = self.kind().unique_attr() {
+            self.attrs
+                .insert(def.name.to_string(), Value::String(value.into()));
+        }
+    }
+
     /// `externalId`.
     pub fn external_id(&self) -> Option<&str> {
         self.str_attr("externalId")

@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 
 use kube::api::DynamicObject;
 use kube_scim_crds::{CONDITION_READY, Provider, ScimDirectory, labels};
+use kube_scim_runtime::verifier;
 use scim_protocol::{Resource, ResourceKind};
 use serde_json::Value;
 
@@ -29,10 +30,21 @@ pub struct DirInfo {
     pub uid: String,
     /// Ready condition is True.
     pub ready: bool,
-    /// SHA-256 digests of valid tokens and their expiry.
-    pub verifiers: Vec<([u8; 32], Option<jiff::Timestamp>)>,
+    /// Keyed verifiers of valid tokens: key id, HMAC-SHA256 digest, expiry.
+    pub verifiers: Vec<Verifier>,
     /// `spec.provider`: which client's expectations the answers follow (see `dialect`).
     pub provider: Provider,
+}
+
+/// One published verifier, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verifier {
+    /// Id of the verifier key.
+    pub key_id: String,
+    /// HMAC-SHA256 of the token under that key.
+    pub digest: [u8; 32],
+    /// After this the verifier opens nothing; `None` for the current token.
+    pub expires_at: Option<jiff::Timestamp>,
 }
 
 /// One directory's data behind its own lock.
@@ -124,14 +136,19 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
             .iter()
             .any(|c| c.type_ == CONDITION_READY && c.status == "True")
     });
+    let mut unkeyed = 0;
     let verifiers = st
         .map(|s| {
             s.token_verifiers
                 .iter()
                 .filter_map(|v| {
-                    let hex = v.hash.strip_prefix("sha256:")?;
-                    let digest = decode_hex32(hex)?;
-                    let exp = match v.expires_at.as_deref() {
+                    // Only keyed verifiers count; kube-scim 0.1.0's unkeyed `sha256:` hashes
+                    // open nothing (the operator replaces them at its first reconcile).
+                    let Some((key_id, digest)) = verifier::parse(&v.hash) else {
+                        unkeyed += 1;
+                        return None;
+                    };
+                    let expires_at = match v.expires_at.as_deref() {
                         None | Some("") => None,
                         Some(t) => match t.parse::<jiff::Timestamp>() {
                             Ok(ts) => Some(ts),
@@ -139,28 +156,29 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
                             Err(_) => Some(jiff::Timestamp::UNIX_EPOCH),
                         },
                     };
-                    Some((digest, exp))
+                    Some(Verifier {
+                        key_id: key_id.to_string(),
+                        digest,
+                        expires_at,
+                    })
                 })
                 .collect()
         })
         .unwrap_or_default();
+    if unkeyed > 0 {
+        tracing::warn!(
+            namespace = d.metadata.namespace.as_deref().unwrap_or_default(),
+            directory = d.metadata.name.as_deref().unwrap_or_default(),
+            unkeyed,
+            "ignoring unkeyed token verifiers (written by an older operator; the current operator replaces them)"
+        );
+    }
     DirInfo {
         uid: d.metadata.uid.clone().unwrap_or_default(),
         ready,
         verifiers,
         provider: d.spec.provider,
     }
-}
-
-fn decode_hex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Counts for metrics.
@@ -394,9 +412,38 @@ mod tests {
     }
 
     #[test]
-    fn verifier_hex_decodes() {
-        assert!(decode_hex32(&"ab".repeat(32)).is_some());
-        assert!(decode_hex32("zz").is_none());
-        assert!(decode_hex32(&"zz".repeat(32)).is_none());
+    fn only_keyed_verifiers_are_kept_and_a_bad_expiry_has_passed() {
+        let keyed = format!("hmac-sha256:k1:{}", "ab".repeat(32));
+        let verifier = |hash: &str, expires_at: Option<&str>| kube_scim_crds::TokenVerifier {
+            hash: hash.to_string(),
+            fingerprint: None,
+            expires_at: expires_at.map(str::to_string),
+        };
+        let mut d = ScimDirectory::new("d", Default::default());
+        d.status = Some(kube_scim_crds::ScimDirectoryStatus {
+            token_verifiers: vec![
+                verifier(&keyed, None),
+                verifier(&format!("sha256:{}", "ab".repeat(32)), None),
+                verifier(&format!("hmac-sha256:k1:{}", "zz".repeat(32)), None),
+                verifier(&keyed, Some("soon")),
+            ],
+            ..Default::default()
+        });
+        let info = dir_info(&d);
+        assert_eq!(
+            info.verifiers,
+            vec![
+                Verifier {
+                    key_id: "k1".into(),
+                    digest: [0xab; 32],
+                    expires_at: None,
+                },
+                Verifier {
+                    key_id: "k1".into(),
+                    digest: [0xab; 32],
+                    expires_at: Some(jiff::Timestamp::UNIX_EPOCH),
+                },
+            ]
+        );
     }
 }

@@ -12,6 +12,7 @@ mod objects;
 
 use std::sync::Arc;
 
+use kube_scim_runtime::verifier::SharedKeyRing;
 use scim_protocol::patch::replace_with_delta;
 use scim_protocol::{
     ListQuery, MembershipDelta, PatchRequest, Resource, ResourceKind, ScimError, check_if_match,
@@ -20,7 +21,7 @@ use scim_protocol::{
 use serde_json::Value;
 
 use crate::auth;
-use crate::cache::{Cache, DirInfo, Entry, rv_num};
+use crate::cache::{Cache, DirInfo, Entry, directory_of, rv_num};
 use crate::convert::status_json;
 use crate::error::Error;
 use crate::render::{self, Locations};
@@ -80,6 +81,7 @@ pub struct DirectoryService<S> {
     cache: Arc<Cache>,
     store: S,
     limits: Limits,
+    keys: SharedKeyRing,
 }
 
 fn not_found(kind: ResourceKind, id: &str) -> Error {
@@ -95,6 +97,45 @@ fn uniqueness(kind: ResourceKind) -> Error {
     .into()
 }
 
+/// Characters that do not show: controls, zero-width and other format characters, fillers.
+/// Two names that differ only by them look the same to a person.
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}' | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Makes the unique attribute (`userName`, a group's `displayName`) one identity per visible
+/// name: refuses a blank value and invisible characters, and stores the NFC form, so names
+/// that differ only in Unicode normalization are the same name (and collide as such).
+fn normalize_unique(res: &mut Resource) -> Result<(), Error> {
+    let Some(kind) = res.kind().unique_attr() else {
+        return Ok(());
+    };
+    let attr = kind.name;
+    let Some(v) = res.unique_value() else {
+        return Err(ScimError::InvalidValue(format!("{attr} is required")).into());
+    };
+    if v.trim().is_empty() {
+        return Err(ScimError::InvalidValue(format!("{attr} must not be empty or blank")).into());
+    }
+    if v.chars().any(invisible) {
+        return Err(ScimError::InvalidValue(format!(
+            "{attr} must not contain control, zero-width or other invisible characters"
+        ))
+        .into());
+    }
+    let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc().normalize(v);
+    if let std::borrow::Cow::Owned(n) = nfc {
+        res.set_unique_value(n);
+    }
+    Ok(())
+}
+
 fn now() -> String {
     jiff::Timestamp::now()
         .round(jiff::Unit::Millisecond)
@@ -103,12 +144,14 @@ fn now() -> String {
 }
 
 impl<S: Storage> DirectoryService<S> {
-    /// A service over `cache` (fed by watchers and by this service's writes) and `store`.
-    pub fn new(cache: Arc<Cache>, store: S, limits: Limits) -> Self {
+    /// A service over `cache` (fed by watchers and by this service's writes) and `store`,
+    /// checking bearer tokens with the verifier keys in force in `keys`.
+    pub fn new(cache: Arc<Cache>, store: S, limits: Limits, keys: SharedKeyRing) -> Self {
         DirectoryService {
             cache,
             store,
             limits,
+            keys,
         }
     }
 
@@ -120,7 +163,8 @@ impl<S: Storage> DirectoryService<S> {
     /// The directory, if it exists, is ready and `token` opens it.
     pub fn authorize(&self, dir: DirRef<'_>, token: Option<&str>) -> Result<DirInfo, Error> {
         let info = self.cache.directory(dir.ns, dir.name);
-        auth::authorize(&dir.label(), info, token, jiff::Timestamp::now())
+        let keys = self.keys.current();
+        auth::authorize(&dir.label(), info, token, &keys, jiff::Timestamp::now())
     }
 
     /// Discovery documents need only a directory that exists (no token: RFC 7644 §4).
@@ -131,8 +175,23 @@ impl<S: Storage> DirectoryService<S> {
         }
     }
 
-    /// One resource.
-    pub fn get(
+    /// One resource, read from the store first: another replica may have written or deleted it
+    /// a moment ago, before this replica's watch heard (a client that deleted a user through
+    /// one replica must not read it back through another).
+    pub async fn get(
+        &self,
+        dir: DirRef<'_>,
+        kind: ResourceKind,
+        id: &str,
+        at: &Locations,
+        with_members: bool,
+    ) -> Result<Resource, Error> {
+        self.refresh(dir, kind, id).await?;
+        self.cached(dir, kind, id, at, with_members)
+    }
+
+    /// One resource as this replica's cache holds it.
+    fn cached(
         &self,
         dir: DirRef<'_>,
         kind: ResourceKind,
@@ -147,6 +206,40 @@ impl<S: Storage> DirectoryService<S> {
             })
             .ok_or_else(|| not_found(kind, id))?
             .map_err(Error::from)
+    }
+
+    /// Brings the cache's copy of one object up to the store's current version (a newer copy
+    /// the watch has not delivered yet, or its deletion).
+    async fn refresh(&self, dir: DirRef<'_>, kind: ResourceKind, id: &str) -> Result<(), Error> {
+        match self.store.get(kind, dir.ns, id).await? {
+            Some(obj) if directory_of(&obj).as_deref() == Some(dir.name) => {
+                self.cache.apply_object(kind, &obj);
+            }
+            // Another directory's object: this directory's reads answer 404, as for none.
+            Some(_) => {}
+            None => {
+                if let Some(held) = self.entry(dir, kind, id) {
+                    self.cache
+                        .delete_object(kind, dir.ns, dir.name, id, held.rv);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The cached entry, or, when the cache does not hold it, the store's (another replica may
+    /// have created it a moment ago).
+    async fn entry_or_fresh(
+        &self,
+        dir: DirRef<'_>,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Option<Arc<Entry>>, Error> {
+        if let Some(entry) = self.entry(dir, kind, id) {
+            return Ok(Some(entry));
+        }
+        self.refresh(dir, kind, id).await?;
+        Ok(self.entry(dir, kind, id))
     }
 
     fn entry(&self, dir: DirRef<'_>, kind: ResourceKind, id: &str) -> Option<Arc<Entry>> {
@@ -191,6 +284,7 @@ impl<S: Storage> DirectoryService<S> {
             Vec::new()
         };
         res.strip_server_attributes();
+        normalize_unique(&mut res)?;
         let Some(key) = res.unique_key() else {
             return Err(
                 ScimError::InvalidValue("the unique name attribute is missing".into()).into(),
@@ -203,7 +297,7 @@ impl<S: Storage> DirectoryService<S> {
             .await?;
         let ts = now();
         for attempt in 0..objects::ID_CANDIDATES {
-            let id = candidate_id(kind, dir.ns, dir.name, &key, attempt);
+            let id = candidate_id(kind, dir.ns, dir.name, &owner.uid, &key, attempt);
             let taken = self.cache.read(dir.ns, dir.name, |d| {
                 d.get(kind, &id).is_some() || (kind == ResourceKind::Group && d.has_members(&id))
             });
@@ -274,7 +368,7 @@ impl<S: Storage> DirectoryService<S> {
         reply: Reply<'_>,
     ) -> Result<Option<Resource>, Error> {
         for _attempt in 0..=self.limits.conflict_retries {
-            let Some(entry) = self.entry(dir, kind, id) else {
+            let Some(entry) = self.entry_or_fresh(dir, kind, id).await? else {
                 return Err(not_found(kind, id));
             };
             check_if_match(if_match, Some(&entry.rv_str))?;
@@ -289,6 +383,9 @@ impl<S: Storage> DirectoryService<S> {
             let mut oldr = entry.resource()?;
             oldr.strip_server_attributes();
             oldr.set_id(id.to_string());
+            if newr.unique_value() != oldr.unique_value() {
+                normalize_unique(&mut newr)?;
+            }
             let new_key = newr.unique_key();
             if new_key != oldr.unique_key()
                 && let Some(k) = &new_key
@@ -296,8 +393,23 @@ impl<S: Storage> DirectoryService<S> {
             {
                 return Err(uniqueness(kind));
             }
-            if newr.attributes() != oldr.attributes() {
-                let patch = objects::attribute_patch(dir, &entry, &oldr, &newr, &now())?;
+            if kind == ResourceKind::Group {
+                // Every check before the first write: a refused request leaves no trace.
+                self.check_membership(dir, id, &outcome.membership).await?;
+            }
+            let changed = newr.attributes() != oldr.attributes();
+            // The outcome was computed on the cached copy, which may not have seen another
+            // replica's last write: a change carries the cached resourceVersion, and a no-op is
+            // proven one against it (a patch that stores nothing unless the copy is stale, when
+            // it conflicts and the change is run again on the current version).
+            let body = if changed {
+                Some(objects::attribute_patch(dir, &entry, &oldr, &newr, &now())?)
+            } else if outcome.touches_attributes {
+                Some(objects::precondition_patch(&entry))
+            } else {
+                None
+            };
+            if let Some(patch) = body {
                 match self.store.patch(kind, dir.ns, id, &patch).await {
                     Ok(o) => {
                         self.cache.apply_object(kind, &o);
@@ -328,7 +440,8 @@ impl<S: Storage> DirectoryService<S> {
             let Reply::Resource { at, with_members } = reply else {
                 return Ok(None);
             };
-            return self.get(dir, kind, id, at, with_members).map(Some);
+            // The write's answer is already in the cache.
+            return self.cached(dir, kind, id, at, with_members).map(Some);
         }
         Err(Error::unavailable(
             "the resource is being changed concurrently; retry",
@@ -344,7 +457,7 @@ impl<S: Storage> DirectoryService<S> {
         id: &str,
         if_match: Option<&str>,
     ) -> Result<(), Error> {
-        let Some(entry) = self.entry(dir, kind, id) else {
+        let Some(entry) = self.entry_or_fresh(dir, kind, id).await? else {
             return Err(not_found(kind, id));
         };
         check_if_match(if_match, Some(&entry.rv_str))?;

@@ -23,9 +23,18 @@ const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6b75_6265_7363_696d_8a1
 pub const ID_CANDIDATES: u32 = 8;
 
 /// Deterministic SCIM id of the `attempt`-th candidate for a unique key: a POST re-sent after a
-/// lost answer lands on the object it created the first time.
-pub fn candidate_id(kind: ResourceKind, ns: &str, dir: &str, key: &str, attempt: u32) -> String {
-    let name = format!("{}\n{ns}\n{dir}\n{key}\n{attempt}", kind.name());
+/// lost answer lands on the object it created the first time, on any replica. The directory's
+/// uid (which a SCIM client never sees) is part of the name, so a client cannot compute the id
+/// another directory gives a userName and test whether it exists there.
+pub fn candidate_id(
+    kind: ResourceKind,
+    ns: &str,
+    dir: &str,
+    dir_uid: &str,
+    key: &str,
+    attempt: u32,
+) -> String {
+    let name = format!("{}\n{ns}\n{dir}\n{dir_uid}\n{key}\n{attempt}", kind.name());
     uuid::Uuid::new_v5(&ID_NAMESPACE, name.as_bytes()).to_string()
 }
 
@@ -108,6 +117,12 @@ pub fn attribute_patch(
         patch["status"] = d;
     }
     Ok(patch)
+}
+
+/// The merge patch that changes nothing but holds only if `entry` is still the stored version:
+/// proves a change the cache found to be a no-op is one.
+pub fn precondition_patch(entry: &Entry) -> Value {
+    json!({"metadata": {"resourceVersion": entry.rv_str}})
 }
 
 /// The merge patch that sets (`on`) or removes a membership label, with the member `display`

@@ -1,13 +1,16 @@
 //! `make dev`: a local kube-scim on a real control plane. Starts etcd, kube-apiserver and
 //! kube-controller-manager on 127.0.0.1, installs the CRDs, runs the operator and the SCIM server
 //! from this workspace, applies `examples/`, prints how to reach everything, and stays in the
-//! foreground until Ctrl-C, then stops every process it started.
+//! foreground until Ctrl-C, then stops every process it started. Both components share a
+//! verifier key written to `.dev/verifier-keys/` (a fresh random key each run, as the chart
+//! creates one per install).
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
+use kube_scim_tests::keys::VerifierKeys;
 use kube_scim_tests::procs::ManagedProcess;
 use kube_scim_tests::stack::reported_tenant_url;
 use kube_scim_tests::{ControlPlane, repo_root, workspace_binary};
@@ -21,10 +24,11 @@ async fn main() -> anyhow::Result<()> {
     let kubeconfig = dev_dir.join("kubeconfig");
     std::fs::copy(plane.kubeconfig(), &kubeconfig)?;
     let kubectl = plane.bin_dir().join("kubectl");
+    let keys = VerifierKeys::create(&dev_dir.join("verifier-keys"))?;
 
     let mut components = Vec::new();
     for name in ["kube-scim-operator", "kube-scim-server"] {
-        match start_component(name, &kubeconfig, &dev_dir) {
+        match start_component(name, &kubeconfig, &dev_dir, keys.path()) {
             Ok(process) => components.push(process),
             Err(e) => eprintln!("not running {name}: {e:#}"),
         }
@@ -74,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
     }
     drop(plane);
     let _ = std::fs::remove_file(&kubeconfig);
+    let _ = std::fs::remove_dir_all(keys.path());
     Ok(())
 }
 
@@ -81,9 +86,11 @@ fn start_component(
     name: &str,
     kubeconfig: &Path,
     dev_dir: &Path,
+    keys: &Path,
 ) -> anyhow::Result<ManagedProcess> {
     let mut cmd = Command::new(workspace_binary(name)?);
     cmd.env("KUBECONFIG", kubeconfig);
+    cmd.arg("--verifier-key-dir").arg(keys);
     if name == "kube-scim-operator" {
         // Probes and metrics on 127.0.0.1 only; Ingresses route to a `kube-scim-server`
         // Service in `default` (the namespace of examples/); the Lease lives there too.

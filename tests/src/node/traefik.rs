@@ -159,6 +159,9 @@ fn manifest(traefik: &Traefik) -> Value {
                             "--ping",
                             "--ping.entrypoint=web",
                             "--log.level=INFO",
+                            // Tests never send traffic beyond 127.0.0.1 and the node's bridge.
+                            "--global.checknewversion=false",
+                            "--global.sendanonymoususage=false",
                         ],
                         "readinessProbe": {
                             "httpGet": {"host": "127.0.0.1", "path": "/ping", "port": traefik.http_port},
