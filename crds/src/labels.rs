@@ -22,6 +22,16 @@ pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY`] on objects created by the operator.
 pub const MANAGED_BY_OPERATOR: &str = "kube-scim-operator";
 
+/// Annotation on ScimUsers and ScimGroups that are members of a group of an Okta directory: the
+/// key is this prefix followed by the group's SCIM id, the value the member's `display` as Okta
+/// sent it (served back as the member's `display` in that group).
+pub const MEMBER_DISPLAY_PREFIX: &str = "display.member.kubescim.io/";
+
+/// Annotation key of the member `display` kept for the group with SCIM id `group_id`.
+pub fn member_display(group_id: &str) -> String {
+    format!("{MEMBER_DISPLAY_PREFIX}{group_id}")
+}
+
 /// Label key of the membership label for the group with SCIM id `group_id`.
 pub fn member_of(group_id: &str) -> String {
     format!("{MEMBER_OF_PREFIX}{group_id}")

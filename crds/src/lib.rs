@@ -115,7 +115,10 @@ pub struct ScimDirectorySpec {
     pub display_name: Option<String>,
 
     /// Identity provider that provisions this directory. `entra` (default) enables every
-    /// Microsoft Entra ID dialect and quirk; `generic` expects a strictly RFC 7643/7644 client.
+    /// Microsoft Entra ID dialect and quirk; `okta` answers as Okta's SCIM 2.0 client expects
+    /// (PATCH answers carry the resource); `generic` expects a strictly RFC 7643/7644 client.
+    /// It can be changed at any time: users and groups belong to the directory, not to the
+    /// provider.
     #[serde(default)]
     pub provider: Provider,
 
@@ -151,6 +154,9 @@ pub enum Provider {
     /// Microsoft Entra ID (Azure AD) provisioning service, both PATCH dialects.
     #[default]
     Entra,
+    /// Okta's SCIM 2.0 provisioning (app integration wizard or OIN app): PUT profile updates,
+    /// PATCH `active`, group push; every PATCH is answered 200 with the resource.
+    Okta,
     /// Any RFC 7643/7644 compliant SCIM client.
     Generic,
 }

@@ -261,7 +261,9 @@ pub fn endpoint_without_route(
 fn with_provider_flag(url: String, provider: Provider) -> String {
     match provider {
         Provider::Entra => format!("{url}?{ENTRA_COMPLIANCE_FLAG}"),
-        Provider::Generic => url,
+        // Okta appends `/Users` and `/Groups` to the connector base URL as typed: a query
+        // string would end up in the middle of every request path.
+        Provider::Okta | Provider::Generic => url,
     }
 }
 
@@ -638,6 +640,11 @@ mod tests {
         assert_eq!(
             endpoint(&route, Provider::Generic).unwrap(),
             "https://scim.example.com/identity/scim/v2/team-a/contoso"
+        );
+        assert_eq!(
+            endpoint(&route, Provider::Okta).unwrap(),
+            "https://scim.example.com/identity/scim/v2/team-a/contoso",
+            "Okta's connector base URL takes no query string"
         );
     }
 

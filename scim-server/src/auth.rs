@@ -98,6 +98,7 @@ mod tests {
             uid: String::new(),
             ready: true,
             verifiers: published(&keys, "secret", None),
+            ..DirInfo::default()
         };
         assert!(token_matches(&info, "secret", &keys, now));
         assert!(!token_matches(&info, "other", &keys, now));
@@ -124,6 +125,7 @@ mod tests {
             uid: String::new(),
             ready: true,
             verifiers: published(keys, "secret", None),
+            ..DirInfo::default()
         };
         // (operator's keys, server's keys) in the order a rotation goes through them.
         for (operator, server) in [

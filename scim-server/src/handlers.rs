@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use scim_protocol::{ListQuery, PatchRequest, Precondition, ResourceKind, ScimError, discovery};
 
 use crate::AppState;
+use crate::dialect::{self, PatchAnswer};
 use crate::directory::{Change, DirRef, Reply};
 use crate::error::Error;
 use crate::request::{self, QueryPairs};
@@ -131,7 +132,7 @@ async fn modify<S: Storage>(
     is_patch: bool,
 ) -> Res {
     let d = dir(&ns, &name);
-    st.directory.authorize(d, request::bearer_token(&headers))?;
+    let info = st.directory.authorize(d, request::bearer_token(&headers))?;
     let q = request::list_query(q)?;
     let v = request::json_body(&st.settings, &headers, body).await?;
     let change = if is_patch {
@@ -140,13 +141,9 @@ async fn modify<S: Storage>(
         Change::Replace(v)
     };
     let at = request::locations(&headers, &ns, &name);
-    // A group's members are computed from every member object: 204 spares that work (Entra
-    // expects 204), unless the client asked for attributes, where RFC 7644 §3.5.2 requires
-    // 200 with them.
-    let silent = kind == ResourceKind::Group
-        && is_patch
-        && q.attributes.is_empty()
-        && q.excluded_attributes.is_empty();
+    let projection = !q.attributes.is_empty() || !q.excluded_attributes.is_empty();
+    let silent = is_patch
+        && dialect::patch_answer(info.provider, kind, projection) == PatchAnswer::NoContent;
     let reply = if silent {
         Reply::Nothing
     } else {

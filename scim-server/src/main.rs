@@ -17,6 +17,7 @@ mod auth;
 mod cache;
 mod config;
 mod convert;
+mod dialect;
 mod directory;
 mod error;
 mod handlers;

@@ -30,13 +30,16 @@ impl Locations {
     }
 }
 
-fn member_ref(d: &DirData, id: &str, at: &Locations) -> Option<MemberRef> {
+fn member_ref(d: &DirData, group: &str, id: &str, at: &Locations) -> Option<MemberRef> {
     let kind = d.kind_of(id)?;
     let e = d.get(kind, id)?;
     Some(MemberRef {
         value: id.to_string(),
         kind: Some(kind.name().to_string()),
-        display: e.display.as_deref().map(str::to_string),
+        display: e
+            .display_in(group)
+            .or(e.display.as_deref())
+            .map(str::to_string),
         reference: Some(at.of(kind, id)),
     })
 }
@@ -77,7 +80,7 @@ pub fn resource(
             let mut members: Vec<MemberRef> = d
                 .member_ids(&e.id)
                 .iter()
-                .filter_map(|m| member_ref(d, m, at))
+                .filter_map(|m| member_ref(d, &e.id, m, at))
                 .collect();
             members.sort_by(|a, b| a.value.cmp(&b.value));
             r.set_members(&members);

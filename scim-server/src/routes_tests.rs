@@ -8,7 +8,9 @@ use axum::http::{Method, Request, StatusCode, header};
 use clap::Parser;
 use http_body_util::BodyExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube_scim_crds::{CONDITION_READY, ScimDirectory, ScimDirectoryStatus, TokenVerifier};
+use kube_scim_crds::{
+    CONDITION_READY, Provider, ScimDirectory, ScimDirectorySpec, ScimDirectoryStatus, TokenVerifier,
+};
 use kube_scim_runtime::verifier::{KeyRing, SharedKeyRing};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -24,13 +26,21 @@ use crate::metrics::Metrics;
 const TOKEN: &str = "secret-token";
 
 fn app() -> axum::Router {
+    app_for(Provider::default())
+}
+
+fn app_for(provider: Provider) -> axum::Router {
     let cache = Arc::new(Cache::default());
     cache.register_watcher();
     cache.watcher_synced();
     let keys =
         KeyRing::from_keys([("k1", b"routes-test-key-0123456789abcdef-0123".to_vec())]).unwrap();
     let hash = keys.hashes(TOKEN).remove(0);
-    let mut dir = ScimDirectory::new("d", Default::default());
+    let spec = ScimDirectorySpec {
+        provider,
+        ..Default::default()
+    };
+    let mut dir = ScimDirectory::new("d", spec);
     dir.metadata.namespace = Some("ns".into());
     dir.metadata.uid = Some("uid-d".into());
     dir.status = Some(ScimDirectoryStatus {
@@ -172,6 +182,139 @@ async fn each_verb_works_for_both_kinds_through_the_router() {
         (s, err["status"].as_str()),
         (StatusCode::NOT_FOUND, Some("404"))
     );
+}
+
+/// Okta's shapes (SCIM 2.0 reference): `password` on create, PUT of the whole profile without
+/// the memberships Okta does not manage there, path-less `replace` of `active`, group PATCHes
+/// answered 200 with the group. The same group PATCH on an Entra directory stays 204.
+#[tokio::test]
+async fn okta_directories_get_their_answers_and_keep_memberships_over_put() {
+    let app = app_for(Provider::Okta);
+    let (s, user) = call(
+        &app,
+        Method::POST,
+        &format!("{BASE}/Users"),
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "ada@okta.test",
+            "name": {"givenName": "Ada", "familyName": "Lovelace"},
+            "emails": [{"primary": true, "value": "ada@okta.test", "type": "work"}],
+            "displayName": "Ada Lovelace",
+            "locale": "en-US",
+            "externalId": "00u1",
+            "groups": [],
+            "password": "1mz050nq",
+            "active": true
+        })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert!(user.get("password").is_none(), "{user}");
+    let uid = user["id"].as_str().unwrap().to_string();
+    let (s, group) = call(
+        &app,
+        Method::POST,
+        &format!("{BASE}/Groups"),
+        Some(json!({"displayName": "Eng", "members": []})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let gid = group["id"].as_str().unwrap().to_string();
+    let add = json!({"Operations": [{"op": "add", "path": "members",
+        "value": [{"value": uid, "display": "ada@okta.test"}]}]});
+    let (s, patched) = call(
+        &app,
+        Method::PATCH,
+        &format!("{BASE}/Groups/{gid}"),
+        Some(add),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{patched}");
+    assert_eq!(patched["members"][0]["value"], uid.as_str());
+    assert_eq!(
+        patched["members"][0]["display"], "ada@okta.test",
+        "Okta's display is kept, not the user's displayName"
+    );
+
+    // Okta's PUT carries the profile it manages, an empty `groups` and a password: the
+    // membership made by group push stays, the password is neither stored nor returned.
+    let put = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "id": uid,
+        "userName": "ada@okta.test",
+        "name": {"givenName": "Ada", "familyName": "King"},
+        "emails": [{"primary": true, "value": "ada@okta.test", "type": "work"}],
+        "active": true,
+        "groups": [],
+        "password": "t1meMa$heen"
+    });
+    let (s, replaced) = call(&app, Method::PUT, &format!("{BASE}/Users/{uid}"), Some(put)).await;
+    assert_eq!(s, StatusCode::OK, "{replaced}");
+    assert_eq!(replaced["name"]["familyName"], "King");
+    assert!(replaced.get("password").is_none());
+    assert!(
+        replaced.get("displayName").is_none(),
+        "PUT replaces: {replaced}"
+    );
+    assert_eq!(replaced["groups"][0]["value"], gid.as_str(), "{replaced}");
+
+    let off = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "value": {"active": false}}]});
+    let (s, patched) = call(
+        &app,
+        Method::PATCH,
+        &format!("{BASE}/Users/{uid}"),
+        Some(off),
+    )
+    .await;
+    assert_eq!(
+        (s, patched["active"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+
+    let rename = json!({"Operations": [{"op": "replace", "value": {"id": gid, "displayName": "Engineering"}}]});
+    let (s, renamed) = call(
+        &app,
+        Method::PATCH,
+        &format!("{BASE}/Groups/{gid}"),
+        Some(rename),
+    )
+    .await;
+    assert_eq!(
+        (s, renamed["displayName"].as_str()),
+        (StatusCode::OK, Some("Engineering"))
+    );
+    assert_eq!(renamed["id"], gid.as_str());
+
+    let (_, got) = call(&app, Method::GET, &format!("{BASE}/Groups/{gid}"), None).await;
+    assert_eq!(got["members"][0]["display"], "ada@okta.test");
+
+    // Any other client's `display` is read-only (RFC 7643 §2.4): the member's own name is served.
+    let entra = app_for(Provider::Entra);
+    let (_, u) = call(
+        &entra,
+        Method::POST,
+        &format!("{BASE}/Users"),
+        Some(json!({"userName": "bob@entra.test", "displayName": "Bob"})),
+    )
+    .await;
+    let (_, g) = call(
+        &entra,
+        Method::POST,
+        &format!("{BASE}/Groups"),
+        Some(json!({"displayName": "Eng", "members": [{"value": u["id"], "display": "b"}]})),
+    )
+    .await;
+    assert_eq!(g["members"][0]["display"], "Bob", "{g}");
+    let rename = json!({"Operations": [{"op": "replace", "path": "displayName", "value": "E"}]});
+    let (s, _) = call(
+        &entra,
+        Method::PATCH,
+        &format!("{BASE}/Groups/{}", g["id"].as_str().unwrap()),
+        Some(rename),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]

@@ -25,6 +25,8 @@ pub mod entra;
 pub mod entra_suite;
 pub mod keys;
 pub mod node;
+pub mod okta;
+pub mod okta_suite;
 pub mod pki;
 pub mod procs;
 pub mod stack;

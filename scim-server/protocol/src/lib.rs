@@ -49,7 +49,10 @@ pub use error::ScimError;
 pub use etag::{Precondition, check_if_match, check_if_none_match, etag, parse_etag};
 pub use filter::{AttrPath, CompareOp, Filter, IndexHint, Literal};
 pub use list::{Candidate, CandidateSource};
-pub use patch::{MemberRef, MembershipDelta, PatchOp, PatchOpKind, PatchOutcome, PatchRequest};
+pub use patch::{
+    MemberRef, MembershipDelta, PatchOp, PatchOpKind, PatchOutcome, PatchRequest,
+    sent_member_displays,
+};
 pub use query::{ListQuery, SortOrder, list_response, project};
 pub use resource::{Meta, Resource, validate_create, validate_replace};
 pub use schema::ResourceKind;

@@ -322,8 +322,9 @@ pub fn replace_with_delta(existing: &Resource, body: &Value) -> Result<PatchOutc
     let mut membership = MembershipDelta::default();
     if existing.kind() == ResourceKind::Group {
         membership.remove_all();
+        let sent = sent_member_displays(body);
         for m in resource.members() {
-            membership.add(m);
+            membership.add(with_sent_display(m, &sent));
         }
     }
     let changed = resource.attributes() != existing.attributes();
@@ -942,6 +943,46 @@ fn member_of(v: &Value) -> Option<MemberRef> {
     MemberRef::from_value(v)
 }
 
+/// Each member's `display` exactly as a request sent it, by member id: `members` is the value of
+/// a `members` attribute (an array of member objects, or one), or a resource body holding one.
+/// `display` is read-only (RFC 7643 §2.4), so validation drops it from the resource and from
+/// [`MembershipDelta`] members; a server that keeps it for a client expecting that (Okta) reads
+/// it here.
+pub fn sent_member_displays(members: &Value) -> HashMap<String, String> {
+    let list = match members {
+        Value::Object(o) if !o.contains_key("value") => o
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("members"))
+            .map(|(_, v)| v),
+        other => Some(other),
+    };
+    let items: Vec<&Value> = match list {
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(v @ Value::Object(_)) => vec![v],
+        _ => Vec::new(),
+    };
+    items
+        .into_iter()
+        .filter_map(|m| {
+            let m = m.as_object()?;
+            let field = |name: &str| {
+                m.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .and_then(|(_, v)| v.as_str())
+            };
+            Some((field("value")?.to_string(), field("display")?.to_string()))
+        })
+        .collect()
+}
+
+/// `m` with the `display` the request sent for it, if any.
+fn with_sent_display(mut m: MemberRef, sent: &HashMap<String, String>) -> MemberRef {
+    if let Some(d) = sent.get(&m.value) {
+        m.display = Some(d.clone());
+    }
+    m
+}
+
 /// After an element with `primary: true` is written, every other element loses it
 /// (RFC 7643 §2.4: at most one primary).
 fn fix_primary(arr: &mut [Value], keep: Option<usize>) {
@@ -999,6 +1040,10 @@ fn apply_multi(
         match (&path.filter, &path.sub_attr) {
             (None, None) => match op {
                 PatchOpKind::Add | PatchOpKind::Replace => {
+                    let sent = match &value {
+                        Some(v) if is_members => sent_member_displays(v),
+                        _ => HashMap::new(),
+                    };
                     let new =
                         normalize_attr(def, value.unwrap_or(Value::Null), Mode::Input, &|| {
                             def.name.to_string()
@@ -1027,7 +1072,7 @@ fn apply_multi(
                         if let Some(d) = members.as_deref_mut()
                             && let Some(m) = member_of(&item)
                         {
-                            d.add(m);
+                            d.add(with_sent_display(m, &sent));
                         }
                         let found = if is_members {
                             item.get("value")

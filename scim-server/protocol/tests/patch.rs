@@ -80,6 +80,32 @@ fn rfc_add_member() {
             .added
             .contains_key("2819c223-7f76-453a-919d-413861904646")
     );
+    // `display` is read-only and not in the resource, but the delta reports it as sent.
+    assert_eq!(
+        out.membership.added["2819c223-7f76-453a-919d-413861904646"]
+            .display
+            .as_deref(),
+        Some("Babs Jensen")
+    );
+}
+
+#[test]
+fn sent_member_displays_are_read_from_a_body_or_a_members_value() {
+    let body = json!({"displayName": "G", "Members": [
+        {"value": "a", "display": "ada@okta.test"}, {"value": "b"}, {"display": "no id"}, 7
+    ]});
+    let sent = scim_protocol::sent_member_displays(&body);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent["a"], "ada@okta.test");
+    let one = scim_protocol::sent_member_displays(&json!({"value": "c", "display": "C"}));
+    assert_eq!(one["c"], "C");
+    assert!(scim_protocol::sent_member_displays(&json!("x")).is_empty());
+    let put = scim_protocol::patch::replace_with_delta(
+        &group(&["a"]),
+        &json!({"displayName": "Group1", "members": [{"value": "b", "display": "Bee"}]}),
+    )
+    .unwrap();
+    assert_eq!(put.membership.added["b"].display.as_deref(), Some("Bee"));
 }
 
 #[test]

@@ -31,6 +31,9 @@ pub struct Entry {
     pub last_modified: String,
     /// Ids of the groups this object is a direct member of (membership labels).
     pub member_of: Vec<String>,
+    /// `(group id, display)`: the `display` the client sent for this member of that group,
+    /// where one is kept (Okta directories); empty for almost every entry.
+    pub member_display: Vec<(String, Box<str>)>,
 }
 
 impl Entry {
@@ -59,7 +62,16 @@ impl Entry {
             created,
             last_modified,
             member_of,
+            member_display: Vec::new(),
         }
+    }
+
+    /// The `display` kept for this member of `group`, if any.
+    pub fn display_in(&self, group: &str) -> Option<&str> {
+        self.member_display
+            .iter()
+            .find(|(g, _)| g == group)
+            .map(|(_, d)| &**d)
     }
 
     /// The resource (parsed from the stored text).

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use kube::api::DynamicObject;
-use kube_scim_crds::{CONDITION_READY, ScimDirectory, labels};
+use kube_scim_crds::{CONDITION_READY, Provider, ScimDirectory, labels};
 use kube_scim_runtime::verifier;
 use scim_protocol::{Resource, ResourceKind};
 use serde_json::Value;
@@ -32,6 +32,8 @@ pub struct DirInfo {
     pub ready: bool,
     /// Keyed verifiers of valid tokens: key id, HMAC-SHA256 digest, expiry.
     pub verifiers: Vec<Verifier>,
+    /// `spec.provider`: which client's expectations the answers follow (see `dialect`).
+    pub provider: Provider,
 }
 
 /// One published verifier, parsed.
@@ -96,7 +98,7 @@ pub fn entry_from_object(
         }
     };
     resource.set_id(name.clone());
-    let member_of = obj
+    let member_of: Vec<String> = obj
         .metadata
         .labels
         .as_ref()
@@ -107,7 +109,23 @@ pub fn entry_from_object(
                 .collect()
         })
         .unwrap_or_default();
-    let entry = Entry::new(name, rv_str, &resource, created, last_modified, member_of);
+    let member_display = obj
+        .metadata
+        .annotations
+        .as_ref()
+        .map(|a| {
+            a.iter()
+                .filter_map(|(k, v)| {
+                    let g = k.strip_prefix(labels::MEMBER_DISPLAY_PREFIX)?;
+                    member_of
+                        .contains(&g.to_string())
+                        .then(|| (g.to_string(), Box::from(v.as_str())))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut entry = Entry::new(name, rv_str, &resource, created, last_modified, member_of);
+    entry.member_display = member_display;
     Some((ns, dir, entry, resource))
 }
 
@@ -159,6 +177,7 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
         uid: d.metadata.uid.clone().unwrap_or_default(),
         ready,
         verifiers,
+        provider: d.spec.provider,
     }
 }
 

@@ -16,6 +16,7 @@ use scim_protocol::{MembershipDelta, ResourceKind, ScimError};
 
 use super::{DirRef, DirectoryService, objects};
 use crate::cache::directory_of;
+use crate::dialect;
 use crate::error::Error;
 use crate::storage::{Storage, StoreError};
 
@@ -192,9 +193,19 @@ impl<S: Storage> DirectoryService<S> {
         for (kind, id) in added {
             plan.insert((kind, id), true);
         }
+        let keep_display = self
+            .cache
+            .directory(dir.ns, dir.name)
+            .is_some_and(|i| dialect::keeps_member_display(i.provider));
         let results: Vec<Result<(), Error>> = futures::stream::iter(plan)
             .map(|((kind, id), on)| async move {
-                let body = objects::membership_patch(group, on);
+                // A kept `display` travels with its label; any other write drops a kept one.
+                let display = delta
+                    .added
+                    .get(&id)
+                    .and_then(|m| m.display.as_deref())
+                    .filter(|d| on && keep_display && d.len() <= dialect::MAX_KEPT_DISPLAY);
+                let body = objects::membership_patch(group, on, display);
                 match self.store.patch(kind, dir.ns, &id, &body).await {
                     Ok(o) => {
                         self.cache.apply_object(kind, &o);

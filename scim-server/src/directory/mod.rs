@@ -272,7 +272,14 @@ impl<S: Storage> DirectoryService<S> {
         let mut res = validate_create(kind, body)?;
         drop(res.take_password());
         let members = if kind == ResourceKind::Group {
+            let sent = scim_protocol::sent_member_displays(body);
             res.members()
+                .into_iter()
+                .map(|mut m| {
+                    m.display = sent.get(&m.value).cloned().or(m.display);
+                    m
+                })
+                .collect()
         } else {
             Vec::new()
         };

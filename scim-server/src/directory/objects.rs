@@ -125,10 +125,18 @@ pub fn precondition_patch(entry: &Entry) -> Value {
     json!({"metadata": {"resourceVersion": entry.rv_str}})
 }
 
-/// The merge patch that sets (`on`) or removes a membership label.
-pub fn membership_patch(group: &str, on: bool) -> Value {
+/// The merge patch that sets (`on`) or removes a membership label, with the member `display`
+/// kept for the group (`None` removes a kept one).
+pub fn membership_patch(group: &str, on: bool, display: Option<&str>) -> Value {
     let value = if on { Value::from("true") } else { Value::Null };
-    json!({"metadata": {"labels": { labels::member_of(group): value }}})
+    let display = match display {
+        Some(d) if on => Value::from(d),
+        _ => Value::Null,
+    };
+    json!({"metadata": {
+        "labels": { labels::member_of(group): value },
+        "annotations": { labels::member_display(group): display }
+    }})
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ fn owner() -> DirInfo {
     DirInfo {
         uid: "uid-1".into(),
         ready: true,
-        verifiers: Vec::new(),
+        ..DirInfo::default()
     }
 }
 
