@@ -1204,7 +1204,9 @@ async fn limits_queue_call_counts_and_graceful_shutdown() {
     let before_lists = srv.metrics().await;
     for _ in 0..5 {
         assert_eq!(
-            scim.get("/Users?filter=userName%20sw%20%22u%22").await.status,
+            scim.get("/Users?filter=userName%20sw%20%22u%22")
+                .await
+                .status,
             StatusCode::OK
         );
     }
