@@ -27,7 +27,7 @@ use kube_scim_tests::entra_suite::{self, ScimTarget};
 use kube_scim_tests::node::chart::{
     self, NAMESPACE, OPERATOR, RELEASE, SERVER, diagnostics, restricted_namespace,
 };
-use kube_scim_tests::node::{KUBECTL_IMAGE, NodeCluster, restricted_container};
+use kube_scim_tests::node::{KUBECTL_IMAGE, NodeCluster, restricted_container, run_on_node};
 use kube_scim_tests::stack::ready_directory;
 use kube_scim_tests::{ControlPlane, eventually, must_succeed, repo_root};
 use serde_json::json;
@@ -37,20 +37,7 @@ const IMAGE_SIZE_LIMIT: u64 = 25 * 1024 * 1024;
 
 #[test]
 fn the_chart_runs_as_pods_on_a_real_node() {
-    let cluster = NodeCluster::start().expect("the node cluster starts");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(deploy_and_operate(&cluster));
-    drop(runtime);
-
-    cluster.stop();
-    let left = cluster.leftovers();
-    assert!(
-        left.is_empty(),
-        "the node left this behind on the host: {left:#?}"
-    );
+    run_on_node(deploy_and_operate);
 }
 
 async fn deploy_and_operate(cluster: &NodeCluster) {

@@ -24,7 +24,7 @@ use kube_scim_crds::{GatewayParentRef, RouteKind, ScimDirectory, ScimDirectorySp
 use kube_scim_tests::entra::{Dialect, EntraClient};
 use kube_scim_tests::entra_suite::{self, ScimTarget};
 use kube_scim_tests::node::chart::{self, NAMESPACE, apply, diagnostics};
-use kube_scim_tests::node::{NodeCluster, Traefik};
+use kube_scim_tests::node::{NodeCluster, Traefik, run_on_node};
 use kube_scim_tests::pki::WebCa;
 use kube_scim_tests::stack::ready_directory;
 use kube_scim_tests::{ControlPlane, eventually};
@@ -43,20 +43,7 @@ const ENTRYPOINTS: &str = "traefik.ingress.kubernetes.io/router.entrypoints";
 
 #[test]
 fn directories_are_reached_through_a_real_route_controller() {
-    let cluster = NodeCluster::start().expect("the node cluster starts");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(route_through_traefik(&cluster));
-    drop(runtime);
-
-    cluster.stop();
-    let left = cluster.leftovers();
-    assert!(
-        left.is_empty(),
-        "the node left this behind on the host: {left:#?}"
-    );
+    run_on_node(route_through_traefik);
 }
 
 async fn route_through_traefik(cluster: &NodeCluster) {

@@ -544,6 +544,26 @@ impl Drop for NodeCluster {
     }
 }
 
+/// Runs `test` against a new node cluster on a multi-threaded runtime, then stops the cluster
+/// and asserts that it left nothing behind on the host (processes, mounts, cgroups, iptables
+/// rules, the bridge). For tests: panics when the cluster cannot start or left something.
+pub fn run_on_node(test: impl AsyncFnOnce(&NodeCluster)) {
+    let cluster = NodeCluster::start().expect("the node cluster starts");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(test(&cluster));
+    drop(runtime);
+
+    cluster.stop();
+    let left = cluster.leftovers();
+    assert!(
+        left.is_empty(),
+        "the node left this behind on the host: {left:#?}"
+    );
+}
+
 /// Directory with every node binary: `$KUBE_SCIM_NODE_BIN` if set, else what
 /// `tests/node/build.sh` prints (it builds them on a cold cache).
 pub fn node_binaries() -> anyhow::Result<PathBuf> {
