@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 /// Audience of Entra-issued SCIM tokens.
 pub const SCIM_AUDIENCE: &str = "8adf8e6e-67b2-4cf2-a259-e3dc5476c621";
 
-/// Application id of Entra's provisioning client, as in the `appid` claim of its tokens.
+/// The `appid` the test issuer puts in its tokens (a stand-in for the calling application).
 pub const PROVISIONING_APP_ID: &str = "1b730954-1685-4b74-9bfd-dac224a7b894";
 
 const KEYS: &str = include_str!("../fixtures/jwt-test-keys.json");
