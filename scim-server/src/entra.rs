@@ -314,6 +314,63 @@ fn describe(e: &jsonwebtoken::errors::Error) -> String {
 mod tests {
     use super::*;
 
+    fn token(header: serde_json::Value) -> String {
+        use base64::Engine;
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let claims = serde_json::json!({"aud": SCIM_AUDIENCE, "exp": 4_000_000_000u64});
+        format!("{}.{}.c2ln", b64(header), b64(claims))
+    }
+
+    /// Refused before any key is fetched: the metadata URL points nowhere, so reaching a fetch
+    /// would show up as a `Fetch` rejection.
+    #[tokio::test]
+    async fn forgeries_are_refused_before_any_key_is_fetched() {
+        let verifier = EntraVerifier::new(EntraConfig {
+            metadata_url: "http://127.0.0.1:9/{tenant}".into(),
+            ..EntraConfig::default()
+        })
+        .unwrap();
+        let auth = EntraAuth {
+            tenant_id: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+            allowed_app_ids: vec![],
+        };
+        let none = token(serde_json::json!({"alg": "none", "kid": "k"}));
+        assert!(matches!(
+            verifier.verify(&auth, &none).await,
+            Err(Rejection::Malformed(_))
+        ));
+        let hs = token(serde_json::json!({"alg": "HS256", "kid": "k"}));
+        assert_eq!(
+            verifier.verify(&auth, &hs).await,
+            Err(Rejection::Algorithm("HS256".into()))
+        );
+        let no_kid = token(serde_json::json!({"alg": "RS256"}));
+        assert_eq!(
+            verifier.verify(&auth, &no_kid).await,
+            Err(Rejection::NoKeyId)
+        );
+        assert!(matches!(
+            verifier.verify(&auth, "not-a-jwt").await,
+            Err(Rejection::Malformed(_))
+        ));
+        let bad_tenant = EntraAuth {
+            tenant_id: "common".into(),
+            allowed_app_ids: vec![],
+        };
+        let rs = token(serde_json::json!({"alg": "RS256", "kid": "k"}));
+        assert!(matches!(
+            verifier.verify(&bad_tenant, &rs).await,
+            Err(Rejection::Invalid(_))
+        ));
+        // A well-formed RS256 token does reach the fetch (which fails here).
+        assert!(matches!(
+            verifier.verify(&auth, &rs).await,
+            Err(Rejection::Fetch(_))
+        ));
+    }
+
     #[test]
     fn tenant_ids_are_guids() {
         assert!(is_guid("72f988bf-86f1-41af-91ab-2d7cd011db47"));
