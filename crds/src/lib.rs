@@ -141,6 +141,11 @@ pub struct ScimDirectorySpec {
     #[serde(default)]
     pub token: TokenSpec,
 
+    /// How the identity provider may authenticate: the bearer token (default) and/or a token
+    /// Microsoft Entra ID issues itself.
+    #[serde(default)]
+    pub auth: AuthSpec,
+
     /// What happens to this directory's ScimUsers and ScimGroups when the directory is deleted:
     /// `Delete` (default) removes them with it; `Retain` releases and keeps them.
     #[serde(default)]
@@ -325,6 +330,75 @@ pub struct TokenSpec {
     pub grace_period: Option<String>,
 }
 
+/// Authentication methods of a directory.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!('EntraToken' in self.methods) || has(self.entraToken)",
+    "message": "auth.methods contains EntraToken: set auth.entraToken.tenantId"
+}]))]
+pub struct AuthSpec {
+    /// Methods that open the directory; a request is accepted if any of them accepts it.
+    /// `BearerToken` (default): the token from `status.tokenSecretName`. `EntraToken`: a JWT that
+    /// Microsoft Entra ID issues for the directory's tenant (leave Entra's Secret Token empty).
+    #[serde(default = "default_auth_methods")]
+    #[schemars(length(min = 1, max = 2), extend("x-kubernetes-list-type" = "set"))]
+    pub methods: Vec<AuthMethod>,
+
+    /// The Entra tenant whose tokens open the directory, with method `EntraToken`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entra_token: Option<EntraTokenSpec>,
+}
+
+impl Default for AuthSpec {
+    fn default() -> Self {
+        Self {
+            methods: default_auth_methods(),
+            entra_token: None,
+        }
+    }
+}
+
+impl AuthSpec {
+    /// Whether `method` is one of the directory's methods.
+    pub fn allows(&self, method: AuthMethod) -> bool {
+        self.methods.contains(&method)
+    }
+}
+
+fn default_auth_methods() -> Vec<AuthMethod> {
+    vec![AuthMethod::BearerToken]
+}
+
+/// One way to authenticate to a directory.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AuthMethod {
+    /// The long-lived bearer token the operator generates (or takes from `token.secretRef`).
+    BearerToken,
+    /// A JWT issued by Microsoft Entra ID for the tenant in `auth.entraToken.tenantId`.
+    EntraToken,
+}
+
+/// Entra-issued tokens: which tenant, and optionally which calling applications.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EntraTokenSpec {
+    /// Directory (tenant) id of the Entra tenant, a GUID. Only tokens whose issuer is this
+    /// tenant's (`https://sts.windows.net/<tenantId>/`) and whose signature verifies against its
+    /// published keys are accepted.
+    #[schemars(regex(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    ))]
+    pub tenant_id: String,
+
+    /// If set, only tokens whose calling application (`appid` or `azp` claim) is one of these
+    /// application (client) ids are accepted. Empty: any application of the tenant that Entra
+    /// issues a token to for the SCIM audience.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub allowed_app_ids: Vec<String>,
+}
+
 /// A key of a Secret in the directory's namespace.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -375,6 +449,15 @@ pub struct ScimDirectoryStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub token_verifiers: Vec<TokenVerifier>,
+
+    /// The authentication methods in force (`spec.auth.methods`, as last acted on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub auth_methods: Vec<AuthMethod>,
+
+    /// With method `EntraToken`: the Entra tenant whose tokens open the directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entra_tenant_id: Option<String>,
 
     /// Number of ScimUsers in the directory (active and inactive).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -28,7 +28,7 @@ pub fn authorize(
     let Some(token) = token else {
         return Err(Error::Unauthorized("a bearer token is required"));
     };
-    if token_matches(&info, token, keys, now) {
+    if !info.no_bearer && token_matches(&info, token, keys, now) {
         Ok(info)
     } else {
         Err(Error::Unauthorized(

@@ -103,6 +103,23 @@ pub struct Settings {
     #[arg(long, env = "KUBE_SCIM_VERIFIER_KEY_RELOAD_INTERVAL", default_value = "10s", value_parser = duration::parse_flag)]
     pub verifier_key_reload_interval: Duration,
 
+    /// OpenID metadata URL of an Entra tenant, `{tenant}` standing for the tenant id, for
+    /// directories with auth method `EntraToken`. Change it for a sovereign cloud (e.g.
+    /// `https://login.microsoftonline.us/{tenant}/.well-known/openid-configuration`) or a test
+    /// issuer.
+    #[arg(long, env = "KUBE_SCIM_ENTRA_METADATA_URL", default_value = crate::entra::DEFAULT_METADATA_URL)]
+    pub entra_metadata_url: String,
+
+    /// Issuer of an Entra tenant's tokens, `{tenant}` standing for the tenant id (e.g.
+    /// `https://sts.chinacloudapi.cn/{tenant}/` for Microsoft Entra operated by 21Vianet).
+    #[arg(long, env = "KUBE_SCIM_ENTRA_ISSUER", default_value = crate::entra::DEFAULT_ISSUER)]
+    pub entra_issuer: String,
+
+    /// Shortest time between two fetches of one Entra tenant's signing keys (a token signed
+    /// with an unknown key makes one).
+    #[arg(long, env = "KUBE_SCIM_ENTRA_KEY_REFRESH_INTERVAL", default_value = "5s", value_parser = duration::parse_flag)]
+    pub entra_key_refresh_interval: Duration,
+
     /// Log format: `json` (one JSON object per line) or `text`.
     #[arg(long, env = "KUBE_SCIM_LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,

@@ -62,7 +62,8 @@ pub async fn list<S: Storage>(
 ) -> Res {
     let q = request::list_query(q)?;
     st.directory
-        .authorize(dir(&ns, &name), request::bearer_token(&headers))?;
+        .authorize(dir(&ns, &name), request::bearer_token(&headers))
+        .await?;
     list_response(&st, (&ns, &name), &headers, kinds, &q)
 }
 
@@ -75,7 +76,8 @@ pub async fn search<S: Storage>(
     body: Body,
 ) -> Res {
     st.directory
-        .authorize(dir(&ns, &name), request::bearer_token(&headers))?;
+        .authorize(dir(&ns, &name), request::bearer_token(&headers))
+        .await?;
     let v = request::json_body(&st.settings, &headers, body).await?;
     let q = ListQuery::from_search_body(&v)?;
     list_response(&st, (&ns, &name), &headers, kinds, &q)
@@ -90,7 +92,9 @@ pub async fn get<S: Storage>(
     headers: HeaderMap,
 ) -> Res {
     let d = dir(&ns, &name);
-    st.directory.authorize(d, request::bearer_token(&headers))?;
+    st.directory
+        .authorize(d, request::bearer_token(&headers))
+        .await?;
     let q = request::list_query(q)?;
     let at = request::locations(&headers, &ns, &name);
     let r = st
@@ -115,7 +119,10 @@ pub async fn create<S: Storage>(
     body: Body,
 ) -> Res {
     let d = dir(&ns, &name);
-    let owner = st.directory.authorize(d, request::bearer_token(&headers))?;
+    let owner = st
+        .directory
+        .authorize(d, request::bearer_token(&headers))
+        .await?;
     let v = request::json_body(&st.settings, &headers, body).await?;
     let at = request::locations(&headers, &ns, &name);
     let r = st.directory.create(d, &owner, kind, &v, &at).await?;
@@ -132,7 +139,10 @@ async fn modify<S: Storage>(
     is_patch: bool,
 ) -> Res {
     let d = dir(&ns, &name);
-    let info = st.directory.authorize(d, request::bearer_token(&headers))?;
+    let info = st
+        .directory
+        .authorize(d, request::bearer_token(&headers))
+        .await?;
     let q = request::list_query(q)?;
     let v = request::json_body(&st.settings, &headers, body).await?;
     let change = if is_patch {
@@ -195,7 +205,9 @@ pub async fn delete<S: Storage>(
     headers: HeaderMap,
 ) -> Res {
     let d = dir(&ns, &name);
-    st.directory.authorize(d, request::bearer_token(&headers))?;
+    st.directory
+        .authorize(d, request::bearer_token(&headers))
+        .await?;
     let if_match = request::header_str(&headers, header::IF_MATCH);
     st.directory.delete(d, kind, &id, if_match).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -19,6 +19,7 @@ mod config;
 mod convert;
 mod dialect;
 mod directory;
+mod entra;
 mod error;
 mod handlers;
 mod kube_store;
@@ -94,7 +95,12 @@ async fn main() -> anyhow::Result<()> {
             kube_store::KubeStore::new(client, metrics.clone()),
             limits,
             keys,
-        ),
+        )
+        .with_entra(Arc::new(entra::EntraVerifier::new(entra::EntraConfig {
+            metadata_url: settings.entra_metadata_url.clone(),
+            issuer: settings.entra_issuer.clone(),
+            min_refresh: settings.entra_key_refresh_interval,
+        })?)),
         metrics,
         semaphore: Arc::new(Semaphore::new(settings.max_concurrent_requests.max(1))),
         directory_slots: middleware::DirectorySlots::new(

@@ -132,7 +132,7 @@ async fn buffer_body<S: Storage>(
     };
     let d = crate::directory::DirRef { ns, name };
     let token = crate::request::bearer_token(req.headers());
-    if st.directory.authorize(d, token).is_err() {
+    if st.directory.authorize(d, token).await.is_err() {
         return Ok(req);
     }
     let (parts, body) = req.into_parts();

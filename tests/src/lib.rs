@@ -23,6 +23,7 @@ use kube::{Api, Client, Config};
 
 pub mod entra;
 pub mod entra_suite;
+pub mod jwt_issuer;
 pub mod keys;
 pub mod node;
 pub mod okta;

@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use kube_scim_crds::{
-    CONDITION_READY, CONDITION_ROUTE_READY, CONDITION_TOKEN_READY, ScimDirectory,
+    AuthMethod, CONDITION_READY, CONDITION_ROUTE_READY, CONDITION_TOKEN_READY, ScimDirectory,
     ScimDirectoryStatus,
 };
 use serde_json::{Value, json};
@@ -205,6 +205,14 @@ pub fn desired(
         token_created: token.created.clone(),
         token_fingerprint: current.and_then(|v| v.fingerprint.clone()),
         token_verifiers: token.verifiers.clone(),
+        auth_methods: dir.spec.auth.methods.clone(),
+        entra_tenant_id: dir
+            .spec
+            .auth
+            .entra_token
+            .as_ref()
+            .filter(|_| dir.spec.auth.allows(AuthMethod::EntraToken))
+            .map(|e| e.tenant_id.clone()),
         users: previous.users,
         active_users: previous.active_users,
         inactive_users: previous.inactive_users,

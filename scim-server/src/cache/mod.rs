@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use kube::api::DynamicObject;
-use kube_scim_crds::{CONDITION_READY, Provider, ScimDirectory, labels};
+use kube_scim_crds::{AuthMethod, CONDITION_READY, Provider, ScimDirectory, labels};
 use kube_scim_runtime::verifier;
 use scim_protocol::{Resource, ResourceKind};
 use serde_json::Value;
 
 use crate::convert::resource_from_status;
+use crate::entra::EntraAuth;
 
 pub use entries::{DirData, Entry};
 
@@ -34,6 +35,10 @@ pub struct DirInfo {
     pub verifiers: Vec<Verifier>,
     /// `spec.provider`: which client's expectations the answers follow (see `dialect`).
     pub provider: Provider,
+    /// `BearerToken` is not among `spec.auth.methods`: the bearer token opens nothing.
+    pub no_bearer: bool,
+    /// With method `EntraToken`: the tenant (and applications) whose Entra-issued tokens open it.
+    pub entra: Option<EntraAuth>,
 }
 
 /// One published verifier, parsed.
@@ -178,6 +183,17 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
         ready,
         verifiers,
         provider: d.spec.provider,
+        no_bearer: !d.spec.auth.allows(AuthMethod::BearerToken),
+        entra: d
+            .spec
+            .auth
+            .entra_token
+            .as_ref()
+            .filter(|_| d.spec.auth.allows(AuthMethod::EntraToken))
+            .map(|e| EntraAuth {
+                tenant_id: e.tenant_id.to_ascii_lowercase(),
+                allowed_app_ids: e.allowed_app_ids.clone(),
+            }),
     }
 }
 

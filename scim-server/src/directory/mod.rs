@@ -23,6 +23,7 @@ use serde_json::Value;
 use crate::auth;
 use crate::cache::{Cache, DirInfo, Entry, directory_of, rv_num};
 use crate::convert::status_json;
+use crate::entra::EntraVerifier;
 use crate::error::Error;
 use crate::render::{self, Locations};
 use crate::storage::{Storage, StoreError};
@@ -82,6 +83,7 @@ pub struct DirectoryService<S> {
     store: S,
     limits: Limits,
     keys: SharedKeyRing,
+    entra: Option<Arc<EntraVerifier>>,
 }
 
 fn not_found(kind: ResourceKind, id: &str) -> Error {
@@ -152,7 +154,15 @@ impl<S: Storage> DirectoryService<S> {
             store,
             limits,
             keys,
+            entra: None,
         }
+    }
+
+    /// Also accepts Entra-issued tokens (for directories with method `EntraToken`), checked by
+    /// `entra`.
+    pub fn with_entra(mut self, entra: Arc<EntraVerifier>) -> Self {
+        self.entra = Some(entra);
+        self
     }
 
     /// The cache the service reads.
@@ -161,10 +171,28 @@ impl<S: Storage> DirectoryService<S> {
     }
 
     /// The directory, if it exists, is ready and `token` opens it.
-    pub fn authorize(&self, dir: DirRef<'_>, token: Option<&str>) -> Result<DirInfo, Error> {
+    pub async fn authorize(&self, dir: DirRef<'_>, token: Option<&str>) -> Result<DirInfo, Error> {
         let info = self.cache.directory(dir.ns, dir.name);
         let keys = self.keys.current();
-        auth::authorize(&dir.label(), info, token, &keys, jiff::Timestamp::now())
+        let entra = info.as_ref().and_then(|i| i.entra.clone());
+        let kept = info.clone();
+        let bearer = auth::authorize(&dir.label(), info, token, &keys, jiff::Timestamp::now());
+        let (Err(Error::Unauthorized(_)), Some(entra), Some(token), Some(info)) =
+            (&bearer, entra, token, kept)
+        else {
+            return bearer;
+        };
+        let Some(verifier) = &self.entra else {
+            return bearer;
+        };
+        match verifier.verify(&entra, token).await {
+            Ok(()) => Ok(info),
+            Err(reason) => {
+                // The reason helps the administrator; the client learns only that it failed.
+                tracing::info!(namespace = dir.ns, directory = dir.name, %reason, "token rejected");
+                bearer
+            }
+        }
     }
 
     /// Discovery documents need only a directory that exists (no token: RFC 7644 §4).

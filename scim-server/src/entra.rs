@@ -1,0 +1,393 @@
+//! Tokens that Microsoft Entra ID issues itself (the enterprise application's Secret Token left
+//! empty): a JWT signed with one of the tenant's published keys, issuer
+//! `https://sts.windows.net/<tenant id>/`, audience [`SCIM_AUDIENCE`]. No shared secret exists.
+//!
+//! Keys come from the tenant's OpenID metadata (`jwks_uri`) and are cached per tenant. A token
+//! signed with a key not in the cache makes one refetch (at most one per [`MIN_REFRESH`] per
+//! tenant, so a flood of made-up `kid`s cannot turn the server into a load generator against
+//! Entra), which is how a key rollover is picked up without a restart.
+//!
+//! Only RS256 is accepted, decided before any key is looked at: `alg: none` and HS256 signed
+//! with the public key as the HMAC secret (the classic algorithm confusion) never reach the
+//! signature check. Signature and claim checks are jsonwebtoken's (ring underneath).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+/// Audience of every token Entra issues to a SCIM provisioning client: the application id of
+/// Entra's provisioning service.
+pub const SCIM_AUDIENCE: &str = "8adf8e6e-67b2-4cf2-a259-e3dc5476c621";
+
+/// Where a tenant's OpenID metadata is, `{tenant}` standing for the tenant id (Entra's v1
+/// endpoint, the one whose tokens have the `sts.windows.net` issuer).
+pub const DEFAULT_METADATA_URL: &str =
+    "https://login.microsoftonline.com/{tenant}/.well-known/openid-configuration";
+
+/// The issuer a tenant's tokens carry, `{tenant}` standing for the tenant id.
+pub const DEFAULT_ISSUER: &str = "https://sts.windows.net/{tenant}/";
+
+/// Clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECS: u64 = 60;
+
+/// Shortest time between two fetches of one tenant's keys.
+pub const MIN_REFRESH: Duration = Duration::from_secs(5);
+
+/// Cached keys older than this are refetched on the next token (Entra rolls keys over every
+/// few weeks and publishes the next one in advance).
+pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Metadata and key sets larger than this are refused.
+const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+
+/// A directory's Entra settings, as the server needs them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntraAuth {
+    /// Tenant id (lowercase).
+    pub tenant_id: String,
+    /// Calling applications allowed (`appid` / `azp`); empty allows any.
+    pub allowed_app_ids: Vec<String>,
+}
+
+/// Why a token was refused. Goes to the log (never the token); the client is told only that the
+/// token is not valid.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not a JWT, or a header that names no supported algorithm (`alg: none` ends here).
+    #[error("not a well-formed JWT: {0}")]
+    Malformed(String),
+    /// A JWT signed with another algorithm than RS256.
+    #[error("algorithm {0} is not accepted (Entra signs with RS256)")]
+    Algorithm(String),
+    /// The header has no `kid`.
+    #[error("the token names no signing key (kid)")]
+    NoKeyId,
+    /// No key of the tenant has this `kid`, even after refetching them.
+    #[error("unknown signing key {0:?}: not among the tenant's published keys")]
+    UnknownKey(String),
+    /// The tenant's keys could not be fetched.
+    #[error("the tenant's signing keys could not be fetched: {0}")]
+    Fetch(String),
+    /// Signature, issuer, audience, expiry or not-before failed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The token's `tid` is another tenant's.
+    #[error("the token was issued for tenant {0}, not this directory's")]
+    OtherTenant(String),
+    /// The calling application is not one of `allowedAppIds`.
+    #[error("the calling application {0:?} is not in auth.entraToken.allowedAppIds")]
+    App(String),
+}
+
+/// Where to find keys and which issuer to expect; `{tenant}` in either is replaced by the
+/// tenant id. Set by whoever runs the server (flags), never by a directory: a directory's
+/// author must not make the server fetch arbitrary URLs.
+#[derive(Debug, Clone)]
+pub struct EntraConfig {
+    /// OpenID metadata URL template.
+    pub metadata_url: String,
+    /// Issuer template.
+    pub issuer: String,
+    /// Shortest time between two fetches of one tenant's keys.
+    pub min_refresh: Duration,
+}
+
+impl Default for EntraConfig {
+    fn default() -> Self {
+        EntraConfig {
+            metadata_url: DEFAULT_METADATA_URL.into(),
+            issuer: DEFAULT_ISSUER.into(),
+            min_refresh: MIN_REFRESH,
+        }
+    }
+}
+
+#[derive(Default)]
+struct TenantKeys {
+    keys: HashMap<String, DecodingKey>,
+    fetched: Option<Instant>,
+}
+
+/// The verifier of Entra-issued tokens, with its per-tenant key cache. One per server.
+pub struct EntraVerifier {
+    config: EntraConfig,
+    http: reqwest::Client,
+    tenants: Mutex<HashMap<String, Arc<tokio::sync::Mutex<TenantKeys>>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Claims {
+    #[serde(default)]
+    tid: Option<String>,
+    #[serde(default)]
+    appid: Option<String>,
+    #[serde(default)]
+    azp: Option<String>,
+}
+
+/// Whether `s` is a GUID: tenant ids are put into URLs.
+fn is_guid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+impl EntraVerifier {
+    /// A verifier with an empty cache.
+    pub fn new(config: EntraConfig) -> anyhow::Result<EntraVerifier> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(3))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(EntraVerifier {
+            config,
+            http,
+            tenants: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Accepts `token` if it is a valid Entra-issued token for `auth`'s tenant and application.
+    pub async fn verify(&self, auth: &EntraAuth, token: &str) -> Result<(), Rejection> {
+        let tenant = auth.tenant_id.to_ascii_lowercase();
+        if !is_guid(&tenant) {
+            return Err(Rejection::Invalid(format!(
+                "tenant id {tenant:?} is not a GUID"
+            )));
+        }
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| Rejection::Malformed(e.to_string()))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(Rejection::Algorithm(format!("{:?}", header.alg)));
+        }
+        let kid = header.kid.ok_or(Rejection::NoKeyId)?;
+        let key = self.key(&tenant, &kid).await?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[self.config.issuer.replace("{tenant}", &tenant)]);
+        validation.set_audience(&[SCIM_AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+            .map_err(|e| Rejection::Invalid(describe(&e)))?;
+        let claims = data.claims;
+        if let Some(tid) = claims.tid
+            && !tid.eq_ignore_ascii_case(&tenant)
+        {
+            return Err(Rejection::OtherTenant(tid));
+        }
+        if !auth.allowed_app_ids.is_empty() {
+            let app = claims.appid.or(claims.azp).unwrap_or_default();
+            if !auth
+                .allowed_app_ids
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(&app))
+            {
+                return Err(Rejection::App(app));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tenant's key `kid`, from the cache or (if unknown or stale) freshly fetched.
+    async fn key(&self, tenant: &str, kid: &str) -> Result<DecodingKey, Rejection> {
+        let entry = {
+            let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+            tenants.entry(tenant.to_string()).or_default().clone()
+        };
+        // One fetch per tenant at a time: concurrent requests with a new kid wait for it.
+        let mut cached = entry.lock().await;
+        let age = cached.fetched.map(|t| t.elapsed());
+        let stale = age.is_none_or(|a| a >= MAX_AGE);
+        if !stale && let Some(k) = cached.keys.get(kid) {
+            return Ok(k.clone());
+        }
+        let may_fetch = age.is_none_or(|a| a >= self.config.min_refresh);
+        if may_fetch {
+            match self.fetch(tenant).await {
+                Ok(keys) => {
+                    tracing::info!(
+                        tenant,
+                        keys = keys.len(),
+                        "fetched the Entra tenant's signing keys"
+                    );
+                    cached.keys = keys;
+                    cached.fetched = Some(Instant::now());
+                }
+                // Stale keys beat none while Entra is unreachable.
+                Err(e) if cached.keys.is_empty() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(tenant, error = %e, "refetching the Entra tenant's signing keys failed; using the cached ones")
+                }
+            }
+        }
+        cached
+            .keys
+            .get(kid)
+            .cloned()
+            .ok_or_else(|| Rejection::UnknownKey(kid.to_string()))
+    }
+
+    async fn fetch(&self, tenant: &str) -> Result<HashMap<String, DecodingKey>, Rejection> {
+        let url = self.config.metadata_url.replace("{tenant}", tenant);
+        let metadata = self.get_json(&url).await?;
+        let jwks_uri = metadata
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Rejection::Fetch(format!("{url}: no jwks_uri")))?
+            .to_string();
+        let jwks = self.get_json(&jwks_uri).await?;
+        Ok(rsa_keys(&jwks))
+    }
+
+    async fn get_json(&self, url: &str) -> Result<Value, Rejection> {
+        let fail = |e: String| Rejection::Fetch(format!("{url}: {e}"));
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(fail(format!("HTTP {}", resp.status())));
+        }
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
+        {
+            return Err(fail("document too large".into()));
+        }
+        let body = resp.bytes().await.map_err(|e| fail(e.to_string()))?;
+        if body.len() > MAX_DOCUMENT_BYTES {
+            return Err(fail("document too large".into()));
+        }
+        serde_json::from_slice(&body).map_err(|e| fail(e.to_string()))
+    }
+}
+
+/// The RSA signing keys of a JWK set, by `kid`. Other key types (and keys for encryption) are
+/// skipped: only RS256 is ever accepted.
+fn rsa_keys(jwks: &Value) -> HashMap<String, DecodingKey> {
+    let mut out = HashMap::new();
+    for k in jwks
+        .get("keys")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let s = |f: &str| k.get(f).and_then(Value::as_str);
+        if s("kty") != Some("RSA") || s("use").is_some_and(|u| u != "sig") {
+            continue;
+        }
+        let (Some(kid), Some(n), Some(e)) = (s("kid"), s("n"), s("e")) else {
+            continue;
+        };
+        if let Ok(key) = DecodingKey::from_rsa_components(n, e) {
+            out.insert(kid.to_string(), key);
+        }
+    }
+    out
+}
+
+/// A log reason for a failed check, in the words an administrator searches for.
+fn describe(e: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::InvalidSignature => "bad signature".into(),
+        K::ExpiredSignature => "expired (exp is in the past)".into(),
+        K::ImmatureSignature => "not yet valid (nbf is in the future)".into(),
+        K::InvalidIssuer => "wrong issuer (not this directory's tenant)".into(),
+        K::InvalidAudience => format!("wrong audience (expected {SCIM_AUDIENCE})"),
+        K::MissingRequiredClaim(c) => format!("missing claim {c}"),
+        K::InvalidAlgorithm => "algorithm does not match the key".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(header: serde_json::Value) -> String {
+        use base64::Engine;
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let claims = serde_json::json!({"aud": SCIM_AUDIENCE, "exp": 4_000_000_000u64});
+        format!("{}.{}.c2ln", b64(header), b64(claims))
+    }
+
+    /// Refused before any key is fetched: the metadata URL points nowhere, so reaching a fetch
+    /// would show up as a `Fetch` rejection.
+    #[tokio::test]
+    async fn forgeries_are_refused_before_any_key_is_fetched() {
+        let verifier = EntraVerifier::new(EntraConfig {
+            metadata_url: "http://127.0.0.1:9/{tenant}".into(),
+            ..EntraConfig::default()
+        })
+        .unwrap();
+        let auth = EntraAuth {
+            tenant_id: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+            allowed_app_ids: vec![],
+        };
+        let none = token(serde_json::json!({"alg": "none", "kid": "k"}));
+        assert!(matches!(
+            verifier.verify(&auth, &none).await,
+            Err(Rejection::Malformed(_))
+        ));
+        let hs = token(serde_json::json!({"alg": "HS256", "kid": "k"}));
+        assert_eq!(
+            verifier.verify(&auth, &hs).await,
+            Err(Rejection::Algorithm("HS256".into()))
+        );
+        let no_kid = token(serde_json::json!({"alg": "RS256"}));
+        assert_eq!(
+            verifier.verify(&auth, &no_kid).await,
+            Err(Rejection::NoKeyId)
+        );
+        assert!(matches!(
+            verifier.verify(&auth, "not-a-jwt").await,
+            Err(Rejection::Malformed(_))
+        ));
+        let bad_tenant = EntraAuth {
+            tenant_id: "common".into(),
+            allowed_app_ids: vec![],
+        };
+        let rs = token(serde_json::json!({"alg": "RS256", "kid": "k"}));
+        assert!(matches!(
+            verifier.verify(&bad_tenant, &rs).await,
+            Err(Rejection::Invalid(_))
+        ));
+        // A well-formed RS256 token does reach the fetch (which fails here).
+        assert!(matches!(
+            verifier.verify(&auth, &rs).await,
+            Err(Rejection::Fetch(_))
+        ));
+    }
+
+    #[test]
+    fn tenant_ids_are_guids() {
+        assert!(is_guid("72f988bf-86f1-41af-91ab-2d7cd011db47"));
+        assert!(!is_guid("72f988bf-86f1-41af-91ab-2d7cd011db4"));
+        assert!(!is_guid("../evil/x-86f1-41af-91ab-2d7cd011db47"));
+        assert!(!is_guid("common"));
+    }
+
+    #[test]
+    fn only_rsa_signing_keys_are_kept() {
+        let jwks = serde_json::json!({"keys": [
+            {"kty": "RSA", "use": "sig", "kid": "a", "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw", "e": "AQAB"},
+            {"kty": "RSA", "use": "enc", "kid": "b", "n": "AQAB", "e": "AQAB"},
+            {"kty": "oct", "kid": "c", "k": "c2VjcmV0"},
+            {"kty": "EC", "kid": "d", "crv": "P-256", "x": "", "y": ""}
+        ]});
+        let keys = rsa_keys(&jwks);
+        assert_eq!(keys.keys().collect::<Vec<_>>(), vec!["a"]);
+    }
+}
