@@ -63,6 +63,31 @@ pub struct Answer {
     pub content_type: String,
 }
 
+impl Answer {
+    /// Reads a response: its status, content type and JSON body (`null` when empty).
+    pub async fn read(response: reqwest::Response) -> anyhow::Result<Answer> {
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let text = response.text().await?;
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .with_context(|| format!("{status} answer is not JSON: {text}"))?
+        };
+        Ok(Answer {
+            status,
+            body,
+            content_type,
+        })
+    }
+}
+
 /// Entra's provisioning client for one Tenant URL and token.
 pub struct EntraClient {
     http: reqwest::Client,
@@ -140,26 +165,7 @@ impl EntraClient {
                 .header("Content-Type", "application/scim+json; charset=utf-8")
                 .body(body.to_string());
         }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let text = response.text().await?;
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text)
-                .with_context(|| format!("{status} answer is not JSON: {text}"))?
-        };
-        Ok(Answer {
-            status,
-            body,
-            content_type,
-        })
+        Answer::read(request.send().await?).await
     }
 
     fn expect(answer: Answer, statuses: &[u16], what: &str) -> anyhow::Result<Answer> {

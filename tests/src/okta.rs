@@ -70,26 +70,7 @@ impl OktaClient {
                 .header("Content-Type", "application/scim+json; charset=utf-8")
                 .body(body.to_string());
         }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let text = response.text().await?;
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text)
-                .with_context(|| format!("{status} answer is not JSON: {text}"))?
-        };
-        Ok(Answer {
-            status,
-            body,
-            content_type,
-        })
+        Answer::read(request.send().await?).await
     }
 
     fn expect(answer: Answer, status: u16, what: &str) -> anyhow::Result<Answer> {
