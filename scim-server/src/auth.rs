@@ -26,7 +26,7 @@ pub fn authorize(
         ));
     }
     let Some(token) = token else {
-        return Err(Error::Unauthorized("a bearer token is required"));
+        return Err(Error::NoToken);
     };
     if !info.no_bearer && token_matches(&info, token, keys, now) {
         Ok(info)
@@ -164,7 +164,7 @@ mod tests {
         };
         assert!(matches!(
             authorize("ns/d", Some(ready.clone()), None, &keys, now),
-            Err(Error::Unauthorized(_))
+            Err(Error::NoToken)
         ));
         assert!(matches!(
             authorize("ns/d", Some(ready), Some("t"), &keys, now),

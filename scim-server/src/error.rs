@@ -20,7 +20,10 @@ pub enum Error {
     /// The URL names a directory this server does not know.
     #[error("there is no SCIM directory {0}")]
     NoDirectory(String),
-    /// No bearer token, or one that does not open the directory.
+    /// No credentials at all (RFC 6750 §3.1: the challenge then carries no error code).
+    #[error("a bearer token is required")]
+    NoToken,
+    /// A bearer token that does not open the directory.
     #[error("{0}")]
     Unauthorized(&'static str),
     /// Worth retrying soon: starting, overloaded, timed out, storage unavailable, lost races.
@@ -66,7 +69,7 @@ impl Error {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
             Error::NoDirectory(_) | Error::NoEndpoint => StatusCode::NOT_FOUND,
-            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::NoToken | Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -128,6 +131,10 @@ impl IntoResponse for Error {
         let body = error_body(status.as_u16(), self.scim_type(), &self.detail());
         let mut response = crate::response::scim_json(status, &body);
         let extra = match &self {
+            Error::NoToken => Some((
+                header::WWW_AUTHENTICATE,
+                "Bearer realm=\"kube-scim\"".to_string(),
+            )),
             Error::Unauthorized(_) => Some((
                 header::WWW_AUTHENTICATE,
                 "Bearer realm=\"kube-scim\", error=\"invalid_token\"".to_string(),

@@ -347,3 +347,33 @@ async fn every_error_is_a_scim_error() {
         assert_eq!(body["status"], status.as_u16().to_string(), "{path}");
     }
 }
+
+/// RFC 6750 §3.1: a request without credentials gets a bare challenge; a wrong token gets
+/// `error="invalid_token"`.
+#[tokio::test]
+async fn a_missing_token_gets_a_challenge_without_an_error_code() {
+    let app = app();
+    let challenge = |authorization: Option<&str>| {
+        let app = app.clone();
+        let authorization = authorization.map(str::to_string);
+        async move {
+            let mut req = Request::builder()
+                .uri(format!("{BASE}/Users"))
+                .header(header::HOST, "scim.test");
+            if let Some(a) = authorization {
+                req = req.header(header::AUTHORIZATION, a);
+            }
+            let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+            resp.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    assert_eq!(challenge(None).await, "Bearer realm=\"kube-scim\"");
+    assert_eq!(
+        challenge(Some("Bearer wrong")).await,
+        "Bearer realm=\"kube-scim\", error=\"invalid_token\""
+    );
+}
