@@ -29,6 +29,16 @@ pub struct RouteState {
     pub endpoint: Option<String>,
 }
 
+impl RouteState {
+    /// A route that does not work: a `False` condition and no Tenant URL.
+    fn failed(reason: &str, message: impl Into<String>) -> Self {
+        RouteState {
+            check: Check::failed(reason, message),
+            endpoint: None,
+        }
+    }
+}
+
 /// Who holds a child object's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Holder {
@@ -266,13 +276,10 @@ fn gateway_api_missing(e: &kube::Error) -> bool {
 }
 
 fn missing_gateway_api() -> RouteState {
-    RouteState {
-        check: Check::failed(
-            "GatewayAPIMissing",
-            "spec.routeKind is Gateway but the Gateway API CRDs (gateway.networking.k8s.io HTTPRoute, ReferenceGrant) are not installed: install the standard channel of sigs.k8s.io/gateway-api and a Gateway controller, or use routeKind Ingress.",
-        ),
-        endpoint: None,
-    }
+    RouteState::failed(
+        "GatewayAPIMissing",
+        "spec.routeKind is Gateway but the Gateway API CRDs (gateway.networking.k8s.io HTTPRoute, ReferenceGrant) are not installed: install the standard channel of sigs.k8s.io/gateway-api and a Gateway controller, or use routeKind Ingress.",
+    )
 }
 
 /// The route part of a reconcile.
@@ -321,10 +328,6 @@ pub async fn reconcile(dir: &ScimDirectory, ctx: &Context) -> Result<RouteState,
         delete_ours(&grants, &grant_name, holders.grant).await?;
     }
 
-    let failed = |reason: &str, message: String| RouteState {
-        check: Check::failed(reason, message),
-        endpoint: None,
-    };
     match plan {
         Plan::Disabled => Ok(RouteState {
             check: Check::ok(
@@ -342,36 +345,40 @@ pub async fn reconcile(dir: &ScimDirectory, ctx: &Context) -> Result<RouteState,
                 server,
             )),
         }),
-        Plan::NoHost => Ok(failed(
+        Plan::NoHost => Ok(RouteState::failed(
             "NoHost",
             match route.kind {
-                RouteKind::Gateway => "No host for the HTTPRoute: set spec.gateway.host (or start the operator with --default-gateway-host or --default-ingress-host, Helm values routeDefaults.gateway.host or ingressDefaults.host), or set spec.routeKind to None and route to the SCIM server yourself.".into(),
-                _ => "No Ingress host: set spec.ingress.host (or start the operator with --default-ingress-host, Helm value ingressDefaults.host), or set spec.routeKind to None and route to the SCIM server yourself.".into(),
+                RouteKind::Gateway => {
+                    "No host for the HTTPRoute: set spec.gateway.host (or start the operator with --default-gateway-host or --default-ingress-host, Helm values routeDefaults.gateway.host or ingressDefaults.host), or set spec.routeKind to None and route to the SCIM server yourself."
+                }
+                _ => {
+                    "No Ingress host: set spec.ingress.host (or start the operator with --default-ingress-host, Helm value ingressDefaults.host), or set spec.routeKind to None and route to the SCIM server yourself."
+                }
             },
         )),
-        Plan::NoGateway => Ok(failed(
+        Plan::NoGateway => Ok(RouteState::failed(
             "NoGateway",
-            "spec.routeKind is Gateway but no Gateway is named: set spec.gateway.parentRefs (or start the operator with --default-gateway, Helm value routeDefaults.gateway.parentRef).".into(),
+            "spec.routeKind is Gateway but no Gateway is named: set spec.gateway.parentRefs (or start the operator with --default-gateway, Helm value routeDefaults.gateway.parentRef).",
         )),
-        Plan::IngressConflict => Ok(failed(
+        Plan::IngressConflict => Ok(RouteState::failed(
             "IngressConflict",
             format!(
                 "Ingress {ns}/{ingress_name} exists but does not belong to this directory. Delete or rename it so the operator can create the directory's route."
             ),
         )),
-        Plan::ServiceConflict => Ok(failed(
+        Plan::ServiceConflict => Ok(RouteState::failed(
             "ServiceConflict",
             format!(
                 "Service {ns}/{service_name} exists but does not belong to this directory. Delete or rename it so the operator can route to the SCIM server."
             ),
         )),
-        Plan::HttpRouteConflict => Ok(failed(
+        Plan::HttpRouteConflict => Ok(RouteState::failed(
             "HTTPRouteConflict",
             format!(
                 "HTTPRoute {ns}/{ingress_name} exists but does not belong to this directory. Delete or rename it so the operator can create the directory's route."
             ),
         )),
-        Plan::GrantConflict => Ok(failed(
+        Plan::GrantConflict => Ok(RouteState::failed(
             "ReferenceGrantConflict",
             format!(
                 "ReferenceGrant {}/{grant_name} exists but does not belong to this directory. Delete or rename it so the operator can let the HTTPRoute reach the SCIM server.",
@@ -529,43 +536,34 @@ async fn apply_httproute(
     for parent in &route.parents {
         let gateway_ns = parent.namespace.clone().unwrap_or_else(|| ns.clone());
         let Some(gateway) = get_opt(&gateways(ctx, &gateway_ns), &parent.name).await? else {
-            return Ok(RouteState {
-                check: Check::failed(
-                    "GatewayNotFound",
-                    format!(
-                        "Gateway {gateway_ns}/{} does not exist: create it, or name another in spec.gateway.parentRefs",
-                        parent.name
-                    ),
+            return Ok(RouteState::failed(
+                "GatewayNotFound",
+                format!(
+                    "Gateway {gateway_ns}/{} does not exist: create it, or name another in spec.gateway.parentRefs",
+                    parent.name
                 ),
-                endpoint: None,
-            });
+            ));
         };
         let value = serde_json::to_value(&gateway).unwrap_or(Value::Null);
         match route::gateway_serves_https(&value, parent.section.as_deref(), &host) {
             Ok(tls) => https |= tls,
             Err(ListenerProblem::NoSuchListener(listener)) => {
-                return Ok(RouteState {
-                    check: Check::failed(
-                        "ListenerNotFound",
-                        format!(
-                            "Gateway {gateway_ns}/{} has no HTTP or HTTPS listener named {listener}: fix spec.gateway.parentRefs[].sectionName",
-                            parent.name
-                        ),
+                return Ok(RouteState::failed(
+                    "ListenerNotFound",
+                    format!(
+                        "Gateway {gateway_ns}/{} has no HTTP or HTTPS listener named {listener}: fix spec.gateway.parentRefs[].sectionName",
+                        parent.name
                     ),
-                    endpoint: None,
-                });
+                ));
             }
             Err(ListenerProblem::NoListenerForHost) => {
-                return Ok(RouteState {
-                    check: Check::failed(
-                        "NoListenerForHost",
-                        format!(
-                            "No HTTP or HTTPS listener of Gateway {gateway_ns}/{} accepts host {host}: add one, or change spec.gateway.host",
-                            parent.name
-                        ),
+                return Ok(RouteState::failed(
+                    "NoListenerForHost",
+                    format!(
+                        "No HTTP or HTTPS listener of Gateway {gateway_ns}/{} accepts host {host}: add one, or change spec.gateway.host",
+                        parent.name
                     ),
-                    endpoint: None,
-                });
+                ));
             }
         }
     }
@@ -581,27 +579,21 @@ async fn apply_httproute(
     for (parent, verdict) in &verdicts {
         match verdict {
             ParentVerdict::NotAccepted(reason, message) => {
-                return Ok(RouteState {
-                    check: Check::failed(
-                        "RouteNotAccepted",
-                        format!(
-                            "Gateway {parent} did not accept HTTPRoute {route_name} ({reason}: {message}): check that its listeners allow routes from namespace {ns} and host {host}"
-                        ),
+                return Ok(RouteState::failed(
+                    "RouteNotAccepted",
+                    format!(
+                        "Gateway {parent} did not accept HTTPRoute {route_name} ({reason}: {message}): check that its listeners allow routes from namespace {ns} and host {host}"
                     ),
-                    endpoint: None,
-                });
+                ));
             }
             ParentVerdict::Unresolved(reason, message) => {
-                return Ok(RouteState {
-                    check: Check::failed(
-                        "BackendNotResolved",
-                        format!(
-                            "Gateway {parent} cannot reach the SCIM server Service {}/{} from HTTPRoute {route_name} ({reason}: {message})",
-                            server.namespace, server.name
-                        ),
+                return Ok(RouteState::failed(
+                    "BackendNotResolved",
+                    format!(
+                        "Gateway {parent} cannot reach the SCIM server Service {}/{} from HTTPRoute {route_name} ({reason}: {message})",
+                        server.namespace, server.name
                     ),
-                    endpoint: None,
-                });
+                ));
             }
             ParentVerdict::Awaiting | ParentVerdict::Accepted => {}
         }
