@@ -176,6 +176,13 @@ pub enum DeletionPolicy {
     Retain,
 }
 
+/// A public DNS name, optionally a wildcard (`*.example.com`): the hosts of both route kinds.
+const HOST_PATTERN: &str =
+    r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// A path prefix of both route kinds: starts with `/`, does not end with `/`.
+const PATH_PREFIX_PATTERN: &str = r"^(/[A-Za-z0-9._~-]+)+$";
+
 /// Ingress route for the directory's SCIM path. Fields left empty take the operator's defaults
 /// (set through the Helm chart's values).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -195,7 +202,7 @@ pub struct IngressSpec {
     #[schemars(
         length(max = 253),
         regex(
-            pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+            pattern = HOST_PATTERN
         )
     )]
     pub host: Option<String>,
@@ -203,7 +210,7 @@ pub struct IngressSpec {
     /// Path in front of `/scim/v2/<namespace>/<name>` on the public host, for gateways that strip
     /// a prefix before forwarding (e.g. `/identity`). Must start with `/` and not end with `/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 128), regex(pattern = r"^(/[A-Za-z0-9._~-]+)+$"))]
+    #[schemars(length(max = 128), regex(pattern = PATH_PREFIX_PATTERN))]
     pub path_prefix: Option<String>,
 
     /// IngressClass of the Ingress (e.g. `nginx`). Empty uses the operator's default.
@@ -271,7 +278,7 @@ pub struct GatewayRouteSpec {
     #[schemars(
         length(max = 253),
         regex(
-            pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+            pattern = HOST_PATTERN
         )
     )]
     pub host: Option<String>,
@@ -279,7 +286,7 @@ pub struct GatewayRouteSpec {
     /// Path in front of `/scim/v2/<namespace>/<name>` on the public host. Must start with `/` and
     /// not end with `/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 128), regex(pattern = r"^(/[A-Za-z0-9._~-]+)+$"))]
+    #[schemars(length(max = 128), regex(pattern = PATH_PREFIX_PATTERN))]
     pub path_prefix: Option<String>,
 }
 
