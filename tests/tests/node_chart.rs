@@ -249,6 +249,17 @@ async fn the_standby_operator_takes_over_from_a_deleted_leader(
     );
     let deleted = Instant::now();
 
+    // The deleted leader may still reconcile during its graceful shutdown, and it releases
+    // the Lease before the standby's next retry picks it up: wait for the new holder first,
+    // then prove that it reconciles a change.
+    let new_leader = eventually(
+        "the standby takes the Lease",
+        Duration::from_secs(60),
+        || async { lease_holder(kube).await.filter(|holder| *holder != leader) },
+    )
+    .await;
+    let took_over = deleted.elapsed();
+
     let directories: Api<ScimDirectory> = Api::namespaced(kube.clone(), "default");
     let changed = directories
         .patch(
@@ -269,13 +280,13 @@ async fn the_standby_operator_takes_over_from_a_deleted_leader(
         },
     )
     .await;
-    let new_leader = lease_holder(kube).await;
-    assert!(
-        new_leader.as_ref().is_some_and(|l| *l != leader),
-        "the Lease moved from {leader} (now {new_leader:?})"
+    assert_eq!(
+        lease_holder(kube).await.as_deref(),
+        Some(new_leader.as_str()),
+        "the new leader kept the Lease while it reconciled"
     );
     eprintln!(
-        "fail-over: {leader} -> {new_leader:?}, change reconciled {:?} after the delete",
+        "fail-over: {leader} -> {new_leader} {took_over:?} after the delete, change reconciled {:?} after the delete",
         deleted.elapsed()
     );
 }
