@@ -141,8 +141,8 @@ pub struct ScimDirectorySpec {
     #[serde(default)]
     pub token: TokenSpec,
 
-    /// How the identity provider may authenticate: the bearer token (default) and/or a token
-    /// Microsoft Entra ID issues itself.
+    /// How the identity provider may authenticate: the bearer token (default), a token
+    /// Microsoft Entra ID issues itself, and/or OAuth 2.0 client credentials.
     #[serde(default)]
     pub auth: AuthSpec,
 
@@ -348,13 +348,20 @@ pub struct AuthSpec {
     /// Methods that open the directory; a request is accepted if any of them accepts it.
     /// `BearerToken` (default): the token from `status.tokenSecretName`. `EntraToken`: a JWT that
     /// Microsoft Entra ID issues for the directory's tenant (leave Entra's Secret Token empty).
+    /// `OAuthClientCredentials`: an access token from the directory's OAuth 2.0 token endpoint
+    /// (`status.oauthTokenEndpoint`), obtained with client id `status.oauthClientId` and the
+    /// token from `status.tokenSecretName` as client secret (Entra gallery applications).
     #[serde(default = "default_auth_methods")]
-    #[schemars(length(min = 1, max = 2), extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(length(min = 1, max = 3), extend("x-kubernetes-list-type" = "set"))]
     pub methods: Vec<AuthMethod>,
 
     /// The Entra tenant whose tokens open the directory, with method `EntraToken`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entra_token: Option<EntraTokenSpec>,
+
+    /// Settings of method `OAuthClientCredentials` (all optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_client_credentials: Option<OAuthClientCredentialsSpec>,
 }
 
 impl Default for AuthSpec {
@@ -362,6 +369,7 @@ impl Default for AuthSpec {
         Self {
             methods: default_auth_methods(),
             entra_token: None,
+            oauth_client_credentials: None,
         }
     }
 }
@@ -384,6 +392,29 @@ pub enum AuthMethod {
     BearerToken,
     /// A JWT issued by Microsoft Entra ID for the tenant in `auth.entraToken.tenantId`.
     EntraToken,
+    /// OAuth 2.0 client credentials (RFC 6749 section 4.4): the identity provider exchanges the
+    /// client id and secret at the directory's token endpoint for a short-lived access token.
+    OAuthClientCredentials,
+}
+
+/// Default lifetime of an OAuth access token (`auth.oauthClientCredentials.accessTokenLifetime`).
+pub const DEFAULT_ACCESS_TOKEN_LIFETIME: &str = "1h";
+
+/// OAuth 2.0 client credentials: the client id is the directory's uid
+/// (`status.oauthClientId`), the client secret is the directory's token (generated or
+/// `token.secretRef`, rotated with `token.rotationRequest` and `token.gracePeriod`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthClientCredentialsSpec {
+    /// How long an access token from the token endpoint opens the directory, as a duration such
+    /// as `1h` or `90m` (default `1h`; between `1s` and `24h`; Entra's gallery expects 60 minutes
+    /// to 6 hours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), extend("x-kubernetes-validations" = [{
+        "rule": "duration(self) >= duration('1s') && duration(self) <= duration('24h')",
+        "message": "auth.oauthClientCredentials.accessTokenLifetime must be a duration between 1s and 24h, e.g. 1h"
+    }]))]
+    pub access_token_lifetime: Option<String>,
 }
 
 /// Entra-issued tokens: which tenant, and optionally which calling applications.
@@ -465,6 +496,16 @@ pub struct ScimDirectoryStatus {
     /// With method `EntraToken`: the Entra tenant whose tokens open the directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entra_tenant_id: Option<String>,
+
+    /// With method `OAuthClientCredentials`: the token endpoint to give the identity provider
+    /// (Entra: *Token endpoint*), the Tenant URL followed by `/oauth2/token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_token_endpoint: Option<String>,
+
+    /// With method `OAuthClientCredentials`: the client id (Entra: *Client ID*), the directory's
+    /// uid. The client secret is the token in the Secret `tokenSecretName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_client_id: Option<String>,
 
     /// Number of ScimUsers in the directory (active and inactive).
     #[serde(default, skip_serializing_if = "Option::is_none")]

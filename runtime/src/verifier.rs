@@ -180,6 +180,26 @@ impl KeyRing {
         Some(hmac_sha256(&key.secret, token.as_bytes()))
     }
 
+    /// A 32-byte key for another purpose than verifiers, derived from the key `id` with
+    /// HKDF-SHA256 (RFC 5869) and `label` as the `info` (one label per purpose, e.g. signing
+    /// OAuth access tokens). HKDF first extracts a pseudorandom key from the verifier key, so a
+    /// derived key is never the HMAC of anything under the verifier key itself: no verifier the
+    /// operator publishes (an HMAC of a token the user may choose, possibly equal to a label) can
+    /// be a derived key. `None` if this ring does not hold `id`.
+    pub fn derive(&self, id: &str, label: &[u8]) -> Option<[u8; 32]> {
+        let key = self.keys.iter().find(|k| k.id == id)?;
+        let mut out = [0u8; 32];
+        hkdf::Hkdf::<Sha256>::new(None, &key.secret)
+            .expand(label, &mut out)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        Some(out)
+    }
+
+    /// The id of the primary key: the one new things are signed or published under first.
+    pub fn primary_id(&self) -> &str {
+        &self.keys[0].id
+    }
+
     /// The verifier hashes of `token`, one per key, the primary key's first.
     pub fn hashes(&self, token: &str) -> Vec<String> {
         self.keys
@@ -355,6 +375,28 @@ mod tests {
             "abc",
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         ));
+    }
+
+    #[test]
+    fn derived_keys_follow_rfc_5869_and_differ_by_label_and_from_verifiers() {
+        // RFC 5869 test case 3 (SHA-256, no salt, no info): the first 32 bytes of its OKM.
+        let ikm = vec![0x0b; 22];
+        let okm = hkdf::Hkdf::<Sha256>::new(None, &ikm);
+        let mut first = [0u8; 32];
+        okm.expand(b"", &mut first).unwrap();
+        assert_eq!(
+            digest_hex(&format("x", &first)),
+            "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d"
+        );
+        let keys = ring(&[("k1", K1), ("k2", K2)]);
+        assert_eq!(keys.primary_id(), "k2");
+        let a = keys.derive("k1", b"purpose a").unwrap();
+        assert_ne!(a, keys.derive("k1", b"purpose b").unwrap());
+        assert_ne!(a, keys.derive("k2", b"purpose a").unwrap());
+        assert_eq!(Some(a), keys.derive("k1", b"purpose a"));
+        assert_eq!(keys.derive("k3", b"purpose a"), None);
+        // A user who picks the label as their token finds its verifier is not the derived key.
+        assert_ne!(keys.digest("k1", "purpose a").unwrap(), a);
     }
 
     #[test]

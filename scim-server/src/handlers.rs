@@ -15,6 +15,7 @@ use crate::AppState;
 use crate::dialect::{self, PatchAnswer};
 use crate::directory::{Change, DirRef, Reply};
 use crate::error::Error;
+use crate::oauth;
 use crate::request::{self, QueryPairs};
 use crate::response;
 use crate::storage::Storage;
@@ -50,6 +51,35 @@ fn list_response<S: Storage>(
     let at = request::locations(headers, ns, name);
     let v = st.directory.list(dir(ns, name), kinds.0, q, &at)?;
     Ok(response::scim_json(StatusCode::OK, &v))
+}
+
+/// POST /oauth2/token: the directory's OAuth 2.0 token endpoint (client credentials). Its
+/// answers and errors are OAuth's (RFC 6749 §5), not SCIM's.
+pub async fn oauth_token<S: Storage>(
+    State(st): St<S>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Ok(bytes) = axum::body::to_bytes(body, oauth::MAX_REQUEST_BYTES).await else {
+        return oauth::TokenError::InvalidRequest(format!(
+            "the request body is unreadable or larger than {} bytes",
+            oauth::MAX_REQUEST_BYTES
+        ))
+        .into_response();
+    };
+    let request = match oauth::parse_request(
+        request::header_str(&headers, header::AUTHORIZATION),
+        request::header_str(&headers, header::CONTENT_TYPE),
+        &bytes,
+    ) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match st.directory.issue_access_token(dir(&ns, &name), &request) {
+        Ok(answer) => answer.into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// GET /Users, /Groups

@@ -27,6 +27,7 @@ mod kube_store;
 mod memory_store;
 mod metrics;
 mod middleware;
+mod oauth;
 mod render;
 mod request;
 mod response;

@@ -43,6 +43,7 @@ const OPERATIONS: &[&str] = &[
     "/Groups/.search",
     "/ResourceTypes/{id}",
     "/Schemas/{id}",
+    "/oauth2/token",
 ];
 
 /// Each directory's concurrency queue, made on its first request.
@@ -91,6 +92,7 @@ fn classify(method: &str, path: &str) -> (Option<(String, String)>, String) {
     let op = match segs.as_slice() {
         [r] => format!("/{r}"),
         [r, ".search"] => format!("/{r}/.search"),
+        ["oauth2", "token"] => "/oauth2/token".into(),
         [r, _] => format!("/{r}/{{id}}"),
         _ => "/other".into(),
     };
@@ -258,6 +260,10 @@ mod tests {
             "GET /Users/{id}"
         );
         assert_eq!(classify("GET", "/scim/v2/ns/d/Users").1, "GET /Users");
+        assert_eq!(
+            classify("POST", "/scim/v2/ns/d/oauth2/token").1,
+            "POST /oauth2/token"
+        );
         assert_eq!(classify("GET", "/scim/v2/ns/d/Nope/x/y").1, "GET /other");
         assert_eq!(
             classify("GET", "/scim/v2/n%73/%64ir/Users").0,

@@ -59,6 +59,10 @@ pub fn scim<S: Storage>(st: Arc<AppState<S>>) -> Router {
             &format!("{base}/ResourceTypes/{{name}}"),
             get(h::resource_type::<S>),
         )
+        .route(
+            &format!("{base}{}", crate::oauth::TOKEN_PATH),
+            post(h::oauth_token::<S>),
+        )
         .route(&format!("{base}/Schemas"), get(h::schemas::<S>))
         .route(&format!("{base}/Schemas/{{name}}"), get(h::schema::<S>))
         .fallback(|| async { Error::NoEndpoint })

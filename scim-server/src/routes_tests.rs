@@ -30,16 +30,19 @@ fn app() -> axum::Router {
 }
 
 fn app_for(provider: Provider) -> axum::Router {
+    app_with(ScimDirectorySpec {
+        provider,
+        ..Default::default()
+    })
+}
+
+fn app_with(spec: ScimDirectorySpec) -> axum::Router {
     let cache = Arc::new(Cache::default());
     cache.register_watcher();
     cache.watcher_synced();
     let keys =
         KeyRing::from_keys([("k1", b"routes-test-key-0123456789abcdef-0123".to_vec())]).unwrap();
     let hash = keys.hashes(TOKEN).remove(0);
-    let spec = ScimDirectorySpec {
-        provider,
-        ..Default::default()
-    };
     let mut dir = ScimDirectory::new("d", spec);
     dir.metadata.namespace = Some("ns".into());
     dir.metadata.uid = Some("uid-d".into());
@@ -376,4 +379,107 @@ async fn a_missing_token_gets_a_challenge_without_an_error_code() {
         challenge(Some("Bearer wrong")).await,
         "Bearer realm=\"kube-scim\", error=\"invalid_token\""
     );
+}
+
+/// A token request to the directory's OAuth endpoint: `(status, headers, body)`.
+async fn token_request(
+    app: &axum::Router,
+    basic: Option<(&str, &str)>,
+    form: &str,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    use base64::Engine;
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri(format!("{BASE}/oauth2/token"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some((id, secret)) = basic {
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+        req = req.header(header::AUTHORIZATION, format!("Basic {pair}"));
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::from(form.to_string())).unwrap())
+        .await
+        .unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn list_with(app: &axum::Router, token: &str) -> StatusCode {
+    let req = Request::builder()
+        .uri(format!("{BASE}/Users"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    app.clone().oneshot(req).await.unwrap().status()
+}
+
+fn oauth_spec(methods: Vec<kube_scim_crds::AuthMethod>) -> ScimDirectorySpec {
+    let mut spec = ScimDirectorySpec::default();
+    spec.auth.methods = methods;
+    spec
+}
+
+/// The token endpoint through the router: both client authentications, RFC 6749's errors, and
+/// the access token opening the directory while the directory's own token does not (method
+/// `OAuthClientCredentials` alone).
+#[tokio::test]
+async fn the_token_endpoint_exchanges_client_credentials_for_an_access_token() {
+    use kube_scim_crds::AuthMethod;
+    let app = app_with(oauth_spec(vec![AuthMethod::OAuthClientCredentials]));
+    let grant = "grant_type=client_credentials";
+    let (status, headers, body) = token_request(&app, Some(("uid-d", TOKEN)), grant).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    let access = body["access_token"].as_str().unwrap().to_string();
+    assert_eq!(list_with(&app, &access).await, StatusCode::OK);
+    assert_eq!(list_with(&app, TOKEN).await, StatusCode::UNAUTHORIZED);
+
+    let form = format!("{grant}&client_id=uid-d&client_secret={TOKEN}");
+    let (status, _, body) = token_request(&app, None, &form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, headers, body) = token_request(&app, Some(("uid-d", "wrong"), ), grant).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_client");
+    assert_eq!(headers[header::WWW_AUTHENTICATE], "Basic realm=\"kube-scim\"");
+    let (status, headers, body) =
+        token_request(&app, None, &format!("{grant}&client_id=other&client_secret={TOKEN}")).await;
+    assert_eq!((status, &body["error"]), (StatusCode::UNAUTHORIZED, &json!("invalid_client")));
+    assert!(headers.get(header::WWW_AUTHENTICATE).is_none());
+    let (status, _, body) =
+        token_request(&app, Some(("uid-d", TOKEN)), "grant_type=password").await;
+    assert_eq!((status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("unsupported_grant_type")));
+    let (status, _, body) = token_request(&app, Some(("uid-d", TOKEN)), "scope=x").await;
+    assert_eq!((status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("invalid_request")));
+    // GET is not the token endpoint's method.
+    let req = Request::builder()
+        .uri(format!("{BASE}/oauth2/token"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        app.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+}
+
+/// Without the method, the endpoint refuses (`unauthorized_client`) and an access token that was
+/// valid opens nothing.
+#[tokio::test]
+async fn without_the_method_the_endpoint_and_its_tokens_open_nothing() {
+    use kube_scim_crds::AuthMethod;
+    let with = app_with(oauth_spec(vec![AuthMethod::OAuthClientCredentials]));
+    let (_, _, body) =
+        token_request(&with, Some(("uid-d", TOKEN)), "grant_type=client_credentials").await;
+    let access = body["access_token"].as_str().unwrap().to_string();
+    // The same directory (same uid and keys) with the method removed.
+    let without = app();
+    let (status, _, body) =
+        token_request(&without, Some(("uid-d", TOKEN)), "grant_type=client_credentials").await;
+    assert_eq!((status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("unauthorized_client")));
+    assert_eq!(list_with(&without, &access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(list_with(&without, TOKEN).await, StatusCode::OK);
 }

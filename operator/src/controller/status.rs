@@ -171,6 +171,12 @@ pub fn counts_patch(status: &ScimDirectoryStatus, resource_version: Option<&str>
     })
 }
 
+/// The OAuth 2.0 token endpoint of the directory whose Tenant URL is `endpoint`: the SCIM server
+/// serves it under the directory's path, so the directory's route carries it too.
+pub fn oauth_token_endpoint(endpoint: &str) -> String {
+    format!("{}/oauth2/token", endpoint.trim_end_matches('/'))
+}
+
 /// The status the directory should have now. Without `counts` (the caches to count from are
 /// not filled yet) the count fields stay as they are.
 pub fn desired(
@@ -186,7 +192,23 @@ pub fn desired(
     } else {
         tokens::last_expiry(&token.verifiers)
     };
-    let ready = ready(&token.check, &route.check, previous_until);
+    let mut ready = ready(&token.check, &route.check, previous_until);
+    let oauth = dir.spec.auth.allows(AuthMethod::OAuthClientCredentials);
+    let oauth_token_endpoint = route
+        .endpoint
+        .as_deref()
+        .filter(|_| oauth)
+        .map(oauth_token_endpoint);
+    let oauth_client_id = dir.metadata.uid.clone().filter(|_| oauth);
+    if ready.ok
+        && let (Some(endpoint), Some(client_id)) = (&oauth_token_endpoint, &oauth_client_id)
+    {
+        ready.message = format!(
+            "{}. OAuth client credentials: token endpoint {endpoint}, client id {client_id}, client secret the token in Secret {}",
+            ready.message.trim_end_matches('.'),
+            token.secret_name.as_deref().unwrap_or("(none yet)")
+        );
+    }
     let generation = dir.metadata.generation;
     let conditions = [
         (CONDITION_READY, &ready),
@@ -213,6 +235,8 @@ pub fn desired(
             .as_ref()
             .filter(|_| dir.spec.auth.allows(AuthMethod::EntraToken))
             .map(|e| e.tenant_id.clone()),
+        oauth_token_endpoint,
+        oauth_client_id,
         users: previous.users,
         active_users: previous.active_users,
         inactive_users: previous.inactive_users,
@@ -385,6 +409,43 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(new_problems(&dir, checks).len(), 1);
+    }
+
+    #[test]
+    fn oauth_client_credentials_show_their_endpoint_and_client_id_in_status_and_ready() {
+        let now = at("2026-01-01T00:00:00Z");
+        let mut spec = kube_scim_crds::ScimDirectorySpec::default();
+        spec.auth.methods = vec![AuthMethod::OAuthClientCredentials];
+        let mut dir = ScimDirectory::new("d", spec);
+        dir.metadata.uid = Some("0b5c2d3e-uid".into());
+        let token = TokenState {
+            check: Check::ok("TokenCreated", "ok"),
+            secret_name: Some("d-scim-token".into()),
+            created: None,
+            verifiers: Vec::new(),
+        };
+        let route = RouteState {
+            check: Check::ok("IngressReady", "ok"),
+            endpoint: Some("https://scim.example.com/scim/v2/ns/d".into()),
+        };
+        let status = desired(&dir, &token, &route, None, now);
+        let endpoint = "https://scim.example.com/scim/v2/ns/d/oauth2/token";
+        assert_eq!(status.oauth_token_endpoint.as_deref(), Some(endpoint));
+        assert_eq!(status.oauth_client_id.as_deref(), Some("0b5c2d3e-uid"));
+        let ready = &status.conditions[0];
+        assert!(
+            ready.message.contains(endpoint)
+                && ready.message.contains("client id 0b5c2d3e-uid")
+                && ready.message.contains("Secret d-scim-token"),
+            "{}",
+            ready.message
+        );
+        // Without the method, neither is shown.
+        dir.spec.auth.methods = vec![AuthMethod::BearerToken];
+        let status = desired(&dir, &token, &route, None, now);
+        assert_eq!(status.oauth_token_endpoint, None);
+        assert_eq!(status.oauth_client_id, None);
+        assert!(!status.conditions[0].message.contains("OAuth"));
     }
 
     #[test]

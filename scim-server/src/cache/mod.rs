@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::convert::resource_from_status;
 use crate::entra::EntraAuth;
+use crate::oauth::OAuthSettings;
 
 pub use entries::{DirData, Entry};
 
@@ -39,6 +40,9 @@ pub struct DirInfo {
     pub no_bearer: bool,
     /// With method `EntraToken`: the tenant (and applications) whose Entra-issued tokens open it.
     pub entra: Option<EntraAuth>,
+    /// With method `OAuthClientCredentials`: the token endpoint's settings (its access tokens
+    /// open the directory).
+    pub oauth: Option<OAuthSettings>,
 }
 
 /// One published verifier, parsed.
@@ -193,6 +197,19 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
             .map(|e| EntraAuth {
                 tenant_id: e.tenant_id.to_ascii_lowercase(),
                 allowed_app_ids: e.allowed_app_ids.clone(),
+            }),
+        oauth: d
+            .spec
+            .auth
+            .allows(AuthMethod::OAuthClientCredentials)
+            .then(|| {
+                OAuthSettings::from_lifetime(
+                    d.spec
+                        .auth
+                        .oauth_client_credentials
+                        .as_ref()
+                        .and_then(|o| o.access_token_lifetime.as_deref()),
+                )
             }),
     }
 }

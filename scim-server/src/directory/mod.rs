@@ -25,6 +25,7 @@ use crate::cache::{Cache, DirInfo, Entry, directory_of, rv_num};
 use crate::convert::status_json;
 use crate::entra::EntraVerifier;
 use crate::error::Error;
+use crate::oauth;
 use crate::render::{self, Locations};
 use crate::storage::{Storage, StoreError};
 
@@ -170,29 +171,103 @@ impl<S: Storage> DirectoryService<S> {
         &self.cache
     }
 
-    /// The directory, if it exists, is ready and `token` opens it.
+    /// The directory, if it exists, is ready and `token` opens it: as its bearer token, as an
+    /// access token from its OAuth token endpoint, or as an Entra-issued token, as far as the
+    /// directory's methods allow each.
     pub async fn authorize(&self, dir: DirRef<'_>, token: Option<&str>) -> Result<DirInfo, Error> {
         let info = self.cache.directory(dir.ns, dir.name);
         let keys = self.keys.current();
-        let entra = info.as_ref().and_then(|i| i.entra.clone());
-        let kept = info.clone();
-        let bearer = auth::authorize(&dir.label(), info, token, &keys, jiff::Timestamp::now());
-        let (Err(Error::Unauthorized(_)), Some(entra), Some(token), Some(info)) =
-            (&bearer, entra, token, kept)
-        else {
+        let now = jiff::Timestamp::now();
+        let bearer = auth::authorize(&dir.label(), info.clone(), token, &keys, now);
+        let (Err(Error::Unauthorized(_)), Some(token), Some(info)) = (&bearer, token, info) else {
             return bearer;
         };
-        let Some(verifier) = &self.entra else {
+        // The reasons below help the administrator; the client learns only that it failed.
+        if oauth::is_access_token(token) {
+            let verdict = match info.oauth {
+                Some(_) => oauth::verify(&keys, &info.uid, token, now).map_err(|r| r.to_string()),
+                None => Err("an OAuth access token, but OAuthClientCredentials is not among \
+                             spec.auth.methods"
+                    .to_string()),
+            };
+            return match verdict {
+                Ok(()) => Ok(info),
+                Err(reason) => {
+                    tracing::info!(namespace = dir.ns, directory = dir.name, %reason, "token rejected");
+                    bearer
+                }
+            };
+        }
+        let (Some(entra), Some(verifier)) = (&info.entra, &self.entra) else {
             return bearer;
         };
-        match verifier.verify(&entra, token).await {
+        match verifier.verify(entra, token).await {
             Ok(()) => Ok(info),
             Err(reason) => {
-                // The reason helps the administrator; the client learns only that it failed.
                 tracing::info!(namespace = dir.ns, directory = dir.name, %reason, "token rejected");
                 bearer
             }
         }
+    }
+
+    /// Answers a token request to the directory's OAuth 2.0 token endpoint (RFC 6749 §4.4):
+    /// the client id must be the directory's uid and the client secret one of its tokens (the
+    /// keyed verifiers, as for a bearer token); the directory must have method
+    /// `OAuthClientCredentials`.
+    pub fn issue_access_token(
+        &self,
+        dir: DirRef<'_>,
+        request: &oauth::TokenRequest,
+    ) -> Result<oauth::TokenAnswer, oauth::TokenError> {
+        let basic = request.auth == oauth::ClientAuth::Basic;
+        let Some(info) = self.cache.directory(dir.ns, dir.name) else {
+            return Err(oauth::TokenError::InvalidClient {
+                detail: format!("there is no SCIM directory {}", dir.label()),
+                basic,
+            });
+        };
+        if !info.ready {
+            return Err(oauth::TokenError::Unavailable(format!(
+                "the SCIM directory {} is not ready yet",
+                dir.label()
+            )));
+        }
+        let Some(settings) = info.oauth else {
+            return Err(oauth::TokenError::UnauthorizedClient(format!(
+                "OAuth client credentials are not among spec.auth.methods of the SCIM directory {}",
+                dir.label()
+            )));
+        };
+        let keys = self.keys.current();
+        let now = jiff::Timestamp::now();
+        // Every candidate secret is checked (constant time each), whether or not the id matched.
+        let secret_ok = request
+            .client_secrets
+            .iter()
+            .fold(false, |ok, s| auth::token_matches(&info, s, &keys, now) | ok);
+        if request.client_id != info.uid || !secret_ok {
+            tracing::info!(
+                namespace = dir.ns,
+                directory = dir.name,
+                client_id_matches = request.client_id == info.uid,
+                "token request refused: wrong client id or secret"
+            );
+            return Err(oauth::TokenError::InvalidClient {
+                detail: "the client id or secret is not valid for this directory".into(),
+                basic,
+            });
+        }
+        if request.grant_type != oauth::GRANT_TYPE {
+            return Err(oauth::TokenError::UnsupportedGrantType(format!(
+                "grant_type {:?} is not supported; this endpoint serves {}",
+                request.grant_type,
+                oauth::GRANT_TYPE
+            )));
+        }
+        oauth::issue(&keys, &info.uid, settings.lifetime, now).map_err(|e| {
+            tracing::error!(error = %e, "cannot sign an access token");
+            oauth::TokenError::Unavailable("the access token could not be signed".into())
+        })
     }
 
     /// Discovery documents need only a directory that exists (no token: RFC 7644 §4).
