@@ -498,7 +498,8 @@ pub struct ScimDirectoryStatus {
     pub entra_tenant_id: Option<String>,
 
     /// With method `OAuthClientCredentials`: the token endpoint to give the identity provider
-    /// (Entra: *Token endpoint*), the Tenant URL followed by `/oauth2/token`.
+    /// (Entra: *Token endpoint*): the Tenant URL's path (without Entra's `?aadOptscim062020`)
+    /// followed by `/oauth2/token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth_token_endpoint: Option<String>,
 

@@ -402,7 +402,10 @@ pub enum Rejection {
 /// other JWTs (Entra's) are left to their own verifier.
 pub fn is_access_token(token: &str) -> bool {
     jsonwebtoken::decode_header(token).is_ok_and(|h| {
-        h.alg == Algorithm::HS256 && h.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(TYP))
+        h.alg == Algorithm::HS256
+            && h.typ
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case(TYP))
     })
 }
 
@@ -429,8 +432,9 @@ pub fn verify(
     // The servers' clocks are the issuer's: no skew to allow for, and a short lifetime is exact.
     validation.leeway = 0;
     validation.validate_exp = false;
-    let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&secret), &validation)
-        .map_err(|e| Rejection::Invalid(describe(&e)))?;
+    let data =
+        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&secret), &validation)
+            .map_err(|e| Rejection::Invalid(describe(&e)))?;
     // jsonwebtoken reads its own clock; the caller's `now` decides expiry.
     if data.claims.exp <= now.as_second() {
         return Err(Rejection::Invalid(format!(
@@ -554,8 +558,8 @@ mod tests {
             code(Some("Bearer x"), FORM, b"grant_type=client_credentials"),
             "invalid_client"
         );
-        let err = parse_request(Some("Basic !!!"), FORM, b"grant_type=client_credentials")
-            .unwrap_err();
+        let err =
+            parse_request(Some("Basic !!!"), FORM, b"grant_type=client_credentials").unwrap_err();
         assert!(matches!(err, TokenError::InvalidClient { basic: true, .. }));
     }
 
@@ -660,7 +664,10 @@ mod tests {
 
     #[test]
     fn lifetimes_default_to_an_hour_and_are_clamped() {
-        assert_eq!(OAuthSettings::from_lifetime(None).lifetime, DEFAULT_LIFETIME);
+        assert_eq!(
+            OAuthSettings::from_lifetime(None).lifetime,
+            DEFAULT_LIFETIME
+        );
         assert_eq!(
             OAuthSettings::from_lifetime(Some("90m")).lifetime,
             Duration::from_secs(5400)

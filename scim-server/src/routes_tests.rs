@@ -403,7 +403,11 @@ async fn token_request(
         .unwrap();
     let (status, headers) = (resp.status(), resp.headers().clone());
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        headers,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 async fn list_with(app: &axum::Router, token: &str) -> StatusCode {
@@ -442,19 +446,35 @@ async fn the_token_endpoint_exchanges_client_credentials_for_an_access_token() {
     let (status, _, body) = token_request(&app, None, &form).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    let (status, headers, body) = token_request(&app, Some(("uid-d", "wrong"), ), grant).await;
+    let (status, headers, body) = token_request(&app, Some(("uid-d", "wrong")), grant).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "invalid_client");
-    assert_eq!(headers[header::WWW_AUTHENTICATE], "Basic realm=\"kube-scim\"");
-    let (status, headers, body) =
-        token_request(&app, None, &format!("{grant}&client_id=other&client_secret={TOKEN}")).await;
-    assert_eq!((status, &body["error"]), (StatusCode::UNAUTHORIZED, &json!("invalid_client")));
+    assert_eq!(
+        headers[header::WWW_AUTHENTICATE],
+        "Basic realm=\"kube-scim\""
+    );
+    let (status, headers, body) = token_request(
+        &app,
+        None,
+        &format!("{grant}&client_id=other&client_secret={TOKEN}"),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::UNAUTHORIZED, &json!("invalid_client"))
+    );
     assert!(headers.get(header::WWW_AUTHENTICATE).is_none());
     let (status, _, body) =
         token_request(&app, Some(("uid-d", TOKEN)), "grant_type=password").await;
-    assert_eq!((status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("unsupported_grant_type")));
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::BAD_REQUEST, &json!("unsupported_grant_type"))
+    );
     let (status, _, body) = token_request(&app, Some(("uid-d", TOKEN)), "scope=x").await;
-    assert_eq!((status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("invalid_request")));
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_request"))
+    );
     // GET is not the token endpoint's method.
     let req = Request::builder()
         .uri(format!("{BASE}/oauth2/token"))
@@ -472,14 +492,25 @@ async fn the_token_endpoint_exchanges_client_credentials_for_an_access_token() {
 async fn without_the_method_the_endpoint_and_its_tokens_open_nothing() {
     use kube_scim_crds::AuthMethod;
     let with = app_with(oauth_spec(vec![AuthMethod::OAuthClientCredentials]));
-    let (_, _, body) =
-        token_request(&with, Some(("uid-d", TOKEN)), "grant_type=client_credentials").await;
+    let (_, _, body) = token_request(
+        &with,
+        Some(("uid-d", TOKEN)),
+        "grant_type=client_credentials",
+    )
+    .await;
     let access = body["access_token"].as_str().unwrap().to_string();
     // The same directory (same uid and keys) with the method removed.
     let without = app();
-    let (status, _, body) =
-        token_request(&without, Some(("uid-d", TOKEN)), "grant_type=client_credentials").await;
-    assert_eq!((status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("unauthorized_client")));
+    let (status, _, body) = token_request(
+        &without,
+        Some(("uid-d", TOKEN)),
+        "grant_type=client_credentials",
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::BAD_REQUEST, &json!("unauthorized_client"))
+    );
     assert_eq!(list_with(&without, &access).await, StatusCode::UNAUTHORIZED);
     assert_eq!(list_with(&without, TOKEN).await, StatusCode::OK);
 }

@@ -24,6 +24,7 @@ fn spec(methods: Vec<AuthMethod>, allowed_app_ids: Vec<String>) -> ScimDirectory
                 tenant_id: TENANT.into(),
                 allowed_app_ids,
             }),
+            oauth_client_credentials: None,
         },
         ..Default::default()
     }

@@ -172,9 +172,11 @@ pub fn counts_patch(status: &ScimDirectoryStatus, resource_version: Option<&str>
 }
 
 /// The OAuth 2.0 token endpoint of the directory whose Tenant URL is `endpoint`: the SCIM server
-/// serves it under the directory's path, so the directory's route carries it too.
+/// serves it under the directory's path, so the directory's route carries it too. The Tenant
+/// URL's query (Entra's `?aadOptscim062020` flag) is for the SCIM requests, not the token endpoint.
 pub fn oauth_token_endpoint(endpoint: &str) -> String {
-    format!("{}/oauth2/token", endpoint.trim_end_matches('/'))
+    let path = endpoint.split_once('?').map_or(endpoint, |(path, _)| path);
+    format!("{}/oauth2/token", path.trim_end_matches('/'))
 }
 
 /// The status the directory should have now. Without `counts` (the caches to count from are
@@ -426,7 +428,7 @@ mod tests {
         };
         let route = RouteState {
             check: Check::ok("IngressReady", "ok"),
-            endpoint: Some("https://scim.example.com/scim/v2/ns/d".into()),
+            endpoint: Some("https://scim.example.com/scim/v2/ns/d?aadOptscim062020".into()),
         };
         let status = desired(&dir, &token, &route, None, now);
         let endpoint = "https://scim.example.com/scim/v2/ns/d/oauth2/token";

@@ -186,9 +186,11 @@ impl<S: Storage> DirectoryService<S> {
         if oauth::is_access_token(token) {
             let verdict = match info.oauth {
                 Some(_) => oauth::verify(&keys, &info.uid, token, now).map_err(|r| r.to_string()),
-                None => Err("an OAuth access token, but OAuthClientCredentials is not among \
+                None => Err(
+                    "an OAuth access token, but OAuthClientCredentials is not among \
                              spec.auth.methods"
-                    .to_string()),
+                        .to_string(),
+                ),
             };
             return match verdict {
                 Ok(()) => Ok(info),
@@ -241,10 +243,9 @@ impl<S: Storage> DirectoryService<S> {
         let keys = self.keys.current();
         let now = jiff::Timestamp::now();
         // Every candidate secret is checked (constant time each), whether or not the id matched.
-        let secret_ok = request
-            .client_secrets
-            .iter()
-            .fold(false, |ok, s| auth::token_matches(&info, s, &keys, now) | ok);
+        let secret_ok = request.client_secrets.iter().fold(false, |ok, s| {
+            auth::token_matches(&info, s, &keys, now) | ok
+        });
         if request.client_id != info.uid || !secret_ok {
             tracing::info!(
                 namespace = dir.ns,
