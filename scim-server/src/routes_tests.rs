@@ -441,6 +441,9 @@ async fn the_token_endpoint_exchanges_client_credentials_for_an_access_token() {
     let access = body["access_token"].as_str().unwrap().to_string();
     assert_eq!(list_with(&app, &access).await, StatusCode::OK);
     assert_eq!(list_with(&app, TOKEN).await, StatusCode::UNAUTHORIZED);
+    // Another replica (its own cache and service, the same verifier keys) accepts it.
+    let replica = app_with(oauth_spec(vec![AuthMethod::OAuthClientCredentials]));
+    assert_eq!(list_with(&replica, &access).await, StatusCode::OK);
 
     let form = format!("{grant}&client_id=uid-d&client_secret={TOKEN}");
     let (status, _, body) = token_request(&app, None, &form).await;

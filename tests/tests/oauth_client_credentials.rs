@@ -1,8 +1,9 @@
 //! Auth method `OAuthClientCredentials`: the Entra flow client obtains access tokens from a
 //! directory's token endpoint (client id = the directory's uid, client secret = its token) by
 //! HTTP Basic and by body parameters, then provisions with them; on the shared plane, with the
-//! operator and the SCIM server as processes.
+//! operator and the SCIM server as processes (and a second server replica for a while).
 
+use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -11,11 +12,12 @@ use kube::{Api, ResourceExt};
 use kube_scim_crds::{
     AuthMethod, AuthSpec, OAuthClientCredentialsSpec, ScimDirectory, ScimDirectorySpec,
 };
-use kube_scim_tests::ControlPlane;
 use kube_scim_tests::entra::{
     Answer, ClientAuth, Dialect, EntraClient, EntraUser, client_credentials_token,
 };
+use kube_scim_tests::procs::ManagedProcess;
 use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
+use kube_scim_tests::{ControlPlane, free_port, workspace_binary};
 use serde_json::json;
 
 fn spec(methods: Vec<AuthMethod>, lifetime: Option<&str>) -> ScimDirectorySpec {
@@ -181,6 +183,62 @@ async fn client_credentials_issue_short_lived_tokens_that_open_only_their_direct
         3600,
         "contoso",
     );
+    // A second server replica (same verifier keys, no state shared otherwise) accepts the first
+    // one's access token, and the first accepts the second's.
+    let (replica_port, replica_metrics) = (free_port().unwrap(), free_port().unwrap());
+    let mut replica = Command::new(workspace_binary("kube-scim-server").unwrap());
+    replica
+        .env("KUBECONFIG", plane.kubeconfig())
+        .arg(format!("--listen=127.0.0.1:{replica_port}"))
+        .arg(format!(
+            "--metrics-bind-address=127.0.0.1:{replica_metrics}"
+        ))
+        .arg(format!("--watch-namespaces={ns}"))
+        .arg("--verifier-key-dir")
+        .arg(stack.server_keys.path());
+    let log = plane.dir().join(format!("stack-{ns}")).join("replica.log");
+    let mut replica = ManagedProcess::spawn_command("replica", replica, &log).unwrap();
+    let replica_base = format!("http://127.0.0.1:{replica_port}/scim/v2/{ns}/contoso");
+    let mut replica_ready = false;
+    for _ in 0..300 {
+        let ready = reqwest::get(format!("http://127.0.0.1:{replica_metrics}/readyz")).await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            replica_ready = true;
+            break;
+        }
+        assert!(replica.is_running(), "{}", replica.log_tail(30));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(replica_ready, "replica not ready\n{}", replica.log_tail(30));
+    let answer = EntraClient::new(&replica_base, &contoso_token, Dialect::Compliant)
+        .test_connection()
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "replica: {}", answer.body);
+    let from_replica = access_token(
+        &client_credentials_token(
+            &format!("{replica_base}/oauth2/token"),
+            &client_id["contoso"],
+            &secret["contoso"],
+            ClientAuth::Post,
+            grant,
+        )
+        .await
+        .unwrap(),
+        3600,
+        "replica",
+    );
+    let answer = EntraClient::new(
+        &stack.base_url(&ns, "contoso"),
+        &from_replica,
+        Dialect::Compliant,
+    )
+    .test_connection()
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200, "the replica's token: {}", answer.body);
+    replica.stop();
+
     // With OAuthClientCredentials alone, the client secret is no bearer token.
     refused_at_scim(
         &stack.base_url(&ns, "contoso"),
