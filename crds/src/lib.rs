@@ -468,6 +468,7 @@ pub struct ScimDirectoryStatus {
     pub endpoint: Option<String>,
 
     /// Name of the Secret holding the current bearer token (key `token` unless `spec.token.secretRef.key` says otherwise).
+    /// With method `OAuthClientCredentials` that token is also the OAuth client secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_secret_name: Option<String>,
 

@@ -56,6 +56,31 @@ fn refused_at_endpoint(answer: &Answer, status: u16, error: &str, case: &str) {
     );
 }
 
+/// Waits (bounded) until the server's watch has brought the Ready directory behind `endpoint`
+/// into its cache: the operator's status write and the server's watch event race.
+async fn wait_until_served(endpoint: &str, client_id: &str, secret: &str) {
+    for _ in 0..100 {
+        let answer = client_credentials_token(
+            endpoint,
+            client_id,
+            secret,
+            ClientAuth::Basic,
+            "client_credentials",
+        )
+        .await
+        .unwrap();
+        let description = answer.body["error_description"]
+            .as_str()
+            .unwrap_or_default();
+        if !description.contains("there is no SCIM directory") && !description.contains("not ready")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{endpoint}: the server did not serve the directory within 10 s");
+}
+
 /// The SCIM endpoint answers `token` with 401 and RFC 6750's `invalid_token`.
 async fn refused_at_scim(base: &str, token: &str, case: &str) {
     let resp = reqwest::Client::new()
@@ -99,6 +124,23 @@ async fn client_credentials_issue_short_lived_tokens_that_open_only_their_direct
             .await
             .unwrap();
     }
+    // The apiserver refuses a lifetime outside 1s..24h, saying which field and range.
+    let refused = dirs
+        .create(
+            &PostParams::default(),
+            &ScimDirectory::new(
+                "too-long",
+                spec(vec![AuthMethod::OAuthClientCredentials], Some("48h")),
+            ),
+        )
+        .await
+        .expect_err("a 48h access token lifetime");
+    assert!(
+        refused
+            .to_string()
+            .contains("accessTokenLifetime must be a duration between 1s and 24h"),
+        "{refused}"
+    );
     let mut secret = std::collections::HashMap::new();
     let mut client_id = std::collections::HashMap::new();
     let mut endpoint = std::collections::HashMap::new();
@@ -109,6 +151,9 @@ async fn client_credentials_issue_short_lived_tokens_that_open_only_their_direct
         secret.insert(name, token);
         let dir = dirs.get(name).await.unwrap();
         let status = dir.status.clone().unwrap();
+        let uid = dir.uid().unwrap();
+        let served = format!("{}/oauth2/token", stack.base_url(&ns, name));
+        wait_until_served(&served, &uid, &secret[name]).await;
         if name == "bearer" {
             assert_eq!(status.oauth_token_endpoint, None);
             assert_eq!(status.oauth_client_id, None);
