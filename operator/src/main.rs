@@ -116,6 +116,16 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         keys,
     };
 
+    let webhooks = Arc::new(kube_scim_operator::webhook::Shared::new(
+        client.clone(),
+        flags.webhook_policy()?,
+        metrics.clone(),
+        &identity,
+        flags
+            .webhook_checkpoint_interval
+            .max(std::time::Duration::from_millis(100)),
+    ));
+
     let mut elector = None;
     if flags.leader_elect {
         anyhow::ensure!(
@@ -153,6 +163,7 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
             &client,
             &flags,
             &settings,
+            &webhooks,
             &metrics,
             &health,
             &shutdown_rx,
@@ -175,6 +186,7 @@ async fn lead(
     client: &Client,
     flags: &Flags,
     settings: &Settings,
+    webhooks: &Arc<kube_scim_operator::webhook::Shared>,
     metrics: &Arc<Metrics>,
     health: &Arc<Health>,
     shutdown_rx: &watch::Receiver<bool>,
@@ -225,6 +237,10 @@ async fn lead(
     } else {
         namespaces.into_iter().map(Some).collect()
     };
+    // Webhook delivery loops run with the controllers, for the leader's term only.
+    let deliveries = scopes.clone().into_iter().map(|scope| {
+        kube_scim_operator::webhook::run(webhooks.clone(), scope, stop.clone())
+    });
     let runs = scopes.into_iter().map(|scope| {
         controller::run_scope(
             client.clone(),
@@ -234,7 +250,11 @@ async fn lead(
             stop.clone(),
         )
     });
-    futures::future::join_all(runs).await;
+    futures::future::join(
+        futures::future::join_all(runs),
+        futures::future::join_all(deliveries),
+    )
+    .await;
     tracing::info!("controllers stopped");
     metrics.leader.set(0);
     health.leading.store(false, Ordering::Relaxed);
