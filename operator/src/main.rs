@@ -197,6 +197,10 @@ async fn lead(
 
     // Stop reconciling on SIGTERM or when leadership is lost.
     let (lost_tx, lost_rx) = watch::channel(false);
+    // Without an elector nothing sends on `lost_tx`; it must still live for the whole term,
+    // or `flag_set(lost)` sees the channel closed and stops the controllers at once
+    // (--leader-elect=false stopped everything right after start).
+    let _lost_sender = lost_tx.clone();
     let (done_tx, done_rx) = watch::channel(false);
     let renewer = elector.take().map(|mut elector| {
         tokio::spawn(async move {
