@@ -55,9 +55,12 @@ pub struct ScimWebhookSpec {
 
     /// Event types to send (default: all). See docs/webhooks.md for the payloads.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 10), inner(regex(
-        pattern = r"^dsync\.(user\.(created|updated|deleted)|group\.(created|updated|deleted|user_added|user_removed)|activated|deleted)$"
-    )))]
+    #[schemars(
+        length(max = 10),
+        inner(regex(
+            pattern = r"^dsync\.(user\.(created|updated|deleted)|group\.(created|updated|deleted|user_added|user_removed)|activated|deleted)$"
+        ))
+    )]
     pub events: Vec<String>,
 
     /// Several events per request: the body is then `{"object":"list","data":[events]}`.

@@ -228,7 +228,11 @@ impl Flags {
     /// The SSRF allow-list of --webhook-allowed-cidrs.
     pub fn webhook_policy(&self) -> anyhow::Result<crate::webhook::target::Policy> {
         let mut allowed = Vec::new();
-        for cidr in self.webhook_allowed_cidrs.iter().filter(|c| !c.trim().is_empty()) {
+        for cidr in self
+            .webhook_allowed_cidrs
+            .iter()
+            .filter(|c| !c.trim().is_empty())
+        {
             allowed.push(
                 cidr.trim()
                     .parse()

@@ -136,7 +136,10 @@ fn per_resource(lines: &[Value]) -> BTreeMap<String, Vec<Received>> {
             "the receiver rejected a request: {line}"
         );
         let event = &line["event"];
-        let id = event["id"].as_str().expect("every event has an id").to_string();
+        let id = event["id"]
+            .as_str()
+            .expect("every event has an id")
+            .to_string();
         if let Some(first) = by_id.get(&id) {
             assert_eq!(first, event, "two deliveries of {id} differ");
             continue;
@@ -186,6 +189,8 @@ fn operator_args() -> Vec<String> {
 }
 
 struct Setup {
+    /// The receiver's events, the restarted operators' logs and a kubeconfig.
+    dir: PathBuf,
     kube: Client,
     ns: String,
     stack: Stack,
@@ -202,7 +207,12 @@ async fn setup(prefix: &str, batching: Option<Batching>) -> Setup {
     let stack = Stack::start(plane, options).await.unwrap();
 
     let key = signing_key();
-    let mut receiver = Receiver::new(&plane.dir().join(format!("stack-{ns}")), &key);
+    // Not in the plane's directory under /tmp: the events must outlive anything that tidies
+    // /tmp while the test runs.
+    let events_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("webhooks-{ns}"));
+    std::fs::create_dir_all(&events_dir).unwrap();
+    std::fs::copy(plane.kubeconfig(), events_dir.join("kubeconfig")).unwrap();
+    let mut receiver = Receiver::new(&events_dir, &key);
     receiver.start().await;
     Api::<Secret>::namespaced(kube.clone(), &ns)
         .create(
@@ -251,6 +261,7 @@ async fn setup(prefix: &str, batching: Option<Batching>) -> Setup {
         .unwrap();
     let entra = EntraClient::new(&stack.base_url(&ns, "contoso"), &token, Dialect::Compliant);
     Setup {
+        dir: events_dir,
         kube,
         ns,
         stack,
@@ -283,7 +294,7 @@ async fn webhook_status(kube: &Client, ns: &str) -> kube_scim_crds::ScimWebhookS
 
 #[tokio::test]
 async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
-    let s = setup("webhook", None).await;
+    let mut s = setup("webhook", None).await;
     let entra = &s.entra;
     let u1 = entra.provision_user(&entra_user(1), None).await.unwrap();
     let u2 = entra.provision_user(&entra_user(2), None).await.unwrap();
@@ -300,7 +311,10 @@ async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
         .update_user(&u1, &[("title", json!("Principal Engineer"))])
         .await
         .unwrap();
-    entra.remove_members(&g1, &[u2.clone()]).await.unwrap();
+    entra
+        .remove_members(&g1, std::slice::from_ref(&u2))
+        .await
+        .unwrap();
     entra.rename_group(&g1, "Engineering EMEA").await.unwrap();
     // Deprovisioning as Entra does it: active false, later the delete.
     entra.set_active(&u3, false).await.unwrap();
@@ -345,14 +359,15 @@ async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
         ),
     ]);
     let total: usize = expected.values().map(Vec::len).sum();
-    let received = kube_scim_tests::eventually("every event delivered", Duration::from_secs(90), || {
-        let lines = s.receiver.lines();
-        async move {
-            let got = per_resource(&lines);
-            (got.values().map(Vec::len).sum::<usize>() >= total).then_some(got)
-        }
-    })
-    .await;
+    let received =
+        kube_scim_tests::eventually("every event delivered", Duration::from_secs(90), || {
+            let lines = s.receiver.lines();
+            async move {
+                let got = per_resource(&lines);
+                (got.values().map(Vec::len).sum::<usize>() >= total).then_some(got)
+            }
+        })
+        .await;
     let got: BTreeMap<String, Vec<String>> = received
         .iter()
         .map(|(r, events)| (r.clone(), kinds(events)))
@@ -362,19 +377,28 @@ async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
     // Payloads: WorkOS shapes, previous attributes, a visible deprovisioning.
     let title = &received[&u1][2].body;
     assert_eq!(title["data"]["job_title"], "Principal Engineer");
-    assert_eq!(title["data"]["previous_attributes"]["job_title"], "Engineer");
+    assert_eq!(
+        title["data"]["previous_attributes"]["job_title"],
+        "Engineer"
+    );
     assert_eq!(title["data"]["object"], "directory_user");
     assert_eq!(title["data"]["username"], "User.1@contoso.onmicrosoft.com");
     let deprovision = &received[&u3][1].body;
     assert_eq!(deprovision["transition"], "deprovisioned");
     assert_eq!(deprovision["data"]["state"], "inactive");
-    assert_eq!(deprovision["data"]["previous_attributes"]["state"], "active");
+    assert_eq!(
+        deprovision["data"]["previous_attributes"]["state"],
+        "active"
+    );
     let added = &received[&u1][1].body;
     assert_eq!(added["data"]["group"]["name"], "Engineering");
     assert_eq!(added["data"]["user"]["id"], u1.as_str());
     let renamed = &received[&g1][1].body;
     assert_eq!(renamed["data"]["name"], "Engineering EMEA");
-    assert_eq!(renamed["data"]["previous_attributes"]["name"], "Engineering");
+    assert_eq!(
+        renamed["data"]["previous_attributes"]["name"],
+        "Engineering"
+    );
 
     // Status: Ready, nothing waiting, the last event acknowledged.
     let status = kube_scim_tests::eventually("status caught up", Duration::from_secs(30), || {
@@ -385,7 +409,11 @@ async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
         }
     })
     .await;
-    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
     assert_eq!(ready.status, "True", "{ready:?}");
     let last_line = s.receiver.lines().last().cloned().unwrap();
     assert_eq!(
@@ -393,13 +421,15 @@ async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
         last_line["event"]["id"].as_str()
     );
     assert_eq!(status.consecutive_failures, Some(0));
+    s.receiver.stop();
+    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 /// Replaces the stack's operator by a new process with the same flags (after a SIGKILL).
-fn restart_operator(stack: &mut Stack, plane: &ControlPlane, ns: &str) {
-    let log = plane.dir().join(format!("stack-{ns}")).join("operator.log");
+fn restart_operator(stack: &mut Stack, dir: &Path, ns: &str) {
+    let log = dir.join("operator.log");
     let mut cmd = Command::new(workspace_binary("kube-scim-operator").unwrap());
-    cmd.env("KUBECONFIG", plane.kubeconfig())
+    cmd.env("KUBECONFIG", dir.join("kubeconfig"))
         .env("KUBE_SCIM_LOG_FORMAT", "text")
         .arg(format!(
             "--metrics-bind-address=127.0.0.1:{}",
@@ -434,8 +464,7 @@ async fn a_killed_deliverer_and_a_down_receiver_lose_no_event() {
         }),
     )
     .await;
-    let plane = ControlPlane::shared();
-    let ns = s.ns.clone();
+    let (ns, dir) = (s.ns.clone(), s.dir.clone());
     let group = s
         .entra
         .provision_group("Everyone", "bbbbbbbb-0000-4000-8000-000000000001")
@@ -457,13 +486,13 @@ async fn a_killed_deliverer_and_a_down_receiver_lose_no_event() {
             done += 1;
             if done == kill_at {
                 s.stack.operator.kill();
-                restart_operator(&mut s.stack, plane, &ns);
+                restart_operator(&mut s.stack, &dir, &ns);
             }
         }
     }
     if kill_at == 0 || kill_at > users {
         s.stack.operator.kill();
-        restart_operator(&mut s.stack, plane, &ns);
+        restart_operator(&mut s.stack, &dir, &ns);
     }
 
     // Phase 2: memberships while the receiver is down.
@@ -480,7 +509,7 @@ async fn a_killed_deliverer_and_a_down_receiver_lose_no_event() {
         s.entra.set_active(&ids[*n], false).await.unwrap();
         if i == kill_at {
             s.stack.operator.kill();
-            restart_operator(&mut s.stack, plane, &ns);
+            restart_operator(&mut s.stack, &dir, &ns);
         }
         if i == deprovisioned.len() / 2 {
             s.receiver.start().await;
@@ -495,7 +524,7 @@ async fn a_killed_deliverer_and_a_down_receiver_lose_no_event() {
         s.entra.delete("Users", &ids[*n]).await.unwrap();
         if i == kill_at {
             s.stack.operator.kill();
-            restart_operator(&mut s.stack, plane, &ns);
+            restart_operator(&mut s.stack, &dir, &ns);
         }
     }
 
@@ -554,7 +583,10 @@ async fn a_killed_deliverer_and_a_down_receiver_lose_no_event() {
         assert_eq!(deletes, usize::from(n % 3 == 0), "user {n}: {k:?}");
         let memberships: Vec<&String> = k.iter().filter(|e| e.contains("user_")).collect();
         for pair in memberships.windows(2) {
-            assert_ne!(pair[0], pair[1], "user {n}: a membership event twice: {k:?}");
+            assert_ne!(
+                pair[0], pair[1],
+                "user {n}: a membership event twice: {k:?}"
+            );
         }
     }
     let lines = s.receiver.lines();
@@ -564,7 +596,18 @@ async fn a_killed_deliverer_and_a_down_receiver_lose_no_event() {
         lines.len(),
         lines.len() - distinct
     );
+    let status = kube_scim_tests::eventually("backlog drained", Duration::from_secs(60), || {
+        let (kube, ns) = (s.kube.clone(), ns.clone());
+        async move {
+            let st = webhook_status(&kube, &ns).await;
+            (st.backlog == Some(0)).then_some(st)
+        }
+    })
+    .await;
+    assert_eq!(status.dropped_events, Some(0));
     let _ = Api::<ScimWebhook>::namespaced(s.kube.clone(), &ns)
         .delete("app", &DeleteParams::default())
         .await;
+    s.receiver.stop();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,7 +13,9 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
-use kube_scim_crds::{CONDITION_READY, ScimGroup, ScimUser, ScimWebhook, ScimWebhookStatus, labels};
+use kube_scim_crds::{
+    CONDITION_READY, ScimGroup, ScimUser, ScimWebhook, ScimWebhookStatus, labels,
+};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -40,17 +42,22 @@ pub struct Settings {
 fn duration_or(text: &Option<String>, default: Duration, field: &str) -> Result<Duration, String> {
     match text {
         None => Ok(default),
-        Some(t) => kube_scim_runtime::duration::parse(t)
-            .map_err(|e| format!("spec.{field}: {e}")),
+        Some(t) => kube_scim_runtime::duration::parse(t).map_err(|e| format!("spec.{field}: {e}")),
     }
 }
 
 impl Settings {
-    pub fn from_spec(hook: &ScimWebhook, policy: &super::target::Policy) -> Result<Settings, String> {
+    pub fn from_spec(
+        hook: &ScimWebhook,
+        policy: &super::target::Policy,
+    ) -> Result<Settings, String> {
         let spec = &hook.spec;
         let url = policy.check_url(&spec.url).map_err(|e| e.to_string())?;
         let events = if spec.events.is_empty() {
-            kube_scim_crds::EVENT_TYPES.iter().map(|s| s.to_string()).collect()
+            kube_scim_crds::EVENT_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
         } else {
             spec.events.iter().cloned().collect()
         };
@@ -58,7 +65,9 @@ impl Settings {
         Ok(Settings {
             url,
             events,
-            max_events: batching.map(|b| b.max_events.clamp(1, 1000) as usize).unwrap_or(1),
+            max_events: batching
+                .map(|b| b.max_events.clamp(1, 1000) as usize)
+                .unwrap_or(1),
             max_wait: duration_or(
                 &batching.and_then(|b| b.max_wait.clone()),
                 Duration::from_secs(1),
@@ -261,15 +270,17 @@ impl Loop {
         }
         let mut at = self.next_attempt;
         if self.settings.max_events > 1 && self.checkpointed < self.settings.max_events {
-            at = at.max(self.oldest_deadline());
+            at = at.max(Instant::now() + self.batch_wait_left());
         }
         at
     }
 
-    /// When the oldest checkpointed event has waited `batching.maxWait`.
-    fn oldest_deadline(&self) -> Instant {
+    /// How much longer the oldest pending event may wait for its batch to fill (zero: send).
+    /// A duration, not an instant: comparing `Instant::now()` with a deadline computed from a
+    /// later `Instant::now()` never came due, which stranded the last event of a burst.
+    fn batch_wait_left(&self) -> Duration {
         let Some(first) = self.outbox.pending.front() else {
-            return Instant::now();
+            return Duration::ZERO;
         };
         let age = first
             .created_at
@@ -277,8 +288,8 @@ impl Loop {
             .ok()
             .map(|t| jiff::Timestamp::now().duration_since(t))
             .and_then(|d| Duration::try_from(d).ok())
-            .unwrap_or_default();
-        Instant::now() + self.settings.max_wait.saturating_sub(age)
+            .unwrap_or(self.settings.max_wait);
+        self.settings.max_wait.saturating_sub(age)
     }
 
     /// The next request, when one is due: checkpointed events, a full batch or a batch whose
@@ -289,7 +300,7 @@ impl Loop {
         }
         if self.settings.max_events > 1
             && self.checkpointed < self.settings.max_events
-            && Instant::now() < self.oldest_deadline()
+            && !self.batch_wait_left().is_zero()
         {
             return None;
         }
@@ -344,15 +355,17 @@ impl Loop {
             .get(current_key)
             .ok_or_else(|| format!("Secret {} has no key {current_key}", reference.name))?;
         let text = String::from_utf8_lossy(&current.0).to_string();
-        let mut keys = vec![SigningKey::parse(&text).map_err(|e| {
-            format!("Secret {} key {current_key}: {e}", reference.name)
-        })?];
+        let mut keys = vec![
+            SigningKey::parse(&text)
+                .map_err(|e| format!("Secret {} key {current_key}: {e}", reference.name))?,
+        ];
         let previous_key = reference.previous_key.as_deref().unwrap_or("previous");
         if let Some(previous) = data.get(previous_key).filter(|v| !v.0.is_empty()) {
             let text = String::from_utf8_lossy(&previous.0).to_string();
-            keys.push(SigningKey::parse(&text).map_err(|e| {
-                format!("Secret {} key {previous_key}: {e}", reference.name)
-            })?);
+            keys.push(
+                SigningKey::parse(&text)
+                    .map_err(|e| format!("Secret {} key {previous_key}: {e}", reference.name))?,
+            );
         }
         self.keys = Some((Instant::now(), keys.clone()));
         Ok(keys)
@@ -466,10 +479,9 @@ impl Loop {
     }
 
     fn group_data(&self, id: &str) -> Value {
-        self.groups_by_id
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| json!({"object": "directory_group", "id": id, "directory_id": self.directory_id}))
+        self.groups_by_id.get(id).cloned().unwrap_or_else(
+            || json!({"object": "directory_group", "id": id, "directory_id": self.directory_id}),
+        )
     }
 
     /// Derives the events from the last derived state of `uid` to `new`.

@@ -324,10 +324,7 @@ mod tests {
     #[test]
     fn created_with_groups_then_memberships() {
         let c = events(None, Some(&user(true, "Eng", &["g1"])));
-        assert_eq!(
-            names(&c),
-            ["dsync.user.created", "dsync.group.user_added"]
-        );
+        assert_eq!(names(&c), ["dsync.user.created", "dsync.group.user_added"]);
         assert_eq!(c[1].data["group"]["id"], "g1");
         assert_eq!(c[1].data["user"]["username"], "ada@example.com");
     }
@@ -349,7 +346,10 @@ mod tests {
 
     #[test]
     fn membership_only_changes_give_no_update() {
-        let c = events(Some(&user(true, "Eng", &["g1"])), Some(&user(true, "Eng", &["g2"])));
+        let c = events(
+            Some(&user(true, "Eng", &["g1"])),
+            Some(&user(true, "Eng", &["g2"])),
+        );
         assert_eq!(
             names(&c),
             ["dsync.group.user_removed", "dsync.group.user_added"]

@@ -101,7 +101,10 @@ pub async fn store(
             ..Default::default()
         },
         type_: Some(SECRET_TYPE.into()),
-        data: Some(BTreeMap::from([(DATA_KEY.to_string(), ByteString(encoded))])),
+        data: Some(BTreeMap::from([(
+            DATA_KEY.to_string(),
+            ByteString(encoded),
+        )])),
         ..Default::default()
     };
     secrets

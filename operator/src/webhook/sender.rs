@@ -136,7 +136,8 @@ pub fn backoff(failures: u32, retry_after: Option<Duration>, jitter: f64) -> Dur
         .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
         .min(cap);
     // Full jitter, but never less than 100 ms.
-    base.mul_f64(jitter.clamp(0.0, 1.0)).max(Duration::from_millis(100))
+    base.mul_f64(jitter.clamp(0.0, 1.0))
+        .max(Duration::from_millis(100))
 }
 
 #[cfg(test)]
@@ -177,13 +178,14 @@ mod tests {
             transition: None,
             resource: "uid".into(),
         };
-        let single: serde_json::Value = serde_json::from_slice(&body(&[e.clone()], false)).unwrap();
+        let single: serde_json::Value =
+            serde_json::from_slice(&body(std::slice::from_ref(&e), false)).unwrap();
         assert_eq!(single["id"], "evt_1");
         assert!(single.get("resource").is_none());
         let list: serde_json::Value =
             serde_json::from_slice(&body(&[e.clone(), e.clone()], true)).unwrap();
         assert_eq!(list["data"].as_array().unwrap().len(), 2);
-        assert_eq!(message_id(&[e.clone()], false), "evt_1");
+        assert_eq!(message_id(std::slice::from_ref(&e), false), "evt_1");
         assert!(message_id(&[e], true).starts_with("msg_"));
     }
 }

@@ -89,7 +89,10 @@ mod tests {
         let new = SigningKey::parse("whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=").unwrap();
         let header = signature_header(&[new.clone(), old.clone()], "evt_2", 1, b"{}");
         let parts: Vec<_> = header.split(' ').collect();
-        assert_eq!(parts, [new.sign("evt_2", 1, b"{}"), old.sign("evt_2", 1, b"{}")]);
+        assert_eq!(
+            parts,
+            [new.sign("evt_2", 1, b"{}"), old.sign("evt_2", 1, b"{}")]
+        );
         assert_ne!(parts[0], parts[1]);
     }
 
@@ -97,6 +100,9 @@ mod tests {
     fn refuses_malformed_keys() {
         assert_eq!(SigningKey::parse("MfKQ9r8G").unwrap_err(), KeyError::Format);
         assert_eq!(SigningKey::parse("whsec_!!").unwrap_err(), KeyError::Format);
-        assert_eq!(SigningKey::parse("whsec_AAAA").unwrap_err(), KeyError::Length(3));
+        assert_eq!(
+            SigningKey::parse("whsec_AAAA").unwrap_err(),
+            KeyError::Length(3)
+        );
     }
 }
