@@ -455,7 +455,7 @@ async fn a_killed_deliverer_and_a_down_receiver_lose_no_event() {
     let users: usize = std::env::var("KUBE_SCIM_WEBHOOK_TEST_USERS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(1000);
     let mut s = setup(
         "webhook-kill",
         Some(Batching {
