@@ -81,6 +81,19 @@ impl Settings {
     }
 }
 
+/// How much longer an event derived at `created_at` may wait for its batch to fill. A duration,
+/// not an instant: comparing `Instant::now()` with a deadline computed from a later
+/// `Instant::now()` never came due, which stranded the last event of a burst.
+pub fn batch_wait_left(created_at: &str, max_wait: Duration, now: jiff::Timestamp) -> Duration {
+    let age = created_at
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .and_then(|t| Duration::try_from(now.duration_since(t)).ok())
+        // Unreadable or in the future: do not hold the event back.
+        .unwrap_or(max_wait);
+    max_wait.saturating_sub(age)
+}
+
 /// Why the loop cannot deliver right now, for the Ready condition.
 #[derive(Debug, Clone, PartialEq)]
 enum Blocker {
@@ -276,20 +289,15 @@ impl Loop {
     }
 
     /// How much longer the oldest pending event may wait for its batch to fill (zero: send).
-    /// A duration, not an instant: comparing `Instant::now()` with a deadline computed from a
-    /// later `Instant::now()` never came due, which stranded the last event of a burst.
     fn batch_wait_left(&self) -> Duration {
-        let Some(first) = self.outbox.pending.front() else {
-            return Duration::ZERO;
-        };
-        let age = first
-            .created_at
-            .parse::<jiff::Timestamp>()
-            .ok()
-            .map(|t| jiff::Timestamp::now().duration_since(t))
-            .and_then(|d| Duration::try_from(d).ok())
-            .unwrap_or(self.settings.max_wait);
-        self.settings.max_wait.saturating_sub(age)
+        match self.outbox.pending.front() {
+            None => Duration::ZERO,
+            Some(first) => batch_wait_left(
+                &first.created_at,
+                self.settings.max_wait,
+                jiff::Timestamp::now(),
+            ),
+        }
     }
 
     /// The next request, when one is due: checkpointed events, a full batch or a batch whose
@@ -723,5 +731,24 @@ async fn write_status(hooks: &Api<ScimWebhook>, name: &str, status: &ScimWebhook
             tracing::warn!(webhook = %name, error = %e, "cannot write webhook status");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_comes_due_once_its_oldest_event_waited_max_wait() {
+        let now: jiff::Timestamp = "2026-12-03T21:00:01Z".parse().unwrap();
+        let wait = Duration::from_secs(1);
+        assert_eq!(
+            batch_wait_left("2026-12-03T21:00:00.5Z", wait, now),
+            Duration::from_millis(500)
+        );
+        assert!(batch_wait_left("2026-12-03T21:00:00Z", wait, now).is_zero());
+        assert!(batch_wait_left("2026-12-03T20:00:00Z", wait, now).is_zero());
+        assert!(batch_wait_left("garbage", wait, now).is_zero());
+        assert!(batch_wait_left("2026-12-03T22:00:00Z", wait, now).is_zero());
     }
 }
