@@ -20,6 +20,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub mod labels;
+mod webhook;
+pub use webhook::*;
 
 /// API group of every kube-scim resource.
 pub const GROUP: &str = "kubescim.io";
@@ -39,6 +41,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ScimDirectory::crd(),
         without_status_subresource(ScimUser::crd()),
         without_status_subresource(ScimGroup::crd()),
+        ScimWebhook::crd(),
     ]
     .into_iter()
     .map(unwrap_descriptions)

@@ -165,6 +165,22 @@ pub struct Flags {
     #[arg(long, env = "KUBE_SCIM_VERIFIER_KEY_RELOAD_INTERVAL", default_value = "10s", value_parser = duration::parse_flag)]
     pub verifier_key_reload_interval: Duration,
 
+    /// Addresses that ScimWebhook receivers may have although they are loopback, link-local,
+    /// private or otherwise special (SSRF protection), as CIDRs, comma separated, e.g.
+    /// `10.0.0.0/8`. Empty: only public addresses.
+    #[arg(
+        long,
+        env = "KUBE_SCIM_WEBHOOK_ALLOWED_CIDRS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub webhook_allowed_cidrs: Vec<String>,
+
+    /// How often at most a ScimWebhook's outbox Secret is written; events are sent only once
+    /// they are in it.
+    #[arg(long, env = "KUBE_SCIM_WEBHOOK_CHECKPOINT_INTERVAL", default_value = "1s", value_parser = duration::parse_flag)]
+    pub webhook_checkpoint_interval: Duration,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `kube_scim_operator=debug,info`;
     /// RUST_LOG, when set, takes precedence (as in the SCIM server).
     #[arg(long, env = "KUBE_SCIM_LOG_FILTER", default_value = "info")]
@@ -209,6 +225,23 @@ fn pod_namespace() -> Option<String> {
 }
 
 impl Flags {
+    /// The SSRF allow-list of --webhook-allowed-cidrs.
+    pub fn webhook_policy(&self) -> anyhow::Result<crate::webhook::target::Policy> {
+        let mut allowed = Vec::new();
+        for cidr in self
+            .webhook_allowed_cidrs
+            .iter()
+            .filter(|c| !c.trim().is_empty())
+        {
+            allowed.push(
+                cidr.trim()
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--webhook-allowed-cidrs {cidr}: {e}"))?,
+            );
+        }
+        Ok(crate::webhook::target::Policy { allowed })
+    }
+
     /// Ingress defaults and the SCIM server Service.
     pub fn route_defaults(&self) -> RouteDefaults {
         RouteDefaults {

@@ -12,3 +12,4 @@ pub mod metrics;
 pub mod route;
 pub mod strength;
 pub mod token;
+pub mod webhook;

@@ -116,6 +116,16 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         keys,
     };
 
+    let webhooks = Arc::new(kube_scim_operator::webhook::Shared::new(
+        client.clone(),
+        flags.webhook_policy()?,
+        metrics.clone(),
+        &identity,
+        flags
+            .webhook_checkpoint_interval
+            .max(std::time::Duration::from_millis(100)),
+    ));
+
     let mut elector = None;
     if flags.leader_elect {
         anyhow::ensure!(
@@ -153,6 +163,7 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
             &client,
             &flags,
             &settings,
+            &webhooks,
             &metrics,
             &health,
             &shutdown_rx,
@@ -171,10 +182,13 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
 /// One term as leader (or the whole run without leader election): runs the controllers until
 /// SIGTERM or, with an elector, until the Lease is lost; releases the Lease on SIGTERM.
 /// Returns whether leadership was lost.
+// One borrowed handle per long-lived piece of the process; bundling them would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn lead(
     client: &Client,
     flags: &Flags,
     settings: &Settings,
+    webhooks: &Arc<kube_scim_operator::webhook::Shared>,
     metrics: &Arc<Metrics>,
     health: &Arc<Health>,
     shutdown_rx: &watch::Receiver<bool>,
@@ -185,6 +199,10 @@ async fn lead(
 
     // Stop reconciling on SIGTERM or when leadership is lost.
     let (lost_tx, lost_rx) = watch::channel(false);
+    // Without an elector nothing sends on `lost_tx`; it must still live for the whole term,
+    // or `flag_set(lost)` sees the channel closed and stops the controllers at once
+    // (--leader-elect=false stopped everything right after start).
+    let _lost_sender = lost_tx.clone();
     let (done_tx, done_rx) = watch::channel(false);
     let renewer = elector.take().map(|mut elector| {
         tokio::spawn(async move {
@@ -225,6 +243,11 @@ async fn lead(
     } else {
         namespaces.into_iter().map(Some).collect()
     };
+    // Webhook delivery loops run with the controllers, for the leader's term only.
+    let deliveries = scopes
+        .clone()
+        .into_iter()
+        .map(|scope| kube_scim_operator::webhook::run(webhooks.clone(), scope, stop.clone()));
     let runs = scopes.into_iter().map(|scope| {
         controller::run_scope(
             client.clone(),
@@ -234,7 +257,11 @@ async fn lead(
             stop.clone(),
         )
     });
-    futures::future::join_all(runs).await;
+    futures::future::join(
+        futures::future::join_all(runs),
+        futures::future::join_all(deliveries),
+    )
+    .await;
     tracing::info!("controllers stopped");
     metrics.leader.set(0);
     health.leading.store(false, Ordering::Relaxed);

@@ -23,6 +23,12 @@ pub struct RequestLabels {
     pub resource: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub namespace: String,
+    pub webhook: String,
+}
+
 /// The operator's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
@@ -32,6 +38,11 @@ pub struct Metrics {
     pub leader: Gauge,
     pub counts_refreshes: Family<ResultLabels, Counter>,
     pub api_requests: Family<RequestLabels, Counter>,
+    pub webhook_delivered: Family<WebhookLabels, Counter>,
+    pub webhook_failures: Family<WebhookLabels, Counter>,
+    pub webhook_dropped: Family<WebhookLabels, Counter>,
+    pub webhook_backlog: Family<WebhookLabels, Gauge>,
+    pub webhook_checkpoints: Family<WebhookLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -73,8 +84,43 @@ impl Default for Metrics {
             "Requests to the Kubernetes API, by HTTP method and resource (e.g. scimdirectories/status); watches count once",
             api_requests.clone(),
         );
+        let webhook_delivered = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhook_events_delivered",
+            "Webhook events acknowledged by the receiver (redeliveries included)",
+            webhook_delivered.clone(),
+        );
+        let webhook_failures = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhook_request_failures",
+            "Webhook requests that failed (connection error, timeout or non-2xx answer)",
+            webhook_failures.clone(),
+        );
+        let webhook_dropped = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhook_events_dropped",
+            "Webhook events dropped after spec.retryFor",
+            webhook_dropped.clone(),
+        );
+        let webhook_backlog = Family::<WebhookLabels, Gauge>::default();
+        registry.register(
+            "webhook_backlog",
+            "Webhook events waiting for the receiver",
+            webhook_backlog.clone(),
+        );
+        let webhook_checkpoints = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhook_checkpoints",
+            "Writes of a webhook's outbox Secret",
+            webhook_checkpoints.clone(),
+        );
         Self {
             registry,
+            webhook_delivered,
+            webhook_failures,
+            webhook_dropped,
+            webhook_backlog,
+            webhook_checkpoints,
             reconciliations,
             failures,
             duration,

@@ -1,0 +1,613 @@
+//! ScimWebhook end to end on the real control plane: the operator (which delivers) and the SCIM
+//! server as processes, Entra's requests, and a receiver on 127.0.0.1 that verifies every
+//! request with the independent `standardwebhooks` package from PyPI
+//! (tests/fixtures/webhook_receiver.py).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::{Api, Client};
+use kube_scim_crds::{
+    Batching, DirectoryRef, ScimDirectory, ScimDirectorySpec, ScimWebhook, ScimWebhookSpec,
+    WebhookKeyRef,
+};
+use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser};
+use kube_scim_tests::procs::ManagedProcess;
+use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
+use kube_scim_tests::{ControlPlane, free_port, repo_root, workspace_binary};
+use serde_json::{Value, json};
+
+fn python_tools() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(repo_root().join("tests/tools/build-python-tools.sh"))
+        .output()
+        .expect("build-python-tools.sh runs");
+    assert!(
+        out.status.success(),
+        "installing the Python tools failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// The Python receiver; its events file outlives restarts.
+struct Receiver {
+    python: PathBuf,
+    port: u16,
+    secret: String,
+    events: PathBuf,
+    log: PathBuf,
+    process: Option<ManagedProcess>,
+}
+
+impl Receiver {
+    fn new(dir: &Path, secret: &str) -> Receiver {
+        Receiver {
+            python: python_tools().join("python"),
+            port: free_port().unwrap(),
+            secret: secret.to_string(),
+            events: dir.join("webhook-events.jsonl"),
+            log: dir.join("webhook-receiver.log"),
+            process: None,
+        }
+    }
+
+    async fn start(&mut self) {
+        let mut cmd = Command::new(&self.python);
+        cmd.arg(repo_root().join("tests/fixtures/webhook_receiver.py"))
+            .arg(self.port.to_string())
+            .arg(&self.events)
+            .env("WEBHOOK_SECRET", &self.secret);
+        self.process = Some(ManagedProcess::spawn_command("receiver", cmd, &self.log).unwrap());
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "receiver not listening within 10 s:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.stop();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    /// Every recorded line, in arrival order.
+    fn lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.events)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("the receiver writes JSON lines"))
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One received event, reduced to what the assertions compare.
+#[derive(Debug, Clone, PartialEq)]
+struct Received {
+    id: String,
+    event: String,
+    /// The group of a membership event.
+    group: Option<String>,
+    /// The event as sent.
+    body: Value,
+}
+
+/// The user (membership events) or the resource an event is about.
+fn resource_of(event: &Value) -> String {
+    let data = &event["data"];
+    let id = if data["user"].is_object() {
+        &data["user"]["id"]
+    } else {
+        &data["id"]
+    };
+    id.as_str().unwrap_or_default().to_string()
+}
+
+/// Events per resource in arrival order, each id once (first arrival). Panics on a rejected
+/// request or on two arrivals of one id that differ.
+fn per_resource(lines: &[Value]) -> BTreeMap<String, Vec<Received>> {
+    let mut by_id: HashMap<String, Value> = HashMap::new();
+    let mut out: BTreeMap<String, Vec<Received>> = BTreeMap::new();
+    for line in lines {
+        assert!(
+            line.get("rejected").is_none(),
+            "the receiver rejected a request: {line}"
+        );
+        let event = &line["event"];
+        let id = event["id"]
+            .as_str()
+            .expect("every event has an id")
+            .to_string();
+        if let Some(first) = by_id.get(&id) {
+            assert_eq!(first, event, "two deliveries of {id} differ");
+            continue;
+        }
+        by_id.insert(id.clone(), event.clone());
+        out.entry(resource_of(event)).or_default().push(Received {
+            id,
+            event: event["event"].as_str().unwrap_or_default().to_string(),
+            group: event["data"]["group"]["id"].as_str().map(str::to_string),
+            body: event.clone(),
+        });
+    }
+    out
+}
+
+fn kinds(events: &[Received]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match &e.group {
+            Some(g) => format!("{}:{g}", e.event),
+            None => e.event.clone(),
+        })
+        .collect()
+}
+
+fn signing_key() -> String {
+    let mut bytes = [0u8; 32];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut bytes)
+        .unwrap();
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+fn operator_args() -> Vec<String> {
+    vec![
+        "--default-ingress-host=scim.kube-scim.test".into(),
+        "--webhook-allowed-cidrs=127.0.0.1/32".into(),
+        "--webhook-checkpoint-interval=200ms".into(),
+        // Restarts in the second test take over at once instead of waiting for the Lease.
+        "--leader-elect=false".into(),
+    ]
+}
+
+struct Setup {
+    /// The receiver's events, the restarted operators' logs and a kubeconfig.
+    dir: PathBuf,
+    kube: Client,
+    ns: String,
+    stack: Stack,
+    receiver: Receiver,
+    entra: EntraClient,
+}
+
+async fn setup(prefix: &str, batching: Option<Batching>) -> Setup {
+    let plane = ControlPlane::shared();
+    let ns = plane.namespace(prefix).await.unwrap();
+    let kube = plane.client().await.unwrap();
+    let mut options = StackOptions::new(&ns);
+    options.operator_args = operator_args();
+    let stack = Stack::start(plane, options).await.unwrap();
+
+    let key = signing_key();
+    // Not in the plane's directory under /tmp: the events must outlive anything that tidies
+    // /tmp while the test runs.
+    let events_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("webhooks-{ns}"));
+    std::fs::create_dir_all(&events_dir).unwrap();
+    std::fs::copy(plane.kubeconfig(), events_dir.join("kubeconfig")).unwrap();
+    let mut receiver = Receiver::new(&events_dir, &key);
+    receiver.start().await;
+    Api::<Secret>::namespaced(kube.clone(), &ns)
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: ObjectMeta {
+                    name: Some("hook-key".into()),
+                    ..Default::default()
+                },
+                string_data: Some(BTreeMap::from([("key".to_string(), key)])),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    Api::<ScimDirectory>::namespaced(kube.clone(), &ns)
+        .create(
+            &PostParams::default(),
+            &ScimDirectory::new("contoso", ScimDirectorySpec::default()),
+        )
+        .await
+        .unwrap();
+    let (_, token) = ready_directory(&kube, &ns, "contoso", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
+    Api::<ScimWebhook>::namespaced(kube.clone(), &ns)
+        .create(
+            &PostParams::default(),
+            &ScimWebhook::new(
+                "app",
+                ScimWebhookSpec {
+                    directory_ref: DirectoryRef {
+                        name: "contoso".into(),
+                    },
+                    url: receiver.url(),
+                    signing_key_secret_ref: WebhookKeyRef {
+                        name: "hook-key".into(),
+                        ..Default::default()
+                    },
+                    batching,
+                    ..Default::default()
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    let entra = EntraClient::new(&stack.base_url(&ns, "contoso"), &token, Dialect::Compliant);
+    Setup {
+        dir: events_dir,
+        kube,
+        ns,
+        stack,
+        receiver,
+        entra,
+    }
+}
+
+fn entra_user(n: usize) -> EntraUser {
+    EntraUser {
+        object_id: format!("{n:08x}-0000-4000-8000-{n:012x}"),
+        upn: format!("User.{n}@contoso.onmicrosoft.com"),
+        given_name: format!("Given{n}"),
+        surname: format!("Sur{n}"),
+        display_name: format!("User {n}"),
+        job_title: Some("Engineer".into()),
+        mail: Some(format!("user.{n}@contoso.example")),
+        ..Default::default()
+    }
+}
+
+async fn webhook_status(kube: &Client, ns: &str) -> kube_scim_crds::ScimWebhookStatus {
+    Api::<ScimWebhook>::namespaced(kube.clone(), ns)
+        .get("app")
+        .await
+        .unwrap()
+        .status
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
+    let mut s = setup("webhook", None).await;
+    let entra = &s.entra;
+    let u1 = entra.provision_user(&entra_user(1), None).await.unwrap();
+    let u2 = entra.provision_user(&entra_user(2), None).await.unwrap();
+    let u3 = entra.provision_user(&entra_user(3), None).await.unwrap();
+    let g1 = entra
+        .provision_group("Engineering", "aaaaaaaa-0000-4000-8000-000000000001")
+        .await
+        .unwrap();
+    entra
+        .add_members(&g1, &[u1.clone(), u2.clone()])
+        .await
+        .unwrap();
+    entra
+        .update_user(&u1, &[("title", json!("Principal Engineer"))])
+        .await
+        .unwrap();
+    entra
+        .remove_members(&g1, std::slice::from_ref(&u2))
+        .await
+        .unwrap();
+    entra.rename_group(&g1, "Engineering EMEA").await.unwrap();
+    // Deprovisioning as Entra does it: active false, later the delete.
+    entra.set_active(&u3, false).await.unwrap();
+    entra.delete("Users", &u3).await.unwrap();
+    entra.delete("Groups", &g1).await.unwrap();
+    entra.delete("Users", &u1).await.unwrap();
+
+    let expected: BTreeMap<String, Vec<String>> = BTreeMap::from([
+        (
+            u1.clone(),
+            vec![
+                "dsync.user.created".to_string(),
+                format!("dsync.group.user_added:{g1}"),
+                "dsync.user.updated".into(),
+                format!("dsync.group.user_removed:{g1}"),
+                "dsync.user.deleted".into(),
+            ],
+        ),
+        (
+            u2.clone(),
+            vec![
+                "dsync.user.created".to_string(),
+                format!("dsync.group.user_added:{g1}"),
+                format!("dsync.group.user_removed:{g1}"),
+            ],
+        ),
+        (
+            u3.clone(),
+            vec![
+                "dsync.user.created".to_string(),
+                "dsync.user.updated".into(),
+                "dsync.user.deleted".into(),
+            ],
+        ),
+        (
+            g1.clone(),
+            vec![
+                "dsync.group.created".to_string(),
+                "dsync.group.updated".into(),
+                "dsync.group.deleted".into(),
+            ],
+        ),
+    ]);
+    let total: usize = expected.values().map(Vec::len).sum();
+    let received =
+        kube_scim_tests::eventually("every event delivered", Duration::from_secs(90), || {
+            let lines = s.receiver.lines();
+            async move {
+                let got = per_resource(&lines);
+                (got.values().map(Vec::len).sum::<usize>() >= total).then_some(got)
+            }
+        })
+        .await;
+    let got: BTreeMap<String, Vec<String>> = received
+        .iter()
+        .map(|(r, events)| (r.clone(), kinds(events)))
+        .collect();
+    assert_eq!(got, expected, "\n{}", s.stack.logs());
+
+    // Payloads: WorkOS shapes, previous attributes, a visible deprovisioning.
+    let title = &received[&u1][2].body;
+    assert_eq!(title["data"]["job_title"], "Principal Engineer");
+    assert_eq!(
+        title["data"]["previous_attributes"]["job_title"],
+        "Engineer"
+    );
+    assert_eq!(title["data"]["object"], "directory_user");
+    assert_eq!(title["data"]["username"], "User.1@contoso.onmicrosoft.com");
+    let deprovision = &received[&u3][1].body;
+    assert_eq!(deprovision["transition"], "deprovisioned");
+    assert_eq!(deprovision["data"]["state"], "inactive");
+    assert_eq!(
+        deprovision["data"]["previous_attributes"]["state"],
+        "active"
+    );
+    let added = &received[&u1][1].body;
+    assert_eq!(added["data"]["group"]["name"], "Engineering");
+    assert_eq!(added["data"]["user"]["id"], u1.as_str());
+    let renamed = &received[&g1][1].body;
+    assert_eq!(renamed["data"]["name"], "Engineering EMEA");
+    assert_eq!(
+        renamed["data"]["previous_attributes"]["name"],
+        "Engineering"
+    );
+
+    // Status: Ready, nothing waiting, the last event acknowledged.
+    let status = kube_scim_tests::eventually("status caught up", Duration::from_secs(30), || {
+        let (kube, ns) = (s.kube.clone(), s.ns.clone());
+        async move {
+            let st = webhook_status(&kube, &ns).await;
+            (st.backlog == Some(0) && st.last_delivered_event_id.is_some()).then_some(st)
+        }
+    })
+    .await;
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "True", "{ready:?}");
+    let last_line = s.receiver.lines().last().cloned().unwrap();
+    assert_eq!(
+        status.last_delivered_event_id.as_deref(),
+        last_line["event"]["id"].as_str()
+    );
+    assert_eq!(status.consecutive_failures, Some(0));
+    s.receiver.stop();
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+/// Replaces the stack's operator by a new process with the same flags (after a SIGKILL).
+fn restart_operator(stack: &mut Stack, dir: &Path, ns: &str) {
+    let log = dir.join("operator.log");
+    let mut cmd = Command::new(workspace_binary("kube-scim-operator").unwrap());
+    cmd.env("KUBECONFIG", dir.join("kubeconfig"))
+        .env("KUBE_SCIM_LOG_FORMAT", "text")
+        .arg(format!(
+            "--metrics-bind-address=127.0.0.1:{}",
+            free_port().unwrap()
+        ))
+        .arg(format!("--lease-namespace={ns}"))
+        .arg(format!("--server-service-namespace={ns}"))
+        .arg(format!("--watch-namespaces={ns}"))
+        .arg("--verifier-key-dir")
+        .arg(stack.operator_keys.path())
+        .arg("--verifier-key-reload-interval=1s")
+        .args(operator_args());
+    stack.operator = ManagedProcess::spawn_command("operator", cmd, &log).unwrap();
+}
+
+/// A number in `0..n` from the kernel's randomness (where the deliverer is killed).
+fn random_below(n: usize) -> usize {
+    (uuid::Uuid::new_v4().as_u128() % n.max(1) as u128) as usize
+}
+
+#[tokio::test]
+async fn a_killed_deliverer_and_a_down_receiver_lose_no_event() {
+    let users: usize = std::env::var("KUBE_SCIM_WEBHOOK_TEST_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let mut s = setup(
+        "webhook-kill",
+        Some(Batching {
+            max_events: 25,
+            max_wait: Some("200ms".into()),
+        }),
+    )
+    .await;
+    let (ns, dir) = (s.ns.clone(), s.dir.clone());
+    let group = s
+        .entra
+        .provision_group("Everyone", "bbbbbbbb-0000-4000-8000-000000000001")
+        .await
+        .unwrap();
+
+    // Phase 1: provision, with a kill at a random point.
+    let kill_at = random_below(users);
+    eprintln!("{users} users; first kill after {kill_at} creates");
+    let mut ids = vec![String::new(); users];
+    {
+        let entra = &s.entra;
+        let mut created = futures::stream::iter(0..users)
+            .map(|n| async move { (n, entra.provision_user(&entra_user(n), None).await.unwrap()) })
+            .buffer_unordered(8);
+        let mut done = 0;
+        while let Some((n, id)) = created.next().await {
+            ids[n] = id;
+            done += 1;
+            if done == kill_at {
+                s.stack.operator.kill();
+                restart_operator(&mut s.stack, &dir, &ns);
+            }
+        }
+    }
+    if kill_at == 0 || kill_at > users {
+        s.stack.operator.kill();
+        restart_operator(&mut s.stack, &dir, &ns);
+    }
+
+    // Phase 2: memberships while the receiver is down.
+    s.receiver.stop();
+    for chunk in ids.chunks(50) {
+        s.entra.add_members(&group, chunk).await.unwrap();
+    }
+
+    // Phase 3: deprovision every second user, a kill half-way, then the receiver comes back.
+    let deprovisioned: Vec<usize> = (0..users).step_by(2).collect();
+    let kill_at = random_below(deprovisioned.len());
+    eprintln!("second kill after {kill_at} deprovisionings");
+    for (i, n) in deprovisioned.iter().enumerate() {
+        s.entra.set_active(&ids[*n], false).await.unwrap();
+        if i == kill_at {
+            s.stack.operator.kill();
+            restart_operator(&mut s.stack, &dir, &ns);
+        }
+        if i == deprovisioned.len() / 2 {
+            s.receiver.start().await;
+        }
+    }
+
+    // Phase 4: delete every third user, a kill at a random point.
+    let deleted: Vec<usize> = (0..users).step_by(3).collect();
+    let kill_at = random_below(deleted.len());
+    eprintln!("third kill after {kill_at} deletes");
+    for (i, n) in deleted.iter().enumerate() {
+        s.entra.delete("Users", &ids[*n]).await.unwrap();
+        if i == kill_at {
+            s.stack.operator.kill();
+            restart_operator(&mut s.stack, &dir, &ns);
+        }
+    }
+
+    // Every user reaches its final state at the receiver.
+    let final_state = |received: &BTreeMap<String, Vec<Received>>| -> Result<(), String> {
+        for (n, id) in ids.iter().enumerate() {
+            let events = received.get(id).ok_or(format!("nothing for user {n}"))?;
+            let k = kinds(events);
+            if n % 3 == 0 {
+                if k.last().map(String::as_str) != Some("dsync.user.deleted") {
+                    return Err(format!("user {n} not deleted last: {k:?}"));
+                }
+            } else {
+                let last_state = events
+                    .iter()
+                    .rev()
+                    .find(|e| !e.event.starts_with("dsync.group."))
+                    .map(|e| e.body["data"]["state"].clone());
+                let want = if n % 2 == 0 { "inactive" } else { "active" };
+                if last_state != Some(json!(want)) {
+                    return Err(format!("user {n}: last state {last_state:?}, not {want}"));
+                }
+                let added = format!("dsync.group.user_added:{group}");
+                if !k.contains(&added) {
+                    return Err(format!("user {n}: no membership event: {k:?}"));
+                }
+            }
+        }
+        Ok(())
+    };
+    let received = kube_scim_tests::eventually(
+        "every user's final state delivered",
+        Duration::from_secs(300),
+        || {
+            let lines = s.receiver.lines();
+            let check = &final_state;
+            async move {
+                let got = per_resource(&lines);
+                check(&got).ok().map(|_| got)
+            }
+        },
+    )
+    .await;
+
+    // No event lost, none doubled under a second id: per user exactly one created, at most one
+    // deleted (last), membership events alternating, nothing after deleted.
+    for (n, id) in ids.iter().enumerate() {
+        let k = kinds(&received[id]);
+        assert_eq!(k[0], "dsync.user.created", "user {n}: {k:?}");
+        assert_eq!(
+            k.iter().filter(|e| *e == "dsync.user.created").count(),
+            1,
+            "user {n}: {k:?}"
+        );
+        let deletes = k.iter().filter(|e| *e == "dsync.user.deleted").count();
+        assert_eq!(deletes, usize::from(n % 3 == 0), "user {n}: {k:?}");
+        let memberships: Vec<&String> = k.iter().filter(|e| e.contains("user_")).collect();
+        for pair in memberships.windows(2) {
+            assert_ne!(
+                pair[0], pair[1],
+                "user {n}: a membership event twice: {k:?}"
+            );
+        }
+    }
+    let lines = s.receiver.lines();
+    let distinct = received.values().map(Vec::len).sum::<usize>();
+    eprintln!(
+        "{} requests' events received, {distinct} distinct ids, {} redeliveries",
+        lines.len(),
+        lines.len() - distinct
+    );
+    let status = kube_scim_tests::eventually("backlog drained", Duration::from_secs(60), || {
+        let (kube, ns) = (s.kube.clone(), ns.clone());
+        async move {
+            let st = webhook_status(&kube, &ns).await;
+            (st.backlog == Some(0)).then_some(st)
+        }
+    })
+    .await;
+    assert_eq!(status.dropped_events, Some(0));
+    let _ = Api::<ScimWebhook>::namespaced(s.kube.clone(), &ns)
+        .delete("app", &DeleteParams::default())
+        .await;
+    s.receiver.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
