@@ -36,3 +36,8 @@ pub fn member_display(group_id: &str) -> String {
 pub fn member_of(group_id: &str) -> String {
     format!("{MEMBER_OF_PREFIX}{group_id}")
 }
+
+/// Finalizer the SCIM server puts on a ScimGroup that a SCIM client deletes: the group object
+/// stays (with `deletionTimestamp` set, hidden from SCIM reads) until a background worker has
+/// removed the group's membership labels from every member, then the worker removes it.
+pub const GROUP_MEMBER_CLEANUP_FINALIZER: &str = "kubescim.io/member-cleanup";

@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 pub mod labels;
 mod webhook;
 pub use webhook::*;
+mod rollout;
+pub use rollout::{MemberRollout, RolloutMember};
 
 /// API group of every kube-scim resource.
 pub const GROUP: &str = "kubescim.io";
@@ -614,6 +616,10 @@ pub struct ScimUserSpec {
 pub struct ScimGroupSpec {
     /// The ScimDirectory this group was provisioned through.
     pub directory_ref: DirectoryRef,
+    /// Set only while a replaced member list is being written to the members' labels: the
+    /// group's new member list (see `docs/consumers.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_rollout: Option<MemberRollout>,
 }
 
 /// The SCIM User resource (RFC 7643 §4.1 and the enterprise extension §4.3), as last written by

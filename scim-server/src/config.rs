@@ -85,6 +85,24 @@ pub struct Settings {
     #[arg(long, env = "KUBE_SCIM_MEMBER_WRITE_CONCURRENCY", default_value_t = 16)]
     pub member_write_concurrency: usize,
 
+    /// A member-list replacement (PUT with `members`, PATCH `replace` of `members`) or a new
+    /// group that would write more membership labels than this is recorded on the group
+    /// (`spec.memberRollout`, served at once) and its labels are written in the background, so
+    /// no request's time grows with the group's size.
+    #[arg(long, env = "KUBE_SCIM_INLINE_MEMBER_WRITES", default_value_t = 500)]
+    pub inline_member_writes: usize,
+
+    /// Membership labels the background cleanup of a deleted group removes per batch (each
+    /// batch is written --member-write-concurrency at a time, then the group is read again).
+    #[arg(long, env = "KUBE_SCIM_MEMBER_CLEANUP_BATCH", default_value_t = 500)]
+    pub member_cleanup_batch: usize,
+
+    /// How often the cache is swept for membership labels that name no group (a group deleted
+    /// with kubectl, or while no server ran); they are removed. A group that disappears while
+    /// the server runs is cleaned at once; the sweep is the safety net.
+    #[arg(long, env = "KUBE_SCIM_MEMBERSHIP_SWEEP_INTERVAL", default_value = "5m", value_parser = duration::parse_flag)]
+    pub membership_sweep_interval: Duration,
+
     /// Retries of an update after a resourceVersion conflict.
     #[arg(long, env = "KUBE_SCIM_CONFLICT_RETRIES", default_value_t = 5)]
     pub conflict_retries: usize,

@@ -117,6 +117,27 @@ impl Storage for KubeStore {
         Ok(r?.items)
     }
 
+    async fn names_labelled(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let t = Instant::now();
+        let limit = u32::try_from(limit.max(1)).unwrap_or(u32::MAX);
+        let r = self
+            .api(kind, ns)
+            .list_metadata(&ListParams::default().labels(key).limit(limit))
+            .await;
+        self.observe("list", kind, t);
+        Ok(r?
+            .items
+            .into_iter()
+            .filter_map(|o| o.metadata.name)
+            .collect())
+    }
+
     async fn delete(
         &self,
         kind: ResourceKind,

@@ -89,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
         max_results: settings.max_results,
         member_write_concurrency: settings.member_write_concurrency.max(1),
         conflict_retries: settings.conflict_retries,
+        inline_member_writes: settings.inline_member_writes,
     };
     let state = Arc::new(AppState {
         directory: DirectoryService::new(
@@ -109,6 +110,18 @@ async fn main() -> anyhow::Result<()> {
         ),
         settings: settings.clone(),
     });
+
+    // Every replica runs the worker: its work is idempotent and resumes from the apiserver's
+    // state (see directory/cleanup.rs).
+    let worker = state.clone();
+    let cleanup = directory::CleanupSettings {
+        batch: settings.member_cleanup_batch.max(1),
+        sweep_interval: settings
+            .membership_sweep_interval
+            .max(std::time::Duration::from_secs(1)),
+        retry_after: std::time::Duration::from_secs(5),
+    };
+    tokio::spawn(async move { worker.directory.run_cleanup(cleanup).await });
 
     let api = tokio::net::TcpListener::bind(settings.listen)
         .await

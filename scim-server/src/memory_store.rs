@@ -28,7 +28,7 @@ pub struct MemoryStore {
 }
 
 /// RFC 7386: `null` removes a key, objects merge recursively, anything else replaces.
-fn merge_patch(target: &mut Value, patch: &Value) {
+pub fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(p) = patch else {
         *target = patch.clone();
         return;
@@ -44,6 +44,12 @@ fn merge_patch(target: &mut Value, patch: &Value) {
             merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
         }
     }
+}
+
+fn has_finalizers(v: &Value) -> bool {
+    v["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty())
 }
 
 impl MemoryStore {
@@ -117,7 +123,12 @@ impl Storage for MemoryStore {
             // The apiserver stores nothing for a patch that changes nothing.
             return serde_json::from_value(before).map_err(|e| StoreError::Rejected(e.to_string()));
         }
-        self.stamp(current)
+        let stored = self.stamp(current)?;
+        if !current["metadata"]["deletionTimestamp"].is_null() && !has_finalizers(current) {
+            // The last finalizer of a deleted object is gone: so is the object.
+            objects.remove(&(kind, ns.to_string(), name.to_string()));
+        }
+        Ok(stored)
     }
 
     async fn get(
@@ -153,16 +164,48 @@ impl Storage for MemoryStore {
             .collect()
     }
 
+    async fn names_labelled(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        let mut names: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|((k, n, _), v)| {
+                *k == kind && n == ns && !v["metadata"]["labels"][key].is_null()
+            })
+            .map(|((_, _, name), _)| name.clone())
+            .collect();
+        names.sort();
+        names.truncate(limit);
+        Ok(names)
+    }
+
     async fn delete(
         &self,
         kind: ResourceKind,
         ns: &str,
         name: &str,
     ) -> Result<Option<String>, StoreError> {
-        let removed = self
-            .lock()
-            .remove(&(kind, ns.to_string(), name.to_string()))
-            .ok_or(StoreError::NotFound)?;
+        let key = (kind, ns.to_string(), name.to_string());
+        let mut objects = self.lock();
+        let current = objects.get_mut(&key).ok_or(StoreError::NotFound)?;
+        if has_finalizers(current) {
+            // As the apiserver: only marked; the object stays until its finalizers are gone.
+            if current["metadata"]["deletionTimestamp"].is_null() {
+                current["metadata"]["deletionTimestamp"] = Value::from("2026-01-01T00:00:00Z");
+                let stored = self.stamp(current)?;
+                return Ok(stored.metadata.resource_version);
+            }
+            return Ok(current["metadata"]["resourceVersion"]
+                .as_str()
+                .map(str::to_string));
+        }
+        let removed = objects.remove(&key).ok_or(StoreError::NotFound)?;
         self.writes.fetch_add(1, Ordering::SeqCst);
         Ok(removed["metadata"]["resourceVersion"]
             .as_str()

@@ -36,8 +36,9 @@ fn member_ref(d: &DirData, group: &str, id: &str, at: &Locations) -> Option<Memb
     Some(MemberRef {
         value: id.to_string(),
         kind: Some(kind.name().to_string()),
-        display: e
-            .display_in(group)
+        display: d
+            .rollout_display(group, id)
+            .or(e.display_in(group))
             .or(e.display.as_deref())
             .map(str::to_string),
         reference: Some(at.of(kind, id)),
@@ -61,8 +62,8 @@ pub fn resource(
     });
     match kind {
         ResourceKind::User => {
-            let groups: Vec<MemberRef> = e
-                .member_of
+            let groups: Vec<MemberRef> = d
+                .groups_of(e)
                 .iter()
                 .filter_map(|g| {
                     let ge = d.get(ResourceKind::Group, g)?;

@@ -68,6 +68,7 @@ fn app_with(spec: ScimDirectorySpec) -> axum::Router {
         max_results: settings.max_results,
         member_write_concurrency: 4,
         conflict_retries: 2,
+        inline_member_writes: 1000,
     };
     let state = Arc::new(AppState {
         directory: DirectoryService::new(

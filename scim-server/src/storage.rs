@@ -75,7 +75,19 @@ pub trait Storage: Send + Sync + 'static {
         key: &str,
     ) -> impl Future<Output = Result<Vec<DynamicObject>, StoreError>> + Send;
 
-    /// Deletes an object; returns its last resourceVersion where the backend reports it.
+    /// Names of at most `limit` objects of `kind` in `ns` that carry label `key` (any value),
+    /// read from the backend: the next batch of the membership cleanup.
+    fn names_labelled(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        key: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Deletes an object; returns its last resourceVersion where the backend reports it. An
+    /// object with finalizers is only marked (`deletionTimestamp`) and stays until they are
+    /// removed; the resourceVersion is then that of the marked object.
     fn delete(
         &self,
         kind: ResourceKind,
@@ -121,6 +133,16 @@ impl<T: Storage> Storage for std::sync::Arc<T> {
         key: &str,
     ) -> impl Future<Output = Result<Vec<DynamicObject>, StoreError>> + Send {
         (**self).list_labelled(kind, ns, key)
+    }
+
+    fn names_labelled(
+        &self,
+        kind: ResourceKind,
+        ns: &str,
+        key: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
+        (**self).names_labelled(kind, ns, key, limit)
     }
 
     fn delete(

@@ -500,16 +500,22 @@ async fn group_cycle(kube: &Client, t: &Tenant) {
     );
 
     entra.delete("Groups", &group).await.unwrap();
-    assert!(groups.get_opt(&group).await.unwrap().is_none());
-    let all = users
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .unwrap()
-        .items;
-    assert!(
-        members_of(&all, &group).is_empty(),
-        "deleting a group removes its memberships"
-    );
+    // Deleting a group removes its memberships, in the background (the group is gone for
+    // SCIM at once; its object stays, marked, until no member carries its label).
+    crate::eventually(
+        "the deleted group's labels and object are gone",
+        std::time::Duration::from_secs(60),
+        || async {
+            let all = users
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .unwrap()
+                .items;
+            let gone = groups.get_opt(&group).await.unwrap().is_none();
+            (gone && members_of(&all, &group).is_empty()).then_some(())
+        },
+    )
+    .await;
 }
 
 pub async fn group_cycle_in_both_dialects(kube: &Client, ns: &str, target: &dyn ScimTarget) {

@@ -344,9 +344,18 @@ pub async fn group_push_with_memberships_rename_and_delete(
     assert_eq!(members_of(&users_of(kube, &org).await, &gid), expected);
 
     okta.delete_group(&gid).await.unwrap();
-    assert!(groups.get_opt(&gid).await.unwrap().is_none());
-    assert!(members_of(&users_of(kube, &org).await, &gid).is_empty());
+    // Gone for SCIM at once; labels and object follow in the background.
     assert_eq!(okta.get("Groups", &gid).await.unwrap().status, 404);
+    crate::eventually(
+        "the deleted group's labels and object are gone",
+        std::time::Duration::from_secs(60),
+        || async {
+            let labels_gone = members_of(&users_of(kube, &org).await, &gid).is_empty();
+            let object_gone = groups.get_opt(&gid).await.unwrap().is_none();
+            (labels_gone && object_gone).then_some(())
+        },
+    )
+    .await;
     assert_eq!(users_of(kube, &org).await.len(), 6, "users stay");
 }
 

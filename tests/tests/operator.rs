@@ -325,6 +325,7 @@ fn group(dir: &ScimDirectory, id: &str) -> ScimGroup {
             directory_ref: DirectoryRef {
                 name: dir.name_any(),
             },
+            member_rollout: None,
         },
     );
     group.metadata.labels = Some([(labels::DIRECTORY.to_string(), dir.name_any())].into());

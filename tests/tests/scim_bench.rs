@@ -10,7 +10,9 @@
 //! server and the apiserver, the bytes of a stored user (with and without managedFields), the
 //! two-replica sequential-write case (PATCH A, B, A through alternating replicas: lost updates
 //! out of the rounds) and the multi-tenant mixed load (directories x 25 requests/s, more
-//! directories until p99 > 1 s; `BENCH_TENANTS_MAX`, default 80). One command:
+//! directories until p99 > 1 s; `BENCH_TENANTS_MAX`, default 80), and large groups
+//! (`scim_group_scale_benchmark`, `BENCH_GROUP_MEMBERS` members, default 10000: build by
+//! 100-member PATCHes, GET, remove one, delete, replace, memory, bytes per add). One command:
 //! `make bench` (release build, then this test).
 
 use std::process::Command;
@@ -693,4 +695,277 @@ async fn scim_multi_tenant_mixed_load() {
         tenants = (tenants * 2).min(max);
     }
     proc.stop();
+}
+
+/// apiserver calls the server made so far with `verb` (create, patch, get, list, delete).
+async fn api_calls_of(metrics: &str, verb: &str) -> f64 {
+    let m = reqwest::get(metrics).await.unwrap().text().await.unwrap();
+    let needle = format!("verb=\"{verb}\"");
+    m.lines()
+        .filter(|l| l.starts_with("kube_scim_apiserver_calls_total") && l.contains(&needle))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Writes (create + patch + delete) the server sent the apiserver so far.
+async fn api_writes(metrics: &str) -> f64 {
+    let mut total = 0.0;
+    for verb in ["create", "patch", "delete"] {
+        total += api_calls_of(metrics, verb).await;
+    }
+    total
+}
+
+/// Names of the ScimUsers / ScimGroups in `ns` carrying `label`.
+async fn count_labelled(client: &Client, ns: &str, label: &str) -> usize {
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), ns);
+    users
+        .list_metadata(&kube::api::ListParams::default().labels(label))
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+/// Groups of `BENCH_GROUP_MEMBERS` members (default 10000; the figure is 100000):
+/// building one by Entra-style 100-member PATCHes, reading it with and without members,
+/// removing one member, deleting it (answer and background time), replacing a list, server
+/// memory with the group cached, and what a member add stores.
+#[tokio::test]
+#[ignore = "benchmark: run explicitly with --ignored --nocapture"]
+async fn scim_group_scale_benchmark() {
+    let n: usize = std::env::var("BENCH_GROUP_MEMBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let plane = ControlPlane::shared();
+    let client = plane.client().await.unwrap();
+    let ns = plane.namespace("group-bench").await.unwrap();
+    let token = format!("bench-{}", uuid::Uuid::new_v4());
+    let keys = VerifierKeys::create(&plane.dir().join(format!("verifier-keys-{ns}"))).unwrap();
+    directory(&client, &ns, "bench", &token, &keys).await;
+    println!(
+        "== group scale benchmark: {n} members, server {} ==",
+        server_bin().display()
+    );
+    let (proc, port, mport) = start_server(plane, &ns, "group", ("bench", &token), &keys).await;
+    let pid = proc.pid().unwrap();
+    let metrics = format!("http://127.0.0.1:{mport}/metrics");
+    let base = format!("http://127.0.0.1:{port}/scim/v2/{ns}/bench");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut r = http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(&token);
+        if let Some(b) = body {
+            r = r
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
+        }
+        r
+    };
+    let create_group = |name: &'static str| {
+        let req = call(
+            reqwest::Method::POST,
+            "/Groups".into(),
+            Some(json!({"displayName": name})),
+        );
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 201);
+            let v: Value = r.json().await.unwrap();
+            v["id"].as_str().unwrap().to_string()
+        }
+    };
+    // Group B's members are labelled at creation (not measured); group A is built through SCIM.
+    let gid_b = create_group("Replaced").await;
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
+    let t = Instant::now();
+    let mut ids: Vec<String> = futures::stream::iter(0..n)
+        .map(|i| {
+            let users = users.clone();
+            let ns = ns.clone();
+            let label_b = kube_scim_crds::labels::member_of(&gid_b);
+            async move {
+                let mut u = direct_user(&ns, "bench", &format!("member{i:06}@bench.example"));
+                u.metadata.labels = Some(
+                    [
+                        (
+                            kube_scim_crds::labels::DIRECTORY.to_string(),
+                            "bench".to_string(),
+                        ),
+                        (label_b, "true".to_string()),
+                    ]
+                    .into(),
+                );
+                let id = u.metadata.name.clone().unwrap();
+                users.create(&PostParams::default(), &u).await.unwrap();
+                id
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    ids.sort();
+    println!(
+        "created {n} users directly in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    // Wait until the server caches every user.
+    for _ in 0..2400 {
+        let r = call(reqwest::Method::GET, "/Users?count=1".into(), None)
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        if v["totalResults"].as_u64() == Some(n as u64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let rss_users = rss_kb(pid);
+
+    // Build group A: Entra adds members in PATCHes of up to 100.
+    let gid = create_group("Everyone").await;
+    let label = kube_scim_crds::labels::member_of(&gid);
+    let w0 = api_writes(&metrics).await;
+    let t = Instant::now();
+    let mut patch_ms = Vec::new();
+    for chunk in ids.chunks(100) {
+        let op = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "add", "path": "members",
+                "value": chunk.iter().map(|id| json!({"value": id})).collect::<Vec<_>>()}]});
+        let (s, ms) = timed(call(
+            reqwest::Method::PATCH,
+            format!("/Groups/{gid}"),
+            Some(op),
+        ))
+        .await;
+        assert_eq!(s, 204);
+        patch_ms.push(ms);
+    }
+    let build = t.elapsed().as_secs_f64();
+    let writes = api_writes(&metrics).await - w0;
+    println!(
+        "build by {} PATCHes of 100: {build:.1} s ({:.0} members/s), {writes} apiserver writes ({:.2} per member), PATCH p50/p99 {:.0}/{:.0} ms",
+        patch_ms.len(),
+        n as f64 / build,
+        writes / n as f64,
+        pct(&mut patch_ms.clone(), 0.5),
+        pct(&mut patch_ms, 0.99)
+    );
+    let rss_group = rss_kb(pid);
+    println!(
+        "server RSS: {rss_users} KiB with {n} users (and group B), {rss_group} KiB with group A cached too ({} KiB for it)",
+        rss_group as i64 - rss_users as i64
+    );
+    // What a member add stores: the member object is rewritten whole (etcd keeps a new
+    // revision of it), so its size with managedFields is what one add writes to etcd.
+    let stored = serde_json::to_vec(&users.get(&ids[0]).await.unwrap())
+        .unwrap()
+        .len();
+    let mut bare = direct_user(&ns, "bench", "size@bench.example");
+    bare.metadata.labels = Some(
+        [(
+            kube_scim_crds::labels::DIRECTORY.to_string(),
+            "bench".to_string(),
+        )]
+        .into(),
+    );
+    let bare = users.create(&PostParams::default(), &bare).await.unwrap();
+    let before = serde_json::to_vec(&bare).unwrap().len();
+    println!(
+        "bytes to etcd per member add: {stored} (the member object is rewritten whole; a member of groups A and B is {} bytes larger than a member of none)",
+        stored.saturating_sub(before)
+    );
+    for (what, path) in [
+        ("GET group with members", format!("/Groups/{gid}")),
+        (
+            "GET group, excludedAttributes=members",
+            format!("/Groups/{gid}?excludedAttributes=members"),
+        ),
+    ] {
+        let mut ms = Vec::new();
+        for _ in 0..5 {
+            let (s, t) = timed(call(reqwest::Method::GET, path.clone(), None)).await;
+            assert_eq!(s, 200);
+            ms.push(t);
+        }
+        println!("{what}: p50 {:.1} ms of 5", pct(&mut ms, 0.5));
+    }
+
+    // Remove one member (the new dialect's filtered remove).
+    let w0 = api_writes(&metrics).await;
+    let rm = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "remove", "path": format!("members[value eq \"{}\"]", ids[0])}]});
+    let (s, ms) = timed(call(
+        reqwest::Method::PATCH,
+        format!("/Groups/{gid}"),
+        Some(rm),
+    ))
+    .await;
+    assert_eq!(s, 204);
+    println!(
+        "remove one member: {ms:.1} ms, {} apiserver writes",
+        api_writes(&metrics).await - w0
+    );
+
+    // Delete group A: the answer, then the background cleanup until the last label is gone.
+    let groups: Api<kube_scim_crds::ScimGroup> = Api::namespaced(client.clone(), &ns);
+    let w0 = api_writes(&metrics).await;
+    let t = Instant::now();
+    let (s, ms) = timed(call(
+        reqwest::Method::DELETE,
+        format!("/Groups/{gid}"),
+        None,
+    ))
+    .await;
+    assert_eq!(s, 204);
+    let gone = loop {
+        if groups.get_opt(&gid).await.unwrap().is_none() {
+            break t.elapsed().as_secs_f64();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!(
+        "delete the {}-member group: answered in {ms:.0} ms; last label gone (object gone) after {gone:.1} s ({:.0} labels/s), {} apiserver writes; {} labelled now",
+        n - 1,
+        n as f64 / gone,
+        api_writes(&metrics).await - w0,
+        count_labelled(&client, &ns, &label).await
+    );
+
+    // Replace group B's list (Okta's group push sends PUT) with at most 10,000 members (a
+    // 1 MiB request body holds about 20,000): the rest leave in the background.
+    let keep = (n / 2).min(10_000);
+    let w0 = api_writes(&metrics).await;
+    let put = json!({"displayName": "Replaced",
+        "members": ids[..keep].iter().map(|id| json!({"value": id})).collect::<Vec<_>>()});
+    let t = Instant::now();
+    let (s, ms) = timed(call(
+        reqwest::Method::PUT,
+        format!("/Groups/{gid_b}?excludedAttributes=members"),
+        Some(put),
+    ))
+    .await;
+    assert_eq!(s, 200);
+    let settled = loop {
+        let g = groups.get(&gid_b).await.unwrap();
+        if g.spec.member_rollout.is_none() {
+            break t.elapsed().as_secs_f64();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!(
+        "replace {n} members by {keep}: answered in {ms:.0} ms; labels settled after {settled:.1} s, {} apiserver writes; {} labelled now",
+        api_writes(&metrics).await - w0,
+        count_labelled(&client, &ns, &kube_scim_crds::labels::member_of(&gid_b)).await
+    );
+    drop(proc);
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
+        .delete(&ns, &kube::api::DeleteParams::default())
+        .await;
 }

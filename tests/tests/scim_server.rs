@@ -13,7 +13,7 @@ use kube::{Api, Client};
 use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimGroup, ScimUser};
 use kube_scim_tests::keys::VerifierKeys;
 use kube_scim_tests::procs::ManagedProcess;
-use kube_scim_tests::{ControlPlane, free_port, workspace_binary};
+use kube_scim_tests::{ControlPlane, eventually, free_port, workspace_binary};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -727,13 +727,20 @@ async fn groups_membership_in_both_dialects() {
         StatusCode::NO_CONTENT
     );
     assert!(members(&scim.get(&format!("/Groups/{g2id}")).await.body).is_empty());
-    let sel = users
-        .list(&ListParams::default().labels(&format!("member.kubescim.io/{gid}")))
-        .await
-        .unwrap();
-    assert!(sel.items.is_empty());
     let groups: Api<ScimGroup> = Api::namespaced(client.clone(), &ns);
-    assert!(groups.get_opt(&gid).await.unwrap().is_none());
+    eventually(
+        "the deleted group's labels and object are gone",
+        Duration::from_secs(60),
+        || async {
+            let sel = users
+                .list(&ListParams::default().labels(&format!("member.kubescim.io/{gid}")))
+                .await
+                .unwrap();
+            let gone = groups.get_opt(&gid).await.unwrap().is_none();
+            (gone && sel.items.is_empty()).then_some(())
+        },
+    )
+    .await;
 
     // PUT replaces the member list; remove without value removes all.
     let put = json!({"schemas": [GROUP_SCHEMA], "displayName": "Parent", "members": [{"value": ids[0]}, {"value": ids[1]}]});

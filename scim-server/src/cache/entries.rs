@@ -9,6 +9,9 @@ use serde_json::Value;
 
 use super::rv_num;
 
+/// One member of a group's rollout: its id and the `display` kept for it.
+pub type RolloutEntry = (String, Option<Box<str>>);
+
 /// One cached user or group.
 #[derive(Debug)]
 pub struct Entry {
@@ -34,6 +37,9 @@ pub struct Entry {
     /// `(group id, display)`: the `display` the client sent for this member of that group,
     /// where one is kept (Okta directories); empty for almost every entry.
     pub member_display: Vec<(String, Box<str>)>,
+    /// A group's member list being rolled out to the labels (`spec.memberRollout`): member id
+    /// and kept `display`. While set, it is the group's member list.
+    pub rollout: Option<Vec<RolloutEntry>>,
 }
 
 impl Entry {
@@ -63,6 +69,7 @@ impl Entry {
             last_modified,
             member_of,
             member_display: Vec::new(),
+            rollout: None,
         }
     }
 
@@ -119,8 +126,13 @@ pub struct DirData {
     group_name: Multi,
     /// externalId -> group ids.
     group_ext: Multi,
-    /// group id -> member ids (users and groups).
+    /// group id -> member ids (users and groups), from the membership labels.
     members: HashMap<String, HashSet<String>>,
+    /// group id -> its member list being rolled out (member id -> kept display), which
+    /// overrides `members` for that group until the labels are written.
+    rollout: HashMap<String, HashMap<String, Option<Box<str>>>>,
+    /// member id -> groups whose rollout lists it.
+    rollout_of: HashMap<String, HashSet<String>>,
     /// Deleted objects: events at or below this resourceVersion are ignored (for ten minutes).
     tombstones: HashMap<(ResourceKind, String), (u64, Instant)>,
 }
@@ -169,7 +181,7 @@ impl DirData {
                 .kind_of(x)
                 .and_then(|k| self.get(k, x))
                 .map(|e| {
-                    e.member_of
+                    self.groups_of(e)
                         .iter()
                         .filter_map(|g| self.groups.get(g))
                         .collect()
@@ -200,7 +212,36 @@ impl DirData {
     /// Whether any object carries a membership label of group `id` (a deleted group whose
     /// members were not released yet: its id must not be reused).
     pub fn has_members(&self, id: &str) -> bool {
-        self.members.contains_key(id)
+        self.members.contains_key(id) || self.rollout.contains_key(id)
+    }
+
+    /// The groups `e` is a direct member of as SCIM serves them: its labels, except for
+    /// groups whose member list is being rolled out, where the rollout decides.
+    pub fn groups_of(&self, e: &Entry) -> Vec<String> {
+        let mut groups: Vec<String> = e
+            .member_of
+            .iter()
+            .filter(|g| !self.rollout.contains_key(*g))
+            .cloned()
+            .collect();
+        if let Some(rolling) = self.rollout_of.get(&e.id) {
+            groups.extend(rolling.iter().cloned());
+            groups.sort();
+        }
+        groups
+    }
+
+    /// The `display` a group's rollout keeps for a member, if any.
+    pub fn rollout_display(&self, group: &str, member: &str) -> Option<&str> {
+        self.rollout.get(group)?.get(member)?.as_deref()
+    }
+
+    /// Ids whose membership label names `group` (what is written, whatever SCIM serves).
+    pub fn labelled_ids(&self, group: &str) -> Vec<String> {
+        self.members
+            .get(group)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Kind of the object with this id, if any.
@@ -224,6 +265,16 @@ impl DirData {
                 s.remove(id);
                 if s.is_empty() {
                     self.members.remove(g);
+                }
+            }
+        }
+        if let Some(list) = self.rollout.remove(id) {
+            for m in list.keys() {
+                if let Some(s) = self.rollout_of.get_mut(m) {
+                    s.remove(id);
+                    if s.is_empty() {
+                        self.rollout_of.remove(m);
+                    }
                 }
             }
         }
@@ -281,6 +332,16 @@ impl DirData {
                 .entry(g.clone())
                 .or_default()
                 .insert(id.to_string());
+        }
+        if let Some(list) = &e.rollout {
+            for (m, _) in list {
+                self.rollout_of
+                    .entry(m.clone())
+                    .or_default()
+                    .insert(id.to_string());
+            }
+            self.rollout
+                .insert(id.to_string(), list.iter().cloned().collect());
         }
     }
 
@@ -375,11 +436,42 @@ impl DirData {
         self.tombstones.insert(key, (rv.max(prev), now));
     }
 
-    /// Ids of the members of a group.
-    pub fn member_ids(&self, group: &str) -> Vec<String> {
+    /// Ids that membership labels name but that are no cached group.
+    pub fn labelled_groups_without_object(&self) -> Vec<String> {
+        self.members
+            .keys()
+            .filter(|g| !self.groups.contains_key(*g))
+            .cloned()
+            .collect()
+    }
+
+    /// Up to `limit` members (kind and id) of group `group` that are cached objects.
+    pub fn members_up_to(&self, group: &str, limit: usize) -> Vec<(ResourceKind, String)> {
         self.members
             .get(group)
-            .map(|s| s.iter().cloned().collect())
+            .map(|s| {
+                s.iter()
+                    .filter_map(|id| self.kind_of(id).map(|k| (k, id.clone())))
+                    .take(limit)
+                    .collect()
+            })
             .unwrap_or_default()
+    }
+
+    /// Ids of the members of a group.
+    pub fn member_ids(&self, group: &str) -> Vec<String> {
+        if let Some(list) = self.rollout.get(group) {
+            return list.keys().cloned().collect();
+        }
+        self.labelled_ids(group)
+    }
+
+    /// How many members SCIM serves for a group (an upper bound: ids of deleted members are
+    /// counted until their labels or the rollout go).
+    pub fn member_count(&self, group: &str) -> usize {
+        match self.rollout.get(group) {
+            Some(list) => list.len(),
+            None => self.members.get(group).map_or(0, HashSet::len),
+        }
     }
 }

@@ -6,9 +6,9 @@
 
 mod entries;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use kube::api::DynamicObject;
 use kube_scim_crds::{AuthMethod, CONDITION_READY, Provider, ScimDirectory, labels};
@@ -20,7 +20,7 @@ use crate::convert::resource_from_status;
 use crate::entra::EntraAuth;
 use crate::oauth::OAuthSettings;
 
-pub use entries::{DirData, Entry};
+pub use entries::{DirData, Entry, RolloutEntry};
 
 /// Namespace and name of a directory.
 pub type DirKey = (String, String);
@@ -59,6 +59,18 @@ pub struct Verifier {
 /// One directory's data behind its own lock.
 type Shard = Arc<RwLock<DirData>>;
 
+/// A group whose membership labels are to be removed from its members: one the apiserver is
+/// deleting (`deletionTimestamp` set) or one that is gone while labels still name it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CleanupJob {
+    /// Namespace.
+    pub ns: String,
+    /// Directory the group belonged to.
+    pub dir: String,
+    /// The group's SCIM id (object name).
+    pub group: String,
+}
+
 /// The shared cache. Each directory's users and groups sit behind their own lock, so a slow
 /// query in one directory never stalls writes or watch updates of another; the map of
 /// directories is write-locked only to add one.
@@ -68,6 +80,10 @@ pub struct Cache {
     data: RwLock<HashMap<DirKey, Shard>>,
     watchers_total: AtomicUsize,
     watchers_synced: AtomicUsize,
+    /// Groups whose members' labels the cleanup worker is to remove (deduplicated).
+    cleanup: Mutex<BTreeSet<CleanupJob>>,
+    /// Wakes the cleanup worker when a job is queued.
+    cleanup_queued: tokio::sync::Notify,
 }
 
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -135,7 +151,21 @@ pub fn entry_from_object(
         .unwrap_or_default();
     let mut entry = Entry::new(name, rv_str, &resource, created, last_modified, member_of);
     entry.member_display = member_display;
+    if kind == ResourceKind::Group {
+        entry.rollout = rollout_of_object(obj);
+    }
     Some((ns, dir, entry, resource))
+}
+
+/// A group's `spec.memberRollout.members`, if set.
+fn rollout_of_object(obj: &DynamicObject) -> Option<Vec<RolloutEntry>> {
+    let members = obj.data.get("spec")?.get("memberRollout")?.get("members")?;
+    let list: Vec<kube_scim_crds::RolloutMember> = serde_json::from_value(members.clone()).ok()?;
+    Some(
+        list.into_iter()
+            .map(|m| (m.value, m.display.map(Box::from)))
+            .collect(),
+    )
 }
 
 fn dir_info(d: &ScimDirectory) -> DirInfo {
@@ -308,13 +338,95 @@ impl Cache {
         if let Some(known) = read_lock(&shard).known(kind, name, rv) {
             return known;
         }
-        let (_, _, entry, resource) = entry_from_object(kind, obj)?;
-        write_lock(&shard).apply(kind, entry, &resource)
+        if obj.metadata.deletion_timestamp.is_some() {
+            // Being deleted (a finalizer holds it): gone for SCIM at once; its members'
+            // labels are the cleanup worker's to remove.
+            write_lock(&shard).delete(kind, name, rv);
+            if kind == ResourceKind::Group {
+                self.queue_cleanup(CleanupJob {
+                    ns: ns.to_string(),
+                    dir: directory_of(obj)?,
+                    group: name.to_string(),
+                });
+            }
+            return None;
+        }
+        let (_, dir, entry, resource) = entry_from_object(kind, obj)?;
+        let held = write_lock(&shard).apply(kind, entry, &resource);
+        if let Some(e) = &held
+            && e.rollout.is_some()
+        {
+            // A member list to roll out (also one a stopped server left unfinished).
+            self.queue_cleanup(CleanupJob {
+                ns: ns.to_string(),
+                dir,
+                group: name.to_string(),
+            });
+        }
+        held
     }
 
-    /// Removes an object (watch deletion or our own DELETE) and remembers its version.
+    /// Removes an object (watch deletion or our own DELETE) and remembers its version. A group
+    /// whose members still carry its label (deleted with kubectl, say) becomes a cleanup job.
     pub fn delete_object(&self, kind: ResourceKind, ns: &str, dir: &str, name: &str, rv: u64) {
-        write_lock(&self.shard_or_new(ns, dir)).delete(kind, name, rv);
+        let shard = self.shard_or_new(ns, dir);
+        let labelled = {
+            let mut d = write_lock(&shard);
+            d.delete(kind, name, rv);
+            kind == ResourceKind::Group && d.has_members(name)
+        };
+        if labelled {
+            self.queue_cleanup(CleanupJob {
+                ns: ns.to_string(),
+                dir: dir.to_string(),
+                group: name.to_string(),
+            });
+        }
+    }
+
+    /// Queues a cleanup job and wakes the worker.
+    pub fn queue_cleanup(&self, job: CleanupJob) {
+        let new = self
+            .cleanup
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job);
+        if new {
+            self.cleanup_queued.notify_one();
+        }
+    }
+
+    /// Takes every queued cleanup job.
+    pub fn take_cleanups(&self) -> Vec<CleanupJob> {
+        std::mem::take(&mut *self.cleanup.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .collect()
+    }
+
+    /// Waits until a cleanup job is queued (returns at once if one was queued since the last
+    /// wait).
+    pub async fn cleanup_queued(&self) {
+        self.cleanup_queued.notified().await;
+    }
+
+    /// Groups that no cached group object stands for but whose id a membership label still
+    /// names (a group deleted while no server ran, or with kubectl): the sweep's jobs.
+    pub fn orphaned_groups(&self) -> Vec<CleanupJob> {
+        let shards: Vec<(DirKey, Shard)> = read_lock(&self.data)
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        let mut jobs = Vec::new();
+        for ((ns, dir), shard) in shards {
+            for group in read_lock(&shard).labelled_groups_without_object() {
+                jobs.push(CleanupJob {
+                    ns: ns.clone(),
+                    dir: dir.clone(),
+                    group,
+                });
+            }
+        }
+        jobs
     }
 
     /// After a re-list of `kind` (within `namespace` if given): drops objects that were not

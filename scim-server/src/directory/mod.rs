@@ -6,6 +6,7 @@
 //! client reads its writes at once. Storage is reached through [`Storage`]; the unit tests
 //! below run it on the in-memory store.
 
+mod cleanup;
 mod list;
 mod members;
 mod objects;
@@ -21,7 +22,7 @@ use scim_protocol::{
 use serde_json::Value;
 
 use crate::auth;
-use crate::cache::{Cache, DirInfo, Entry, directory_of, rv_num};
+use crate::cache::{Cache, CleanupJob, DirInfo, Entry, directory_of, rv_num};
 use crate::convert::status_json;
 use crate::entra::EntraVerifier;
 use crate::error::Error;
@@ -29,6 +30,7 @@ use crate::oauth;
 use crate::render::{self, Locations};
 use crate::storage::{Storage, StoreError};
 
+pub use cleanup::CleanupSettings;
 pub use objects::candidate_id;
 
 /// A directory named by a request.
@@ -55,6 +57,9 @@ pub struct Limits {
     pub member_write_concurrency: usize,
     /// Retries of an update after a resourceVersion conflict.
     pub conflict_retries: usize,
+    /// A member-list replacement (or a new group) that would write more membership labels than
+    /// this is recorded on the group and written in the background (see `cleanup.rs`).
+    pub inline_member_writes: usize,
 }
 
 /// A change to an existing resource.
@@ -411,11 +416,30 @@ impl<S: Storage> DirectoryService<S> {
             let mut r = res.clone();
             r.set_id(id.clone());
             let status = status_json(&r, &ts, &ts)?;
-            let obj = objects::new_object(kind, dir, &owner.uid, &id, &r, status)?;
+            let mut obj = objects::new_object(kind, dir, &owner.uid, &id, &r, status)?;
+            let rollout = members.len() > self.limits.inline_member_writes;
+            if rollout {
+                let delta = MembershipDelta {
+                    replace_all: true,
+                    added: members
+                        .iter()
+                        .map(|m| (m.value.clone(), m.clone()))
+                        .collect(),
+                    ..MembershipDelta::default()
+                };
+                obj.data["spec"]["memberRollout"] =
+                    serde_json::json!({"members": self.rollout_list(dir, &delta, None)?});
+            }
             match self.store.create(kind, dir.ns, &obj).await {
                 Ok(created) => {
                     let entry = self.cache.apply_object(kind, &created);
-                    if !members.is_empty() {
+                    if rollout {
+                        self.cache.queue_cleanup(CleanupJob {
+                            ns: dir.ns.to_string(),
+                            dir: dir.name.to_string(),
+                            group: id.clone(),
+                        });
+                    } else if !members.is_empty() {
                         let mut delta = MembershipDelta::default();
                         for m in members {
                             delta.added.insert(m.value.clone(), m);
@@ -501,18 +525,28 @@ impl<S: Storage> DirectoryService<S> {
                 // Every check before the first write: a refused request leaves no trace.
                 self.check_membership(dir, id, &outcome.membership).await?;
             }
+            let rollout = if kind == ResourceKind::Group {
+                self.rollout_after(dir, &entry, &outcome.membership)?
+            } else {
+                None
+            };
             let changed = newr.attributes() != oldr.attributes();
             // The outcome was computed on the cached copy, which may not have seen another
             // replica's last write: a change carries the cached resourceVersion, and a no-op is
             // proven one against it (a patch that stores nothing unless the copy is stale, when
-            // it conflicts and the change is run again on the current version).
-            let body = if changed {
+            // it conflicts and the change is run again on the current version). A membership
+            // change is proven against it too: the copy may miss a member list that another
+            // replica is rolling out, which the change must go into.
+            let mut body = if changed {
                 Some(objects::attribute_patch(dir, &entry, &oldr, &newr, &now())?)
-            } else if outcome.touches_attributes {
+            } else if outcome.touches_attributes || !outcome.membership.is_empty() {
                 Some(objects::precondition_patch(&entry))
             } else {
                 None
             };
+            if let (Some(list), Some(b)) = (&rollout, body.as_mut()) {
+                b["spec"] = serde_json::json!({"memberRollout": {"members": list}});
+            }
             if let Some(patch) = body {
                 match self.store.patch(kind, dir.ns, id, &patch).await {
                     Ok(o) => {
@@ -538,7 +572,15 @@ impl<S: Storage> DirectoryService<S> {
                     Err(e) => return Err(e.into()),
                 }
             }
-            if kind == ResourceKind::Group {
+            if rollout.is_some() {
+                // Recorded on the group, which SCIM now serves; the labels follow in the
+                // background.
+                self.cache.queue_cleanup(CleanupJob {
+                    ns: dir.ns.to_string(),
+                    dir: dir.name.to_string(),
+                    group: id.to_string(),
+                });
+            } else if kind == ResourceKind::Group {
                 self.apply_membership(dir, id, &outcome.membership).await?;
             }
             let Reply::Resource { at, with_members } = reply else {
@@ -566,13 +608,9 @@ impl<S: Storage> DirectoryService<S> {
         };
         check_if_match(if_match, Some(&entry.rv_str))?;
         if kind == ResourceKind::Group {
-            // Membership records live on the members: remove them first, so a failure half-way
-            // leaves the group in place and a retried DELETE finishes the job.
-            let delta = MembershipDelta {
-                replace_all: true,
-                ..MembershipDelta::default()
-            };
-            self.apply_membership(dir, id, &delta).await?;
+            // Membership records live on the members, as many as the group has: the request
+            // only marks the group; the cleanup worker removes the labels (see `cleanup.rs`).
+            return self.delete_group(dir, id, if_match).await;
         }
         match self.store.delete(kind, dir.ns, id).await {
             Ok(rv) => {

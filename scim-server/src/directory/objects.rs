@@ -83,7 +83,10 @@ pub fn new_object(
         }),
         ResourceKind::Group => serde_json::to_value(ScimGroup {
             metadata,
-            spec: ScimGroupSpec { directory_ref },
+            spec: ScimGroupSpec {
+                directory_ref,
+                member_rollout: None,
+            },
             status: None,
         }),
     };

@@ -27,6 +27,11 @@ fn keys() -> kube_scim_runtime::verifier::SharedKeyRing {
 }
 
 fn service() -> DirectoryService<MemoryStore> {
+    service_inline(1000)
+}
+
+/// A service that writes at most `inline` membership labels inside a request.
+fn service_inline(inline: usize) -> DirectoryService<MemoryStore> {
     DirectoryService::new(
         Arc::new(Cache::default()),
         MemoryStore::default(),
@@ -34,6 +39,7 @@ fn service() -> DirectoryService<MemoryStore> {
             max_results: 100,
             member_write_concurrency: 4,
             conflict_retries: 3,
+            inline_member_writes: inline,
         },
         keys(),
     )
@@ -353,24 +359,117 @@ async fn if_match_guards_writes() {
     assert!(matches!(gone, Error::Scim(ScimError::NotFound(_))));
 }
 
+fn member_labels(obj: &kube::api::DynamicObject) -> Vec<String> {
+    obj.metadata
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_keys()
+        .filter(|k| k.starts_with(kube_scim_crds::labels::MEMBER_OF_PREFIX))
+        .collect()
+}
+
 #[tokio::test]
-async fn deleting_a_group_releases_its_members_first() {
+async fn a_deleted_group_is_gone_for_scim_at_once_and_its_labels_go_in_the_background() {
+    let s = service();
+    let u = user(&s, "u").await;
+    let other = user(&s, "v").await;
+    let g = group(&s, "g", &[&u, &other]).await;
+    let writes = s.store.writes.load(Ordering::SeqCst);
+    s.delete(DIR, ResourceKind::Group, &g, None).await.unwrap();
+    // The request marked the group (finalizer, then delete): two writes, whatever its size.
+    assert_eq!(s.store.writes.load(Ordering::SeqCst) - writes, 2);
+    let marked = stored(&s.store, ResourceKind::Group, &g).await;
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    // Gone for SCIM: reads, filters, the members' `groups`; a second DELETE is a 404.
+    let read = s.get(DIR, ResourceKind::Group, &g, &at(), true).await;
+    assert!(matches!(read, Err(Error::Scim(ScimError::NotFound(_)))));
+    let q = ListQuery::from_query_pairs([("startIndex", "1")]).unwrap();
+    let listed = s.list(DIR, &[ResourceKind::Group], &q, &at()).unwrap();
+    assert_eq!(listed["totalResults"], 0, "{listed}");
+    let ur = s
+        .get(DIR, ResourceKind::User, &u, &at(), false)
+        .await
+        .unwrap();
+    assert!(
+        ur.to_json()
+            .get("groups")
+            .is_none_or(|g| g.as_array().unwrap().is_empty())
+    );
+    let again = s.delete(DIR, ResourceKind::Group, &g, None).await;
+    assert!(matches!(again, Err(Error::Scim(ScimError::NotFound(_)))));
+    // The labels are still there until the worker runs; then they and the group are gone.
+    assert_eq!(
+        member_labels(&stored(&s.store, ResourceKind::User, &u).await).len(),
+        1
+    );
+    assert_eq!(s.run_queued_cleanups().await, 2);
+    for id in [&u, &other] {
+        assert!(member_labels(&stored(&s.store, ResourceKind::User, id).await).is_empty());
+    }
+    assert!(
+        s.store
+            .get(ResourceKind::Group, "ns", &g)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn cleanup_ends_consistent_with_nested_groups_and_a_member_deleted_meanwhile() {
+    let s = service();
+    let u = user(&s, "u").await;
+    let gone = user(&s, "gone").await;
+    let inner = group(&s, "inner", &[&u]).await;
+    let outer = group(&s, "outer", &[&u, &gone, &inner]).await;
+    s.delete(DIR, ResourceKind::Group, &outer, None)
+        .await
+        .unwrap();
+    // The nested group is being deleted too, and a member is deleted before the worker runs.
+    s.delete(DIR, ResourceKind::Group, &inner, None)
+        .await
+        .unwrap();
+    s.delete(DIR, ResourceKind::User, &gone, None)
+        .await
+        .unwrap();
+    s.run_queued_cleanups().await;
+    assert!(member_labels(&stored(&s.store, ResourceKind::User, &u).await).is_empty());
+    for g in [&inner, &outer] {
+        assert!(
+            s.store
+                .get(ResourceKind::Group, "ns", g)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+#[tokio::test]
+async fn labels_of_a_group_deleted_behind_the_servers_back_are_swept() {
     let s = service();
     let u = user(&s, "u").await;
     let g = group(&s, "g", &[&u]).await;
-    s.delete(DIR, ResourceKind::Group, &g, None).await.unwrap();
-    let obj = s
-        .store
-        .get(ResourceKind::User, "ns", &u)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        obj.metadata
-            .labels
-            .unwrap_or_default()
-            .keys()
-            .all(|k| !k.starts_with(kube_scim_crds::labels::MEMBER_OF_PREFIX))
+    // kubectl delete: the object vanishes without the finalizer; the watch reports it.
+    s.store.delete(ResourceKind::Group, "ns", &g).await.unwrap();
+    assert_eq!(s.cache.orphaned_groups().len(), 0);
+    s.cache.delete_object(ResourceKind::Group, "ns", "d", &g, 0);
+    assert_eq!(s.cache.orphaned_groups().len(), 1);
+    assert_eq!(s.run_queued_cleanups().await, 1);
+    assert!(member_labels(&stored(&s.store, ResourceKind::User, &u).await).is_empty());
+    assert!(s.cache.orphaned_groups().is_empty());
+    // A job for a group that lives removes nothing.
+    let live = group(&s, "live", &[&u]).await;
+    s.cache.queue_cleanup(crate::cache::CleanupJob {
+        ns: "ns".into(),
+        dir: "d".into(),
+        group: live.clone(),
+    });
+    assert_eq!(s.run_queued_cleanups().await, 0);
+    assert_eq!(
+        member_labels(&stored(&s.store, ResourceKind::User, &u).await).len(),
+        1
     );
 }
 
@@ -404,6 +503,7 @@ fn replicas() -> (
         max_results: 100,
         member_write_concurrency: 4,
         conflict_retries: 3,
+        inline_member_writes: 1000,
     };
     let one = || DirectoryService::new(Arc::new(Cache::default()), store.clone(), limits, keys());
     (one(), one(), store)
@@ -534,6 +634,7 @@ async fn membership_add_remove_add_through_alternating_replicas_is_stored() {
     .await
     .unwrap();
     r2.delete(DIR, ResourceKind::Group, &g, None).await.unwrap();
+    r2.run_queued_cleanups().await;
     assert!(!labelled(&stored(&store, ResourceKind::User, &u).await, &g));
 }
 
@@ -735,5 +836,157 @@ async fn a_replica_reads_what_another_wrote_a_moment_ago() {
     assert!(
         matches!(gone, Err(Error::Scim(ref e)) if e.status() == 404),
         "deleted through the other replica: {gone:?}"
+    );
+}
+
+fn rollout_of(obj: &kube::api::DynamicObject) -> Option<Vec<String>> {
+    let list = obj.data["spec"]["memberRollout"]["members"].as_array()?;
+    Some(
+        list.iter()
+            .map(|m| m["value"].as_str().unwrap().to_string())
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn a_large_replacement_is_served_at_once_and_written_in_the_background() {
+    let s = service_inline(2);
+    let mut old = Vec::new();
+    let mut new = Vec::new();
+    for i in 0..3 {
+        old.push(user(&s, &format!("o{i}")).await);
+        new.push(user(&s, &format!("n{i}")).await);
+    }
+    let both = &old[0];
+    let refs: Vec<&str> = old.iter().map(String::as_str).collect();
+    let g = group(&s, "g", &refs[..2]).await;
+    let writes = s.store.writes.load(Ordering::SeqCst);
+    let list: Vec<Value> = new
+        .iter()
+        .chain(std::iter::once(both))
+        .map(|m| json!({"value": m}))
+        .collect();
+    let served = s
+        .modify(
+            DIR,
+            ResourceKind::Group,
+            &g,
+            &Change::Replace(json!({"displayName": "g", "members": list})),
+            None,
+            Reply::Resource {
+                at: &at(),
+                with_members: true,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    // One write (the group, with the new list); the SCIM view is the new list at once.
+    assert_eq!(s.store.writes.load(Ordering::SeqCst) - writes, 1);
+    let mut want: Vec<String> = new.iter().chain(std::iter::once(both)).cloned().collect();
+    want.sort();
+    assert_eq!(member_ids(&served), want);
+    let gone = s
+        .get(DIR, ResourceKind::User, &old[1], &at(), false)
+        .await
+        .unwrap();
+    assert!(
+        gone.to_json()
+            .get("groups")
+            .is_none_or(|v| v.as_array().unwrap().is_empty())
+    );
+    let joined = s
+        .get(DIR, ResourceKind::User, &new[0], &at(), false)
+        .await
+        .unwrap();
+    assert_eq!(joined.to_json()["groups"][0]["value"], g.as_str());
+    let rolling = stored(&s.store, ResourceKind::Group, &g).await;
+    assert_eq!(rollout_of(&rolling).map(|l| l.len()), Some(4));
+    // A change while the rollout runs goes into the rollout.
+    let add = patch(
+        json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": old[2]}]}]}),
+    );
+    s.modify(DIR, ResourceKind::Group, &g, &add, None, Reply::Nothing)
+        .await
+        .unwrap();
+    want.push(old[2].clone());
+    want.sort();
+    let read = s
+        .get(DIR, ResourceKind::Group, &g, &at(), true)
+        .await
+        .unwrap();
+    assert_eq!(member_ids(&read), want);
+    // The worker writes the labels: old members out, new ones in, then the rollout ends.
+    s.run_queued_cleanups().await;
+    for id in old.iter().chain(new.iter()) {
+        let on = labelled(&stored(&s.store, ResourceKind::User, id).await, &g);
+        assert_eq!(on, want.contains(id), "{id}");
+    }
+    assert_eq!(
+        rollout_of(&stored(&s.store, ResourceKind::Group, &g).await),
+        None
+    );
+    let read = s
+        .get(DIR, ResourceKind::Group, &g, &at(), true)
+        .await
+        .unwrap();
+    assert_eq!(member_ids(&read), want);
+}
+
+#[tokio::test]
+async fn a_small_replacement_is_written_inline() {
+    let s = service_inline(10);
+    let u = user(&s, "u").await;
+    let v = user(&s, "v").await;
+    let g = group(&s, "g", &[&u]).await;
+    s.modify(
+        DIR,
+        ResourceKind::Group,
+        &g,
+        &Change::Replace(json!({"displayName": "g", "members": [{"value": v}]})),
+        None,
+        Reply::Nothing,
+    )
+    .await
+    .unwrap();
+    assert!(!labelled(
+        &stored(&s.store, ResourceKind::User, &u).await,
+        &g
+    ));
+    assert!(labelled(
+        &stored(&s.store, ResourceKind::User, &v).await,
+        &g
+    ));
+    assert_eq!(
+        rollout_of(&stored(&s.store, ResourceKind::Group, &g).await),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_new_group_with_many_members_rolls_them_out() {
+    let s = service_inline(1);
+    let a = user(&s, "a").await;
+    let b = user(&s, "b").await;
+    let g = group(&s, "g", &[&a, &b]).await;
+    assert!(!labelled(
+        &stored(&s.store, ResourceKind::User, &a).await,
+        &g
+    ));
+    let read = s
+        .get(DIR, ResourceKind::Group, &g, &at(), true)
+        .await
+        .unwrap();
+    assert_eq!(member_ids(&read).len(), 2);
+    s.run_queued_cleanups().await;
+    for id in [&a, &b] {
+        assert!(labelled(
+            &stored(&s.store, ResourceKind::User, id).await,
+            &g
+        ));
+    }
+    assert_eq!(
+        rollout_of(&stored(&s.store, ResourceKind::Group, &g).await),
+        None
     );
 }
