@@ -19,7 +19,10 @@ use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod group_binding;
 pub mod labels;
+
+pub use group_binding::{ScimGroupBinding, ScimGroupBindingSpec, ScimGroupBindingStatus};
 
 /// API group of every kube-scim resource.
 pub const GROUP: &str = "kubescim.io";
@@ -39,6 +42,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ScimDirectory::crd(),
         without_status_subresource(ScimUser::crd()),
         without_status_subresource(ScimGroup::crd()),
+        ScimGroupBinding::crd(),
     ]
     .into_iter()
     .map(unwrap_descriptions)

@@ -10,6 +10,7 @@ use kube::client::ClientBuilder;
 use kube::{Api, Client};
 use kube_scim_operator::config::Flags;
 use kube_scim_operator::controller::{self, Settings};
+use kube_scim_operator::group_binding;
 use kube_scim_operator::http::{self, Health};
 use kube_scim_operator::leader::{self, LeaderElector, LeaseTiming};
 use kube_scim_operator::metrics::Metrics;
@@ -225,7 +226,12 @@ async fn lead(
     } else {
         namespaces.into_iter().map(Some).collect()
     };
-    let runs = scopes.into_iter().map(|scope| {
+    let policy = flags.binding_policy();
+    tracing::info!(
+        cluster_roles = ?policy.allowed_cluster_roles, roles = ?policy.allowed_roles,
+        cluster_wide = policy.allow_cluster_wide, "ScimGroupBindings may grant"
+    );
+    let runs = scopes.iter().cloned().map(|scope| {
         controller::run_scope(
             client.clone(),
             scope,
@@ -233,8 +239,21 @@ async fn lead(
             metrics.clone(),
             stop.clone(),
         )
+        .boxed()
     });
-    futures::future::join_all(runs).await;
+    let group_bindings = scopes.clone().into_iter().map(|scope| {
+        group_binding::run_scope(
+            client.clone(),
+            scope,
+            policy.clone(),
+            settings.identity.clone(),
+            settings.concurrency,
+            settings.resync,
+            stop.clone(),
+        )
+        .boxed()
+    });
+    futures::future::join_all(runs.chain(group_bindings)).await;
     tracing::info!("controllers stopped");
     metrics.leader.set(0);
     health.leading.store(false, Ordering::Relaxed);
