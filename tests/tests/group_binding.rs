@@ -141,6 +141,9 @@ async fn group_membership_becomes_rbac_and_follows_every_scim_change() {
     options
         .operator_args
         .push("--group-binding-allowed-cluster-roles=view,edit".into());
+    options
+        .operator_args
+        .push("--log-filter=info,kube_scim_operator::group_binding=debug".into());
     let stack = Stack::start(plane, options).await.unwrap();
     let entra = directory(&kube, &stack, &ns, "contoso").await;
 
@@ -171,6 +174,13 @@ async fn group_membership_becomes_rbac_and_follows_every_scim_change() {
         .await
         .unwrap();
     let (a, b) = (team_a.as_str(), team_b.as_str());
+    if std::env::var_os("GB_DEBUG").is_some() {
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        for args in [vec!["get", "scimgroupbinding", "-o", "yaml", "-n", ns.as_str()], vec!["get", "rolebinding", "-o", "yaml", "-n", a], vec!["get", "scimusers", "--show-labels", "-n", ns.as_str()], vec!["auth", "can-i", "create", "deployments.apps", "-n", a, "--as", &subject(0)], vec!["get", "clusterrole", "edit"]] {
+            let out = plane.kubectl().args(&args).output().unwrap();
+            println!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+    }
     let mut latencies = Vec::new();
     latencies.push(
         access_follows(
