@@ -263,7 +263,10 @@ async fn group_membership_becomes_rbac_and_follows_every_scim_change() {
     entra.add_members(&sre, &[ids[3].clone()]).await.unwrap();
     assert!(!can_edit(plane, &subject(3), a));
     let t = Instant::now();
-    entra.add_members(&group, &[sre.clone()]).await.unwrap();
+    entra
+        .add_members(&group, std::slice::from_ref(&sre))
+        .await
+        .unwrap();
     latencies.push(
         access_follows(
             plane,
