@@ -242,6 +242,8 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
         "--lease-name=kube-scim-operator".into(),
         "--server-service-name=kube-scim-server".into(),
         "--default-ingress-host=scim.example.test".into(),
+        // What the chart's default values set through the environment.
+        "--group-binding-allowed-cluster-roles=view,edit".into(),
     ];
     let mut stack = Stack::start(plane, options).await.unwrap();
 
