@@ -19,11 +19,14 @@ use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod group_binding;
 pub mod labels;
 mod webhook;
 pub use webhook::*;
 mod rollout;
 pub use rollout::{MemberRollout, RolloutMember};
+
+pub use group_binding::{ScimGroupBinding, ScimGroupBindingSpec, ScimGroupBindingStatus};
 
 /// API group of every kube-scim resource.
 pub const GROUP: &str = "kubescim.io";
@@ -44,6 +47,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         without_status_subresource(ScimUser::crd()),
         without_status_subresource(ScimGroup::crd()),
         ScimWebhook::crd(),
+        ScimGroupBinding::crd(),
     ]
     .into_iter()
     .map(unwrap_descriptions)

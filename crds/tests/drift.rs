@@ -14,7 +14,7 @@ fn checked_in_crd_yaml_matches_the_rust_types() {
 }
 
 #[test]
-fn user_and_group_crds_have_no_status_subresource_but_directory_and_webhook_do() {
+fn user_and_group_crds_have_no_status_subresource_but_directory_webhook_and_group_binding_do() {
     for crd in kube_scim_crds::crds() {
         let has_status = crd.spec.versions[0]
             .subresources
@@ -23,7 +23,7 @@ fn user_and_group_crds_have_no_status_subresource_but_directory_and_webhook_do()
         let kind = crd.spec.names.kind.as_str();
         assert_eq!(
             has_status,
-            kind == "ScimDirectory" || kind == "ScimWebhook",
+            kind == "ScimDirectory" || kind == "ScimWebhook" || kind == "ScimGroupBinding",
             "{kind}: status subresource"
         );
         assert_eq!(

@@ -181,6 +181,31 @@ pub struct Flags {
     #[arg(long, env = "KUBE_SCIM_WEBHOOK_CHECKPOINT_INTERVAL", default_value = "1s", value_parser = duration::parse_flag)]
     pub webhook_checkpoint_interval: Duration,
 
+    /// ClusterRoles a ScimGroupBinding may grant, comma separated (e.g. `view,edit`). The
+    /// operator binds nothing else, whoever wrote the ScimGroupBinding; it must itself hold
+    /// `bind` on these (the Helm chart grants it for exactly this list).
+    #[arg(
+        long,
+        env = "KUBE_SCIM_GROUP_BINDING_ALLOWED_CLUSTER_ROLES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub group_binding_allowed_cluster_roles: Vec<String>,
+
+    /// Names of namespaced Roles a ScimGroupBinding may grant in its target namespaces, comma
+    /// separated.
+    #[arg(
+        long,
+        env = "KUBE_SCIM_GROUP_BINDING_ALLOWED_ROLES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub group_binding_allowed_roles: Vec<String>,
+
+    /// Let ScimGroupBindings with `clusterWide: true` create ClusterRoleBindings.
+    #[arg(long, env = "KUBE_SCIM_GROUP_BINDING_ALLOW_CLUSTER_WIDE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub group_binding_allow_cluster_wide: bool,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `kube_scim_operator=debug,info`;
     /// RUST_LOG, when set, takes precedence (as in the SCIM server).
     #[arg(long, env = "KUBE_SCIM_LOG_FILTER", default_value = "info")]
@@ -240,6 +265,21 @@ impl Flags {
             );
         }
         Ok(crate::webhook::target::Policy { allowed })
+    }
+
+    /// What ScimGroupBindings may grant.
+    pub fn binding_policy(&self) -> crate::group_binding::plan::BindingPolicy {
+        let names = |list: &[String]| {
+            list.iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        crate::group_binding::plan::BindingPolicy {
+            allowed_cluster_roles: names(&self.group_binding_allowed_cluster_roles),
+            allowed_roles: names(&self.group_binding_allowed_roles),
+            allow_cluster_wide: self.group_binding_allow_cluster_wide,
+        }
     }
 
     /// Ingress defaults and the SCIM server Service.

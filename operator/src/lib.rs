@@ -6,6 +6,7 @@
 pub mod config;
 pub mod controller;
 pub mod events;
+pub mod group_binding;
 pub mod http;
 pub mod leader;
 pub mod metrics;

@@ -10,6 +10,7 @@ use kube::client::ClientBuilder;
 use kube::{Api, Client};
 use kube_scim_operator::config::Flags;
 use kube_scim_operator::controller::{self, Settings};
+use kube_scim_operator::group_binding;
 use kube_scim_operator::http::{self, Health};
 use kube_scim_operator::leader::{self, LeaderElector, LeaseTiming};
 use kube_scim_operator::metrics::Metrics;
@@ -248,7 +249,12 @@ async fn lead(
         .clone()
         .into_iter()
         .map(|scope| kube_scim_operator::webhook::run(webhooks.clone(), scope, stop.clone()));
-    let runs = scopes.into_iter().map(|scope| {
+    let policy = flags.binding_policy();
+    tracing::info!(
+        cluster_roles = ?policy.allowed_cluster_roles, roles = ?policy.allowed_roles,
+        cluster_wide = policy.allow_cluster_wide, "ScimGroupBindings may grant"
+    );
+    let runs = scopes.iter().cloned().map(|scope| {
         controller::run_scope(
             client.clone(),
             scope,
@@ -256,9 +262,22 @@ async fn lead(
             metrics.clone(),
             stop.clone(),
         )
+        .boxed()
+    });
+    let group_bindings = scopes.clone().into_iter().map(|scope| {
+        group_binding::run_scope(
+            client.clone(),
+            scope,
+            policy.clone(),
+            settings.identity.clone(),
+            settings.concurrency,
+            settings.resync,
+            stop.clone(),
+        )
+        .boxed()
     });
     futures::future::join(
-        futures::future::join_all(runs),
+        futures::future::join_all(runs.chain(group_bindings)),
         futures::future::join_all(deliveries),
     )
     .await;

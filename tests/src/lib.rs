@@ -235,11 +235,12 @@ impl ControlPlane {
         let kcm_port = free_port()?;
         let kubeconfig = kcm_kubeconfig.display().to_string();
         // A node needs the workload controllers too (Deployments, ReplicaSets, EndpointSlices,
-        // the kube-root-ca.crt ConfigMap that projected tokens mount, ...).
+        // the kube-root-ca.crt ConfigMap that projected tokens mount, ...). The aggregation
+        // controller fills the default `view`/`edit`/`admin` ClusterRoles, which RBAC tests bind.
         let controllers = if options.for_node {
             "--controllers=*"
         } else {
-            "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller"
+            "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,clusterrole-aggregation-controller"
         };
         self.spawn(
             "kube-controller-manager",

@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::PostParams;
-use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimUser};
+use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimGroupBinding, ScimUser};
 use kube_scim_tests::keys::VerifierKeys;
 use kube_scim_tests::stack::{Stack, StackOptions, ready_directory, service_account_kubeconfig};
 use kube_scim_tests::{ControlPlane, eventually, must_succeed, repo_root};
@@ -208,6 +208,7 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
         "crd/scimdirectories.kubescim.io",
         "crd/scimusers.kubescim.io",
         "crd/scimgroups.kubescim.io",
+        "crd/scimgroupbindings.kubescim.io",
     ]));
 
     // The verifier keys the chart created, as its Secret volume gives them to both pods: one
@@ -241,6 +242,8 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
         "--lease-name=kube-scim-operator".into(),
         "--server-service-name=kube-scim-server".into(),
         "--default-ingress-host=scim.example.test".into(),
+        // What the chart's default values set through the environment.
+        "--group-binding-allowed-cluster-roles=view,edit".into(),
     ];
     let mut stack = Stack::start(plane, options).await.unwrap();
 
@@ -360,6 +363,76 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
         labels.contains_key(&kube_scim_crds::labels::member_of(&group_id)),
         "{labels:?}"
     );
+
+    // A ScimGroupBinding of the group to `view` (allow-listed by default): the operator, as the
+    // chart's identity, passes the chart's admission policy with its finalizer and creates the
+    // RoleBinding (which needs the chart's `bind` on `view`); `admin` is refused by the
+    // allow-list.
+    let group_bindings: Api<ScimGroupBinding> = Api::namespaced(client.clone(), &tenant_ns);
+    for (name, role) in [("viewers", "view"), ("admins", "admin")] {
+        let spec: kube_scim_crds::ScimGroupBindingSpec = serde_json::from_value(json!({
+            "directoryRef": {"name": "contoso"},
+            "group": {"id": group_id},
+            "roleRef": {"kind": "ClusterRole", "name": role},
+        }))
+        .unwrap();
+        group_bindings
+            .create(&PostParams::default(), &ScimGroupBinding::new(name, spec))
+            .await
+            .unwrap();
+    }
+    for (name, reason) in [("viewers", "Synced"), ("admins", "RoleNotAllowed")] {
+        eventually(
+            &format!("{name} reports {reason}"),
+            Duration::from_secs(30),
+            || async {
+                let binding = group_bindings.get(name).await.ok()?;
+                let ready = binding
+                    .status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready")?;
+                (ready.reason == reason).then_some(())
+            },
+        )
+        .await;
+    }
+    let role_bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+        Api::namespaced(client.clone(), &tenant_ns);
+    let viewers = role_bindings
+        .get(&format!("kube-scim:{tenant_ns}:viewers"))
+        .await
+        .unwrap();
+    assert_eq!(viewers.role_ref.name, "view");
+    assert!(
+        role_bindings
+            .get_opt(&format!("kube-scim:{tenant_ns}:admins"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !stack.operator.log_tail(400).contains("forbidden"),
+        "{}",
+        stack.logs()
+    );
+    group_bindings
+        .delete("viewers", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "the viewers RoleBinding is removed",
+        Duration::from_secs(30),
+        || async {
+            role_bindings
+                .get_opt(&format!("kube-scim:{tenant_ns}:viewers"))
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
 
     // Negative checks: the server's identity has nothing on Secrets; another ServiceAccount
     // with RBAC to create ScimUsers is still refused by the admission policy.

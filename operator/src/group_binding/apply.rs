@@ -1,0 +1,365 @@
+//! Carries out a [`Plan`]: server-side apply of the bindings that differ, deletion of those no
+//! longer wanted (after the new ones are in place, so a re-split never drops access), and the
+//! status with its Ready condition.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+use kube_scim_crds::group_binding::{REASON_APPLY_FAILED, ScimGroupBindingStatus, TargetStatus};
+use kube_scim_crds::{CONDITION_READY, ScimGroupBinding, labels as scim_labels};
+use serde_json::json;
+
+use super::plan::{self, Desired, Existing, Plan, Scope, Write};
+use super::{Context, Error, labels};
+use crate::controller::MANAGER;
+use crate::events::publish;
+
+/// The bindings this ScimGroupBinding wrote, as the watch caches see them.
+fn existing(binding: &ScimGroupBinding, ctx: &Context) -> Vec<Existing> {
+    let uid = binding.uid().unwrap_or_default();
+    let ours = |meta: &ObjectMeta| {
+        meta.labels
+            .as_ref()
+            .and_then(|l| l.get(labels::BINDING_UID))
+            .is_some_and(|u| *u == uid)
+    };
+    let mut found: Vec<Existing> = ctx
+        .role_bindings
+        .state()
+        .iter()
+        .filter(|rb| ours(&rb.metadata))
+        .map(|rb| Existing {
+            scope: rb.namespace(),
+            name: rb.name_any(),
+            role_ref: rb.role_ref.clone(),
+            subjects: rb.subjects.clone().unwrap_or_default(),
+            cached: true,
+        })
+        .collect();
+    if let Some(store) = &ctx.cluster_role_bindings {
+        found.extend(
+            store
+                .state()
+                .iter()
+                .filter(|c| ours(&c.metadata))
+                .map(|c| Existing {
+                    scope: None,
+                    name: c.name_any(),
+                    role_ref: c.role_ref.clone(),
+                    subjects: c.subjects.clone().unwrap_or_default(),
+                    cached: true,
+                }),
+        );
+    }
+    // Bindings recorded in status but outside the caches' reach (another namespace than the
+    // operator watches) are still known and removed when no longer wanted.
+    for target in binding.status.iter().flat_map(|s| &s.targets) {
+        let scope = Some(target.namespace.clone()).filter(|n| !n.is_empty());
+        for name in &target.bindings {
+            if !found.iter().any(|e| e.scope == scope && &e.name == name) {
+                found.push(Existing {
+                    scope: scope.clone(),
+                    name: name.clone(),
+                    role_ref: Default::default(),
+                    subjects: Vec::new(),
+                    cached: false,
+                });
+            }
+        }
+    }
+    found
+}
+
+fn metadata(binding: &ScimGroupBinding, desired: &Desired) -> ObjectMeta {
+    let ns = binding.namespace().unwrap_or_default();
+    let same_namespace = desired.scope.as_deref() == Some(ns.as_str());
+    ObjectMeta {
+        name: Some(desired.name.clone()),
+        namespace: desired.scope.clone(),
+        labels: Some(BTreeMap::from([
+            (
+                scim_labels::MANAGED_BY.to_string(),
+                scim_labels::MANAGED_BY_OPERATOR.to_string(),
+            ),
+            (
+                labels::BINDING_UID.to_string(),
+                binding.uid().unwrap_or_default(),
+            ),
+        ])),
+        annotations: Some(BTreeMap::from([(
+            labels::BINDING.to_string(),
+            format!("{ns}/{}", binding.name_any()),
+        )])),
+        // Only where it can point: a namespaced owner must be in the dependent's namespace.
+        owner_references: same_namespace
+            .then(|| binding.controller_owner_ref(&()))
+            .flatten()
+            .map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+async fn write(
+    ctx: &Context,
+    binding: &ScimGroupBinding,
+    desired: &Desired,
+) -> Result<(), kube::Error> {
+    let params = PatchParams::apply(MANAGER).force();
+    match &desired.scope {
+        Some(ns) => {
+            let object = RoleBinding {
+                metadata: metadata(binding, desired),
+                role_ref: desired.role_ref.clone(),
+                subjects: Some(desired.subjects.clone()),
+            };
+            Api::<RoleBinding>::namespaced(ctx.client.clone(), ns)
+                .patch(&desired.name, &params, &Patch::Apply(&object))
+                .await?;
+        }
+        None => {
+            let object = ClusterRoleBinding {
+                metadata: metadata(binding, desired),
+                role_ref: desired.role_ref.clone(),
+                subjects: Some(desired.subjects.clone()),
+            };
+            Api::<ClusterRoleBinding>::all(ctx.client.clone())
+                .patch(&desired.name, &params, &Patch::Apply(&object))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn delete(ctx: &Context, scope: &Scope, name: &str) -> Result<(), kube::Error> {
+    let result = match scope {
+        Some(ns) => Api::<RoleBinding>::namespaced(ctx.client.clone(), ns)
+            .delete(name, &DeleteParams::default())
+            .await
+            .map(|_| ()),
+        None => Api::<ClusterRoleBinding>::all(ctx.client.clone())
+            .delete(name, &DeleteParams::default())
+            .await
+            .map(|_| ()),
+    };
+    match result {
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        other => other,
+    }
+}
+
+fn describe(scope: &Scope) -> String {
+    match scope {
+        Some(ns) => format!("namespace {ns}"),
+        None => "the cluster".into(),
+    }
+}
+
+/// Brings the bindings of a live ScimGroupBinding in line with its group.
+pub async fn apply(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Action, Error> {
+    let users = ctx.users.state();
+    let groups = ctx.groups.state();
+    let existing = existing(&binding, ctx);
+    let plan = plan::plan(
+        &binding,
+        groups.iter().map(|g| g.as_ref()),
+        users.iter().map(|u| u.as_ref()),
+        &ctx.policy,
+        &existing,
+    );
+    drop(users);
+
+    let mut failures: Vec<String> = Vec::new();
+    let mut wrote = false;
+    for (desired, how) in &plan.desired {
+        if *how == Write::Keep {
+            continue;
+        }
+        wrote = true;
+        if *how == Write::Replace
+            && let Err(e) = delete(ctx, &desired.scope, &desired.name).await
+        {
+            failures.push(format!("{}: {e}", describe(&desired.scope)));
+            continue;
+        }
+        let mut result = write(ctx, &binding, desired).await;
+        // An uncached binding whose roleRef changed: roleRef is immutable, so replace it.
+        if matches!(&result, Err(kube::Error::Api(s)) if s.code == 422) {
+            result = match delete(ctx, &desired.scope, &desired.name).await {
+                Ok(()) => write(ctx, &binding, desired).await,
+                Err(e) => Err(e),
+            };
+        }
+        if let Err(e) = result {
+            failures.push(format!("{}: {}", describe(&desired.scope), explain(&e)));
+        }
+    }
+    for (scope, name) in &plan.stale {
+        wrote = true;
+        if let Err(e) = delete(ctx, scope, name).await {
+            failures.push(format!("removing {name} from {}: {e}", describe(scope)));
+        }
+    }
+    write_status(&binding, ctx, &plan, &failures, wrote).await?;
+    if failures.is_empty() {
+        Ok(Action::requeue(ctx.resync))
+    } else {
+        Ok(Action::requeue(Duration::from_secs(15)))
+    }
+}
+
+/// An API error, with what to do about the usual ones.
+fn explain(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if s.code == 404 => {
+            format!("{} (does the namespace exist?)", s.message)
+        }
+        kube::Error::Api(s) if s.code == 403 => format!(
+            "{} (the operator needs `bind` on the role: the Helm chart grants it for the allow-listed roles)",
+            s.message
+        ),
+        other => other.to_string(),
+    }
+}
+
+fn ready_condition(
+    binding: &ScimGroupBinding,
+    plan: &Plan,
+    failures: &[String],
+    now: jiff::Timestamp,
+) -> Condition {
+    let (status, reason, message) = if !failures.is_empty() {
+        (
+            "False",
+            REASON_APPLY_FAILED.to_string(),
+            format!("could not write every binding: {}", failures.join("; ")),
+        )
+    } else {
+        (
+            if plan.outcome.ready { "True" } else { "False" },
+            plan.outcome.reason.to_string(),
+            plan.outcome.message.clone(),
+        )
+    };
+    let previous = binding
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == CONDITION_READY));
+    let last_transition_time = previous
+        .filter(|c| c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now.round(jiff::Unit::Second).unwrap_or(now)));
+    Condition {
+        type_: CONDITION_READY.into(),
+        status: status.into(),
+        reason,
+        message: message.chars().take(2000).collect(),
+        observed_generation: binding.metadata.generation,
+        last_transition_time,
+    }
+}
+
+/// The status for `plan`; `lastSyncTime` is kept from `previous` unless `wrote`.
+pub fn desired_status(
+    binding: &ScimGroupBinding,
+    plan: &Plan,
+    failures: &[String],
+    wrote: bool,
+    now: jiff::Timestamp,
+) -> ScimGroupBindingStatus {
+    let previous = binding.status.clone().unwrap_or_default();
+    let mut targets: Vec<TargetStatus> = Vec::new();
+    for (desired, _) in &plan.desired {
+        let namespace = desired.scope.clone().unwrap_or_default();
+        match targets.iter_mut().find(|t| t.namespace == namespace) {
+            Some(t) => {
+                t.subjects += desired.subjects.len() as i64;
+                t.bindings.push(desired.name.clone());
+            }
+            None => targets.push(TargetStatus {
+                namespace,
+                subjects: desired.subjects.len() as i64,
+                bindings: vec![desired.name.clone()],
+            }),
+        }
+    }
+    let synced = failures.is_empty();
+    ScimGroupBindingStatus {
+        observed_generation: binding.metadata.generation,
+        conditions: vec![ready_condition(binding, plan, failures, now)],
+        group_id: plan.group_id.clone(),
+        members: Some(plan.members as i64),
+        skipped_members: Some(plan.skipped as i64),
+        targets,
+        last_sync_time: if (wrote && synced) || previous.last_sync_time.is_none() {
+            Some(now.round(jiff::Unit::Second).unwrap_or(now).to_string())
+        } else {
+            previous.last_sync_time
+        },
+    }
+}
+
+async fn write_status(
+    binding: &ScimGroupBinding,
+    ctx: &Context,
+    plan: &Plan,
+    failures: &[String],
+    wrote: bool,
+) -> Result<(), Error> {
+    let now = jiff::Timestamp::now();
+    let status = desired_status(binding, plan, failures, wrote, now);
+    if binding.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let previous_reason = binding
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == CONDITION_READY))
+        .map(|c| c.reason.clone());
+    let ready = &status.conditions[0];
+    if previous_reason.as_deref() != Some(ready.reason.as_str()) {
+        let type_ = if ready.status == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        publish(
+            &ctx.recorder,
+            &binding.object_ref(&()),
+            type_,
+            &ready.reason,
+            "Bind",
+            ready.message.clone(),
+        )
+        .await;
+    }
+    let ns = binding.namespace().ok_or(Error::Unnamed)?;
+    Api::<ScimGroupBinding>::namespaced(ctx.client.clone(), &ns)
+        .patch_status(
+            &binding.name_any(),
+            // Apply, not merge: a field this manager no longer sets (targets of a group that
+            // is gone) is removed.
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(json!({
+                "apiVersion": ScimGroupBinding::api_version(&()),
+                "kind": ScimGroupBinding::kind(&()),
+                "status": status,
+            })),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Removes every binding of a ScimGroupBinding that is being deleted.
+pub async fn cleanup(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Action, Error> {
+    for found in existing(&binding, ctx) {
+        delete(ctx, &found.scope, &found.name).await?;
+    }
+    Ok(Action::await_change())
+}

@@ -1,0 +1,262 @@
+//! The ScimGroupBinding controller: a SCIM group's active members become the subjects of one
+//! RoleBinding per target namespace (or one ClusterRoleBinding).
+//!
+//! - [`plan`]: the pure decision (members with nested groups flattened, subject names from the
+//!   template, the allow-list, splitting large groups, what to write and delete);
+//! - [`apply`]: carries it out (server-side apply with one field manager, deletions, status).
+//!
+//! What triggers what: a change of a ScimGroupBinding's spec, finalizers or deletion; a change
+//! of any ScimUser or ScimGroup of a directory reconciles every ScimGroupBinding of that
+//! directory (a removed membership label leaves no trace on the new object, so the directory is
+//! the narrowest key that never misses one); a change of a binding the operator wrote
+//! reconciles its ScimGroupBinding (a hand edit is reverted). Reconciles read users and groups
+//! from watch caches, so a directory-wide trigger costs no API call unless subjects changed.
+//!
+//! Bindings in other namespaces cannot carry an ownerReference to the ScimGroupBinding, so a
+//! finalizer removes them; they are found by the label [`labels::BINDING_UID`].
+
+pub mod apply;
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Future, StreamExt};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use kube_scim_crds::{ScimGroup, ScimGroupBinding, ScimUser};
+use serde::de::DeserializeOwned;
+
+use crate::controller::MANAGER;
+use plan::BindingPolicy;
+
+/// Finalizer that removes a ScimGroupBinding's RoleBindings in every namespace.
+pub const FINALIZER: &str = "kubescim.io/group-binding-cleanup";
+
+/// Labels and annotations on the bindings the operator writes.
+pub mod labels {
+    /// Label: UID of the ScimGroupBinding (a name may be longer than a label value).
+    pub const BINDING_UID: &str = "kubescim.io/group-binding-uid";
+    /// Annotation: `<namespace>/<name>` of the ScimGroupBinding.
+    pub const BINDING: &str = "kubescim.io/group-binding";
+}
+
+/// What can fail in a reconcile.
+#[derive(thiserror::Error, Debug)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("object has no namespace or name")]
+    Unnamed,
+}
+
+/// What a reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub policy: BindingPolicy,
+    pub resync: Duration,
+    pub users: Store<ScimUser>,
+    pub groups: Store<ScimGroup>,
+    pub role_bindings: Store<RoleBinding>,
+    /// Only where cluster-wide bindings are allowed and the operator watches every namespace.
+    pub cluster_role_bindings: Option<Store<ClusterRoleBinding>>,
+}
+
+/// Full-object watch of `api` kept in a store, and the stream of touched objects that fills it.
+fn store<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>>,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store::<K>();
+    let stream =
+        reflector::reflector(writer, watcher(api, config).default_backoff()).touched_objects();
+    (reader, stream)
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// What of a ScimGroupBinding calls for a reconcile: not its status (our own write).
+fn reconcile_relevant(binding: &ScimGroupBinding) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = &binding.metadata;
+    let key = serde_json::to_string(&(
+        &meta.uid,
+        meta.generation,
+        &meta.finalizers,
+        &meta.deletion_timestamp,
+        &binding.spec,
+    ))
+    .ok()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// The ScimGroupBindings of the directory `directory` in `namespace`.
+fn bindings_of_directory(
+    bindings: &Store<ScimGroupBinding>,
+    namespace: Option<&str>,
+    directory: &str,
+) -> Vec<ObjectRef<ScimGroupBinding>> {
+    bindings
+        .state()
+        .iter()
+        .filter(|b| b.namespace().as_deref() == namespace && b.spec.directory_ref.name == directory)
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
+}
+
+/// The ScimGroupBinding named in a written binding's annotation.
+fn binding_of(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<ObjectRef<ScimGroupBinding>> {
+    let (ns, name) = meta
+        .annotations
+        .as_ref()?
+        .get(labels::BINDING)?
+        .split_once('/')?;
+    Some(ObjectRef::new(name).within(ns))
+}
+
+/// Runs the ScimGroupBinding controller for one scope (one namespace, or all) until `stop`.
+pub async fn run_scope(
+    client: Client,
+    namespace: Option<String>,
+    policy: BindingPolicy,
+    identity: String,
+    concurrency: u16,
+    resync: Duration,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = namespace.as_deref();
+    let any = || watcher::Config::default().any_semantic();
+    let written = || {
+        watcher::Config::default()
+            .labels(labels::BINDING_UID)
+            .any_semantic()
+    };
+    let (users, user_changes) = store(scoped::<ScimUser>(&client, ns), any());
+    let (groups, group_changes) = store(scoped::<ScimGroup>(&client, ns), any());
+    let (role_bindings, role_binding_changes) =
+        store(scoped::<RoleBinding>(&client, ns), written());
+    let (bindings, writer) = reflector::store::<ScimGroupBinding>();
+    let binding_changes = reflector::reflector(
+        writer,
+        watcher(scoped::<ScimGroupBinding>(&client, ns), any()).default_backoff(),
+    )
+    .applied_objects()
+    .predicate_filter(reconcile_relevant, Default::default());
+
+    let mut controller = Controller::for_stream(binding_changes, bindings.clone());
+    let mut cluster_role_bindings = None;
+    if policy.allow_cluster_wide && ns.is_none() {
+        let (store, changes) = store(Api::<ClusterRoleBinding>::all(client.clone()), written());
+        cluster_role_bindings = Some(store);
+        controller =
+            controller.watches_stream(changes, |crb: ClusterRoleBinding| binding_of(&crb.metadata));
+    }
+    let reporter = Reporter {
+        controller: format!("{MANAGER}-group-binding"),
+        instance: Some(identity),
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        policy,
+        resync,
+        users,
+        groups,
+        role_bindings,
+        cluster_role_bindings,
+    });
+    let of_user = bindings.clone();
+    let of_group = bindings.clone();
+    controller
+        .watches_stream(user_changes, move |user: ScimUser| {
+            bindings_of_directory(
+                &of_user,
+                user.namespace().as_deref(),
+                &user.spec.directory_ref.name,
+            )
+        })
+        .watches_stream(group_changes, move |group: ScimGroup| {
+            bindings_of_directory(
+                &of_group,
+                group.namespace().as_deref(),
+                &group.spec.directory_ref.name,
+            )
+        })
+        .watches_stream(role_binding_changes, |rb: RoleBinding| {
+            binding_of(&rb.metadata)
+        })
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .graceful_shutdown_on(stop)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(group_binding = %obj, "reconciled"),
+                Err(kube::runtime::controller::Error::ReconcilerFailed(e, obj)) => {
+                    tracing::warn!(group_binding = %obj, error = %e, "reconcile failed")
+                }
+                Err(e) => tracing::warn!(error = %e, "group binding controller"),
+            }
+        })
+        .await;
+}
+
+fn error_policy(binding: Arc<ScimGroupBinding>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(
+        group_binding = %binding.name_any(), namespace = binding.namespace().unwrap_or_default(),
+        error = %error, "reconcile failed"
+    );
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Reconciles one ScimGroupBinding.
+pub async fn reconcile(binding: Arc<ScimGroupBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Deciding from a cache that has not listed yet would remove every subject.
+    ctx.users.wait_until_ready().await.ok();
+    ctx.groups.wait_until_ready().await.ok();
+    ctx.role_bindings.wait_until_ready().await.ok();
+    if let Some(store) = &ctx.cluster_role_bindings {
+        store.wait_until_ready().await.ok();
+    }
+    let ns = binding.namespace().ok_or(Error::Unnamed)?;
+    let api: Api<ScimGroupBinding> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, binding, |event| async {
+        match event {
+            FinalizerEvent::Apply(binding) => apply::apply(binding, &ctx).await,
+            FinalizerEvent::Cleanup(binding) => apply::cleanup(binding, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}

@@ -1,0 +1,313 @@
+use std::collections::BTreeMap;
+
+use kube::api::ObjectMeta;
+use kube_scim_crds::group_binding::{
+    GroupBindingDirectoryRef, GroupBindingRoleRef, GroupSelector, SubjectMapping,
+};
+use kube_scim_crds::{
+    DirectoryRef, ScimGroupBindingSpec, ScimGroupSpec, ScimGroupStatus, ScimUserSpec,
+    ScimUserStatus,
+};
+
+use super::*;
+
+const NS: &str = "team";
+const DIR: &str = "entra";
+
+fn meta(name: &str, member_of: &[&str]) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(NS.into()),
+        uid: Some(format!("uid-{name}")),
+        labels: Some(
+            member_of
+                .iter()
+                .map(|g| (labels::member_of(g), "true".to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        ..Default::default()
+    }
+}
+
+fn user(id: &str, active: bool, member_of: &[&str]) -> ScimUser {
+    ScimUser {
+        metadata: meta(id, member_of),
+        spec: ScimUserSpec {
+            directory_ref: DirectoryRef { name: DIR.into() },
+        },
+        status: Some(ScimUserStatus {
+            id: id.into(),
+            user_name: format!("{id}@example.com"),
+            external_id: (id != "noext").then(|| format!("oid-{id}")),
+            active,
+            ..Default::default()
+        }),
+    }
+}
+
+fn group(id: &str, name: &str, member_of: &[&str]) -> ScimGroup {
+    ScimGroup {
+        metadata: meta(id, member_of),
+        spec: ScimGroupSpec {
+            directory_ref: DirectoryRef { name: DIR.into() },
+        },
+        status: Some(ScimGroupStatus {
+            id: id.into(),
+            external_id: Some(format!("oid-{id}")),
+            display_name: name.into(),
+            ..Default::default()
+        }),
+    }
+}
+
+fn binding(selector: GroupSelector, role: &str, namespaces: &[&str]) -> ScimGroupBinding {
+    let mut b = ScimGroupBinding::new(
+        "admins",
+        ScimGroupBindingSpec {
+            directory_ref: GroupBindingDirectoryRef { name: DIR.into() },
+            group: selector,
+            role_ref: GroupBindingRoleRef {
+                kind: RoleKind::ClusterRole,
+                name: role.into(),
+            },
+            namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+            cluster_wide: false,
+            subject: SubjectMapping {
+                kind: SubjectKind::User,
+                name: Some("oidc:{{externalId}}".into()),
+            },
+        },
+    );
+    b.metadata.namespace = Some(NS.into());
+    b.metadata.uid = Some("uid-binding".into());
+    b
+}
+
+fn by_name(name: &str) -> GroupSelector {
+    GroupSelector {
+        display_name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+fn policy() -> BindingPolicy {
+    BindingPolicy {
+        allowed_cluster_roles: ["edit".to_string(), "view".to_string()].into(),
+        ..Default::default()
+    }
+}
+
+fn names(plan: &Plan) -> Vec<String> {
+    plan.desired[0]
+        .0
+        .subjects
+        .iter()
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+#[test]
+fn active_members_of_nested_groups_become_users_in_every_namespace() {
+    let groups = [
+        group("g1", "Platform", &[]),
+        group("g2", "Platform-SRE", &["g1"]),
+        group("g3", "Other", &[]),
+    ];
+    let users = [
+        user("alice", true, &["g1"]),
+        user("bob", true, &["g2"]),
+        user("carol", false, &["g1"]),
+        user("dave", true, &["g3"]),
+        user("noext", true, &["g1"]),
+    ];
+    let b = binding(by_name("Platform"), "edit", &["a", "b"]);
+    let plan = plan(&b, &groups, &users, &policy(), &[]);
+    assert!(plan.outcome.ready, "{:?}", plan.outcome);
+    assert_eq!(plan.desired.len(), 2);
+    assert_eq!(names(&plan), ["oidc:oid-alice", "oidc:oid-bob"]);
+    assert_eq!(plan.skipped, 1);
+    assert_eq!(plan.group_id.as_deref(), Some("g1"));
+    let scopes: Vec<_> = plan.desired.iter().map(|(d, _)| d.scope.clone()).collect();
+    assert_eq!(scopes, [Some("a".into()), Some("b".into())]);
+    assert!(plan.desired.iter().all(|(_, w)| *w == Write::Apply));
+    assert_eq!(plan.desired[0].0.name, "kube-scim:team:admins");
+    assert_eq!(plan.desired[0].0.role_ref.kind, "ClusterRole");
+}
+
+#[test]
+fn a_group_cycle_terminates() {
+    let groups = [group("g1", "A", &["g2"]), group("g2", "B", &["g1"])];
+    let users = [user("alice", true, &["g2"])];
+    let plan = plan(
+        &binding(by_name("A"), "edit", &[]),
+        &groups,
+        &users,
+        &policy(),
+        &[],
+    );
+    assert_eq!(names(&plan), ["oidc:oid-alice"]);
+    assert_eq!(
+        plan.desired[0].0.scope.as_deref(),
+        Some(NS),
+        "default: own namespace"
+    );
+}
+
+#[test]
+fn unchanged_bindings_are_kept_and_leftovers_removed() {
+    let groups = [group("g1", "A", &[])];
+    let users = [user("alice", true, &["g1"])];
+    let b = binding(by_name("A"), "edit", &["a"]);
+    let first = plan(&b, &groups, &users, &policy(), &[]);
+    let (d, _) = &first.desired[0];
+    let existing = vec![
+        Existing {
+            scope: d.scope.clone(),
+            name: d.name.clone(),
+            role_ref: d.role_ref.clone(),
+            subjects: d.subjects.clone(),
+            cached: true,
+        },
+        Existing {
+            scope: Some("old".into()),
+            name: d.name.clone(),
+            role_ref: d.role_ref.clone(),
+            subjects: Vec::new(),
+            cached: true,
+        },
+    ];
+    let again = plan(&b, &groups, &users, &policy(), &existing);
+    assert_eq!(again.desired[0].1, Write::Keep);
+    assert_eq!(again.stale, [(Some("old".into()), d.name.clone())]);
+
+    let mut changed = b.clone();
+    changed.spec.role_ref.name = "view".into();
+    let replaced = plan(&changed, &groups, &users, &policy(), &existing);
+    assert_eq!(
+        replaced.desired[0].1,
+        Write::Replace,
+        "roleRef is immutable"
+    );
+}
+
+#[test]
+fn refusals_remove_everything_with_an_actionable_reason() {
+    let groups = [
+        group("g1", "A", &[]),
+        group("g9", "Twin", &[]),
+        group("g8", "Twin", &[]),
+    ];
+    let users = [user("alice", true, &["g1"])];
+    let existing = vec![Existing {
+        scope: Some("a".into()),
+        name: "kube-scim:team:admins".into(),
+        role_ref: Default::default(),
+        subjects: Vec::new(),
+        cached: false,
+    }];
+    let cases = [
+        (
+            binding(by_name("A"), "cluster-admin", &["a"]),
+            REASON_ROLE_NOT_ALLOWED,
+        ),
+        (
+            binding(by_name("Missing"), "edit", &["a"]),
+            REASON_GROUP_NOT_FOUND,
+        ),
+        (
+            binding(by_name("Twin"), "edit", &["a"]),
+            REASON_GROUP_AMBIGUOUS,
+        ),
+    ];
+    for (b, reason) in cases {
+        let p = plan(&b, &groups, &users, &policy(), &existing);
+        assert!(!p.outcome.ready);
+        assert_eq!(p.outcome.reason, reason, "{}", p.outcome.message);
+        assert!(p.desired.is_empty());
+        assert_eq!(p.stale.len(), 1);
+    }
+    let mut wide = binding(by_name("A"), "edit", &[]);
+    wide.spec.cluster_wide = true;
+    let p = plan(&wide, &groups, &users, &policy(), &[]);
+    assert_eq!(p.outcome.reason, REASON_CLUSTER_WIDE_NOT_ALLOWED);
+    let allowed = BindingPolicy {
+        allow_cluster_wide: true,
+        ..policy()
+    };
+    let p = plan(&wide, &groups, &users, &allowed, &[]);
+    assert!(p.outcome.ready);
+    assert_eq!(p.desired[0].0.scope, None);
+}
+
+#[test]
+fn selection_by_external_id_survives_a_rename_and_group_subjects_name_the_group() {
+    let groups = [group("g1", "Renamed", &[])];
+    let mut b = binding(
+        GroupSelector {
+            external_id: Some("oid-g1".into()),
+            ..Default::default()
+        },
+        "edit",
+        &[],
+    );
+    b.spec.subject = SubjectMapping {
+        kind: SubjectKind::Group,
+        name: Some("entra:{{displayName}}".into()),
+    };
+    let p = plan(&b, &groups, &[], &policy(), &[]);
+    assert_eq!(names(&p), ["entra:Renamed"]);
+    assert_eq!(p.desired[0].0.subjects[0].kind, "Group");
+}
+
+#[test]
+fn templates_render_or_refuse() {
+    let lookup = |a: &str| match a {
+        "userName" => Some("ann@x".to_string()),
+        "empty" => Some(String::new()),
+        _ => None,
+    };
+    assert_eq!(render("{{userName}}", lookup).as_deref(), Some("ann@x"));
+    assert_eq!(
+        render("oidc:{{ userName }}!", lookup).as_deref(),
+        Some("oidc:ann@x!")
+    );
+    assert_eq!(render("{{externalId}}", lookup), None);
+    assert_eq!(render("{{empty}}", lookup), None);
+    assert_eq!(render("{{userName", lookup), None);
+    assert_eq!(render("x}}", lookup), None);
+}
+
+#[test]
+fn ten_thousand_users_split_into_bindings_under_the_budget_and_one_change_touches_one_part() {
+    let subjects: Vec<Subject> = (0..10_000)
+        .map(|i| Subject {
+            api_group: Some(RBAC_GROUP.into()),
+            kind: "User".into(),
+            name: format!(
+                "oidc:{:08x}-aaaa-bbbb-cccc-{i:012}@a-rather-long-tenant.example.com",
+                i * 7919
+            ),
+            namespace: None,
+        })
+        .collect();
+    let parts = split(&subjects);
+    assert!(
+        parts.len() > 1 && parts.len().is_power_of_two(),
+        "{}",
+        parts.len()
+    );
+    for part in &parts {
+        let bytes = serde_json::to_vec(part).unwrap().len();
+        assert!(bytes <= BINDING_BUDGET_BYTES, "{bytes}");
+    }
+    assert_eq!(parts.iter().map(Vec::len).sum::<usize>(), 10_000);
+    let fewer = split(&subjects[1..]);
+    assert_eq!(fewer.len(), parts.len());
+    let changed = parts.iter().zip(&fewer).filter(|(a, b)| a != b).count();
+    assert_eq!(changed, 1);
+    assert_eq!(split(&[]).len(), 1, "an empty group keeps one binding");
+    assert_eq!(part_name("b", 0), "b");
+    assert_eq!(part_name("b", 3), "b:3");
+    let long = base_name("ns", &"x".repeat(253));
+    assert!(long.len() <= 200);
+}

@@ -1,0 +1,599 @@
+//! ScimGroupBinding on the real control plane: Entra group membership becomes Kubernetes RBAC
+//! (checked with `kubectl auth can-i --as`), follows every SCIM change, and cannot be used to
+//! grant more than its author may (the chart's admission policy, tested with impersonation, and
+//! the operator's allow-list).
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use kube_scim_crds::group_binding::{
+    GroupBindingDirectoryRef, GroupBindingRoleRef, GroupSelector, RoleKind, SubjectMapping,
+};
+use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimGroupBinding, ScimGroupBindingSpec};
+use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser};
+use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
+use kube_scim_tests::{ControlPlane, eventually};
+use serde_json::json;
+
+const ACCESS_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn entra_user(n: usize) -> EntraUser {
+    EntraUser {
+        object_id: format!("{n:08x}-0000-4000-8000-{n:012x}"),
+        upn: format!("User.{n}@contoso.onmicrosoft.com"),
+        given_name: format!("Given{n}"),
+        surname: format!("Sur{n}"),
+        display_name: format!("User {n}"),
+        mail: Some(format!("user.{n}@contoso.example")),
+        ..Default::default()
+    }
+}
+
+/// The RBAC user name a member gets with the template `oidc:{{externalId}}`.
+fn subject(n: usize) -> String {
+    format!("oidc:{}", entra_user(n).object_id)
+}
+
+/// `kubectl auth can-i create deployments.apps -n <ns> --as <user>`.
+fn can_edit(plane: &ControlPlane, user: &str, ns: &str) -> bool {
+    let out = plane
+        .kubectl()
+        .args([
+            "auth",
+            "can-i",
+            "create",
+            "deployments.apps",
+            "-n",
+            ns,
+            "--as",
+            user,
+        ])
+        .output()
+        .expect("kubectl runs");
+    String::from_utf8_lossy(&out.stdout).trim() == "yes"
+}
+
+/// Polls until every `(user, namespace, expected)` holds; returns how long it took.
+async fn access_follows(
+    plane: &ControlPlane,
+    what: &str,
+    since: Instant,
+    expect: &[(String, &str, bool)],
+) -> Duration {
+    eventually(what, ACCESS_TIMEOUT, || async {
+        expect
+            .iter()
+            .all(|(user, ns, allowed)| can_edit(plane, user, ns) == *allowed)
+            .then_some(())
+    })
+    .await;
+    let latency = since.elapsed();
+    println!("latency {what}: {} ms", latency.as_millis());
+    latency
+}
+
+async fn directory(kube: &Client, stack: &Stack, ns: &str, name: &str) -> EntraClient {
+    Api::<ScimDirectory>::namespaced(kube.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &ScimDirectory::new(name, ScimDirectorySpec::default()),
+        )
+        .await
+        .unwrap();
+    let (_, token) = ready_directory(kube, ns, name, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
+    EntraClient::new(&stack.base_url(ns, name), &token, Dialect::Compliant)
+}
+
+fn binding_spec(group_object_id: &str, role: &str, namespaces: &[&str]) -> ScimGroupBindingSpec {
+    ScimGroupBindingSpec {
+        directory_ref: GroupBindingDirectoryRef {
+            name: "contoso".into(),
+        },
+        group: GroupSelector {
+            external_id: Some(group_object_id.into()),
+            ..Default::default()
+        },
+        role_ref: GroupBindingRoleRef {
+            kind: RoleKind::ClusterRole,
+            name: role.into(),
+        },
+        namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+        cluster_wide: false,
+        subject: SubjectMapping {
+            name: Some("oidc:{{externalId}}".into()),
+            ..Default::default()
+        },
+    }
+}
+
+fn ready_reason(binding: &ScimGroupBinding) -> Option<(String, String)> {
+    let ready = binding
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")?;
+    Some((ready.status.clone(), ready.reason.clone()))
+}
+
+async fn managed_role_bindings(kube: &Client, ns: &str) -> usize {
+    Api::<RoleBinding>::namespaced(kube.clone(), ns)
+        .list(&ListParams::default().labels("kubescim.io/group-binding-uid"))
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+#[tokio::test]
+async fn group_membership_becomes_rbac_and_follows_every_scim_change() {
+    let plane = ControlPlane::shared();
+    let kube = plane.client().await.unwrap();
+    let ns = plane.namespace("gb").await.unwrap();
+    let team_a = plane.namespace("gb-a").await.unwrap();
+    let team_b = plane.namespace("gb-b").await.unwrap();
+    let mut options = StackOptions::new(&ns);
+    options.watch_namespaces = format!("{ns},{team_a},{team_b}");
+    options
+        .operator_args
+        .push("--group-binding-allowed-cluster-roles=view,edit".into());
+    options
+        .operator_args
+        .push("--log-filter=info,kube_scim_operator::group_binding=debug".into());
+    let stack = Stack::start(plane, options).await.unwrap();
+    let entra = directory(&kube, &stack, &ns, "contoso").await;
+
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(entra.provision_user(&entra_user(n), None).await.unwrap());
+    }
+    let group_oid = "aaaaaaaa-0000-4000-8000-000000000001";
+    let group = entra
+        .provision_group("Platform-Admins", group_oid)
+        .await
+        .unwrap();
+    entra
+        .add_members(&group, &[ids[0].clone(), ids[1].clone()])
+        .await
+        .unwrap();
+
+    let bindings: Api<ScimGroupBinding> = Api::namespaced(kube.clone(), &ns);
+    let started = Instant::now();
+    bindings
+        .create(
+            &PostParams::default(),
+            &ScimGroupBinding::new(
+                "platform-admins",
+                binding_spec(group_oid, "edit", &[&team_a, &team_b]),
+            ),
+        )
+        .await
+        .unwrap();
+    let (a, b) = (team_a.as_str(), team_b.as_str());
+    let mut latencies = Vec::new();
+    latencies.push(
+        access_follows(
+            plane,
+            "binding created: members edit both namespaces",
+            started,
+            &[
+                (subject(0), a, true),
+                (subject(0), b, true),
+                (subject(1), b, true),
+                (subject(2), a, false),
+                (subject(5), b, false),
+            ],
+        )
+        .await,
+    );
+    let status = bindings
+        .get("platform-admins")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(status.members, Some(2));
+    assert_eq!(status.targets.len(), 2);
+    assert!(status.targets.iter().all(|t| t.subjects == 2));
+    assert!(status.last_sync_time.is_some());
+    assert_eq!(
+        ready_reason(&bindings.get("platform-admins").await.unwrap()),
+        Some(("True".into(), "Synced".into()))
+    );
+
+    // Add a member.
+    let t = Instant::now();
+    entra.add_members(&group, &[ids[2].clone()]).await.unwrap();
+    latencies.push(
+        access_follows(
+            plane,
+            "member added",
+            t,
+            &[(subject(2), a, true), (subject(2), b, true)],
+        )
+        .await,
+    );
+    // Remove one.
+    let t = Instant::now();
+    entra
+        .remove_members(&group, &[ids[1].clone()])
+        .await
+        .unwrap();
+    latencies.push(
+        access_follows(
+            plane,
+            "member removed",
+            t,
+            &[(subject(1), a, false), (subject(1), b, false)],
+        )
+        .await,
+    );
+    // Deactivate and reactivate.
+    let t = Instant::now();
+    entra.set_active(&ids[0], false).await.unwrap();
+    latencies.push(
+        access_follows(
+            plane,
+            "member deactivated",
+            t,
+            &[(subject(0), a, false), (subject(0), b, false)],
+        )
+        .await,
+    );
+    let t = Instant::now();
+    entra.set_active(&ids[0], true).await.unwrap();
+    latencies.push(
+        access_follows(
+            plane,
+            "member reactivated",
+            t,
+            &[(subject(0), a, true), (subject(0), b, true)],
+        )
+        .await,
+    );
+    // A nested group: its members get access through it.
+    let sre = entra
+        .provision_group("Platform-SRE", "aaaaaaaa-0000-4000-8000-000000000002")
+        .await
+        .unwrap();
+    entra.add_members(&sre, &[ids[3].clone()]).await.unwrap();
+    assert!(!can_edit(plane, &subject(3), a));
+    let t = Instant::now();
+    entra
+        .add_members(&group, std::slice::from_ref(&sre))
+        .await
+        .unwrap();
+    latencies.push(
+        access_follows(
+            plane,
+            "group nested",
+            t,
+            &[(subject(3), a, true), (subject(3), b, true)],
+        )
+        .await,
+    );
+    // A member added to the nested group later.
+    let t = Instant::now();
+    entra.add_members(&sre, &[ids[4].clone()]).await.unwrap();
+    latencies.push(
+        access_follows(
+            plane,
+            "member of the nested group added",
+            t,
+            &[(subject(4), b, true)],
+        )
+        .await,
+    );
+    // A deleted user.
+    let t = Instant::now();
+    entra.delete("Users", &ids[2]).await.unwrap();
+    latencies.push(
+        access_follows(
+            plane,
+            "member deleted",
+            t,
+            &[(subject(2), a, false), (subject(2), b, false)],
+        )
+        .await,
+    );
+    // A rename changes nothing: the binding selects the group by externalId.
+    entra.rename_group(&group, "Platform-Owners").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        can_edit(plane, &subject(0), a),
+        "a renamed group keeps its access"
+    );
+    assert!(can_edit(plane, &subject(3), b));
+    // The group deleted: every member loses access and the RoleBindings go.
+    let t = Instant::now();
+    entra.delete("Groups", &group).await.unwrap();
+    latencies.push(
+        access_follows(
+            plane,
+            "group deleted",
+            t,
+            &[
+                (subject(0), a, false),
+                (subject(3), b, false),
+                (subject(4), a, false),
+            ],
+        )
+        .await,
+    );
+    assert_eq!(managed_role_bindings(&kube, a).await, 0);
+    let deleted_group = bindings.get("platform-admins").await.unwrap();
+    assert_eq!(
+        ready_reason(&deleted_group).map(|r| r.1),
+        Some("GroupNotFound".to_string())
+    );
+
+    // The group comes back (same objectId) with a member; then the binding is deleted.
+    let again = entra
+        .provision_group("Platform-Admins", group_oid)
+        .await
+        .unwrap();
+    let t = Instant::now();
+    entra.add_members(&again, &[ids[5].clone()]).await.unwrap();
+    latencies.push(
+        access_follows(
+            plane,
+            "group provisioned again",
+            t,
+            &[(subject(5), a, true)],
+        )
+        .await,
+    );
+    let t = Instant::now();
+    bindings
+        .delete("platform-admins", &DeleteParams::default())
+        .await
+        .unwrap();
+    latencies.push(
+        access_follows(
+            plane,
+            "binding deleted",
+            t,
+            &[(subject(5), a, false), (subject(5), b, false)],
+        )
+        .await,
+    );
+    eventually("the ScimGroupBinding is gone", ACCESS_TIMEOUT, || async {
+        bindings
+            .get_opt("platform-admins")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(managed_role_bindings(&kube, a).await, 0);
+    assert_eq!(managed_role_bindings(&kube, b).await, 0);
+
+    latencies.sort();
+    println!(
+        "access latency over {} changes (SCIM request to `kubectl auth can-i` answering, polled every 250 ms): median {} ms, max {} ms",
+        latencies.len(),
+        latencies[latencies.len() / 2].as_millis(),
+        latencies.last().unwrap().as_millis()
+    );
+}
+
+/// The chart's ScimGroupBinding admission policy, rendered for the test (the chart's name
+/// helpers replaced, its conditional and labels dropped).
+fn admission_policy() -> String {
+    let path =
+        kube_scim_tests::repo_root().join("charts/kube-scim/templates/group-binding-policy.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("{{-") && l.trim() != "labels:")
+        .map(|l| l.replace("{{ include \"kube-scim.fullname\" . }}", "kube-scim-test"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn a_binding_grants_nothing_its_author_could_not_grant() {
+    let plane = ControlPlane::shared();
+    let kube = plane.client().await.unwrap();
+    let ns = plane.namespace("gb-esc").await.unwrap();
+    let other = plane.namespace("gb-other").await.unwrap();
+    let mut options = StackOptions::new(&ns);
+    options.watch_namespaces = format!("{ns},{other}");
+    options
+        .operator_args
+        .push("--group-binding-allowed-cluster-roles=view,edit".into());
+    let stack = Stack::start(plane, options).await.unwrap();
+    let _entra = directory(&kube, &stack, &ns, "contoso").await;
+
+    let policy = plane.dir().join("group-binding-policy.yaml");
+    std::fs::write(&policy, admission_policy()).unwrap();
+    let out = plane
+        .kubectl()
+        .args(["apply", "--server-side", "-f"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // alice administers ScimGroupBindings in `ns` and may bind `edit` there, nothing else.
+    let alice = format!("alice-{ns}");
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "group-binding-author", "namespace": ns},
+        "rules": [
+            {"apiGroups": ["kubescim.io"], "resources": ["scimgroupbindings"], "verbs": ["*"]},
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
+             "verbs": ["bind"], "resourceNames": ["edit"]}
+        ]
+    });
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "group-binding-author", "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "group-binding-author"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": alice}]
+    });
+    let ssa = PatchParams::apply("group-binding-test");
+    Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(kube.clone(), &ns)
+        .patch("group-binding-author", &ssa, &Patch::Apply(&role))
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(kube.clone(), &ns)
+        .patch("group-binding-author", &ssa, &Patch::Apply(&binding))
+        .await
+        .unwrap();
+    let as_alice: Api<ScimGroupBinding> = Api::namespaced(
+        plane
+            .client_as(&alice, &["system:authenticated"])
+            .await
+            .unwrap(),
+        &ns,
+    );
+    let group = "bbbbbbbb-0000-4000-8000-000000000001";
+
+    // The policy takes a moment to load; alice's allowed binding is accepted meanwhile too.
+    let refused = |e: kube::Error| match e {
+        kube::Error::Api(s) => (s.code, s.message),
+        other => panic!("not an API error: {other}"),
+    };
+    let expect_refused = |result: Result<ScimGroupBinding, kube::Error>, needle: &str| {
+        let (code, message) = refused(result.expect_err("must be refused"));
+        assert_eq!(code, 403, "{message}");
+        assert!(
+            message.contains(needle),
+            "message {message:?} lacks {needle:?}"
+        );
+        println!("refused as expected: {message}");
+    };
+    eventually(
+        "the admission policy refuses cluster-admin",
+        ACCESS_TIMEOUT,
+        || async {
+            let attempt = as_alice
+                .create(
+                    &PostParams::default(),
+                    &ScimGroupBinding::new("probe", binding_spec(group, "cluster-admin", &[])),
+                )
+                .await;
+            match attempt {
+                Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("may not bind") => {
+                    Some(())
+                }
+                Ok(_) => {
+                    as_alice
+                        .delete("probe", &DeleteParams::default())
+                        .await
+                        .ok();
+                    None
+                }
+                Err(e) => {
+                    println!("probe: {e}");
+                    None
+                }
+            }
+        },
+    )
+    .await;
+
+    // cluster-admin in her own namespace: refused.
+    expect_refused(
+        as_alice
+            .create(
+                &PostParams::default(),
+                &ScimGroupBinding::new("admins", binding_spec(group, "cluster-admin", &[])),
+            )
+            .await,
+        "may not bind ClusterRole cluster-admin in every target namespace (",
+    );
+    // edit in another namespace: refused, naming it.
+    expect_refused(
+        as_alice
+            .create(
+                &PostParams::default(),
+                &ScimGroupBinding::new("elsewhere", binding_spec(group, "edit", &[&ns, &other])),
+            )
+            .await,
+        &format!("may not bind ClusterRole edit in every target namespace ({ns}, {other})"),
+    );
+    // cluster-wide: refused.
+    let mut wide = binding_spec(group, "edit", &[]);
+    wide.cluster_wide = true;
+    expect_refused(
+        as_alice
+            .create(&PostParams::default(), &ScimGroupBinding::new("wide", wide))
+            .await,
+        "cluster-wide",
+    );
+    // edit in her namespace: accepted; then she cannot widen it in either direction.
+    as_alice
+        .create(
+            &PostParams::default(),
+            &ScimGroupBinding::new("editors", binding_spec(group, "edit", &[])),
+        )
+        .await
+        .expect("alice may bind edit in her namespace");
+    let merge = PatchParams::default();
+    for (change, needle) in [
+        (
+            json!({"spec": {"roleRef": {"kind": "ClusterRole", "name": "cluster-admin"}}}),
+            "may not bind ClusterRole cluster-admin".to_string(),
+        ),
+        (
+            json!({"spec": {"namespaces": [ns, other]}}),
+            format!("may not bind ClusterRole edit in every target namespace ({ns}, {other})"),
+        ),
+    ] {
+        expect_refused(
+            as_alice
+                .patch("editors", &merge, &Patch::Merge(&change))
+                .await,
+            &needle,
+        );
+    }
+    // The operator's own writes (finalizer, status) pass: the binding becomes Ready.
+    let admin_bindings: Api<ScimGroupBinding> = Api::namespaced(kube.clone(), &ns);
+    eventually("editors reports GroupNotFound", ACCESS_TIMEOUT, || async {
+        let b = admin_bindings.get("editors").await.ok()?;
+        (ready_reason(&b)?.1 == "GroupNotFound").then_some(())
+    })
+    .await;
+
+    // Past admission (the admin may bind anything), the operator's allow-list still refuses.
+    admin_bindings
+        .create(
+            &PostParams::default(),
+            &ScimGroupBinding::new("root", binding_spec(group, "cluster-admin", &[&other])),
+        )
+        .await
+        .unwrap();
+    let status = eventually("root reports RoleNotAllowed", ACCESS_TIMEOUT, || async {
+        let b = admin_bindings.get("root").await.ok()?;
+        let ready = b
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")?;
+        (ready.reason == "RoleNotAllowed").then_some(ready)
+    })
+    .await;
+    assert_eq!(status.status, "False");
+    assert!(status.message.contains("allow-list"), "{}", status.message);
+    println!("operator refused: {}", status.message);
+    assert_eq!(managed_role_bindings(&kube, &other).await, 0);
+
+    // Clean up the cluster-wide policy so other tests are unaffected.
+    plane
+        .kubectl()
+        .args(["delete", "--ignore-not-found", "-f"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    drop(stack);
+}
