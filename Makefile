@@ -35,11 +35,12 @@ node:
 images:
 	bash images/build.sh
 
-## tools: build (or reuse the cached) pinned helm, actionlint, Traefik (the route controller of the
-## node tests) and the external SCIM checkers the tests run
+## tools: build (or reuse the cached) pinned helm, actionlint, promtool (the chart's alert rules),
+## Traefik (the route controller of the node tests) and the external SCIM checkers the tests run
 tools:
 	bash tests/tools/build-helm.sh >/dev/null
 	bash tests/tools/build-actionlint.sh >/dev/null
+	bash tests/tools/build-promtool.sh >/dev/null
 	bash tests/tools/build-traefik.sh >/dev/null
 	bash tests/tools/build-python-tools.sh >/dev/null
 

@@ -27,6 +27,9 @@ mod rollout;
 pub use rollout::{MemberRollout, RolloutMember};
 
 pub use group_binding::{ScimGroupBinding, ScimGroupBindingSpec, ScimGroupBindingStatus};
+mod safety;
+
+pub use safety::*;
 
 /// API group of every kube-scim resource.
 pub const GROUP: &str = "kubescim.io";
@@ -114,6 +117,10 @@ fn without_status_subresource(mut crd: CustomResourceDefinition) -> CustomResour
     printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".status.endpoint"}"#,
     printcolumn = r#"{"name":"Users","type":"integer","jsonPath":".status.users"}"#,
     printcolumn = r#"{"name":"Groups","type":"integer","jsonPath":".status.groups"}"#,
+    printcolumn = r#"{"name":"Suspended","type":"boolean","jsonPath":".spec.suspend"}"#,
+    printcolumn = r#"{"name":"Held Deletions","type":"integer","priority":1,"jsonPath":".status.heldDeletions"}"#,
+    printcolumn = r#"{"name":"Last Provisioning","type":"date","priority":1,"jsonPath":".status.lastProvisioningTime"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -156,9 +163,21 @@ pub struct ScimDirectorySpec {
     pub auth: AuthSpec,
 
     /// What happens to this directory's ScimUsers and ScimGroups when the directory is deleted:
-    /// `Delete` (default) removes them with it; `Retain` releases and keeps them.
+    /// `Retain` (default) releases and keeps them; `Delete` removes them with it. (Directories
+    /// created before `Retain` became the default keep the `Delete` stored at their creation.)
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Pauses provisioning: the SCIM server answers every write (POST, PUT, PATCH, DELETE)
+    /// with 503 and `Retry-After`, which the identity provider retries later; reads keep
+    /// working, so its lookups and Test Connection succeed. Condition `Suspended` shows it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+
+    /// Holds mass deletions and deactivations instead of applying them (see
+    /// `kubescim.io/held-operations`).
+    #[serde(default)]
+    pub deletion_guard: DeletionGuardSpec,
 }
 
 /// Identity provider dialect.
@@ -179,9 +198,10 @@ pub enum Provider {
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum DeletionPolicy {
     /// Users and groups are garbage-collected with the directory.
-    #[default]
     Delete,
-    /// Users and groups are released from the directory (ownerReference removed) and kept.
+    /// Users and groups are released from the directory (ownerReference removed) and kept:
+    /// deleting or pruning a directory by mistake does not deprovision everyone.
+    #[default]
     Retain,
 }
 
@@ -467,9 +487,13 @@ pub struct ScimDirectoryStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// `Ready`, `TokenReady` and `RouteReady`, each with reason, message and observedGeneration.
+    /// `Ready`, `TokenReady`, `RouteReady`, `Suspended` and `DeletionsHeld`, each with reason,
+    /// message and observedGeneration; one per type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(
+        length(max = 16),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"])
+    )]
     pub conditions: Vec<Condition>,
 
     /// The Tenant URL to paste into the identity provider.
@@ -537,6 +561,14 @@ pub struct ScimDirectoryStatus {
     /// Time of the most recent provisioning write to a user or group of this directory (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_provisioning_time: Option<String>,
+
+    /// Deletions the deletion guard holds (objects labelled `kubescim.io/held=delete`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_deletions: Option<i64>,
+
+    /// Deactivations the deletion guard holds (objects labelled `kubescim.io/held=deactivate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_deactivations: Option<i64>,
 }
 
 /// Verifier of one valid bearer token under one verifier key.
@@ -588,10 +620,15 @@ pub struct DirectoryRef {
     namespaced,
     status = "ScimUserStatus",
     shortname = "scimuser",
+    shortname = "scu",
     category = "scim",
     printcolumn = r#"{"name":"UserName","type":"string","jsonPath":".status.userName"}"#,
     printcolumn = r#"{"name":"Active","type":"boolean","jsonPath":".status.active"}"#,
     printcolumn = r#"{"name":"Directory","type":"string","jsonPath":".spec.directoryRef.name"}"#,
+    printcolumn = r#"{"name":"Display Name","type":"string","priority":1,"jsonPath":".status.displayName"}"#,
+    printcolumn = r#"{"name":"Email","type":"string","priority":1,"jsonPath":".status.emails[0].value"}"#,
+    printcolumn = r#"{"name":"External ID","type":"string","priority":1,"jsonPath":".status.externalId"}"#,
+    printcolumn = r#"{"name":"Held","type":"string","priority":1,"jsonPath":".metadata.labels.kubescim\\.io/held"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -611,9 +648,11 @@ pub struct ScimUserSpec {
     namespaced,
     status = "ScimGroupStatus",
     shortname = "scimgroup",
+    shortname = "scg",
     category = "scim",
     printcolumn = r#"{"name":"DisplayName","type":"string","jsonPath":".status.displayName"}"#,
     printcolumn = r#"{"name":"Directory","type":"string","jsonPath":".spec.directoryRef.name"}"#,
+    printcolumn = r#"{"name":"External ID","type":"string","priority":1,"jsonPath":".status.externalId"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

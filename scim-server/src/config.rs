@@ -138,6 +138,11 @@ pub struct Settings {
     #[arg(long, env = "KUBE_SCIM_ENTRA_KEY_REFRESH_INTERVAL", default_value = "5s", value_parser = duration::parse_flag)]
     pub entra_key_refresh_interval: Duration,
 
+    /// How often Events about authentication failures and rejected requests are published on
+    /// a ScimDirectory: at most one of each kind per directory per interval.
+    #[arg(long, env = "KUBE_SCIM_EVENT_INTERVAL", default_value = "1m", value_parser = duration::parse_flag)]
+    pub event_interval: Duration,
+
     /// Log format: `json` (one JSON object per line) or `text`.
     #[arg(long, env = "KUBE_SCIM_LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,

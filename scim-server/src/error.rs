@@ -49,10 +49,19 @@ pub enum Error {
     /// The endpoint exists, the method does not.
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
+    /// The directory is suspended (`spec.suspend`): writes wait until it is resumed.
+    #[error(
+        "the SCIM directory {0} is suspended by its Kubernetes administrator (spec.suspend); nothing was changed; retry later"
+    )]
+    Suspended(String),
     /// The cluster refuses our writes (RBAC): an operator problem, not the client's.
     #[error("the server is not permitted to store this resource")]
     NotPermitted,
 }
+
+/// Retry-After of a suspended directory's answers, in seconds. Entra retries a failed
+/// operation in a later cycle whatever it says; other clients get a sensible pause.
+const SUSPENDED_RETRY_AFTER: u32 = 600;
 
 impl Error {
     /// 503 with Retry-After.
@@ -70,7 +79,7 @@ impl Error {
             }
             Error::NoDirectory(_) | Error::NoEndpoint => StatusCode::NOT_FOUND,
             Error::NoToken | Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable { .. } | Error::Suspended(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -142,6 +151,7 @@ impl IntoResponse for Error {
             Error::Unavailable {
                 retry_after_secs, ..
             } => Some((header::RETRY_AFTER, retry_after_secs.to_string())),
+            Error::Suspended(_) => Some((header::RETRY_AFTER, SUSPENDED_RETRY_AFTER.to_string())),
             _ => None,
         };
         if let Some((name, value)) = extra

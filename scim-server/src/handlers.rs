@@ -151,7 +151,7 @@ pub async fn create<S: Storage>(
     let d = dir(&ns, &name);
     let owner = st
         .directory
-        .authorize(d, request::bearer_token(&headers))
+        .authorize_write(d, request::bearer_token(&headers))
         .await?;
     let v = request::json_body(&st.settings, &headers, body).await?;
     let at = request::locations(&headers, &ns, &name);
@@ -171,7 +171,7 @@ async fn modify<S: Storage>(
     let d = dir(&ns, &name);
     let info = st
         .directory
-        .authorize(d, request::bearer_token(&headers))
+        .authorize_write(d, request::bearer_token(&headers))
         .await?;
     let q = request::list_query(q)?;
     let v = request::json_body(&st.settings, &headers, body).await?;
@@ -236,7 +236,7 @@ pub async fn delete<S: Storage>(
 ) -> Res {
     let d = dir(&ns, &name);
     st.directory
-        .authorize(d, request::bearer_token(&headers))
+        .authorize_write(d, request::bearer_token(&headers))
         .await?;
     let if_match = request::header_str(&headers, header::IF_MATCH);
     st.directory.delete(d, kind, &id, if_match).await?;

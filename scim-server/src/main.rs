@@ -21,6 +21,8 @@ mod dialect;
 mod directory;
 mod entra;
 mod error;
+mod events;
+mod guard;
 mod handlers;
 mod kube_store;
 #[cfg(test)]
@@ -53,6 +55,8 @@ pub struct AppState<S> {
     pub semaphore: Arc<Semaphore>,
     /// Each directory's own concurrency queue, taken before `semaphore`.
     pub directory_slots: middleware::DirectorySlots,
+    /// Events about what each directory's identity provider runs into.
+    pub events: Arc<events::DirectoryEvents>,
 }
 
 #[tokio::main]
@@ -85,6 +89,14 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::new());
     let namespaces = settings.watched_namespaces();
     watch::spawn(client.clone(), cache.clone(), &namespaces);
+    let events = Arc::new(events::DirectoryEvents::new(
+        Some(client.clone()),
+        std::env::var("POD_NAME")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "kube-scim-server".into()),
+    ));
+    tokio::spawn(events.clone().publish_every(settings.event_interval));
     let limits = Limits {
         max_results: settings.max_results,
         member_write_concurrency: settings.member_write_concurrency.max(1),
@@ -108,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
         directory_slots: middleware::DirectorySlots::new(
             settings.max_concurrent_requests_per_directory.max(1),
         ),
+        events,
         settings: settings.clone(),
     });
 

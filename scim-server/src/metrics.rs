@@ -22,6 +22,14 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// Labels of a directory's own series: `namespace/name` of a directory the server knows (their
+/// number is the number of directories; never user data).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirLabels {
+    /// `namespace/name`.
+    pub directory: String,
+}
+
 /// Labels of an operation (latency histograms).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
@@ -57,6 +65,17 @@ pub struct Metrics {
     pub api_latency: Family<ApiLabels, Histogram, fn() -> Histogram>,
     /// Optimistic-concurrency conflicts (409 from the apiserver on an update).
     pub conflicts: Counter,
+    /// Requests answered 401, by directory.
+    pub auth_failures: Family<DirLabels, Counter>,
+    /// When each directory last got an authenticated request (Unix seconds).
+    last_request: std::sync::Mutex<std::collections::HashMap<String, f64>>,
+    directory_ready: Family<DirLabels, Gauge>,
+    directory_suspended: Family<DirLabels, Gauge>,
+    directory_users: Family<DirLabels, Gauge>,
+    directory_active_users: Family<DirLabels, Gauge>,
+    directory_groups: Family<DirLabels, Gauge>,
+    directory_held: Family<DirLabels, Gauge>,
+    directory_last_request: Family<DirLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     cache_directories: Gauge,
     cache_users: Gauge,
     cache_groups: Gauge,
@@ -106,6 +125,47 @@ impl Metrics {
             r.register(n, h, x.clone());
             x
         };
+        let auth_failures = Family::<DirLabels, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Requests to a directory answered 401 (missing or invalid credentials)",
+            auth_failures.clone(),
+        );
+        let per_dir = |r: &mut Registry, n: &str, h: &str| {
+            let x = Family::<DirLabels, Gauge>::default();
+            r.register(n, h, x.clone());
+            x
+        };
+        let directory_ready = per_dir(
+            &mut registry,
+            "directory_ready",
+            "1 if the directory's Ready condition is True",
+        );
+        let directory_suspended = per_dir(
+            &mut registry,
+            "directory_suspended",
+            "1 if the directory is suspended (spec.suspend)",
+        );
+        let directory_users = per_dir(&mut registry, "directory_users", "Users of the directory");
+        let directory_active_users = per_dir(
+            &mut registry,
+            "directory_active_users",
+            "Active users of the directory",
+        );
+        let directory_groups =
+            per_dir(&mut registry, "directory_groups", "Groups of the directory");
+        let directory_held = per_dir(
+            &mut registry,
+            "directory_held_operations",
+            "Deletions and deactivations the deletion guard holds",
+        );
+        let directory_last_request =
+            Family::<DirLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "directory_last_request_timestamp_seconds",
+            "When the directory last got an authenticated request from its identity provider (Unix time, this replica)",
+            directory_last_request.clone(),
+        );
         let cache_directories = g(&mut registry, "cache_directories", "Cached directories");
         let cache_users = g(&mut registry, "cache_users", "Cached users");
         let cache_groups = g(&mut registry, "cache_groups", "Cached groups");
@@ -122,6 +182,15 @@ impl Metrics {
             api_calls,
             api_latency,
             conflicts,
+            auth_failures,
+            last_request: Default::default(),
+            directory_ready,
+            directory_suspended,
+            directory_users,
+            directory_active_users,
+            directory_groups,
+            directory_held,
+            directory_last_request,
             cache_directories,
             cache_users,
             cache_groups,
@@ -129,8 +198,58 @@ impl Metrics {
         }
     }
 
+    /// Records an authenticated request to directory `directory` now.
+    pub fn request_seen(&self, directory: &str) {
+        let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+        self.last_request
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(directory.to_string(), now);
+    }
+
     /// Text exposition, with cache gauges refreshed.
     pub fn render(&self, cache: &Arc<Cache>) -> String {
+        let stats = cache.directory_stats();
+        for family in [
+            &self.directory_ready,
+            &self.directory_suspended,
+            &self.directory_users,
+            &self.directory_active_users,
+            &self.directory_groups,
+            &self.directory_held,
+        ] {
+            family.clear();
+        }
+        self.directory_last_request.clear();
+        {
+            let mut seen = self.last_request.lock().unwrap_or_else(|e| e.into_inner());
+            // Deleted directories leave no series behind.
+            seen.retain(|d, _| stats.iter().any(|s| &s.directory == d));
+            for (directory, at) in seen.iter() {
+                self.directory_last_request
+                    .get_or_create(&DirLabels {
+                        directory: directory.clone(),
+                    })
+                    .set(*at);
+            }
+        }
+        for st in &stats {
+            let l = DirLabels {
+                directory: st.directory.clone(),
+            };
+            self.directory_ready.get_or_create(&l).set(st.ready as i64);
+            self.directory_suspended
+                .get_or_create(&l)
+                .set(st.suspended as i64);
+            self.directory_users.get_or_create(&l).set(st.users as i64);
+            self.directory_active_users
+                .get_or_create(&l)
+                .set(st.active_users as i64);
+            self.directory_groups
+                .get_or_create(&l)
+                .set(st.groups as i64);
+            self.directory_held.get_or_create(&l).set(st.held as i64);
+        }
         let s = cache.sizes();
         self.cache_directories.set(s.directories as i64);
         self.cache_users.set(s.users as i64);
@@ -147,5 +266,43 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_series_follow_the_cache() {
+        let cache = Arc::new(Cache::default());
+        let mut d = kube_scim_crds::ScimDirectory::new("d", Default::default());
+        d.metadata.namespace = Some("ns".into());
+        d.spec.suspend = true;
+        cache.apply_directory(&d);
+        let metrics = Metrics::new();
+        metrics.request_seen("ns/d");
+        metrics.request_seen("ns/gone");
+        let text = metrics.render(&cache);
+        assert!(
+            text.contains("kube_scim_directory_suspended{directory=\"ns/d\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kube_scim_directory_ready{directory=\"ns/d\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kube_scim_directory_users{directory=\"ns/d\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kube_scim_directory_last_request_timestamp_seconds{directory=\"ns/d\"}"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("ns/gone"),
+            "unknown directories have no series: {text}"
+        );
     }
 }

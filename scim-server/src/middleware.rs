@@ -164,9 +164,12 @@ pub async fn guard<S: Storage>(
     let rid = request_id(req.headers());
     let method = req.method().as_str().to_string();
     let (dir, op) = classify(&method, req.uri().path());
-    let dir_label = match &dir {
-        Some((ns, d)) if cache.directory(ns, d).is_some() => format!("{ns}/{d}"),
-        _ => "unknown".to_string(),
+    let known = dir
+        .as_ref()
+        .and_then(|(ns, d)| Some((ns.clone(), d.clone(), cache.directory(ns, d)?)));
+    let dir_label = match &known {
+        Some((ns, d, _)) => format!("{ns}/{d}"),
+        None => "unknown".to_string(),
     };
     let span = tracing::info_span!("request", request_id = %rid, method = %method, path = %req.uri().path());
     let header_bytes: usize = req
@@ -228,6 +231,19 @@ pub async fn guard<S: Storage>(
             status,
         })
         .inc();
+    if let Some((ns, d, info)) = &known {
+        if status == 401 {
+            st.metrics
+                .auth_failures
+                .get_or_create(&crate::metrics::DirLabels {
+                    directory: dir_label.clone(),
+                })
+                .inc();
+        } else {
+            st.metrics.request_seen(&dir_label);
+        }
+        st.events.note(ns, d, &info.uid, status, &op);
+    }
     st.metrics
         .request_latency
         .get_or_create(&OpLabels {

@@ -80,6 +80,7 @@ fn app_with(spec: ScimDirectorySpec) -> axum::Router {
         metrics: Arc::new(Metrics::new()),
         semaphore: Arc::new(Semaphore::new(8)),
         directory_slots: crate::middleware::DirectorySlots::new(4),
+        events: Arc::new(crate::events::DirectoryEvents::new(None, "test".into())),
         settings,
     });
     super::routes::scim(state)

@@ -526,6 +526,15 @@ pub fn actionlint() -> anyhow::Result<PathBuf> {
     Ok(build_script_output("tests/tools/build-actionlint.sh", &[])?.join("actionlint"))
 }
 
+/// Path of the pinned promtool binary, built from its Go module by
+/// `tests/tools/build-promtool.sh` (or `$KUBE_SCIM_PROMTOOL` if set).
+pub fn promtool() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("KUBE_SCIM_PROMTOOL") {
+        return Ok(PathBuf::from(path));
+    }
+    Ok(build_script_output("tests/tools/build-promtool.sh", &[])?.join("promtool"))
+}
+
 /// Directory with the control-plane binaries: `$KUBE_SCIM_CONTROLPLANE_BIN` if set, else what
 /// `tests/controlplane/build.sh` prints (it builds them on a cold cache).
 pub fn binaries() -> anyhow::Result<PathBuf> {

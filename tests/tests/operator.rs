@@ -1038,12 +1038,11 @@ async fn deletion_policy_deletes_or_retains_users_and_groups() {
 
     let mut keep_spec = with_host("scim.keep.example");
     keep_spec.deletion_policy = DeletionPolicy::Retain;
-    dirs.create(
-        &PostParams::default(),
-        &directory("gone", with_host("scim.gone.example")),
-    )
-    .await
-    .unwrap();
+    let mut gone_spec = with_host("scim.gone.example");
+    gone_spec.deletion_policy = DeletionPolicy::Delete;
+    dirs.create(&PostParams::default(), &directory("gone", gone_spec))
+        .await
+        .unwrap();
     dirs.create(&PostParams::default(), &directory("keep", keep_spec))
         .await
         .unwrap();

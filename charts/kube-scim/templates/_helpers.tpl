@@ -49,13 +49,26 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{- /* A component's image: its own repository/tag/digest (operator.image, server.image) where
+set, else <image.registry>/<image.repository>/<name>:<image.tag or appVersion>; a digest pins it
+(`repository:tag@digest`). */ -}}
 {{- define "kube-scim.image" -}}
-{{- $tag := .root.Values.image.tag | default .root.Chart.AppVersion -}}
-{{- printf "%s/%s/%s:%s" .root.Values.image.registry .root.Values.image.repository .name $tag -}}
+{{- $own := .own | default dict -}}
+{{- $repository := $own.repository | default (printf "%s/%s/%s" .root.Values.image.registry .root.Values.image.repository .name) -}}
+{{- $tag := $own.tag | default .root.Values.image.tag | default .root.Chart.AppVersion -}}
+{{- if $own.digest -}}
+{{- printf "%s:%s@%s" $repository $tag $own.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repository $tag -}}
+{{- end -}}
 {{- end -}}
 
-{{- /* Restricted Pod Security Standard, for every container. */ -}}
+{{- /* Restricted Pod Security Standard, for every container; containerSecurityContext (when
+not empty) replaces it whole, e.g. without runAsUser for OpenShift's restricted-v2 SCC. */ -}}
 {{- define "kube-scim.containerSecurityContext" -}}
+{{- if .Values.containerSecurityContext -}}
+{{- toYaml .Values.containerSecurityContext -}}
+{{- else -}}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 runAsNonRoot: true
@@ -66,14 +79,20 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+{{- end -}}
 
+{{- /* podSecurityContext (when not empty) replaces it whole. */ -}}
 {{- define "kube-scim.podSecurityContext" -}}
+{{- if .Values.podSecurityContext -}}
+{{- toYaml .Values.podSecurityContext -}}
+{{- else -}}
 runAsNonRoot: true
 runAsUser: 65532
 runAsGroup: 65532
 fsGroup: 65532
 seccompProfile:
   type: RuntimeDefault
+{{- end -}}
 {{- end -}}
 
 {{- /* Namespaces that get a Role: the watched ones, or none when watching the whole cluster. */ -}}

@@ -25,6 +25,25 @@ pub struct Counts {
     pub groups: i64,
     /// Newest write (managedFields time or creationTimestamp) among them.
     pub last_write: Option<Timestamp>,
+    /// Users and groups whose deletion the deletion guard holds.
+    pub held_deletions: i64,
+    /// Users whose deactivation the deletion guard holds.
+    pub held_deactivations: i64,
+}
+
+fn held(meta: &ObjectMeta) -> Option<&str> {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(kube_scim_crds::HELD_LABEL))
+        .map(String::as_str)
+}
+
+fn count_held(counts: &mut Counts, meta: &ObjectMeta) {
+    match held(meta) {
+        Some(kube_scim_crds::HELD_DELETE) => counts.held_deletions += 1,
+        Some(kube_scim_crds::HELD_DEACTIVATE) => counts.held_deactivations += 1,
+        _ => {}
+    }
 }
 
 fn belongs_to(meta: &ObjectMeta, namespace: &str, directory: &str) -> bool {
@@ -71,6 +90,7 @@ pub fn count<'a>(
         } else {
             counts.active_users += 1;
         }
+        count_held(&mut counts, meta);
         counts.last_write = counts.last_write.max(last_write(meta));
     }
     for meta in groups
@@ -78,6 +98,7 @@ pub fn count<'a>(
         .filter(|m| belongs_to(m, namespace, directory))
     {
         counts.groups += 1;
+        count_held(&mut counts, meta);
         counts.last_write = counts.last_write.max(last_write(meta));
     }
     counts
@@ -292,6 +313,7 @@ mod tests {
                 inactive_users: 1,
                 groups: 1,
                 last_write: Some(at("2026-01-04T00:00:00Z")),
+                ..Counts::default()
             }
         );
         assert_eq!(count(&[], &[], "ns", "dir"), Counts::default());

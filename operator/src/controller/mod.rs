@@ -20,6 +20,7 @@
 pub mod counts;
 pub mod deletion;
 pub mod route;
+pub mod safety;
 pub mod status;
 pub mod throttle;
 pub mod token;
@@ -514,6 +515,7 @@ async fn apply(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> 
     let route = route::reconcile(&dir, ctx).await?;
     // After the route part: it removes a ReferenceGrant the finalizer no longer has to.
     deletion::drop_unneeded_finalizer(&dir, ctx).await?;
+    safety::reconcile(&dir, ctx).await?;
     let _status = ctx.status_lock(&ObjectRef::from_obj(dir.as_ref())).await;
     let counts = counts::of(&dir, ctx);
     status::write(&dir, ctx, &token, &route, counts.as_ref(), now).await

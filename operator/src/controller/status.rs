@@ -10,15 +10,15 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use kube_scim_crds::{
-    AuthMethod, CONDITION_READY, CONDITION_ROUTE_READY, CONDITION_TOKEN_READY, ScimDirectory,
-    ScimDirectoryStatus,
+    AuthMethod, CONDITION_DELETIONS_HELD, CONDITION_READY, CONDITION_ROUTE_READY,
+    CONDITION_SUSPENDED, CONDITION_TOKEN_READY, ScimDirectory, ScimDirectoryStatus,
 };
 use serde_json::{Value, json};
 
 use super::counts::Counts;
 use super::route::RouteState;
 use super::token::TokenState;
-use super::{Context, Error, MANAGER};
+use super::{Context, Error, MANAGER, safety};
 use crate::token as tokens;
 
 /// Outcome of one part of the reconcile (token or route), as a condition: `True` when ok,
@@ -139,6 +139,9 @@ pub fn set_counts(status: &mut ScimDirectoryStatus, counts: &Counts) {
     status.active_users = Some(counts.active_users);
     status.inactive_users = Some(counts.inactive_users);
     status.groups = Some(counts.groups);
+    status.held_deletions = (counts.held_deletions > 0).then_some(counts.held_deletions);
+    status.held_deactivations =
+        (counts.held_deactivations > 0).then_some(counts.held_deactivations);
     status.last_provisioning_time = counts
         .last_write
         .map(tokens::format_time)
@@ -147,7 +150,8 @@ pub fn set_counts(status: &mut ScimDirectoryStatus, counts: &Counts) {
         .max_by_key(|t| t.parse::<Timestamp>().ok());
 }
 
-/// Removes the count fields of `status` (see [`set_counts`]).
+/// Removes the count fields of `status` (see [`set_counts`]) but the held operations: a change
+/// of those calls for a reconcile (condition `DeletionsHeld` and its event).
 pub fn clear_counts(status: &mut ScimDirectoryStatus) {
     status.users = None;
     status.active_users = None;
@@ -167,6 +171,8 @@ pub fn counts_patch(status: &ScimDirectoryStatus, resource_version: Option<&str>
             "inactiveUsers": status.inactive_users,
             "groups": status.groups,
             "lastProvisioningTime": status.last_provisioning_time,
+            "heldDeletions": status.held_deletions,
+            "heldDeactivations": status.held_deactivations,
         },
     })
 }
@@ -212,10 +218,21 @@ pub fn desired(
         );
     }
     let generation = dir.metadata.generation;
+    let (held_deletions, held_deactivations) = match counts {
+        Some(c) => (c.held_deletions, c.held_deactivations),
+        None => (
+            previous.held_deletions.unwrap_or(0),
+            previous.held_deactivations.unwrap_or(0),
+        ),
+    };
+    let suspended = safety::suspended(dir);
+    let held = safety::held(dir, held_deletions, held_deactivations);
     let conditions = [
         (CONDITION_READY, &ready),
         (CONDITION_TOKEN_READY, &token.check),
         (CONDITION_ROUTE_READY, &route.check),
+        (CONDITION_SUSPENDED, &suspended),
+        (CONDITION_DELETIONS_HELD, &held),
     ]
     .into_iter()
     .map(|(type_, check)| condition(type_, check, generation, &previous.conditions, now))
@@ -244,6 +261,8 @@ pub fn desired(
         inactive_users: previous.inactive_users,
         groups: previous.groups,
         last_provisioning_time: previous.last_provisioning_time,
+        held_deletions: previous.held_deletions,
+        held_deactivations: previous.held_deactivations,
     };
     if let Some(counts) = counts {
         set_counts(&mut status, counts);
@@ -295,6 +314,16 @@ pub async fn write(
         (CONDITION_TOKEN_READY, &token.check),
         (CONDITION_ROUTE_READY, &route.check),
     ];
+    if let Some(note) = safety::newly_held(dir, &new_status) {
+        ctx.publish(
+            dir,
+            EventType::Warning,
+            "DeletionsHeld",
+            "DeletionGuard",
+            note,
+        )
+        .await;
+    }
     for check in new_problems(dir, checks) {
         ctx.publish(
             dir,

@@ -78,12 +78,7 @@ async fn run_with(
 /// A default directory (`ns/d`) reconciled with one object in place, host `h`.
 async fn run_default_with(path: &str, object: Value) -> fixtures::Calls {
     let objects = HashMap::from([(path.to_string(), object)]);
-    run(
-        fixtures::directory(ScimDirectorySpec::default()),
-        objects,
-        Some("h"),
-    )
-    .await
+    run(fixtures::directory(plain_spec()), objects, Some("h")).await
 }
 
 /// Whether any write went to a path containing `part`.
@@ -107,7 +102,7 @@ fn status_condition(calls: &fixtures::Calls, type_: &str) -> Value {
 #[tokio::test]
 async fn a_new_directory_gets_a_token_secret_an_ingress_and_a_ready_status() {
     let calls = run(
-        fixtures::directory(ScimDirectorySpec::default()),
+        fixtures::directory(plain_spec()),
         HashMap::new(),
         Some("scim.example.com"),
     )
@@ -143,7 +138,7 @@ async fn an_unchanged_token_is_kept() {
 
 #[tokio::test]
 async fn a_new_rotation_request_replaces_the_token_and_keeps_the_old_one_for_the_grace_period() {
-    let mut spec = ScimDirectorySpec::default();
+    let mut spec = plain_spec();
     spec.token.rotation_request = Some("r1".into());
     let objects = HashMap::from([(
         paths::TOKEN_SECRET.to_string(),
@@ -184,7 +179,7 @@ fn byo_secret(token: &str) -> Value {
 }
 
 fn byo_directory(previous_token: Option<&str>) -> ScimDirectory {
-    let mut spec = ScimDirectorySpec::default();
+    let mut spec = plain_spec();
     spec.token.secret_ref = Some(SecretKeyRef {
         name: "entra".into(),
         key: None,
@@ -318,19 +313,14 @@ async fn a_foreign_secret_is_left_alone_and_reported() {
 
 #[tokio::test]
 async fn without_a_host_no_ingress_is_written_and_the_route_is_not_ready() {
-    let calls = run(
-        fixtures::directory(ScimDirectorySpec::default()),
-        HashMap::new(),
-        None,
-    )
-    .await;
+    let calls = run(fixtures::directory(plain_spec()), HashMap::new(), None).await;
     assert!(!wrote_to(&calls, "ingresses"));
     assert_eq!(status_condition(&calls, "RouteReady")["reason"], "NoHost");
 }
 
 #[tokio::test]
 async fn disabling_the_ingress_deletes_ours() {
-    let mut spec = ScimDirectorySpec::default();
+    let mut spec = plain_spec();
     spec.ingress.enabled = false;
     let ingress = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
         "metadata": {"name": "d-scim", "namespace": "ns", "ownerReferences": [
@@ -419,7 +409,7 @@ async fn deleting_a_retain_directory_releases_its_users_before_the_finalizer_goe
 
 #[tokio::test]
 async fn a_delete_directory_being_deleted_is_left_to_the_garbage_collector() {
-    let mut dir = fixtures::directory(ScimDirectorySpec::default());
+    let mut dir = fixtures::directory(plain_spec());
     dir.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
     let calls = run(dir, HashMap::new(), Some("h")).await;
     assert!(calls.write_lines().is_empty());
@@ -433,12 +423,7 @@ async fn outside_the_servers_namespace_the_ingress_goes_through_an_external_name
         paths::TOKEN_SECRET.to_string(),
         owned_secret("uid-d", "t", ""),
     )]);
-    let calls = run_with(
-        fixtures::directory(ScimDirectorySpec::default()),
-        objects,
-        settings,
-    )
-    .await;
+    let calls = run_with(fixtures::directory(plain_spec()), objects, settings).await;
     assert_eq!(
         calls.write_lines(),
         vec![
@@ -461,7 +446,7 @@ async fn outside_the_servers_namespace_the_ingress_goes_through_an_external_name
 
 /// Directory `ns/d` whose status says 1 user (active), 0 groups, last write at 01:00.
 fn counted_directory() -> ScimDirectory {
-    let mut dir = fixtures::directory(ScimDirectorySpec::default());
+    let mut dir = fixtures::directory(plain_spec());
     dir.status = Some(ScimDirectoryStatus {
         endpoint: Some("http://h/scim/v2/ns/d".into()),
         users: Some(1),
@@ -511,7 +496,8 @@ async fn a_counts_refresh_writes_the_counts_alone_only_when_they_changed() {
         json!({
             "metadata": {"resourceVersion": "1"},
             "status": {"users": 3, "activeUsers": 2, "inactiveUsers": 1, "groups": 1,
-                       "lastProvisioningTime": "2026-01-01T02:00:00Z"},
+                       "lastProvisioningTime": "2026-01-01T02:00:00Z",
+                       "heldDeletions": null, "heldDeactivations": null},
         }),
         "the counts only: conditions, token and endpoint are the reconcile's"
     );
@@ -630,5 +616,14 @@ fn only_changes_beyond_the_counts_call_for_a_reconcile() {
     changed.push(d);
     for d in changed {
         assert_ne!(reconcile_relevant(&d), same, "{:?}", d.metadata);
+    }
+}
+
+/// A directory with nothing but the deletion policy that needs no finalizer (`Delete`), so a
+/// reconcile goes straight to its work.
+fn plain_spec() -> ScimDirectorySpec {
+    ScimDirectorySpec {
+        deletion_policy: DeletionPolicy::Delete,
+        ..Default::default()
     }
 }

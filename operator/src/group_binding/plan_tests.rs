@@ -50,6 +50,7 @@ fn group(id: &str, name: &str, member_of: &[&str]) -> ScimGroup {
         metadata: meta(id, member_of),
         spec: ScimGroupSpec {
             directory_ref: DirectoryRef { name: DIR.into() },
+            member_rollout: None,
         },
         status: Some(ScimGroupStatus {
             id: id.into(),

@@ -1,6 +1,6 @@
 //! One directory's users and groups: compact entries and the indexes filters use.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,10 @@ pub struct Entry {
     /// A group's member list being rolled out to the labels (`spec.memberRollout`): member id
     /// and kept `display`. While set, it is the group's member list.
     pub rollout: Option<Vec<RolloutEntry>>,
+    /// A user's `active` (groups: true).
+    pub active: bool,
+    /// The operation the deletion guard holds on this object (`kubescim.io/held`), if any.
+    pub held: Option<Box<str>>,
 }
 
 impl Entry {
@@ -70,6 +74,8 @@ impl Entry {
             member_of,
             member_display: Vec::new(),
             rollout: None,
+            active: resource.active().unwrap_or(true),
+            held: None,
         }
     }
 
@@ -135,7 +141,17 @@ pub struct DirData {
     rollout_of: HashMap<String, HashSet<String>>,
     /// Deleted objects: events at or below this resourceVersion are ignored (for ten minutes).
     tombstones: HashMap<(ResourceKind, String), (u64, Instant)>,
+    /// When users and groups were deleted and users deactivated, oldest first, for the
+    /// deletion guard (at most [`MAX_REMOVALS`], none older than the longest guard window).
+    removals: VecDeque<Instant>,
+    /// Entries carrying a held operation.
+    held: usize,
+    /// Deletions and deactivations the guard let through that are being written.
+    pending_removals: usize,
 }
+
+/// Removals remembered per directory: beyond this many, every guard limit is long exceeded.
+const MAX_REMOVALS: usize = 1_000_000;
 
 /// How long a deletion is remembered against late events.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
@@ -346,8 +362,14 @@ impl DirData {
     }
 
     fn put(&mut self, kind: ResourceKind, e: Arc<Entry>, r: &Resource) {
-        if let Some(old) = self.remove(kind, &e.id) {
-            drop(old);
+        if let Some(old) = self.remove(kind, &e.id)
+            && old.active
+            && !e.active
+        {
+            self.removed();
+        }
+        if e.held.is_some() {
+            self.held += 1;
         }
         self.index(kind, &e, r);
         match kind {
@@ -362,7 +384,67 @@ impl DirData {
             ResourceKind::Group => self.groups.remove(id),
         }?;
         self.unindex(kind, &old);
+        if old.held.is_some() {
+            self.held = self.held.saturating_sub(1);
+        }
         Some(old)
+    }
+
+    /// Remembers a deletion or deactivation now.
+    fn removed(&mut self) {
+        if self.removals.len() >= MAX_REMOVALS {
+            self.removals.pop_front();
+        }
+        self.removals.push_back(Instant::now());
+    }
+
+    /// Deletions and deactivations within `window` (forgetting those older than any window).
+    pub fn recent_removals(&mut self, window: Duration) -> usize {
+        let now = Instant::now();
+        while self
+            .removals
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > crate::guard::MAX_WINDOW)
+        {
+            self.removals.pop_front();
+        }
+        self.removals
+            .iter()
+            .rev()
+            .take_while(|t| now.duration_since(**t) <= window)
+            .count()
+    }
+
+    /// Whether the deletion guard holds the next deletion or deactivation; if it does not,
+    /// that operation counts as pending until [`DirData::end_pending_removal`].
+    pub fn decide_removal(&mut self, guard: &crate::guard::Guard) -> bool {
+        let recent = self.recent_removals(guard.window) + self.pending_removals;
+        let holds = guard.holds(recent, self.held, self.population());
+        if !holds {
+            self.pending_removals += 1;
+        }
+        holds
+    }
+
+    /// A pending deletion or deactivation was written (the cache now counts it) or failed.
+    pub fn end_pending_removal(&mut self) {
+        self.pending_removals = self.pending_removals.saturating_sub(1);
+    }
+
+    /// `(users, active users, groups, held operations)`.
+    pub fn stats(&self) -> (usize, usize, usize, usize) {
+        let active = self.users.values().filter(|e| e.active).count();
+        (self.users.len(), active, self.groups.len(), self.held)
+    }
+
+    /// Entries carrying a held operation.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Users and groups.
+    pub fn population(&self) -> usize {
+        self.users.len() + self.groups.len()
     }
 
     /// What is known of version `rv` of object `id` without converting it: `Some(None)` if a
@@ -427,6 +509,7 @@ impl DirData {
                 return; // a newer incarnation is already held
             }
             self.remove(kind, id);
+            self.removed();
         }
         let now = Instant::now();
         self.tombstones

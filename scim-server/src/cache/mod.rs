@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::convert::resource_from_status;
 use crate::entra::EntraAuth;
+use crate::guard::Guard;
 use crate::oauth::OAuthSettings;
 
 pub use entries::{DirData, Entry, RolloutEntry};
@@ -43,6 +44,10 @@ pub struct DirInfo {
     /// With method `OAuthClientCredentials`: the token endpoint's settings (its access tokens
     /// open the directory).
     pub oauth: Option<OAuthSettings>,
+    /// `spec.suspend`: writes are refused, reads served.
+    pub suspended: bool,
+    /// `spec.deletionGuard`.
+    pub guard: Guard,
 }
 
 /// One published verifier, parsed.
@@ -154,6 +159,12 @@ pub fn entry_from_object(
     if kind == ResourceKind::Group {
         entry.rollout = rollout_of_object(obj);
     }
+    entry.held = obj
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(kube_scim_crds::HELD_LABEL))
+        .map(|v| Box::from(v.as_str()));
     Some((ns, dir, entry, resource))
 }
 
@@ -241,7 +252,28 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
                         .and_then(|o| o.access_token_lifetime.as_deref()),
                 )
             }),
+        suspended: d.spec.suspend,
+        guard: Guard::from_spec(&d.spec.deletion_guard),
     }
+}
+
+/// One directory's figures for metrics.
+#[derive(Debug, Default, Clone)]
+pub struct DirStats {
+    /// `namespace/name`.
+    pub directory: String,
+    /// Ready condition True.
+    pub ready: bool,
+    /// `spec.suspend`.
+    pub suspended: bool,
+    /// Users.
+    pub users: usize,
+    /// Active users.
+    pub active_users: usize,
+    /// Groups.
+    pub groups: usize,
+    /// Held deletions and deactivations.
+    pub held: usize,
 }
 
 /// Counts for metrics.
@@ -315,6 +347,12 @@ impl Cache {
             .entry((ns.to_string(), dir.to_string()))
             .or_default()
             .clone()
+    }
+
+    /// Runs `f` on a directory's data under its write lock (an unknown directory's data is
+    /// made).
+    pub fn update<R>(&self, ns: &str, dir: &str, f: impl FnOnce(&mut DirData) -> R) -> R {
+        f(&mut write_lock(&self.shard_or_new(ns, dir)))
     }
 
     /// Runs `f` on a directory's data under its read lock; a directory without users or
@@ -454,6 +492,28 @@ impl Cache {
                 d.remove(kind, &id);
             }
         }
+    }
+
+    /// Every known directory's figures, for metrics.
+    pub fn directory_stats(&self) -> Vec<DirStats> {
+        let dirs: Vec<(DirKey, DirInfo)> = read_lock(&self.dirs)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        dirs.into_iter()
+            .map(|((ns, name), info)| {
+                let (users, active_users, groups, held) = self.read(&ns, &name, DirData::stats);
+                DirStats {
+                    directory: format!("{ns}/{name}"),
+                    ready: info.ready,
+                    suspended: info.suspended,
+                    users,
+                    active_users,
+                    groups,
+                    held,
+                }
+            })
+            .collect()
     }
 
     /// Sizes for metrics.

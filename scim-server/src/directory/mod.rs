@@ -21,6 +21,8 @@ use scim_protocol::{
 };
 use serde_json::Value;
 
+use kube_scim_crds::{HELD_DEACTIVATE, HELD_DELETE};
+
 use crate::auth;
 use crate::cache::{Cache, CleanupJob, DirInfo, Entry, directory_of, rv_num};
 use crate::convert::status_json;
@@ -81,6 +83,31 @@ pub enum Reply<'a> {
         /// Compute a group's `members`.
         with_members: bool,
     },
+}
+
+/// What the client believes a cached resource to be: a user whose deactivation is held is
+/// inactive to it.
+fn believed(entry: &Entry) -> Result<Resource, Error> {
+    let mut r = entry.resource()?;
+    if entry.held.as_deref() == Some(HELD_DEACTIVATE) {
+        r.set_attribute("active", Value::Bool(false))?;
+    }
+    Ok(r)
+}
+
+/// A deletion or deactivation the guard let through and that is being written: counted
+/// against the guard's limit until it is (then the cache counts it).
+struct PendingRemoval {
+    cache: Arc<Cache>,
+    ns: String,
+    dir: String,
+}
+
+impl Drop for PendingRemoval {
+    fn drop(&mut self) {
+        self.cache
+            .update(&self.ns, &self.dir, |d| d.end_pending_removal());
+    }
 }
 
 /// The directory service over storage `S`.
@@ -274,6 +301,43 @@ impl<S: Storage> DirectoryService<S> {
             tracing::error!(error = %e, "cannot sign an access token");
             oauth::TokenError::Unavailable("the access token could not be signed".into())
         })
+    }
+
+    /// Like [`Self::authorize`], for a write: a suspended directory (`spec.suspend`) refuses it
+    /// with 503, which the identity provider retries later (see docs/operations.md).
+    pub async fn authorize_write(
+        &self,
+        dir: DirRef<'_>,
+        token: Option<&str>,
+    ) -> Result<DirInfo, Error> {
+        let info = self.authorize(dir, token).await?;
+        if info.suspended {
+            return Err(Error::Suspended(dir.label()));
+        }
+        Ok(info)
+    }
+
+    /// Whether the deletion guard holds the next deletion or deactivation in `dir`; when it
+    /// does not, the operation counts as pending until the returned value is dropped (after
+    /// its write), so requests running at once cannot all slip under the limit.
+    fn guard_decision(&self, dir: DirRef<'_>) -> (bool, Option<PendingRemoval>) {
+        let guard = self
+            .cache
+            .directory(dir.ns, dir.name)
+            .map(|i| i.guard)
+            .unwrap_or_default();
+        let holds = self
+            .cache
+            .update(dir.ns, dir.name, |d| d.decide_removal(&guard));
+        if holds {
+            return (true, None);
+        }
+        let pending = PendingRemoval {
+            cache: self.cache.clone(),
+            ns: dir.ns.to_string(),
+            dir: dir.name.to_string(),
+        };
+        (false, Some(pending))
     }
 
     /// Discovery documents need only a directory that exists (no token: RFC 7644 §4).
@@ -500,9 +564,12 @@ impl<S: Storage> DirectoryService<S> {
                 return Err(not_found(kind, id));
             };
             check_if_match(if_match, Some(&entry.rv_str))?;
+            // A held deactivation: the client believes the user inactive; its change applies to
+            // that belief.
+            let believed = believed(&entry)?;
             let outcome = match change {
-                Change::Patch(p) => p.apply(&entry.resource()?)?,
-                Change::Replace(v) => replace_with_delta(&entry.resource()?, v)?,
+                Change::Patch(p) => p.apply(&believed)?,
+                Change::Replace(v) => replace_with_delta(&believed, v)?,
             };
             let mut newr = outcome.resource;
             drop(newr.take_password());
@@ -530,6 +597,25 @@ impl<S: Storage> DirectoryService<S> {
             } else {
                 None
             };
+            let deactivates = entry.active && newr.active() == Some(false);
+            let mut removal = None;
+            let hold = match entry.held.as_deref() {
+                // The client wrote to an object whose deletion is held: it exists again for it.
+                Some(HELD_DELETE) => Some(None),
+                Some(_) if deactivates => Some(Some(HELD_DEACTIVATE)),
+                Some(_) => Some(None),
+                None if deactivates => {
+                    let (holds, pending) = self.guard_decision(dir);
+                    removal = pending;
+                    holds.then_some(Some(HELD_DEACTIVATE))
+                }
+                None => None,
+            };
+            if hold == Some(Some(HELD_DEACTIVATE)) {
+                newr.set_attribute("active", Value::Bool(true))?;
+            }
+            // An unchanged hold needs no write.
+            let hold = hold.filter(|h| *h != entry.held.as_deref());
             let changed = newr.attributes() != oldr.attributes();
             // The outcome was computed on the cached copy, which may not have seen another
             // replica's last write: a change carries the cached resourceVersion, and a no-op is
@@ -539,13 +625,17 @@ impl<S: Storage> DirectoryService<S> {
             // replica is rolling out, which the change must go into.
             let mut body = if changed {
                 Some(objects::attribute_patch(dir, &entry, &oldr, &newr, &now())?)
-            } else if outcome.touches_attributes || !outcome.membership.is_empty() {
+            } else if outcome.touches_attributes || !outcome.membership.is_empty() || hold.is_some()
+            {
                 Some(objects::precondition_patch(&entry))
             } else {
                 None
             };
             if let (Some(list), Some(b)) = (&rollout, body.as_mut()) {
                 b["spec"] = serde_json::json!({"memberRollout": {"members": list}});
+            }
+            if let (Some(patch), Some(hold)) = (body.as_mut(), hold) {
+                objects::set_hold(patch, hold, &now());
             }
             if let Some(patch) = body {
                 match self.store.patch(kind, dir.ns, id, &patch).await {
@@ -572,6 +662,8 @@ impl<S: Storage> DirectoryService<S> {
                     Err(e) => return Err(e.into()),
                 }
             }
+            // Written and in the cache, which counts it from now on.
+            drop(removal);
             if rollout.is_some() {
                 // Recorded on the group, which SCIM now serves; the labels follow in the
                 // background.
@@ -607,6 +699,38 @@ impl<S: Storage> DirectoryService<S> {
             return Err(not_found(kind, id));
         };
         check_if_match(if_match, Some(&entry.rv_str))?;
+        if entry.held.as_deref() == Some(HELD_DELETE) {
+            return Ok(());
+        }
+        let (holds, _removal) = self.guard_decision(dir);
+        if holds || entry.held.is_some() {
+            // Held: the object stays as it is, marked; the client is told it is gone.
+            let mut patch = objects::precondition_patch(&entry);
+            objects::set_hold(&mut patch, Some(HELD_DELETE), &now());
+            return match self.store.patch(kind, dir.ns, id, &patch).await {
+                Ok(o) => {
+                    self.cache.apply_object(kind, &o);
+                    tracing::warn!(
+                        namespace = dir.ns,
+                        directory = dir.name,
+                        kind = kind.name(),
+                        id,
+                        "deletion held by the deletion guard"
+                    );
+                    Ok(())
+                }
+                Err(StoreError::NotFound) => {
+                    self.cache
+                        .delete_object(kind, dir.ns, dir.name, id, entry.rv);
+                    Err(not_found(kind, id))
+                }
+                Err(StoreError::Conflict) => Err(Error::unavailable(
+                    "the resource is being changed concurrently; retry",
+                    1,
+                )),
+                Err(e) => Err(e.into()),
+            };
+        }
         if kind == ResourceKind::Group {
             // Membership records live on the members, as many as the group has: the request
             // only marks the group; the cleanup worker removes the labels (see `cleanup.rs`).

@@ -128,6 +128,18 @@ pub fn precondition_patch(entry: &Entry) -> Value {
     json!({"metadata": {"resourceVersion": entry.rv_str}})
 }
 
+/// Adds to `patch` the deletion guard's mark: `Some(operation)` holds that operation (see
+/// [`kube_scim_crds::HELD_LABEL`]), `None` removes the mark.
+pub fn set_hold(patch: &mut Value, hold: Option<&str>, now: &str) {
+    let (label, since) = match hold {
+        Some(op) => (Value::from(op), Value::from(now)),
+        None => (Value::Null, Value::Null),
+    };
+    let meta = &mut patch["metadata"];
+    meta["labels"][kube_scim_crds::HELD_LABEL] = label;
+    meta["annotations"][kube_scim_crds::HELD_SINCE_ANNOTATION] = since;
+}
+
 /// The merge patch that sets (`on`) or removes a membership label, with the member `display`
 /// kept for the group (`None` removes a kept one).
 pub fn membership_patch(group: &str, on: bool, display: Option<&str>) -> Value {
