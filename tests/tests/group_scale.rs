@@ -449,8 +449,9 @@ async fn replacing_a_member_list_is_served_at_once_and_labels_follow() {
     )
     .await;
     let writes = |change: &'static str| {
-        let series =
-            format!("kube_scim_group_cleanup_label_writes_total{{{directory},change=\"{change}\"}}");
+        let series = format!(
+            "kube_scim_group_cleanup_label_writes_total{{{directory},change=\"{change}\"}}"
+        );
         let srv = &srv;
         async move { srv.metric(&series).await.unwrap_or(0.0) }
     };

@@ -183,7 +183,11 @@ async fn apiserver_accepts_the_rendered_chart_with_defaults_and_every_option() {
                 ("KUBE_SCIM_MEMBER_WRITE_CONCURRENCY", "\"32\""),
                 ("KUBE_SCIM_MEMBERSHIP_SWEEP_INTERVAL", "\"10m\""),
             ] {
-                assert_eq!(env_value(&rendered, name), format!("value: {value}"), "{name}");
+                assert_eq!(
+                    env_value(&rendered, name),
+                    format!("value: {value}"),
+                    "{name}"
+                );
             }
             for kind in [
                 "servicemonitor.monitoring.coreos.com/kube-scim-server",

@@ -448,9 +448,8 @@ impl Cache {
 
     /// Takes every queued cleanup job (each stays pending until [`Cache::cleanup_settled`]).
     pub fn take_cleanups(&self) -> Vec<CleanupJob> {
-        std::mem::take(&mut self.cleanup.lock().unwrap_or_else(|e| e.into_inner()).queued)
-            .into_iter()
-            .collect()
+        let mut q = self.cleanup.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut q.queued).into_iter().collect()
     }
 
     /// The worker settled `job`: it is no longer pending, unless it was queued again meanwhile

@@ -953,12 +953,18 @@ async fn background_label_work_is_pending_until_done_and_its_writes_are_counted(
     assert_eq!(s.cache.cleanup_pending("ns", "d"), 1);
     s.run_queued_cleanups().await;
     assert_eq!(s.cache.cleanup_pending("ns", "d"), 0);
-    assert_eq!((worker_writes(&s, "add"), worker_writes(&s, "remove")), (2, 0));
+    assert_eq!(
+        (worker_writes(&s, "add"), worker_writes(&s, "remove")),
+        (2, 0)
+    );
     s.delete(DIR, ResourceKind::Group, &g, None).await.unwrap();
     assert_eq!(s.cache.cleanup_pending("ns", "d"), 1);
     s.run_queued_cleanups().await;
     assert_eq!(s.cache.cleanup_pending("ns", "d"), 0);
-    assert_eq!((worker_writes(&s, "add"), worker_writes(&s, "remove")), (2, 2));
+    assert_eq!(
+        (worker_writes(&s, "add"), worker_writes(&s, "remove")),
+        (2, 2)
+    );
 }
 
 #[tokio::test]
