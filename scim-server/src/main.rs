@@ -110,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
             limits,
             keys,
         )
+        .with_label_writes(metrics.cleanup_label_writes.clone())
         .with_entra(Arc::new(entra::EntraVerifier::new(entra::EntraConfig {
             metadata_url: settings.entra_metadata_url.clone(),
             issuer: settings.entra_issuer.clone(),

@@ -30,6 +30,15 @@ pub struct DirLabels {
     pub directory: String,
 }
 
+/// Labels of the membership label writes of the background worker.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LabelWriteLabels {
+    /// `namespace/name` of the directory (never a group or user id: bounded).
+    pub directory: String,
+    /// `add` (a member rollout) or `remove` (a deleted group, a rollout, leftovers).
+    pub change: String,
+}
+
 /// Labels of an operation (latency histograms).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
@@ -67,6 +76,8 @@ pub struct Metrics {
     pub conflicts: Counter,
     /// Requests answered 401, by directory.
     pub auth_failures: Family<DirLabels, Counter>,
+    /// Membership labels the background worker wrote, by directory and change.
+    pub cleanup_label_writes: Family<LabelWriteLabels, Counter>,
     /// When each directory last got an authenticated request (Unix seconds).
     last_request: std::sync::Mutex<std::collections::HashMap<String, f64>>,
     directory_ready: Family<DirLabels, Gauge>,
@@ -75,6 +86,7 @@ pub struct Metrics {
     directory_active_users: Family<DirLabels, Gauge>,
     directory_groups: Family<DirLabels, Gauge>,
     directory_held: Family<DirLabels, Gauge>,
+    group_cleanup_pending: Family<DirLabels, Gauge>,
     directory_last_request: Family<DirLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     cache_directories: Gauge,
     cache_users: Gauge,
@@ -159,6 +171,17 @@ impl Metrics {
             "directory_held_operations",
             "Deletions and deactivations the deletion guard holds",
         );
+        let group_cleanup_pending = per_dir(
+            &mut registry,
+            "group_cleanup_pending",
+            "Groups whose members' membership labels this replica's background worker has yet to write or remove (deleted groups, member rollouts, leftover labels)",
+        );
+        let cleanup_label_writes = Family::<LabelWriteLabels, Counter>::default();
+        registry.register(
+            "group_cleanup_label_writes",
+            "Membership labels the background worker added or removed",
+            cleanup_label_writes.clone(),
+        );
         let directory_last_request =
             Family::<DirLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         registry.register(
@@ -183,6 +206,7 @@ impl Metrics {
             api_latency,
             conflicts,
             auth_failures,
+            cleanup_label_writes,
             last_request: Default::default(),
             directory_ready,
             directory_suspended,
@@ -190,6 +214,7 @@ impl Metrics {
             directory_active_users,
             directory_groups,
             directory_held,
+            group_cleanup_pending,
             directory_last_request,
             cache_directories,
             cache_users,
@@ -217,6 +242,7 @@ impl Metrics {
             &self.directory_active_users,
             &self.directory_groups,
             &self.directory_held,
+            &self.group_cleanup_pending,
         ] {
             family.clear();
         }
@@ -249,6 +275,9 @@ impl Metrics {
                 .get_or_create(&l)
                 .set(st.groups as i64);
             self.directory_held.get_or_create(&l).set(st.held as i64);
+            self.group_cleanup_pending
+                .get_or_create(&l)
+                .set(st.cleanup_pending as i64);
         }
         let s = cache.sizes();
         self.cache_directories.set(s.directories as i64);
@@ -280,6 +309,11 @@ mod tests {
         d.metadata.namespace = Some("ns".into());
         d.spec.suspend = true;
         cache.apply_directory(&d);
+        cache.queue_cleanup(crate::cache::CleanupJob {
+            ns: "ns".into(),
+            dir: "d".into(),
+            group: "g".into(),
+        });
         let metrics = Metrics::new();
         metrics.request_seen("ns/d");
         metrics.request_seen("ns/gone");
@@ -298,6 +332,10 @@ mod tests {
         );
         assert!(
             text.contains("kube_scim_directory_last_request_timestamp_seconds{directory=\"ns/d\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kube_scim_group_cleanup_pending{directory=\"ns/d\"} 1"),
             "{text}"
         );
         assert!(

@@ -64,6 +64,7 @@ async fn setup(prefix: &str) -> (&'static ControlPlane, Client, String, String) 
 struct Server {
     proc: ManagedProcess,
     port: u16,
+    metrics_port: u16,
 }
 
 impl Server {
@@ -86,12 +87,28 @@ impl Server {
             if let Ok(r) = reqwest::get(&ready).await
                 && r.status() == StatusCode::OK
             {
-                return Server { proc, port };
+                return Server {
+                    proc,
+                    port,
+                    metrics_port,
+                };
             }
             assert!(proc.is_running(), "server exited: {}", proc.log_tail(40));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("server not ready in 60 s: {}", proc.log_tail(40));
+    }
+
+    /// The value of the series `series` (name and labels as exposed) on `/metrics`, if any.
+    async fn metric(&self, series: &str) -> Option<f64> {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
     fn scim(&self, ns: &str, token: &str) -> Scim {
@@ -418,6 +435,30 @@ async fn replacing_a_member_list_is_served_at_once_and_labels_follow() {
     )
     .await;
     eprintln!("labels settled {:?} after the PATCH", settled.elapsed());
+    // The worker's backlog and writes are exported per directory (never per group).
+    let directory = format!("directory=\"{ns}/{DIR}\"");
+    eventually(
+        "no background work pending",
+        Duration::from_secs(60),
+        || async {
+            let pending = srv
+                .metric(&format!("kube_scim_group_cleanup_pending{{{directory}}}"))
+                .await;
+            (pending == Some(0.0)).then_some(())
+        },
+    )
+    .await;
+    let writes = |change: &'static str| {
+        let series = format!(
+            "kube_scim_group_cleanup_label_writes_total{{{directory},change=\"{change}\"}}"
+        );
+        let srv = &srv;
+        async move { srv.metric(&series).await.unwrap_or(0.0) }
+    };
+    let (added, removed) = (writes("add").await, writes("remove").await);
+    eprintln!("the worker added {added} and removed {removed} labels");
+    assert!(added >= fresh.len() as f64, "added {added}");
+    assert!(removed >= (n - n / 2) as f64, "removed {removed}");
     assert_eq!(
         member_ids(&scim.get(&format!("/Groups/{gid}")).await.1),
         last

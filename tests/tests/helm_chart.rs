@@ -85,6 +85,7 @@ fn values_schema_rejects_a_mistyped_value() {
         .arg(chart())
         .args(["--set", "server.replicas=two", "--set", "operator.bogus=1"])
         .args(["--set", "operator.countsMaxDelay=soon"])
+        .args(["--set", "server.membershipSweepInterval=hourly"])
         .output()
         .unwrap();
     assert!(!out.status.success(), "a string replica count must fail");
@@ -93,6 +94,10 @@ fn values_schema_rejects_a_mistyped_value() {
     assert!(
         stderr.contains("/operator/countsMaxDelay"),
         "durations are Go durations: {stderr}"
+    );
+    assert!(
+        stderr.contains("/server/membershipSweepInterval"),
+        "{stderr}"
     );
     assert!(
         stderr.contains("bogus"),
@@ -171,6 +176,19 @@ async fn apiserver_accepts_the_rendered_chart_with_defaults_and_every_option() {
             "the chart creates the Secret only without existingSecret:\n{applied}"
         );
         if extra.is_some() {
+            // The server's flags for groups of many members follow their values.
+            for (name, value) in [
+                ("KUBE_SCIM_INLINE_MEMBER_WRITES", "\"1000\""),
+                ("KUBE_SCIM_MEMBER_CLEANUP_BATCH", "\"250\""),
+                ("KUBE_SCIM_MEMBER_WRITE_CONCURRENCY", "\"32\""),
+                ("KUBE_SCIM_MEMBERSHIP_SWEEP_INTERVAL", "\"10m\""),
+            ] {
+                assert_eq!(
+                    env_value(&rendered, name),
+                    format!("value: {value}"),
+                    "{name}"
+                );
+            }
             for kind in [
                 "servicemonitor.monitoring.coreos.com/kube-scim-server",
                 "networkpolicy.networking.k8s.io/kube-scim-server",
@@ -702,19 +720,29 @@ fn numeric_environment_values_render_as_integers() {
         ("KUBE_SCIM_REQUEST_TIMEOUT", "\"30s\""),
         ("KUBE_SCIM_MAX_CONCURRENT_REQUESTS", "\"64\""),
         ("KUBE_SCIM_MAX_CONCURRENT_REQUESTS_PER_DIRECTORY", "\"16\""),
+        ("KUBE_SCIM_INLINE_MEMBER_WRITES", "\"500\""),
+        ("KUBE_SCIM_MEMBER_CLEANUP_BATCH", "\"500\""),
+        ("KUBE_SCIM_MEMBER_WRITE_CONCURRENCY", "\"16\""),
+        ("KUBE_SCIM_MEMBERSHIP_SWEEP_INTERVAL", "\"5m\""),
         ("KUBE_SCIM_CONCURRENCY", "\"4\""),
         ("KUBE_SCIM_COUNTS_MIN_INTERVAL", "\"5s\""),
         ("KUBE_SCIM_COUNTS_MAX_DELAY", "\"30s\""),
     ] {
-        let line = rendered
-            .lines()
-            .skip_while(|l| !l.contains(&format!("name: {name}")))
-            .nth(1)
-            .unwrap_or_else(|| panic!("{name} is not rendered"));
         assert_eq!(
-            line.trim(),
+            env_value(&rendered, name),
             format!("value: {value}"),
             "{name} in the rendered chart"
         );
     }
+}
+
+/// The `value:` line after the first environment variable `name` in a rendered chart.
+fn env_value(rendered: &str, name: &str) -> String {
+    rendered
+        .lines()
+        .skip_while(|l| !l.contains(&format!("name: {name}")))
+        .nth(1)
+        .unwrap_or_else(|| panic!("{name} is not rendered"))
+        .trim()
+        .to_string()
 }

@@ -76,6 +76,16 @@ pub struct CleanupJob {
     pub group: String,
 }
 
+/// The cleanup worker's jobs.
+#[derive(Default)]
+struct CleanupQueue {
+    /// Queued and not yet taken by the worker (deduplicated).
+    queued: BTreeSet<CleanupJob>,
+    /// Queued, being worked on, or failed and waiting for a retry: every job not yet settled.
+    /// What `kube_scim_group_cleanup_pending` counts.
+    pending: BTreeSet<CleanupJob>,
+}
+
 /// The shared cache. Each directory's users and groups sit behind their own lock, so a slow
 /// query in one directory never stalls writes or watch updates of another; the map of
 /// directories is write-locked only to add one.
@@ -85,8 +95,8 @@ pub struct Cache {
     data: RwLock<HashMap<DirKey, Shard>>,
     watchers_total: AtomicUsize,
     watchers_synced: AtomicUsize,
-    /// Groups whose members' labels the cleanup worker is to remove (deduplicated).
-    cleanup: Mutex<BTreeSet<CleanupJob>>,
+    /// Groups whose members' labels the cleanup worker is to bring in line.
+    cleanup: Mutex<CleanupQueue>,
     /// Wakes the cleanup worker when a job is queued.
     cleanup_queued: tokio::sync::Notify,
 }
@@ -274,6 +284,8 @@ pub struct DirStats {
     pub groups: usize,
     /// Held deletions and deactivations.
     pub held: usize,
+    /// Groups whose membership labels the cleanup worker has yet to settle.
+    pub cleanup_pending: usize,
 }
 
 /// Counts for metrics.
@@ -424,21 +436,40 @@ impl Cache {
 
     /// Queues a cleanup job and wakes the worker.
     pub fn queue_cleanup(&self, job: CleanupJob) {
-        let new = self
-            .cleanup
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(job);
+        let new = {
+            let mut q = self.cleanup.lock().unwrap_or_else(|e| e.into_inner());
+            q.pending.insert(job.clone());
+            q.queued.insert(job)
+        };
         if new {
             self.cleanup_queued.notify_one();
         }
     }
 
-    /// Takes every queued cleanup job.
+    /// Takes every queued cleanup job (each stays pending until [`Cache::cleanup_settled`]).
     pub fn take_cleanups(&self) -> Vec<CleanupJob> {
-        std::mem::take(&mut *self.cleanup.lock().unwrap_or_else(|e| e.into_inner()))
-            .into_iter()
-            .collect()
+        let mut q = self.cleanup.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut q.queued).into_iter().collect()
+    }
+
+    /// The worker settled `job`: it is no longer pending, unless it was queued again meanwhile
+    /// (a change since the worker looked, which it has yet to see).
+    pub fn cleanup_settled(&self, job: &CleanupJob) {
+        let mut q = self.cleanup.lock().unwrap_or_else(|e| e.into_inner());
+        if !q.queued.contains(job) {
+            q.pending.remove(job);
+        }
+    }
+
+    /// Pending cleanup jobs of directory `name` in `ns`.
+    pub fn cleanup_pending(&self, ns: &str, name: &str) -> usize {
+        self.cleanup
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pending
+            .iter()
+            .filter(|j| j.ns == ns && j.dir == name)
+            .count()
     }
 
     /// Waits until a cleanup job is queued (returns at once if one was queued since the last
@@ -503,6 +534,7 @@ impl Cache {
         dirs.into_iter()
             .map(|((ns, name), info)| {
                 let (users, active_users, groups, held) = self.read(&ns, &name, DirData::stats);
+                let cleanup_pending = self.cleanup_pending(&ns, &name);
                 DirStats {
                     directory: format!("{ns}/{name}"),
                     ready: info.ready,
@@ -511,6 +543,7 @@ impl Cache {
                     active_users,
                     groups,
                     held,
+                    cleanup_pending,
                 }
             })
             .collect()
@@ -650,5 +683,29 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_cleanup_job_is_pending_until_settled_after_its_last_queueing() {
+        let cache = Cache::default();
+        let job = CleanupJob {
+            ns: "ns".into(),
+            dir: "d".into(),
+            group: "g".into(),
+        };
+        cache.queue_cleanup(job.clone());
+        cache.queue_cleanup(job.clone());
+        assert_eq!(cache.cleanup_pending("ns", "d"), 1, "deduplicated");
+        assert_eq!(cache.take_cleanups(), vec![job.clone()]);
+        // Taken by the worker (being worked on, or failed and waiting): still pending.
+        assert_eq!(cache.cleanup_pending("ns", "d"), 1);
+        // Queued again while the worker ran: the group changed since it looked.
+        cache.queue_cleanup(job.clone());
+        cache.cleanup_settled(&job);
+        assert_eq!(cache.cleanup_pending("ns", "d"), 1);
+        assert_eq!(cache.take_cleanups(), vec![job.clone()]);
+        cache.cleanup_settled(&job);
+        assert_eq!(cache.cleanup_pending("ns", "d"), 0);
+        assert!(cache.take_cleanups().is_empty());
     }
 }

@@ -30,6 +30,7 @@ use super::{DirRef, DirectoryService, objects};
 use crate::cache::{CleanupJob, Entry, RolloutEntry, directory_of, rv_num};
 use crate::dialect;
 use crate::error::Error;
+use crate::metrics::LabelWriteLabels;
 use crate::storage::{Storage, StoreError};
 
 /// A member to label, with the `display` kept for it (Okta directories).
@@ -396,18 +397,19 @@ impl<S: Storage> DirectoryService<S> {
         batch: Vec<Wanted>,
         on: bool,
     ) -> Result<usize, StoreError> {
-        let results: Vec<Result<(), StoreError>> = futures::stream::iter(batch)
+        // Each write: whether a member was patched (`false`: it was deleted meanwhile).
+        let results: Vec<Result<bool, StoreError>> = futures::stream::iter(batch)
             .map(|(kind, id, display)| async move {
                 let body = objects::membership_patch(&job.group, on, display.as_deref());
                 match self.store.patch(kind, &job.ns, &id, &body).await {
                     Ok(o) => {
                         self.cache.apply_object(kind, &o);
-                        Ok(())
+                        Ok(true)
                     }
                     // Deleted meanwhile: nothing to label or unlabel.
                     Err(StoreError::NotFound) => {
                         self.cache.delete_object(kind, &job.ns, &job.dir, &id, 0);
-                        Ok(())
+                        Ok(false)
                     }
                     Err(e) => Err(e),
                 }
@@ -415,6 +417,14 @@ impl<S: Storage> DirectoryService<S> {
             .buffer_unordered(self.limits.member_write_concurrency.max(1))
             .collect()
             .await;
+        // Writes that succeeded before another failed are counted too: they are stored.
+        let patched = results.iter().filter(|r| matches!(r, Ok(true))).count();
+        self.label_writes
+            .get_or_create(&LabelWriteLabels {
+                directory: format!("{}/{}", job.ns, job.dir),
+                change: if on { "add" } else { "remove" }.to_string(),
+            })
+            .inc_by(patched as u64);
         let mut written = 0;
         for r in results {
             r?;
@@ -506,11 +516,15 @@ impl<S: Storage> DirectoryService<S> {
             let mut failed = Vec::new();
             for job in self.cache.take_cleanups() {
                 match self.settle_group(&job, settings.batch).await {
-                    Ok(0) => {}
-                    Ok(written) => tracing::info!(
-                        namespace = %job.ns, directory = %job.dir, group = %job.group, written,
-                        "membership labels settled"
-                    ),
+                    Ok(written) => {
+                        self.cache.cleanup_settled(&job);
+                        if written > 0 {
+                            tracing::info!(
+                                namespace = %job.ns, directory = %job.dir, group = %job.group,
+                                written, "membership labels settled"
+                            );
+                        }
+                    }
                     Err(error) => {
                         tracing::warn!(
                             namespace = %job.ns, group = %job.group, %error,
@@ -547,6 +561,7 @@ impl<S: Storage> DirectoryService<S> {
         let mut removed = 0;
         for job in self.cache.take_cleanups() {
             removed += self.settle_group(&job, 2).await.expect("cleanup");
+            self.cache.cleanup_settled(&job);
         }
         removed
     }

@@ -14,6 +14,8 @@ mod objects;
 use std::sync::Arc;
 
 use kube_scim_runtime::verifier::SharedKeyRing;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use scim_protocol::patch::replace_with_delta;
 use scim_protocol::{
     ListQuery, MembershipDelta, PatchRequest, Resource, ResourceKind, ScimError, check_if_match,
@@ -28,6 +30,7 @@ use crate::cache::{Cache, CleanupJob, DirInfo, Entry, directory_of, rv_num};
 use crate::convert::status_json;
 use crate::entra::EntraVerifier;
 use crate::error::Error;
+use crate::metrics::LabelWriteLabels;
 use crate::oauth;
 use crate::render::{self, Locations};
 use crate::storage::{Storage, StoreError};
@@ -117,6 +120,8 @@ pub struct DirectoryService<S> {
     limits: Limits,
     keys: SharedKeyRing,
     entra: Option<Arc<EntraVerifier>>,
+    /// Labels the cleanup worker writes, counted (unregistered unless `with_label_writes`).
+    label_writes: Family<LabelWriteLabels, Counter>,
 }
 
 fn not_found(kind: ResourceKind, id: &str) -> Error {
@@ -188,7 +193,14 @@ impl<S: Storage> DirectoryService<S> {
             limits,
             keys,
             entra: None,
+            label_writes: Family::default(),
         }
+    }
+
+    /// Counts the membership labels the cleanup worker writes in `family` (a metric).
+    pub fn with_label_writes(mut self, family: Family<LabelWriteLabels, Counter>) -> Self {
+        self.label_writes = family;
+        self
     }
 
     /// Also accepts Entra-issued tokens (for directories with method `EntraToken`), checked by

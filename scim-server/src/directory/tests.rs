@@ -933,6 +933,40 @@ async fn a_large_replacement_is_served_at_once_and_written_in_the_background() {
     assert_eq!(member_ids(&read), want);
 }
 
+/// The label writes the worker made in `s`, by change (`add` / `remove`).
+fn worker_writes(s: &DirectoryService<MemoryStore>, change: &str) -> u64 {
+    s.label_writes
+        .get_or_create(&LabelWriteLabels {
+            directory: "ns/d".into(),
+            change: change.into(),
+        })
+        .get()
+}
+
+#[tokio::test]
+async fn background_label_work_is_pending_until_done_and_its_writes_are_counted() {
+    let s = service_inline(1);
+    let a = user(&s, "a").await;
+    let b = user(&s, "b").await;
+    // More than the inline limit: a rollout for the worker.
+    let g = group(&s, "g", &[&a, &b]).await;
+    assert_eq!(s.cache.cleanup_pending("ns", "d"), 1);
+    s.run_queued_cleanups().await;
+    assert_eq!(s.cache.cleanup_pending("ns", "d"), 0);
+    assert_eq!(
+        (worker_writes(&s, "add"), worker_writes(&s, "remove")),
+        (2, 0)
+    );
+    s.delete(DIR, ResourceKind::Group, &g, None).await.unwrap();
+    assert_eq!(s.cache.cleanup_pending("ns", "d"), 1);
+    s.run_queued_cleanups().await;
+    assert_eq!(s.cache.cleanup_pending("ns", "d"), 0);
+    assert_eq!(
+        (worker_writes(&s, "add"), worker_writes(&s, "remove")),
+        (2, 2)
+    );
+}
+
 #[tokio::test]
 async fn a_small_replacement_is_written_inline() {
     let s = service_inline(10);
