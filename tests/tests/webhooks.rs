@@ -25,6 +25,13 @@ use kube_scim_tests::{ControlPlane, free_port, repo_root, workspace_binary};
 use serde_json::{Value, json};
 
 fn python_tools() -> PathBuf {
+    // Once per test binary: two tests running the script at once on a cold cache remove each
+    // other's half-built virtualenv.
+    static TOOLS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    TOOLS.get_or_init(build_python_tools).clone()
+}
+
+fn build_python_tools() -> PathBuf {
     let out = Command::new("bash")
         .arg(repo_root().join("tests/tools/build-python-tools.sh"))
         .output()
