@@ -493,7 +493,10 @@ async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
     assert_eq!(deleted["data"]["id"], directory_id.as_str());
     assert_eq!(deleted["data"]["state"], "deleting");
     assert_eq!(deleted["data"]["object"], "directory");
-    assert_eq!(deleted["data"]["external_key"], first["data"]["external_key"]);
+    assert_eq!(
+        deleted["data"]["external_key"],
+        first["data"]["external_key"]
+    );
     // Nothing about the directory's users follows it (the directory's ScimUsers are released,
     // not deleted, and dsync.deleted stands for them anyway).
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -558,11 +561,7 @@ async fn retry_after_is_honoured_a_failing_receiver_is_reported_and_keys_rotate(
     // 1. The receiver refuses with 429, then 503, each with Retry-After: the deliverer waits
     //    at least that long before every next attempt (its own backoff would be 0.1 to 8 s).
     s.receiver.refuse(429, Some(RETRY_AFTER));
-    let u1 = s
-        .entra
-        .provision_user(&entra_user(1), None)
-        .await
-        .unwrap();
+    let u1 = s.entra.provision_user(&entra_user(1), None).await.unwrap();
     let refused = |lines: &[Value]| -> Vec<Value> {
         lines
             .iter()
@@ -676,11 +675,7 @@ async fn retry_after_is_honoured_a_failing_receiver_is_reported_and_keys_rotate(
         .unwrap();
     // The operator re-reads the key Secret at most every second in this test.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let u2 = s
-        .entra
-        .provision_user(&entra_user(2), None)
-        .await
-        .unwrap();
+    let u2 = s.entra.provision_user(&entra_user(2), None).await.unwrap();
     let during = kube_scim_tests::eventually("u2 delivered", Duration::from_secs(60), || {
         let lines = s.receiver.lines();
         let u2 = u2.clone();
@@ -703,11 +698,7 @@ async fn retry_after_is_honoured_a_failing_receiver_is_reported_and_keys_rotate(
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let u3 = s
-        .entra
-        .provision_user(&entra_user(3), None)
-        .await
-        .unwrap();
+    let u3 = s.entra.provision_user(&entra_user(3), None).await.unwrap();
     let after = kube_scim_tests::eventually("u3 delivered", Duration::from_secs(60), || {
         let lines = s.receiver.lines();
         let u3 = u3.clone();
@@ -720,7 +711,10 @@ async fn retry_after_is_honoured_a_failing_receiver_is_reported_and_keys_rotate(
         "after the grace period only the new key verifies: {after}"
     );
     // Before the rotation, only the old key did.
-    assert_eq!(created_line(&lines, &u1).unwrap()["verified_by"], json!(["primary"]));
+    assert_eq!(
+        created_line(&lines, &u1).unwrap()["verified_by"],
+        json!(["primary"])
+    );
 
     s.receiver.stop();
     let _ = std::fs::remove_dir_all(&s.dir);

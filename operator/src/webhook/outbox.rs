@@ -21,6 +21,8 @@ pub const SECRET_TYPE: &str = "kubescim.io/webhook-outbox";
 /// Largest compressed outbox written; beyond it the loop stops reading changes (a Secret holds
 /// at most 1 MiB).
 pub const MAX_COMPRESSED_BYTES: usize = 900 * 1024;
+// The limit leaves room in a Secret (1 MiB of data) for the data key and metadata.
+const _: () = assert!(MAX_COMPRESSED_BYTES + 64 * 1024 < 1024 * 1024);
 
 /// How full an encoded outbox of `bytes` leaves the Secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,8 +154,6 @@ mod tests {
         assert_eq!(room(MAX_COMPRESSED_BYTES * 3 / 4 + 1), Room::Tight);
         assert_eq!(room(MAX_COMPRESSED_BYTES), Room::Tight);
         assert_eq!(room(MAX_COMPRESSED_BYTES + 1), Room::Full);
-        // The limit leaves room in a Secret (1 MiB of data) for the key and metadata.
-        assert!(MAX_COMPRESSED_BYTES + 64 * 1024 < 1024 * 1024);
     }
 
     /// An outbox of incompressible attributes crosses the limit: what `checkpoint` sees.
