@@ -15,8 +15,8 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use kube_scim_crds::{
-    Batching, DirectoryRef, ScimDirectory, ScimDirectorySpec, ScimWebhook, ScimWebhookSpec,
-    WebhookKeyRef,
+    Batching, DeletionGuardSpec, DirectoryRef, ScimDirectory, ScimDirectorySpec, ScimWebhook,
+    ScimWebhookSpec, WebhookKeyRef,
 };
 use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser};
 use kube_scim_tests::procs::ManagedProcess;
@@ -271,7 +271,18 @@ async fn setup(prefix: &str, batching: Option<Batching>, warn_after: Option<&str
     Api::<ScimDirectory>::namespaced(kube.clone(), &ns)
         .create(
             &PostParams::default(),
-            &ScimDirectory::new("contoso", ScimDirectorySpec::default()),
+            &ScimDirectory::new(
+                "contoso",
+                ScimDirectorySpec {
+                    // The 1,000-user cycle deactivates and deletes more than the deletion
+                    // guard's default 500 per hour; the guard has its own tests (safety.rs).
+                    deletion_guard: DeletionGuardSpec {
+                        max_operations: 0,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
         )
         .await
         .unwrap();

@@ -576,7 +576,11 @@ impl Loop {
                         .derived
                         .retain(|_, d| d.snapshot.kind == Kind::Directory);
                     self.groups_by_id.clear();
-                    self.announced = false;
+                    self.announced = self
+                        .outbox
+                        .derived
+                        .values()
+                        .any(|d| d.snapshot.kind == Kind::Directory);
                 }
             }
         }
@@ -602,7 +606,22 @@ impl Loop {
                 }
                 match events::directory_state(&dir, &self.directory_id) {
                     DirectoryState::Pending => {}
-                    DirectoryState::Active(snapshot) => self.derive(&uid, Some(snapshot)),
+                    DirectoryState::Active(snapshot) => {
+                        // Another uid of the same name was announced: that directory was
+                        // deleted and this one created while no watch event said so (the
+                        // deliverer was down). The old connection ends before the new begins.
+                        let replaced: Vec<String> = self
+                            .outbox
+                            .derived
+                            .iter()
+                            .filter(|(u, d)| d.snapshot.kind == Kind::Directory && **u != uid)
+                            .map(|(u, _)| u.clone())
+                            .collect();
+                        for old in replaced {
+                            self.derive(&old, None);
+                        }
+                        self.derive(&uid, Some(snapshot));
+                    }
                     DirectoryState::Deleting => self.derive(&uid, None),
                 }
             }
