@@ -15,8 +15,8 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use kube_scim_crds::{
-    Batching, DeletionGuardSpec, DirectoryRef, ScimDirectory, ScimDirectorySpec, ScimWebhook,
-    ScimWebhookSpec, WebhookKeyRef,
+    Batching, DeletionGuardSpec, DirectoryRef, ScimDirectory, ScimDirectorySpec, ScimGroup,
+    ScimWebhook, ScimWebhookSpec, WebhookKeyRef,
 };
 use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser};
 use kube_scim_tests::procs::ManagedProcess;
@@ -373,6 +373,15 @@ async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
     entra.set_active(&u3, false).await.unwrap();
     entra.delete("Users", &u3).await.unwrap();
     entra.delete("Groups", &g1).await.unwrap();
+    // A group DELETE removes its members' labels in the background (the cleanup finalizer):
+    // wait for it, so that u1's `user_removed` is derived before u1 is gone. (A member deleted
+    // before the cleanup reached it gets none: its `deleted` says enough.)
+    kube_scim_tests::eventually("g1 gone", Duration::from_secs(60), || {
+        let groups: Api<ScimGroup> = Api::namespaced(s.kube.clone(), &s.ns);
+        let g1 = g1.clone();
+        async move { groups.get_opt(&g1).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
     entra.delete("Users", &u1).await.unwrap();
 
     let directory_id = format!("{}/contoso", s.ns);
