@@ -181,6 +181,11 @@ pub struct Flags {
     #[arg(long, env = "KUBE_SCIM_WEBHOOK_CHECKPOINT_INTERVAL", default_value = "1s", value_parser = duration::parse_flag)]
     pub webhook_checkpoint_interval: Duration,
 
+    /// How often at most a ScimWebhook's signing key Secret is re-read: a key rotation (a new
+    /// `key`, the old one under `previous`) takes effect within this time.
+    #[arg(long, env = "KUBE_SCIM_WEBHOOK_KEY_REFRESH_INTERVAL", default_value = "30s", value_parser = duration::parse_flag)]
+    pub webhook_key_refresh_interval: Duration,
+
     /// ClusterRoles a ScimGroupBinding may grant, comma separated (e.g. `view,edit`). The
     /// operator binds nothing else, whoever wrote the ScimGroupBinding; it must itself hold
     /// `bind` on these (the Helm chart grants it for exactly this list).

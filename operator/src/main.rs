@@ -125,6 +125,7 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         flags
             .webhook_checkpoint_interval
             .max(std::time::Duration::from_millis(100)),
+        flags.webhook_key_refresh_interval,
     ));
 
     let mut elector = None;

@@ -43,6 +43,7 @@ pub struct Metrics {
     pub webhook_dropped: Family<WebhookLabels, Counter>,
     pub webhook_backlog: Family<WebhookLabels, Gauge>,
     pub webhook_checkpoints: Family<WebhookLabels, Counter>,
+    pub webhook_outbox_bytes: Family<WebhookLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -114,6 +115,12 @@ impl Default for Metrics {
             "Writes of a webhook's outbox Secret",
             webhook_checkpoints.clone(),
         );
+        let webhook_outbox_bytes = Family::<WebhookLabels, Gauge>::default();
+        registry.register(
+            "webhook_outbox_bytes",
+            "Compressed size of a webhook's outbox (the Secret holds at most 900 KiB of it)",
+            webhook_outbox_bytes.clone(),
+        );
         Self {
             registry,
             webhook_delivered,
@@ -121,6 +128,7 @@ impl Default for Metrics {
             webhook_dropped,
             webhook_backlog,
             webhook_checkpoints,
+            webhook_outbox_bytes,
             reconciliations,
             failures,
             duration,

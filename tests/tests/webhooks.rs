@@ -11,11 +11,12 @@ use std::time::Duration;
 use base64::Engine;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use kube_scim_crds::{
-    Batching, DirectoryRef, ScimDirectory, ScimDirectorySpec, ScimWebhook, ScimWebhookSpec,
-    WebhookKeyRef,
+    Batching, DeletionGuardSpec, DirectoryRef, ScimDirectory, ScimDirectorySpec, ScimGroup,
+    ScimWebhook, ScimWebhookSpec, WebhookKeyRef,
 };
 use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser};
 use kube_scim_tests::procs::ManagedProcess;
@@ -24,6 +25,13 @@ use kube_scim_tests::{ControlPlane, free_port, repo_root, workspace_binary};
 use serde_json::{Value, json};
 
 fn python_tools() -> PathBuf {
+    // Once per test binary: two tests running the script at once on a cold cache remove each
+    // other's half-built virtualenv.
+    static TOOLS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    TOOLS.get_or_init(build_python_tools).clone()
+}
+
+fn build_python_tools() -> PathBuf {
     let out = Command::new("bash")
         .arg(repo_root().join("tests/tools/build-python-tools.sh"))
         .output()
@@ -41,7 +49,11 @@ struct Receiver {
     python: PathBuf,
     port: u16,
     secret: String,
+    /// More keys the receiver verifies with, each on its own (`{"name": "whsec_..."}`).
+    extra_keys: BTreeMap<String, String>,
     events: PathBuf,
+    /// While this file exists, requests are refused (see the fixture).
+    control: PathBuf,
     log: PathBuf,
     process: Option<ManagedProcess>,
 }
@@ -52,7 +64,9 @@ impl Receiver {
             python: python_tools().join("python"),
             port: free_port().unwrap(),
             secret: secret.to_string(),
+            extra_keys: BTreeMap::new(),
             events: dir.join("webhook-events.jsonl"),
+            control: dir.join("webhook-control"),
             log: dir.join("webhook-receiver.log"),
             process: None,
         }
@@ -63,7 +77,12 @@ impl Receiver {
         cmd.arg(repo_root().join("tests/fixtures/webhook_receiver.py"))
             .arg(self.port.to_string())
             .arg(&self.events)
-            .env("WEBHOOK_SECRET", &self.secret);
+            .arg(&self.control)
+            .env("WEBHOOK_SECRET", &self.secret)
+            .env(
+                "WEBHOOK_KEYS",
+                serde_json::to_string(&self.extra_keys).unwrap(),
+            );
         self.process = Some(ManagedProcess::spawn_command("receiver", cmd, &self.log).unwrap());
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
@@ -81,6 +100,20 @@ impl Receiver {
         if let Some(mut p) = self.process.take() {
             p.stop();
         }
+    }
+
+    /// From now on answer every request with `status` (and `Retry-After: retry_after`).
+    fn refuse(&self, status: u16, retry_after: Option<u64>) {
+        let text = match retry_after {
+            Some(s) => format!("{status} {s}"),
+            None => status.to_string(),
+        };
+        std::fs::write(&self.control, text).unwrap();
+    }
+
+    /// Stop refusing.
+    fn accept(&self) {
+        let _ = std::fs::remove_file(&self.control);
     }
 
     fn url(&self) -> String {
@@ -135,6 +168,9 @@ fn per_resource(lines: &[Value]) -> BTreeMap<String, Vec<Received>> {
             line.get("rejected").is_none(),
             "the receiver rejected a request: {line}"
         );
+        if line.get("refused").is_some() {
+            continue;
+        }
         let event = &line["event"];
         let id = event["id"]
             .as_str()
@@ -183,6 +219,7 @@ fn operator_args() -> Vec<String> {
         "--default-ingress-host=scim.kube-scim.test".into(),
         "--webhook-allowed-cidrs=127.0.0.1/32".into(),
         "--webhook-checkpoint-interval=200ms".into(),
+        "--webhook-key-refresh-interval=1s".into(),
         // Restarts in the second test take over at once instead of waiting for the Lease.
         "--leader-elect=false".into(),
     ]
@@ -191,6 +228,8 @@ fn operator_args() -> Vec<String> {
 struct Setup {
     /// The receiver's events, the restarted operators' logs and a kubeconfig.
     dir: PathBuf,
+    /// The signing key the webhook starts with (the receiver's `primary`).
+    key: String,
     kube: Client,
     ns: String,
     stack: Stack,
@@ -198,7 +237,7 @@ struct Setup {
     entra: EntraClient,
 }
 
-async fn setup(prefix: &str, batching: Option<Batching>) -> Setup {
+async fn setup(prefix: &str, batching: Option<Batching>, warn_after: Option<&str>) -> Setup {
     let plane = ControlPlane::shared();
     let ns = plane.namespace(prefix).await.unwrap();
     let kube = plane.client().await.unwrap();
@@ -213,6 +252,7 @@ async fn setup(prefix: &str, batching: Option<Batching>) -> Setup {
     std::fs::create_dir_all(&events_dir).unwrap();
     std::fs::copy(plane.kubeconfig(), events_dir.join("kubeconfig")).unwrap();
     let mut receiver = Receiver::new(&events_dir, &key);
+    receiver.accept();
     receiver.start().await;
     Api::<Secret>::namespaced(kube.clone(), &ns)
         .create(
@@ -222,7 +262,7 @@ async fn setup(prefix: &str, batching: Option<Batching>) -> Setup {
                     name: Some("hook-key".into()),
                     ..Default::default()
                 },
-                string_data: Some(BTreeMap::from([("key".to_string(), key)])),
+                string_data: Some(BTreeMap::from([("key".to_string(), key.clone())])),
                 ..Default::default()
             },
         )
@@ -231,7 +271,18 @@ async fn setup(prefix: &str, batching: Option<Batching>) -> Setup {
     Api::<ScimDirectory>::namespaced(kube.clone(), &ns)
         .create(
             &PostParams::default(),
-            &ScimDirectory::new("contoso", ScimDirectorySpec::default()),
+            &ScimDirectory::new(
+                "contoso",
+                ScimDirectorySpec {
+                    // The 1,000-user cycle deactivates and deletes more than the deletion
+                    // guard's default 500 per hour; the guard has its own tests (safety.rs).
+                    deletion_guard: DeletionGuardSpec {
+                        max_operations: 0,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
         )
         .await
         .unwrap();
@@ -253,6 +304,7 @@ async fn setup(prefix: &str, batching: Option<Batching>) -> Setup {
                         ..Default::default()
                     },
                     batching,
+                    warn_after: warn_after.map(str::to_string),
                     ..Default::default()
                 },
             ),
@@ -262,6 +314,7 @@ async fn setup(prefix: &str, batching: Option<Batching>) -> Setup {
     let entra = EntraClient::new(&stack.base_url(&ns, "contoso"), &token, Dialect::Compliant);
     Setup {
         dir: events_dir,
+        key,
         kube,
         ns,
         stack,
@@ -294,7 +347,7 @@ async fn webhook_status(kube: &Client, ns: &str) -> kube_scim_crds::ScimWebhookS
 
 #[tokio::test]
 async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
-    let mut s = setup("webhook", None).await;
+    let mut s = setup("webhook", None, None).await;
     let entra = &s.entra;
     let u1 = entra.provision_user(&entra_user(1), None).await.unwrap();
     let u2 = entra.provision_user(&entra_user(2), None).await.unwrap();
@@ -320,9 +373,19 @@ async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
     entra.set_active(&u3, false).await.unwrap();
     entra.delete("Users", &u3).await.unwrap();
     entra.delete("Groups", &g1).await.unwrap();
+    // A group DELETE removes its members' labels in the background (the cleanup finalizer):
+    // wait for it, so that u1's `user_removed` is derived before u1 is gone. (A member deleted
+    // before the cleanup reached it gets none: its `deleted` says enough.)
+    kube_scim_tests::eventually("g1 gone", Duration::from_secs(60), || {
+        let groups: Api<ScimGroup> = Api::namespaced(s.kube.clone(), &s.ns);
+        let g1 = g1.clone();
+        async move { groups.get_opt(&g1).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
     entra.delete("Users", &u1).await.unwrap();
 
-    let expected: BTreeMap<String, Vec<String>> = BTreeMap::from([
+    let directory_id = format!("{}/contoso", s.ns);
+    let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::from([
         (
             u1.clone(),
             vec![
@@ -358,6 +421,7 @@ async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
             ],
         ),
     ]);
+    expected.insert(directory_id.clone(), vec!["dsync.activated".into()]);
     let total: usize = expected.values().map(Vec::len).sum();
     let received =
         kube_scim_tests::eventually("every event delivered", Duration::from_secs(90), || {
@@ -373,6 +437,14 @@ async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
         .map(|(r, events)| (r.clone(), kinds(events)))
         .collect();
     assert_eq!(got, expected, "\n{}", s.stack.logs());
+
+    // The directory is announced before anything about its users and groups.
+    let first = s.receiver.lines()[0]["event"].clone();
+    assert_eq!(first["event"], "dsync.activated", "{first}");
+    assert_eq!(first["data"]["object"], "directory");
+    assert_eq!(first["data"]["id"], directory_id.as_str());
+    assert_eq!(first["data"]["state"], "active");
+    assert_eq!(first["data"]["type"], "azure scim v2.0");
 
     // Payloads: WorkOS shapes, previous attributes, a visible deprovisioning.
     let title = &received[&u1][2].body;
@@ -421,6 +493,249 @@ async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
         last_line["event"]["id"].as_str()
     );
     assert_eq!(status.consecutive_failures, Some(0));
+
+    // Deleting the directory (deletionPolicy Retain: u2 is kept) sends dsync.deleted, last.
+    Api::<ScimDirectory>::namespaced(s.kube.clone(), &s.ns)
+        .delete("contoso", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deleted =
+        kube_scim_tests::eventually("dsync.deleted delivered", Duration::from_secs(60), || {
+            let lines = s.receiver.lines();
+            async move {
+                lines
+                    .iter()
+                    .find(|l| l["event"]["event"] == "dsync.deleted")
+                    .map(|l| l["event"].clone())
+            }
+        })
+        .await;
+    assert_eq!(deleted["data"]["id"], directory_id.as_str());
+    assert_eq!(deleted["data"]["state"], "deleting");
+    assert_eq!(deleted["data"]["object"], "directory");
+    assert_eq!(
+        deleted["data"]["external_key"],
+        first["data"]["external_key"]
+    );
+    // Nothing about the directory's users follows it (the directory's ScimUsers are released,
+    // not deleted, and dsync.deleted stands for them anyway).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let lines = s.receiver.lines();
+    assert_eq!(
+        lines.last().unwrap()["event"]["event"],
+        "dsync.deleted",
+        "{:?}",
+        lines.last()
+    );
+    s.receiver.stop();
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+/// Events (events.k8s.io) about the ScimWebhook `app` with `reason`.
+async fn webhook_events(kube: &Client, ns: &str, reason: &str) -> Vec<Event> {
+    Api::<Event>::namespaced(kube.clone(), ns)
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("ScimWebhook")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("app")
+        })
+        .collect()
+}
+
+fn ready_condition(status: &kube_scim_crds::ScimWebhookStatus) -> Option<(String, String)> {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// The first delivered `dsync.user.created` of SCIM id `id`, as recorded.
+fn created_line(lines: &[Value], id: &str) -> Option<Value> {
+    lines
+        .iter()
+        .find(|l| l["event"]["event"] == "dsync.user.created" && l["event"]["data"]["id"] == id)
+        .cloned()
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_a_failing_receiver_is_reported_and_keys_rotate() {
+    const RETRY_AFTER: u64 = 3;
+    let mut s = setup("webhook-ops", None, Some("3s")).await;
+    kube_scim_tests::eventually("dsync.activated delivered", Duration::from_secs(60), || {
+        let lines = s.receiver.lines();
+        async move {
+            lines
+                .iter()
+                .any(|l| l["event"]["event"] == "dsync.activated")
+                .then_some(())
+        }
+    })
+    .await;
+
+    // 1. The receiver refuses with 429, then 503, each with Retry-After: the deliverer waits
+    //    at least that long before every next attempt (its own backoff would be 0.1 to 8 s).
+    s.receiver.refuse(429, Some(RETRY_AFTER));
+    let u1 = s.entra.provision_user(&entra_user(1), None).await.unwrap();
+    let refused = |lines: &[Value]| -> Vec<Value> {
+        lines
+            .iter()
+            .filter(|l| l.get("refused").is_some())
+            .cloned()
+            .collect()
+    };
+    kube_scim_tests::eventually("two 429 answers", Duration::from_secs(60), || {
+        let lines = s.receiver.lines();
+        async move { (refused(&lines).len() >= 2).then_some(()) }
+    })
+    .await;
+    s.receiver.refuse(503, Some(RETRY_AFTER));
+    kube_scim_tests::eventually("two 503 answers", Duration::from_secs(60), || {
+        let lines = s.receiver.lines();
+        async move {
+            (refused(&lines)
+                .iter()
+                .filter(|l| l["refused"] == 503)
+                .count()
+                >= 2)
+                .then_some(())
+        }
+    })
+    .await;
+
+    // While it fails: status says so, and after warnAfter (3 s) a Warning Event is published.
+    let failing = kube_scim_tests::eventually(
+        "status shows the failing receiver",
+        Duration::from_secs(30),
+        || {
+            let (kube, ns) = (s.kube.clone(), s.ns.clone());
+            async move {
+                let st = webhook_status(&kube, &ns).await;
+                (ready_condition(&st) == Some(("False".into(), "ReceiverFailing".into()))
+                    && st.consecutive_failures.unwrap_or(0) >= 2)
+                    .then_some(st)
+            }
+        },
+    )
+    .await;
+    assert!(failing.failing_since.is_some(), "{failing:?}");
+    assert!(
+        failing.last_error.as_deref().unwrap_or("").contains("503")
+            || failing.last_error.as_deref().unwrap_or("").contains("429"),
+        "{failing:?}"
+    );
+    let warnings = kube_scim_tests::eventually(
+        "a ReceiverFailing Warning event",
+        Duration::from_secs(30),
+        || {
+            let (kube, ns) = (s.kube.clone(), s.ns.clone());
+            async move {
+                let found = webhook_events(&kube, &ns, "ReceiverFailing").await;
+                (!found.is_empty()).then_some(found)
+            }
+        },
+    )
+    .await;
+    assert_eq!(warnings[0].type_.as_deref(), Some("Warning"));
+    eprintln!("warning: {:?}", warnings[0].note);
+
+    s.receiver.accept();
+    let delivered = kube_scim_tests::eventually("u1 delivered", Duration::from_secs(60), || {
+        let lines = s.receiver.lines();
+        let u1 = u1.clone();
+        async move { created_line(&lines, &u1) }
+    })
+    .await;
+    let lines = s.receiver.lines();
+    let mut attempts: Vec<f64> = refused(&lines)
+        .iter()
+        .map(|l| l["at"].as_f64().unwrap())
+        .collect();
+    attempts.push(delivered["at"].as_f64().unwrap());
+    let gaps: Vec<f64> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+    eprintln!("attempts {gaps:.2?} s apart (Retry-After: {RETRY_AFTER})");
+    assert!(gaps.len() >= 4, "{gaps:?}");
+    for gap in &gaps {
+        assert!(
+            *gap >= RETRY_AFTER as f64,
+            "an attempt came {gap:.2} s after a Retry-After: {RETRY_AFTER} answer: {gaps:.2?}"
+        );
+    }
+    let recovered = kube_scim_tests::eventually("Ready again", Duration::from_secs(30), || {
+        let (kube, ns) = (s.kube.clone(), s.ns.clone());
+        async move {
+            let st = webhook_status(&kube, &ns).await;
+            (ready_condition(&st).map(|c| c.0) == Some("True".into())).then_some(st)
+        }
+    })
+    .await;
+    assert_eq!(recovered.consecutive_failures, Some(0));
+    assert_eq!(recovered.failing_since, None);
+
+    // 2. Key rotation. The receiver checks every request with the old key ("primary") and the
+    //    new key ("new") separately, as two receivers holding one key each would.
+    let old = s.key.clone();
+    let new = signing_key();
+    s.receiver.stop();
+    s.receiver.extra_keys = BTreeMap::from([("new".to_string(), new.clone())]);
+    s.receiver.start().await;
+    let secrets: Api<Secret> = Api::namespaced(s.kube.clone(), &s.ns);
+    secrets
+        .patch(
+            "hook-key",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"stringData": {"key": new, "previous": old}})),
+        )
+        .await
+        .unwrap();
+    // The operator re-reads the key Secret at most every second in this test.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let u2 = s.entra.provision_user(&entra_user(2), None).await.unwrap();
+    let during = kube_scim_tests::eventually("u2 delivered", Duration::from_secs(60), || {
+        let lines = s.receiver.lines();
+        let u2 = u2.clone();
+        async move { created_line(&lines, &u2) }
+    })
+    .await;
+    assert_eq!(
+        during["verified_by"],
+        json!(["new", "primary"]),
+        "during the grace period a receiver with only the old key and one with only the new key both accept: {during}"
+    );
+
+    // The grace period ends: `previous` removed.
+    secrets
+        .patch(
+            "hook-key",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"data": {"previous": null}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let u3 = s.entra.provision_user(&entra_user(3), None).await.unwrap();
+    let after = kube_scim_tests::eventually("u3 delivered", Duration::from_secs(60), || {
+        let lines = s.receiver.lines();
+        let u3 = u3.clone();
+        async move { created_line(&lines, &u3) }
+    })
+    .await;
+    assert_eq!(
+        after["verified_by"],
+        json!(["new"]),
+        "after the grace period only the new key verifies: {after}"
+    );
+    // Before the rotation, only the old key did.
+    assert_eq!(
+        created_line(&lines, &u1).unwrap()["verified_by"],
+        json!(["primary"])
+    );
+
     s.receiver.stop();
     let _ = std::fs::remove_dir_all(&s.dir);
 }
@@ -462,6 +777,7 @@ async fn a_killed_deliverer_and_a_down_receiver_lose_no_event() {
             max_events: 25,
             max_wait: Some("200ms".into()),
         }),
+        None,
     )
     .await;
     let (ns, dir) = (s.ns.clone(), s.dir.clone());

@@ -14,13 +14,13 @@ use kube::runtime::events::EventType;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use kube_scim_crds::{
-    CONDITION_READY, ScimGroup, ScimUser, ScimWebhook, ScimWebhookStatus, labels,
+    CONDITION_READY, ScimDirectory, ScimGroup, ScimUser, ScimWebhook, ScimWebhookStatus, labels,
 };
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::Shared;
-use super::events::{self, Derived, Event, Kind, Snapshot};
+use super::events::{self, Derived, DirectoryState, Event, Kind, Snapshot};
 use super::outbox::{self, Outbox};
 use super::sender::{self, Outcome};
 use super::signing::SigningKey;
@@ -100,6 +100,10 @@ enum Blocker {
     InvalidSpec(String),
     SigningKey(String),
     Receiver(String),
+    /// The directory was never seen Ready (or was deleted): nothing is sent until it is.
+    Directory(String),
+    /// The outbox does not fit its Secret: changes are not read.
+    OutboxFull(String),
 }
 
 /// Runs until aborted (the manager aborts it when the spec changes, the webhook is deleted or
@@ -155,6 +159,12 @@ pub async fn run(shared: Arc<Shared>, hook: ScimWebhook) {
     )
     .default_backoff()
     .boxed();
+    let directories = watcher(
+        Api::<ScimDirectory>::namespaced(shared.client.clone(), &ns),
+        watcher::Config::default().fields(&format!("metadata.name={directory}")),
+    )
+    .default_backoff()
+    .boxed();
     let labels = WebhookLabels {
         namespace: ns.clone(),
         webhook: name.clone(),
@@ -162,7 +172,7 @@ pub async fn run(shared: Arc<Shared>, hook: ScimWebhook) {
     tracing::info!(namespace = %ns, webhook = %name, pending = outbox.pending.len(), known = outbox.derived.len(), "webhook delivery started");
     let mut state = Loop::new(shared, hook, settings, http, secrets, hooks, outbox, labels);
     state.directory_id = format!("{ns}/{directory}");
-    state.run(users, groups).await;
+    state.run(directories, users, groups).await;
 }
 
 struct Loop {
@@ -179,6 +189,10 @@ struct Loop {
     checkpointed: usize,
     dirty: bool,
     compressed_too_big: bool,
+    /// The last checkpoint did not fit the Secret (Warning published once per episode).
+    outbox_full: bool,
+    /// `derived` holds the directory (kept, not searched for: `derived` has every user).
+    announced: bool,
     /// Uids seen during a re-list, per kind (None: not listing).
     listing: HashMap<&'static str, HashSet<String>>,
     /// directory_group data by SCIM id, for membership events (kept after a group is deleted).
@@ -217,7 +231,12 @@ impl Loop {
             .status
             .as_ref()
             .and_then(|s| s.last_delivered_time.clone());
+        let announced = outbox
+            .derived
+            .values()
+            .any(|d| d.snapshot.kind == Kind::Directory);
         Loop {
+            announced,
             checkpointed: outbox.pending.len(),
             shared,
             hook,
@@ -230,6 +249,7 @@ impl Loop {
             outbox,
             dirty: false,
             compressed_too_big: false,
+            outbox_full: false,
             listing: HashMap::new(),
             groups_by_id,
             keys: None,
@@ -245,6 +265,8 @@ impl Loop {
 
     async fn run(
         &mut self,
+        mut directories: impl Stream<Item = Result<watcher::Event<ScimDirectory>, watcher::Error>>
+        + Unpin,
         mut users: impl Stream<Item = Result<watcher::Event<ScimUser>, watcher::Error>> + Unpin,
         mut groups: impl Stream<Item = Result<watcher::Event<ScimGroup>, watcher::Error>> + Unpin,
     ) {
@@ -257,6 +279,9 @@ impl Loop {
             }
             let can_read =
                 self.outbox.pending.len() < self.settings.max_backlog && !self.compressed_too_big;
+            // Users and groups only once the directory is announced: `dsync.activated` comes
+            // before any event about its users, and nothing follows `dsync.deleted`.
+            let active = can_read && self.directory_announced();
             let wake = self.wake_at();
             tokio::select! {
                 biased;
@@ -268,8 +293,9 @@ impl Loop {
                     self.checkpoint().await;
                     self.report().await;
                 }
-                Some(event) = groups.next(), if can_read => self.on_group(event),
-                Some(event) = users.next(), if can_read => self.on_user(event),
+                Some(event) = directories.next(), if can_read => self.on_directory(event),
+                Some(event) = groups.next(), if active => self.on_group(event),
+                Some(event) = users.next(), if active => self.on_user(event),
                 _ = tokio::time::sleep_until(wake), if sending.is_none() => {}
             }
         }
@@ -343,10 +369,11 @@ impl Loop {
         )
     }
 
-    /// The signing keys, re-read from the Secret at most every 30 s (rotation takes effect then).
+    /// The signing keys, re-read from the Secret at most every `--webhook-key-refresh-interval`
+    /// (default 30 s; a rotation takes effect then).
     async fn signing_keys(&mut self) -> Result<Vec<SigningKey>, String> {
         if let Some((at, keys)) = &self.keys
-            && at.elapsed() < Duration::from_secs(30)
+            && at.elapsed() < self.shared.key_refresh_interval
         {
             return Ok(keys.clone());
         }
@@ -486,6 +513,11 @@ impl Loop {
         }
     }
 
+    /// Whether `dsync.activated` was derived for the directory (and no `dsync.deleted` since).
+    fn directory_announced(&self) -> bool {
+        self.announced
+    }
+
     fn group_data(&self, id: &str) -> Value {
         self.groups_by_id.get(id).cloned().unwrap_or_else(
             || json!({"object": "directory_group", "id": id, "directory_id": self.directory_id}),
@@ -523,6 +555,9 @@ impl Loop {
         }
         match new {
             Some(snapshot) => {
+                if snapshot.kind == Kind::Directory {
+                    self.announced = true;
+                }
                 if snapshot.kind == Kind::Group {
                     self.groups_by_id
                         .insert(snapshot.id.clone(), snapshot.data.clone());
@@ -532,10 +567,85 @@ impl Loop {
                     .insert(uid.to_string(), Derived { snapshot, seq });
             }
             None => {
-                self.outbox.derived.remove(uid);
+                let gone = self.outbox.derived.remove(uid);
+                if gone.is_some_and(|d| d.snapshot.kind == Kind::Directory) {
+                    // `dsync.deleted` stands for its users and groups (the receiver drops
+                    // them): forget them without events. A directory of the same name that
+                    // becomes Ready later is announced again, its users and groups `created`.
+                    self.outbox
+                        .derived
+                        .retain(|_, d| d.snapshot.kind == Kind::Directory);
+                    self.groups_by_id.clear();
+                    self.announced = self
+                        .outbox
+                        .derived
+                        .values()
+                        .any(|d| d.snapshot.kind == Kind::Directory);
+                }
             }
         }
         self.dirty = true;
+    }
+
+    fn on_directory(&mut self, event: Result<watcher::Event<ScimDirectory>, watcher::Error>) {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(namespace = %self.labels.namespace, webhook = %self.labels.webhook, error = %e, "watch of the directory failed; retrying");
+                return;
+            }
+        };
+        match event {
+            watcher::Event::Init => {
+                self.listing.insert("directory", HashSet::new());
+            }
+            watcher::Event::InitApply(dir) | watcher::Event::Apply(dir) => {
+                let Some(uid) = dir.uid() else { return };
+                if let Some(seen) = self.listing.get_mut("directory") {
+                    seen.insert(uid.clone());
+                }
+                match events::directory_state(&dir, &self.directory_id) {
+                    DirectoryState::Pending => {}
+                    DirectoryState::Active(snapshot) => {
+                        // Another uid of the same name was announced: that directory was
+                        // deleted and this one created while no watch event said so (the
+                        // deliverer was down). The old connection ends before the new begins.
+                        let replaced: Vec<String> = self
+                            .outbox
+                            .derived
+                            .iter()
+                            .filter(|(u, d)| d.snapshot.kind == Kind::Directory && **u != uid)
+                            .map(|(u, _)| u.clone())
+                            .collect();
+                        for old in replaced {
+                            self.derive(&old, None);
+                        }
+                        self.derive(&uid, Some(snapshot));
+                    }
+                    DirectoryState::Deleting => self.derive(&uid, None),
+                }
+            }
+            watcher::Event::Delete(dir) => {
+                if let Some(uid) = dir.uid() {
+                    self.derive(&uid, None);
+                }
+            }
+            watcher::Event::InitDone => {
+                let Some(seen) = self.listing.remove("directory") else {
+                    return;
+                };
+                let gone: Vec<String> = self
+                    .outbox
+                    .derived
+                    .iter()
+                    .filter(|(uid, d)| d.snapshot.kind == Kind::Directory && !seen.contains(*uid))
+                    .map(|(uid, _)| uid.clone())
+                    .collect();
+                for uid in gone {
+                    self.derive(&uid, None);
+                }
+            }
+        }
     }
 
     fn on_user(&mut self, event: Result<watcher::Event<ScimUser>, watcher::Error>) {
@@ -611,13 +721,37 @@ impl Loop {
             return;
         }
         let encoded = outbox::encode(&self.outbox);
-        if encoded.len() > outbox::MAX_COMPRESSED_BYTES {
+        self.shared
+            .metrics
+            .webhook_outbox_bytes
+            .get_or_create(&self.labels)
+            .set(encoded.len() as i64);
+        let room = outbox::room(encoded.len());
+        if room == outbox::Room::Full {
             // Keep sending what is stored; stop reading changes until the receiver drains it.
             self.compressed_too_big = true;
-            tracing::warn!(namespace = %self.labels.namespace, webhook = %self.labels.webhook, bytes = encoded.len(), "webhook outbox too large; pausing until the receiver catches up");
+            if !self.outbox_full {
+                self.outbox_full = true;
+                tracing::warn!(namespace = %self.labels.namespace, webhook = %self.labels.webhook, bytes = encoded.len(), "webhook outbox too large; pausing until the receiver catches up");
+                crate::events::publish(
+                    &self.shared.recorder,
+                    &self.hook.object_ref(&()),
+                    EventType::Warning,
+                    "OutboxFull",
+                    "Checkpoint",
+                    format!(
+                        "the outbox ({} bytes compressed, {} events waiting) does not fit its Secret ({} bytes): no changes are read until the receiver accepts the backlog",
+                        encoded.len(),
+                        self.outbox.pending.len(),
+                        outbox::MAX_COMPRESSED_BYTES
+                    ),
+                )
+                .await;
+            }
             return;
         }
-        self.compressed_too_big = encoded.len() > outbox::MAX_COMPRESSED_BYTES * 3 / 4;
+        self.outbox_full = false;
+        self.compressed_too_big = room == outbox::Room::Tight;
         let owner = self
             .hook
             .controller_owner_ref(&())
@@ -647,18 +781,35 @@ impl Loop {
             .get_or_create(&self.labels)
             .set(self.outbox.pending.len() as i64);
         let previous = self.last_status.as_ref().or(self.hook.status.as_ref());
+        let blocker = self.blocker.clone().or_else(|| {
+            if self.outbox_full {
+                return Some(Blocker::OutboxFull(
+                    "the outbox does not fit its Secret: no changes are read until the receiver accepts the backlog".into(),
+                ));
+            }
+            (!self.directory_announced()).then(|| {
+                Blocker::Directory(format!(
+                    "directory {} is not Ready (or was deleted); events are sent once it is",
+                    self.directory_id
+                ))
+            })
+        });
         let status = ScimWebhookStatus {
             observed_generation: self.hook.metadata.generation,
-            conditions: vec![ready(&self.hook, previous, self.blocker.as_ref())],
+            conditions: vec![ready(&self.hook, previous, blocker.as_ref())],
             last_delivered_event_id: self.outbox.last_delivered.clone(),
             last_delivered_time: self.last_delivered_time.clone(),
             backlog: Some(self.outbox.pending.len() as i64),
             consecutive_failures: Some(self.failures as i64),
             failing_since: self.failing_since.map(|t| t.to_string()),
             last_error: match &self.blocker {
-                Some(Blocker::Receiver(e) | Blocker::SigningKey(e) | Blocker::InvalidSpec(e)) => {
-                    Some(e.clone())
-                }
+                Some(
+                    Blocker::Receiver(e)
+                    | Blocker::SigningKey(e)
+                    | Blocker::InvalidSpec(e)
+                    | Blocker::Directory(e)
+                    | Blocker::OutboxFull(e),
+                ) => Some(e.clone()),
                 None => None,
             },
             dropped_events: Some(self.outbox.dropped as i64),
@@ -682,6 +833,8 @@ fn ready(
         None => ("True", "Delivering", "events are delivered".to_string()),
         Some(Blocker::InvalidSpec(m)) => ("False", "InvalidSpec", m.clone()),
         Some(Blocker::SigningKey(m)) => ("False", "SigningKeyUnavailable", m.clone()),
+        Some(Blocker::Directory(m)) => ("False", "DirectoryNotReady", m.clone()),
+        Some(Blocker::OutboxFull(m)) => ("False", "OutboxFull", m.clone()),
         Some(Blocker::Receiver(m)) => (
             "False",
             "ReceiverFailing",

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kube::ResourceExt;
-use kube_scim_crds::{ScimGroup, ScimUser, labels};
+use kube_scim_crds::{CONDITION_READY, Provider, ScimDirectory, ScimGroup, ScimUser, labels};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 pub enum Kind {
     User,
     Group,
+    /// The directory itself: `dsync.activated` / `dsync.deleted`.
+    Directory,
 }
 
 /// What events are derived from: the WorkOS-shaped object and, for users, the SCIM ids of the
@@ -163,6 +165,68 @@ pub fn group_snapshot(group: &ScimGroup, directory_id: &str) -> Option<Snapshot>
     })
 }
 
+/// What a ScimDirectory means for its webhooks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DirectoryState {
+    /// Not Ready (yet): a directory never seen Ready is not announced; one already announced
+    /// stays announced (a Ready flap is no event).
+    Pending,
+    /// Ready: announced with `dsync.activated` the first time a webhook sees it so.
+    Active(Snapshot),
+    /// Being deleted (deletionTimestamp set): `dsync.deleted` if it was announced.
+    Deleting,
+}
+
+/// The WorkOS `type` of a directory.
+fn directory_type(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Entra => "azure scim v2.0",
+        Provider::Okta => "okta scim v2.0",
+        Provider::Generic => "generic scim v2.0",
+    }
+}
+
+/// A ScimDirectory as a WorkOS `directory`. Only fields that do not move with provisioning
+/// (no counts, no status times): a directory change must not make the outbox dirty.
+pub fn directory_state(dir: &ScimDirectory, directory_id: &str) -> DirectoryState {
+    if dir.metadata.deletion_timestamp.is_some() {
+        return DirectoryState::Deleting;
+    }
+    let ready = dir.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == CONDITION_READY && c.status == "True")
+    });
+    if !ready {
+        return DirectoryState::Pending;
+    }
+    let created = dir
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string());
+    let data = json!({
+        "object": "directory",
+        "id": directory_id,
+        "organization_id": null,
+        // WorkOS's unique key of the connection; here the directory's uid, which changes when
+        // a directory of the same name is deleted and created again.
+        "external_key": dir.uid().unwrap_or_default(),
+        "name": dir.spec.display_name.clone().unwrap_or_else(|| dir.name_any()),
+        "type": directory_type(dir.spec.provider),
+        "state": "active",
+        "domains": [],
+        "created_at": created,
+        "updated_at": created,
+    });
+    DirectoryState::Active(Snapshot {
+        kind: Kind::Directory,
+        id: directory_id.to_string(),
+        data,
+        groups: BTreeSet::new(),
+    })
+}
+
 /// An event before it gets its id and time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
@@ -221,8 +285,34 @@ pub fn diff(
     let noun = |s: &Snapshot| match s.kind {
         Kind::User => "user",
         Kind::Group => "group",
+        Kind::Directory => "directory",
     };
     let mut changes = Vec::new();
+    if let Some(directory) = old.or(new).filter(|s| s.kind == Kind::Directory) {
+        match (old, new) {
+            (None, Some(_)) => changes.push(Change {
+                event: "dsync.activated".into(),
+                data: directory.data.clone(),
+                transition: None,
+            }),
+            (Some(_), None) => {
+                // WorkOS: the state before deletion is `deleting`, and no `domains`.
+                let mut data = directory.data.clone();
+                if let Value::Object(map) = &mut data {
+                    map.remove("domains");
+                    map.insert("state".into(), json!("deleting"));
+                }
+                changes.push(Change {
+                    event: "dsync.deleted".into(),
+                    data,
+                    transition: None,
+                });
+            }
+            // WorkOS has no directory update event.
+            _ => {}
+        }
+        return changes;
+    }
     let no_groups = BTreeSet::new();
     match (old, new) {
         (None, None) => {}
@@ -283,7 +373,7 @@ pub fn diff(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube_scim_crds::{DirectoryRef, ScimUserSpec, ScimUserStatus};
+    use kube_scim_crds::{DirectoryRef, ScimDirectory, ScimUserSpec, ScimUserStatus};
 
     fn user(active: bool, title: &str, groups: &[&str]) -> ScimUser {
         let mut u = ScimUser::new(
@@ -363,6 +453,90 @@ mod tests {
         let u = user(true, "Eng", &["g1"]);
         assert!(events(Some(&u), Some(&u)).is_empty());
         assert_eq!(names(&events(Some(&u), None)), ["dsync.user.deleted"]);
+    }
+
+    fn directory(ready: &str, deleting: bool) -> ScimDirectory {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let mut d = ScimDirectory::new(
+            "contoso",
+            kube_scim_crds::ScimDirectorySpec {
+                display_name: Some("Contoso".into()),
+                ..Default::default()
+            },
+        );
+        d.metadata.uid = Some("dir-uid".into());
+        let at = Time("2026-12-01T00:00:00Z".parse().unwrap());
+        d.metadata.creation_timestamp = Some(at.clone());
+        if deleting {
+            d.metadata.deletion_timestamp = Some(at.clone());
+        }
+        d.status = Some(kube_scim_crds::ScimDirectoryStatus {
+            conditions: vec![Condition {
+                type_: CONDITION_READY.into(),
+                status: ready.into(),
+                reason: "R".into(),
+                message: String::new(),
+                observed_generation: None,
+                last_transition_time: at,
+            }],
+            users: Some(3),
+            ..Default::default()
+        });
+        d
+    }
+
+    #[test]
+    fn a_directory_is_announced_when_ready_and_only_then() {
+        assert_eq!(
+            directory_state(&directory("False", false), "ns/contoso"),
+            DirectoryState::Pending
+        );
+        assert_eq!(
+            directory_state(&directory("True", true), "ns/contoso"),
+            DirectoryState::Deleting
+        );
+        let DirectoryState::Active(snapshot) =
+            directory_state(&directory("True", false), "ns/contoso")
+        else {
+            panic!("a Ready directory is active");
+        };
+        assert_eq!(snapshot.kind, Kind::Directory);
+        let data = &snapshot.data;
+        assert_eq!(data["object"], "directory");
+        assert_eq!(data["id"], "ns/contoso");
+        assert_eq!(data["name"], "Contoso");
+        assert_eq!(data["type"], "azure scim v2.0");
+        assert_eq!(data["state"], "active");
+        assert_eq!(data["external_key"], "dir-uid");
+        assert_eq!(data["domains"], json!([]));
+        assert_eq!(data["created_at"], "2026-12-01T00:00:00Z");
+        // Provisioning moves the counts, not the snapshot: no outbox write per SCIM write.
+        let mut busier = directory("True", false);
+        busier.status.as_mut().unwrap().users = Some(4000);
+        assert_eq!(
+            directory_state(&busier, "ns/contoso"),
+            DirectoryState::Active(snapshot)
+        );
+    }
+
+    #[test]
+    fn directory_events_are_activated_and_deleted_only() {
+        let DirectoryState::Active(d) = directory_state(&directory("True", false), "ns/contoso")
+        else {
+            panic!("a Ready directory is active");
+        };
+        let activated = diff(None, Some(&d), "ns/contoso", &group_data);
+        assert_eq!(names(&activated), ["dsync.activated"]);
+        assert_eq!(activated[0].data, d.data);
+        let mut renamed = d.clone();
+        renamed.data["name"] = json!("Contoso EMEA");
+        assert!(diff(Some(&d), Some(&renamed), "ns/contoso", &group_data).is_empty());
+        let deleted = diff(Some(&renamed), None, "ns/contoso", &group_data);
+        assert_eq!(names(&deleted), ["dsync.deleted"]);
+        assert_eq!(deleted[0].data["state"], "deleting");
+        assert_eq!(deleted[0].data["name"], "Contoso EMEA");
+        assert_eq!(deleted[0].data["object"], "directory");
+        assert!(deleted[0].data.get("domains").is_none());
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub checkpoint_interval: Duration,
+    /// How long signing keys read from a Secret are used before it is read again.
+    pub key_refresh_interval: Duration,
 }
 
 impl Shared {
@@ -44,6 +46,7 @@ impl Shared {
         metrics: Arc<Metrics>,
         identity: &str,
         checkpoint_interval: Duration,
+        key_refresh_interval: Duration,
     ) -> Shared {
         let reporter = Reporter {
             controller: crate::controller::MANAGER.into(),
@@ -55,6 +58,7 @@ impl Shared {
             policy: Arc::new(policy),
             metrics,
             checkpoint_interval,
+            key_refresh_interval,
         }
     }
 }

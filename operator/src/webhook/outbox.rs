@@ -21,6 +21,32 @@ pub const SECRET_TYPE: &str = "kubescim.io/webhook-outbox";
 /// Largest compressed outbox written; beyond it the loop stops reading changes (a Secret holds
 /// at most 1 MiB).
 pub const MAX_COMPRESSED_BYTES: usize = 900 * 1024;
+// The limit leaves room in a Secret (1 MiB of data) for the data key and metadata.
+const _: () = assert!(MAX_COMPRESSED_BYTES + 64 * 1024 < 1024 * 1024);
+
+/// How full an encoded outbox of `bytes` leaves the Secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// Written; changes keep being read.
+    Free,
+    /// Written, but above 3/4 of the limit: no more changes are read (they are coalesced from
+    /// the next re-list) until delivered events make room, so the next write still fits.
+    Tight,
+    /// Not written: it would not fit. Nothing is dropped: the last stored outbox stays, only
+    /// events in it are sent, no changes are read, and a Warning Event `OutboxFull` is
+    /// published; acknowledgements shrink `pending` until it fits again.
+    Full,
+}
+
+pub fn room(bytes: usize) -> Room {
+    if bytes > MAX_COMPRESSED_BYTES {
+        Room::Full
+    } else if bytes > MAX_COMPRESSED_BYTES * 3 / 4 {
+        Room::Tight
+    } else {
+        Room::Free
+    }
+}
 /// Field manager of the outbox Secret.
 const MANAGER: &str = "kube-scim-operator-webhooks";
 
@@ -120,6 +146,51 @@ pub async fn store(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_secret_size_limit_stops_reading_before_it_is_reached() {
+        assert_eq!(room(0), Room::Free);
+        assert_eq!(room(MAX_COMPRESSED_BYTES * 3 / 4), Room::Free);
+        assert_eq!(room(MAX_COMPRESSED_BYTES * 3 / 4 + 1), Room::Tight);
+        assert_eq!(room(MAX_COMPRESSED_BYTES), Room::Tight);
+        assert_eq!(room(MAX_COMPRESSED_BYTES + 1), Room::Full);
+    }
+
+    /// An outbox of incompressible attributes crosses the limit: what `checkpoint` sees.
+    #[test]
+    fn a_backlog_of_large_events_is_full() {
+        let mut outbox = Outbox::default();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut noise = || {
+            (0..64)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    char::from(b'a' + (seed % 26) as u8)
+                })
+                .collect::<String>()
+        };
+        let mut i = 0;
+        while room(encode(&outbox).len()) != Room::Full {
+            for _ in 0..500 {
+                outbox.pending.push_back(Event {
+                    id: format!("evt_{i}"),
+                    event: "dsync.user.updated".into(),
+                    data: serde_json::json!({"job_title": noise()}),
+                    created_at: "2026-01-01T00:00:00Z".into(),
+                    transition: None,
+                    resource: format!("uid-{i}"),
+                });
+                i += 1;
+            }
+            assert!(i < 200_000, "never full");
+        }
+        // Draining the oldest half makes it fit again.
+        let half = outbox.pending.len() / 2;
+        outbox.pending.drain(..half);
+        assert_ne!(room(encode(&outbox).len()), Room::Full);
+    }
 
     #[test]
     fn round_trips_and_compresses() {
