@@ -186,7 +186,10 @@ async fn user_sync_example_catches_up_after_a_restart_from_its_state_file() {
     let mut first = start_sync(plane, &ns, &state, "1");
     let lines = listed(&first).await;
     assert_eq!(lines.len(), 3, "{lines:?}");
-    assert!(lines.iter().all(|l| l["action"] == "provision"), "{lines:?}");
+    assert!(
+        lines.iter().all(|l| l["action"] == "provision"),
+        "{lines:?}"
+    );
     first.stop();
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     assert_eq!(saved.as_object().unwrap().len(), 3, "{saved}");

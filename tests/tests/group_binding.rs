@@ -470,10 +470,7 @@ async fn a_group_of_ten_thousand_members_is_bound_and_follows_scim_changes_withi
     let stack = Stack::start(plane, options).await.unwrap();
     let entra = directory(&kube, &stack, &ns, "contoso").await;
     let group_oid = "cccccccc-0000-4000-8000-000000000001";
-    let group = entra
-        .provision_group("All-Staff", group_oid)
-        .await
-        .unwrap();
+    let group = entra.provision_group("All-Staff", group_oid).await.unwrap();
 
     let t = Instant::now();
     let mut expected = direct_members(&kube, &ns, &group, n).await;
@@ -521,14 +518,20 @@ async fn a_group_of_ten_thousand_members_is_bound_and_follows_scim_changes_withi
         let user = entra_user(100 + k);
         let id = entra.provision_user(&user, None).await.unwrap();
         let t = Instant::now();
-        entra.add_members(&group, std::slice::from_ref(&id)).await.unwrap();
+        entra
+            .add_members(&group, std::slice::from_ref(&id))
+            .await
+            .unwrap();
         expected.insert(subject(100 + k));
         latencies.push(bound_as(&kube, &ns, &expected, t, "member added").await);
         joined.push((id, 100 + k));
     }
     for (id, k) in &joined {
         let t = Instant::now();
-        entra.remove_members(&group, std::slice::from_ref(id)).await.unwrap();
+        entra
+            .remove_members(&group, std::slice::from_ref(id))
+            .await
+            .unwrap();
         expected.remove(&subject(*k));
         latencies.push(bound_as(&kube, &ns, &expected, t, "member removed").await);
     }
@@ -557,8 +560,7 @@ async fn bound_as(
 ) -> Duration {
     eventually(what, Duration::from_secs(60), || async {
         let (names, _) = bound_subjects(kube, ns).await;
-        (names.len() == expected.len() && names.iter().all(|s| expected.contains(s)))
-            .then_some(())
+        (names.len() == expected.len() && names.iter().all(|s| expected.contains(s))).then_some(())
     })
     .await;
     since.elapsed()
