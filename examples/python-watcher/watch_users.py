@@ -1,7 +1,8 @@
 """Watch one directory's ScimUsers with the official Kubernetes Python client.
 
 Usage: python watch_users.py <namespace> <directory>
-Prints one JSON line per change: {"event": "created" | "modified" | "deleted", "id", "userName", "active"}.
+Prints one JSON line per change:
+{"event": "created" | "modified" | "deleted", "id": ..., "userName": ..., "active": ...}
 """
 import json
 import sys
@@ -29,7 +30,7 @@ def main(namespace, directory):
     known = {}  # name -> the last version seen of the ScimUser
 
     def relist():
-        """Lists the users, reports the differences from `known`, returns the list's resourceVersion."""
+        """Lists the users and reports what changed since `known`; returns the resourceVersion."""
         listing = api.list_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, label_selector=selector)
         current = {u["metadata"]["name"]: u for u in listing["items"]}
@@ -69,6 +70,8 @@ def main(namespace, directory):
             # 410 Gone: the resourceVersion is older than the apiserver keeps; list again and diff.
             if e.status != 410:
                 raise
+            print("watch_users: resourceVersion expired, listing again",
+                  file=sys.stderr, flush=True)
             resource_version = relist()
 
 

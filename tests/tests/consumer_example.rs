@@ -365,3 +365,75 @@ async fn python_watcher_example_reports_created_modified_and_deleted_users() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(printed(&watcher).len(), 4, "{}", watcher.log_tail(30));
 }
+
+/// Runs the watcher with its first watch request made stale: a user is deleted and the watch
+/// asks for resourceVersion 1, older than anything the apiserver keeps, as a watch resumed after
+/// a long disconnection would. The apiserver answers 410 Gone.
+const STALE_FIRST_WATCH: &str = r#"
+import runpy, sys
+from kubernetes import client
+script, namespace, directory, victim = sys.argv[1:5]
+list_or_watch = client.CustomObjectsApi.list_namespaced_custom_object
+first_watch = [True]
+def stale(self, *args, **kwargs):
+    if kwargs.get("watch") and first_watch[0]:
+        first_watch[0] = False
+        self.delete_namespaced_custom_object(
+            "kubescim.io", "v1alpha1", namespace, "scimusers", victim)
+        kwargs["resource_version"] = "1"
+    return list_or_watch(self, *args, **kwargs)
+client.CustomObjectsApi.list_namespaced_custom_object = stale
+sys.argv = [script, namespace, directory]
+runpy.run_path(script, run_name="__main__")
+"#;
+
+#[tokio::test]
+async fn python_watcher_example_lists_again_after_410_gone_and_reports_what_it_missed() {
+    let plane = ControlPlane::shared();
+    let ns = plane.namespace("consumer-py-410").await.unwrap();
+    let users: Api<ScimUser> = Api::namespaced(plane.client().await.unwrap(), &ns);
+    let (ann, bob, cy) = (
+        "e0f0e5a4-0000-4000-8000-000000000001",
+        "e0f0e5a4-0000-4000-8000-000000000002",
+        "e0f0e5a4-0000-4000-8000-000000000003",
+    );
+    for (id, name) in [(ann, "ann"), (bob, "bob")] {
+        users
+            .create(
+                &PostParams::default(),
+                &user(id, "contoso", &format!("{name}@contoso.example")),
+            )
+            .await
+            .unwrap();
+    }
+    let mut cmd = Command::new(python_tools().join("python"));
+    cmd.env("KUBECONFIG", plane.kubeconfig())
+        .args(["-c", STALE_FIRST_WATCH])
+        .arg(repo_root().join(PYTHON_WATCHER))
+        .args([ns.as_str(), "contoso", bob]);
+    let log = plane.dir().join(format!("python-watcher-{ns}.log"));
+    let watcher = ManagedProcess::spawn_command("python-watcher", cmd, &log).unwrap();
+    let event = |e: &str, id: &str| (e.to_string(), id.to_string());
+
+    // The list reports both users; bob is deleted before the (stale) watch, so only the
+    // list after the 410 can tell.
+    let events = watched(&watcher, 3).await;
+    assert_eq!(events[..2].len(), 2);
+    assert!(events[..2].contains(&event("created", ann)), "{events:?}");
+    assert!(events[..2].contains(&event("created", bob)), "{events:?}");
+    assert_eq!(events[2], event("deleted", bob), "{}", watcher.log_tail(30));
+    let log_text = std::fs::read_to_string(watcher.log()).unwrap();
+    assert!(
+        log_text.contains("resourceVersion expired, listing again"),
+        "{log_text}"
+    );
+    // The watch after the new list goes on.
+    users
+        .create(
+            &PostParams::default(),
+            &user(cy, "contoso", "cy@contoso.example"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(watched(&watcher, 4).await[3], event("created", cy));
+}
