@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use kube::Api;
@@ -244,17 +245,22 @@ async fn user_sync_example_catches_up_after_a_restart_from_its_state_file() {
     assert_eq!(ids, [&id(1), &id(3), &id(4)]);
 }
 
-fn python_tools() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo_root().join("tests/tools/build-python-tools.sh"))
-        .output()
-        .expect("build-python-tools.sh runs");
-    assert!(
-        out.status.success(),
-        "installing the Python tools failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+/// The tools venv's bin directory; installed once per test binary (two tests installing into
+/// the same temporary venv on a cold cache would trip over each other).
+fn python_tools() -> &'static Path {
+    static TOOLS: OnceLock<PathBuf> = OnceLock::new();
+    TOOLS.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo_root().join("tests/tools/build-python-tools.sh"))
+            .output()
+            .expect("build-python-tools.sh runs");
+        assert!(
+            out.status.success(),
+            "installing the Python tools failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
 }
 
 const PYTHON_WATCHER: &str = "examples/python-watcher/watch_users.py";
