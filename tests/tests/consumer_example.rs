@@ -1,9 +1,12 @@
 //! `examples/user-sync`, the consumer example of docs/consumers.md, turns ScimUser changes on a
 //! real control plane into the right account actions. The ScimUsers are written here the way the
-//! SCIM server writes them (labels, `.status` in the same request).
+//! SCIM server writes them (labels, `.status` in the same request). The Python watcher of the
+//! same document runs here too, with the official `kubernetes` client from the tools venv.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use kube::Api;
@@ -12,7 +15,7 @@ use kube_scim_crds::{
     DirectoryRef, MultiValuedAttribute, ScimUser, ScimUserSpec, ScimUserStatus, labels,
 };
 use kube_scim_tests::procs::ManagedProcess;
-use kube_scim_tests::{ControlPlane, workspace_binary};
+use kube_scim_tests::{ControlPlane, eventually, repo_root, workspace_binary};
 use serde_json::{Value, json};
 
 fn user(id: &str, directory: &str, user_name: &str) -> ScimUser {
@@ -45,14 +48,18 @@ fn user(id: &str, directory: &str, user_name: &str) -> ScimUser {
     }
 }
 
+fn printed(process: &ManagedProcess) -> Vec<Value> {
+    std::fs::read_to_string(process.log())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// Waits until the example has printed `count` action lines and returns them.
 async fn actions(process: &ManagedProcess, count: usize) -> Vec<Value> {
     for _ in 0..150 {
-        let lines: Vec<Value> = std::fs::read_to_string(process.log())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+        let lines = printed(process);
         if lines.len() >= count {
             return lines;
         }
@@ -62,6 +69,32 @@ async fn actions(process: &ManagedProcess, count: usize) -> Vec<Value> {
         "user-sync printed fewer than {count} actions:\n{}",
         process.log_tail(30)
     );
+}
+
+/// Waits until the example has finished its first list (every action of the list is printed
+/// and saved before it says so) and returns the actions.
+async fn listed(process: &ManagedProcess) -> Vec<Value> {
+    for _ in 0..150 {
+        let log = std::fs::read_to_string(process.log()).unwrap_or_default();
+        if log.contains("user-sync: list done") {
+            return printed(process);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!(
+        "user-sync did not finish its list:\n{}",
+        process.log_tail(30)
+    );
+}
+
+fn start_sync(plane: &ControlPlane, ns: &str, state: &Path, run: &str) -> ManagedProcess {
+    let mut cmd = Command::new(workspace_binary("user-sync").unwrap());
+    cmd.env("KUBECONFIG", plane.kubeconfig())
+        .arg("--state")
+        .arg(state)
+        .args([ns, "contoso"]);
+    let log = plane.dir().join(format!("user-sync-{ns}-{run}.log"));
+    ManagedProcess::spawn_command("user-sync", cmd, &log).unwrap()
 }
 
 #[tokio::test]
@@ -132,4 +165,281 @@ async fn user_sync_example_provisions_updates_deprovisions_and_deletes() {
             .all(|l| l["userName"] != "eve@fabrikam.example"),
         "another directory's user leaked: {lines:?}"
     );
+}
+
+#[tokio::test]
+async fn user_sync_example_catches_up_after_a_restart_from_its_state_file() {
+    let plane = ControlPlane::shared();
+    let ns = plane.namespace("consumer-restart").await.unwrap();
+    let users: Api<ScimUser> = Api::namespaced(plane.client().await.unwrap(), &ns);
+    let id = |n: u32| format!("c0f0e5a4-0000-4000-8000-{n:012}");
+    for n in 1..=3 {
+        users
+            .create(
+                &PostParams::default(),
+                &user(&id(n), "contoso", &format!("user{n}@contoso.example")),
+            )
+            .await
+            .unwrap();
+    }
+    let state = plane.dir().join(format!("user-sync-{ns}.json"));
+
+    let mut first = start_sync(plane, &ns, &state, "1");
+    let lines = listed(&first).await;
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines.iter().all(|l| l["action"] == "provision"),
+        "{lines:?}"
+    );
+    first.stop();
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved.as_object().unwrap().len(), 3, "{saved}");
+
+    // While the application is down: user 2 is deleted, user 3 deprovisioned, user 4 created.
+    users
+        .delete(&id(2), &DeleteParams::default())
+        .await
+        .unwrap();
+    let deactivate = json!({
+        "metadata": {"labels": {labels::ACTIVE: "false"}},
+        "status": {"active": false}
+    });
+    users
+        .patch(&id(3), &PatchParams::default(), &Patch::Merge(&deactivate))
+        .await
+        .unwrap();
+    users
+        .create(
+            &PostParams::default(),
+            &user(&id(4), "contoso", "user4@contoso.example"),
+        )
+        .await
+        .unwrap();
+    eventually("user 2 is gone", Duration::from_secs(30), || async {
+        users.get_opt(&id(2)).await.unwrap().is_none().then_some(())
+    })
+    .await;
+
+    let second = start_sync(plane, &ns, &state, "2");
+    let lines = listed(&second).await;
+    let of = |n: u32| -> Vec<&str> {
+        lines
+            .iter()
+            .filter(|l| l["id"] == id(n).as_str())
+            .map(|l| l["action"].as_str().unwrap())
+            .collect()
+    };
+    assert_eq!(of(1), Vec::<&str>::new(), "unchanged: no action; {lines:?}");
+    assert_eq!(of(2), ["delete"], "{lines:?}");
+    assert_eq!(of(3), ["deprovision"], "{lines:?}");
+    assert_eq!(of(4), ["provision"], "{lines:?}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let deleted = lines.iter().find(|l| l["action"] == "delete").unwrap();
+    assert_eq!(
+        deleted["userName"], "user2@contoso.example",
+        "the delete names the account from the state file"
+    );
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let mut ids: Vec<&String> = saved.as_object().unwrap().keys().collect();
+    ids.sort();
+    assert_eq!(ids, [&id(1), &id(3), &id(4)]);
+}
+
+/// The tools venv's bin directory; installed once per test binary (two tests installing into
+/// the same temporary venv on a cold cache would trip over each other).
+fn python_tools() -> &'static Path {
+    static TOOLS: OnceLock<PathBuf> = OnceLock::new();
+    TOOLS.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo_root().join("tests/tools/build-python-tools.sh"))
+            .output()
+            .expect("build-python-tools.sh runs");
+        assert!(
+            out.status.success(),
+            "installing the Python tools failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}
+
+const PYTHON_WATCHER: &str = "examples/python-watcher/watch_users.py";
+
+/// Waits until the Python watcher has printed `count` events; returns `(event, id)` of each.
+async fn watched(process: &ManagedProcess, count: usize) -> Vec<(String, String)> {
+    for _ in 0..300 {
+        let lines: Vec<(String, String)> = printed(process)
+            .iter()
+            .map(|l| {
+                (
+                    l["event"].as_str().unwrap_or_default().to_string(),
+                    l["id"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        if lines.len() >= count {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!(
+        "the Python watcher printed fewer than {count} events:\n{}",
+        process.log_tail(30)
+    );
+}
+
+#[test]
+fn the_python_watcher_in_the_docs_is_the_tested_file() {
+    let script = std::fs::read_to_string(repo_root().join(PYTHON_WATCHER)).unwrap();
+    let docs = std::fs::read_to_string(repo_root().join("docs/consumers.md")).unwrap();
+    assert!(
+        docs.contains(&format!("```python\n{script}```")),
+        "docs/consumers.md must show {PYTHON_WATCHER} verbatim"
+    );
+}
+
+#[tokio::test]
+async fn python_watcher_example_reports_created_modified_and_deleted_users() {
+    let plane = ControlPlane::shared();
+    let ns = plane.namespace("consumer-py").await.unwrap();
+    let users: Api<ScimUser> = Api::namespaced(plane.client().await.unwrap(), &ns);
+    let (ann, bob) = (
+        "d0f0e5a4-0000-4000-8000-000000000001",
+        "d0f0e5a4-0000-4000-8000-000000000002",
+    );
+    users
+        .create(
+            &PostParams::default(),
+            &user(ann, "contoso", "ann@contoso.example"),
+        )
+        .await
+        .unwrap();
+    users
+        .create(
+            &PostParams::default(),
+            &user(
+                "d0f0e5a4-0000-4000-8000-000000000003",
+                "fabrikam",
+                "eve@fabrikam.example",
+            ),
+        )
+        .await
+        .unwrap();
+
+    let mut cmd = Command::new(python_tools().join("python"));
+    cmd.env("KUBECONFIG", plane.kubeconfig())
+        .arg(repo_root().join(PYTHON_WATCHER))
+        .args([&ns, "contoso"]);
+    let log = plane.dir().join(format!("python-watcher-{ns}.log"));
+    let watcher = ManagedProcess::spawn_command("python-watcher", cmd, &log).unwrap();
+    let event = |e: &str, id: &str| (e.to_string(), id.to_string());
+
+    // The initial list reports the existing user; changes after it come from the watch.
+    assert_eq!(watched(&watcher, 1).await, [event("created", ann)]);
+    let deactivate = json!({
+        "metadata": {"labels": {labels::ACTIVE: "false"}},
+        "status": {"active": false}
+    });
+    users
+        .patch(ann, &PatchParams::default(), &Patch::Merge(&deactivate))
+        .await
+        .unwrap();
+    users
+        .create(
+            &PostParams::default(),
+            &user(bob, "contoso", "bob@contoso.example"),
+        )
+        .await
+        .unwrap();
+    users.delete(ann, &DeleteParams::default()).await.unwrap();
+    let events = watched(&watcher, 4).await;
+    assert_eq!(
+        events,
+        [
+            event("created", ann),
+            event("modified", ann),
+            event("created", bob),
+            event("deleted", ann),
+        ],
+        "{}",
+        watcher.log_tail(30)
+    );
+    let lines = printed(&watcher);
+    assert_eq!(lines[1]["active"], false);
+    assert_eq!(lines[2]["userName"], "bob@contoso.example");
+    // Nothing more (another directory's user, duplicates) arrives.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(printed(&watcher).len(), 4, "{}", watcher.log_tail(30));
+}
+
+/// Runs the watcher with its first watch request made stale: a user is deleted and the watch
+/// asks for resourceVersion 1, older than anything the apiserver keeps, as a watch resumed after
+/// a long disconnection would. The apiserver answers 410 Gone.
+const STALE_FIRST_WATCH: &str = r#"
+import runpy, sys
+from kubernetes import client
+script, namespace, directory, victim = sys.argv[1:5]
+list_or_watch = client.CustomObjectsApi.list_namespaced_custom_object
+first_watch = [True]
+def stale(self, *args, **kwargs):
+    if kwargs.get("watch") and first_watch[0]:
+        first_watch[0] = False
+        self.delete_namespaced_custom_object(
+            "kubescim.io", "v1alpha1", namespace, "scimusers", victim)
+        kwargs["resource_version"] = "1"
+    return list_or_watch(self, *args, **kwargs)
+client.CustomObjectsApi.list_namespaced_custom_object = stale
+sys.argv = [script, namespace, directory]
+runpy.run_path(script, run_name="__main__")
+"#;
+
+#[tokio::test]
+async fn python_watcher_example_lists_again_after_410_gone_and_reports_what_it_missed() {
+    let plane = ControlPlane::shared();
+    let ns = plane.namespace("consumer-py-410").await.unwrap();
+    let users: Api<ScimUser> = Api::namespaced(plane.client().await.unwrap(), &ns);
+    let (ann, bob, cy) = (
+        "e0f0e5a4-0000-4000-8000-000000000001",
+        "e0f0e5a4-0000-4000-8000-000000000002",
+        "e0f0e5a4-0000-4000-8000-000000000003",
+    );
+    for (id, name) in [(ann, "ann"), (bob, "bob")] {
+        users
+            .create(
+                &PostParams::default(),
+                &user(id, "contoso", &format!("{name}@contoso.example")),
+            )
+            .await
+            .unwrap();
+    }
+    let mut cmd = Command::new(python_tools().join("python"));
+    cmd.env("KUBECONFIG", plane.kubeconfig())
+        .args(["-c", STALE_FIRST_WATCH])
+        .arg(repo_root().join(PYTHON_WATCHER))
+        .args([ns.as_str(), "contoso", bob]);
+    let log = plane.dir().join(format!("python-watcher-{ns}.log"));
+    let watcher = ManagedProcess::spawn_command("python-watcher", cmd, &log).unwrap();
+    let event = |e: &str, id: &str| (e.to_string(), id.to_string());
+
+    // The list reports both users; bob is deleted before the (stale) watch, so only the
+    // list after the 410 can tell.
+    let events = watched(&watcher, 3).await;
+    assert_eq!(events[..2].len(), 2);
+    assert!(events[..2].contains(&event("created", ann)), "{events:?}");
+    assert!(events[..2].contains(&event("created", bob)), "{events:?}");
+    assert_eq!(events[2], event("deleted", bob), "{}", watcher.log_tail(30));
+    let log_text = std::fs::read_to_string(watcher.log()).unwrap();
+    assert!(
+        log_text.contains("resourceVersion expired, listing again"),
+        "{log_text}"
+    );
+    // The watch after the new list goes on.
+    users
+        .create(
+            &PostParams::default(),
+            &user(cy, "contoso", "cy@contoso.example"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(watched(&watcher, 4).await[3], event("created", cy));
 }

