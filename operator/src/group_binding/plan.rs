@@ -106,9 +106,12 @@ pub fn plan<'a>(
     let in_directory = |meta_ns: Option<String>, dir: &str| {
         meta_ns.as_deref() == Some(namespace.as_str()) && dir == directory
     };
+    // A group being deleted is already gone for SCIM (its member labels are still being
+    // removed in the background), so it grants nothing from the moment it is deleted.
     let groups: Vec<&ScimGroup> = groups
         .into_iter()
         .filter(|g| in_directory(g.namespace(), &g.spec.directory_ref.name))
+        .filter(|g| g.metadata.deletion_timestamp.is_none())
         .collect();
 
     let refused = |reason, message: String| Plan {
@@ -362,7 +365,9 @@ fn memberships(meta_labels: &BTreeMap<String, String>) -> impl Iterator<Item = &
 }
 
 /// Active users of the directory that are members of `root` directly or through nested groups
-/// (cycles are harmless: each group is expanded once).
+/// (cycles are harmless: each group is expanded once). A group whose member list is being
+/// replaced (`spec.memberRollout`) has exactly the new list, as SCIM serves it, whatever the
+/// labels still say.
 fn active_members<'a>(
     root: &str,
     groups: &[&ScimGroup],
@@ -370,11 +375,33 @@ fn active_members<'a>(
     namespace: &str,
     directory: &str,
 ) -> Vec<&'a ScimUser> {
-    // Child groups by parent id, from the children's membership labels.
-    let mut children: HashMap<&str, Vec<String>> = HashMap::new();
+    let rollouts: HashMap<String, BTreeSet<&str>> = groups
+        .iter()
+        .filter_map(|g| {
+            let rollout = g.spec.member_rollout.as_ref()?;
+            Some((
+                group_id(g),
+                rollout.members.iter().map(|m| m.value.as_str()).collect(),
+            ))
+        })
+        .collect();
+    // The groups `member_id` belongs to directly.
+    let parents = |member_id: &str, member_labels: &BTreeMap<String, String>| -> Vec<String> {
+        let by_label = memberships(member_labels)
+            .filter(|g| !rollouts.contains_key(*g))
+            .map(str::to_string);
+        let by_rollout = rollouts
+            .iter()
+            .filter(|(_, members)| members.contains(member_id))
+            .map(|(g, _)| g.clone());
+        by_label.chain(by_rollout).collect()
+    };
+    // Child groups by parent id.
+    let mut children: HashMap<String, Vec<String>> = HashMap::new();
     for group in groups {
-        for parent in memberships(group.labels()) {
-            children.entry(parent).or_default().push(group_id(group));
+        let id = group_id(group);
+        for parent in parents(&id, group.labels()) {
+            children.entry(parent).or_default().push(id.clone());
         }
     }
     let mut included: BTreeSet<String> = BTreeSet::new();
@@ -393,13 +420,13 @@ fn active_members<'a>(
                 && u.spec.directory_ref.name == directory
                 && u.status.as_ref().is_some_and(|s| s.active)
                 && u.metadata.deletion_timestamp.is_none()
-                && memberships(u.labels()).any(|g| included.contains(g))
+                && parents(&u.name_any(), u.labels())
+                    .iter()
+                    .any(|g| included.contains(g))
         })
         .collect()
 }
 
-/// Renders `template`, replacing each `{{attribute}}` by `lookup(attribute)`; `None` when an
-/// attribute is missing or empty, or the template is malformed.
 pub fn render(template: &str, lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
     let mut out = String::new();
     let mut rest = template;

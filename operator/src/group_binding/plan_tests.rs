@@ -312,3 +312,58 @@ fn ten_thousand_users_split_into_bindings_under_the_budget_and_one_change_touche
     let long = base_name("ns", &"x".repeat(253));
     assert!(long.len() <= 200);
 }
+
+#[test]
+fn a_group_being_deleted_grants_nothing_while_its_labels_are_removed() {
+    let mut deleting = group("g1", "Platform", &[]);
+    deleting.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+    );
+    let users = [user("alice", true, &["g1"])];
+    let b = binding(by_name("Platform"), "edit", &["a"]);
+    let before = plan(&b, &[group("g1", "Platform", &[])], &users, &policy(), &[]);
+    let (d, _) = &before.desired[0];
+    let existing = [Existing {
+        scope: d.scope.clone(),
+        name: d.name.clone(),
+        role_ref: d.role_ref.clone(),
+        subjects: d.subjects.clone(),
+        cached: true,
+    }];
+    let plan = plan(&b, &[deleting], &users, &policy(), &existing);
+    assert!(!plan.outcome.ready);
+    assert_eq!(plan.outcome.reason, REASON_GROUP_NOT_FOUND);
+    assert!(plan.desired.is_empty());
+    assert_eq!(plan.stale.len(), 1);
+}
+
+#[test]
+fn a_member_list_being_replaced_binds_the_new_list_not_the_old_labels() {
+    use kube_scim_crds::{MemberRollout, RolloutMember};
+    let member = |value: &str| RolloutMember {
+        value: value.into(),
+        display: None,
+    };
+    let mut replaced = group("g1", "Platform", &[]);
+    replaced.spec.member_rollout = Some(MemberRollout {
+        members: vec![member("bob"), member("g2")],
+    });
+    let groups = [replaced, group("g2", "Nested", &[])];
+    let users = [
+        // Still labelled from the old list, not in the new one.
+        user("alice", true, &["g1"]),
+        // In the new list, label not written yet.
+        user("bob", true, &[]),
+        // Member of a nested group that the new list names.
+        user("carol", true, &["g2"]),
+    ];
+    let plan = plan(
+        &binding(by_name("Platform"), "edit", &["a"]),
+        &groups,
+        &users,
+        &policy(),
+        &[],
+    );
+    assert!(plan.outcome.ready, "{:?}", plan.outcome);
+    assert_eq!(names(&plan), ["oidc:oid-bob", "oidc:oid-carol"]);
+}
