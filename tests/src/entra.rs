@@ -452,6 +452,29 @@ pub fn user_body(user: &EntraUser) -> Value {
     body
 }
 
+/// Asserts that the SCIM endpoint at `base` answers `token` with 401 and RFC 6750's
+/// `invalid_token` Bearer challenge, which tells Entra to fetch a new token rather than retry.
+/// `case` names the token in the failure message.
+pub async fn assert_invalid_token(base: &str, token: &str, case: &str) {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/Users?filter=userName%20eq%20%22x%22"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401, "{case}: {token}");
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        challenge.starts_with("Bearer") && challenge.contains("error=\"invalid_token\""),
+        "{case}: {challenge}"
+    );
+}
+
 /// How Entra's OAuth 2.0 client credentials flow (gallery applications: *Client ID*, *Client
 /// Secret*, *Token endpoint*) presents the client's credentials to the token endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
