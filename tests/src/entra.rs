@@ -55,6 +55,22 @@ pub struct EntraUser {
     pub manager_object_id: Option<String>,
 }
 
+impl EntraUser {
+    /// Test user number `n` of the contoso tenant: its objectId, UPN, names and mail derive
+    /// from `n` (so tests can name a member by number), every other attribute is unset.
+    pub fn numbered(n: usize) -> EntraUser {
+        EntraUser {
+            object_id: format!("{n:08x}-0000-4000-8000-{n:012x}"),
+            upn: format!("User.{n}@contoso.onmicrosoft.com"),
+            given_name: format!("Given{n}"),
+            surname: format!("Sur{n}"),
+            display_name: format!("User {n}"),
+            mail: Some(format!("user.{n}@contoso.example")),
+            ..Default::default()
+        }
+    }
+}
+
 /// One HTTP exchange, for assertions on what the server answered.
 #[derive(Debug, Clone)]
 pub struct Answer {

@@ -535,6 +535,12 @@ pub fn promtool() -> anyhow::Result<PathBuf> {
     Ok(build_script_output("tests/tools/build-promtool.sh", &[])?.join("promtool"))
 }
 
+/// The `bin` directory of the pinned Python tools' venv (the webhook receiver, the SCIM
+/// checkers), built by `tests/tools/build-python-tools.sh` on a cold cache.
+pub fn python_tools() -> anyhow::Result<PathBuf> {
+    build_script_output("tests/tools/build-python-tools.sh", &[])
+}
+
 /// Directory with the control-plane binaries: `$KUBE_SCIM_CONTROLPLANE_BIN` if set, else what
 /// `tests/controlplane/build.sh` prints (it builds them on a cold cache).
 pub fn binaries() -> anyhow::Result<PathBuf> {
