@@ -190,6 +190,26 @@ fn is_true(dir: &ScimDirectory, type_: &str) -> bool {
     condition(dir, type_).is_some_and(|c| c.status == "True")
 }
 
+/// Waits (30 s at most) until directory `name`'s condition `type_` is False for `reason`:
+/// the directory as it was then, and the condition.
+async fn wait_for_false_condition(
+    dirs: &Api<ScimDirectory>,
+    name: &str,
+    type_: &str,
+    reason: &str,
+) -> (ScimDirectory, Condition) {
+    eventually(
+        &format!("{type_}=False {reason}"),
+        Duration::from_secs(30),
+        || async {
+            let dir = dirs.get(name).await.ok()?;
+            let c = condition(&dir, type_)?;
+            (c.status == "False" && c.reason == reason).then_some((dir, c))
+        },
+    )
+    .await
+}
+
 /// Waits until the directory is Ready (for its current generation) and returns it.
 async fn ready(api: &Api<ScimDirectory>, name: &str, timeout: Duration) -> ScimDirectory {
     eventually(&format!("ScimDirectory {name} Ready"), timeout, || async {
@@ -905,16 +925,7 @@ async fn invalid_specs_give_readable_conditions() {
     )
     .await
     .unwrap();
-    let (dir, c) = eventually(
-        "RouteReady=False NoHost",
-        Duration::from_secs(30),
-        || async {
-            let dir = dirs.get("nohost").await.ok()?;
-            let c = condition(&dir, "RouteReady")?;
-            (c.status == "False" && c.reason == "NoHost").then_some((dir, c))
-        },
-    )
-    .await;
+    let (dir, c) = wait_for_false_condition(&dirs, "nohost", "RouteReady", "NoHost").await;
     assert!(
         c.message.contains("spec.ingress.host") && c.message.contains("--default-ingress-host"),
         "{}",
@@ -945,16 +956,8 @@ async fn invalid_specs_give_readable_conditions() {
     dirs.patch("nohost", &PatchParams::default(), &Patch::Merge(&gateway))
         .await
         .unwrap();
-    let (dir, c) = eventually(
-        "RouteReady=False GatewayAPIMissing",
-        Duration::from_secs(30),
-        || async {
-            let dir = dirs.get("nohost").await.ok()?;
-            let c = condition(&dir, "RouteReady")?;
-            (c.status == "False" && c.reason == "GatewayAPIMissing").then_some((dir, c))
-        },
-    )
-    .await;
+    let (dir, c) =
+        wait_for_false_condition(&dirs, "nohost", "RouteReady", "GatewayAPIMissing").await;
     assert!(
         c.message.contains("sigs.k8s.io/gateway-api"),
         "{}",
@@ -1479,16 +1482,7 @@ async fn a_weak_bring_your_own_token_is_refused_and_the_previous_one_keeps_worki
         .patch("entra-token", &PatchParams::default(), &Patch::Merge(&weak))
         .await
         .unwrap();
-    let (dir, c) = eventually(
-        "TokenReady=False TokenTooWeak",
-        Duration::from_secs(30),
-        || async {
-            let dir = dirs.get("contoso").await.ok()?;
-            let c = condition(&dir, "TokenReady")?;
-            (c.status == "False" && c.reason == "TokenTooWeak").then_some((dir, c))
-        },
-    )
-    .await;
+    let (dir, c) = wait_for_false_condition(&dirs, "contoso", "TokenReady", "TokenTooWeak").await;
     assert!(
         c.message.contains("openssl rand -base64 32") && c.message.contains("at least 32"),
         "{}",

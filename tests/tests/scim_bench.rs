@@ -46,31 +46,17 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// What every benchmark starts from: a fresh namespace on the shared plane, the bearer token its
-/// directories accept, and the verifier keys the server checks that token with.
-struct BenchNamespace {
-    plane: &'static ControlPlane,
-    client: Client,
-    ns: String,
-    token: String,
-    keys: VerifierKeys,
-}
-
-impl BenchNamespace {
-    async fn create(prefix: &str) -> BenchNamespace {
-        let plane = ControlPlane::shared();
-        let client = plane.client().await.unwrap();
-        let ns = plane.namespace(prefix).await.unwrap();
-        let token = format!("bench-{}", uuid::Uuid::new_v4());
-        let keys = VerifierKeys::create(&plane.dir().join(format!("verifier-keys-{ns}"))).unwrap();
-        BenchNamespace {
-            plane,
-            client,
-            ns,
-            token,
-            keys,
-        }
-    }
+/// What every benchmark starts from: the shared plane, a client, a fresh namespace on it, the
+/// bearer token its directories will accept, and the verifier keys the server checks it with.
+async fn bench_namespace(
+    prefix: &str,
+) -> (&'static ControlPlane, Client, String, String, VerifierKeys) {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await.unwrap();
+    let ns = plane.namespace(prefix).await.unwrap();
+    let token = format!("bench-{}", uuid::Uuid::new_v4());
+    let keys = VerifierKeys::create(&plane.dir().join(format!("verifier-keys-{ns}"))).unwrap();
+    (plane, client, ns, token, keys)
 }
 
 /// The sum of the values of the metric lines at `metrics` that start with `prefix` and contain
@@ -296,13 +282,7 @@ async fn create_direct_users(
 #[ignore = "benchmark: run explicitly with --ignored --nocapture"]
 async fn scim_server_benchmark() {
     let large = env_usize("BENCH_USERS_LARGE", 10_000);
-    let BenchNamespace {
-        plane,
-        client,
-        ns,
-        token,
-        keys,
-    } = BenchNamespace::create("scim-bench").await;
+    let (plane, client, ns, token, keys) = bench_namespace("scim-bench").await;
     directory(&client, &ns, "bench", &token, &keys).await;
     directory(&client, &ns, "direct", &token, &keys).await;
     // KUBE_SCIM_SERVER_BIN points at another build (e.g. target/release/kube-scim-server).
@@ -465,13 +445,7 @@ async fn scim_server_benchmark() {
 #[ignore = "benchmark: run explicitly with --ignored --nocapture"]
 async fn scim_two_replica_sequential_writes() {
     let rounds = env_usize("BENCH_ROUNDS", 100);
-    let BenchNamespace {
-        plane,
-        client,
-        ns,
-        token,
-        keys,
-    } = BenchNamespace::create("scim-bench-seq").await;
+    let (plane, client, ns, token, keys) = bench_namespace("scim-bench-seq").await;
     directory(&client, &ns, "seq", &token, &keys).await;
     let (mut p1, port1, _) = start_server(plane, &ns, "seq1", ("seq", &token), &keys).await;
     let (mut p2, port2, _) = start_server(plane, &ns, "seq2", ("seq", &token), &keys).await;
@@ -555,13 +529,7 @@ async fn scim_two_replica_sequential_writes() {
 async fn scim_multi_tenant_mixed_load() {
     let max = env_usize("BENCH_TENANTS_MAX", 80);
     let secs = 10u64;
-    let BenchNamespace {
-        plane,
-        client,
-        ns,
-        token,
-        keys,
-    } = BenchNamespace::create("scim-bench-mt").await;
+    let (plane, client, ns, token, keys) = bench_namespace("scim-bench-mt").await;
     let mut made = 0usize;
     directory(&client, &ns, "t0", &token, &keys).await;
     made += 1;
@@ -719,13 +687,7 @@ async fn count_labelled(client: &Client, ns: &str, label: &str) -> usize {
 #[ignore = "benchmark: run explicitly with --ignored --nocapture"]
 async fn scim_group_scale_benchmark() {
     let n = env_usize("BENCH_GROUP_MEMBERS", 10_000);
-    let BenchNamespace {
-        plane,
-        client,
-        ns,
-        token,
-        keys,
-    } = BenchNamespace::create("group-bench").await;
+    let (plane, client, ns, token, keys) = bench_namespace("group-bench").await;
     directory(&client, &ns, "bench", &token, &keys).await;
     println!(
         "== group scale benchmark: {n} members, server {} ==",
