@@ -177,6 +177,19 @@ async fn wait_for_lease_holder(leases: &Api<Lease>, who: &str, what: &str, timeo
     .await
 }
 
+/// Starts operator `name` watching `ns` (its Lease there too) and waits until it leads.
+async fn start_leader(plane: &ControlPlane, ns: &str, leases: &Api<Lease>, name: &str) -> Operator {
+    let operator = Operator::start(plane, name, ns, ns, &[]);
+    wait_for_lease_holder(
+        leases,
+        name,
+        &format!("{name} to lead"),
+        Duration::from_secs(30),
+    )
+    .await;
+    operator
+}
+
 fn condition(dir: &ScimDirectory, type_: &str) -> Option<Condition> {
     dir.status
         .as_ref()?
@@ -1167,14 +1180,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let dirs: Api<ScimDirectory> = Api::namespaced(client.clone(), &ns);
 
-    let mut a = Operator::start(plane, "replica-a", &ns, &ns, &[]);
-    wait_for_lease_holder(
-        &leases,
-        "replica-a",
-        "replica-a to lead",
-        Duration::from_secs(30),
-    )
-    .await;
+    let mut a = start_leader(plane, &ns, &leases, "replica-a").await;
     let mut b = Operator::start(plane, "replica-b", &ns, &ns, &[]);
     eventually(
         "replica-b to serve /readyz as a standby",
@@ -2072,14 +2078,7 @@ async fn a_leader_that_loses_its_lease_steps_down_and_campaigns_again() {
     let client = plane.client().await.unwrap();
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let dirs: Api<ScimDirectory> = Api::namespaced(client.clone(), &ns);
-    let mut a = Operator::start(plane, "replica-a", &ns, &ns, &[]);
-    wait_for_lease_holder(
-        &leases,
-        "replica-a",
-        "replica-a to lead",
-        Duration::from_secs(30),
-    )
-    .await;
+    let mut a = start_leader(plane, &ns, &leases, "replica-a").await;
     let set_holder = |who: Option<&str>, seconds: i32| {
         let leases = leases.clone();
         let who = who.map(str::to_string);
