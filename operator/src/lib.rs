@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod route;
 pub mod strength;
 pub mod token;
+mod watch;
 pub mod webhook;

@@ -55,6 +55,22 @@ pub struct EntraUser {
     pub manager_object_id: Option<String>,
 }
 
+impl EntraUser {
+    /// Test user number `n` of the contoso tenant: its objectId, UPN, names and mail derive
+    /// from `n` (so tests can name a member by number), every other attribute is unset.
+    pub fn numbered(n: usize) -> EntraUser {
+        EntraUser {
+            object_id: format!("{n:08x}-0000-4000-8000-{n:012x}"),
+            upn: format!("User.{n}@contoso.onmicrosoft.com"),
+            given_name: format!("Given{n}"),
+            surname: format!("Sur{n}"),
+            display_name: format!("User {n}"),
+            mail: Some(format!("user.{n}@contoso.example")),
+            ..Default::default()
+        }
+    }
+}
+
 /// One HTTP exchange, for assertions on what the server answered.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -450,6 +466,29 @@ pub fn user_body(user: &EntraUser) -> Value {
         body[CUSTOM_EXTENSION] = json!({"division": division});
     }
     body
+}
+
+/// Asserts that the SCIM endpoint at `base` answers `token` with 401 and RFC 6750's
+/// `invalid_token` Bearer challenge, which tells Entra to fetch a new token rather than retry.
+/// `case` names the token in the failure message.
+pub async fn assert_invalid_token(base: &str, token: &str, case: &str) {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/Users?filter=userName%20eq%20%22x%22"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401, "{case}: {token}");
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        challenge.starts_with("Bearer") && challenge.contains("error=\"invalid_token\""),
+        "{case}: {challenge}"
+    );
 }
 
 /// How Entra's OAuth 2.0 client credentials flow (gallery applications: *Client ID*, *Client

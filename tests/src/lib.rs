@@ -535,6 +535,21 @@ pub fn promtool() -> anyhow::Result<PathBuf> {
     Ok(build_script_output("tests/tools/build-promtool.sh", &[])?.join("promtool"))
 }
 
+/// The `bin` directory of the pinned Python tools' venv (the webhook receiver, the SCIM
+/// checkers), built by `tests/tools/build-python-tools.sh` on a cold cache.
+pub fn python_tools() -> anyhow::Result<PathBuf> {
+    // Once per test binary: two tests running the script at once on a cold cache would remove
+    // each other's half-built virtualenv.
+    static TOOLS: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    TOOLS
+        .get_or_init(|| {
+            build_script_output("tests/tools/build-python-tools.sh", &[])
+                .map_err(|e| format!("{e:#}"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
 /// Directory with the control-plane binaries: `$KUBE_SCIM_CONTROLPLANE_BIN` if set, else what
 /// `tests/controlplane/build.sh` prints (it builds them on a cold cache).
 pub fn binaries() -> anyhow::Result<PathBuf> {

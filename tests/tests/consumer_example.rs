@@ -4,9 +4,8 @@
 //! same document runs here too, with the official `kubernetes` client from the tools venv.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use kube::Api;
@@ -15,7 +14,7 @@ use kube_scim_crds::{
     DirectoryRef, MultiValuedAttribute, ScimUser, ScimUserSpec, ScimUserStatus, labels,
 };
 use kube_scim_tests::procs::ManagedProcess;
-use kube_scim_tests::{ControlPlane, eventually, repo_root, workspace_binary};
+use kube_scim_tests::{ControlPlane, eventually, python_tools, repo_root, workspace_binary};
 use serde_json::{Value, json};
 
 fn user(id: &str, directory: &str, user_name: &str) -> ScimUser {
@@ -245,24 +244,6 @@ async fn user_sync_example_catches_up_after_a_restart_from_its_state_file() {
     assert_eq!(ids, [&id(1), &id(3), &id(4)]);
 }
 
-/// The tools venv's bin directory; installed once per test binary (two tests installing into
-/// the same temporary venv on a cold cache would trip over each other).
-fn python_tools() -> &'static Path {
-    static TOOLS: OnceLock<PathBuf> = OnceLock::new();
-    TOOLS.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo_root().join("tests/tools/build-python-tools.sh"))
-            .output()
-            .expect("build-python-tools.sh runs");
-        assert!(
-            out.status.success(),
-            "installing the Python tools failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
-}
-
 const PYTHON_WATCHER: &str = "examples/python-watcher/watch_users.py";
 
 /// Waits until the Python watcher has printed `count` events; returns `(event, id)` of each.
@@ -326,7 +307,7 @@ async fn python_watcher_example_reports_created_modified_and_deleted_users() {
         .await
         .unwrap();
 
-    let mut cmd = Command::new(python_tools().join("python"));
+    let mut cmd = Command::new(python_tools().unwrap().join("python"));
     cmd.env("KUBECONFIG", plane.kubeconfig())
         .arg(repo_root().join(PYTHON_WATCHER))
         .args([&ns, "contoso"]);
@@ -412,7 +393,7 @@ async fn python_watcher_example_lists_again_after_410_gone_and_reports_what_it_m
             .await
             .unwrap();
     }
-    let mut cmd = Command::new(python_tools().join("python"));
+    let mut cmd = Command::new(python_tools().unwrap().join("python"));
     cmd.env("KUBECONFIG", plane.kubeconfig())
         .args(["-c", STALE_FIRST_WATCH])
         .arg(repo_root().join(PYTHON_WATCHER))

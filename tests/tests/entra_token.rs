@@ -8,7 +8,7 @@ use kube::Api;
 use kube::api::PostParams;
 use kube_scim_crds::{AuthMethod, AuthSpec, EntraTokenSpec, ScimDirectory, ScimDirectorySpec};
 use kube_scim_tests::ControlPlane;
-use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser};
+use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser, assert_invalid_token};
 use kube_scim_tests::jwt_issuer::{JwtIssuer, PROVISIONING_APP_ID, issuer_of, valid_claims};
 use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
 use serde_json::{Value, json};
@@ -36,27 +36,6 @@ fn with(claims: &Value, changes: Value) -> Value {
         c[k] = v.clone();
     }
     c
-}
-
-/// Answers `token` on the directory with 401 and RFC 6750's `invalid_token`.
-async fn refused(base: &str, token: &str, case: &str) {
-    let resp = reqwest::Client::new()
-        .get(format!("{base}/Users?filter=userName%20eq%20%22x%22"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 401, "{case}: {token}");
-    let challenge = resp
-        .headers()
-        .get("www-authenticate")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        challenge.starts_with("Bearer") && challenge.contains("error=\"invalid_token\""),
-        "{case}: {challenge}"
-    );
 }
 
 #[tokio::test]
@@ -142,13 +121,13 @@ async fn entra_issued_tokens_open_only_their_tenants_directory_and_survive_a_key
     .await
     .unwrap();
     assert_eq!(answer.status, 200);
-    refused(
+    assert_invalid_token(
         &stack.base_url(&ns, "jwt-only"),
         &bearer["jwt-only"],
         "bearer on jwt-only",
     )
     .await;
-    refused(
+    assert_invalid_token(
         &stack.base_url(&ns, "bearer-only"),
         &jwt,
         "jwt on bearer-only",
@@ -203,10 +182,10 @@ async fn entra_issued_tokens_open_only_their_tenants_directory_and_survive_a_key
         ("not a JWT", "a.b.c".to_string()),
     ];
     for (case, token) in &cases {
-        refused(&base, token, case).await;
+        assert_invalid_token(&base, token, case).await;
     }
     // allowedAppIds: another calling application of the same tenant is refused.
-    refused(
+    assert_invalid_token(
         &stack.base_url(&ns, "jwt-only"),
         &issuer.mint(
             0,
@@ -257,6 +236,6 @@ async fn entra_issued_tokens_open_only_their_tenants_directory_and_survive_a_key
     assert_eq!(answer.status, 200, "{}\n{}", answer.body, stack.logs());
     assert!(issuer.key_fetches() > fetches);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    refused(&base, &jwt, "a token of the retired key").await;
+    assert_invalid_token(&base, &jwt, "a token of the retired key").await;
     assert!(stack.server.is_running());
 }

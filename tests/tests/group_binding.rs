@@ -20,26 +20,14 @@ use kube_scim_crds::{
 };
 use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser};
 use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
-use kube_scim_tests::{ControlPlane, eventually};
+use kube_scim_tests::{ControlPlane, eventually, must_succeed};
 use serde_json::json;
 
 const ACCESS_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn entra_user(n: usize) -> EntraUser {
-    EntraUser {
-        object_id: format!("{n:08x}-0000-4000-8000-{n:012x}"),
-        upn: format!("User.{n}@contoso.onmicrosoft.com"),
-        given_name: format!("Given{n}"),
-        surname: format!("Sur{n}"),
-        display_name: format!("User {n}"),
-        mail: Some(format!("user.{n}@contoso.example")),
-        ..Default::default()
-    }
-}
-
 /// The RBAC user name a member gets with the template `oidc:{{externalId}}`.
 fn subject(n: usize) -> String {
-    format!("oidc:{}", entra_user(n).object_id)
+    format!("oidc:{}", EntraUser::numbered(n).object_id)
 }
 
 /// `kubectl auth can-i create deployments.apps -n <ns> --as <user>`.
@@ -155,7 +143,12 @@ async fn group_membership_becomes_rbac_and_follows_every_scim_change() {
 
     let mut ids = Vec::new();
     for n in 0..6 {
-        ids.push(entra.provision_user(&entra_user(n), None).await.unwrap());
+        ids.push(
+            entra
+                .provision_user(&EntraUser::numbered(n), None)
+                .await
+                .unwrap(),
+        );
     }
     let group_oid = "aaaaaaaa-0000-4000-8000-000000000001";
     let group = entra
@@ -595,16 +588,11 @@ async fn a_binding_grants_nothing_its_author_could_not_grant() {
 
     let policy = plane.dir().join("group-binding-policy.yaml");
     std::fs::write(&policy, admission_policy()).unwrap();
-    let out = plane
-        .kubectl()
-        .args(["apply", "--server-side", "-f"])
-        .arg(&policy)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    must_succeed(
+        plane
+            .kubectl()
+            .args(["apply", "--server-side", "-f"])
+            .arg(&policy),
     );
 
     // alice administers ScimGroupBindings in `ns` and may bind `edit` there, nothing else.

@@ -13,7 +13,8 @@ use kube_scim_crds::{
     AuthMethod, AuthSpec, OAuthClientCredentialsSpec, ScimDirectory, ScimDirectorySpec,
 };
 use kube_scim_tests::entra::{
-    Answer, ClientAuth, Dialect, EntraClient, EntraUser, client_credentials_token,
+    Answer, ClientAuth, Dialect, EntraClient, EntraUser, assert_invalid_token,
+    client_credentials_token,
 };
 use kube_scim_tests::procs::ManagedProcess;
 use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
@@ -46,6 +47,14 @@ fn access_token(answer: &Answer, expires_in: u64, case: &str) -> String {
         .to_string()
 }
 
+/// The token endpoint's answer to the client credentials grant Entra sends, with these
+/// credentials presented `how`.
+async fn request_token(endpoint: &str, client_id: &str, secret: &str, how: ClientAuth) -> Answer {
+    client_credentials_token(endpoint, client_id, secret, how, "client_credentials")
+        .await
+        .unwrap()
+}
+
 /// The token endpoint refused with `error` and `status`.
 fn refused_at_endpoint(answer: &Answer, status: u16, error: &str, case: &str) {
     assert_eq!(
@@ -60,15 +69,7 @@ fn refused_at_endpoint(answer: &Answer, status: u16, error: &str, case: &str) {
 /// into its cache: the operator's status write and the server's watch event race.
 async fn wait_until_served(endpoint: &str, client_id: &str, secret: &str) {
     for _ in 0..100 {
-        let answer = client_credentials_token(
-            endpoint,
-            client_id,
-            secret,
-            ClientAuth::Basic,
-            "client_credentials",
-        )
-        .await
-        .unwrap();
+        let answer = request_token(endpoint, client_id, secret, ClientAuth::Basic).await;
         let description = answer.body["error_description"]
             .as_str()
             .unwrap_or_default();
@@ -79,27 +80,6 @@ async fn wait_until_served(endpoint: &str, client_id: &str, secret: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{endpoint}: the server did not serve the directory within 10 s");
-}
-
-/// The SCIM endpoint answers `token` with 401 and RFC 6750's `invalid_token`.
-async fn refused_at_scim(base: &str, token: &str, case: &str) {
-    let resp = reqwest::Client::new()
-        .get(format!("{base}/Users?filter=userName%20eq%20%22x%22"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 401, "{case}");
-    let challenge = resp
-        .headers()
-        .get("www-authenticate")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        challenge.contains("error=\"invalid_token\""),
-        "{case}: {challenge}"
-    );
 }
 
 #[tokio::test]
@@ -191,15 +171,13 @@ async fn client_credentials_issue_short_lived_tokens_that_open_only_their_direct
 
     // Both client authentications; either token runs Entra's cycle.
     for how in [ClientAuth::Basic, ClientAuth::Post] {
-        let answer = client_credentials_token(
+        let answer = request_token(
             &endpoint["contoso"],
             &client_id["contoso"],
             &secret["contoso"],
             how,
-            grant,
         )
-        .await
-        .unwrap();
+        .await;
         let token = access_token(&answer, 3600, &format!("{how:?}"));
         let client = EntraClient::new(&stack.base_url(&ns, "contoso"), &token, Dialect::Compliant);
         let answer = client.test_connection().await.unwrap();
@@ -216,15 +194,13 @@ async fn client_credentials_issue_short_lived_tokens_that_open_only_their_direct
         assert!(!id.is_empty());
     }
     let contoso_token = access_token(
-        &client_credentials_token(
+        &request_token(
             &endpoint["contoso"],
             &client_id["contoso"],
             &secret["contoso"],
             ClientAuth::Basic,
-            grant,
         )
-        .await
-        .unwrap(),
+        .await,
         3600,
         "contoso",
     );
@@ -261,15 +237,13 @@ async fn client_credentials_issue_short_lived_tokens_that_open_only_their_direct
         .unwrap();
     assert_eq!(answer.status, 200, "replica: {}", answer.body);
     let from_replica = access_token(
-        &client_credentials_token(
+        &request_token(
             &format!("{replica_base}/oauth2/token"),
             &client_id["contoso"],
             &secret["contoso"],
             ClientAuth::Post,
-            grant,
         )
-        .await
-        .unwrap(),
+        .await,
         3600,
         "replica",
     );
@@ -285,7 +259,7 @@ async fn client_credentials_issue_short_lived_tokens_that_open_only_their_direct
     replica.stop();
 
     // With OAuthClientCredentials alone, the client secret is no bearer token.
-    refused_at_scim(
+    assert_invalid_token(
         &stack.base_url(&ns, "contoso"),
         &secret["contoso"],
         "the client secret as a bearer token",
@@ -365,48 +339,44 @@ async fn client_credentials_issue_short_lived_tokens_that_open_only_their_direct
         "no-store"
     );
     // A directory without the method: its endpoint refuses even its own credentials.
-    let answer = client_credentials_token(
+    let answer = request_token(
         &format!("{}/oauth2/token", stack.base_url(&ns, "bearer")),
         &dirs.get("bearer").await.unwrap().uid().unwrap(),
         &secret["bearer"],
         ClientAuth::Basic,
-        grant,
     )
-    .await
-    .unwrap();
+    .await;
     refused_at_endpoint(&answer, 400, "unauthorized_client", "method not enabled");
 
     // Refused at the SCIM endpoint: directory A's token on directory B (both with the method,
     // and one without), and an expired token (fabrikam's lifetime is 2 s).
-    refused_at_scim(
+    assert_invalid_token(
         &stack.base_url(&ns, "fabrikam"),
         &contoso_token,
         "contoso's access token on fabrikam",
     )
     .await;
-    refused_at_scim(
+    assert_invalid_token(
         &stack.base_url(&ns, "bearer"),
         &contoso_token,
         "contoso's access token on a bearer-only directory",
     )
     .await;
     let short = access_token(
-        &client_credentials_token(
+        &request_token(
             &endpoint["fabrikam"],
             &client_id["fabrikam"],
             &secret["fabrikam"],
             ClientAuth::Post,
-            grant,
         )
-        .await
-        .unwrap(),
+        .await,
         2,
         "fabrikam",
     );
     let fabrikam = EntraClient::new(&stack.base_url(&ns, "fabrikam"), &short, Dialect::Compliant);
     assert_eq!(fabrikam.test_connection().await.unwrap().status, 200);
     tokio::time::sleep(Duration::from_millis(3100)).await;
-    refused_at_scim(&stack.base_url(&ns, "fabrikam"), &short, "an expired token").await;
+    assert_invalid_token(&stack.base_url(&ns, "fabrikam"), &short, "an expired token").await;
 
     // Rotation of fabrikam's client secret (gracePeriod 2s): the new secret works, the old one
     // until its grace period ends, then is refused at the token endpoint.
@@ -441,25 +411,21 @@ async fn client_credentials_issue_short_lived_tokens_that_open_only_their_direct
     let new_secret = new_secret.expect("the rotated client secret within 30 s");
     let mut old_refused = None;
     for attempt in 0..150 {
-        let with_new = client_credentials_token(
+        let with_new = request_token(
             &endpoint["fabrikam"],
             &client_id["fabrikam"],
             &new_secret,
             ClientAuth::Basic,
-            grant,
         )
-        .await
-        .unwrap();
+        .await;
         if with_new.status == 200 {
-            let with_old = client_credentials_token(
+            let with_old = request_token(
                 &endpoint["fabrikam"],
                 &client_id["fabrikam"],
                 &old_secret,
                 ClientAuth::Basic,
-                grant,
             )
-            .await
-            .unwrap();
+            .await;
             if with_old.status == 401 {
                 old_refused = Some((attempt, with_old));
                 break;
@@ -492,15 +458,13 @@ async fn client_credentials_issue_short_lived_tokens_that_open_only_their_direct
     .unwrap();
     let mut disabled = false;
     for _ in 0..150 {
-        let answer = client_credentials_token(
+        let answer = request_token(
             &endpoint["contoso"],
             &client_id["contoso"],
             &secret["contoso"],
             ClientAuth::Basic,
-            grant,
         )
-        .await
-        .unwrap();
+        .await;
         if answer.status == 400 {
             refused_at_endpoint(&answer, 400, "unauthorized_client", "method removed");
             disabled = true;
@@ -513,7 +477,7 @@ async fn client_credentials_issue_short_lived_tokens_that_open_only_their_direct
         "the endpoint still issues tokens\n{}",
         stack.logs()
     );
-    refused_at_scim(
+    assert_invalid_token(
         &stack.base_url(&ns, "contoso"),
         &contoso_token,
         "an access token after the method was removed",

@@ -28,7 +28,7 @@ use kube_scim_crds::{
 use kube_scim_tests::keys::VerifierKeys;
 use kube_scim_tests::procs::ManagedProcess;
 use kube_scim_tests::stack::{Stack, StackOptions};
-use kube_scim_tests::{ControlPlane, eventually, free_port, workspace_binary};
+use kube_scim_tests::{ControlPlane, eventually, free_port, must_succeed, workspace_binary};
 
 /// Namespace of the (absent) SCIM server Service the operator is told about.
 const SERVER_NAMESPACE: &str = "kube-scim";
@@ -151,6 +151,45 @@ fn with_host(host: &str) -> ScimDirectorySpec {
     }
 }
 
+/// Creates directory `name` whose Ingress host is `scim.<name>.example`.
+async fn create_directory(dirs: &Api<ScimDirectory>, name: &str) {
+    let spec = with_host(&format!("scim.{name}.example"));
+    dirs.create(&PostParams::default(), &directory(name, spec))
+        .await
+        .unwrap();
+}
+
+/// The identity holding the operators' leader Lease in `leases`' namespace, if any.
+async fn lease_holder(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get_opt("kube-scim-operator")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec?.holder_identity)
+}
+
+/// Waits until `who` holds the leader Lease; `what` names the wait in the timeout panic.
+async fn wait_for_lease_holder(leases: &Api<Lease>, who: &str, what: &str, timeout: Duration) {
+    eventually(what, timeout, || async {
+        (lease_holder(leases).await.as_deref() == Some(who)).then_some(())
+    })
+    .await
+}
+
+/// Starts operator `name` watching `ns` (its Lease there too) and waits until it leads.
+async fn start_leader(plane: &ControlPlane, ns: &str, leases: &Api<Lease>, name: &str) -> Operator {
+    let operator = Operator::start(plane, name, ns, ns, &[]);
+    wait_for_lease_holder(
+        leases,
+        name,
+        &format!("{name} to lead"),
+        Duration::from_secs(30),
+    )
+    .await;
+    operator
+}
+
 fn condition(dir: &ScimDirectory, type_: &str) -> Option<Condition> {
     dir.status
         .as_ref()?
@@ -162,6 +201,26 @@ fn condition(dir: &ScimDirectory, type_: &str) -> Option<Condition> {
 
 fn is_true(dir: &ScimDirectory, type_: &str) -> bool {
     condition(dir, type_).is_some_and(|c| c.status == "True")
+}
+
+/// Waits (30 s at most) until directory `name`'s condition `type_` is False for `reason`:
+/// the directory as it was then, and the condition.
+async fn wait_for_false_condition(
+    dirs: &Api<ScimDirectory>,
+    name: &str,
+    type_: &str,
+    reason: &str,
+) -> (ScimDirectory, Condition) {
+    eventually(
+        &format!("{type_}=False {reason}"),
+        Duration::from_secs(30),
+        || async {
+            let dir = dirs.get(name).await.ok()?;
+            let c = condition(&dir, type_)?;
+            (c.status == "False" && c.reason == reason).then_some((dir, c))
+        },
+    )
+    .await
 }
 
 /// Waits until the directory is Ready (for its current generation) and returns it.
@@ -215,8 +274,9 @@ fn hashes(verifiers: &[kube_scim_crds::TokenVerifier]) -> Vec<String> {
     verifiers.iter().map(|v| v.hash.clone()).collect()
 }
 
-/// The Warning events about `regarding`, by reason.
-async fn warning_reasons(client: &Client, ns: &str, regarding: &str) -> Vec<String> {
+/// The events about `regarding` in `ns`; none when the list fails, so that callers polling with
+/// `eventually` simply try again.
+async fn events_about(client: &Client, ns: &str, regarding: &str) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(client.clone(), ns);
     api.list(&Default::default())
         .await
@@ -224,11 +284,19 @@ async fn warning_reasons(client: &Client, ns: &str, regarding: &str) -> Vec<Stri
             l.items
                 .into_iter()
                 .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
-                .filter(|e| e.type_.as_deref() == Some("Warning"))
-                .filter_map(|e| e.reason)
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The Warning events about `regarding`, by reason.
+async fn warning_reasons(client: &Client, ns: &str, regarding: &str) -> Vec<String> {
+    events_about(client, ns, regarding)
+        .await
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .filter_map(|e| e.reason)
+        .collect()
 }
 
 /// `GET /Users` on directory `ns/dir` of the stack's SCIM server with `token`: the status code.
@@ -251,18 +319,13 @@ fn secret_token(secret: &Secret, key: &str) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// The events about `regarding`, by reason.
 async fn event_reasons(client: &Client, ns: &str, regarding: &str) -> Vec<String> {
-    let api: Api<Event> = Api::namespaced(client.clone(), ns);
-    api.list(&Default::default())
+    events_about(client, ns, regarding)
         .await
-        .map(|l| {
-            l.items
-                .into_iter()
-                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
-                .filter_map(|e| e.reason)
-                .collect()
-        })
-        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect()
 }
 
 async fn wait_for_event(client: &Client, ns: &str, regarding: &str, reason: &str) {
@@ -563,12 +626,7 @@ async fn users_and_groups_are_counted_from_their_labels() {
     let client = plane.client().await.unwrap();
     let _op = Operator::start(plane, "op", &ns, &ns, &[]);
     let dirs: Api<ScimDirectory> = Api::namespaced(client.clone(), &ns);
-    dirs.create(
-        &PostParams::default(),
-        &directory("contoso", with_host("scim.contoso.example")),
-    )
-    .await
-    .unwrap();
+    create_directory(&dirs, "contoso").await;
     let dir = ready(&dirs, "contoso", Duration::from_secs(30)).await;
 
     let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
@@ -880,16 +938,7 @@ async fn invalid_specs_give_readable_conditions() {
     )
     .await
     .unwrap();
-    let (dir, c) = eventually(
-        "RouteReady=False NoHost",
-        Duration::from_secs(30),
-        || async {
-            let dir = dirs.get("nohost").await.ok()?;
-            let c = condition(&dir, "RouteReady")?;
-            (c.status == "False" && c.reason == "NoHost").then_some((dir, c))
-        },
-    )
-    .await;
+    let (dir, c) = wait_for_false_condition(&dirs, "nohost", "RouteReady", "NoHost").await;
     assert!(
         c.message.contains("spec.ingress.host") && c.message.contains("--default-ingress-host"),
         "{}",
@@ -920,16 +969,8 @@ async fn invalid_specs_give_readable_conditions() {
     dirs.patch("nohost", &PatchParams::default(), &Patch::Merge(&gateway))
         .await
         .unwrap();
-    let (dir, c) = eventually(
-        "RouteReady=False GatewayAPIMissing",
-        Duration::from_secs(30),
-        || async {
-            let dir = dirs.get("nohost").await.ok()?;
-            let c = condition(&dir, "RouteReady")?;
-            (c.status == "False" && c.reason == "GatewayAPIMissing").then_some((dir, c))
-        },
-    )
-    .await;
+    let (dir, c) =
+        wait_for_false_condition(&dirs, "nohost", "RouteReady", "GatewayAPIMissing").await;
     assert!(
         c.message.contains("sigs.k8s.io/gateway-api"),
         "{}",
@@ -1138,20 +1179,8 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     let client = plane.client().await.unwrap();
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let dirs: Api<ScimDirectory> = Api::namespaced(client.clone(), &ns);
-    let holder = || async {
-        leases
-            .get_opt("kube-scim-operator")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|l| l.spec?.holder_identity)
-    };
 
-    let mut a = Operator::start(plane, "replica-a", &ns, &ns, &[]);
-    eventually("replica-a to lead", Duration::from_secs(30), || async {
-        (holder().await.as_deref() == Some("replica-a")).then_some(())
-    })
-    .await;
+    let mut a = start_leader(plane, &ns, &leases, "replica-a").await;
     let mut b = Operator::start(plane, "replica-b", &ns, &ns, &[]);
     eventually(
         "replica-b to serve /readyz as a standby",
@@ -1164,14 +1193,9 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     )
     .await;
 
-    dirs.create(
-        &PostParams::default(),
-        &directory("one", with_host("scim.one.example")),
-    )
-    .await
-    .unwrap();
+    create_directory(&dirs, "one").await;
     ready(&dirs, "one", Duration::from_secs(30)).await;
-    assert_eq!(holder().await.as_deref(), Some("replica-a"));
+    assert_eq!(lease_holder(&leases).await.as_deref(), Some("replica-a"));
     assert_eq!(a.metric("kube_scim_operator_leader"), Some(1.0));
     assert_eq!(b.metric("kube_scim_operator_leader"), Some(0.0));
     assert_eq!(
@@ -1215,18 +1239,14 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
             "{line}"
         );
     }
-    eventually(
+    wait_for_lease_holder(
+        &leases,
+        "replica-b",
         "replica-b to take over after a graceful stop",
         Duration::from_secs(20),
-        || async { (holder().await.as_deref() == Some("replica-b")).then_some(()) },
     )
     .await;
-    dirs.create(
-        &PostParams::default(),
-        &directory("two", with_host("scim.two.example")),
-    )
-    .await
-    .unwrap();
+    create_directory(&dirs, "two").await;
     ready(&dirs, "two", Duration::from_secs(30)).await;
     assert_eq!(b.metric("kube_scim_operator_leader"), Some(1.0));
 
@@ -1235,19 +1255,15 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     b.kill();
     let killed = tokio::time::Instant::now();
-    eventually(
+    wait_for_lease_holder(
+        &leases,
+        "replica-c",
         "replica-c to take over after the leader was killed",
         Duration::from_secs(40),
-        || async { (holder().await.as_deref() == Some("replica-c")).then_some(()) },
     )
     .await;
     eprintln!("fail-over after SIGKILL took {:?}", killed.elapsed());
-    dirs.create(
-        &PostParams::default(),
-        &directory("three", with_host("scim.three.example")),
-    )
-    .await
-    .unwrap();
+    create_directory(&dirs, "three").await;
     ready(&dirs, "three", Duration::from_secs(30)).await;
 }
 
@@ -1259,16 +1275,11 @@ async fn the_documented_rbac_is_enough() {
     let ns = plane.namespace("op-rbac").await.unwrap();
     let client = plane.client().await.unwrap();
     let rbac = kube_scim_tests::repo_root().join("operator/rbac.yaml");
-    let out = plane
-        .kubectl()
-        .args(["apply", "--server-side", "-f"])
-        .arg(&rbac)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    must_succeed(
+        plane
+            .kubectl()
+            .args(["apply", "--server-side", "-f"])
+            .arg(&rbac),
     );
     let sa = format!("system:serviceaccount:{ns}:kube-scim-operator");
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
@@ -1305,24 +1316,15 @@ async fn the_documented_rbac_is_enough() {
             SERVER_NAMESPACE,
         ),
     ] {
-        let out = plane
-            .kubectl()
-            .args([
-                "create",
-                kind,
-                &name,
-                &format!("--clusterrole={role}"),
-                &format!("--serviceaccount={ns}:kube-scim-operator"),
-                "-n",
-                binding_ns,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        must_succeed(plane.kubectl().args([
+            "create",
+            kind,
+            &name,
+            &format!("--clusterrole={role}"),
+            &format!("--serviceaccount={ns}:kube-scim-operator"),
+            "-n",
+            binding_ns,
+        ]));
     }
     // A kubeconfig that impersonates the ServiceAccount (as a pod's token would authenticate).
     let admin = std::fs::read_to_string(plane.kubeconfig()).unwrap();
@@ -1486,16 +1488,7 @@ async fn a_weak_bring_your_own_token_is_refused_and_the_previous_one_keeps_worki
         .patch("entra-token", &PatchParams::default(), &Patch::Merge(&weak))
         .await
         .unwrap();
-    let (dir, c) = eventually(
-        "TokenReady=False TokenTooWeak",
-        Duration::from_secs(30),
-        || async {
-            let dir = dirs.get("contoso").await.ok()?;
-            let c = condition(&dir, "TokenReady")?;
-            (c.status == "False" && c.reason == "TokenTooWeak").then_some((dir, c))
-        },
-    )
-    .await;
+    let (dir, c) = wait_for_false_condition(&dirs, "contoso", "TokenReady", "TokenTooWeak").await;
     assert!(
         c.message.contains("openssl rand -base64 32") && c.message.contains("at least 32"),
         "{}",
@@ -1595,12 +1588,7 @@ async fn rotating_the_verifier_key_never_locks_the_token_out() {
     options.server_keys = Some(server_keys.clone());
     let stack = Stack::start(plane, options).await.unwrap();
     let dirs: Api<ScimDirectory> = Api::namespaced(client.clone(), &ns);
-    dirs.create(
-        &PostParams::default(),
-        &directory("contoso", with_host("scim.contoso.example")),
-    )
-    .await
-    .unwrap();
+    create_directory(&dirs, "contoso").await;
     let (_, token) =
         kube_scim_tests::stack::ready_directory(&client, &ns, "contoso", Duration::from_secs(30))
             .await
@@ -1780,12 +1768,7 @@ async fn a_busy_directory_is_reconciled_at_once_and_its_counts_stay_fresh() {
     let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
     let groups: Api<ScimGroup> = Api::namespaced(client.clone(), &ns);
     let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns);
-    dirs.create(
-        &PostParams::default(),
-        &directory("busy", with_host("scim.busy.example")),
-    )
-    .await
-    .unwrap();
+    create_directory(&dirs, "busy").await;
     let dir = ready(&dirs, "busy", Duration::from_secs(30)).await;
     let first_fingerprint = dir.status.as_ref().unwrap().token_fingerprint.clone();
     assert!(first_fingerprint.is_some());
@@ -2095,19 +2078,7 @@ async fn a_leader_that_loses_its_lease_steps_down_and_campaigns_again() {
     let client = plane.client().await.unwrap();
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let dirs: Api<ScimDirectory> = Api::namespaced(client.clone(), &ns);
-    let holder = || async {
-        leases
-            .get_opt("kube-scim-operator")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|l| l.spec?.holder_identity)
-    };
-    let mut a = Operator::start(plane, "replica-a", &ns, &ns, &[]);
-    eventually("replica-a to lead", Duration::from_secs(30), || async {
-        (holder().await.as_deref() == Some("replica-a")).then_some(())
-    })
-    .await;
+    let mut a = start_leader(plane, &ns, &leases, "replica-a").await;
     let set_holder = |who: Option<&str>, seconds: i32| {
         let leases = leases.clone();
         let who = who.map(str::to_string);
@@ -2135,12 +2106,7 @@ async fn a_leader_that_loses_its_lease_steps_down_and_campaigns_again() {
     assert!(a.process.is_running(), "{}", a.process.log_tail(30));
     assert_eq!(a.get("/healthz").map(|(c, _)| c), Some(200));
     // Not leading: a new directory is not reconciled.
-    dirs.create(
-        &PostParams::default(),
-        &directory("later", with_host("scim.later.example")),
-    )
-    .await
-    .unwrap();
+    create_directory(&dirs, "later").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let st = dirs.get("later").await.unwrap().status;
     assert!(
@@ -2149,10 +2115,11 @@ async fn a_leader_that_loses_its_lease_steps_down_and_campaigns_again() {
     );
     // The Lease is free again: replica-a campaigns, leads and reconciles.
     set_holder(None, 1).await;
-    eventually(
+    wait_for_lease_holder(
+        &leases,
+        "replica-a",
         "replica-a to lead again",
         Duration::from_secs(30),
-        || async { (holder().await.as_deref() == Some("replica-a")).then_some(()) },
     )
     .await;
     ready(&dirs, "later", Duration::from_secs(30)).await;

@@ -38,6 +38,37 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// A whole-number knob from the environment (`BENCH_*`), or `default` when unset or unparsable.
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What every benchmark starts from: the shared plane, a client, a fresh namespace on it, the
+/// bearer token its directories will accept, and the verifier keys the server checks it with.
+async fn bench_namespace(
+    prefix: &str,
+) -> (&'static ControlPlane, Client, String, String, VerifierKeys) {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await.unwrap();
+    let ns = plane.namespace(prefix).await.unwrap();
+    let token = format!("bench-{}", uuid::Uuid::new_v4());
+    let keys = VerifierKeys::create(&plane.dir().join(format!("verifier-keys-{ns}"))).unwrap();
+    (plane, client, ns, token, keys)
+}
+
+/// The sum of the values of the metric lines at `metrics` that start with `prefix` and contain
+/// `needle` (`""` for every line of the metric).
+async fn metric_sum(metrics: &str, prefix: &str, needle: &str) -> f64 {
+    let m = reqwest::get(metrics).await.unwrap().text().await.unwrap();
+    m.lines()
+        .filter(|l| l.starts_with(prefix) && l.contains(needle))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 async fn directory(client: &Client, ns: &str, name: &str, token: &str, keys: &VerifierKeys) {
     let api: Api<ScimDirectory> = Api::namespaced(client.clone(), ns);
     api.create(
@@ -96,16 +127,7 @@ impl Bench {
         t.elapsed().as_secs_f64() * 1000.0
     }
     async fn api_calls(&self) -> f64 {
-        let m = reqwest::get(&self.metrics)
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        m.lines()
-            .filter(|l| l.starts_with("kube_scim_apiserver_calls_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_sum(&self.metrics, "kube_scim_apiserver_calls_total", "").await
     }
 }
 
@@ -234,43 +256,38 @@ fn direct_user(ns: &str, dir: &str, name: &str) -> ScimUser {
     u
 }
 
+/// Creates `count` users of directory `dir` straight through the apiserver, `concurrency` at a
+/// time, named `user_name(i)`: the baseline the SCIM path is compared with, and a quick fill.
+async fn create_direct_users(
+    users: &Api<ScimUser>,
+    ns: &str,
+    dir: &str,
+    count: usize,
+    concurrency: usize,
+    user_name: impl Fn(usize) -> String,
+) {
+    let _: Vec<()> = futures::stream::iter(0..count)
+        .map(|i| {
+            let user = direct_user(ns, dir, &user_name(i));
+            async move {
+                users.create(&PostParams::default(), &user).await.unwrap();
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+}
+
 #[tokio::test]
 #[ignore = "benchmark: run explicitly with --ignored --nocapture"]
 async fn scim_server_benchmark() {
-    let large: usize = std::env::var("BENCH_USERS_LARGE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let plane = ControlPlane::shared();
-    let client = plane.client().await.unwrap();
-    let ns = plane.namespace("scim-bench").await.unwrap();
-    let token = format!("bench-{}", uuid::Uuid::new_v4());
-    let keys = VerifierKeys::create(&plane.dir().join(format!("verifier-keys-{ns}"))).unwrap();
+    let large = env_usize("BENCH_USERS_LARGE", 10_000);
+    let (plane, client, ns, token, keys) = bench_namespace("scim-bench").await;
     directory(&client, &ns, "bench", &token, &keys).await;
     directory(&client, &ns, "direct", &token, &keys).await;
-    let port = free_port().unwrap();
-    let mport = free_port().unwrap();
     // KUBE_SCIM_SERVER_BIN points at another build (e.g. target/release/kube-scim-server).
-    let bin = std::env::var_os("KUBE_SCIM_SERVER_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| workspace_binary("kube-scim-server").unwrap());
-    println!("server binary: {}", bin.display());
-    let mut cmd = Command::new(bin);
-    cmd.env("KUBECONFIG", plane.kubeconfig()).args([
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--metrics-bind-address",
-        &format!("127.0.0.1:{mport}"),
-        "--watch-namespaces",
-        &ns,
-        "--log-level",
-        "warn",
-        "--max-concurrent-requests",
-        "128",
-    ]);
-    cmd.arg("--verifier-key-dir").arg(keys.path());
-    let log = plane.dir().join(format!("scim-bench-{port}.log"));
-    let mut proc = ManagedProcess::spawn_command("kube-scim-server", cmd, &log).unwrap();
+    println!("server binary: {}", server_bin().display());
+    let (mut proc, port, mport) = start_server(plane, &ns, "main", ("bench", &token), &keys).await;
     let b = Arc::new(Bench {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(256)
@@ -280,18 +297,6 @@ async fn scim_server_benchmark() {
         token,
         metrics: format!("http://127.0.0.1:{mport}/metrics"),
     });
-    for _ in 0..300 {
-        if b.http
-            .get(format!("{}/Users?count=1", b.base))
-            .bearer_auth(&b.token)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let pid = proc.pid().unwrap();
     println!("== kube-scim-server benchmark (namespace {ns}) ==");
     let base_rss = rss_kb(pid);
@@ -331,23 +336,10 @@ async fn scim_server_benchmark() {
         assert!(codes.iter().all(|c| *c == 201));
         let (s1, a1) = (cpu(Some(pid)), cpu(api_pid));
         let t = Instant::now();
-        let ns2 = ns.clone();
-        let _: Vec<()> = futures::stream::iter(0..n)
-            .map(|i| {
-                let api = users_api.clone();
-                let ns2 = ns2.clone();
-                async move {
-                    api.create(
-                        &PostParams::default(),
-                        &direct_user(&ns2, "direct", &format!("d{conc}-{i}@bench")),
-                    )
-                    .await
-                    .unwrap();
-                }
-            })
-            .buffer_unordered(conc)
-            .collect()
-            .await;
+        create_direct_users(&users_api, &ns, "direct", n, conc, |i| {
+            format!("d{conc}-{i}@bench")
+        })
+        .await;
         let direct_rate = n as f64 / t.elapsed().as_secs_f64();
         let (s2, a2) = (cpu(Some(pid)), cpu(api_pid));
         println!(
@@ -422,24 +414,11 @@ async fn scim_server_benchmark() {
         let existing = have.max(1_000);
         if target > existing {
             let extra = target - existing;
-            let ns2 = ns.clone();
             let t = Instant::now();
-            let _: Vec<()> = futures::stream::iter(0..extra)
-                .map(|i| {
-                    let api = users_api.clone();
-                    let ns2 = ns2.clone();
-                    async move {
-                        api.create(
-                            &PostParams::default(),
-                            &direct_user(&ns2, "bench", &format!("fill-{target}-{i}@bench")),
-                        )
-                        .await
-                        .unwrap();
-                    }
-                })
-                .buffer_unordered(64)
-                .collect()
-                .await;
+            create_direct_users(&users_api, &ns, "bench", extra, 64, |i| {
+                format!("fill-{target}-{i}@bench")
+            })
+            .await;
             println!("filled {extra} users directly in {:?}", t.elapsed());
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
@@ -450,17 +429,8 @@ async fn scim_server_benchmark() {
         let p50 = pct(&mut lat, 0.5);
         let p99 = pct(&mut lat, 0.99);
         let rss = rss_kb(pid);
-        let m = reqwest::get(&b.metrics)
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let cached: f64 = m
-            .lines()
-            .find(|l| l.starts_with("kube_scim_cache_users"))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0.0);
+        // One unlabelled gauge: the sum is its value.
+        let cached = metric_sum(&b.metrics, "kube_scim_cache_users", "").await;
         println!(
             "~{target} users (cache holds {cached} incl. direct-created): filter GET p50 {p50:.2} ms, p99 {p99:.2} ms; server RSS {rss} KiB = {:.2} KiB per cached user above the empty baseline",
             rss.saturating_sub(base_rss) as f64 / cached.max(1.0)
@@ -474,15 +444,8 @@ async fn scim_server_benchmark() {
 #[tokio::test]
 #[ignore = "benchmark: run explicitly with --ignored --nocapture"]
 async fn scim_two_replica_sequential_writes() {
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
-    let plane = ControlPlane::shared();
-    let client = plane.client().await.unwrap();
-    let ns = plane.namespace("scim-bench-seq").await.unwrap();
-    let token = format!("bench-{}", uuid::Uuid::new_v4());
-    let keys = VerifierKeys::create(&plane.dir().join(format!("verifier-keys-{ns}"))).unwrap();
+    let rounds = env_usize("BENCH_ROUNDS", 100);
+    let (plane, client, ns, token, keys) = bench_namespace("scim-bench-seq").await;
     directory(&client, &ns, "seq", &token, &keys).await;
     let (mut p1, port1, _) = start_server(plane, &ns, "seq1", ("seq", &token), &keys).await;
     let (mut p2, port2, _) = start_server(plane, &ns, "seq2", ("seq", &token), &keys).await;
@@ -564,16 +527,9 @@ async fn scim_two_replica_sequential_writes() {
 #[tokio::test]
 #[ignore = "benchmark: run explicitly with --ignored --nocapture"]
 async fn scim_multi_tenant_mixed_load() {
-    let max: usize = std::env::var("BENCH_TENANTS_MAX")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(80);
+    let max = env_usize("BENCH_TENANTS_MAX", 80);
     let secs = 10u64;
-    let plane = ControlPlane::shared();
-    let client = plane.client().await.unwrap();
-    let ns = plane.namespace("scim-bench-mt").await.unwrap();
-    let token = format!("bench-{}", uuid::Uuid::new_v4());
-    let keys = VerifierKeys::create(&plane.dir().join(format!("verifier-keys-{ns}"))).unwrap();
+    let (plane, client, ns, token, keys) = bench_namespace("scim-bench-mt").await;
     let mut made = 0usize;
     directory(&client, &ns, "t0", &token, &keys).await;
     made += 1;
@@ -699,12 +655,8 @@ async fn scim_multi_tenant_mixed_load() {
 
 /// apiserver calls the server made so far with `verb` (create, patch, get, list, delete).
 async fn api_calls_of(metrics: &str, verb: &str) -> f64 {
-    let m = reqwest::get(metrics).await.unwrap().text().await.unwrap();
     let needle = format!("verb=\"{verb}\"");
-    m.lines()
-        .filter(|l| l.starts_with("kube_scim_apiserver_calls_total") && l.contains(&needle))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_sum(metrics, "kube_scim_apiserver_calls_total", &needle).await
 }
 
 /// Writes (create + patch + delete) the server sent the apiserver so far.
@@ -734,15 +686,8 @@ async fn count_labelled(client: &Client, ns: &str, label: &str) -> usize {
 #[tokio::test]
 #[ignore = "benchmark: run explicitly with --ignored --nocapture"]
 async fn scim_group_scale_benchmark() {
-    let n: usize = std::env::var("BENCH_GROUP_MEMBERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let plane = ControlPlane::shared();
-    let client = plane.client().await.unwrap();
-    let ns = plane.namespace("group-bench").await.unwrap();
-    let token = format!("bench-{}", uuid::Uuid::new_v4());
-    let keys = VerifierKeys::create(&plane.dir().join(format!("verifier-keys-{ns}"))).unwrap();
+    let n = env_usize("BENCH_GROUP_MEMBERS", 10_000);
+    let (plane, client, ns, token, keys) = bench_namespace("group-bench").await;
     directory(&client, &ns, "bench", &token, &keys).await;
     println!(
         "== group scale benchmark: {n} members, server {} ==",

@@ -2,7 +2,6 @@
 //! the whole stack on a real control plane: operator (token, Ready), SCIM server, a directory.
 //! Every check must pass; the checks we skip are listed with their reasons in docs/compliance.md.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -10,20 +9,7 @@ use kube::Api;
 use kube::api::PostParams;
 use kube_scim_crds::{Provider, ScimDirectory, ScimDirectorySpec};
 use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
-use kube_scim_tests::{ControlPlane, repo_root};
-
-fn python_tools() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo_root().join("tests/tools/build-python-tools.sh"))
-        .output()
-        .expect("build-python-tools.sh runs");
-    assert!(
-        out.status.success(),
-        "installing the SCIM checkers failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
+use kube_scim_tests::{ControlPlane, python_tools};
 
 /// A directory of its own per checker: the checkers create and delete users and groups.
 async fn directory(
@@ -61,7 +47,7 @@ async fn scim_sanity_probe_passes() {
     let ns = plane.namespace("sanity").await.unwrap();
     let stack = Stack::start(plane, StackOptions::new(&ns)).await.unwrap();
     let (_, token) = directory(plane, &ns, "sanity", Provider::Generic).await;
-    let out = Command::new(python_tools().join("scim-sanity"))
+    let out = Command::new(python_tools().unwrap().join("scim-sanity"))
         .arg("probe")
         .arg(stack.base_url(&ns, "sanity"))
         .args([
@@ -122,7 +108,7 @@ async fn scim2_tester_checks_pass() {
     let ns = plane.namespace("scim2-tester").await.unwrap();
     let stack = Stack::start(plane, StackOptions::new(&ns)).await.unwrap();
     let (_, token) = directory(plane, &ns, "tester", Provider::Generic).await;
-    let out = Command::new(python_tools().join("scim2"))
+    let out = Command::new(python_tools().unwrap().join("scim2"))
         .arg("--url")
         .arg(stack.base_url(&ns, "tester"))
         // Passed through the environment so the token is not on a command line.

@@ -21,28 +21,8 @@ use kube_scim_crds::{
 use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser};
 use kube_scim_tests::procs::ManagedProcess;
 use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
-use kube_scim_tests::{ControlPlane, free_port, repo_root, workspace_binary};
+use kube_scim_tests::{ControlPlane, free_port, python_tools, repo_root, workspace_binary};
 use serde_json::{Value, json};
-
-fn python_tools() -> PathBuf {
-    // Once per test binary: two tests running the script at once on a cold cache remove each
-    // other's half-built virtualenv.
-    static TOOLS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    TOOLS.get_or_init(build_python_tools).clone()
-}
-
-fn build_python_tools() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo_root().join("tests/tools/build-python-tools.sh"))
-        .output()
-        .expect("build-python-tools.sh runs");
-    assert!(
-        out.status.success(),
-        "installing the Python tools failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
 
 /// The Python receiver; its events file outlives restarts.
 struct Receiver {
@@ -61,7 +41,7 @@ struct Receiver {
 impl Receiver {
     fn new(dir: &Path, secret: &str) -> Receiver {
         Receiver {
-            python: python_tools().join("python"),
+            python: python_tools().unwrap().join("python"),
             port: free_port().unwrap(),
             secret: secret.to_string(),
             extra_keys: BTreeMap::new(),
@@ -323,16 +303,11 @@ async fn setup(prefix: &str, batching: Option<Batching>, warn_after: Option<&str
     }
 }
 
+/// A numbered user with a job title, so that a title change has a previous value to report.
 fn entra_user(n: usize) -> EntraUser {
     EntraUser {
-        object_id: format!("{n:08x}-0000-4000-8000-{n:012x}"),
-        upn: format!("User.{n}@contoso.onmicrosoft.com"),
-        given_name: format!("Given{n}"),
-        surname: format!("Sur{n}"),
-        display_name: format!("User {n}"),
         job_title: Some("Engineer".into()),
-        mail: Some(format!("user.{n}@contoso.example")),
-        ..Default::default()
+        ..EntraUser::numbered(n)
     }
 }
 

@@ -41,11 +41,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use kube_scim_crds::{ScimDirectory, ScimGroup, ScimUser, labels};
 use kube_scim_runtime::verifier::SharedKeyRing;
-use serde::de::DeserializeOwned;
 
 use crate::events::publish;
 use crate::metrics::Metrics;
 use crate::route::RouteDefaults;
+use crate::watch::{scoped, store};
 use kube_scim_runtime::duration;
 
 /// Field manager of every write (server-side apply and plain writes alike).
@@ -213,16 +213,6 @@ impl Context {
     }
 }
 
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
 fn directory_of(meta: &ObjectMeta) -> Option<ObjectRef<ScimDirectory>> {
     let name = meta.labels.as_ref()?.get(labels::DIRECTORY)?;
     Some(ObjectRef::new(name).within(meta.namespace.as_deref()?))
@@ -231,32 +221,6 @@ fn directory_of(meta: &ObjectMeta) -> Option<ObjectRef<ScimDirectory>> {
 /// Whether `meta` has an ownerReference to the object with `uid`.
 fn owned_by(meta: &ObjectMeta, uid: &str) -> bool {
     meta.owner_references.iter().flatten().any(|o| o.uid == uid)
-}
-
-/// Metadata-only watch of `K` kept in a store, and the stream of touched objects that fills it
-/// (the store only advances while the stream is polled).
-fn metadata_store<K>(
-    api: Api<PartialObjectMeta<K>>,
-) -> (
-    Store<PartialObjectMeta<K>>,
-    impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>>,
-)
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store::<PartialObjectMeta<K>>();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default().any_semantic()).default_backoff(),
-    )
-    .touched_objects();
-    (reader, stream)
 }
 
 /// The directories a Secret change concerns: the one its label or ownerReference names, and
@@ -331,9 +295,14 @@ pub async fn run_scope(
 ) {
     let ns = namespace.as_deref();
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_OPERATOR);
-    let (users, user_changes) = metadata_store(scoped::<PartialObjectMeta<ScimUser>>(&client, ns));
-    let (groups, group_changes) =
-        metadata_store(scoped::<PartialObjectMeta<ScimGroup>>(&client, ns));
+    let (users, user_changes) = store(
+        scoped::<PartialObjectMeta<ScimUser>>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    );
+    let (groups, group_changes) = store(
+        scoped::<PartialObjectMeta<ScimGroup>>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    );
     // Secrets: metadata only (never their data) of all Secrets, so that both generated Secrets
     // (labelled) and bring-your-own Secrets (named in spec.token.secretRef) trigger their
     // directory when they change or disappear.

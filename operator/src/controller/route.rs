@@ -37,6 +37,18 @@ impl RouteState {
             endpoint: None,
         }
     }
+
+    /// A child object the route needs is taken by `kind` `ns/name`, which is not this
+    /// directory's: the operator never overwrites it, the user must clear the name so that it
+    /// can `to_do`.
+    fn conflict(reason: &str, kind: &str, ns: &str, name: &str, to_do: &str) -> Self {
+        RouteState::failed(
+            reason,
+            format!(
+                "{kind} {ns}/{name} exists but does not belong to this directory. Delete or rename it so the operator can {to_do}."
+            ),
+        )
+    }
 }
 
 /// Who holds a child object's name.
@@ -360,30 +372,33 @@ pub async fn reconcile(dir: &ScimDirectory, ctx: &Context) -> Result<RouteState,
             "NoGateway",
             "spec.routeKind is Gateway but no Gateway is named: set spec.gateway.parentRefs (or start the operator with --default-gateway, Helm value routeDefaults.gateway.parentRef).",
         )),
-        Plan::IngressConflict => Ok(RouteState::failed(
+        Plan::IngressConflict => Ok(RouteState::conflict(
             "IngressConflict",
-            format!(
-                "Ingress {ns}/{ingress_name} exists but does not belong to this directory. Delete or rename it so the operator can create the directory's route."
-            ),
+            "Ingress",
+            &ns,
+            &ingress_name,
+            "create the directory's route",
         )),
-        Plan::ServiceConflict => Ok(RouteState::failed(
+        Plan::ServiceConflict => Ok(RouteState::conflict(
             "ServiceConflict",
-            format!(
-                "Service {ns}/{service_name} exists but does not belong to this directory. Delete or rename it so the operator can route to the SCIM server."
-            ),
+            "Service",
+            &ns,
+            &service_name,
+            "route to the SCIM server",
         )),
-        Plan::HttpRouteConflict => Ok(RouteState::failed(
+        Plan::HttpRouteConflict => Ok(RouteState::conflict(
             "HTTPRouteConflict",
-            format!(
-                "HTTPRoute {ns}/{ingress_name} exists but does not belong to this directory. Delete or rename it so the operator can create the directory's route."
-            ),
+            "HTTPRoute",
+            &ns,
+            &ingress_name,
+            "create the directory's route",
         )),
-        Plan::GrantConflict => Ok(RouteState::failed(
+        Plan::GrantConflict => Ok(RouteState::conflict(
             "ReferenceGrantConflict",
-            format!(
-                "ReferenceGrant {}/{grant_name} exists but does not belong to this directory. Delete or rename it so the operator can let the HTTPRoute reach the SCIM server.",
-                server.namespace
-            ),
+            "ReferenceGrant",
+            &server.namespace,
+            &grant_name,
+            "let the HTTPRoute reach the SCIM server",
         )),
         Plan::ApplyIngress {
             through_external_service,

@@ -28,11 +28,11 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use kube_scim_crds::{ScimGroup, ScimGroupBinding, ScimUser};
-use serde::de::DeserializeOwned;
 
 use crate::controller::MANAGER;
+use crate::watch::{scoped, store};
 use plan::BindingPolicy;
 
 /// Finalizer that removes a ScimGroupBinding's RoleBindings in every namespace.
@@ -68,39 +68,6 @@ pub struct Context {
     pub role_bindings: Store<RoleBinding>,
     /// Only where cluster-wide bindings are allowed and the operator watches every namespace.
     pub cluster_role_bindings: Option<Store<ClusterRoleBinding>>,
-}
-
-/// Full-object watch of `api` kept in a store, and the stream of touched objects that fills it.
-fn store<K>(
-    api: Api<K>,
-    config: watcher::Config,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>>,
-)
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store::<K>();
-    let stream =
-        reflector::reflector(writer, watcher(api, config).default_backoff()).touched_objects();
-    (reader, stream)
-}
-
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 /// What of a ScimGroupBinding calls for a reconcile: not its status (our own write).
