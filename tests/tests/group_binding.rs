@@ -508,7 +508,7 @@ async fn a_group_of_ten_thousand_members_is_bound_and_follows_scim_changes_withi
     let mut latencies = Vec::new();
     let mut joined = Vec::new();
     for k in 0..10 {
-        let user = entra_user(100 + k);
+        let user = EntraUser::numbered(100 + k);
         let id = entra.provision_user(&user, None).await.unwrap();
         let t = Instant::now();
         entra
