@@ -105,6 +105,28 @@ fn values_schema_rejects_a_mistyped_value() {
     );
 }
 
+/// The admission policies need admissionregistration v1 and CEL authorizer checks (1.30);
+/// helm refuses older clusters up front instead of failing halfway through an install.
+#[test]
+fn the_chart_states_the_kubernetes_versions_it_needs() {
+    let plane = ControlPlane::shared_without_crds();
+    let render = |version: &str| {
+        plane
+            .helm()
+            .unwrap()
+            .args(["template", RELEASE])
+            .arg(chart())
+            .args(["--kube-version", version])
+            .output()
+            .unwrap()
+    };
+    let old = render("1.29.0");
+    assert!(!old.status.success(), "1.29 must be refused");
+    let stderr = String::from_utf8_lossy(&old.stderr);
+    assert!(stderr.contains("kubeVersion"), "{stderr}");
+    assert!(render("1.30.0").status.success(), "1.30 is supported");
+}
+
 #[tokio::test]
 async fn apiserver_accepts_the_rendered_chart_with_defaults_and_every_option() {
     let _cluster_scoped = CLUSTER_SCOPED.lock().await;
