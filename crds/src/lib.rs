@@ -10,6 +10,9 @@
 //!
 //! Over 600 lines on purpose: the API types with their doc comments, which are the CRDs'
 //! `kubectl explain` text; one file is one API version.
+//!
+//! One file over 600 lines on purpose: the types of the three core kinds and their doc comments
+//! (which become `kubectl explain`) read best together; newer kinds have files of their own.
 
 use std::collections::BTreeMap;
 

@@ -4,6 +4,9 @@
 //! hashes), never the token. Each path reads the Secret, decides a plan, then writes what the
 //! plan says. A bring-your-own token must pass [`crate::strength`]; a weak one is refused
 //! (`TokenTooWeak`) and only the previous token's verifiers stay, for their grace period.
+//!
+//! One file over 600 lines on purpose: the generated and bring-your-own paths share the
+//! verifier and grace-period rules; its last 210 lines are the pure plan's unit tests.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,5 +1,9 @@
 //! The delivery loop of one ScimWebhook: watch the directory's users and groups, derive events
 //! into the outbox, checkpoint it, send checkpointed events in order, retry, report status.
+//!
+//! One file over 600 lines on purpose: the loop's state (outbox, listing, backoff, status) is one
+//! struct whose handlers must keep one invariant (only checkpointed events are sent); the pure
+//! parts already live in `events.rs`, `outbox.rs`, `sender.rs` and `signing.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

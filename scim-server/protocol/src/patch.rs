@@ -7,6 +7,9 @@
 //!
 //! Over 600 lines on purpose: one engine for both Entra dialects, whose path resolution and
 //! operations share the same helpers; split, each half would re-derive the other's rules.
+//!
+//! One file over 600 lines on purpose: path resolution, both dialects and the all-or-nothing
+//! apply share private helpers that should not leak into the crate's API.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
