@@ -714,8 +714,14 @@ impl<S: Storage> DirectoryService<S> {
         if entry.held.as_deref() == Some(HELD_DELETE) {
             return Ok(());
         }
-        let (holds, _removal) = self.guard_decision(dir);
-        if holds || entry.held.is_some() {
+        // An object already held (a held deactivation) is held for deletion too, without a
+        // guard decision: that would reserve a pending removal that never happens.
+        let (holds, _removal) = if entry.held.is_some() {
+            (true, None)
+        } else {
+            self.guard_decision(dir)
+        };
+        if holds {
             // Held: the object stays as it is, marked; the client is told it is gone.
             let mut patch = objects::precondition_patch(&entry);
             objects::set_hold(&mut patch, Some(HELD_DELETE), &now());
