@@ -634,21 +634,7 @@ impl Loop {
                     self.derive(&uid, None);
                 }
             }
-            watcher::Event::InitDone => {
-                let Some(seen) = self.listing.remove("directory") else {
-                    return;
-                };
-                let gone: Vec<String> = self
-                    .outbox
-                    .derived
-                    .iter()
-                    .filter(|(uid, d)| d.snapshot.kind == Kind::Directory && !seen.contains(*uid))
-                    .map(|(uid, _)| uid.clone())
-                    .collect();
-                for uid in gone {
-                    self.derive(&uid, None);
-                }
-            }
+            watcher::Event::InitDone => self.forget_unlisted("directory", Kind::Directory),
         }
     }
 
@@ -701,21 +687,25 @@ impl Loop {
                     self.derive(&uid, None);
                 }
             }
-            watcher::Event::InitDone => {
-                let Some(seen) = self.listing.remove(kind_name) else {
-                    return;
-                };
-                let gone: Vec<String> = self
-                    .outbox
-                    .derived
-                    .iter()
-                    .filter(|(uid, d)| d.snapshot.kind == kind && !seen.contains(*uid))
-                    .map(|(uid, _)| uid.clone())
-                    .collect();
-                for uid in gone {
-                    self.derive(&uid, None);
-                }
-            }
+            watcher::Event::InitDone => self.forget_unlisted(kind_name, kind),
+        }
+    }
+
+    /// At the end of a (re-)list: every derived object of `kind` the list did not show was
+    /// deleted while no watch event said so.
+    fn forget_unlisted(&mut self, listing: &'static str, kind: Kind) {
+        let Some(seen) = self.listing.remove(listing) else {
+            return;
+        };
+        let gone: Vec<String> = self
+            .outbox
+            .derived
+            .iter()
+            .filter(|(uid, d)| d.snapshot.kind == kind && !seen.contains(*uid))
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in gone {
+            self.derive(&uid, None);
         }
     }
 
