@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::metrics::{ApiLabels, Metrics};
 use crate::storage::{Storage, StoreError};
+use crate::stored_object::StoredObject;
 use crate::watch::api_resource;
 
 /// ScimUsers and ScimGroups on the apiserver.
@@ -40,7 +41,7 @@ impl KubeStore {
         KubeStore { client, metrics }
     }
 
-    fn api(&self, kind: ResourceKind, ns: &str) -> Api<DynamicObject> {
+    fn api(&self, kind: ResourceKind, ns: &str) -> Api<StoredObject> {
         Api::namespaced_with(self.client.clone(), ns, &api_resource(kind))
     }
 
@@ -65,9 +66,13 @@ impl Storage for KubeStore {
         obj: &DynamicObject,
     ) -> Result<DynamicObject, StoreError> {
         let t = Instant::now();
-        let r = self.api(kind, ns).create(&PostParams::default(), obj).await;
+        let body = StoredObject::new(obj.clone());
+        let r = self
+            .api(kind, ns)
+            .create(&PostParams::default(), &body)
+            .await;
         self.observe("create", kind, t);
-        Ok(r?)
+        Ok(r?.into_inner())
     }
 
     async fn patch(
@@ -83,7 +88,7 @@ impl Storage for KubeStore {
             .patch(name, &PatchParams::default(), &Patch::Merge(body))
             .await;
         self.observe("patch", kind, t);
-        let r = r.map_err(StoreError::from);
+        let r = r.map(StoredObject::into_inner).map_err(StoreError::from);
         if r.as_ref().err() == Some(&StoreError::Conflict) {
             self.metrics.conflicts.inc();
         }
@@ -99,7 +104,7 @@ impl Storage for KubeStore {
         let t = Instant::now();
         let r = self.api(kind, ns).get_opt(name).await;
         self.observe("get", kind, t);
-        Ok(r?)
+        Ok(r?.map(StoredObject::into_inner))
     }
 
     async fn list_labelled(
@@ -114,7 +119,7 @@ impl Storage for KubeStore {
             .list(&ListParams::default().labels(&format!("{key}=true")))
             .await;
         self.observe("list", kind, t);
-        Ok(r?.items)
+        Ok(r?.items.into_iter().map(StoredObject::into_inner).collect())
     }
 
     async fn names_labelled(
@@ -150,6 +155,8 @@ impl Storage for KubeStore {
             .delete(name, &DeleteParams::default())
             .await;
         self.observe("delete", kind, t);
-        Ok(r?.left().and_then(|o| o.metadata.resource_version))
+        Ok(r?
+            .left()
+            .and_then(|o| o.into_inner().metadata.resource_version))
     }
 }

@@ -38,7 +38,11 @@ mod routes;
 mod routes_tests;
 mod serve;
 mod storage;
+mod stored_object;
 mod watch;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use config::Settings;
 use directory::{DirectoryService, Limits};

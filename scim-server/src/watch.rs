@@ -1,12 +1,12 @@
 //! Watchers that feed the cache: ScimDirectories, ScimUsers and ScimGroups, in every watched
-//! namespace (or cluster-wide). Objects are converted on arrival; the raw objects (and their
-//! managedFields) are not kept.
+//! namespace (or cluster-wide). Objects are converted on arrival; the raw objects are not kept
+//! (and their managedFields not even parsed: [`StoredObject`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use kube::api::{ApiResource, DynamicObject};
+use kube::api::ApiResource;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
@@ -14,6 +14,7 @@ use kube_scim_crds::{ScimDirectory, ScimGroup, ScimUser};
 use scim_protocol::ResourceKind;
 
 use crate::cache::{Cache, directory_of, rv_num};
+use crate::stored_object::StoredObject;
 
 /// The apiserver resource of a kind.
 pub fn api_resource(kind: ResourceKind) -> ApiResource {
@@ -96,7 +97,7 @@ async fn watch_objects(
     kind: ResourceKind,
 ) {
     let ar = api_resource(kind);
-    let api: Api<DynamicObject> = match &scope {
+    let api: Api<StoredObject> = match &scope {
         Some(ns) => Api::namespaced_with(client, ns, &ar),
         None => Api::all_with(client, &ar),
     };
@@ -112,8 +113,8 @@ async fn watch_objects(
                 seen.clear();
                 max_rv = 0;
             }
-            Ok(Event::InitApply(mut o)) => {
-                o.metadata.managed_fields = None;
+            Ok(Event::InitApply(o)) => {
+                let o = o.into_inner();
                 if let (Some(ns), Some(n)) = (&o.metadata.namespace, &o.metadata.name) {
                     seen.insert((ns.clone(), n.clone()));
                 }
@@ -130,9 +131,10 @@ async fn watch_objects(
                 }
             }
             Ok(Event::Apply(o)) => {
-                cache.apply_object(kind, &o);
+                cache.apply_object(kind, &o.into_inner());
             }
             Ok(Event::Delete(o)) => {
+                let o = o.into_inner();
                 if let (Some(ns), Some(n), Some(dir)) =
                     (&o.metadata.namespace, &o.metadata.name, directory_of(&o))
                 {

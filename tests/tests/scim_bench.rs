@@ -20,8 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::{Api, Client, Resource as _};
 use kube_scim_crds::{
     DirectoryRef, ScimDirectory, ScimDirectorySpec, ScimUser, ScimUserSpec, ScimUserStatus,
 };
@@ -142,17 +143,101 @@ fn cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// The pid of the control plane's kube-apiserver (a child of this test process).
-fn apiserver_pid() -> Option<u32> {
+/// The pid of the control plane's process named `comm` (as in /proc, at most 15 characters),
+/// a child of this test process.
+fn plane_pid(comm: &str) -> Option<u32> {
     let me = std::process::id().to_string();
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         let (head, rest) = stat.rsplit_once(')')?;
-        let comm = head.split_once('(')?.1;
+        let name = head.split_once('(')?.1;
         let ppid = rest.split_whitespace().nth(1)?;
-        (comm == "kube-apiserver" && ppid == me).then_some(pid)
+        (name == comm && ppid == me).then_some(pid)
     })
+}
+
+/// Where the CPU of a phase goes: the SCIM server, the apiserver, etcd, the controller manager
+/// (its garbage collector follows owner references) and this test process (the client).
+struct CpuShares {
+    pids: [Option<u32>; 5],
+}
+
+impl CpuShares {
+    const NAMES: [&str; 5] = [
+        "server",
+        "apiserver",
+        "etcd",
+        "controller-manager",
+        "client",
+    ];
+
+    fn new(server: u32) -> Self {
+        Self {
+            pids: [
+                Some(server),
+                plane_pid("kube-apiserver"),
+                plane_pid("etcd"),
+                plane_pid("kube-controller"),
+                Some(std::process::id()),
+            ],
+        }
+    }
+
+    fn now(&self) -> [f64; 5] {
+        self.pids.map(|p| p.map(cpu_secs).unwrap_or(f64::NAN))
+    }
+
+    /// "name x.xx ms" per create between two readings, and the total.
+    fn per_create(before: &[f64; 5], after: &[f64; 5], n: usize) -> String {
+        let ms: Vec<f64> = (0..5)
+            .map(|i| (after[i] - before[i]) * 1000.0 / n as f64)
+            .collect();
+        let parts: Vec<String> = (0..5)
+            .map(|i| format!("{} {:.2}", Self::NAMES[i], ms[i]))
+            .collect();
+        format!(
+            "{} ms; total {:.2} ms",
+            parts.join(", "),
+            ms.iter().filter(|v| v.is_finite()).sum::<f64>()
+        )
+    }
+}
+
+/// The apiserver's request counters (`apiserver_request_total`) by verb, resource and
+/// subresource: what each phase of a benchmark asked of it.
+async fn apiserver_requests(client: &Client) -> std::collections::BTreeMap<String, f64> {
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(req).await.unwrap_or_default();
+    let label = |l: &str, k: &str| {
+        l.split(&format!("{k}=\"")[..])
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for l in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let key = format!(
+            "{} {}{}",
+            label(l, "verb"),
+            label(l, "resource"),
+            match label(l, "subresource") {
+                s if s.is_empty() => String::new(),
+                s => format!("/{s}"),
+            }
+        );
+        let v: f64 = l
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        *out.entry(key).or_insert(0.0) += v;
+    }
+    out
 }
 
 fn server_bin() -> std::path::PathBuf {
@@ -161,13 +246,14 @@ fn server_bin() -> std::path::PathBuf {
         .unwrap_or_else(|| workspace_binary("kube-scim-server").unwrap())
 }
 
-/// A server process: (process, API port, metrics port).
+/// A server process: (process, API port, metrics port); `extra` are more flags.
 async fn start_server(
     plane: &ControlPlane,
     ns: &str,
     tag: &str,
     probe: (&str, &str),
     keys: &VerifierKeys,
+    extra: &[&str],
 ) -> (ManagedProcess, u16, u16) {
     let port = free_port().unwrap();
     let mport = free_port().unwrap();
@@ -184,7 +270,7 @@ async fn start_server(
         "--max-concurrent-requests",
         "128",
     ]);
-    cmd.arg("--verifier-key-dir").arg(keys.path());
+    cmd.arg("--verifier-key-dir").arg(keys.path()).args(extra);
     let log = plane.dir().join(format!("scim-bench-{tag}-{port}.log"));
     let proc = ManagedProcess::spawn_command("kube-scim-server", cmd, &log).unwrap();
     let http = reqwest::Client::new();
@@ -256,19 +342,49 @@ fn direct_user(ns: &str, dir: &str, name: &str) -> ScimUser {
     u
 }
 
+/// Gives a [`direct_user`] what the SCIM server puts on every user it stores: the directory and
+/// active labels and a non-blocking owner reference to the directory (uid `dir_uid`), so a
+/// direct create stores the same object as a SCIM create.
+fn shaped_as_stored(mut u: ScimUser, dir: &str, dir_uid: &str) -> ScimUser {
+    u.metadata.labels = Some(
+        [
+            (
+                kube_scim_crds::labels::DIRECTORY.to_string(),
+                dir.to_string(),
+            ),
+            (
+                kube_scim_crds::labels::ACTIVE.to_string(),
+                "true".to_string(),
+            ),
+        ]
+        .into(),
+    );
+    u.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: ScimDirectory::api_version(&()).into_owned(),
+        kind: ScimDirectory::kind(&()).into_owned(),
+        name: dir.into(),
+        uid: dir_uid.into(),
+        ..OwnerReference::default()
+    }]);
+    u
+}
+
 /// Creates `count` users of directory `dir` straight through the apiserver, `concurrency` at a
 /// time, named `user_name(i)`: the baseline the SCIM path is compared with, and a quick fill.
+/// With `dir_uid` the objects are shaped as the server stores them ([`shaped_as_stored`]).
 async fn create_direct_users(
     users: &Api<ScimUser>,
-    ns: &str,
-    dir: &str,
+    (ns, dir, dir_uid): (&str, &str, Option<&str>),
     count: usize,
     concurrency: usize,
     user_name: impl Fn(usize) -> String,
 ) {
     let _: Vec<()> = futures::stream::iter(0..count)
         .map(|i| {
-            let user = direct_user(ns, dir, &user_name(i));
+            let mut user = direct_user(ns, dir, &user_name(i));
+            if let Some(uid) = dir_uid {
+                user = shaped_as_stored(user, dir, uid);
+            }
             async move {
                 users.create(&PostParams::default(), &user).await.unwrap();
             }
@@ -287,16 +403,27 @@ async fn scim_server_benchmark() {
     directory(&client, &ns, "direct", &token, &keys).await;
     // KUBE_SCIM_SERVER_BIN points at another build (e.g. target/release/kube-scim-server).
     println!("server binary: {}", server_bin().display());
-    let (mut proc, port, mport) = start_server(plane, &ns, "main", ("bench", &token), &keys).await;
-    let b = Arc::new(Bench {
+    // The write path is measured with room for every request of the client in one directory;
+    // the default per-directory share (16) is measured on its own below.
+    let (mut proc, port, mport) = start_server(
+        plane,
+        &ns,
+        "main",
+        ("bench", &token),
+        &keys,
+        &["--max-concurrent-requests-per-directory", "64"],
+    )
+    .await;
+    let bench_at = |port: u16, mport: u16| Bench {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .build()
             .unwrap(),
         base: format!("http://127.0.0.1:{port}/scim/v2/{ns}/bench"),
-        token,
+        token: token.clone(),
         metrics: format!("http://127.0.0.1:{mport}/metrics"),
-    });
+    };
+    let b = Arc::new(bench_at(port, mport));
     let pid = proc.pid().unwrap();
     println!("== kube-scim-server benchmark (namespace {ns}) ==");
     let base_rss = rss_kb(pid);
@@ -315,45 +442,108 @@ async fn scim_server_benchmark() {
         c2 - c1
     );
 
-    // Throughput: SCIM creates vs direct creates, same concurrency.
+    // Throughput: SCIM creates vs direct creates of the same object, same concurrency; and, for
+    // comparison with earlier figures, direct creates of a minimal object (no labels, no owner).
     let users_api: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
+    let direct_uid = Api::<ScimDirectory>::namespaced(client.clone(), &ns)
+        .get("direct")
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
     let n = 1000usize;
-    let api_pid = apiserver_pid();
-    let cpu = |pid: Option<u32>| pid.map(cpu_secs).unwrap_or(f64::NAN);
+    let shares = CpuShares::new(pid);
+    // Each kind runs twice, in the order A B C C B A, so that a drift of the shared machine
+    // (apiserver caches and heap warming up, other load) weighs on every kind alike.
+    let kinds = ["SCIM", "direct (same object)", "direct (minimal object)"];
     for conc in [16usize, 64] {
-        let (s0, a0) = (cpu(Some(pid)), cpu(api_pid));
-        let t = Instant::now();
-        let bb = b.clone();
-        let codes: Vec<u16> = futures::stream::iter(0..n)
-            .map(|i| {
-                let bb = bb.clone();
-                async move { bb.post_user(&format!("tp{conc}-{i}@bench")).await.0 }
-            })
-            .buffer_unordered(conc)
-            .collect()
-            .await;
-        let scim_rate = n as f64 / t.elapsed().as_secs_f64();
-        assert!(codes.iter().all(|c| *c == 201));
-        let (s1, a1) = (cpu(Some(pid)), cpu(api_pid));
-        let t = Instant::now();
-        create_direct_users(&users_api, &ns, "direct", n, conc, |i| {
-            format!("d{conc}-{i}@bench")
-        })
-        .await;
-        let direct_rate = n as f64 / t.elapsed().as_secs_f64();
-        let (s2, a2) = (cpu(Some(pid)), cpu(api_pid));
+        let mut secs = [0.0f64; 3];
+        let mut cpu = [[0.0f64; 5]; 3];
+        let mut requests: [std::collections::BTreeMap<String, f64>; 3] = Default::default();
+        for (round, k) in [0usize, 1, 2, 2, 1, 0].into_iter().enumerate() {
+            let reqs_before = apiserver_requests(&client).await;
+            let before = shares.now();
+            let t = Instant::now();
+            let name = move |i: usize| format!("r{round}c{conc}k{k}-{i}@bench");
+            match k {
+                0 => {
+                    let bb = b.clone();
+                    let codes: Vec<u16> = futures::stream::iter(0..n)
+                        .map(|i| {
+                            let bb = bb.clone();
+                            async move { bb.post_user(&name(i)).await.0 }
+                        })
+                        .buffer_unordered(conc)
+                        .collect()
+                        .await;
+                    assert!(codes.iter().all(|c| *c == 201));
+                }
+                1 => {
+                    let same = (ns.as_str(), "direct", Some(direct_uid.as_str()));
+                    create_direct_users(&users_api, same, n, conc, name).await;
+                }
+                _ => {
+                    let minimal = (ns.as_str(), "direct", None);
+                    create_direct_users(&users_api, minimal, n, conc, name).await;
+                }
+            }
+            secs[k] += t.elapsed().as_secs_f64();
+            let after = shares.now();
+            for i in 0..5 {
+                cpu[k][i] += after[i] - before[i];
+            }
+            for (key, v) in apiserver_requests(&client).await {
+                let d = v - reqs_before.get(&key).copied().unwrap_or(0.0);
+                *requests[k].entry(key).or_insert(0.0) += d;
+            }
+        }
+        let rate = |k: usize| 2.0 * n as f64 / secs[k];
         println!(
-            "creates/s at concurrency {conc}: SCIM {scim_rate:.0}/s, direct kube client {direct_rate:.0}/s, ratio {:.2}",
-            scim_rate / direct_rate
+            "creates/s at concurrency {conc}: SCIM {:.0}/s, direct kube client {:.0}/s (same object), ratio {:.2}; direct minimal object {:.0}/s, ratio {:.2}",
+            rate(0),
+            rate(1),
+            rate(0) / rate(1),
+            rate(2),
+            rate(0) / rate(2),
         );
-        let per = |d: f64| d * 1000.0 / n as f64;
-        println!(
-            "  CPU per create: SCIM server {:.2} ms, apiserver {:.2} ms (SCIM path) vs {:.2} ms (direct; the server's watch of those creates: {:.2} ms)",
-            per(s1 - s0),
-            per(a1 - a0),
-            per(a2 - a1),
-            per(s2 - s1)
-        );
+        if conc > 16 {
+            // The same creates through a server with the default per-directory share: at most 16
+            // of this directory's requests reach the apiserver at once, the rest wait in its queue.
+            let (mut fair, fport, fmport) =
+                start_server(plane, &ns, "fair", ("bench", &token), &keys, &[]).await;
+            let fb = Arc::new(bench_at(fport, fmport));
+            let t = Instant::now();
+            let codes: Vec<u16> = futures::stream::iter(0..n)
+                .map(|i| {
+                    let fb = fb.clone();
+                    async move { fb.post_user(&format!("fair{conc}-{i}@bench")).await.0 }
+                })
+                .buffer_unordered(conc)
+                .collect()
+                .await;
+            assert!(codes.iter().all(|c| *c == 201));
+            let fair_rate = n as f64 / t.elapsed().as_secs_f64();
+            fair.stop();
+            println!(
+                "  SCIM through a server with the default per-directory share (16 at once): {fair_rate:.0}/s, ratio {:.2} to the direct same-object rate",
+                fair_rate / rate(1)
+            );
+        }
+        for k in 0..3 {
+            println!(
+                "  CPU per create, {}: {}",
+                kinds[k],
+                CpuShares::per_create(&[0.0; 5], &cpu[k], 2 * n)
+            );
+            let asked: Vec<String> = requests[k]
+                .iter()
+                .map(|(key, v)| (key, v / (2 * n) as f64))
+                .filter(|(_, per)| *per >= 0.005)
+                .map(|(key, per)| format!("{key} {per:.2}"))
+                .collect();
+            println!("    apiserver requests per create: {}", asked.join(", "));
+        }
     }
     // What one stored user costs: the object as the apiserver returns it (incl. managedFields).
     {
@@ -374,12 +564,22 @@ async fn scim_server_benchmark() {
                     .unwrap()
             }
         };
-        for (what, prefix) in [("SCIM-created", "tp16-"), ("direct-created", "d16-")] {
+        for (what, prefix) in [
+            ("SCIM-created", "r0c16k0-"),
+            ("direct-created (same object)", "r1c16k1-"),
+            ("direct-created (minimal)", "r2c16k2-"),
+        ] {
             let mut u = any(prefix).await;
-            let full = serde_json::to_vec(&u).unwrap().len();
+            let full = serde_json::to_vec(&u).unwrap();
             u.metadata.managed_fields = None;
             let bare = serde_json::to_vec(&u).unwrap().len();
-            println!("stored {what} user: {full} bytes as served ({bare} without managedFields)");
+            println!(
+                "stored {what} user: {} bytes as served ({bare} without managedFields)",
+                full.len()
+            );
+            if std::env::var_os("BENCH_SHOW_OBJECTS").is_some() {
+                println!("  {}", String::from_utf8_lossy(&full));
+            }
         }
     }
 
@@ -409,13 +609,15 @@ async fn scim_server_benchmark() {
 
     // Filter latency and memory at two sizes (users created directly to save time; the
     // server caches them through its watch like any other).
-    let have = 1 + 2 * n + (25 + 100) * 10;
+    // Users of the SCIM directory so far: one, two SCIM rounds at each concurrency, the round
+    // through the default-share server, the open loops.
+    let have = 1 + 5 * n + (25 + 100) * 10;
     for target in [1_000usize.max(have), large] {
         let existing = have.max(1_000);
         if target > existing {
             let extra = target - existing;
             let t = Instant::now();
-            create_direct_users(&users_api, &ns, "bench", extra, 64, |i| {
+            create_direct_users(&users_api, (&ns, "bench", None), extra, 64, |i| {
                 format!("fill-{target}-{i}@bench")
             })
             .await;
@@ -424,7 +626,7 @@ async fn scim_server_benchmark() {
         }
         let mut lat = Vec::new();
         for i in 0..500 {
-            lat.push(b.filter(&format!("tp16-{}@bench", i % n)).await);
+            lat.push(b.filter(&format!("r0c16k0-{}@bench", i % n)).await);
         }
         let p50 = pct(&mut lat, 0.5);
         let p99 = pct(&mut lat, 0.99);
@@ -447,8 +649,8 @@ async fn scim_two_replica_sequential_writes() {
     let rounds = env_usize("BENCH_ROUNDS", 100);
     let (plane, client, ns, token, keys) = bench_namespace("scim-bench-seq").await;
     directory(&client, &ns, "seq", &token, &keys).await;
-    let (mut p1, port1, _) = start_server(plane, &ns, "seq1", ("seq", &token), &keys).await;
-    let (mut p2, port2, _) = start_server(plane, &ns, "seq2", ("seq", &token), &keys).await;
+    let (mut p1, port1, _) = start_server(plane, &ns, "seq1", ("seq", &token), &keys, &[]).await;
+    let (mut p2, port2, _) = start_server(plane, &ns, "seq2", ("seq", &token), &keys, &[]).await;
     let http = reqwest::Client::new();
     let base = |port: u16| format!("http://127.0.0.1:{port}/scim/v2/{ns}/seq");
     let send = |port: u16, method: reqwest::Method, path: String, body: Value| {
@@ -533,7 +735,7 @@ async fn scim_multi_tenant_mixed_load() {
     let mut made = 0usize;
     directory(&client, &ns, "t0", &token, &keys).await;
     made += 1;
-    let (mut proc, port, _) = start_server(plane, &ns, "mt", ("t0", &token), &keys).await;
+    let (mut proc, port, _) = start_server(plane, &ns, "mt", ("t0", &token), &keys, &[]).await;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(512)
         .build()
@@ -693,7 +895,8 @@ async fn scim_group_scale_benchmark() {
         "== group scale benchmark: {n} members, server {} ==",
         server_bin().display()
     );
-    let (proc, port, mport) = start_server(plane, &ns, "group", ("bench", &token), &keys).await;
+    let (proc, port, mport) =
+        start_server(plane, &ns, "group", ("bench", &token), &keys, &[]).await;
     let pid = proc.pid().unwrap();
     let metrics = format!("http://127.0.0.1:{mport}/metrics");
     let base = format!("http://127.0.0.1:{port}/scim/v2/{ns}/bench");
