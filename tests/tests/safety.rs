@@ -151,13 +151,18 @@ async fn a_suspended_directory_refuses_writes_with_503_and_serves_reads() {
     )
     .await
     .unwrap();
-    let (status, refused, retry_after) = eventually("writes to be refused", WAIT, || async {
-        let body = json!({"schemas": [USER_SCHEMA], "userName": "grace@contoso.example"});
-        let answer = scim.send(reqwest::Method::POST, "/Users", Some(body)).await;
-        (answer.0 == 503).then_some(answer)
+    // Probed with a DELETE of an id that does not exist: until the server sees the suspension
+    // it answers 404 and writes nothing (a POST as the probe could create a user meanwhile).
+    eventually("writes to be refused", WAIT, || async {
+        let probe = format!("/Users/{}", uuid::Uuid::new_v4());
+        let answer = scim.send(reqwest::Method::DELETE, &probe, None).await;
+        (answer.0 == 503).then_some(())
     })
     .await;
-    assert_eq!(status, 503);
+    let body = json!({"schemas": [USER_SCHEMA], "userName": "grace@contoso.example"});
+    let (status, refused, retry_after) =
+        scim.send(reqwest::Method::POST, "/Users", Some(body)).await;
+    assert_eq!(status, 503, "{refused}");
     assert_eq!(
         refused["schemas"][0],
         "urn:ietf:params:scim:api:messages:2.0:Error"
