@@ -457,7 +457,10 @@ async fn replacing_a_member_list_is_served_at_once_and_labels_follow() {
     };
     let (added, removed) = (writes("add").await, writes("remove").await);
     eprintln!("the worker added {added} and removed {removed} labels");
-    assert!(added >= fresh.len() as f64, "added {added}");
+    // want[0] left again with the PATCH; if it was new and the worker had not reached it yet,
+    // its label is never added.
+    let fresh_in_last = fresh.iter().filter(|id| last.contains(id)).count();
+    assert!(added >= fresh_in_last as f64, "added {added}");
     assert!(removed >= (n - n / 2) as f64, "removed {removed}");
     assert_eq!(
         member_ids(&scim.get(&format!("/Groups/{gid}")).await.1),
