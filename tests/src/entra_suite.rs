@@ -312,19 +312,27 @@ async fn user_cycle(kube: &Client, t: &Tenant) {
         .update_user(&id, &[("userName", json!(new_upn))])
         .await
         .unwrap();
-    let found = entra
-        .filter("Users", &format!("userName eq \"{new_upn}\""), "")
-        .await
-        .unwrap();
-    assert_eq!(found.len(), 1);
+    // Filters are cache reads: behind a load balancer the next request may reach a replica
+    // whose watch has not delivered the change yet (milliseconds; docs/scim-server.md,
+    // Read-your-writes). Within a few seconds every replica must answer the same.
+    let (found, old_name) = crate::eventually(
+        "every replica finds the user by its new userName only",
+        Duration::from_secs(10),
+        || async {
+            let new = entra
+                .filter("Users", &format!("userName eq \"{new_upn}\""), "")
+                .await
+                .unwrap();
+            let old = entra
+                .filter("Users", &format!("userName eq \"{}\"", ada.upn), "")
+                .await
+                .unwrap();
+            (new.len() == 1 && old.is_empty()).then_some((new, old))
+        },
+    )
+    .await;
     assert_eq!(found[0]["id"], id.as_str());
-    assert!(
-        entra
-            .filter("Users", &format!("userName eq \"{}\"", ada.upn), "")
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(old_name.is_empty());
     // Matching again after the rename (a restarted job) finds the same user by externalId.
     assert_eq!(entra.provision_user(&ada, None).await.unwrap(), id);
 

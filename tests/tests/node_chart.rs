@@ -184,17 +184,19 @@ async fn the_sample_directory_becomes_ready_and_the_entra_suite_passes(
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{}", target.logs()));
     assert!(endpoint.contains("/scim/v2/default/contoso"), "{endpoint}");
-    let status = reqwest::Client::new()
-        .get(format!("{}/Users", target.base_url("default", "contoso")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(
-        status, 200,
-        "the sample directory answers through the Service"
-    );
+    // Each server replica learns of the directory (and its token) from its own watch: the
+    // Service may pick one that has not yet, for milliseconds after the operator's Ready.
+    let http = reqwest::Client::new();
+    let users = format!("{}/Users", target.base_url("default", "contoso"));
+    eventually(
+        "the sample directory answers 200 through the Service",
+        Duration::from_secs(10),
+        || async {
+            let answer = http.get(&users).bearer_auth(&token).send().await.ok()?;
+            (answer.status() == 200).then_some(())
+        },
+    )
+    .await;
 
     let started = Instant::now();
     let mut namespaces = Vec::new();

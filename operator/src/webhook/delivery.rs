@@ -24,11 +24,16 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::Shared;
+use super::awaiting_groups::AwaitingGroups;
 use super::events::{self, Derived, DirectoryState, Event, Kind, Snapshot};
 use super::outbox::{self, Outbox};
 use super::sender::{self, Outcome};
 use super::signing::SigningKey;
 use crate::metrics::WebhookLabels;
+
+/// How long a user's change waits for a group it names to arrive on the group watch; past it,
+/// `user_added` names the group by id only (a group deleted before it was seen).
+const GROUP_WAIT: Duration = Duration::from_secs(10);
 
 /// The spec, checked and with defaults.
 #[derive(Debug, Clone)]
@@ -201,6 +206,8 @@ struct Loop {
     listing: HashMap<&'static str, HashSet<String>>,
     /// directory_group data by SCIM id, for membership events (kept after a group is deleted).
     groups_by_id: HashMap<String, Value>,
+    /// Users whose change names a group not in `groups_by_id` yet.
+    awaiting: AwaitingGroups,
     keys: Option<(Instant, Vec<SigningKey>)>,
     failures: u32,
     failing_since: Option<jiff::Timestamp>,
@@ -256,6 +263,7 @@ impl Loop {
             outbox_full: false,
             listing: HashMap::new(),
             groups_by_id,
+            awaiting: AwaitingGroups::default(),
             keys: None,
             failures: 0,
             failing_since: None,
@@ -294,6 +302,7 @@ impl Loop {
                     self.settle(count, outcome).await;
                 }
                 _ = tick.tick() => {
+                    self.release_awaiting();
                     self.checkpoint().await;
                     self.report().await;
                 }
@@ -528,6 +537,16 @@ impl Loop {
         )
     }
 
+    /// Derives the changes of the users that waited for their groups: every group they name is
+    /// known now, or they waited [`GROUP_WAIT`].
+    fn release_awaiting(&mut self) {
+        let groups = &self.groups_by_id;
+        let known = |g: &str| groups.contains_key(g);
+        for (uid, snapshot) in self.awaiting.release(known, Instant::now(), GROUP_WAIT) {
+            self.derive(&uid, Some(snapshot));
+        }
+    }
+
     /// Derives the events from the last derived state of `uid` to `new`.
     fn derive(&mut self, uid: &str, new: Option<Snapshot>) {
         let old = self.outbox.derived.get(uid);
@@ -580,6 +599,7 @@ impl Loop {
                         .derived
                         .retain(|_, d| d.snapshot.kind == Kind::Directory);
                     self.groups_by_id.clear();
+                    self.awaiting.clear();
                     self.announced = self
                         .outbox
                         .derived
@@ -678,12 +698,19 @@ impl Loop {
                     seen.insert(uid.clone());
                 }
                 // An object without status yet has no attributes to announce.
-                if let Some(s) = snapshot(&object) {
+                let Some(s) = snapshot(&object) else { return };
+                let groups = &self.groups_by_id;
+                let known = |g: &str| groups.contains_key(g);
+                if let Some(s) = self.awaiting.hold_or_pass(&uid, s, known, Instant::now()) {
                     self.derive(&uid, Some(s));
+                    if kind == Kind::Group {
+                        self.release_awaiting();
+                    }
                 }
             }
             watcher::Event::Delete(object) => {
                 if let Some(uid) = object.meta().uid.clone() {
+                    self.awaiting.forget(&uid);
                     self.derive(&uid, None);
                 }
             }
@@ -697,6 +724,9 @@ impl Loop {
         let Some(seen) = self.listing.remove(listing) else {
             return;
         };
+        if kind == Kind::User {
+            self.awaiting.retain(|uid| seen.contains(uid));
+        }
         let gone: Vec<String> = self
             .outbox
             .derived

@@ -1,6 +1,7 @@
 //! Signed webhooks (ScimWebhook): one delivery loop per webhook, run by the leader. Design and
 //! guarantees: docs/webhooks.md.
 //!
+//! - [`awaiting_groups`]: users whose change waits for a group the group watch has not shown;
 //! - [`events`]: pure derivation of WorkOS Directory Sync events from object changes;
 //! - [`outbox`]: the durable delivery state (one Secret per webhook);
 //! - [`signing`]: Standard Webhooks signatures;
@@ -8,6 +9,7 @@
 //! - [`sender`]: one request and the retry policy;
 //! - [`delivery`]: the loop of one webhook.
 
+pub mod awaiting_groups;
 pub mod delivery;
 pub mod events;
 pub mod outbox;
