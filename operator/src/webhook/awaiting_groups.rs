@@ -2,11 +2,10 @@
 //!
 //! Users and groups arrive on separate watches, with no order between them: a member's label,
 //! written just after its group was created, can arrive before the group itself. Its
-//! `dsync.group.user_added` would then name the group by id only. So such a user's change waits
-//! here until every group it names is known, or until `max_wait` has passed (a group deleted
-//! before it was ever seen would otherwise hold the user forever). Only the newest state of a
-//! user is kept: deriving from the last derived state to it gives the same events in the same
-//! order per resource.
+//! `dsync.group.user_added` would then name the group by id only. So such a user's changes wait
+//! here, in order, until every group they name is known, or until `max_wait` has passed (a
+//! group deleted before it was ever seen would otherwise hold the user forever). Every state is
+//! kept, so a membership added and removed while waiting still gives both events.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,60 +14,67 @@ use tokio::time::Instant;
 
 use super::events::{Kind, Snapshot};
 
-/// The users held, by uid, with their newest snapshot and since when they wait.
+/// The users held, by uid: their states in arrival order and since when they wait.
 #[derive(Default, Debug)]
 pub struct AwaitingGroups {
-    users: HashMap<String, (Snapshot, Instant)>,
+    users: HashMap<String, (Vec<Snapshot>, Instant)>,
 }
 
 impl AwaitingGroups {
-    /// Holds a user's `snapshot` that names a group `known` does not have (and forgets an
-    /// older one held for `uid`); gives back every other snapshot, to be derived now.
+    /// The states of `uid` to derive now, in order: none while it waits for a group `known`
+    /// does not have (the new state is queued behind the held ones), else every held state
+    /// and then `snapshot`.
     pub fn hold_or_pass(
         &mut self,
         uid: &str,
         snapshot: Snapshot,
         known: impl Fn(&str) -> bool,
         now: Instant,
-    ) -> Option<Snapshot> {
-        let waits = snapshot.kind == Kind::User && snapshot.groups.iter().any(|g| !known(g));
-        if !waits {
-            self.users.remove(uid);
-            return Some(snapshot);
+    ) -> Vec<Snapshot> {
+        let names_unknown =
+            |s: &Snapshot| s.kind == Kind::User && s.groups.iter().any(|g| !known(g));
+        let (mut queue, since) = self.users.remove(uid).unwrap_or((Vec::new(), now));
+        queue.push(snapshot);
+        if queue.iter().any(names_unknown) {
+            self.users.insert(uid.to_string(), (queue, since));
+            return Vec::new();
         }
-        let since = self.users.get(uid).map_or(now, |(_, since)| *since);
-        self.users.insert(uid.to_string(), (snapshot, since));
-        None
+        queue
     }
 
-    /// Takes the held users whose groups are all known now, or who waited `max_wait`.
+    /// Takes the held users whose groups are all known now, or who waited `max_wait`, each with
+    /// its states in order.
     pub fn release(
         &mut self,
         known: impl Fn(&str) -> bool,
         now: Instant,
         max_wait: Duration,
-    ) -> Vec<(String, Snapshot)> {
+    ) -> Vec<(String, Vec<Snapshot>)> {
         let due: Vec<String> = self
             .users
             .iter()
-            .filter(|(_, (s, since))| {
-                s.groups.iter().all(|g| known(g)) || now.duration_since(*since) >= max_wait
+            .filter(|(_, (queue, since))| {
+                now.duration_since(*since) >= max_wait
+                    || queue.iter().all(|s| s.groups.iter().all(|g| known(g)))
             })
             .map(|(uid, _)| uid.clone())
             .collect();
         due.into_iter()
-            .filter_map(|uid| self.users.remove(&uid).map(|(s, _)| (uid, s)))
+            .filter_map(|uid| self.users.remove(&uid).map(|(queue, _)| (uid, queue)))
             .collect()
     }
 
-    /// Forgets `uid` (deleted, or no longer listed).
-    pub fn forget(&mut self, uid: &str) {
-        self.users.remove(uid);
+    /// Takes the states held for `uid` (to derive before its deletion).
+    pub fn take(&mut self, uid: &str) -> Vec<Snapshot> {
+        self.users
+            .remove(uid)
+            .map(|(queue, _)| queue)
+            .unwrap_or_default()
     }
 
-    /// Forgets every user whose uid `keep` refuses.
-    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        self.users.retain(|uid, _| keep(uid));
+    /// The uids held.
+    pub fn held(&self) -> Vec<String> {
+        self.users.keys().cloned().collect()
     }
 
     /// Forgets everyone (the directory is gone).
@@ -91,29 +97,46 @@ mod tests {
         }
     }
 
+    fn groups_of(states: &[Snapshot]) -> Vec<usize> {
+        states.iter().map(|s| s.groups.len()).collect()
+    }
+
     #[test]
-    fn a_user_naming_an_unknown_group_waits_for_it() {
+    fn a_user_naming_an_unknown_group_waits_for_it_with_every_state() {
         let mut a = AwaitingGroups::default();
         let t0 = Instant::now();
-        let known_none = |_: &str| false;
+        let none = |_: &str| false;
         assert!(
-            a.hold_or_pass("u1", user("u1", &["g1"]), known_none, t0)
-                .is_none()
+            a.hold_or_pass("u1", user("u1", &["g1"]), none, t0)
+                .is_empty()
         );
-        // A newer state replaces the held one; the wait keeps its start.
+        // Added and removed again while waiting: both states stay, in order.
         let later = t0 + Duration::from_secs(1);
         assert!(
-            a.hold_or_pass("u1", user("u1", &["g1", "g2"]), known_none, later)
-                .is_none()
+            a.hold_or_pass("u1", user("u1", &[]), none, later)
+                .is_empty()
         );
-        let only_g1 = |g: &str| g == "g1";
-        assert!(a.release(only_g1, later, Duration::from_secs(5)).is_empty());
-        let both = |g: &str| g == "g1" || g == "g2";
-        let released = a.release(both, later, Duration::from_secs(5));
+        assert!(a.release(none, later, Duration::from_secs(5)).is_empty());
+        let g1 = |g: &str| g == "g1";
+        let released = a.release(g1, later, Duration::from_secs(5));
         assert_eq!(released.len(), 1);
         assert_eq!(released[0].0, "u1");
-        assert_eq!(released[0].1.groups.len(), 2);
-        assert!(a.release(both, later, Duration::from_secs(5)).is_empty());
+        assert_eq!(groups_of(&released[0].1), [1, 0]);
+        assert!(a.release(g1, later, Duration::from_secs(5)).is_empty());
+    }
+
+    #[test]
+    fn a_new_state_naming_known_groups_releases_the_held_ones_first() {
+        let mut a = AwaitingGroups::default();
+        let t0 = Instant::now();
+        assert!(
+            a.hold_or_pass("u1", user("u1", &["g1"]), |_| false, t0)
+                .is_empty()
+        );
+        let g1 = |g: &str| g == "g1";
+        let now = a.hold_or_pass("u1", user("u1", &["g1"]), g1, t0);
+        assert_eq!(groups_of(&now), [1, 1]);
+        assert!(a.held().is_empty());
     }
 
     #[test]
@@ -123,7 +146,7 @@ mod tests {
         let never = |_: &str| false;
         assert!(
             a.hold_or_pass("u1", user("u1", &["gone"]), never, t0)
-                .is_none()
+                .is_empty()
         );
         let max = Duration::from_secs(5);
         assert!(
@@ -134,34 +157,25 @@ mod tests {
     }
 
     #[test]
-    fn known_groups_groups_and_deletions_pass_and_forget() {
+    fn known_groups_and_groups_pass_and_a_deletion_takes_the_held_states() {
         let mut a = AwaitingGroups::default();
         let t0 = Instant::now();
         let known = |g: &str| g == "g1";
-        assert!(
-            a.hold_or_pass("u1", user("u1", &["g1"]), known, t0)
-                .is_some()
+        assert_eq!(
+            a.hold_or_pass("u1", user("u1", &["g1"]), known, t0).len(),
+            1
         );
         let group = Snapshot {
             kind: Kind::Group,
             ..user("g2", &[])
         };
-        assert!(a.hold_or_pass("g2", group, known, t0).is_some());
-        // A held user whose next state names only known groups passes and is no longer held.
-        assert!(
-            a.hold_or_pass("u2", user("u2", &["g9"]), known, t0)
-                .is_none()
-        );
-        assert!(
-            a.hold_or_pass("u2", user("u2", &["g1"]), known, t0)
-                .is_some()
-        );
-        assert!(a.release(|_| true, t0, Duration::ZERO).is_empty());
+        assert_eq!(a.hold_or_pass("g2", group, known, t0).len(), 1);
         assert!(
             a.hold_or_pass("u3", user("u3", &["g9"]), known, t0)
-                .is_none()
+                .is_empty()
         );
-        a.forget("u3");
-        assert!(a.release(|_| true, t0, Duration::ZERO).is_empty());
+        assert_eq!(a.held(), ["u3"]);
+        assert_eq!(groups_of(&a.take("u3")), [1]);
+        assert!(a.held().is_empty());
     }
 }

@@ -542,8 +542,10 @@ impl Loop {
     fn release_awaiting(&mut self) {
         let groups = &self.groups_by_id;
         let known = |g: &str| groups.contains_key(g);
-        for (uid, snapshot) in self.awaiting.release(known, Instant::now(), GROUP_WAIT) {
-            self.derive(&uid, Some(snapshot));
+        for (uid, states) in self.awaiting.release(known, Instant::now(), GROUP_WAIT) {
+            for state in states {
+                self.derive(&uid, Some(state));
+            }
         }
     }
 
@@ -701,16 +703,19 @@ impl Loop {
                 let Some(s) = snapshot(&object) else { return };
                 let groups = &self.groups_by_id;
                 let known = |g: &str| groups.contains_key(g);
-                if let Some(s) = self.awaiting.hold_or_pass(&uid, s, known, Instant::now()) {
-                    self.derive(&uid, Some(s));
-                    if kind == Kind::Group {
-                        self.release_awaiting();
-                    }
+                for state in self.awaiting.hold_or_pass(&uid, s, known, Instant::now()) {
+                    self.derive(&uid, Some(state));
+                }
+                if kind == Kind::Group {
+                    self.release_awaiting();
                 }
             }
             watcher::Event::Delete(object) => {
                 if let Some(uid) = object.meta().uid.clone() {
-                    self.awaiting.forget(&uid);
+                    // What it went through first (a membership added and removed meanwhile).
+                    for state in self.awaiting.take(&uid) {
+                        self.derive(&uid, Some(state));
+                    }
                     self.derive(&uid, None);
                 }
             }
@@ -725,7 +730,11 @@ impl Loop {
             return;
         };
         if kind == Kind::User {
-            self.awaiting.retain(|uid| seen.contains(uid));
+            for uid in self.awaiting.held() {
+                if !seen.contains(&uid) {
+                    self.awaiting.take(&uid);
+                }
+            }
         }
         let gone: Vec<String> = self
             .outbox
