@@ -320,13 +320,9 @@ async fn webhook_status(kube: &Client, ns: &str) -> kube_scim_crds::ScimWebhookS
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
-    let mut s = setup("webhook", None, None).await;
-    // A webhook sees every change made after its delivery loop listed the directory's users
-    // and groups; changes before that are coalesced into the list (docs/webhooks.md). The
-    // cycle starts once the receiver has the directory's announcement, which follows it.
-    kube_scim_tests::eventually("dsync.activated", Duration::from_secs(60), || {
+/// Waits until the receiver has the directory's `dsync.activated`.
+async fn activation_delivered(s: &Setup) {
+    kube_scim_tests::eventually("dsync.activated delivered", Duration::from_secs(60), || {
         let lines = s.receiver.lines();
         async move {
             lines
@@ -336,6 +332,15 @@ async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
         }
     })
     .await;
+}
+
+#[tokio::test]
+async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
+    let mut s = setup("webhook", None, None).await;
+    // A webhook sees every change made after its delivery loop listed the directory's users
+    // and groups; changes before that are coalesced into the list (docs/webhooks.md). The
+    // cycle starts once the receiver has the directory's announcement, which follows it.
+    activation_delivered(&s).await;
     let entra = &s.entra;
     let u1 = entra.provision_user(&entra_user(1), None).await.unwrap();
     let u2 = entra.provision_user(&entra_user(2), None).await.unwrap();
@@ -564,16 +569,7 @@ fn created_line(lines: &[Value], id: &str) -> Option<Value> {
 async fn retry_after_is_honoured_a_failing_receiver_is_reported_and_keys_rotate() {
     const RETRY_AFTER: u64 = 3;
     let mut s = setup("webhook-ops", None, Some("3s")).await;
-    kube_scim_tests::eventually("dsync.activated delivered", Duration::from_secs(60), || {
-        let lines = s.receiver.lines();
-        async move {
-            lines
-                .iter()
-                .any(|l| l["event"]["event"] == "dsync.activated")
-                .then_some(())
-        }
-    })
-    .await;
+    activation_delivered(&s).await;
 
     // 1. The receiver refuses with 429, then 503, each with Retry-After: the deliverer waits
     //    at least that long before every next attempt (its own backoff would be 0.1 to 8 s).
