@@ -63,10 +63,10 @@ impl Storage for KubeStore {
         &self,
         kind: ResourceKind,
         ns: &str,
-        obj: &DynamicObject,
+        obj: DynamicObject,
     ) -> Result<DynamicObject, StoreError> {
         let t = Instant::now();
-        let body = StoredObject::new(obj.clone());
+        let body = StoredObject::new(obj);
         let r = self
             .api(kind, ns)
             .create(&PostParams::default(), &body)

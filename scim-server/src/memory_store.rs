@@ -87,14 +87,14 @@ impl Storage for MemoryStore {
         &self,
         kind: ResourceKind,
         ns: &str,
-        obj: &DynamicObject,
+        obj: DynamicObject,
     ) -> Result<DynamicObject, StoreError> {
         let name = obj.metadata.name.clone().unwrap_or_default();
         let key = (kind, ns.to_string(), name);
         if self.lock().contains_key(&key) {
             return Err(StoreError::AlreadyExists);
         }
-        let mut v = serde_json::to_value(obj).map_err(|e| StoreError::Rejected(e.to_string()))?;
+        let mut v = serde_json::to_value(&obj).map_err(|e| StoreError::Rejected(e.to_string()))?;
         let stored = self.stamp(&mut v)?;
         self.lock().insert(key, v);
         Ok(stored)

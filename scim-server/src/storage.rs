@@ -43,7 +43,7 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         kind: ResourceKind,
         ns: &str,
-        obj: &DynamicObject,
+        obj: DynamicObject,
     ) -> impl Future<Output = Result<DynamicObject, StoreError>> + Send;
 
     /// Applies a JSON merge patch (RFC 7386). A `metadata.resourceVersion` in the patch is a
@@ -102,7 +102,7 @@ impl<T: Storage> Storage for std::sync::Arc<T> {
         &self,
         kind: ResourceKind,
         ns: &str,
-        obj: &DynamicObject,
+        obj: DynamicObject,
     ) -> impl Future<Output = Result<DynamicObject, StoreError>> + Send {
         (**self).create(kind, ns, obj)
     }

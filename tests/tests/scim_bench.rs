@@ -68,8 +68,13 @@ async fn metric_sum(metrics: &str, prefix: &str, needle: &str) -> f64 {
     let m = reqwest::get(metrics).await.unwrap().text().await.unwrap();
     m.lines()
         .filter(|l| l.starts_with(prefix) && l.contains(needle))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .filter_map(sample_value)
         .sum()
+}
+
+/// The value of one Prometheus text-format sample line.
+fn sample_value(line: &str) -> Option<f64> {
+    line.rsplit(' ').next()?.parse().ok()
 }
 
 async fn directory(client: &Client, ns: &str, name: &str, token: &str, keys: &VerifierKeys) {
@@ -96,6 +101,19 @@ struct Bench {
 }
 
 impl Bench {
+    /// POSTs `n` users named `name(i)`, `concurrency` at a time; every answer must be 201.
+    async fn post_users(&self, n: usize, concurrency: usize, name: impl Fn(usize) -> String) {
+        let codes: Vec<u16> = futures::stream::iter(0..n)
+            .map(|i| {
+                let name = name(i);
+                async move { self.post_user(&name).await.0 }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        assert!(codes.iter().all(|c| *c == 201));
+    }
+
     async fn post_user(&self, name: &str) -> (u16, f64) {
         let t = Instant::now();
         let r = self
@@ -232,12 +250,7 @@ async fn apiserver_requests(client: &Client) -> std::collections::BTreeMap<Strin
                 s => format!("/{s}"),
             }
         );
-        let v: f64 = l
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        *out.entry(key).or_insert(0.0) += v;
+        *out.entry(key).or_insert(0.0) += sample_value(l).unwrap_or(0.0);
     }
     out
 }
@@ -469,18 +482,7 @@ async fn scim_server_benchmark() {
             let t = Instant::now();
             let name = move |i: usize| format!("r{round}c{conc}k{k}-{i}@bench");
             match k {
-                0 => {
-                    let bb = b.clone();
-                    let codes: Vec<u16> = futures::stream::iter(0..n)
-                        .map(|i| {
-                            let bb = bb.clone();
-                            async move { bb.post_user(&name(i)).await.0 }
-                        })
-                        .buffer_unordered(conc)
-                        .collect()
-                        .await;
-                    assert!(codes.iter().all(|c| *c == 201));
-                }
+                0 => b.post_users(n, conc, name).await,
                 1 => {
                     let same = (ns.as_str(), "direct", Some(direct_uid.as_str()));
                     create_direct_users(&users_api, same, n, conc, name).await;
@@ -514,17 +516,10 @@ async fn scim_server_benchmark() {
             // of this directory's requests reach the apiserver at once, the rest wait in its queue.
             let (mut fair, fport, fmport) =
                 start_server(plane, &ns, "fair", ("bench", &token), &keys, &[]).await;
-            let fb = Arc::new(bench_at(fport, fmport));
             let t = Instant::now();
-            let codes: Vec<u16> = futures::stream::iter(0..n)
-                .map(|i| {
-                    let fb = fb.clone();
-                    async move { fb.post_user(&format!("fair{conc}-{i}@bench")).await.0 }
-                })
-                .buffer_unordered(conc)
-                .collect()
+            bench_at(fport, fmport)
+                .post_users(n, conc, |i| format!("fair{conc}-{i}@bench"))
                 .await;
-            assert!(codes.iter().all(|c| *c == 201));
             let fair_rate = n as f64 / t.elapsed().as_secs_f64();
             fair.stop();
             println!(

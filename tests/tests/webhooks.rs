@@ -320,18 +320,20 @@ async fn webhook_status(kube: &Client, ns: &str) -> kube_scim_crds::ScimWebhookS
         .unwrap_or_default()
 }
 
-/// Waits until the receiver has the directory's `dsync.activated`.
-async fn activation_delivered(s: &Setup) {
-    kube_scim_tests::eventually("dsync.activated delivered", Duration::from_secs(60), || {
+/// Waits until the receiver has an event named `name` (`dsync.activated`, ...); returns the
+/// first one.
+async fn delivered(s: &Setup, name: &str) -> Value {
+    let what = format!("{name} delivered");
+    kube_scim_tests::eventually(&what, Duration::from_secs(60), || {
         let lines = s.receiver.lines();
         async move {
             lines
                 .iter()
-                .any(|l| l["event"]["event"] == "dsync.activated")
-                .then_some(())
+                .find(|l| l["event"]["event"] == name)
+                .map(|l| l["event"].clone())
         }
     })
-    .await;
+    .await
 }
 
 #[tokio::test]
@@ -340,7 +342,7 @@ async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
     // A webhook sees every change made after its delivery loop listed the directory's users
     // and groups; changes before that are coalesced into the list (docs/webhooks.md). The
     // cycle starts once the receiver has the directory's announcement, which follows it.
-    activation_delivered(&s).await;
+    delivered(&s, "dsync.activated").await;
     let entra = &s.entra;
     let u1 = entra.provision_user(&entra_user(1), None).await.unwrap();
     let u2 = entra.provision_user(&entra_user(2), None).await.unwrap();
@@ -501,17 +503,7 @@ async fn an_entra_cycle_arrives_signed_complete_and_in_order_per_resource() {
         .delete("contoso", &DeleteParams::default())
         .await
         .unwrap();
-    let deleted =
-        kube_scim_tests::eventually("dsync.deleted delivered", Duration::from_secs(60), || {
-            let lines = s.receiver.lines();
-            async move {
-                lines
-                    .iter()
-                    .find(|l| l["event"]["event"] == "dsync.deleted")
-                    .map(|l| l["event"].clone())
-            }
-        })
-        .await;
+    let deleted = delivered(&s, "dsync.deleted").await;
     assert_eq!(deleted["data"]["id"], directory_id.as_str());
     assert_eq!(deleted["data"]["state"], "deleting");
     assert_eq!(deleted["data"]["object"], "directory");
@@ -569,7 +561,7 @@ fn created_line(lines: &[Value], id: &str) -> Option<Value> {
 async fn retry_after_is_honoured_a_failing_receiver_is_reported_and_keys_rotate() {
     const RETRY_AFTER: u64 = 3;
     let mut s = setup("webhook-ops", None, Some("3s")).await;
-    activation_delivered(&s).await;
+    delivered(&s, "dsync.activated").await;
 
     // 1. The receiver refuses with 429, then 503, each with Retry-After: the deliverer waits
     //    at least that long before every next attempt (its own backoff would be 0.1 to 8 s).

@@ -72,7 +72,13 @@ impl AwaitingGroups {
             .unwrap_or_default()
     }
 
+    /// Forgets the users whose uid `keep` refuses (a re-list did not show them).
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.users.retain(|uid, _| keep(uid));
+    }
+
     /// The uids held.
+    #[cfg(test)]
     pub fn held(&self) -> Vec<String> {
         self.users.keys().cloned().collect()
     }
@@ -177,5 +183,21 @@ mod tests {
         assert_eq!(a.held(), ["u3"]);
         assert_eq!(groups_of(&a.take("u3")), [1]);
         assert!(a.held().is_empty());
+    }
+
+    #[test]
+    fn a_relist_forgets_the_held_users_it_did_not_show() {
+        let mut a = AwaitingGroups::default();
+        let t0 = Instant::now();
+        assert!(
+            a.hold_or_pass("u1", user("u1", &["g9"]), |_| false, t0)
+                .is_empty()
+        );
+        assert!(
+            a.hold_or_pass("u2", user("u2", &["g9"]), |_| false, t0)
+                .is_empty()
+        );
+        a.retain(|uid| uid == "u2");
+        assert_eq!(a.held(), ["u2"]);
     }
 }

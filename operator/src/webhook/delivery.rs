@@ -730,11 +730,7 @@ impl Loop {
             return;
         };
         if kind == Kind::User {
-            for uid in self.awaiting.held() {
-                if !seen.contains(&uid) {
-                    self.awaiting.take(&uid);
-                }
-            }
+            self.awaiting.retain(|uid| seen.contains(uid));
         }
         let gone: Vec<String> = self
             .outbox

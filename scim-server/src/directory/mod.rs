@@ -506,7 +506,7 @@ impl<S: Storage> DirectoryService<S> {
                 obj.data["spec"]["memberRollout"] =
                     serde_json::json!({"members": self.rollout_list(dir, &delta, None)?});
             }
-            match self.store.create(kind, dir.ns, &obj).await {
+            match self.store.create(kind, dir.ns, obj).await {
                 Ok(created) => {
                     let entry = self.cache.apply_object(kind, &created);
                     if rollout {
