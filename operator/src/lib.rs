@@ -10,6 +10,7 @@ pub mod group_binding;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod reconcile;
 pub mod route;
 pub mod strength;
 pub mod token;

@@ -1,0 +1,19 @@
+//! What every controller of the operator shares (the ScimDirectory controller in
+//! `controller/`, the ScimGroupBinding controller in `group_binding/`, the ScimWebhook
+//! deliverer in `webhook/`), so each of them writes its conditions and status, and tells API
+//! errors apart, the same way:
+//!
+//! - [`condition`]: an outcome ([`Check`]) as a condition: the one `lastTransitionTime` rule,
+//!   the one message cap;
+//! - [`status`]: the one status write (server-side apply, one field manager per controller);
+//! - [`error`]: the one reconcile error type, and the API error tests kube's helpers miss.
+//!
+//! A leaf: it imports nothing from the controllers.
+
+pub mod condition;
+pub mod error;
+pub mod status;
+
+pub use condition::{Check, condition};
+pub use error::{Error, is_forbidden, is_invalid, is_not_found};
+pub use status::manager;
