@@ -11,10 +11,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
-use kube_scim_crds::{ScimDirectory, labels};
+use kube_scim_crds::{ScimDirectory, ScimDirectoryStatus, labels};
+use serde_json::{Value, json};
 
 use super::throttle::{self, Throttle};
-use super::{Context, Error, MANAGER, is_not_found, status};
+use super::{Context, MANAGER};
+use crate::reconcile::{Error, is_not_found};
+use crate::token as tokens;
 
 /// Users and groups of one directory.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -168,13 +171,13 @@ pub async fn refresh(
     };
     let previous = dir.status.clone().unwrap_or_default();
     let mut current = previous.clone();
-    status::set_counts(&mut current, &counts);
+    set_counts(&mut current, &counts);
     if current == previous {
         return Ok(Refreshed::Unchanged);
     }
     let ns = dir.namespace().ok_or(Error::Unnamed)?;
     let api: Api<ScimDirectory> = ctx.api(&ns);
-    let patch = status::counts_patch(&current, dir.metadata.resource_version.as_deref());
+    let patch = counts_patch(&current, dir.metadata.resource_version.as_deref());
     let params = PatchParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
@@ -243,6 +246,52 @@ pub async fn keep_fresh(
         }
     })
     .await
+}
+
+/// Sets the count fields of `status` (`users`, `activeUsers`, `inactiveUsers`, `groups`,
+/// `lastProvisioningTime`) from `counts`; `lastProvisioningTime` never moves backwards (a
+/// deletion leaves no write time behind).
+pub fn set_counts(status: &mut ScimDirectoryStatus, counts: &Counts) {
+    status.users = Some(counts.users);
+    status.active_users = Some(counts.active_users);
+    status.inactive_users = Some(counts.inactive_users);
+    status.groups = Some(counts.groups);
+    status.held_deletions = (counts.held_deletions > 0).then_some(counts.held_deletions);
+    status.held_deactivations =
+        (counts.held_deactivations > 0).then_some(counts.held_deactivations);
+    status.last_provisioning_time = counts
+        .last_write
+        .map(tokens::format_time)
+        .into_iter()
+        .chain(status.last_provisioning_time.take())
+        .max_by_key(|t| t.parse::<Timestamp>().ok());
+}
+
+/// Removes the count fields of `status` (see [`set_counts`]) but the held operations: a change
+/// of those calls for a reconcile (condition `DeletionsHeld` and its event).
+pub fn clear_counts(status: &mut ScimDirectoryStatus) {
+    status.users = None;
+    status.active_users = None;
+    status.inactive_users = None;
+    status.groups = None;
+    status.last_provisioning_time = None;
+}
+
+/// The merge patch of the status subresource that writes the count fields of `status` only,
+/// if the directory is still at `resource_version` (a compare-and-swap).
+pub fn counts_patch(status: &ScimDirectoryStatus, resource_version: Option<&str>) -> Value {
+    json!({
+        "metadata": {"resourceVersion": resource_version},
+        "status": {
+            "users": status.users,
+            "activeUsers": status.active_users,
+            "inactiveUsers": status.inactive_users,
+            "groups": status.groups,
+            "lastProvisioningTime": status.last_provisioning_time,
+            "heldDeletions": status.held_deletions,
+            "heldDeactivations": status.held_deactivations,
+        },
+    })
 }
 
 #[cfg(test)]

@@ -49,74 +49,9 @@ use crate::watch::{scoped, store};
 use kube_scim_runtime::duration;
 
 /// Field manager of every write (server-side apply and plain writes alike).
-pub const MANAGER: &str = "kube-scim-operator";
+pub const MANAGER: &str = crate::reconcile::manager::DIRECTORY;
 
-/// What can fail in a reconcile.
-#[derive(thiserror::Error, Debug)]
-pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("{0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    #[error("no random bytes from the operating system: {0}")]
-    Random(getrandom::Error),
-    #[error("object has no namespace or name")]
-    Unnamed,
-    #[error("{0} was changed concurrently; retrying")]
-    Conflict(String),
-}
-
-impl Error {
-    /// Label of the failure metric.
-    pub fn metric_label(&self) -> String {
-        match self {
-            Error::Kube(kube::Error::Api(s)) => format!("api_{}", s.code),
-            Error::Kube(_) => "api_client".into(),
-            Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
-                _ => "finalizer".into(),
-            },
-            Error::Random(_) => "random".into(),
-            Error::Unnamed => "unnamed".into(),
-            Error::Conflict(_) => "conflict".into(),
-        }
-    }
-
-    fn is_forbidden(&self) -> bool {
-        match self {
-            Error::Kube(kube::Error::Api(s)) => s.is_forbidden(),
-            Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.is_forbidden(),
-                kube::runtime::finalizer::Error::AddFinalizer(kube::Error::Api(s))
-                | kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) => {
-                    s.is_forbidden()
-                }
-                _ => false,
-            },
-            _ => false,
-        }
-    }
-
-    /// A compare-and-swap write lost (`what` changed since it was read, or was created
-    /// meanwhile): retried, not reported.
-    fn conflict_or(e: kube::Error, what: impl FnOnce() -> String) -> Error {
-        match &e {
-            kube::Error::Api(s) if s.is_conflict() || s.is_already_exists() => {
-                Error::Conflict(what())
-            }
-            _ => Error::Kube(e),
-        }
-    }
-}
-
-/// Whether a kube error is a 404.
-fn is_not_found(e: &kube::Error) -> bool {
-    // By code: a kind whose CRD is not installed answers a plain-text 404 ("404 page not
-    // found"), which has no NotFound reason.
-    matches!(e, kube::Error::Api(s) if s.is_not_found() || s.code == 404)
-}
+pub use crate::reconcile::Error;
 
 /// Settings shared by every watched namespace.
 #[derive(Clone)]
@@ -266,7 +201,7 @@ fn directories_of_secret(
 pub fn reconcile_relevant(dir: &ScimDirectory) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut status = dir.status.clone().unwrap_or_default();
-    status::clear_counts(&mut status);
+    counts::clear_counts(&mut status);
     let meta = &dir.metadata;
     let key = serde_json::to_string(&(
         &meta.uid,

@@ -21,8 +21,8 @@ use kube_scim_crds::{RouteKind, ScimDirectory, labels};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::status::Check;
-use super::{Context, Error, MANAGER, is_not_found, owned_by};
+use super::{Context, MANAGER, owned_by};
+use crate::reconcile::{Check, Error, is_forbidden, is_not_found};
 use crate::route::{self, ListenerProblem, ParentVerdict, Route, RouteDefaults, ServerService};
 
 /// The route part of the status.
@@ -253,7 +253,7 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
     match get_opt(api, name).await {
-        Err(Error::Kube(kube::Error::Api(s))) if s.code == 403 && !required => Ok(None),
+        Err(Error::Kube(e)) if is_forbidden(&e) && !required => Ok(None),
         other => other,
     }
 }

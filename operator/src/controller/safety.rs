@@ -21,8 +21,8 @@ use kube_scim_crds::{
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::status::Check;
-use super::{Context, Error, is_not_found};
+use super::Context;
+use crate::reconcile::{Check, Error, is_not_found};
 use crate::token as tokens;
 
 /// Condition `Suspended`.

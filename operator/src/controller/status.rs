@@ -4,97 +4,20 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use kube_scim_crds::{
     AuthMethod, CONDITION_DELETIONS_HELD, CONDITION_READY, CONDITION_ROUTE_READY,
     CONDITION_SUSPENDED, CONDITION_TOKEN_READY, ScimDirectory, ScimDirectoryStatus,
 };
-use serde_json::{Value, json};
 
-use super::counts::Counts;
+use super::counts::{self, Counts};
 use super::route::RouteState;
 use super::token::TokenState;
-use super::{Context, Error, MANAGER, safety};
+use super::{Context, MANAGER, safety};
+use crate::reconcile::{self, Check, Error, condition};
 use crate::token as tokens;
-
-/// Outcome of one part of the reconcile (token or route), as a condition: `True` when ok,
-/// `Unknown` while pending (waiting for another controller, e.g. an Ingress address), else
-/// `False`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Check {
-    pub ok: bool,
-    pub pending: bool,
-    pub reason: String,
-    pub message: String,
-}
-
-impl Check {
-    pub fn ok(reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            ok: true,
-            pending: false,
-            reason: reason.into(),
-            message: message.into(),
-        }
-    }
-
-    pub fn failed(reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            ok: false,
-            pending: false,
-            reason: reason.into(),
-            message: message.into(),
-        }
-    }
-
-    /// Our part is done and another controller has yet to act on it.
-    pub fn pending(reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            ok: false,
-            pending: true,
-            reason: reason.into(),
-            message: message.into(),
-        }
-    }
-
-    fn status(&self) -> &'static str {
-        match (self.ok, self.pending) {
-            (true, _) => "True",
-            (false, true) => "Unknown",
-            (false, false) => "False",
-        }
-    }
-}
-
-/// A condition of `type_` for `check`. `lastTransitionTime` stays that of the previous
-/// condition of the same type when its status did not change, so an unchanged directory gets
-/// an identical status (and no write).
-pub fn condition(
-    type_: &str,
-    check: &Check,
-    generation: Option<i64>,
-    previous: &[Condition],
-    now: Timestamp,
-) -> Condition {
-    let status = check.status();
-    let last_transition_time = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or(Time(now.round(jiff::Unit::Second).unwrap_or(now)));
-    Condition {
-        type_: type_.to_string(),
-        status: status.to_string(),
-        reason: check.reason.clone(),
-        message: check.message.clone(),
-        observed_generation: generation,
-        last_transition_time,
-    }
-}
 
 /// `Ready`: the directory accepts provisioning requests: the token is in place and the route is,
 /// or waits only for its controller (`RouteReady` then says `Unknown` and why); or the route is
@@ -129,52 +52,6 @@ pub fn ready(token: &Check, route: &Check, previous_until: Option<Timestamp>) ->
             format!("{} Also: {}", token.message, route.message),
         ),
     }
-}
-
-/// Sets the count fields of `status` (`users`, `activeUsers`, `inactiveUsers`, `groups`,
-/// `lastProvisioningTime`) from `counts`; `lastProvisioningTime` never moves backwards (a
-/// deletion leaves no write time behind).
-pub fn set_counts(status: &mut ScimDirectoryStatus, counts: &Counts) {
-    status.users = Some(counts.users);
-    status.active_users = Some(counts.active_users);
-    status.inactive_users = Some(counts.inactive_users);
-    status.groups = Some(counts.groups);
-    status.held_deletions = (counts.held_deletions > 0).then_some(counts.held_deletions);
-    status.held_deactivations =
-        (counts.held_deactivations > 0).then_some(counts.held_deactivations);
-    status.last_provisioning_time = counts
-        .last_write
-        .map(tokens::format_time)
-        .into_iter()
-        .chain(status.last_provisioning_time.take())
-        .max_by_key(|t| t.parse::<Timestamp>().ok());
-}
-
-/// Removes the count fields of `status` (see [`set_counts`]) but the held operations: a change
-/// of those calls for a reconcile (condition `DeletionsHeld` and its event).
-pub fn clear_counts(status: &mut ScimDirectoryStatus) {
-    status.users = None;
-    status.active_users = None;
-    status.inactive_users = None;
-    status.groups = None;
-    status.last_provisioning_time = None;
-}
-
-/// The merge patch of the status subresource that writes the count fields of `status` only,
-/// if the directory is still at `resource_version` (a compare-and-swap).
-pub fn counts_patch(status: &ScimDirectoryStatus, resource_version: Option<&str>) -> Value {
-    json!({
-        "metadata": {"resourceVersion": resource_version},
-        "status": {
-            "users": status.users,
-            "activeUsers": status.active_users,
-            "inactiveUsers": status.inactive_users,
-            "groups": status.groups,
-            "lastProvisioningTime": status.last_provisioning_time,
-            "heldDeletions": status.held_deletions,
-            "heldDeactivations": status.held_deactivations,
-        },
-    })
 }
 
 /// The OAuth 2.0 token endpoint of the directory whose Tenant URL is `endpoint`: the SCIM server
@@ -265,7 +142,7 @@ pub fn desired(
         held_deactivations: previous.held_deactivations,
     };
     if let Some(counts) = counts {
-        set_counts(&mut status, counts);
+        counts::set_counts(&mut status, counts);
     }
     status
 }
@@ -337,17 +214,7 @@ pub async fn write(
     if dir.status.as_ref() != Some(&new_status) {
         let ns = dir.namespace().ok_or(Error::Unnamed)?;
         let api: Api<ScimDirectory> = ctx.api(&ns);
-        let patch = json!({
-            "apiVersion": ScimDirectory::api_version(&()),
-            "kind": ScimDirectory::kind(&()),
-            "status": new_status,
-        });
-        api.patch_status(
-            &dir.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        reconcile::status::apply(&api, &dir.name_any(), MANAGER, &new_status).await?;
     }
     let mut wait = requeue_after(&new_status, ctx.settings.resync, now);
     if !route.check.ok {
