@@ -7,19 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use kube_scim_crds::group_binding::{REASON_APPLY_FAILED, ScimGroupBindingStatus, TargetStatus};
 use kube_scim_crds::{CONDITION_READY, ScimGroupBinding, labels as scim_labels};
-use serde_json::json;
 
 use super::plan::{self, Desired, Existing, Plan, Scope, Write};
 use super::{Context, Error, labels};
-use crate::controller::MANAGER;
 use crate::events::publish;
+use crate::reconcile::{self, Check, condition, is_forbidden, is_invalid, is_not_found, manager};
 
 /// The bindings this ScimGroupBinding wrote, as the watch caches see them.
 fn existing(binding: &ScimGroupBinding, ctx: &Context) -> Vec<Existing> {
@@ -111,7 +110,7 @@ async fn write(
     binding: &ScimGroupBinding,
     desired: &Desired,
 ) -> Result<(), kube::Error> {
-    let params = PatchParams::apply(MANAGER).force();
+    let params = PatchParams::apply(manager::GROUP_BINDING).force();
     match &desired.scope {
         Some(ns) => {
             let object = RoleBinding {
@@ -149,7 +148,7 @@ async fn delete(ctx: &Context, scope: &Scope, name: &str) -> Result<(), kube::Er
             .map(|_| ()),
     };
     match result {
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
         other => other,
     }
 }
@@ -190,7 +189,7 @@ pub async fn apply(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Acti
         }
         let mut result = write(ctx, &binding, desired).await;
         // An uncached binding whose roleRef changed: roleRef is immutable, so replace it.
-        if matches!(&result, Err(kube::Error::Api(s)) if s.code == 422) {
+        if matches!(&result, Err(e) if is_invalid(e)) {
             result = match delete(ctx, &desired.scope, &desired.name).await {
                 Ok(()) => write(ctx, &binding, desired).await,
                 Err(e) => Err(e),
@@ -217,10 +216,10 @@ pub async fn apply(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Acti
 /// An API error, with what to do about the usual ones.
 fn explain(e: &kube::Error) -> String {
     match e {
-        kube::Error::Api(s) if s.code == 404 => {
+        kube::Error::Api(s) if is_not_found(e) => {
             format!("{} (does the namespace exist?)", s.message)
         }
-        kube::Error::Api(s) if s.code == 403 => format!(
+        kube::Error::Api(s) if is_forbidden(e) => format!(
             "{} (the operator needs `bind` on the role: the Helm chart grants it for the allow-listed roles)",
             s.message
         ),
@@ -234,35 +233,28 @@ fn ready_condition(
     failures: &[String],
     now: jiff::Timestamp,
 ) -> Condition {
-    let (status, reason, message) = if !failures.is_empty() {
-        (
-            "False",
-            REASON_APPLY_FAILED.to_string(),
+    let check = if !failures.is_empty() {
+        Check::failed(
+            REASON_APPLY_FAILED,
             format!("could not write every binding: {}", failures.join("; ")),
         )
+    } else if plan.outcome.ready {
+        Check::ok(plan.outcome.reason, plan.outcome.message.clone())
     } else {
-        (
-            if plan.outcome.ready { "True" } else { "False" },
-            plan.outcome.reason.to_string(),
-            plan.outcome.message.clone(),
-        )
+        Check::failed(plan.outcome.reason, plan.outcome.message.clone())
     };
     let previous = binding
         .status
         .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == CONDITION_READY));
-    let last_transition_time = previous
-        .filter(|c| c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or(Time(now.round(jiff::Unit::Second).unwrap_or(now)));
-    Condition {
-        type_: CONDITION_READY.into(),
-        status: status.into(),
-        reason,
-        message: message.chars().take(2000).collect(),
-        observed_generation: binding.metadata.generation,
-        last_transition_time,
-    }
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    condition(
+        CONDITION_READY,
+        &check,
+        binding.metadata.generation,
+        previous,
+        now,
+    )
 }
 
 /// The status for `plan`; `lastSyncTime` is kept from `previous` unless `wrote`.
@@ -298,7 +290,7 @@ pub fn desired_status(
         skipped_members: Some(plan.skipped as i64),
         targets,
         last_sync_time: if (wrote && synced) || previous.last_sync_time.is_none() {
-            Some(now.round(jiff::Unit::Second).unwrap_or(now).to_string())
+            Some(reconcile::condition::round(now).to_string())
         } else {
             previous.last_sync_time
         },
@@ -340,19 +332,10 @@ async fn write_status(
         .await;
     }
     let ns = binding.namespace().ok_or(Error::Unnamed)?;
-    Api::<ScimGroupBinding>::namespaced(ctx.client.clone(), &ns)
-        .patch_status(
-            &binding.name_any(),
-            // Apply, not merge: a field this manager no longer sets (targets of a group that
-            // is gone) is removed.
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(json!({
-                "apiVersion": ScimGroupBinding::api_version(&()),
-                "kind": ScimGroupBinding::kind(&()),
-                "status": status,
-            })),
-        )
-        .await?;
+    // Apply, not merge: a field this manager no longer sets (targets of a group that is gone)
+    // is removed.
+    let api = Api::<ScimGroupBinding>::namespaced(ctx.client.clone(), &ns);
+    reconcile::status::apply(&api, &binding.name_any(), manager::GROUP_BINDING, &status).await?;
     Ok(())
 }
 

@@ -46,16 +46,7 @@ pub mod labels {
     pub const BINDING: &str = "kubescim.io/group-binding";
 }
 
-/// What can fail in a reconcile.
-#[derive(thiserror::Error, Debug)]
-pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("{0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    #[error("object has no namespace or name")]
-    Unnamed,
-}
+pub use crate::reconcile::Error;
 
 /// What a reconcile needs.
 pub struct Context {
