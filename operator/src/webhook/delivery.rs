@@ -12,8 +12,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::events::EventType;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
@@ -30,6 +29,7 @@ use super::outbox::{self, Outbox};
 use super::sender::{self, Outcome};
 use super::signing::SigningKey;
 use crate::metrics::WebhookLabels;
+use crate::reconcile::{self, Check, condition, manager};
 
 /// How long a user's change waits for a group it names to arrive on the group watch; past it,
 /// `user_added` names the group by id only (a group deleted before it was seen).
@@ -858,57 +858,33 @@ fn ready(
     previous: Option<&ScimWebhookStatus>,
     blocker: Option<&Blocker>,
 ) -> Condition {
-    let (status, reason, message) = match blocker {
-        None => ("True", "Delivering", "events are delivered".to_string()),
-        Some(Blocker::InvalidSpec(m)) => ("False", "InvalidSpec", m.clone()),
-        Some(Blocker::SigningKey(m)) => ("False", "SigningKeyUnavailable", m.clone()),
-        Some(Blocker::Directory(m)) => ("False", "DirectoryNotReady", m.clone()),
-        Some(Blocker::OutboxFull(m)) => ("False", "OutboxFull", m.clone()),
-        Some(Blocker::Receiver(m)) => (
-            "False",
+    let check = match blocker {
+        None => Check::ok("Delivering", "events are delivered"),
+        Some(Blocker::InvalidSpec(m)) => Check::failed("InvalidSpec", m.clone()),
+        Some(Blocker::SigningKey(m)) => Check::failed("SigningKeyUnavailable", m.clone()),
+        Some(Blocker::Directory(m)) => Check::failed("DirectoryNotReady", m.clone()),
+        Some(Blocker::OutboxFull(m)) => Check::failed("OutboxFull", m.clone()),
+        Some(Blocker::Receiver(m)) => Check::failed(
             "ReceiverFailing",
             format!("the receiver did not accept the last request: {m}"),
         ),
     };
-    let since = previous
-        .and_then(|p| p.conditions.iter().find(|c| c.type_ == CONDITION_READY))
-        .filter(|c| c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| {
-            let now = jiff::Timestamp::now();
-            Time(now.round(jiff::Unit::Second).unwrap_or(now))
-        });
-    Condition {
-        type_: CONDITION_READY.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message: message.chars().take(1000).collect(),
-        observed_generation: hook.metadata.generation,
-        last_transition_time: since,
-    }
+    let previous = previous
+        .map(|p| p.conditions.as_slice())
+        .unwrap_or_default();
+    condition(
+        CONDITION_READY,
+        &check,
+        hook.metadata.generation,
+        previous,
+        jiff::Timestamp::now(),
+    )
 }
 
 async fn write_status(hooks: &Api<ScimWebhook>, name: &str, status: &ScimWebhookStatus) -> bool {
-    // A merge patch leaves absent fields alone: clear what is no longer set explicitly.
-    let mut value = serde_json::to_value(status).expect("status serializes");
-    for key in [
-        "lastDeliveredEventId",
-        "lastDeliveredTime",
-        "failingSince",
-        "lastError",
-    ] {
-        value
-            .as_object_mut()
-            .expect("status is an object")
-            .entry(key)
-            .or_insert(Value::Null);
-    }
-    let patch = json!({ "status": value });
-    match hooks
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => true,
+    // Applied, so a field no longer set (`lastError` after a success) is removed.
+    match reconcile::status::apply(hooks, name, manager::WEBHOOK, status).await {
+        Ok(()) => true,
         Err(e) => {
             tracing::warn!(webhook = %name, error = %e, "cannot write webhook status");
             false

@@ -48,7 +48,7 @@ pub fn room(bytes: usize) -> Room {
     }
 }
 /// Field manager of the outbox Secret.
-const MANAGER: &str = "kube-scim-operator-webhooks";
+const MANAGER: &str = crate::reconcile::manager::WEBHOOK;
 
 #[derive(Serialize, Deserialize, Default, Debug, Clone, PartialEq)]
 pub struct Outbox {
