@@ -19,6 +19,11 @@ pub const REASON_ROLE_NOT_ALLOWED: &str = "RoleNotAllowed";
 pub const REASON_CLUSTER_WIDE_NOT_ALLOWED: &str = "ClusterWideNotAllowed";
 /// Condition reason: the operator could not write a binding (RBAC, a missing namespace).
 pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
+/// Condition reason: the group subject's rendered name is refused (a built-in `system:`
+/// identity, or not a plain name), so nothing is bound.
+pub const REASON_SUBJECT_REFUSED: &str = "SubjectRefused";
+/// Event reason (Warning): rendered subject names were refused and left out.
+pub const EVENT_SUBJECTS_REFUSED: &str = "SubjectsRefused";
 
 /// Labels on every RoleBinding / ClusterRoleBinding the operator writes for a ScimGroupBinding:
 /// the namespace and name of that ScimGroupBinding (bindings may live in other namespaces, where
@@ -168,8 +173,10 @@ pub struct SubjectMapping {
     /// `User`: `userName`, `externalId`, `id`, `displayName`, `email` (the primary, else first,
     /// email); for kind `Group`: `displayName`, `externalId`, `id`. Examples: `{{userName}}`,
     /// `oidc:{{externalId}}`. A user lacking an attribute the template uses is left out (and
-    /// counted in `status.skippedMembers`). Default: `{{userName}}` for users, `{{displayName}}`
-    /// for groups.
+    /// counted in `status.skippedMembers`). A rendered name in the reserved `system:` namespace
+    /// (any case, whitespace or invisible characters), or with leading or trailing whitespace
+    /// or control characters, is never bound (`status.refusedSubjects`). Default:
+    /// `{{userName}}` for users, `{{displayName}}` for groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 512),
@@ -207,7 +214,7 @@ pub struct ScimGroupBindingStatus {
 
     /// `Ready`: True when every binding holds exactly the group's active members; False with a
     /// reason (`GroupNotFound`, `GroupAmbiguous`, `RoleNotAllowed`, `ClusterWideNotAllowed`,
-    /// `ApplyFailed`) and a message saying what to change.
+    /// `SubjectRefused`, `ApplyFailed`) and a message saying what to change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub conditions: Vec<Condition>,
@@ -223,6 +230,18 @@ pub struct ScimGroupBindingStatus {
     /// Active members left out because they lack an attribute the subject template uses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped_members: Option<i64>,
+
+    /// Subject names never bound: a name in Kubernetes' reserved `system:` namespace (such as
+    /// `system:masters`, `system:anonymous`, `system:serviceaccount:...`), also disguised by
+    /// case, whitespace or invisible characters, or a name that is not plain (leading or
+    /// trailing whitespace, control characters). A Warning event `SubjectsRefused` names them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_subjects: Option<i64>,
+
+    /// Active members left out because the deletion guard holds their deactivation or
+    /// deletion (label `kubescim.io/held`): a held deprovisioning removes access at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_members: Option<i64>,
 
     /// Per target namespace (empty for the cluster-wide binding): the bindings written and the
     /// subjects they hold.

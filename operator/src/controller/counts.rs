@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use futures::{FutureExt, Stream};
+use futures::Stream;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams};
@@ -107,18 +107,10 @@ pub fn count<'a>(
     counts
 }
 
-fn is_ready<K>(store: &Store<K>) -> bool
-where
-    K: kube::runtime::reflector::Lookup + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
-}
-
 /// The counts of `dir` from the context's stores; `None` until both stores hold their first
 /// complete list (before that they are empty, and every directory would count zero).
 pub fn of(dir: &ScimDirectory, ctx: &Context) -> Option<Counts> {
-    if !is_ready(&ctx.users) || !is_ready(&ctx.groups) {
+    if !ctx.users_ready.is_ready() || !ctx.groups_ready.is_ready() {
         return None;
     }
     Some(count(
@@ -211,8 +203,10 @@ pub async fn keep_fresh(
         let ctx = ctx.clone();
         let directories = directories.clone();
         async move {
-            let _ = ctx.users.wait_until_ready().await;
-            let _ = ctx.groups.wait_until_ready().await;
+            ctx.users_ready.wait().await;
+            ctx.groups_ready.wait().await;
+            // The Controller waits for this store too, in this same task (it runs next to
+            // this refresher in `run_scope`), so the one waker the store keeps wakes both.
             let _ = directories.wait_until_ready().await;
             directories
                 .state()

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{Future, StreamExt};
+use futures::{Future, FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -45,7 +45,7 @@ use kube_scim_runtime::verifier::SharedKeyRing;
 use crate::events::publish;
 use crate::metrics::Metrics;
 use crate::route::RouteDefaults;
-use crate::watch::{scoped, store};
+use crate::watch::{Readiness, SHUTDOWN_GRACE, bounded_shutdown, scoped, store};
 use kube_scim_runtime::duration;
 
 /// Field manager of every write (server-side apply and plain writes alike).
@@ -76,6 +76,10 @@ pub struct Context {
     pub settings: Settings,
     pub users: Store<PartialObjectMeta<ScimUser>>,
     pub groups: Store<PartialObjectMeta<ScimGroup>>,
+    /// Readiness of `users` and `groups`, which reconciles check and the counts refresher
+    /// awaits at the same time (see [`Readiness`]).
+    users_ready: Readiness,
+    groups_ready: Readiness,
     failures: Mutex<HashMap<ObjectRef<ScimDirectory>, u32>>,
     /// One lock per directory around "count, then write status", held by the reconcile and by
     /// the counts refresher, so a slower writer never puts older counts over newer ones.
@@ -100,6 +104,8 @@ impl Context {
             client,
             metrics,
             settings,
+            users_ready: Readiness::of(&users),
+            groups_ready: Readiness::of(&groups),
             users,
             groups,
             failures: Mutex::default(),
@@ -228,6 +234,7 @@ pub async fn run_scope(
     metrics: Arc<Metrics>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let stop = stop.shared();
     let ns = namespace.as_deref();
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_OPERATOR);
     let (users, user_changes) = store(
@@ -306,7 +313,7 @@ pub async fn run_scope(
         })
         .reconcile_all_on(key_changes)
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .graceful_shutdown_on(stop)
+        .graceful_shutdown_on(stop.clone())
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
             match result {
@@ -336,7 +343,8 @@ pub async fn run_scope(
 
     // The refresher never ends on its own: it stops with the controller.
     futures::pin_mut!(reconciling, counting);
-    futures::future::select(reconciling, counting).await;
+    let running = futures::future::select(reconciling, counting).map(|_| ());
+    bounded_shutdown("directory", running, stop, SHUTDOWN_GRACE).await;
 }
 
 /// Delay before retrying a failed reconcile: exponential from 1 s, capped at 5 min, with

@@ -12,7 +12,9 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
-use kube_scim_crds::group_binding::{REASON_APPLY_FAILED, ScimGroupBindingStatus, TargetStatus};
+use kube_scim_crds::group_binding::{
+    EVENT_SUBJECTS_REFUSED, REASON_APPLY_FAILED, ScimGroupBindingStatus, TargetStatus,
+};
 use kube_scim_crds::{CONDITION_READY, ScimGroupBinding, labels as scim_labels};
 
 use super::plan::{self, Desired, Existing, Plan, Scope, Write};
@@ -205,12 +207,42 @@ pub async fn apply(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Acti
             failures.push(format!("removing {name} from {}: {e}", describe(scope)));
         }
     }
+    warn_refused(&binding, ctx, &plan).await;
     write_status(&binding, ctx, &plan, &failures, wrote).await?;
     if failures.is_empty() {
         Ok(Action::requeue(ctx.resync))
     } else {
         Ok(Action::requeue(Duration::from_secs(15)))
     }
+}
+
+/// A Warning event naming the refused subject names, when their number changes (status
+/// carries the number, so a steady state publishes nothing).
+async fn warn_refused(binding: &ScimGroupBinding, ctx: &Context, plan: &Plan) {
+    let before = binding.status.as_ref().and_then(|s| s.refused_subjects);
+    let now = plan.refused.len() as i64;
+    if now == 0 || before == Some(now) {
+        return;
+    }
+    let shown: Vec<String> = plan
+        .refused
+        .iter()
+        .take(10)
+        .map(|n| format!("{n:?}"))
+        .collect();
+    publish(
+        &ctx.recorder,
+        &binding.object_ref(&()),
+        EventType::Warning,
+        EVENT_SUBJECTS_REFUSED,
+        "Bind",
+        format!(
+            "{now} subject name(s) never bound: a built-in system: identity, or not a plain name (who named a user or group so in the identity provider, or wrote it with the directory's SCIM credential?): {}{}",
+            shown.join(", "),
+            if plan.refused.len() > shown.len() { ", ..." } else { "" }
+        ),
+    )
+    .await;
 }
 
 /// An API error, with what to do about the usual ones.
@@ -288,6 +320,8 @@ pub fn desired_status(
         group_id: plan.group_id.clone(),
         members: Some(plan.members as i64),
         skipped_members: Some(plan.skipped as i64),
+        refused_subjects: Some(plan.refused.len() as i64),
+        held_members: Some(plan.held as i64),
         targets,
         last_sync_time: if (wrote && synced) || previous.last_sync_time.is_none() {
             Some(reconcile::condition::round(now).to_string())

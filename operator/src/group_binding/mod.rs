@@ -21,7 +21,7 @@ pub mod plan;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Future, StreamExt};
+use futures::{Future, FutureExt, StreamExt};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -32,7 +32,7 @@ use kube::{Api, Client, ResourceExt};
 use kube_scim_crds::{ScimGroup, ScimGroupBinding, ScimUser};
 
 use crate::controller::MANAGER;
-use crate::watch::{scoped, store};
+use crate::watch::{SHUTDOWN_GRACE, bounded_shutdown, scoped, store};
 use plan::BindingPolicy;
 
 /// Finalizer that removes a ScimGroupBinding's RoleBindings in every namespace.
@@ -59,6 +59,26 @@ pub struct Context {
     pub role_bindings: Store<RoleBinding>,
     /// Only where cluster-wide bindings are allowed and the operator watches every namespace.
     pub cluster_role_bindings: Option<Store<ClusterRoleBinding>>,
+}
+
+impl Context {
+    /// Waits until every watch cache a reconcile reads holds its first complete list: deciding
+    /// from a cache that has not listed yet would remove every subject.
+    ///
+    /// Awaited once, before the Controller reconciles anything, never inside a reconcile:
+    /// kube-runtime's readiness future keeps one waker (a futures oneshot receiver), so of
+    /// several reconciles waiting at once only the last to poll was woken; the others waited
+    /// forever, their ScimGroupBindings were never reconciled again (no revocation either),
+    /// and a graceful shutdown, which waits for running reconciles, hung. A cache added to the
+    /// context must be awaited here.
+    async fn caches_ready(&self) {
+        let _ = self.users.wait_until_ready().await;
+        let _ = self.groups.wait_until_ready().await;
+        let _ = self.role_bindings.wait_until_ready().await;
+        if let Some(store) = &self.cluster_role_bindings {
+            let _ = store.wait_until_ready().await;
+        }
+    }
 }
 
 /// What of a ScimGroupBinding calls for a reconcile: not its status (our own write).
@@ -114,6 +134,7 @@ pub async fn run_scope(
     resync: Duration,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let stop = stop.shared();
     let ns = namespace.as_deref();
     let any = || watcher::Config::default().any_semantic();
     let written = || {
@@ -133,13 +154,12 @@ pub async fn run_scope(
     .applied_objects()
     .predicate_filter(reconcile_relevant, Default::default());
 
-    let mut controller = Controller::for_stream(binding_changes, bindings.clone());
+    let mut cluster_role_binding_changes = None;
     let mut cluster_role_bindings = None;
     if policy.allow_cluster_wide && ns.is_none() {
         let (store, changes) = store(Api::<ClusterRoleBinding>::all(client.clone()), written());
         cluster_role_bindings = Some(store);
-        controller =
-            controller.watches_stream(changes, |crb: ClusterRoleBinding| binding_of(&crb.metadata));
+        cluster_role_binding_changes = Some(changes);
     }
     let reporter = Reporter {
         controller: format!("{MANAGER}-group-binding"),
@@ -155,9 +175,26 @@ pub async fn run_scope(
         role_bindings,
         cluster_role_bindings,
     });
+    // The ScimGroupBindings are listed only once every other cache has listed: the Controller
+    // starts no reconcile before its own store is ready, so none decides from a cache that is
+    // still empty. Waiting here, in the one stream that feeds the Controller, and not in each
+    // reconcile, is what makes it work: see [`Context::caches_ready`].
+    let gate = ctx.clone();
+    let binding_changes = async move {
+        gate.caches_ready().await;
+        tracing::debug!("watch caches listed; listing ScimGroupBindings");
+    }
+    .map(move |()| binding_changes)
+    .flatten_stream();
+
+    let mut controller = Controller::for_stream(binding_changes, bindings.clone());
+    if let Some(changes) = cluster_role_binding_changes {
+        controller =
+            controller.watches_stream(changes, |crb: ClusterRoleBinding| binding_of(&crb.metadata));
+    }
     let of_user = bindings.clone();
     let of_group = bindings.clone();
-    controller
+    let running = controller
         .watches_stream(user_changes, move |user: ScimUser| {
             bindings_of_directory(
                 &of_user,
@@ -176,7 +213,7 @@ pub async fn run_scope(
             binding_of(&rb.metadata)
         })
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .graceful_shutdown_on(stop)
+        .graceful_shutdown_on(stop.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
@@ -186,8 +223,8 @@ pub async fn run_scope(
                 }
                 Err(e) => tracing::warn!(error = %e, "group binding controller"),
             }
-        })
-        .await;
+        });
+    bounded_shutdown("group-binding", running, stop, SHUTDOWN_GRACE).await;
 }
 
 fn error_policy(binding: Arc<ScimGroupBinding>, error: &Error, _ctx: Arc<Context>) -> Action {
@@ -200,13 +237,7 @@ fn error_policy(binding: Arc<ScimGroupBinding>, error: &Error, _ctx: Arc<Context
 
 /// Reconciles one ScimGroupBinding.
 pub async fn reconcile(binding: Arc<ScimGroupBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
-    // Deciding from a cache that has not listed yet would remove every subject.
-    ctx.users.wait_until_ready().await.ok();
-    ctx.groups.wait_until_ready().await.ok();
-    ctx.role_bindings.wait_until_ready().await.ok();
-    if let Some(store) = &ctx.cluster_role_bindings {
-        store.wait_until_ready().await.ok();
-    }
+    // The caches have listed once before any reconcile starts (see `run_scope`).
     let ns = binding.namespace().ok_or(Error::Unnamed)?;
     let api: Api<ScimGroupBinding> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, binding, |event| async {

@@ -7,11 +7,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::api::rbac::v1::{RoleRef, Subject};
 use kube::ResourceExt;
+use kube::api::ObjectMeta;
 use kube_scim_crds::group_binding::{
     REASON_CLUSTER_WIDE_NOT_ALLOWED, REASON_GROUP_AMBIGUOUS, REASON_GROUP_NOT_FOUND,
-    REASON_ROLE_NOT_ALLOWED, REASON_SYNCED, RoleKind, SubjectKind,
+    REASON_ROLE_NOT_ALLOWED, REASON_SUBJECT_REFUSED, REASON_SYNCED, RoleKind, SubjectKind,
 };
-use kube_scim_crds::{ScimGroup, ScimGroupBinding, ScimUser, labels};
+use kube_scim_crds::{HELD_LABEL, ScimGroup, ScimGroupBinding, ScimUser, labels};
 use sha2::{Digest, Sha256};
 
 /// API group of RBAC subjects and role references.
@@ -90,6 +91,10 @@ pub struct Plan {
     pub members: usize,
     /// Active members without an attribute the template needs.
     pub skipped: usize,
+    /// Rendered subject names never bound (see [`refusal`]), sorted.
+    pub refused: Vec<String>,
+    /// Active members left out because the deletion guard holds their deprovisioning.
+    pub held: usize,
 }
 
 /// Decides the plan for `binding`. `groups` and `users` may hold objects of any directory and
@@ -108,11 +113,11 @@ pub fn plan<'a>(
     };
     // A group being deleted is already gone for SCIM (its member labels are still being
     // removed in the background), so it grants nothing from the moment it is deleted.
-    let groups: Vec<&ScimGroup> = groups
+    let (groups, held_groups): (Vec<&ScimGroup>, Vec<&ScimGroup>) = groups
         .into_iter()
         .filter(|g| in_directory(g.namespace(), &g.spec.directory_ref.name))
         .filter(|g| g.metadata.deletion_timestamp.is_none())
-        .collect();
+        .partition(|g| !is_held(&g.metadata));
 
     let refused = |reason, message: String| Plan {
         outcome: Outcome {
@@ -128,6 +133,8 @@ pub fn plan<'a>(
         group_id: None,
         members: 0,
         skipped: 0,
+        refused: Vec::new(),
+        held: 0,
     };
 
     let spec = &binding.spec;
@@ -166,6 +173,15 @@ pub fn plan<'a>(
         .filter(|g| selects(binding, g))
         .collect();
     let group = match selected.as_slice() {
+        [] if held_groups.iter().any(|g| selects(binding, g)) => {
+            return refused(
+                REASON_GROUP_NOT_FOUND,
+                format!(
+                    "the deletion guard holds the deletion of the group of directory {directory} with {}: a group being deleted grants nothing, so the bindings are removed until the hold is discarded (kubectl annotate scimdirectory {directory} kubescim.io/held-operations=discard) or the identity provider writes the group again",
+                    describe_selector(binding)
+                ),
+            );
+        }
         [] => {
             return refused(
                 REASON_GROUP_NOT_FOUND,
@@ -189,10 +205,25 @@ pub fn plan<'a>(
     };
     let group_id = group_id(group);
 
-    let (subjects, skipped) = match spec.subject.kind {
+    let (subjects, skipped, refused_names, held) = match spec.subject.kind {
         SubjectKind::Group => {
             let template = spec.subject.name.as_deref().unwrap_or("{{displayName}}");
             let rendered = render(template, |attr| group_attribute(group, attr));
+            if let Some((name, why)) = rendered
+                .as_ref()
+                .and_then(|name| Some((name, refusal(name)?)))
+            {
+                let mut plan = refused(
+                    REASON_SUBJECT_REFUSED,
+                    format!(
+                        "the group's subject name {name:?} {}: nothing is bound (change spec.subject.name, or the group's name in the identity provider)",
+                        why.explain()
+                    ),
+                );
+                plan.group_id = Some(group_id);
+                plan.refused = vec![name.clone()];
+                return plan;
+            }
             let subjects = rendered
                 .map(|name| {
                     vec![Subject {
@@ -203,15 +234,22 @@ pub fn plan<'a>(
                     }]
                 })
                 .unwrap_or_default();
-            (subjects, 0)
+            (subjects, 0, BTreeSet::new(), 0)
         }
         SubjectKind::User => {
             let template = spec.subject.name.as_deref().unwrap_or("{{userName}}");
             let members = active_members(&group_id, &groups, users, &namespace, directory);
+            // The guard protects data, not access: a held deprovisioning removes access now.
+            let (held, members): (Vec<&ScimUser>, Vec<&ScimUser>) =
+                members.into_iter().partition(|u| is_held(&u.metadata));
             let mut names = BTreeSet::new();
+            let mut refused_names = BTreeSet::new();
             let mut skipped = 0;
             for user in members {
                 match render(template, |attr| user_attribute(user, attr)) {
+                    Some(name) if refusal(&name).is_some() => {
+                        refused_names.insert(name);
+                    }
                     Some(name) => {
                         names.insert(name);
                     }
@@ -227,7 +265,7 @@ pub fn plan<'a>(
                     namespace: None,
                 })
                 .collect();
-            (subjects, skipped)
+            (subjects, skipped, refused_names, held.len())
         }
     };
 
@@ -308,14 +346,101 @@ pub fn plan<'a>(
                 } else {
                     String::new()
                 }
-            ),
+            ) + &left_out(&refused_names, held),
         },
         desired,
         stale,
         group_id: Some(group_id),
         members,
         skipped,
+        refused: refused_names.into_iter().collect(),
+        held,
     }
+}
+
+/// The Ready message's note on members left out for safety: refused names, held members.
+fn left_out(refused: &BTreeSet<String>, held: usize) -> String {
+    let mut note = String::new();
+    if !refused.is_empty() {
+        let shown: Vec<String> = refused.iter().take(5).map(|n| format!("{n:?}")).collect();
+        note.push_str(&format!(
+            "; {} subject name(s) refused and left out (a built-in system: identity, or not a plain name): {}{}",
+            refused.len(),
+            shown.join(", "),
+            if refused.len() > shown.len() { ", ..." } else { "" }
+        ));
+    }
+    if held > 0 {
+        note.push_str(&format!(
+            "; {held} member(s) left out while the deletion guard holds their deactivation or deletion"
+        ));
+    }
+    note
+}
+
+/// Whether the deletion guard holds the deletion or deactivation of this ScimUser or
+/// ScimGroup (label `kubescim.io/held`, whatever its value: unknown values fail closed).
+pub fn is_held(meta: &ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(HELD_LABEL))
+}
+
+/// Why a rendered subject name is never bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// In the `system:` namespace Kubernetes reserves for built-in identities
+    /// (`system:masters`, `system:anonymous`, `system:authenticated`,
+    /// `system:serviceaccount:<ns>:<name>`, `system:node:<name>`, ...).
+    Reserved,
+    /// Not a plain name: leading or trailing whitespace, or a control or invisible character.
+    /// No authenticator gives a person such a name; it can only be meant to look like another.
+    NotPlain,
+}
+
+impl Refusal {
+    fn explain(self) -> &'static str {
+        match self {
+            Refusal::Reserved => {
+                "is in the system: namespace that Kubernetes reserves for built-in identities"
+            }
+            Refusal::NotPlain => {
+                "is not a plain name (leading or trailing whitespace, control or invisible characters)"
+            }
+        }
+    }
+}
+
+/// Whether a rendered subject name must not be bound, and why. Anyone who can name a user or
+/// group in the identity provider, or holds the directory's SCIM credential, chooses the
+/// attribute values a template renders; a name such as `system:masters` or
+/// `system:serviceaccount:kube-system:default` would hand the role to a built-in identity.
+/// RBAC compares names exactly, so only `system:` itself is reserved, but the check also folds
+/// case and drops whitespace and invisible characters: a disguised `System: masters` is never
+/// legitimate either, and a later normalisation anywhere must not turn it into the real one.
+pub fn refusal(name: &str) -> Option<Refusal> {
+    let folded: String = name
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_control() && !is_invisible(*c))
+        .flat_map(char::to_lowercase)
+        .collect();
+    if folded.starts_with("system:") {
+        return Some(Refusal::Reserved);
+    }
+    if name.trim() != name || name.chars().any(|c| c.is_control() || is_invisible(c)) {
+        return Some(Refusal::NotPlain);
+    }
+    None
+}
+
+/// Zero-width and direction-control characters (Unicode format characters that render as
+/// nothing), which make one name look like another.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{E0000}'..='\u{E007F}')
 }
 
 fn selects(binding: &ScimGroupBinding, group: &ScimGroup) -> bool {

@@ -367,3 +367,203 @@ fn a_member_list_being_replaced_binds_the_new_list_not_the_old_labels() {
     assert!(plan.outcome.ready, "{:?}", plan.outcome);
     assert_eq!(names(&plan), ["oidc:oid-bob", "oidc:oid-carol"]);
 }
+
+fn named(id: &str, user_name: &str, member_of: &[&str]) -> ScimUser {
+    let mut u = user(id, true, member_of);
+    u.status.as_mut().unwrap().user_name = user_name.into();
+    u
+}
+
+fn held(mut meta: ObjectMeta, operation: &str) -> ObjectMeta {
+    meta.labels
+        .get_or_insert_with(Default::default)
+        .insert(kube_scim_crds::HELD_LABEL.into(), operation.into());
+    meta
+}
+
+#[test]
+fn built_in_identities_are_never_subjects_however_disguised() {
+    let groups = [group("g1", "Platform", &[])];
+    let users = [
+        named("alice", "alice@example.com", &["g1"]),
+        named("u1", "system:masters", &["g1"]),
+        named("u2", "system:anonymous", &["g1"]),
+        named("u3", "system:serviceaccount:kube-system:default", &["g1"]),
+        named("u4", "System:Masters", &["g1"]),
+        named("u5", " system:masters", &["g1"]),
+        named("u6", "system :masters", &["g1"]),
+        named("u7", "sys\u{200b}tem:masters", &["g1"]),
+        named("u8", "\tsystem:node:n1", &["g1"]),
+        named("u9", "bob@example.com ", &["g1"]),
+        named("u10", "carol\u{0}@example.com", &["g1"]),
+    ];
+    let mut b = binding(by_name("Platform"), "edit", &["a"]);
+    b.spec.subject.name = Some("{{userName}}".into());
+    let p = plan(&b, &groups, &users, &policy(), &[]);
+    assert!(p.outcome.ready, "{:?}", p.outcome);
+    assert_eq!(names(&p), ["alice@example.com"]);
+    assert_eq!(p.refused.len(), 10, "{:?}", p.refused);
+    assert_eq!(p.members, 1);
+    assert!(
+        p.outcome.message.contains("10 subject name(s) refused"),
+        "{}",
+        p.outcome.message
+    );
+
+    // The template itself cannot reach there either.
+    b.spec.subject.name = Some("system:{{externalId}}".into());
+    let p = plan(&b, &groups, &users, &policy(), &[]);
+    assert!(names(&p).is_empty());
+    assert_eq!(p.refused.len(), users.len());
+
+    // A literal prefix keeps every value out of the reserved namespace.
+    b.spec.subject.name = Some("oidc:{{userName}}".into());
+    let p = plan(&b, &groups, &users[..5], &policy(), &[]);
+    assert_eq!(names(&p).len(), 5);
+    assert!(p.refused.is_empty());
+}
+
+#[test]
+fn refusal_rules() {
+    for name in [
+        "system:masters",
+        "system:authenticated",
+        "system:unauthenticated",
+        "SYSTEM:masters",
+        "system:",
+        "\u{feff}system:masters",
+        "system\u{2060}:masters",
+    ] {
+        assert_eq!(refusal(name), Some(Refusal::Reserved), "{name:?}");
+    }
+    for name in [
+        "alice ",
+        " alice",
+        "al\u{200d}ice",
+        "al\nice",
+        "al\u{7f}ice",
+    ] {
+        assert_eq!(refusal(name), Some(Refusal::NotPlain), "{name:?}");
+    }
+    for name in [
+        "alice@example.com",
+        "oidc:system:masters",
+        "Platform Admins",
+        "systemd:journal",
+        "entra:system",
+    ] {
+        assert_eq!(refusal(name), None, "{name:?}");
+    }
+}
+
+#[test]
+fn a_group_renamed_to_a_built_in_group_binds_nothing() {
+    let mut b = binding(by_name("system:authenticated"), "edit", &["a"]);
+    b.spec.group = GroupSelector {
+        external_id: Some("oid-g1".into()),
+        ..Default::default()
+    };
+    b.spec.subject = SubjectMapping {
+        kind: SubjectKind::Group,
+        name: None,
+    };
+    let existing = [Existing {
+        scope: Some("a".into()),
+        name: "kube-scim:team:admins".into(),
+        role_ref: Default::default(),
+        subjects: Vec::new(),
+        cached: true,
+    }];
+    for renamed in [
+        "system:authenticated",
+        "system:masters",
+        "System:Unauthenticated",
+    ] {
+        let groups = [group("g1", renamed, &[])];
+        let p = plan(&b, &groups, &[], &policy(), &existing);
+        assert!(!p.outcome.ready);
+        assert_eq!(p.outcome.reason, REASON_SUBJECT_REFUSED, "{renamed}");
+        assert!(p.desired.is_empty());
+        assert_eq!(p.stale.len(), 1, "the old binding is removed");
+        assert_eq!(p.refused, [renamed.to_string()]);
+    }
+    let groups = [group("g1", "Platform", &[])];
+    let p = plan(&b, &groups, &[], &policy(), &existing);
+    assert!(p.outcome.ready);
+    assert_eq!(names(&p), ["Platform"]);
+}
+
+#[test]
+fn a_held_deactivation_or_deletion_removes_access_at_once() {
+    let groups = [group("g1", "Platform", &[]), group("g2", "Nested", &["g1"])];
+    let mut deactivating = user("bob", true, &["g1"]);
+    deactivating.metadata = held(deactivating.metadata, kube_scim_crds::HELD_DEACTIVATE);
+    let mut deleting = user("carol", true, &["g2"]);
+    deleting.metadata = held(deleting.metadata, kube_scim_crds::HELD_DELETE);
+    let mut unknown = user("dave", true, &["g1"]);
+    unknown.metadata = held(unknown.metadata, "something-new");
+    let users = [
+        user("alice", true, &["g1"]),
+        deactivating,
+        deleting,
+        unknown,
+    ];
+    let p = plan(
+        &binding(by_name("Platform"), "edit", &["a"]),
+        &groups,
+        &users,
+        &policy(),
+        &[],
+    );
+    assert!(p.outcome.ready, "{:?}", p.outcome);
+    assert_eq!(names(&p), ["oidc:oid-alice"]);
+    assert_eq!(p.held, 3);
+    assert!(
+        p.outcome
+            .message
+            .contains("3 member(s) left out while the deletion guard holds")
+    );
+}
+
+#[test]
+fn a_group_whose_deletion_is_held_grants_nothing_directly_or_nested() {
+    let users = [user("alice", true, &["g1"]), user("bob", true, &["g2"])];
+    let b = binding(by_name("Platform"), "edit", &["a"]);
+    let mut root = group("g1", "Platform", &[]);
+    root.metadata = held(root.metadata, kube_scim_crds::HELD_DELETE);
+    let existing = [Existing {
+        scope: Some("a".into()),
+        name: "kube-scim:team:admins".into(),
+        role_ref: Default::default(),
+        subjects: Vec::new(),
+        cached: true,
+    }];
+    let p = plan(
+        &b,
+        &[root, group("g2", "Nested", &["g1"])],
+        &users,
+        &policy(),
+        &existing,
+    );
+    assert!(!p.outcome.ready);
+    assert_eq!(p.outcome.reason, REASON_GROUP_NOT_FOUND);
+    assert!(
+        p.outcome.message.contains("deletion guard"),
+        "{}",
+        p.outcome.message
+    );
+    assert!(p.desired.is_empty());
+    assert_eq!(p.stale.len(), 1);
+
+    let mut nested = group("g2", "Nested", &["g1"]);
+    nested.metadata = held(nested.metadata, kube_scim_crds::HELD_DELETE);
+    let p = plan(
+        &b,
+        &[group("g1", "Platform", &[]), nested],
+        &users,
+        &policy(),
+        &existing,
+    );
+    assert!(p.outcome.ready);
+    assert_eq!(names(&p), ["oidc:oid-alice"]);
+}
