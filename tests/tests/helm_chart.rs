@@ -768,3 +768,181 @@ fn env_value(rendered: &str, name: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// The environment of a container of a rendered Deployment, `(name, value)` for each variable
+/// with a literal value and `(name, "<from>")` for one taken from the pod (valueFrom).
+fn deployment_env(rendered: &str, deployment: &str) -> Vec<(String, String)> {
+    let document = serde_yaml::Deserializer::from_str(rendered)
+        .filter_map(|d| <Value as serde::Deserialize>::deserialize(d).ok())
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == deployment)
+        .unwrap_or_else(|| panic!("no Deployment {deployment} rendered"));
+    document["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let name = e["name"].as_str().unwrap().to_string();
+            let value = match &e["value"] {
+                Value::String(v) => v.clone(),
+                Value::Null => "<from>".to_string(),
+                other => other.to_string(),
+            };
+            (name, value)
+        })
+        .collect()
+}
+
+/// `make dev` starts the operator and the server with the environment the chart gives them by
+/// default (`kube_scim_tests::chart_defaults`), so what works after `helm install` works there:
+/// a value changed in the chart but not for `make dev`, or the reverse, fails here.
+#[test]
+fn make_dev_starts_both_components_with_the_charts_defaults() {
+    use kube_scim_tests::chart_defaults::{OPERATOR_ENV, PER_INSTALL_ENV, SERVER_ENV};
+    let plane = ControlPlane::shared_without_crds();
+    let out = must_succeed(
+        plane
+            .helm()
+            .unwrap()
+            .args(["template", RELEASE])
+            .arg(chart()),
+    );
+    let rendered = String::from_utf8_lossy(&out.stdout);
+    for (deployment, dev) in [
+        ("kube-scim-operator", OPERATOR_ENV),
+        ("kube-scim-server", SERVER_ENV),
+    ] {
+        let chart: Vec<(String, String)> = deployment_env(&rendered, deployment)
+            .into_iter()
+            .filter(|(name, _)| !PER_INSTALL_ENV.contains(&name.as_str()))
+            .collect();
+        let dev: Vec<(String, String)> = dev
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let mut chart_sorted = chart.clone();
+        chart_sorted.sort();
+        let mut dev_sorted = dev.clone();
+        dev_sorted.sort();
+        assert_eq!(
+            dev_sorted, chart_sorted,
+            "{deployment}: make dev's environment (left, tests/src/chart_defaults.rs) differs from the chart's defaults (right)"
+        );
+    }
+    let allowed = OPERATOR_ENV
+        .iter()
+        .find(|(n, _)| *n == "KUBE_SCIM_GROUP_BINDING_ALLOWED_CLUSTER_ROLES")
+        .unwrap()
+        .1;
+    assert_eq!(
+        allowed, "view,edit",
+        "make dev accepts ScimGroupBindings of the chart's default roles"
+    );
+}
+
+/// README's "API in one look" names every `spec.provider` the CRD accepts.
+#[test]
+fn readme_api_in_one_look_names_every_provider() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("## The API in one look"))
+        .find(|l| l.trim_start().starts_with("provider:"))
+        .expect("README's API in one look sets spec.provider");
+    let crd = kube_scim_crds::crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == "ScimDirectory")
+        .unwrap();
+    let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+    let providers =
+        schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["provider"]["enum"]
+            .as_array()
+            .unwrap()
+            .clone();
+    assert!(providers.len() >= 3, "{providers:?}");
+    for provider in providers {
+        let provider = provider.as_str().unwrap();
+        assert!(
+            line.contains(provider),
+            "README's `{line}` does not name provider {provider}"
+        );
+    }
+}
+
+/// Every manifest in `examples/` that users apply for a real connection keeps the users and
+/// groups when the directory is deleted, and README and NOTES.txt read the token Secret's name
+/// from the directory's status instead of guessing it.
+#[test]
+fn examples_keep_data_and_docs_read_the_token_secret_from_status() {
+    let mut directories = 0;
+    for entry in std::fs::read_dir(repo_root().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let object = <Value as serde::Deserialize>::deserialize(document).unwrap();
+            if object["kind"] != "ScimDirectory" {
+                continue;
+            }
+            directories += 1;
+            let policy = &object["spec"]["deletionPolicy"];
+            assert!(
+                policy.is_null() || policy == "Retain",
+                "{}: deletionPolicy {policy} deletes every user with the directory",
+                path.display()
+            );
+        }
+    }
+    assert!(directories >= 2, "examples/ holds the sample directories");
+    for file in ["README.md", "charts/kube-scim/templates/NOTES.txt"] {
+        let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        assert!(
+            !text.contains("-scim-token"),
+            "{file} guesses the token Secret's name"
+        );
+        assert!(
+            text.contains("jsonpath='{.status.tokenSecretName}'"),
+            "{file} reads the token Secret's name from status"
+        );
+    }
+}
+
+/// Relative links in README.md, the chart's README and docs/ lead to files of this repository:
+/// a link that leaves it (e.g. to notes of the machine the docs were written on) is dead for
+/// every reader.
+#[test]
+fn documentation_links_resolve_inside_the_repository() {
+    let root = repo_root().canonicalize().unwrap();
+    let mut files = vec![root.join("README.md"), root.join("charts/kube-scim/README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            files.push(path);
+        }
+    }
+    let mut checked = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (start, _) in text.match_indices("](") {
+            let rest = &text[start + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let link = &rest[..end];
+            if link.contains("://") || link.starts_with('#') || link.starts_with("mailto:") {
+                continue;
+            }
+            let path = link.split('#').next().unwrap();
+            let target = file.parent().unwrap().join(path);
+            let resolved = target.canonicalize().unwrap_or_else(|_| {
+                panic!("{}: link {link} leads to nothing", file.display())
+            });
+            assert!(
+                resolved.starts_with(&root),
+                "{}: link {link} leaves the repository",
+                file.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} relative links found");
+}
