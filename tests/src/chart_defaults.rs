@@ -36,7 +36,10 @@ pub const SERVER_ENV: &[(&str, &str)] = &[
         "KUBE_SCIM_ENTRA_METADATA_URL",
         "https://login.microsoftonline.com/{tenant}/.well-known/openid-configuration",
     ),
-    ("KUBE_SCIM_ENTRA_ISSUER", "https://sts.windows.net/{tenant}/"),
+    (
+        "KUBE_SCIM_ENTRA_ISSUER",
+        "https://sts.windows.net/{tenant}/",
+    ),
     ("KUBE_SCIM_LOG_FILTER", "info"),
 ];
 

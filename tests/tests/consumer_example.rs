@@ -293,9 +293,11 @@ async fn user_sync_examples_recover_from_a_dropped_watch_and_report_what_changed
     };
     let before = listed(&sync).await;
     assert_eq!(before.len(), 3, "{before:?}");
-    eventually("the stateless example's first sweep", Duration::from_secs(30), || async {
-        (keep_only(&stateless)? == json!([id(1), id(2), id(3)])).then_some(())
-    })
+    eventually(
+        "the stateless example's first sweep",
+        Duration::from_secs(30),
+        || async { (keep_only(&stateless)? == json!([id(1), id(2), id(3)])).then_some(()) },
+    )
     .await;
     let stateless_before = printed(&stateless).len();
 
@@ -338,13 +340,24 @@ async fn user_sync_examples_recover_from_a_dropped_watch_and_report_what_changed
             .collect()
     };
     let log_text = || std::fs::read_to_string(sync.log()).unwrap_or_default();
-    assert_eq!(of(1), Vec::<&str>::new(), "unchanged: no action; {}", log_text());
+    assert_eq!(
+        of(1),
+        Vec::<&str>::new(),
+        "unchanged: no action; {}",
+        log_text()
+    );
     assert_eq!(of(2), ["delete"], "{}", log_text());
     assert_eq!(of(3), ["deprovision"], "{}", log_text());
     assert_eq!(of(4), ["provision"], "{}", log_text());
     assert!(
         log_text().contains("user-sync: watch error, retrying"),
         "the outage was noticed: {}",
+        log_text()
+    );
+    assert_eq!(
+        log_text().matches("user-sync: list done").count(),
+        2,
+        "the watch could not resume (410 Gone from the new watch cache), so it listed again: {}",
         log_text()
     );
     assert_eq!(saved_ids(&state), [id(1), id(3), id(4)]);
@@ -363,9 +376,11 @@ async fn user_sync_examples_recover_from_a_dropped_watch_and_report_what_changed
     assert_eq!(lines[6]["action"], "provision");
 
     // The stateless form: users 3 and 4 ensured, and the sweep keeps 1, 3, 4 and 5 only.
-    eventually("the stateless example's sweep after the outage", Duration::from_secs(60), || async {
-        (keep_only(&stateless)? == json!([id(1), id(3), id(4), id(5)])).then_some(())
-    })
+    eventually(
+        "the stateless example's sweep after the outage",
+        Duration::from_secs(60),
+        || async { (keep_only(&stateless)? == json!([id(1), id(3), id(4), id(5)])).then_some(()) },
+    )
     .await;
     let ensured: Vec<Value> = printed(&stateless)[stateless_before..]
         .iter()
@@ -373,8 +388,16 @@ async fn user_sync_examples_recover_from_a_dropped_watch_and_report_what_changed
         .cloned()
         .collect();
     let last = |n: u32| ensured.iter().rev().find(|l| l["id"] == id(n).as_str());
-    assert_eq!(last(3).map(|l| &l["active"]), Some(&json!(false)), "{ensured:?}");
-    assert_eq!(last(4).map(|l| &l["active"]), Some(&json!(true)), "{ensured:?}");
+    assert_eq!(
+        last(3).map(|l| &l["active"]),
+        Some(&json!(false)),
+        "{ensured:?}"
+    );
+    assert_eq!(
+        last(4).map(|l| &l["active"]),
+        Some(&json!(true)),
+        "{ensured:?}"
+    );
     assert!(last(2).is_none(), "{ensured:?}");
 }
 

@@ -22,7 +22,10 @@ async fn main() -> anyhow::Result<()> {
     let users: Api<ScimUser> = Api::namespaced(Client::try_default().await?, &namespace);
     let config = watcher::Config::default().labels(&format!("{}={directory}", labels::DIRECTORY));
     let (store, writer) = reflector::store();
-    let changes = watcher(users, config).default_backoff().reflect(writer).applied_objects();
+    let changes = watcher(users, config)
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
     tokio::spawn(changes.for_each(|change| async move {
         match change {
             Ok(user) => {
