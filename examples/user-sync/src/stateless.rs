@@ -28,10 +28,16 @@ async fn main() -> anyhow::Result<()> {
         .applied_objects();
     tokio::spawn(changes.for_each(|change| async move {
         match change {
+            // Idempotent, keyed by the SCIM id: a re-list repeats it harmlessly.
             Ok(user) => {
                 let status = user.status.as_ref();
-                let (user_name, active) = (status.map(|s| &s.user_name), status.is_some_and(|s| s.active));
-                println!("{}", json!({"action": "ensure", "id": user.name_any(), "userName": user_name, "active": active}));
+                let line = json!({
+                    "action": "ensure",
+                    "id": user.name_any(),
+                    "userName": status.map(|s| &s.user_name),
+                    "active": status.is_some_and(|s| s.active),
+                });
+                println!("{line}");
             }
             // A dropped watch, 410 Gone, an unreachable apiserver: it recovers after the backoff.
             Err(e) => eprintln!("user-sync-stateless: watch error, retrying: {e}"),
