@@ -1283,3 +1283,27 @@ fn durations_are_strings_and_the_old_integer_keys_still_work() {
     let drain = server(&["--set", "server.drainDelay=45s"]).unwrap_err();
     assert!(drain.contains("over 30s"), "{drain}");
 }
+
+/// The notes printed after an install tell how to read the token through the directory's
+/// status, in the namespace the directory is created in.
+#[test]
+fn install_notes_read_the_token_secret_name_from_status() {
+    let plane = ControlPlane::shared_without_crds();
+    let out = must_succeed(
+        plane
+            .helm()
+            .unwrap()
+            .args(["install", RELEASE])
+            .arg(chart())
+            .args(["--dry-run=client", "--namespace", "identity"]),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let notes = &text[text.find("NOTES:").expect("helm prints the notes")..];
+    assert!(
+        notes.contains(
+            "\"$(kubectl get scimdirectory contoso -n identity -o jsonpath='{.status.tokenSecretName}')\""
+        ),
+        "{notes}"
+    );
+    assert!(!notes.contains("-scim-token"), "{notes}");
+}
