@@ -21,6 +21,7 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
+pub mod chart_defaults;
 pub mod entra;
 pub mod entra_suite;
 pub mod jwt_issuer;
@@ -457,6 +458,28 @@ current-context: kube-scim-test
         };
         let created = api.create(&PostParams::default(), &ns).await?;
         Ok(created.metadata.name.expect("apiserver assigns a name"))
+    }
+
+    /// Kills the kube-apiserver (as a crash would) and starts it again with the same flags,
+    /// port and certificates; returns once it is ready. Every watch on it breaks, and one
+    /// resumed from a resourceVersion older than the new watch cache is answered 410 Gone. Only
+    /// for a plane of one's own ([`ControlPlane::start`]): the shared plane serves other tests.
+    pub fn restart_apiserver(&self) -> anyhow::Result<()> {
+        self.processes
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .find(|p| p.name() == "kube-apiserver")
+            .context("the plane runs no kube-apiserver")?
+            .restart()?;
+        self.wait_until(Duration::from_secs(120), "kube-apiserver /readyz", || {
+            self.kubectl()
+                .args(["get", "--raw", "/readyz"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
     }
 
     /// Stops every process (reverse start order) by PID. Idempotent.

@@ -1,6 +1,7 @@
 //! Child processes that tests start (control plane, operator, SCIM server): each is stopped by
 //! its own PID, never by name, and dies with the test binary.
 
+use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +18,46 @@ pub struct ManagedProcess {
     name: String,
     child: Option<Child>,
     log: PathBuf,
+    /// What was started, to start it again ([`ManagedProcess::restart`]).
+    command: Recipe,
+}
+
+/// Program, arguments, environment and working directory of a started command.
+#[derive(Clone)]
+struct Recipe {
+    program: OsString,
+    args: Vec<OsString>,
+    envs: Vec<(OsString, Option<OsString>)>,
+    dir: Option<PathBuf>,
+}
+
+impl Recipe {
+    fn of(cmd: &Command) -> Self {
+        Self {
+            program: cmd.get_program().to_owned(),
+            args: cmd.get_args().map(ToOwned::to_owned).collect(),
+            envs: cmd
+                .get_envs()
+                .map(|(k, v)| (k.to_owned(), v.map(ToOwned::to_owned)))
+                .collect(),
+            dir: cmd.get_current_dir().map(Path::to_path_buf),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args);
+        for (key, value) in &self.envs {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        if let Some(dir) = &self.dir {
+            cmd.current_dir(dir);
+        }
+        cmd
+    }
 }
 
 impl ManagedProcess {
@@ -29,7 +70,18 @@ impl ManagedProcess {
 
     /// Starts a prepared command (environment, working directory already set) with its output
     /// appended to `log`.
-    pub fn spawn_command(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Self> {
+    pub fn spawn_command(name: &str, cmd: Command, log: &Path) -> anyhow::Result<Self> {
+        let command = Recipe::of(&cmd);
+        let child = Self::start(name, cmd, log)?;
+        Ok(Self {
+            name: name.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+            command,
+        })
+    }
+
+    fn start(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Child> {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -39,13 +91,30 @@ impl ManagedProcess {
             .stdout(out.try_clone()?)
             .stderr(out);
         let program = cmd.get_program().to_owned();
-        let child = spawn_from_lasting_thread(cmd)
-            .with_context(|| format!("starting {name} ({program:?})"))?;
-        Ok(Self {
-            name: name.to_string(),
-            child: Some(child),
-            log: log.to_path_buf(),
-        })
+        spawn_from_lasting_thread(cmd).with_context(|| format!("starting {name} ({program:?})"))
+    }
+
+    /// Kills the process (SIGKILL, as a crash would) and starts the same command again, its
+    /// output appended to the same log.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.child = Some(Self::start(&self.name, self.command.command(), &self.log)?);
+        Ok(())
+    }
+
+    /// Freezes the process (SIGSTOP): it neither runs nor reads its sockets until
+    /// [`ManagedProcess::resume`], as a process on a paused VM or a partitioned node.
+    pub fn suspend(&self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), libc::SIGSTOP);
+        }
+    }
+
+    /// Lets a suspended process run again (SIGCONT).
+    pub fn resume(&self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), libc::SIGCONT);
+        }
     }
 
     /// Name given at spawn.
@@ -86,6 +155,8 @@ impl ManagedProcess {
             return;
         }
         signal(child.id(), libc::SIGTERM);
+        // A suspended process would keep SIGTERM pending until the SIGKILL below.
+        signal(child.id(), libc::SIGCONT);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {

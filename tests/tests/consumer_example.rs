@@ -244,6 +244,163 @@ async fn user_sync_example_catches_up_after_a_restart_from_its_state_file() {
     assert_eq!(ids, [&id(1), &id(3), &id(4)]);
 }
 
+/// The example's state file after its last action, as SCIM id -> account.
+fn saved_ids(state: &Path) -> Vec<String> {
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+    let mut ids: Vec<String> = saved.as_object().unwrap().keys().cloned().collect();
+    ids.sort();
+    ids
+}
+
+/// Both Rust examples keep running through a crash of the apiserver: the watch they hold
+/// breaks, the apiserver comes back with a new watch cache (a resumed watch is answered 410
+/// Gone), and what changed while they could not watch is reported once they can. They are
+/// frozen (SIGSTOP) during the outage so that every change falls in it. Before the watcher had
+/// a backoff and its errors were logged, the first of these errors ended `user-sync`.
+#[tokio::test]
+async fn user_sync_examples_recover_from_a_dropped_watch_and_report_what_changed_meanwhile() {
+    // A plane of its own: the shared plane's apiserver serves the other tests of this binary.
+    let plane = tokio::task::spawn_blocking(ControlPlane::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let ns = plane.namespace("consumer-outage").await.unwrap();
+    let users: Api<ScimUser> = Api::namespaced(plane.client().await.unwrap(), &ns);
+    let id = |n: u32| format!("f0f0e5a4-0000-4000-8000-{n:012}");
+    for n in 1..=3 {
+        users
+            .create(
+                &PostParams::default(),
+                &user(&id(n), "contoso", &format!("user{n}@contoso.example")),
+            )
+            .await
+            .unwrap();
+    }
+    let state = plane.dir().join("user-sync-outage.json");
+    let sync = start_sync(&plane, &ns, &state, "outage");
+    let mut cmd = Command::new(workspace_binary("user-sync-stateless").unwrap());
+    cmd.env("KUBECONFIG", plane.kubeconfig())
+        .env("SWEEP_SECONDS", "1")
+        .args([&ns, "contoso"]);
+    let log = plane.dir().join("user-sync-stateless.log");
+    let stateless = ManagedProcess::spawn_command("user-sync-stateless", cmd, &log).unwrap();
+    let keep_only = |process: &ManagedProcess| -> Option<Value> {
+        printed(process)
+            .into_iter()
+            .rev()
+            .find(|l| l["action"] == "keep-only")
+            .map(|l| l["ids"].clone())
+    };
+    let before = listed(&sync).await;
+    assert_eq!(before.len(), 3, "{before:?}");
+    eventually(
+        "the stateless example's first sweep",
+        Duration::from_secs(30),
+        || async { (keep_only(&stateless)? == json!([id(1), id(2), id(3)])).then_some(()) },
+    )
+    .await;
+    let stateless_before = printed(&stateless).len();
+
+    sync.suspend();
+    stateless.suspend();
+    let restarted = plane.restart_apiserver();
+    // While both are away: user 2 deleted, user 3 deprovisioned, user 4 created.
+    let changes = async {
+        restarted?;
+        // The old client's connections died with the apiserver.
+        let users: Api<ScimUser> = Api::namespaced(plane.client().await?, &ns);
+        users.delete(&id(2), &DeleteParams::default()).await?;
+        let deactivate = json!({
+            "metadata": {"labels": {labels::ACTIVE: "false"}},
+            "status": {"active": false}
+        });
+        users
+            .patch(&id(3), &PatchParams::default(), &Patch::Merge(&deactivate))
+            .await?;
+        users
+            .create(
+                &PostParams::default(),
+                &user(&id(4), "contoso", "user4@contoso.example"),
+            )
+            .await?;
+        anyhow::Ok(())
+    }
+    .await;
+    sync.resume();
+    stateless.resume();
+    changes.unwrap();
+
+    let lines = actions(&sync, 6).await;
+    let after = &lines[3..];
+    let of = |n: u32| -> Vec<&str> {
+        after
+            .iter()
+            .filter(|l| l["id"] == id(n).as_str())
+            .map(|l| l["action"].as_str().unwrap())
+            .collect()
+    };
+    let log_text = || std::fs::read_to_string(sync.log()).unwrap_or_default();
+    assert_eq!(
+        of(1),
+        Vec::<&str>::new(),
+        "unchanged: no action; {}",
+        log_text()
+    );
+    assert_eq!(of(2), ["delete"], "{}", log_text());
+    assert_eq!(of(3), ["deprovision"], "{}", log_text());
+    assert_eq!(of(4), ["provision"], "{}", log_text());
+    assert!(
+        log_text().contains("user-sync: watch error, retrying"),
+        "the outage was noticed: {}",
+        log_text()
+    );
+    assert_eq!(
+        log_text().matches("user-sync: list done").count(),
+        2,
+        "the watch could not resume (410 Gone from the new watch cache), so it listed again: {}",
+        log_text()
+    );
+    assert_eq!(saved_ids(&state), [id(1), id(3), id(4)]);
+    // Nothing more arrives, and the example still watches: a change after the outage is seen.
+    let users: Api<ScimUser> = Api::namespaced(plane.client().await.unwrap(), &ns);
+    users
+        .create(
+            &PostParams::default(),
+            &user(&id(5), "contoso", "user5@contoso.example"),
+        )
+        .await
+        .unwrap();
+    let lines = actions(&sync, 7).await;
+    assert_eq!(lines.len(), 7, "{}", log_text());
+    assert_eq!(lines[6]["id"], id(5).as_str());
+    assert_eq!(lines[6]["action"], "provision");
+
+    // The stateless form: users 3 and 4 ensured, and the sweep keeps 1, 3, 4 and 5 only.
+    eventually(
+        "the stateless example's sweep after the outage",
+        Duration::from_secs(60),
+        || async { (keep_only(&stateless)? == json!([id(1), id(3), id(4), id(5)])).then_some(()) },
+    )
+    .await;
+    let ensured: Vec<Value> = printed(&stateless)[stateless_before..]
+        .iter()
+        .filter(|l| l["action"] == "ensure")
+        .cloned()
+        .collect();
+    let last = |n: u32| ensured.iter().rev().find(|l| l["id"] == id(n).as_str());
+    assert_eq!(
+        last(3).map(|l| &l["active"]),
+        Some(&json!(false)),
+        "{ensured:?}"
+    );
+    assert_eq!(
+        last(4).map(|l| &l["active"]),
+        Some(&json!(true)),
+        "{ensured:?}"
+    );
+    assert!(last(2).is_none(), "{ensured:?}");
+}
+
 const PYTHON_WATCHER: &str = "examples/python-watcher/watch_users.py";
 
 /// Waits until the Python watcher has printed `count` events; returns `(event, id)` of each.

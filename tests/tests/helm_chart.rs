@@ -768,3 +768,542 @@ fn env_value(rendered: &str, name: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// The environment of a container of a rendered Deployment, `(name, value)` for each variable
+/// with a literal value and `(name, "<from>")` for one taken from the pod (valueFrom).
+fn deployment_env(rendered: &str, deployment: &str) -> Vec<(String, String)> {
+    let document = serde_yaml::Deserializer::from_str(rendered)
+        .filter_map(|d| <Value as serde::Deserialize>::deserialize(d).ok())
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == deployment)
+        .unwrap_or_else(|| panic!("no Deployment {deployment} rendered"));
+    document["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let name = e["name"].as_str().unwrap().to_string();
+            let value = match &e["value"] {
+                Value::String(v) => v.clone(),
+                Value::Null => "<from>".to_string(),
+                other => other.to_string(),
+            };
+            (name, value)
+        })
+        .collect()
+}
+
+/// `make dev` starts the operator and the server with the environment the chart gives them by
+/// default (`kube_scim_tests::chart_defaults`), so what works after `helm install` works there:
+/// a value changed in the chart but not for `make dev`, or the reverse, fails here.
+#[test]
+fn make_dev_starts_both_components_with_the_charts_defaults() {
+    use kube_scim_tests::chart_defaults::{OPERATOR_ENV, PER_INSTALL_ENV, SERVER_ENV};
+    let plane = ControlPlane::shared_without_crds();
+    let out = must_succeed(
+        plane
+            .helm()
+            .unwrap()
+            .args(["template", RELEASE])
+            .arg(chart()),
+    );
+    let rendered = String::from_utf8_lossy(&out.stdout);
+    for (deployment, dev) in [
+        ("kube-scim-operator", OPERATOR_ENV),
+        ("kube-scim-server", SERVER_ENV),
+    ] {
+        let chart: Vec<(String, String)> = deployment_env(&rendered, deployment)
+            .into_iter()
+            .filter(|(name, _)| !PER_INSTALL_ENV.contains(&name.as_str()))
+            .collect();
+        let dev: Vec<(String, String)> = dev
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let mut chart_sorted = chart.clone();
+        chart_sorted.sort();
+        let mut dev_sorted = dev.clone();
+        dev_sorted.sort();
+        assert_eq!(
+            dev_sorted, chart_sorted,
+            "{deployment}: make dev's environment (left, tests/src/chart_defaults.rs) differs from the chart's defaults (right)"
+        );
+    }
+    let allowed = OPERATOR_ENV
+        .iter()
+        .find(|(n, _)| *n == "KUBE_SCIM_GROUP_BINDING_ALLOWED_CLUSTER_ROLES")
+        .unwrap()
+        .1;
+    assert_eq!(
+        allowed, "view,edit",
+        "make dev accepts ScimGroupBindings of the chart's default roles"
+    );
+}
+
+/// README's "API in one look" names every `spec.provider` the CRD accepts.
+#[test]
+fn readme_api_in_one_look_names_every_provider() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("## The API in one look"))
+        .find(|l| l.trim_start().starts_with("provider:"))
+        .expect("README's API in one look sets spec.provider");
+    let crd = kube_scim_crds::crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == "ScimDirectory")
+        .unwrap();
+    let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+    let providers =
+        schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["provider"]["enum"]
+            .as_array()
+            .unwrap()
+            .clone();
+    assert!(providers.len() >= 3, "{providers:?}");
+    for provider in providers {
+        let provider = provider.as_str().unwrap();
+        assert!(
+            line.contains(provider),
+            "README's `{line}` does not name provider {provider}"
+        );
+    }
+}
+
+/// Every manifest in `examples/` that users apply for a real connection keeps the users and
+/// groups when the directory is deleted, and README and NOTES.txt read the token Secret's name
+/// from the directory's status instead of guessing it.
+#[test]
+fn examples_keep_data_and_docs_read_the_token_secret_from_status() {
+    let mut directories = 0;
+    for entry in std::fs::read_dir(repo_root().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let object = <Value as serde::Deserialize>::deserialize(document).unwrap();
+            if object["kind"] != "ScimDirectory" {
+                continue;
+            }
+            directories += 1;
+            let policy = &object["spec"]["deletionPolicy"];
+            assert!(
+                policy.is_null() || policy == "Retain",
+                "{}: deletionPolicy {policy} deletes every user with the directory",
+                path.display()
+            );
+        }
+    }
+    assert!(directories >= 2, "examples/ holds the sample directories");
+    for file in ["README.md", "charts/kube-scim/templates/NOTES.txt"] {
+        let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        assert!(
+            !text.contains("-scim-token"),
+            "{file} guesses the token Secret's name"
+        );
+        assert!(
+            text.contains("jsonpath='{.status.tokenSecretName}'"),
+            "{file} reads the token Secret's name from status"
+        );
+    }
+}
+
+/// Relative links in README.md, the chart's README and docs/ lead to files of this repository:
+/// a link that leaves it (e.g. to notes of the machine the docs were written on) is dead for
+/// every reader.
+#[test]
+fn documentation_links_resolve_inside_the_repository() {
+    let root = repo_root().canonicalize().unwrap();
+    let mut files = vec![
+        root.join("README.md"),
+        root.join("charts/kube-scim/README.md"),
+    ];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            files.push(path);
+        }
+    }
+    let mut checked = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (start, _) in text.match_indices("](") {
+            let rest = &text[start + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let link = &rest[..end];
+            if link.contains("://") || link.starts_with('#') || link.starts_with("mailto:") {
+                continue;
+            }
+            let path = link.split('#').next().unwrap();
+            let target = file.parent().unwrap().join(path);
+            let resolved = target
+                .canonicalize()
+                .unwrap_or_else(|_| panic!("{}: link {link} leads to nothing", file.display()));
+            assert!(
+                resolved.starts_with(&root),
+                "{}: link {link} leaves the repository",
+                file.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} relative links found");
+}
+
+/// `helm template` of the chart with `args`; the rendered objects, or helm's error output.
+fn render(plane: &ControlPlane, args: &[&str]) -> Result<Vec<Value>, String> {
+    let out = plane
+        .helm()
+        .unwrap()
+        .args(["template", RELEASE])
+        .arg(chart())
+        .args(args)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    Ok(serde_yaml::Deserializer::from_str(&text)
+        .filter_map(|d| <Value as serde::Deserialize>::deserialize(d).ok())
+        .filter(|d| d.is_object())
+        .collect())
+}
+
+fn objects<'a>(rendered: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    rendered.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+fn named<'a>(rendered: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    rendered
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+}
+
+fn container_env(deployment: &Value, name: &str) -> Option<String> {
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str().map(str::to_string))
+}
+
+#[test]
+fn name_overrides_and_common_labels_reach_every_object() {
+    let plane = ControlPlane::shared_without_crds();
+    let rendered = render(
+        plane,
+        &[
+            "--set",
+            "fullnameOverride=identity",
+            "--set",
+            "commonLabels.team=platform",
+        ],
+    )
+    .unwrap();
+    let operator = named(&rendered, "Deployment", "identity-operator");
+    let server = named(&rendered, "Deployment", "identity-server");
+    named(&rendered, "Service", "identity-server");
+    assert_eq!(
+        container_env(operator, "KUBE_SCIM_SERVER_SERVICE_NAME").as_deref(),
+        Some("identity-server"),
+        "the operator routes to the renamed Service"
+    );
+    assert_eq!(
+        server["spec"]["template"]["spec"]["serviceAccountName"],
+        "identity-server"
+    );
+    let mut labelled = 0;
+    for object in &rendered {
+        let labels = &object["metadata"]["labels"];
+        if labels["helm.sh/chart"].is_null() {
+            continue;
+        }
+        labelled += 1;
+        assert_eq!(labels["team"], "platform", "{object}");
+        assert!(
+            !object["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("kube-scim-"),
+            "{object}"
+        );
+    }
+    assert!(labelled > 15, "{labelled} labelled objects");
+    for deployment in [operator, server] {
+        assert!(
+            deployment["spec"]["selector"]["matchLabels"]["team"].is_null(),
+            "selectors are immutable: no common labels there"
+        );
+        assert_eq!(
+            deployment["spec"]["template"]["metadata"]["labels"]["team"],
+            "platform"
+        );
+    }
+
+    // nameOverride: object names and app.kubernetes.io/name, in labels and selectors.
+    let rendered = render(plane, &["--set", "nameOverride=scim-sync"]).unwrap();
+    let operator = named(&rendered, "Deployment", "kube-scim-scim-sync-operator");
+    assert_eq!(
+        operator["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "scim-sync"
+    );
+}
+
+#[test]
+fn service_accounts_can_be_brought_and_renamed_but_never_shared() {
+    let plane = ControlPlane::shared_without_crds();
+    let rendered = render(
+        plane,
+        &[
+            "--set",
+            "serviceAccount.create=false",
+            "--set",
+            "serviceAccount.operatorName=wi-operator",
+            "--set",
+            "serviceAccount.serverName=wi-server",
+        ],
+    )
+    .unwrap();
+    assert!(objects(&rendered, "ServiceAccount").is_empty());
+    for (deployment, account) in [
+        ("kube-scim-operator", "wi-operator"),
+        ("kube-scim-server", "wi-server"),
+    ] {
+        assert_eq!(
+            named(&rendered, "Deployment", deployment)["spec"]["template"]["spec"]["serviceAccountName"],
+            account
+        );
+    }
+    let subjects: Vec<String> = rendered
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRoleBinding" || o["kind"] == "RoleBinding")
+        .flat_map(|b| b["subjects"].as_array().unwrap().iter())
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        subjects.contains(&"wi-operator".to_string()),
+        "{subjects:?}"
+    );
+    assert!(subjects.contains(&"wi-server".to_string()), "{subjects:?}");
+    assert!(
+        subjects.iter().all(|s| s.starts_with("wi-")),
+        "every binding names the brought accounts: {subjects:?}"
+    );
+    // Only the server's account may write ScimUsers: the admission policy names it.
+    let policy = serde_json::to_string(named(
+        &rendered,
+        "ValidatingAdmissionPolicy",
+        "kube-scim-writers",
+    ))
+    .unwrap();
+    assert!(
+        policy.contains("system:serviceaccount:default:wi-server"),
+        "{policy}"
+    );
+
+    let created = render(plane, &["--set", "serviceAccount.serverName=wi-server"]).unwrap();
+    let accounts: Vec<&Value> = objects(&created, "ServiceAccount")
+        .into_iter()
+        .map(|a| &a["metadata"]["name"])
+        .collect();
+    assert_eq!(
+        accounts,
+        [&json!("kube-scim-operator"), &json!("wi-server")]
+    );
+
+    let shared = render(
+        plane,
+        &[
+            "--set",
+            "serviceAccount.operatorName=one",
+            "--set",
+            "serviceAccount.serverName=one",
+        ],
+    )
+    .unwrap_err();
+    assert!(shared.contains("must differ"), "{shared}");
+}
+
+/// Artifact Hub shows the chart's icon, maintainers and images; the images it lists are those
+/// a default install runs.
+#[test]
+fn chart_metadata_names_its_icon_maintainers_and_the_images_it_runs() {
+    let plane = ControlPlane::shared_without_crds();
+    let metadata: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart().join("Chart.yaml")).unwrap())
+            .unwrap();
+    let icon = metadata["icon"].as_str().expect("Chart.yaml has an icon");
+    let in_repo = icon
+        .strip_prefix("https://raw.githubusercontent.com/kube-scim/kube-scim/main/")
+        .expect("the icon is served from this repository");
+    assert!(repo_root().join(in_repo).is_file(), "{in_repo} is missing");
+    let maintainers = metadata["maintainers"].as_array().unwrap();
+    assert!(maintainers.iter().all(|m| m["name"].is_string()));
+    assert!(!maintainers.is_empty());
+
+    let listed: Value = serde_yaml::from_str(
+        metadata["annotations"]["artifacthub.io/images"]
+            .as_str()
+            .expect("artifacthub.io/images"),
+    )
+    .unwrap();
+    let mut listed: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["image"].as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    let rendered = render(plane, &[]).unwrap();
+    let mut running: Vec<String> = objects(&rendered, "Deployment")
+        .iter()
+        .map(|d| {
+            d["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    running.sort();
+    assert_eq!(listed, running);
+}
+
+/// A budget that keeps the only pod blocks every node drain: none at one replica.
+#[test]
+fn pod_disruption_budget_never_blocks_a_drain() {
+    let plane = ControlPlane::shared_without_crds();
+    let budgets = |args: &[&str]| -> Vec<Value> {
+        objects(&render(plane, args).unwrap(), "PodDisruptionBudget")
+            .into_iter()
+            .cloned()
+            .collect()
+    };
+    let default = budgets(&[]);
+    assert_eq!(default.len(), 1);
+    assert_eq!(default[0]["spec"]["minAvailable"], 1);
+    assert!(budgets(&["--set", "server.replicas=1"]).is_empty());
+    let refused = render(
+        plane,
+        &["--set", "server.podDisruptionBudget.minAvailable=2"],
+    )
+    .unwrap_err();
+    assert!(
+        refused.contains("must be below server.replicas"),
+        "{refused}"
+    );
+    assert_eq!(
+        budgets(&[
+            "--set",
+            "server.replicas=3",
+            "--set",
+            "server.podDisruptionBudget.minAvailable=2"
+        ])
+        .len(),
+        1
+    );
+}
+
+/// Enabling ServiceMonitors on a cluster without their API fails the install by default
+/// instead of rendering nothing; SkipIfMissing and Always are explicit choices.
+#[test]
+fn service_monitor_render_mode_decides_what_happens_without_the_api() {
+    let plane = ControlPlane::shared_without_crds();
+    let monitors = |args: &[&str]| -> Result<usize, String> {
+        let mut all = vec!["--set", "serviceMonitor.enabled=true"];
+        all.extend_from_slice(args);
+        render(plane, &all).map(|r| objects(&r, "ServiceMonitor").len())
+    };
+    let refused = monitors(&[]).unwrap_err();
+    assert!(
+        refused.contains("does not serve monitoring.coreos.com/v1"),
+        "{refused}"
+    );
+    assert_eq!(
+        monitors(&["--set", "serviceMonitor.renderMode=SkipIfMissing"]),
+        Ok(0)
+    );
+    assert_eq!(
+        monitors(&["--set", "serviceMonitor.renderMode=Always"]),
+        Ok(2)
+    );
+    let served = ["--api-versions", "monitoring.coreos.com/v1/ServiceMonitor"];
+    assert_eq!(monitors(&served), Ok(2));
+    assert_eq!(
+        render(plane, &[]).map(|r| objects(&r, "ServiceMonitor").len()),
+        Ok(0),
+        "disabled by default"
+    );
+}
+
+/// Durations in values are strings (30s, 1m); the integer keys of earlier versions still work
+/// and win when set.
+#[test]
+fn durations_are_strings_and_the_old_integer_keys_still_work() {
+    let plane = ControlPlane::shared_without_crds();
+    let server = |args: &[&str]| -> Result<(String, u64, Option<u64>), String> {
+        let rendered = render(plane, args)?;
+        let server = named(&rendered, "Deployment", "kube-scim-server").clone();
+        let pod = &server["spec"]["template"]["spec"];
+        Ok((
+            container_env(&server, "KUBE_SCIM_REQUEST_TIMEOUT").unwrap(),
+            pod["terminationGracePeriodSeconds"].as_u64().unwrap(),
+            pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"].as_u64(),
+        ))
+    };
+    assert_eq!(server(&[]), Ok(("30s".into(), 45, Some(5))));
+    assert_eq!(
+        server(&[
+            "--set",
+            "server.requestTimeout=20s",
+            "--set",
+            "server.drainDelay=10s"
+        ]),
+        Ok(("20s".into(), 40, Some(10)))
+    );
+    assert_eq!(
+        server(&["--set", "server.requestTimeout=0m55s"]),
+        Ok(("55s".into(), 70, Some(5)))
+    );
+    assert_eq!(
+        server(&[
+            "--set",
+            "server.requestTimeoutSeconds=25",
+            "--set",
+            "server.drainSeconds=0"
+        ]),
+        Ok(("25s".into(), 35, None)),
+        "the old integer keys win"
+    );
+    let too_long = server(&["--set", "server.requestTimeout=1m"]).unwrap_err();
+    assert!(too_long.contains("not between 1s and 55s"), "{too_long}");
+    let integer = server(&["--set", "server.requestTimeout=30"]).unwrap_err();
+    assert!(integer.contains("/server/requestTimeout"), "{integer}");
+    let drain = server(&["--set", "server.drainDelay=45s"]).unwrap_err();
+    assert!(drain.contains("over 30s"), "{drain}");
+}
+
+/// The notes printed after an install tell how to read the token through the directory's
+/// status, in the namespace the directory is created in.
+#[test]
+fn install_notes_read_the_token_secret_name_from_status() {
+    let plane = ControlPlane::shared_without_crds();
+    let out = must_succeed(
+        plane
+            .helm()
+            .unwrap()
+            .args(["install", RELEASE])
+            .arg(chart())
+            .args(["--dry-run=client", "--namespace", "identity"]),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let notes = &text[text.find("NOTES:").expect("helm prints the notes")..];
+    assert!(
+        notes.contains(
+            "\"$(kubectl get scimdirectory contoso -n identity -o jsonpath='{.status.tokenSecretName}')\""
+        ),
+        "{notes}"
+    );
+    assert!(!notes.contains("-scim-token"), "{notes}");
+}

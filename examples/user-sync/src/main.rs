@@ -12,7 +12,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use futures::TryStreamExt;
+use futures::StreamExt;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use kube_scim_crds::{ScimUser, labels};
@@ -174,10 +175,19 @@ async fn main() -> anyhow::Result<()> {
     let users: Api<ScimUser> = Api::namespaced(Client::try_default().await?, &namespace);
     // Select the directory's users by label; the apiserver filters, the app sees only its users.
     let config = watcher::Config::default().labels(&format!("{}={directory}", labels::DIRECTORY));
-    let mut stream = std::pin::pin!(watcher::watcher(users, config));
     // The watcher lists first (`Init`, `InitApply` per user, `InitDone`) and lists again whenever
-    // the watch cannot resume; each list is compared with the accounts known.
-    while let Some(event) = stream.try_next().await? {
+    // the watch cannot resume; each list is compared with the accounts known. It reports every
+    // dropped watch, 410 Gone or unreachable apiserver as an error and recovers on the next
+    // poll: the backoff spaces those polls, and an error is logged, never a reason to exit.
+    let mut stream = std::pin::pin!(watcher::watcher(users, config).default_backoff());
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                eprintln!("user-sync: watch error, retrying: {e}");
+                continue;
+            }
+        };
         match event {
             Event::Init => accounts.relisted = Some(HashSet::new()),
             Event::InitApply(user) | Event::Apply(user) => accounts.apply(&user)?,

@@ -3,13 +3,17 @@
 //! from this workspace, applies `examples/`, prints how to reach everything, and stays in the
 //! foreground until Ctrl-C, then stops every process it started. Both components share a
 //! verifier key written to `.dev/verifier-keys/` (a fresh random key each run, as the chart
-//! creates one per install).
+//! creates one per install). Both start with the configuration the chart gives them by default
+//! ([`kube_scim_tests::chart_defaults`]), so every feature works as after `helm install`; a
+//! `KUBE_SCIM_*` variable set in the caller's environment wins (e.g.
+//! `KUBE_SCIM_WEBHOOK_ALLOWED_CIDRS=127.0.0.0/8` for a webhook receiver on this machine).
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
+use kube_scim_tests::chart_defaults;
 use kube_scim_tests::keys::VerifierKeys;
 use kube_scim_tests::procs::ManagedProcess;
 use kube_scim_tests::stack::reported_tenant_url;
@@ -90,6 +94,15 @@ fn start_component(
 ) -> anyhow::Result<ManagedProcess> {
     let mut cmd = Command::new(workspace_binary(name)?);
     cmd.env("KUBECONFIG", kubeconfig);
+    let defaults = match name {
+        "kube-scim-operator" => chart_defaults::OPERATOR_ENV,
+        _ => chart_defaults::SERVER_ENV,
+    };
+    for (variable, value) in defaults {
+        if std::env::var_os(variable).is_none() {
+            cmd.env(variable, value);
+        }
+    }
     cmd.arg("--verifier-key-dir").arg(keys);
     if name == "kube-scim-operator" {
         // Probes and metrics on 127.0.0.1 only; Ingresses route to a `kube-scim-server`
