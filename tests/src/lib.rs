@@ -343,7 +343,7 @@ current-context: kube-scim-test
     }
 
     fn install_crds(&self) -> anyhow::Result<()> {
-        let yaml = kube_scim_crds::yaml::checked_in_path();
+        let yaml = kube_scim_crdgen::checked_in_path();
         run(self
             .kubectl()
             .args([

@@ -500,7 +500,7 @@ async fn deletion_policy_defaults_to_retain_and_old_directories_keep_delete() {
         ..PlaneOptions::default()
     })
     .unwrap();
-    let current = std::fs::read_to_string(kube_scim_crds::yaml::checked_in_path()).unwrap();
+    let current = std::fs::read_to_string(kube_scim_crdgen::checked_in_path()).unwrap();
     assert_eq!(current.matches("default: Retain").count(), 1);
     let old = current.replace("default: Retain", "default: Delete");
     let apply = |yaml: &str| {
