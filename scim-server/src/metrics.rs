@@ -98,6 +98,11 @@ impl Metrics {
     /// Registers everything.
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("kube_scim");
+        registry.register(
+            "build",
+            "Version and commit of this binary (always 1)",
+            prometheus_client::metrics::info::Info::new(build_labels()),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("requests", "SCIM requests", requests.clone());
         let request_latency =
@@ -298,9 +303,32 @@ impl Default for Metrics {
     }
 }
 
+/// Labels of `kube_scim_build_info`: alerts and dashboards tell replicas of different versions
+/// apart during a rollout. The commit is whatever the build passed in `KUBE_SCIM_GIT_COMMIT`
+/// (the release workflow does), `unknown` otherwise.
+pub fn build_labels() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("version", env!("CARGO_PKG_VERSION")),
+        (
+            "git_commit",
+            option_env!("KUBE_SCIM_GIT_COMMIT").unwrap_or("unknown"),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_info_names_the_version() {
+        let text = Metrics::new().render(&Arc::new(Cache::default()));
+        let line = format!(
+            "kube_scim_build_info{{version=\"{}\",git_commit=\"",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&line), "{text}");
+    }
 
     #[test]
     fn directory_series_follow_the_cache() {

@@ -47,18 +47,44 @@ fn write_rules(dir: &Path, spec: &Value) -> PathBuf {
     path
 }
 
+/// The directories the promtool tests list for KubeScimNoProvisioningRequests (opt-in); their
+/// quiet tenant-d/quiet is left out.
+const WATCHED: &str = "prometheusRule.noProvisioningRequestDirectories={tenant-a/contoso,tenant-b/fabrikam,tenant-c/northwind}";
+
+/// Every rule of every group.
+fn rules_of(spec: &Value) -> Vec<Value> {
+    spec["groups"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().unwrap().clone())
+        .collect()
+}
+
+/// GitHub's anchor of a Markdown heading.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn every_alert_fires_on_real_series_and_only_then() {
     let dir = temp_dir("test");
-    let rules = write_rules(&dir, &rendered_rules(&[], &[]));
-    let names: Vec<String> =
-        serde_yaml::from_str::<Value>(&std::fs::read_to_string(&rules).unwrap()).unwrap()["groups"]
-            [0]["rules"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .filter_map(|r| r["alert"].as_str().map(str::to_string))
-            .collect();
+    let spec = rendered_rules(&[WATCHED], &[]);
+    let rules = write_rules(&dir, &spec);
+    let names: Vec<String> = rules_of(&spec)
+        .iter()
+        .filter_map(|r| r["alert"].as_str().map(str::to_string))
+        .collect();
+    assert!(names.len() >= 11, "{names:?}");
     let tests =
         std::fs::read_to_string(repo_root().join("tests/alerts/kube-scim-alerts.test.yaml"))
             .unwrap();
@@ -112,6 +138,7 @@ fn other_windows_and_thresholds_render_valid_rules() {
     let dir = temp_dir("values");
     let spec = rendered_rules(
         &[
+            WATCHED,
             "prometheusRule.noProvisioningRequestFor=90m",
             "prometheusRule.notReadyFor=1h",
             "prometheusRule.authFailureThreshold=20",
@@ -136,4 +163,84 @@ fn other_windows_and_thresholds_render_valid_rules() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn every_alert_has_a_runbook_in_operations_md() {
+    let spec = rendered_rules(
+        &[
+            WATCHED,
+            "serviceMonitor.enabled=true",
+            "serviceMonitor.renderMode=Always",
+        ],
+        &[],
+    );
+    let docs = std::fs::read_to_string(repo_root().join("docs/operations.md")).unwrap();
+    let anchors: Vec<String> = docs
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .map(|l| anchor(l.trim_start_matches('#')))
+        .collect();
+    for rule in rules_of(&spec) {
+        let name = rule["alert"].as_str().unwrap();
+        let url = rule["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} has no runbook_url"));
+        let (base, fragment) = url.split_once('#').expect("an anchor");
+        assert_eq!(
+            base,
+            "https://github.com/kube-scim/kube-scim/blob/main/docs/operations.md"
+        );
+        assert!(
+            anchors.iter().any(|a| a == fragment),
+            "{name}: docs/operations.md has no heading for #{fragment}"
+        );
+    }
+}
+
+#[test]
+fn a_quiet_tenant_is_not_watched_unless_listed() {
+    let names = |spec: &Value| -> Vec<String> {
+        rules_of(spec)
+            .iter()
+            .filter_map(|r| r["alert"].as_str().map(str::to_string))
+            .collect()
+    };
+    let default = rendered_rules(&[], &[]);
+    assert!(
+        !names(&default).contains(&"KubeScimNoProvisioningRequests".to_string()),
+        "KubeScimNoProvisioningRequests is opt-in per directory"
+    );
+    let listed = rendered_rules(
+        &["prometheusRule.noProvisioningRequestDirectories={team-a/entra.prod}"],
+        &[],
+    );
+    let rule = rules_of(&listed)
+        .into_iter()
+        .find(|r| r["alert"].as_str() == Some("KubeScimNoProvisioningRequests"))
+        .expect("rendered when a directory is listed");
+    let expr = rule["expr"].as_str().unwrap();
+    // Matched literally: the name's dot is not a regex wildcard.
+    assert!(
+        expr.contains(r#"{directory=~"team-a/entra\\.prod"}"#),
+        "{expr}"
+    );
+}
+
+#[test]
+fn with_the_charts_service_monitor_a_missing_operator_is_no_leader() {
+    let with = serde_yaml::to_string(&rendered_rules(
+        &[
+            "serviceMonitor.enabled=true",
+            "serviceMonitor.renderMode=Always",
+        ],
+        &[],
+    ))
+    .unwrap();
+    assert!(
+        with.contains(r#"absent(kube_scim_operator_leader{namespace="kube-scim"})"#),
+        "{with}"
+    );
+    let without = serde_yaml::to_string(&rendered_rules(&[], &[])).unwrap();
+    assert!(!without.contains("absent("), "{without}");
 }
