@@ -33,8 +33,14 @@ fn on_path(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-/// The steps of one job of a workflow.
+/// The steps of one job of a workflow (none for a job that calls a workflow of this repository).
 fn steps<'a>(workflow: &'a Value, job: &str) -> &'a [Value] {
+    if workflow["jobs"][job]["uses"]
+        .as_str()
+        .is_some_and(|used| used.starts_with("./.github/workflows/"))
+    {
+        return &[];
+    }
     workflow["jobs"][job]["steps"]
         .as_sequence()
         .unwrap_or_else(|| panic!("job {job} has no steps"))
@@ -201,4 +207,114 @@ fn release_publishes_signed_multi_arch_images_and_the_chart() {
             .any(|used| used.starts_with("sigstore/cosign-installer@")),
         "chart job does not install cosign"
     );
+}
+
+#[test]
+fn release_is_gated_on_ci_attests_sboms_and_provenance_and_publishes_the_crate() {
+    let root = repo_root();
+    let release = load(&root.join(".github/workflows/release.yaml"));
+    let ci = load(&root.join(".github/workflows/ci.yaml"));
+
+    // CI (`make test`) runs on the tag's commit first; nothing is built before it passes.
+    assert_eq!(
+        release["jobs"]["ci"]["uses"].as_str(),
+        Some("./.github/workflows/ci.yaml")
+    );
+    assert!(
+        ci["on"].get("workflow_call").is_some(),
+        "ci.yaml must be callable"
+    );
+    assert_eq!(release["jobs"]["binaries"]["needs"].as_str(), Some("ci"));
+    assert_eq!(
+        release["permissions"]["attestations"].as_str(),
+        Some("write")
+    );
+    assert_contains(
+        &scripts(&release, "binaries"),
+        "cargo build --release",
+        "binaries job",
+    );
+    assert_eq!(
+        release["jobs"]["binaries"]["steps"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|step| step["name"].as_str() == Some("Build"))
+            .and_then(|step| step["env"]["KUBE_SCIM_GIT_COMMIT"].as_str()),
+        Some("${{ github.sha }}"),
+        "build_info's git_commit"
+    );
+
+    // An SBOM and build provenance for both images and the chart, pushed to the registry.
+    for (job, subjects) in [
+        ("images", &["kube-scim-operator", "kube-scim-server"][..]),
+        ("chart", &["charts/kube-scim"][..]),
+    ] {
+        let steps = steps(&release, job);
+        for subject in subjects {
+            for action in ["actions/attest-sbom@", "actions/attest-build-provenance@"] {
+                assert!(
+                    steps.iter().any(|step| {
+                        step["uses"].as_str().is_some_and(|u| u.starts_with(action))
+                            && step["with"]["subject-name"]
+                                .as_str()
+                                .is_some_and(|n| n.ends_with(&format!("/{subject}")))
+                            && step["with"]["push-to-registry"].as_bool() == Some(true)
+                    }),
+                    "{job}: no {action} step for {subject}"
+                );
+            }
+        }
+    }
+    assert_contains(&scripts(&release, "images"), "--sbom=true", "images job");
+    assert_contains(
+        &scripts(&release, "images"),
+        "--provenance=mode=max",
+        "images job",
+    );
+
+    // The CRD crate, after the images and the chart.
+    assert_eq!(release["jobs"]["crate"]["needs"].as_str(), Some("chart"));
+    assert_contains(
+        &scripts(&release, "crate"),
+        "cargo publish --locked -p kube-scim-crds",
+        "crate job",
+    );
+}
+
+#[test]
+fn dependabot_updates_every_pinned_ecosystem() {
+    let root = repo_root();
+    let config = load(&root.join(".github/dependabot.yml"));
+    let updates = config["updates"].as_sequence().expect("updates");
+    let covered = |ecosystem: &str, dir: &str| {
+        updates.iter().any(|u| {
+            u["package-ecosystem"].as_str() == Some(ecosystem)
+                && (u["directory"].as_str() == Some(dir)
+                    || u["directories"]
+                        .as_sequence()
+                        .is_some_and(|ds| ds.iter().any(|d| d.as_str() == Some(dir))))
+        })
+    };
+    assert!(covered("github-actions", "/"), "github-actions");
+    // Every lockfile or module of the repository.
+    let files = Command::new("git")
+        .current_dir(&root)
+        .args(["ls-files", "*Cargo.lock", "*go.mod", "*requirements.txt"])
+        .output()
+        .expect("git ls-files");
+    let files = String::from_utf8(files.stdout).unwrap();
+    assert!(files.contains("Cargo.lock"), "{files}");
+    for file in files.lines() {
+        let (dir, name) = file.rsplit_once('/').unwrap_or(("", file));
+        let ecosystem = match name {
+            "Cargo.lock" => "cargo",
+            "go.mod" => "gomod",
+            _ => "pip",
+        };
+        assert!(
+            covered(ecosystem, &format!("/{dir}")),
+            "{file}: no {ecosystem} update for /{dir} in .github/dependabot.yml"
+        );
+    }
 }
