@@ -98,7 +98,7 @@ pub struct Flags {
     #[arg(
         long,
         env = "KUBE_SCIM_METRICS_BIND_ADDRESS",
-        default_value = "0.0.0.0:8080"
+        default_value = "[::]:8080"
     )]
     pub metrics_bind_address: SocketAddr,
 
@@ -343,6 +343,12 @@ impl Flags {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_listen_on_ipv6_and_ipv4_by_default() {
+        let flags = Flags::try_parse_from(["kube-scim-operator"]).unwrap();
+        assert_eq!(flags.metrics_bind_address, "[::]:8080".parse().unwrap());
+    }
 
     #[test]
     fn flags_parse_with_defaults_and_overrides() {

@@ -4,6 +4,7 @@
 //! verifiers with their key files ([`verifier`]).
 
 pub mod duration;
+pub mod listen;
 pub mod logging;
 pub mod probes;
 pub mod shutdown;

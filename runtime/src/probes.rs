@@ -56,8 +56,7 @@ pub fn router<P: Probe>(probe: Arc<P>) -> Router {
 /// Binds a probe address. Done before anything else starts, so a port clash stops the
 /// process at once instead of leaving it running without probes.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
+    let listener = crate::listen::bind(addr)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     tracing::info!(address = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
     Ok(listener)

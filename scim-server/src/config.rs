@@ -14,7 +14,7 @@ use kube_scim_runtime::logging::LogFormat;
 #[command(name = "kube-scim-server", version, about, long_about = None)]
 pub struct Settings {
     /// Address of the SCIM API.
-    #[arg(long, env = "KUBE_SCIM_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "KUBE_SCIM_LISTEN", default_value = "[::]:8080")]
     pub listen: SocketAddr,
 
     /// Address of /metrics, /healthz and /readyz (the operator's flag of the same name).
@@ -22,7 +22,7 @@ pub struct Settings {
         long = "metrics-bind-address",
         alias = "metrics-listen",
         env = "KUBE_SCIM_METRICS_BIND_ADDRESS",
-        default_value = "0.0.0.0:9090"
+        default_value = "[::]:9090"
     )]
     pub metrics_listen: SocketAddr,
 
@@ -177,6 +177,13 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listens_on_ipv6_and_ipv4_by_default() {
+        let s = Settings::try_parse_from(["kube-scim-server"]).unwrap();
+        assert_eq!(s.listen, "[::]:8080".parse().unwrap());
+        assert_eq!(s.metrics_listen, "[::]:9090".parse().unwrap());
+    }
 
     #[test]
     fn durations_and_log_flags_follow_the_shared_convention_and_keep_their_old_names() {

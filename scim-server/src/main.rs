@@ -141,8 +141,7 @@ async fn main() -> anyhow::Result<()> {
     };
     tokio::spawn(async move { worker.directory.run_cleanup(cleanup).await });
 
-    let api = tokio::net::TcpListener::bind(settings.listen)
-        .await
+    let api = kube_scim_runtime::listen::bind(settings.listen)
         .with_context(|| format!("bind {}", settings.listen))?;
     let ops = probes::bind(settings.metrics_listen).await?;
     tracing::info!(listen = %settings.listen, metrics = %settings.metrics_listen, namespaces = ?namespaces, "kube-scim-server starting");

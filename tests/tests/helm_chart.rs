@@ -1307,3 +1307,35 @@ fn install_notes_read_the_token_secret_name_from_status() {
     );
     assert!(!notes.contains("-scim-token"), "{notes}");
 }
+
+/// Both components listen on the dual-stack wildcard, so kubelet's probes (sent to the pod's
+/// address, IPv6 on an IPv6-only cluster) and the Service reach them in either family
+/// (kube_scim_runtime::listen tests that `[::]` answers on 127.0.0.1 and ::1).
+#[test]
+fn both_components_listen_on_ipv6_and_ipv4() {
+    let plane = ControlPlane::shared_without_crds();
+    let out = must_succeed(
+        plane
+            .helm()
+            .unwrap()
+            .args(["template", RELEASE])
+            .arg(chart()),
+    );
+    let rendered = String::from_utf8_lossy(&out.stdout);
+    for deployment in ["kube-scim-operator", "kube-scim-server"] {
+        for (name, value) in deployment_env(&rendered, deployment) {
+            if name == "KUBE_SCIM_LISTEN" || name == "KUBE_SCIM_METRICS_BIND_ADDRESS" {
+                assert!(
+                    value.starts_with("[::]:"),
+                    "{deployment}: {name}={value} is not dual-stack"
+                );
+            }
+        }
+        assert!(
+            deployment_env(&rendered, deployment)
+                .iter()
+                .any(|(name, _)| name == "KUBE_SCIM_METRICS_BIND_ADDRESS"),
+            "{deployment} sets no probe address"
+        );
+    }
+}
