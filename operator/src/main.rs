@@ -273,6 +273,7 @@ async fn lead(
             settings.identity.clone(),
             settings.concurrency,
             settings.resync,
+            metrics.clone(),
             stop.clone(),
         )
         .boxed()

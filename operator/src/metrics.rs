@@ -34,6 +34,7 @@ pub struct Metrics {
     registry: Registry,
     pub reconciliations: Counter,
     pub failures: Family<ErrorLabels, Counter>,
+    pub group_binding_failures: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
     pub leader: Gauge,
     pub counts_refreshes: Family<ResultLabels, Counter>,
@@ -65,6 +66,12 @@ impl Default for Metrics {
             "reconciliation_errors",
             "ScimDirectory reconciliations that failed, by reason",
             failures.clone(),
+        );
+        let group_binding_failures = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "group_binding_errors",
+            "ScimGroupBinding reconciliations that failed, by reason",
+            group_binding_failures.clone(),
         );
         let duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
         registry.register(
@@ -136,6 +143,7 @@ impl Default for Metrics {
             webhook_outbox_bytes,
             reconciliations,
             failures,
+            group_binding_failures,
             duration,
             leader,
             counts_refreshes,
@@ -167,6 +175,14 @@ impl Metrics {
             .get_or_create(&RequestLabels {
                 method: method.to_string(),
                 resource: api_resource(path),
+            })
+            .inc();
+    }
+
+    pub fn group_binding_failure(&self, reason: &str) {
+        self.group_binding_failures
+            .get_or_create(&ErrorLabels {
+                reason: reason.to_string(),
             })
             .inc();
     }
@@ -229,6 +245,17 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         );
         assert!(text.contains(&line), "{text}");
+    }
+
+    #[test]
+    fn group_binding_failures_are_counted_by_reason() {
+        let metrics = Metrics::default();
+        metrics.group_binding_failure("api_403");
+        let text = metrics.encode();
+        assert!(
+            text.contains("kube_scim_operator_group_binding_errors_total{reason=\"api_403\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]

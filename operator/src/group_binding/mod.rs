@@ -59,6 +59,7 @@ pub struct Context {
     pub role_bindings: Store<RoleBinding>,
     /// Only where cluster-wide bindings are allowed and the operator watches every namespace.
     pub cluster_role_bindings: Option<Store<ClusterRoleBinding>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Context {
@@ -125,6 +126,9 @@ fn binding_of(
 }
 
 /// Runs the ScimGroupBinding controller for one scope (one namespace, or all) until `stop`.
+// One argument per setting main.rs passes, as controller::run_scope's callers read them; a
+// settings struct for one call site would only move the list.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_scope(
     client: Client,
     namespace: Option<String>,
@@ -132,6 +136,7 @@ pub async fn run_scope(
     identity: String,
     concurrency: u16,
     resync: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let stop = stop.shared();
@@ -174,6 +179,7 @@ pub async fn run_scope(
         groups,
         role_bindings,
         cluster_role_bindings,
+        metrics,
     });
     // The ScimGroupBindings are listed only once every other cache has listed: the Controller
     // starts no reconcile before its own store is ready, so none decides from a cache that is
@@ -227,7 +233,8 @@ pub async fn run_scope(
     bounded_shutdown("group-binding", running, stop, SHUTDOWN_GRACE).await;
 }
 
-fn error_policy(binding: Arc<ScimGroupBinding>, error: &Error, _ctx: Arc<Context>) -> Action {
+fn error_policy(binding: Arc<ScimGroupBinding>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.group_binding_failure(&error.metric_label());
     tracing::warn!(
         group_binding = %binding.name_any(), namespace = binding.namespace().unwrap_or_default(),
         error = %error, "reconcile failed"
