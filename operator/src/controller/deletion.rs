@@ -16,7 +16,7 @@ use kube_scim_crds::{DeletionPolicy, ScimDirectory, ScimGroup, ScimUser};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{Context, owned_by};
+use super::context::{Context, owned_by};
 use crate::reconcile::{Error, is_not_found};
 
 /// Finalizer of directories with `deletionPolicy: Retain` or a ReferenceGrant (the name predates
