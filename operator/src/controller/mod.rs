@@ -36,6 +36,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -295,7 +296,7 @@ fn error_policy(dir: Arc<ScimDirectory>, error: &Error, ctx: Arc<Context>) -> Ac
 pub async fn reconcile(dir: Arc<ScimDirectory>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.metrics.reconciliations.inc();
     let started = Instant::now();
-    let result = deletion::reconcile(dir.clone(), &ctx).await;
+    let result = run(dir.clone(), &ctx).await;
     ctx.metrics
         .duration
         .observe(started.elapsed().as_secs_f64());
@@ -308,13 +309,35 @@ pub async fn reconcile(dir: Arc<ScimDirectory>, ctx: Arc<Context>) -> Result<Act
     result
 }
 
+/// The deletion plan, then the finalizer helper around apply and cleanup (the shape of
+/// controller-rs: the finalizer in the top-level reconcile, so no step calls back here).
+async fn run(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> {
+    let needs_grant = route::needs_reference_grant(&dir, &ctx.settings.defaults);
+    match deletion::plan(&dir, needs_grant) {
+        deletion::Plan::WithFinalizer => {
+            let ns = dir.namespace().ok_or(Error::Unnamed)?;
+            let api: Api<ScimDirectory> = ctx.api(&ns);
+            finalizer(&api, deletion::FINALIZER, dir, |event| async move {
+                match event {
+                    FinalizerEvent::Apply(dir) => apply(dir, ctx, needs_grant).await,
+                    FinalizerEvent::Cleanup(dir) => deletion::cleanup(dir, ctx).await,
+                }
+            })
+            .await
+            .map_err(|e| Error::Finalizer(Box::new(e)))
+        }
+        deletion::Plan::AwaitGone => Ok(Action::await_change()),
+        deletion::Plan::Apply => apply(dir, ctx, needs_grant).await,
+    }
+}
+
 /// Brings a live directory to its desired state: token, route, counts, status.
-async fn apply(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> {
+async fn apply(dir: Arc<ScimDirectory>, ctx: &Context, needs_grant: bool) -> Result<Action, Error> {
     let now = jiff::Timestamp::now();
     let token = token::reconcile(&dir, ctx, now).await?;
     let route = route::reconcile(&dir, ctx).await?;
     // After the route part: it removes a ReferenceGrant the finalizer no longer has to.
-    deletion::drop_unneeded_finalizer(&dir, ctx).await?;
+    deletion::drop_unneeded_finalizer(&dir, ctx, needs_grant).await?;
     safety::reconcile(&dir, ctx).await?;
     let _status = ctx.status_lock(&ObjectRef::from_obj(dir.as_ref())).await;
     let counts = counts::of(&dir, ctx);
