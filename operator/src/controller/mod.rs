@@ -96,11 +96,10 @@ fn directories_of_secret(
 /// counts refresher writes and which need no token or route work. A predicate hash for
 /// [`WatchStreamExt::predicate_filter`].
 pub fn reconcile_relevant(dir: &ScimDirectory) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
     let mut status = dir.status.clone().unwrap_or_default();
     counts::clear_counts(&mut status);
     let meta = &dir.metadata;
-    let key = serde_json::to_string(&(
+    crate::reconcile::predicate::hash(&(
         &meta.uid,
         meta.generation,
         &meta.labels,
@@ -110,10 +109,6 @@ pub fn reconcile_relevant(dir: &ScimDirectory) -> Option<u64> {
         &dir.spec,
         &status,
     ))
-    .ok()?;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut hasher);
-    Some(hasher.finish())
 }
 
 /// Runs the controller and the counts refresher for one scope (one namespace, or all) until
