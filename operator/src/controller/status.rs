@@ -12,10 +12,11 @@ use kube_scim_crds::{
     CONDITION_SUSPENDED, CONDITION_TOKEN_READY, ScimDirectory, ScimDirectoryStatus,
 };
 
+use super::context::{Context, MANAGER};
 use super::counts::{self, Counts};
 use super::route::RouteState;
+use super::safety;
 use super::token::TokenState;
-use super::{Context, MANAGER, safety};
 use crate::reconcile::{self, Check, Error, condition};
 use crate::token as tokens;
 

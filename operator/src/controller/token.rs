@@ -21,8 +21,9 @@ use kube::{Api, Resource, ResourceExt};
 use kube_scim_crds::{ScimDirectory, ScimDirectoryStatus, TokenVerifier};
 use kube_scim_runtime::verifier::KeyRing;
 
-use super::{Context, Error, MANAGER, owned_by};
+use super::context::{Context, MANAGER, owned_by};
 use crate::reconcile::Check;
+use crate::reconcile::Error;
 use crate::token::{self as tokens, TOKEN_KEY};
 use crate::{route, strength};
 use kube_scim_runtime::duration;

@@ -83,19 +83,14 @@ impl Context {
 
 /// What of a ScimGroupBinding calls for a reconcile: not its status (our own write).
 fn reconcile_relevant(binding: &ScimGroupBinding) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
     let meta = &binding.metadata;
-    let key = serde_json::to_string(&(
+    crate::reconcile::predicate::hash(&(
         &meta.uid,
         meta.generation,
         &meta.finalizers,
         &meta.deletion_timestamp,
         &binding.spec,
     ))
-    .ok()?;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut hasher);
-    Some(hasher.finish())
 }
 
 /// The ScimGroupBindings of the directory `directory` in `namespace`.
