@@ -85,6 +85,13 @@ pub struct Settings {
     #[arg(long, env = "KUBE_SCIM_MEMBER_WRITE_CONCURRENCY", default_value_t = 16)]
     pub member_write_concurrency: usize,
 
+    /// apiserver calls in flight at once (every request's membership writes and the
+    /// background worker together); further calls wait. Keeps a burst of group changes within
+    /// what the server's API Priority and Fairness level admits (an overflow is answered 429,
+    /// which is retried, but costs time).
+    #[arg(long, env = "KUBE_SCIM_MAX_APISERVER_REQUESTS", default_value_t = 64)]
+    pub max_apiserver_requests: usize,
+
     /// A member-list replacement (PUT with `members`, PATCH `replace` of `members`) or a new
     /// group that would write more membership labels than this is recorded on the group
     /// (`spec.memberRollout`, served at once) and its labels are written in the background, so

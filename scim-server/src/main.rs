@@ -33,6 +33,7 @@ mod oauth;
 mod render;
 mod request;
 mod response;
+mod retry;
 mod routes;
 #[cfg(test)]
 mod routes_tests;
@@ -86,9 +87,13 @@ async fn main() -> anyhow::Result<()> {
             .verifier_key_reload_interval
             .max(std::time::Duration::from_secs(1)),
     ));
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
         .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
+    // Watches and Events keep kube-rs's retries; the store retries its own calls, per verb and
+    // within each request's deadline (retry.rs).
+    let store_client = kube_store::client(config.clone())?;
+    let client = kube::Client::try_from(config)?;
     let cache = Arc::new(cache::Cache::default());
     let metrics = Arc::new(metrics::Metrics::new());
     let namespaces = settings.watched_namespaces();
@@ -110,7 +115,11 @@ async fn main() -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         directory: DirectoryService::new(
             cache,
-            kube_store::KubeStore::new(client, metrics.clone()),
+            kube_store::KubeStore::new(
+                store_client,
+                metrics.clone(),
+                settings.max_apiserver_requests,
+            ),
             limits,
             keys,
         )

@@ -199,7 +199,7 @@ pub async fn guard<S: Storage>(
                     let _mine = queue.acquire_owned().await;
                     let _shared = server.acquire_owned().await;
                     running.store(true, Ordering::Release);
-                    next.run(req).await
+                    crate::storage::with_deadline(deadline, next.run(req)).await
                 }
                 .instrument(span.clone());
                 match tokio::time::timeout_at(deadline, fut).await {
