@@ -114,7 +114,14 @@ pub struct Settings {
     #[arg(long, env = "KUBE_SCIM_CONFLICT_RETRIES", default_value_t = 5)]
     pub conflict_retries: usize,
 
-    /// How long in-flight requests may finish after SIGTERM: a duration or whole seconds.
+    /// How long the server keeps serving after SIGTERM before it stops accepting connections,
+    /// while /readyz fails and every response closes its connection (`Connection: close`), so
+    /// proxies and keep-alive clients move to other replicas without a failed request. The
+    /// chart sets it to `server.drainSeconds`.
+    #[arg(long, env = "KUBE_SCIM_SHUTDOWN_DRAIN", default_value = "0s", value_parser = duration::parse_flag_or_seconds)]
+    pub shutdown_drain: Duration,
+
+    /// How long in-flight requests may finish after the drain: a duration or whole seconds.
     #[arg(long, alias = "shutdown-grace-secs", env = "KUBE_SCIM_SHUTDOWN_GRACE", default_value = "25s", value_parser = duration::parse_flag_or_seconds)]
     pub shutdown_grace: Duration,
 

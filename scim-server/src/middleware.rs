@@ -262,6 +262,13 @@ pub async fn guard<S: Storage>(
     if let Ok(v) = HeaderValue::from_str(&rid) {
         resp.headers_mut().insert("x-request-id", v);
     }
+    if st.draining.load(Ordering::Acquire) {
+        // hyper closes the connection after this response: see `draining` in main.rs.
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+    }
     resp
 }
 
