@@ -77,6 +77,16 @@ impl ManagedProcess {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Sends SIGTERM and returns at once (as the kubelet does when a pod is deleted): for a
+    /// test that watches what the process does while it shuts down.
+    pub fn terminate(&mut self) {
+        if let Some(child) = self.child.as_mut()
+            && matches!(child.try_wait(), Ok(None))
+        {
+            signal(child.id(), libc::SIGTERM);
+        }
+    }
+
     /// Sends SIGTERM and waits up to 10 s, then SIGKILL. Idempotent.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
