@@ -85,6 +85,13 @@ pub struct Settings {
     #[arg(long, env = "KUBE_SCIM_MEMBER_WRITE_CONCURRENCY", default_value_t = 16)]
     pub member_write_concurrency: usize,
 
+    /// apiserver calls in flight at once (every request's membership writes and the
+    /// background worker together); further calls wait. Keeps a burst of group changes within
+    /// what the server's API Priority and Fairness level admits (an overflow is answered 429,
+    /// which is retried, but costs time).
+    #[arg(long, env = "KUBE_SCIM_MAX_APISERVER_REQUESTS", default_value_t = 64)]
+    pub max_apiserver_requests: usize,
+
     /// A member-list replacement (PUT with `members`, PATCH `replace` of `members`) or a new
     /// group that would write more membership labels than this is recorded on the group
     /// (`spec.memberRollout`, served at once) and its labels are written in the background, so
@@ -107,7 +114,14 @@ pub struct Settings {
     #[arg(long, env = "KUBE_SCIM_CONFLICT_RETRIES", default_value_t = 5)]
     pub conflict_retries: usize,
 
-    /// How long in-flight requests may finish after SIGTERM: a duration or whole seconds.
+    /// How long the server keeps serving after SIGTERM before it stops accepting connections,
+    /// while /readyz fails and every response closes its connection (`Connection: close`), so
+    /// proxies and keep-alive clients move to other replicas without a failed request. The
+    /// chart sets it to `server.drainSeconds`.
+    #[arg(long, env = "KUBE_SCIM_SHUTDOWN_DRAIN", default_value = "0s", value_parser = duration::parse_flag_or_seconds)]
+    pub shutdown_drain: Duration,
+
+    /// How long in-flight requests may finish after the drain: a duration or whole seconds.
     #[arg(long, alias = "shutdown-grace-secs", env = "KUBE_SCIM_SHUTDOWN_GRACE", default_value = "25s", value_parser = duration::parse_flag_or_seconds)]
     pub shutdown_grace: Duration,
 

@@ -33,6 +33,7 @@ mod oauth;
 mod render;
 mod request;
 mod response;
+mod retry;
 mod routes;
 #[cfg(test)]
 mod routes_tests;
@@ -61,6 +62,9 @@ pub struct AppState<S> {
     pub directory_slots: middleware::DirectorySlots,
     /// Events about what each directory's identity provider runs into.
     pub events: Arc<events::DirectoryEvents>,
+    /// SIGTERM arrived: requests are still served (`--shutdown-drain`), but readiness fails
+    /// and every response closes its connection.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 #[tokio::main]
@@ -86,9 +90,13 @@ async fn main() -> anyhow::Result<()> {
             .verifier_key_reload_interval
             .max(std::time::Duration::from_secs(1)),
     ));
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
         .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
+    // Watches and Events keep kube-rs's retries; the store retries its own calls, per verb and
+    // within each request's deadline (retry.rs).
+    let store_client = kube_store::client(config.clone())?;
+    let client = kube::Client::try_from(config)?;
     let cache = Arc::new(cache::Cache::default());
     let metrics = Arc::new(metrics::Metrics::new());
     let namespaces = settings.watched_namespaces();
@@ -110,7 +118,11 @@ async fn main() -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         directory: DirectoryService::new(
             cache,
-            kube_store::KubeStore::new(client, metrics.clone()),
+            kube_store::KubeStore::new(
+                store_client,
+                metrics.clone(),
+                settings.max_apiserver_requests,
+            ),
             limits,
             keys,
         )
@@ -126,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
             settings.max_concurrent_requests_per_directory.max(1),
         ),
         events,
+        draining: std::sync::atomic::AtomicBool::new(false),
         settings: settings.clone(),
     });
 
@@ -163,6 +176,18 @@ async fn main() -> anyhow::Result<()> {
     let ops_task = tokio::spawn(async move { ops_srv.await });
 
     shutdown::signal().await;
+    // The pod's endpoints are removed as SIGTERM is sent, but proxies learn of it later and a
+    // keep-alive client keeps its connection to this pod: keep serving through the drain while
+    // readiness fails, and close each connection after its response, so the client's next
+    // request opens a connection that reaches a pod that stays. Stopping at once would close
+    // idle keep-alive connections under a request already on its way.
+    state
+        .draining
+        .store(true, std::sync::atomic::Ordering::Release);
+    if !settings.shutdown_drain.is_zero() {
+        tracing::info!(drain = ?settings.shutdown_drain, "draining: not ready, closing keep-alive connections, still serving");
+        tokio::time::sleep(settings.shutdown_drain).await;
+    }
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = tx.send(true);
     let grace = settings.shutdown_grace;

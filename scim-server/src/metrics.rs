@@ -55,6 +55,18 @@ pub struct ApiLabels {
     pub kind: String,
 }
 
+/// Labels of a retried apiserver call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    /// create, patch, get, list, delete.
+    pub verb: String,
+    /// ScimUser / ScimGroup.
+    pub kind: String,
+    /// The failed answer: `429`, `500` (an etcd timeout), `503`, `504`, `timeout` (a timeout
+    /// reason with another code) or `transport` (no answer: connection refused, reset, lost).
+    pub cause: String,
+}
+
 fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 17))
 }
@@ -74,6 +86,8 @@ pub struct Metrics {
     pub api_latency: Family<ApiLabels, Histogram, fn() -> Histogram>,
     /// Optimistic-concurrency conflicts (409 from the apiserver on an update).
     pub conflicts: Counter,
+    /// apiserver calls sent again after a retryable failure, by verb, kind and cause.
+    pub api_retries: Family<RetryLabels, Counter>,
     /// Requests answered 401, by directory.
     pub auth_failures: Family<DirLabels, Counter>,
     /// Membership labels the background worker wrote, by directory and change.
@@ -131,6 +145,12 @@ impl Metrics {
             "apiserver_conflicts",
             "Update conflicts on resourceVersion (each is retried)",
             conflicts.clone(),
+        );
+        let api_retries = Family::<RetryLabels, Counter>::default();
+        registry.register(
+            "apiserver_retries",
+            "apiserver calls sent again after a retryable failure (429, etcd timeout, 503, 504, lost connection)",
+            api_retries.clone(),
         );
         let g = |r: &mut Registry, n: &str, h: &str| {
             let x = Gauge::default();
@@ -205,6 +225,7 @@ impl Metrics {
             api_calls,
             api_latency,
             conflicts,
+            api_retries,
             auth_failures,
             cleanup_label_writes,
             last_request: Default::default(),

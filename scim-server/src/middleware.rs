@@ -199,7 +199,7 @@ pub async fn guard<S: Storage>(
                     let _mine = queue.acquire_owned().await;
                     let _shared = server.acquire_owned().await;
                     running.store(true, Ordering::Release);
-                    next.run(req).await
+                    crate::storage::with_deadline(deadline, next.run(req)).await
                 }
                 .instrument(span.clone());
                 match tokio::time::timeout_at(deadline, fut).await {
@@ -261,6 +261,13 @@ pub async fn guard<S: Storage>(
     });
     if let Ok(v) = HeaderValue::from_str(&rid) {
         resp.headers_mut().insert("x-request-id", v);
+    }
+    if st.draining.load(Ordering::Acquire) {
+        // hyper closes the connection after this response: see `draining` in main.rs.
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
     }
     resp
 }

@@ -37,6 +37,10 @@ fn app_for(provider: Provider) -> axum::Router {
 }
 
 fn app_with(spec: ScimDirectorySpec) -> axum::Router {
+    super::routes::scim(state_with(spec))
+}
+
+fn state_with(spec: ScimDirectorySpec) -> Arc<AppState<MemoryStore>> {
     let cache = Arc::new(Cache::default());
     cache.register_watcher();
     cache.watcher_synced();
@@ -70,7 +74,7 @@ fn app_with(spec: ScimDirectorySpec) -> axum::Router {
         conflict_retries: 2,
         inline_member_writes: 1000,
     };
-    let state = Arc::new(AppState {
+    Arc::new(AppState {
         directory: DirectoryService::new(
             cache,
             MemoryStore::default(),
@@ -81,9 +85,9 @@ fn app_with(spec: ScimDirectorySpec) -> axum::Router {
         semaphore: Arc::new(Semaphore::new(8)),
         directory_slots: crate::middleware::DirectorySlots::new(4),
         events: Arc::new(crate::events::DirectoryEvents::new(None, "test".into())),
+        draining: std::sync::atomic::AtomicBool::new(false),
         settings,
-    });
-    super::routes::scim(state)
+    })
 }
 
 async fn call(
@@ -518,4 +522,36 @@ async fn without_the_method_the_endpoint_and_its_tokens_open_nothing() {
     );
     assert_eq!(list_with(&without, &access).await, StatusCode::UNAUTHORIZED);
     assert_eq!(list_with(&without, TOKEN).await, StatusCode::OK);
+}
+
+/// After SIGTERM the server keeps serving through the drain, reports not ready (so it leaves
+/// the Service's endpoints) and closes each connection after its response (so a keep-alive
+/// client reconnects, to a pod that stays, instead of losing a request when this one stops).
+#[tokio::test]
+async fn a_draining_server_serves_reports_not_ready_and_closes_each_connection() {
+    let state = state_with(ScimDirectorySpec::default());
+    let app = super::routes::scim(state.clone());
+    let get = |path: &str| {
+        Request::builder()
+            .uri(path)
+            .header(header::HOST, "scim.test")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let users = &format!("{BASE}/Users");
+    let resp = app.clone().oneshot(get(users)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().get(header::CONNECTION).is_none());
+    let ready = app.clone().oneshot(get("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+
+    state
+        .draining
+        .store(true, std::sync::atomic::Ordering::Release);
+    let resp = app.clone().oneshot(get(users)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "still served while draining");
+    assert_eq!(resp.headers()[header::CONNECTION], "close");
+    let ready = app.clone().oneshot(get("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 }

@@ -1249,6 +1249,121 @@ async fn limits_queue_call_counts_and_graceful_shutdown() {
     assert_eq!(sel.items.len(), 40);
 }
 
+/// One HTTP/1.1 request on `stream` (kept alive unless the server says otherwise): status and
+/// lower-cased headers of the answer, whose body is read whole.
+async fn raw_get(
+    stream: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+    path: &str,
+    token: &str,
+) -> (u16, Vec<(String, String)>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: scim.test\r\nAuthorization: Bearer {token}\r\n\r\n");
+    stream
+        .get_mut()
+        .write_all(request.as_bytes())
+        .await
+        .unwrap();
+    let mut status_line = String::new();
+    stream.read_line(&mut status_line).await.unwrap();
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {status_line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).await.unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':').unwrap();
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_ascii_lowercase()));
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await.unwrap();
+    (status, headers)
+}
+
+fn closes(headers: &[(String, String)]) -> bool {
+    headers
+        .iter()
+        .any(|(k, v)| k == "connection" && v == "close")
+}
+
+/// After SIGTERM the server drains (`--shutdown-drain`): it keeps answering, on kept-alive and
+/// on new connections, but closes each connection after its answer and reports not ready, so a
+/// keep-alive client is never cut off under a request when the listener stops; then it exits.
+#[tokio::test]
+async fn sigterm_drains_keep_alive_connections_before_stopping() {
+    let (plane, _client, ns, token) = setup("scim-drain").await;
+    let mut srv = Server::start_with(
+        plane,
+        plane.kubeconfig(),
+        &ns,
+        "drain",
+        &["--shutdown-drain", "3s"],
+    )
+    .await;
+    srv.scim(&ns, "entra", &token).wait_ready().await;
+    let path = format!("/scim/v2/{ns}/entra/Users?count=0");
+    let connect = || async {
+        tokio::io::BufReader::new(
+            tokio::net::TcpStream::connect(("127.0.0.1", srv.port))
+                .await
+                .unwrap(),
+        )
+    };
+    let mut kept = connect().await;
+    let (status, headers) = raw_get(&mut kept, &path, &token).await;
+    assert_eq!(status, 200);
+    assert!(!closes(&headers), "kept alive while serving: {headers:?}");
+
+    srv.proc.terminate();
+    let readyz = format!("http://127.0.0.1:{}/readyz", srv.metrics_port);
+    eventually(
+        "readiness fails after SIGTERM",
+        Duration::from_secs(2),
+        || async {
+            let r = reqwest::get(&readyz).await.ok()?;
+            (r.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+        },
+    )
+    .await;
+    // The kept-alive connection is still served, once, and then closed by the server.
+    let (status, headers) = raw_get(&mut kept, &path, &token).await;
+    assert_eq!(status, 200, "served during the drain");
+    assert!(closes(&headers), "{headers:?}");
+    let mut rest = Vec::new();
+    use tokio::io::AsyncReadExt;
+    let n = tokio::time::timeout(Duration::from_secs(2), kept.read_to_end(&mut rest))
+        .await
+        .expect("the server closes the connection after its answer")
+        .unwrap();
+    assert_eq!(n, 0);
+    // A new connection (a proxy that has not yet removed the pod) is served too.
+    let mut fresh = connect().await;
+    let (status, headers) = raw_get(&mut fresh, &path, &token).await;
+    assert_eq!(status, 200);
+    assert!(closes(&headers), "{headers:?}");
+
+    // Then it stops: the process exits after the drain.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while srv.proc.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 20 s after SIGTERM with a 3 s drain"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The RBAC documented in docs/scim-server.md is enough: the server runs as a ServiceAccount
 /// bound to exactly that Role (no Secrets, no update, no status).
 #[tokio::test]
