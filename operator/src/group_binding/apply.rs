@@ -11,12 +11,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use kube_scim_crds::group_binding::{REASON_APPLY_FAILED, ScimGroupBindingStatus, TargetStatus};
+use kube_scim_crds::group_binding::{
+    AcceptedDirectory, REASON_APPLY_FAILED, ScimGroupBindingStatus, TargetStatus,
+};
 use kube_scim_crds::{CONDITION_READY, ScimGroupBinding, labels as scim_labels};
 use serde_json::json;
 
 use super::plan::{self, Desired, Existing, Plan, Scope, Write};
+use super::trust;
 use super::{Context, Error, labels};
 use crate::controller::MANAGER;
 use crate::events::publish;
@@ -166,13 +170,21 @@ pub async fn apply(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Acti
     let users = ctx.users.state();
     let groups = ctx.groups.state();
     let existing = existing(&binding, ctx);
-    let plan = plan::plan(
-        &binding,
-        groups.iter().map(|g| g.as_ref()),
-        users.iter().map(|u| u.as_ref()),
-        &ctx.policy,
-        &existing,
+    let directory = ctx.directories.get(
+        &ObjectRef::new(&binding.spec.directory_ref.name)
+            .within(&binding.namespace().unwrap_or_default()),
     );
+    let trust = trust::check(&binding, directory.as_deref());
+    let plan = match trust.refusal {
+        Some(outcome) => trust::refused_plan(outcome, &existing),
+        None => plan::plan(
+            &binding,
+            groups.iter().map(|g| g.as_ref()),
+            users.iter().map(|u| u.as_ref()),
+            &ctx.policy,
+            &existing,
+        ),
+    };
     drop(users);
 
     let mut failures: Vec<String> = Vec::new();
@@ -206,7 +218,7 @@ pub async fn apply(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Acti
             failures.push(format!("removing {name} from {}: {e}", describe(scope)));
         }
     }
-    write_status(&binding, ctx, &plan, &failures, wrote).await?;
+    write_status(&binding, ctx, &plan, &failures, wrote, trust.accepted).await?;
     if failures.is_empty() {
         Ok(Action::requeue(ctx.resync))
     } else {
@@ -297,6 +309,8 @@ pub fn desired_status(
         members: Some(plan.members as i64),
         skipped_members: Some(plan.skipped as i64),
         targets,
+        // The caller sets what `trust` decided; until then the recorded pin stands.
+        directory: previous.directory.clone(),
         last_sync_time: if (wrote && synced) || previous.last_sync_time.is_none() {
             Some(now.round(jiff::Unit::Second).unwrap_or(now).to_string())
         } else {
@@ -311,9 +325,11 @@ async fn write_status(
     plan: &Plan,
     failures: &[String],
     wrote: bool,
+    accepted: Option<AcceptedDirectory>,
 ) -> Result<(), Error> {
     let now = jiff::Timestamp::now();
-    let status = desired_status(binding, plan, failures, wrote, now);
+    let mut status = desired_status(binding, plan, failures, wrote, now);
+    status.directory = accepted;
     if binding.status.as_ref() == Some(&status) {
         return Ok(());
     }
