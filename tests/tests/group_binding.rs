@@ -821,6 +821,8 @@ async fn ready_reason_is(bindings: &Api<ScimGroupBinding>, name: &str, status: &
 }
 
 const TRUST_TENANT: &str = "3f1e4b7a-5c2d-4e8f-9a0b-1c2d3e4f5a6b";
+/// An Entra tenant eve controls (the test issuer signs for every tenant).
+const EVE_TENANT: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
 
 /// A directory that accepts only tokens Entra issues (the test issuer) for the provisioning app.
 fn entra_only() -> ScimDirectorySpec {
@@ -1011,9 +1013,6 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
         .unwrap();
     admin_entra.add_members(&group, &[member]).await.unwrap();
     create_binding("fabrikam", "fabrikam", group_oid, &team_a, false).await;
-    ready_reason_is(&bindings, "fabrikam", "False", "DirectoryCredentialShared").await;
-    assert!(!can_edit(plane, &subject(0), &team_a));
-    assert_eq!(managed_role_bindings(&kube, &team_a).await, 0);
     // The legitimate path for such a directory: an explicit opt-in by someone who may bind.
     create_binding("fabrikam-w", "fabrikam", group_oid, &witness[0], true).await;
     access_follows(
@@ -1048,10 +1047,12 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
         "stolen token",
     )
     .await;
+    ready_reason_is(&bindings, "fabrikam", "False", "DirectoryCredentialShared").await;
+    assert!(!can_edit(plane, &subject(0), &team_a));
     assert_eq!(managed_role_bindings(&kube, &team_a).await, 0);
 
-    // 2. An Entra-only directory (the legitimate path without opt-in); eve switches its
-    //    authentication to the bearer token she can read.
+    // 2. Entra-only directories: the legitimate path without opt-in. Her copy of their token
+    //    opens neither.
     let mut grants = Vec::new();
     let mut groups = BTreeMap::new();
     for (n, dir) in [(1usize, "contoso"), (2, "northwind")] {
@@ -1080,7 +1081,6 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
         create_binding(dir, dir, &oid, &team_a, false).await;
         grants.push((subject(n), team_a.as_str(), true));
         grants.push((eve_subject.clone(), team_a.as_str(), false));
-        // Her copy of the token does not open an Entra-only directory.
         let (_, token) = ready_directory(&as_eve, &ns, dir, ACCESS_TIMEOUT)
             .await
             .unwrap();
@@ -1093,29 +1093,27 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
         &grants,
     )
     .await;
-    let (contoso_oid, contoso_group) = groups["contoso"].clone();
 
+    //    eve points contoso at an Entra tenant of her own and provisions herself with its token.
+    let (contoso_oid, contoso_group) = groups["contoso"].clone();
     dirs_as_eve
         .patch(
             "contoso",
             &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"auth": {"methods": ["EntraToken", "BearerToken"]}}})),
+            &Patch::Merge(json!({"spec": {"auth": {"entraToken": {"tenantId": EVE_TENANT}}}})),
         )
         .await
         .expect("edit may change a ScimDirectory");
-    ready_reason_is(&bindings, "contoso", "False", "DirectoryChanged").await;
-    access_follows(
-        plane,
-        "a changed directory revokes",
-        Instant::now(),
-        &[(subject(1), team_a.as_str(), false)],
-    )
+    let eve_jwt = issuer.mint(0, &valid_claims(EVE_TENANT));
+    let eve_entra = EntraClient::new(
+        &stack.base_url(&ns, "contoso"),
+        &eve_jwt,
+        Dialect::Compliant,
+    );
+    let eve_id = eventually("contoso accepts eve's tenant", ACCESS_TIMEOUT, || async {
+        eve_entra.provision_user(&eve_user, None).await.ok()
+    })
     .await;
-    let (_, token) = ready_directory(&as_eve, &ns, "contoso", ACCESS_TIMEOUT)
-        .await
-        .unwrap();
-    let eve_entra = EntraClient::new(&stack.base_url(&ns, "contoso"), &token, Dialect::Compliant);
-    let eve_id = eve_entra.provision_user(&eve_user, None).await.unwrap();
     eve_entra
         .add_members(&contoso_group, &[eve_id])
         .await
@@ -1133,32 +1131,22 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
         &eve_subject,
         &team_a,
         Duration::from_secs(3),
-        "auth switched",
+        "tenant switched",
     )
     .await;
-    // Acknowledging the change (a spec write the admission policy checks) does not waive the
-    // opt-in a Secret-held credential needs.
-    bindings
-        .patch(
-            "contoso",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"directoryAcknowledgement": "bearer-added"}})),
-        )
-        .await
-        .unwrap();
-    ready_reason_is(&bindings, "contoso", "False", "DirectoryCredentialShared").await;
-    never_edits(
+    ready_reason_is(&bindings, "contoso", "False", "DirectoryChanged").await;
+    access_follows(
         plane,
-        &eve_subject,
-        &team_a,
-        Duration::from_secs(1),
-        "acknowledged",
+        "a re-configured directory revokes",
+        Instant::now(),
+        &[(subject(1), team_a.as_str(), false)],
     )
     .await;
 
-    // 3. eve deletes northwind and creates it again, as it was (its kept users are adopted)
-    //    but opened to the bearer token.
+    // 3. eve deletes northwind and creates it again exactly as it was (its kept users and
+    //    groups are adopted): nothing is bound until the binding's author acknowledges it.
     let (northwind_oid, northwind_group) = groups["northwind"].clone();
+    let uid_before = dirs_as_eve.get("northwind").await.unwrap().metadata.uid;
     dirs_as_eve
         .delete("northwind", &DeleteParams::default())
         .await
@@ -1172,15 +1160,10 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
             .then_some(())
     })
     .await;
-    let mut reopened = entra_only();
-    reopened
-        .auth
-        .methods
-        .push(kube_scim_crds::AuthMethod::BearerToken);
     dirs_as_eve
         .create(
             &PostParams::default(),
-            &ScimDirectory::new("northwind", reopened),
+            &ScimDirectory::new("northwind", entra_only()),
         )
         .await
         .expect("edit may create a ScimDirectory");
@@ -1192,6 +1175,17 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
         &[(subject(2), team_a.as_str(), false)],
     )
     .await;
+    let pinned = bindings.get("northwind").await.unwrap().status.unwrap();
+    assert_eq!(pinned.directory.map(|d| d.uid), uid_before);
+    //    Then she opens it to the bearer token she can read and provisions herself.
+    dirs_as_eve
+        .patch(
+            "northwind",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"auth": {"methods": ["EntraToken", "BearerToken"]}}})),
+        )
+        .await
+        .unwrap();
     let (_, token) = ready_directory(&as_eve, &ns, "northwind", Duration::from_secs(60))
         .await
         .unwrap();
@@ -1200,7 +1194,12 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
         &token,
         Dialect::Compliant,
     );
-    let eve_id = eve_entra.provision_user(&eve_user, None).await.unwrap();
+    let eve_id = eventually(
+        "northwind accepts the bearer token",
+        ACCESS_TIMEOUT,
+        || async { eve_entra.provision_user(&eve_user, None).await.ok() },
+    )
+    .await;
     eve_entra
         .add_members(&northwind_group, &[eve_id])
         .await
@@ -1225,7 +1224,26 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
         &eve_subject,
         &team_a,
         Duration::from_secs(3),
-        "re-created",
+        "re-created and opened",
+    )
+    .await;
+    // Acknowledging it (a spec write the admission policy checks) does not waive the opt-in
+    // that a Secret-held credential needs.
+    bindings
+        .patch(
+            "northwind",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"directoryAcknowledgement": "re-created"}})),
+        )
+        .await
+        .unwrap();
+    ready_reason_is(&bindings, "northwind", "False", "DirectoryCredentialShared").await;
+    never_edits(
+        plane,
+        &eve_subject,
+        &team_a,
+        Duration::from_secs(1),
+        "acknowledged",
     )
     .await;
     assert!(!can_edit(plane, &subject(2), &team_a));
