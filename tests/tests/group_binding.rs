@@ -796,28 +796,51 @@ fn chart_template(file: &str, name: &str) -> String {
 
 /// Asserts that `user` may not edit `ns`, polled for `window` (the operator had its chance to
 /// act: the caller waited for an effect of the same trigger first).
-async fn never_edits(plane: &ControlPlane, user: &str, ns: &str, window: Duration, what: &str) {
+async fn never_edits(
+    plane: &ControlPlane,
+    stack: &Stack,
+    user: &str,
+    ns: &str,
+    window: Duration,
+    what: &str,
+) {
     let end = Instant::now() + window;
     while Instant::now() < end {
         assert!(
             !can_edit(plane, user, ns),
-            "{what}: {user} may edit {ns} (escalation)"
+            "{what}: {user} may edit {ns} (escalation)\n{}",
+            stack.logs()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     println!("{what}: {user} still may not edit {ns}");
 }
 
-async fn ready_reason_is(bindings: &Api<ScimGroupBinding>, name: &str, status: &str, reason: &str) {
-    eventually(
-        &format!("{name} reports Ready {status} {reason}"),
-        ACCESS_TIMEOUT,
-        || async {
-            let b = bindings.get(name).await.ok()?;
-            (ready_reason(&b)? == (status.to_string(), reason.to_string())).then_some(())
-        },
-    )
-    .await;
+/// Waits (bounded) until `name` reports Ready `status` with `reason`; on timeout prints what it
+/// reports and the components' logs.
+async fn ready_reason_is(
+    bindings: &Api<ScimGroupBinding>,
+    stack: &Stack,
+    name: &str,
+    status: &str,
+    reason: &str,
+) {
+    let deadline = Instant::now() + ACCESS_TIMEOUT;
+    let expected = (status.to_string(), reason.to_string());
+    loop {
+        let current = bindings.get(name).await.ok();
+        if current.as_ref().and_then(ready_reason).as_ref() == Some(&expected) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "{name} did not report Ready {status} {reason} within {ACCESS_TIMEOUT:?}: {:?}\n{}",
+                current.and_then(|b| b.status),
+                stack.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 const TRUST_TENANT: &str = "3f1e4b7a-5c2d-4e8f-9a0b-1c2d3e4f5a6b";
@@ -1041,13 +1064,21 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
     .await;
     never_edits(
         plane,
+        &stack,
         &eve_subject,
         &team_a,
         Duration::from_secs(3),
         "stolen token",
     )
     .await;
-    ready_reason_is(&bindings, "fabrikam", "False", "DirectoryCredentialShared").await;
+    ready_reason_is(
+        &bindings,
+        &stack,
+        "fabrikam",
+        "False",
+        "DirectoryCredentialShared",
+    )
+    .await;
     assert!(!can_edit(plane, &subject(0), &team_a));
     assert_eq!(managed_role_bindings(&kube, &team_a).await, 0);
 
@@ -1128,13 +1159,14 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
     .await;
     never_edits(
         plane,
+        &stack,
         &eve_subject,
         &team_a,
         Duration::from_secs(3),
         "tenant switched",
     )
     .await;
-    ready_reason_is(&bindings, "contoso", "False", "DirectoryChanged").await;
+    ready_reason_is(&bindings, &stack, "contoso", "False", "DirectoryChanged").await;
     access_follows(
         plane,
         "a re-configured directory revokes",
@@ -1167,7 +1199,7 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
         )
         .await
         .expect("edit may create a ScimDirectory");
-    ready_reason_is(&bindings, "northwind", "False", "DirectoryChanged").await;
+    ready_reason_is(&bindings, &stack, "northwind", "False", "DirectoryChanged").await;
     access_follows(
         plane,
         "a re-created directory revokes",
@@ -1221,6 +1253,7 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
     .await;
     never_edits(
         plane,
+        &stack,
         &eve_subject,
         &team_a,
         Duration::from_secs(3),
@@ -1237,9 +1270,17 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
         )
         .await
         .unwrap();
-    ready_reason_is(&bindings, "northwind", "False", "DirectoryCredentialShared").await;
+    ready_reason_is(
+        &bindings,
+        &stack,
+        "northwind",
+        "False",
+        "DirectoryCredentialShared",
+    )
+    .await;
     never_edits(
         plane,
+        &stack,
         &eve_subject,
         &team_a,
         Duration::from_secs(1),
