@@ -175,6 +175,12 @@ pub async fn apply(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Acti
             .within(&binding.namespace().unwrap_or_default()),
     );
     let trust = trust::check(&binding, directory.as_deref());
+    let recorded = binding.status.as_ref().and_then(|s| s.directory.as_ref());
+    if trust.refusal.is_none() && trust.accepted.as_ref() != recorded {
+        // The pin is stored before anything is granted under it: a status write that failed
+        // after the grant would let the next reconcile pin whatever the directory is by then.
+        record_accepted(&binding, ctx, trust.accepted.as_ref()).await?;
+    }
     let plan = match trust.refusal {
         Some(outcome) => trust::refused_plan(outcome, &existing),
         None => plan::plan(
@@ -367,6 +373,26 @@ async fn write_status(
                 "kind": ScimGroupBinding::kind(&()),
                 "status": status,
             })),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Writes only `status.directory` (a merge patch: the other status fields stay as they are).
+async fn record_accepted(
+    binding: &ScimGroupBinding,
+    ctx: &Context,
+    accepted: Option<&AcceptedDirectory>,
+) -> Result<(), Error> {
+    let ns = binding.namespace().ok_or(Error::Unnamed)?;
+    Api::<ScimGroupBinding>::namespaced(ctx.client.clone(), &ns)
+        .patch_status(
+            &binding.name_any(),
+            &PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"status": {"directory": accepted}})),
         )
         .await?;
     Ok(())
