@@ -101,6 +101,9 @@ fn binding_spec(group_object_id: &str, role: &str, namespaces: &[&str]) -> ScimG
             name: Some("oidc:{{externalId}}".into()),
             ..Default::default()
         },
+        // These tests' directories accept the bearer token they read from the Secret.
+        trust_directory_secret_readers: true,
+        directory_acknowledgement: None,
     }
 }
 
@@ -765,6 +768,547 @@ async fn a_binding_grants_nothing_its_author_could_not_grant() {
         .kubectl()
         .args(["delete", "--ignore-not-found", "-f"])
         .arg(&policy)
+        .output()
+        .unwrap();
+    drop(stack);
+}
+
+/// A chart template as `kubectl apply` takes it: the Helm conditionals dropped, the chart's name
+/// replaced by `name`, its standard labels by one fixed label.
+fn chart_template(file: &str, name: &str) -> String {
+    let path = kube_scim_tests::repo_root()
+        .join("charts/kube-scim/templates")
+        .join(file);
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let trimmed = l.trim_start();
+            if trimmed.starts_with("{{- include \"kube-scim.labels\"") {
+                let indent = &l[..l.len() - trimmed.len()];
+                return Some(format!("{indent}app.kubernetes.io/name: {name}"));
+            }
+            (!trimmed.starts_with("{{-"))
+                .then(|| l.replace("{{ include \"kube-scim.fullname\" . }}", name))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Asserts that `user` may not edit `ns`, polled for `window` (the operator had its chance to
+/// act: the caller waited for an effect of the same trigger first).
+async fn never_edits(
+    plane: &ControlPlane,
+    stack: &Stack,
+    user: &str,
+    ns: &str,
+    window: Duration,
+    what: &str,
+) {
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        assert!(
+            !can_edit(plane, user, ns),
+            "{what}: {user} may edit {ns} (escalation)\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!("{what}: {user} still may not edit {ns}");
+}
+
+/// Waits (bounded) until `name` reports Ready `status` with `reason`; on timeout prints what it
+/// reports and the components' logs.
+async fn ready_reason_is(
+    bindings: &Api<ScimGroupBinding>,
+    stack: &Stack,
+    name: &str,
+    status: &str,
+    reason: &str,
+) {
+    let deadline = Instant::now() + ACCESS_TIMEOUT;
+    let expected = (status.to_string(), reason.to_string());
+    loop {
+        let current = bindings.get(name).await.ok();
+        if current.as_ref().and_then(ready_reason).as_ref() == Some(&expected) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "{name} did not report Ready {status} {reason} within {ACCESS_TIMEOUT:?}: {:?}\n{}",
+                current.and_then(|b| b.status),
+                stack.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+const TRUST_TENANT: &str = "3f1e4b7a-5c2d-4e8f-9a0b-1c2d3e4f5a6b";
+/// An Entra tenant eve controls (the test issuer signs for every tenant).
+const EVE_TENANT: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
+
+/// A directory that accepts only tokens Entra issues (the test issuer) for the provisioning app.
+fn entra_only() -> ScimDirectorySpec {
+    serde_json::from_value(json!({
+        "auth": {
+            "methods": ["EntraToken"],
+            "entraToken": {
+                "tenantId": TRUST_TENANT,
+                "allowedAppIds": [kube_scim_tests::jwt_issuer::PROVISIONING_APP_ID]
+            }
+        }
+    }))
+    .unwrap()
+}
+
+/// Issue 27: a user with only the built-in `edit` role in the directory's namespace cannot
+/// cause a ScimGroupBinding to grant anything: not with the token Secret she can read, not by
+/// changing the directory's authentication, not by deleting and re-creating it. Run as that
+/// user (impersonation) with the chart's admission policy and aggregated roles applied.
+#[tokio::test]
+async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
+    use kube_scim_tests::jwt_issuer::{JwtIssuer, valid_claims};
+    let issuer = JwtIssuer::start().await.unwrap();
+    let plane = ControlPlane::shared();
+    let kube = plane.client().await.unwrap();
+    let ns = plane.namespace("gb-trust").await.unwrap();
+    let team_a = plane.namespace("gb-trust-a").await.unwrap();
+    // One witness namespace per attack: a binding that trusts the attacker by construction
+    // shows when the operator has processed her SCIM writes.
+    let mut witness = Vec::new();
+    for _ in 0..3 {
+        witness.push(plane.namespace("gb-trust-w").await.unwrap());
+    }
+    let mut options = StackOptions::new(&ns);
+    options.watch_namespaces = format!("{ns},{team_a},{}", witness.join(","));
+    options
+        .operator_args
+        .push("--group-binding-allowed-cluster-roles=view,edit".into());
+    options.server_args = vec![
+        format!("--entra-metadata-url={}", issuer.metadata_url_template()),
+        "--entra-key-refresh-interval=1s".into(),
+    ];
+    let stack = Stack::start(plane, options).await.unwrap();
+
+    // The chart's admission policy and aggregated roles, under names of this test's own.
+    let manifests = plane.dir().join("trust-policies.yaml");
+    std::fs::write(
+        &manifests,
+        [
+            chart_template("group-binding-policy.yaml", "kube-scim-trust"),
+            chart_template("aggregated-clusterroles.yaml", "kube-scim-trust"),
+        ]
+        .join("\n---\n"),
+    )
+    .unwrap();
+    must_succeed(
+        plane
+            .kubectl()
+            .args(["apply", "--server-side", "-f"])
+            .arg(&manifests),
+    );
+
+    // eve: the built-in `edit` role in the directory's namespace, nothing else.
+    let eve = format!("eve-{ns}");
+    let ssa = PatchParams::apply("group-binding-test");
+    Api::<RoleBinding>::namespaced(kube.clone(), &ns)
+        .patch(
+            "eve-edit",
+            &ssa,
+            &Patch::Apply(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "eve-edit", "namespace": ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": eve}]
+            })),
+        )
+        .await
+        .unwrap();
+    let as_eve = plane
+        .client_as(&eve, &["system:authenticated"])
+        .await
+        .unwrap();
+    let can_i = |verb: &str, resource: &str, namespace: &str| {
+        let out = plane
+            .kubectl()
+            .args([
+                "auth", "can-i", verb, resource, "-n", namespace, "--as", &eve,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    eventually(
+        "edit aggregates ScimDirectory writes",
+        ACCESS_TIMEOUT,
+        || async { can_i("update", "scimdirectories.kubescim.io", &ns).then_some(()) },
+    )
+    .await;
+    assert!(can_i("get", "secrets", &ns), "edit reads Secrets");
+    assert!(!can_i("create", "scimgroupbindings.kubescim.io", &ns));
+    assert!(!can_i("create", "scimusers.kubescim.io", &ns));
+    // The rendered subject name eve would log in as.
+    let eve_subject = subject(9);
+    let eve_user = EntraUser::numbered(9);
+    let dirs_as_eve: Api<ScimDirectory> = Api::namespaced(as_eve.clone(), &ns);
+    let bindings: Api<ScimGroupBinding> = Api::namespaced(kube.clone(), &ns);
+    let entra_jwt = issuer.mint(0, &valid_claims(TRUST_TENANT));
+    let create_binding = |name: &str, dir: &str, group: &str, target: &str, opt_in: bool| {
+        let mut spec = binding_spec(group, "edit", &[target]);
+        spec.directory_ref.name = dir.into();
+        spec.trust_directory_secret_readers = opt_in;
+        let bindings = bindings.clone();
+        let name = name.to_string();
+        async move {
+            bindings
+                .create(&PostParams::default(), &ScimGroupBinding::new(&name, spec))
+                .await
+                .unwrap()
+        }
+    };
+
+    // mallory may write ScimGroupBindings but not bind any role: the admission policy refuses
+    // her every spec write (waited for: the policy takes a moment to load).
+    let mallory = format!("mallory-{ns}");
+    Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(kube.clone(), &ns)
+        .patch(
+            "binding-writer",
+            &ssa,
+            &Patch::Apply(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": "binding-writer", "namespace": ns},
+                "rules": [{"apiGroups": ["kubescim.io"], "resources": ["scimgroupbindings"], "verbs": ["*"]}]
+            })),
+        )
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(kube.clone(), &ns)
+        .patch(
+            "binding-writer",
+            &ssa,
+            &Patch::Apply(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "binding-writer", "namespace": ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "binding-writer"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": mallory}]
+            })),
+        )
+        .await
+        .unwrap();
+    let as_mallory: Api<ScimGroupBinding> = Api::namespaced(
+        plane
+            .client_as(&mallory, &["system:authenticated"])
+            .await
+            .unwrap(),
+        &ns,
+    );
+    eventually("the admission policy is loaded", ACCESS_TIMEOUT, || async {
+        let probe = ScimGroupBinding::new("probe", binding_spec("probe", "view", &[]));
+        match as_mallory.create(&PostParams::default(), &probe).await {
+            Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("may not bind") => {
+                Some(())
+            }
+            Ok(_) => {
+                as_mallory
+                    .delete("probe", &DeleteParams::default())
+                    .await
+                    .ok();
+                None
+            }
+            Err(e) => {
+                println!("probe: {e}");
+                None
+            }
+        }
+    })
+    .await;
+
+    // 1. A bearer-token directory: eve reads its token and provisions herself into the group.
+    let admin_entra = directory(&kube, &stack, &ns, "fabrikam").await;
+    let member = admin_entra
+        .provision_user(&EntraUser::numbered(0), None)
+        .await
+        .unwrap();
+    let group_oid = "cccccccc-0000-4000-8000-000000000001";
+    let group = admin_entra
+        .provision_group("Fabrikam-Admins", group_oid)
+        .await
+        .unwrap();
+    admin_entra.add_members(&group, &[member]).await.unwrap();
+    create_binding("fabrikam", "fabrikam", group_oid, &team_a, false).await;
+    // The legitimate path for such a directory: an explicit opt-in by someone who may bind.
+    create_binding("fabrikam-w", "fabrikam", group_oid, &witness[0], true).await;
+    access_follows(
+        plane,
+        "an opted-in binding of a bearer-token directory grants",
+        Instant::now(),
+        &[(subject(0), witness[0].as_str(), true)],
+    )
+    .await;
+    let (_, stolen) = ready_directory(&as_eve, &ns, "fabrikam", ACCESS_TIMEOUT)
+        .await
+        .expect("edit reads the token Secret");
+    let eve_entra = EntraClient::new(
+        &stack.base_url(&ns, "fabrikam"),
+        &stolen,
+        Dialect::Compliant,
+    );
+    let eve_id = eve_entra.provision_user(&eve_user, None).await.unwrap();
+    eve_entra.add_members(&group, &[eve_id]).await.unwrap();
+    access_follows(
+        plane,
+        "the operator processed eve's SCIM writes",
+        Instant::now(),
+        &[(eve_subject.clone(), witness[0].as_str(), true)],
+    )
+    .await;
+    never_edits(
+        plane,
+        &stack,
+        &eve_subject,
+        &team_a,
+        Duration::from_secs(3),
+        "stolen token",
+    )
+    .await;
+    ready_reason_is(
+        &bindings,
+        &stack,
+        "fabrikam",
+        "False",
+        "DirectoryCredentialShared",
+    )
+    .await;
+    assert!(!can_edit(plane, &subject(0), &team_a));
+    assert_eq!(managed_role_bindings(&kube, &team_a).await, 0);
+
+    // 2. Entra-only directories: the legitimate path without opt-in. Her copy of their token
+    //    opens neither.
+    let mut grants = Vec::new();
+    let mut groups = BTreeMap::new();
+    for (n, dir) in [(1usize, "contoso"), (2, "northwind")] {
+        Api::<ScimDirectory>::namespaced(kube.clone(), &ns)
+            .create(
+                &PostParams::default(),
+                &ScimDirectory::new(dir, entra_only()),
+            )
+            .await
+            .unwrap();
+        ready_directory(&kube, &ns, dir, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
+        let idp = EntraClient::new(&stack.base_url(&ns, dir), &entra_jwt, Dialect::Compliant);
+        let id = idp
+            .provision_user(&EntraUser::numbered(n), None)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
+        let oid = format!("dddddddd-0000-4000-8000-00000000000{n}");
+        let group = idp
+            .provision_group(&format!("{dir}-admins"), &oid)
+            .await
+            .unwrap();
+        idp.add_members(&group, &[id]).await.unwrap();
+        groups.insert(dir, (oid.clone(), group));
+        create_binding(dir, dir, &oid, &team_a, false).await;
+        grants.push((subject(n), team_a.as_str(), true));
+        grants.push((eve_subject.clone(), team_a.as_str(), false));
+        let (_, token) = ready_directory(&as_eve, &ns, dir, ACCESS_TIMEOUT)
+            .await
+            .unwrap();
+        kube_scim_tests::entra::assert_invalid_token(&stack.base_url(&ns, dir), &token, dir).await;
+    }
+    access_follows(
+        plane,
+        "Entra-only directories grant without opt-in",
+        Instant::now(),
+        &grants,
+    )
+    .await;
+
+    //    eve points contoso at an Entra tenant of her own and provisions herself with its token.
+    let (contoso_oid, contoso_group) = groups["contoso"].clone();
+    dirs_as_eve
+        .patch(
+            "contoso",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"auth": {"entraToken": {"tenantId": EVE_TENANT}}}})),
+        )
+        .await
+        .expect("edit may change a ScimDirectory");
+    let eve_jwt = issuer.mint(0, &valid_claims(EVE_TENANT));
+    let eve_entra = EntraClient::new(
+        &stack.base_url(&ns, "contoso"),
+        &eve_jwt,
+        Dialect::Compliant,
+    );
+    let eve_id = eventually("contoso accepts eve's tenant", ACCESS_TIMEOUT, || async {
+        eve_entra.provision_user(&eve_user, None).await.ok()
+    })
+    .await;
+    eve_entra
+        .add_members(&contoso_group, &[eve_id])
+        .await
+        .unwrap();
+    create_binding("contoso-w", "contoso", &contoso_oid, &witness[1], true).await;
+    access_follows(
+        plane,
+        "the operator processed eve's SCIM writes to contoso",
+        Instant::now(),
+        &[(eve_subject.clone(), witness[1].as_str(), true)],
+    )
+    .await;
+    never_edits(
+        plane,
+        &stack,
+        &eve_subject,
+        &team_a,
+        Duration::from_secs(3),
+        "tenant switched",
+    )
+    .await;
+    ready_reason_is(&bindings, &stack, "contoso", "False", "DirectoryChanged").await;
+    access_follows(
+        plane,
+        "a re-configured directory revokes",
+        Instant::now(),
+        &[(subject(1), team_a.as_str(), false)],
+    )
+    .await;
+
+    // 3. eve deletes northwind and creates it again exactly as it was (its kept users and
+    //    groups are adopted): nothing is bound until the binding's author acknowledges it.
+    let (northwind_oid, northwind_group) = groups["northwind"].clone();
+    let uid_before = dirs_as_eve.get("northwind").await.unwrap().metadata.uid;
+    dirs_as_eve
+        .delete("northwind", &DeleteParams::default())
+        .await
+        .expect("edit may delete a ScimDirectory");
+    eventually("northwind is gone", Duration::from_secs(60), || async {
+        dirs_as_eve
+            .get_opt("northwind")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    dirs_as_eve
+        .create(
+            &PostParams::default(),
+            &ScimDirectory::new("northwind", entra_only()),
+        )
+        .await
+        .expect("edit may create a ScimDirectory");
+    ready_reason_is(&bindings, &stack, "northwind", "False", "DirectoryChanged").await;
+    access_follows(
+        plane,
+        "a re-created directory revokes",
+        Instant::now(),
+        &[(subject(2), team_a.as_str(), false)],
+    )
+    .await;
+    let pinned = bindings.get("northwind").await.unwrap().status.unwrap();
+    assert_eq!(pinned.directory.map(|d| d.uid), uid_before);
+    //    Then she opens it to the bearer token she can read and provisions herself.
+    dirs_as_eve
+        .patch(
+            "northwind",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"auth": {"methods": ["EntraToken", "BearerToken"]}}})),
+        )
+        .await
+        .unwrap();
+    let (_, token) = ready_directory(&as_eve, &ns, "northwind", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let eve_entra = EntraClient::new(
+        &stack.base_url(&ns, "northwind"),
+        &token,
+        Dialect::Compliant,
+    );
+    let eve_id = eventually(
+        "northwind accepts the bearer token",
+        ACCESS_TIMEOUT,
+        || async { eve_entra.provision_user(&eve_user, None).await.ok() },
+    )
+    .await;
+    eve_entra
+        .add_members(&northwind_group, &[eve_id])
+        .await
+        .unwrap();
+    create_binding(
+        "northwind-w",
+        "northwind",
+        &northwind_oid,
+        &witness[2],
+        true,
+    )
+    .await;
+    access_follows(
+        plane,
+        "the operator processed eve's SCIM writes to northwind",
+        Instant::now(),
+        &[(eve_subject.clone(), witness[2].as_str(), true)],
+    )
+    .await;
+    never_edits(
+        plane,
+        &stack,
+        &eve_subject,
+        &team_a,
+        Duration::from_secs(3),
+        "re-created and opened",
+    )
+    .await;
+    // Acknowledging it (a spec write the admission policy checks) does not waive the opt-in
+    // that a Secret-held credential needs.
+    bindings
+        .patch(
+            "northwind",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"directoryAcknowledgement": "re-created"}})),
+        )
+        .await
+        .unwrap();
+    ready_reason_is(
+        &bindings,
+        &stack,
+        "northwind",
+        "False",
+        "DirectoryCredentialShared",
+    )
+    .await;
+    never_edits(
+        plane,
+        &stack,
+        &eve_subject,
+        &team_a,
+        Duration::from_secs(1),
+        "acknowledged",
+    )
+    .await;
+    assert!(!can_edit(plane, &subject(2), &team_a));
+
+    // The opt-in and the acknowledgement are spec writes: mallory cannot set them.
+    for change in [
+        json!({"spec": {"trustDirectorySecretReaders": true}}),
+        json!({"spec": {"directoryAcknowledgement": "mine"}}),
+    ] {
+        match as_mallory
+            .patch("northwind", &PatchParams::default(), &Patch::Merge(&change))
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("may not bind") => {
+                println!("refused as expected: {}", s.message)
+            }
+            other => panic!("{change}: {other:?}"),
+        }
+    }
+
+    plane
+        .kubectl()
+        .args(["delete", "--ignore-not-found", "-f"])
+        .arg(&manifests)
         .output()
         .unwrap();
     drop(stack);

@@ -520,6 +520,8 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
             "directoryRef": {"name": "contoso"},
             "group": {"id": group_id},
             "roleRef": {"kind": "ClusterRole", "name": role},
+            // The directory accepts its bearer token (a Secret of the namespace).
+            "trustDirectorySecretReaders": true,
         }))
         .unwrap();
         group_bindings

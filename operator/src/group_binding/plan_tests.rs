@@ -77,6 +77,8 @@ fn binding(selector: GroupSelector, role: &str, namespaces: &[&str]) -> ScimGrou
                 kind: SubjectKind::User,
                 name: Some("oidc:{{externalId}}".into()),
             },
+            trust_directory_secret_readers: false,
+            directory_acknowledgement: None,
         },
     );
     b.metadata.namespace = Some(NS.into());
