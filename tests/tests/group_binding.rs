@@ -1024,9 +1024,23 @@ async fn built_in_identities_never_become_subjects() {
         )
         .await
         .unwrap();
+    within(&stack, "alice is bound", ACCESS_TIMEOUT, || async {
+        can_edit(plane, "alice@contoso.example", &ns).then_some(())
+    })
+    .await;
+    // Rendered in the same write as alice: nobody else is a subject.
+    let subjects: Vec<String> = subjects_by_binding(&kube, &ns)
+        .await
+        .into_values()
+        .flatten()
+        .collect();
+    assert_eq!(subjects, ["alice@contoso.example"]);
+    for name in &names[1..] {
+        assert!(!can_edit(plane, name, &ns), "{name:?} may edit");
+    }
     within(
         &stack,
-        "alice bound, four names refused",
+        "status counts four refused names",
         ACCESS_TIMEOUT,
         || async {
             let status = bindings.get("by-name").await.ok()?.status?;
@@ -1034,13 +1048,6 @@ async fn built_in_identities_never_become_subjects() {
         },
     )
     .await;
-    assert!(can_edit(plane, "alice@contoso.example", &ns));
-    let subjects: Vec<String> = subjects_by_binding(&kube, &ns)
-        .await
-        .into_values()
-        .flatten()
-        .collect();
-    assert_eq!(subjects, ["alice@contoso.example"]);
     assert!(!can_edit(plane, &service_account, &ns));
     within(
         &stack,
@@ -1085,7 +1092,30 @@ async fn built_in_identities_never_become_subjects() {
         entra.rename_group(&platform, renamed).await.unwrap();
         within(
             &stack,
-            &format!("renamed to {renamed}: SubjectRefused"),
+            &format!("renamed to {renamed}: the group Platform is bound no more"),
+            ACCESS_TIMEOUT,
+            || async {
+                let found = subjects_by_binding(&kube, &ns).await;
+                (!found.values().flatten().any(|s| s == "Platform")).then_some(())
+            },
+        )
+        .await;
+        // Never, at any moment, may an arbitrary authenticated user edit.
+        for _ in 0..8 {
+            assert!(
+                !can_edit(plane, &outsider, &ns),
+                "{renamed}: every authenticated user may edit"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let found = subjects_by_binding(&kube, &ns).await;
+        assert!(
+            !found.keys().any(|k| k.ends_with(":as-group")),
+            "the group's RoleBinding is removed: {found:?}"
+        );
+        within(
+            &stack,
+            &format!("renamed to {renamed}: Ready False, SubjectRefused"),
             ACCESS_TIMEOUT,
             || async {
                 let b = bindings.get("as-group").await.ok()?;
@@ -1095,24 +1125,6 @@ async fn built_in_identities_never_become_subjects() {
             },
         )
         .await;
-        within(
-            &stack,
-            "the group's RoleBinding is removed",
-            ACCESS_TIMEOUT,
-            || async {
-                let found = subjects_by_binding(&kube, &ns).await;
-                (!found.keys().any(|k| k.ends_with(":as-group"))).then_some(())
-            },
-        )
-        .await;
-        // Never, at any moment, may an arbitrary authenticated user edit.
-        for _ in 0..4 {
-            assert!(
-                !can_edit(plane, &outsider, &ns),
-                "{renamed}: every authenticated user may edit"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
     }
     drop(stack);
 }
