@@ -22,6 +22,9 @@ pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
 /// Condition reason: the group subject's rendered name is refused (a built-in `system:`
 /// identity, or not a plain name), so nothing is bound.
 pub const REASON_SUBJECT_REFUSED: &str = "SubjectRefused";
+/// Condition reason: the operator requires a literal prefix on subject names
+/// (`groupBindings.subjectPrefix`) and `spec.subject.name` does not begin with it.
+pub const REASON_SUBJECT_PREFIX_REQUIRED: &str = "SubjectPrefixRequired";
 /// Event reason (Warning): rendered subject names were refused and left out.
 pub const EVENT_SUBJECTS_REFUSED: &str = "SubjectsRefused";
 /// Condition reason: the ScimDirectory named in `spec.directoryRef` does not exist (or is being
@@ -252,7 +255,8 @@ pub struct ScimGroupBindingStatus {
     /// `Ready`: True when every binding holds exactly the group's active members; False with a
     /// reason (`DirectoryNotFound`, `DirectoryChanged`, `DirectoryCredentialShared`,
     /// `GroupNotFound`, `GroupAmbiguous`, `RoleNotAllowed`, `ClusterWideNotAllowed`,
-    /// `SubjectRefused`, `ApplyFailed`) and a message saying what to change.
+    /// `SubjectRefused`, `SubjectPrefixRequired`, `ApplyFailed`) and a message saying what to
+    /// change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub conditions: Vec<Condition>,

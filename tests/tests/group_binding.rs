@@ -19,8 +19,9 @@ use kube_scim_crds::{
     ScimUser, ScimUserSpec, ScimUserStatus, labels,
 };
 use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser};
+use kube_scim_tests::procs::ManagedProcess;
 use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
-use kube_scim_tests::{ControlPlane, eventually, must_succeed};
+use kube_scim_tests::{ControlPlane, eventually, free_port, must_succeed, workspace_binary};
 use serde_json::json;
 
 const ACCESS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -1311,5 +1312,527 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
         .arg(&manifests)
         .output()
         .unwrap();
+    drop(stack);
+}
+
+/// Polls `check` every 250 ms for at most `timeout`; on timeout, fails with the components'
+/// logs.
+async fn within<T, F, Fut>(stack: &Stack, what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("{what} did not happen within {timeout:?}\n{}", stack.logs());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A new operator process for `stack`, with the flags `Stack::start` gives it plus `extra`.
+fn operator_process(
+    stack: &Stack,
+    ns: &str,
+    extra: &[&str],
+    log: &std::path::Path,
+) -> ManagedProcess {
+    let plane = ControlPlane::shared();
+    let mut cmd = std::process::Command::new(workspace_binary("kube-scim-operator").unwrap());
+    cmd.env("KUBECONFIG", plane.kubeconfig())
+        .env("KUBE_SCIM_LOG_FORMAT", "text")
+        .arg(format!(
+            "--metrics-bind-address=127.0.0.1:{}",
+            free_port().unwrap()
+        ))
+        .arg(format!("--lease-namespace={ns}"))
+        .arg(format!("--server-service-namespace={ns}"))
+        .arg(format!("--watch-namespaces={ns}"))
+        .arg("--verifier-key-dir")
+        .arg(stack.operator_keys.path())
+        .arg("--verifier-key-reload-interval=1s")
+        .args(StackOptions::new(ns).operator_args)
+        .args(extra);
+    ManagedProcess::spawn_command("operator", cmd, log).unwrap()
+}
+
+/// Subject names per managed RoleBinding of `ns`.
+async fn subjects_by_binding(kube: &Client, ns: &str) -> BTreeMap<String, Vec<String>> {
+    Api::<RoleBinding>::namespaced(kube.clone(), ns)
+        .list(&ListParams::default().labels("kubescim.io/group-binding-uid"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|rb| {
+            (
+                rb.metadata.name.unwrap_or_default(),
+                rb.subjects
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 27, defect 0: with several ScimGroupBindings present when the operator started, most
+/// were never reconciled again (each reconcile awaited the watch caches' readiness, whose
+/// future wakes only one waiter), not even to revoke, and SIGTERM then hung. Here the operator
+/// starts 10 times with 20 bindings present; each time every binding follows a membership
+/// change (one member added, one removed) within seconds, and the operator exits promptly on
+/// SIGTERM.
+#[tokio::test]
+async fn twenty_bindings_follow_membership_across_ten_operator_restarts() {
+    const BINDINGS: usize = 20;
+    const RESTARTS: usize = 10;
+    let plane = ControlPlane::shared();
+    let kube = plane.client().await.unwrap();
+    let ns = plane.namespace("gb-restart").await.unwrap();
+    let mut options = StackOptions::new(&ns);
+    let extra = ["--group-binding-allowed-cluster-roles=view,edit"];
+    options
+        .operator_args
+        .extend(extra.iter().map(|a| a.to_string()));
+    let mut stack = Stack::start(plane, options).await.unwrap();
+    let entra = directory(&kube, &stack, &ns, "contoso").await;
+    let mut ids = Vec::new();
+    for n in 0..=RESTARTS {
+        ids.push(
+            entra
+                .provision_user(&EntraUser::numbered(300 + n), None)
+                .await
+                .unwrap(),
+        );
+    }
+    let group_oid = "eeeeeeee-0000-4000-8000-000000000001";
+    let group = entra.provision_group("Restarts", group_oid).await.unwrap();
+    entra
+        .add_members(&group, std::slice::from_ref(&ids[0]))
+        .await
+        .unwrap();
+    let bindings: Api<ScimGroupBinding> = Api::namespaced(kube.clone(), &ns);
+    for b in 0..BINDINGS {
+        bindings
+            .create(
+                &PostParams::default(),
+                &ScimGroupBinding::new(&format!("b{b:02}"), binding_spec(group_oid, "view", &[])),
+            )
+            .await
+            .unwrap();
+    }
+    let every_binding_holds = |member: usize| {
+        let kube = kube.clone();
+        let ns = ns.clone();
+        async move {
+            let found = subjects_by_binding(&kube, &ns).await;
+            let expected = vec![subject(300 + member)];
+            (found.len() == BINDINGS && found.values().all(|s| *s == expected)).then_some(())
+        }
+    };
+    within(
+        &stack,
+        "every binding holds the first member",
+        Duration::from_secs(60),
+        || every_binding_holds(0),
+    )
+    .await;
+
+    let log = stack.operator.log().to_path_buf();
+    let mut exits = Vec::new();
+    let mut latencies = Vec::new();
+    for round in 1..=RESTARTS {
+        let t = Instant::now();
+        stack.operator.stop();
+        let exit = t.elapsed();
+        assert!(
+            exit < Duration::from_secs(9),
+            "start {round}: the operator took {exit:?} to exit on SIGTERM\n{}",
+            stack.logs()
+        );
+        exits.push(exit);
+        stack.operator = operator_process(&stack, &ns, &extra, &log);
+        // One PATCH: the next member in, the previous one out (a grant and a revocation).
+        let t = Instant::now();
+        entra
+            .patch_group(
+                &group,
+                vec![
+                    json!({"op": "add", "path": "members", "value": [{"value": ids[round]}]}),
+                    json!({"op": "remove", "path": format!("members[value eq \"{}\"]", ids[round - 1])}),
+                ],
+            )
+            .await
+            .unwrap();
+        within(
+            &stack,
+            &format!("start {round}: all {BINDINGS} bindings follow the membership change"),
+            ACCESS_TIMEOUT,
+            || every_binding_holds(round),
+        )
+        .await;
+        latencies.push(t.elapsed());
+    }
+    let t = Instant::now();
+    stack.operator.stop();
+    exits.push(t.elapsed());
+    assert!(*exits.last().unwrap() < Duration::from_secs(9), "{exits:?}");
+    println!(
+        "{RESTARTS} operator starts with {BINDINGS} bindings: every binding followed within {:?} (max), exits on SIGTERM within {:?} (max)",
+        latencies.iter().max().unwrap(),
+        exits.iter().max().unwrap()
+    );
+}
+
+/// `kubectl auth can-i create deployments.apps -n <ns> --as <user> --as-group <group>...`.
+fn can_edit_as(plane: &ControlPlane, user: &str, groups: &[&str], ns: &str) -> bool {
+    let mut cmd = plane.kubectl();
+    cmd.args([
+        "auth",
+        "can-i",
+        "create",
+        "deployments.apps",
+        "-n",
+        ns,
+        "--as",
+        user,
+    ]);
+    for group in groups {
+        cmd.args(["--as-group", group]);
+    }
+    let out = cmd.output().expect("kubectl runs");
+    String::from_utf8_lossy(&out.stdout).trim() == "yes"
+}
+
+async fn event_reasons_of(kube: &Client, ns: &str, object: &str) -> Vec<String> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(kube.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+/// Issue 27, defect 1: a user named like a built-in identity, or a group renamed to one, is
+/// never rendered into a RoleBinding (counted in status, a Warning event), however the name is
+/// disguised; a group renamed to `system:authenticated` does not hand the role to everyone.
+#[tokio::test]
+async fn built_in_identities_never_become_subjects() {
+    let plane = ControlPlane::shared();
+    let kube = plane.client().await.unwrap();
+    let ns = plane.namespace("gb-builtin").await.unwrap();
+    let mut options = StackOptions::new(&ns);
+    options
+        .operator_args
+        .push("--group-binding-allowed-cluster-roles=view,edit".into());
+    let stack = Stack::start(plane, options).await.unwrap();
+    let entra = directory(&kube, &stack, &ns, "contoso").await;
+
+    let service_account = format!("system:serviceaccount:{ns}:default");
+    let names = [
+        "alice@contoso.example".to_string(),
+        "system:masters".to_string(),
+        service_account.clone(),
+        "System:Anonymous".to_string(),
+        " system:kube-controller-manager".to_string(),
+    ];
+    let mut ids = Vec::new();
+    for (n, name) in names.iter().enumerate() {
+        let user = EntraUser {
+            upn: name.clone(),
+            ..EntraUser::numbered(400 + n)
+        };
+        ids.push(entra.provision_user(&user, None).await.unwrap());
+    }
+    let users_oid = "ffffffff-0000-4000-8000-000000000001";
+    let users_group = entra
+        .provision_group("Builtin-Users", users_oid)
+        .await
+        .unwrap();
+    entra.add_members(&users_group, &ids).await.unwrap();
+    let mut by_name = binding_spec(users_oid, "edit", &[]);
+    by_name.subject.name = Some("{{userName}}".into());
+    let bindings: Api<ScimGroupBinding> = Api::namespaced(kube.clone(), &ns);
+    bindings
+        .create(
+            &PostParams::default(),
+            &ScimGroupBinding::new("by-name", by_name),
+        )
+        .await
+        .unwrap();
+    within(&stack, "alice is bound", ACCESS_TIMEOUT, || async {
+        can_edit(plane, "alice@contoso.example", &ns).then_some(())
+    })
+    .await;
+    // Rendered in the same write as alice: nobody else is a subject.
+    let subjects: Vec<String> = subjects_by_binding(&kube, &ns)
+        .await
+        .into_values()
+        .flatten()
+        .collect();
+    assert_eq!(subjects, ["alice@contoso.example"]);
+    for name in &names[1..] {
+        assert!(!can_edit(plane, name, &ns), "{name:?} may edit");
+    }
+    within(
+        &stack,
+        "status counts four refused names",
+        ACCESS_TIMEOUT,
+        || async {
+            let status = bindings.get("by-name").await.ok()?.status?;
+            (status.members == Some(1) && status.refused_subjects == Some(4)).then_some(())
+        },
+    )
+    .await;
+    assert!(!can_edit(plane, &service_account, &ns));
+    within(
+        &stack,
+        "a Warning event SubjectsRefused",
+        ACCESS_TIMEOUT,
+        || async {
+            event_reasons_of(&kube, &ns, "by-name")
+                .await
+                .iter()
+                .any(|r| r == "SubjectsRefused")
+                .then_some(())
+        },
+    )
+    .await;
+
+    // A group subject: first a real group, then the group renamed (by the identity provider,
+    // or anyone holding the directory's token) to a built-in group.
+    let group_oid = "ffffffff-0000-4000-8000-000000000002";
+    let platform = entra.provision_group("Platform", group_oid).await.unwrap();
+    let mut as_group = binding_spec(group_oid, "edit", &[]);
+    as_group.subject = SubjectMapping {
+        kind: kube_scim_crds::group_binding::SubjectKind::Group,
+        name: Some("{{displayName}}".into()),
+    };
+    bindings
+        .create(
+            &PostParams::default(),
+            &ScimGroupBinding::new("as-group", as_group),
+        )
+        .await
+        .unwrap();
+    let outsider = format!("outsider-{ns}");
+    within(
+        &stack,
+        "the group Platform is bound",
+        ACCESS_TIMEOUT,
+        || async { can_edit_as(plane, &outsider, &["Platform"], &ns).then_some(()) },
+    )
+    .await;
+    assert!(!can_edit(plane, &outsider, &ns));
+    for renamed in ["system:authenticated", "System:Masters"] {
+        entra.rename_group(&platform, renamed).await.unwrap();
+        within(
+            &stack,
+            &format!("renamed to {renamed}: the group Platform is bound no more"),
+            ACCESS_TIMEOUT,
+            || async {
+                let found = subjects_by_binding(&kube, &ns).await;
+                (!found.values().flatten().any(|s| s == "Platform")).then_some(())
+            },
+        )
+        .await;
+        // Never, at any moment, may an arbitrary authenticated user edit.
+        for _ in 0..8 {
+            assert!(
+                !can_edit(plane, &outsider, &ns),
+                "{renamed}: every authenticated user may edit"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let found = subjects_by_binding(&kube, &ns).await;
+        assert!(
+            !found.keys().any(|k| k.ends_with(":as-group")),
+            "the group's RoleBinding is removed: {found:?}"
+        );
+        within(
+            &stack,
+            &format!("renamed to {renamed}: Ready False, SubjectRefused"),
+            ACCESS_TIMEOUT,
+            || async {
+                let b = bindings.get("as-group").await.ok()?;
+                let refused = b.status.as_ref()?.refused_subjects == Some(1);
+                (ready_reason(&b)? == ("False".into(), "SubjectRefused".into()) && refused)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    drop(stack);
+}
+
+/// Issue 27, defect 5: while the deletion guard holds a deactivation or a deletion, the user
+/// (or every member of the group) loses access at once: the guard protects data, not access.
+/// Discarding the hold gives it back (the objects were kept as they were).
+#[tokio::test]
+async fn a_held_deprovisioning_removes_access_at_once() {
+    let plane = ControlPlane::shared();
+    let kube = plane.client().await.unwrap();
+    let ns = plane.namespace("gb-held").await.unwrap();
+    let mut options = StackOptions::new(&ns);
+    options
+        .operator_args
+        .push("--group-binding-allowed-cluster-roles=view,edit".into());
+    let stack = Stack::start(plane, options).await.unwrap();
+    // The guard holds every deletion or deactivation after the first within the hour.
+    let spec = ScimDirectorySpec {
+        deletion_guard: kube_scim_crds::DeletionGuardSpec {
+            max_operations: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let directories: Api<ScimDirectory> = Api::namespaced(kube.clone(), &ns);
+    directories
+        .create(&PostParams::default(), &ScimDirectory::new("contoso", spec))
+        .await
+        .unwrap();
+    let (_, token) = ready_directory(&kube, &ns, "contoso", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
+    let entra = EntraClient::new(&stack.base_url(&ns, "contoso"), &token, Dialect::Compliant);
+
+    let mut ids = Vec::new();
+    for n in 500..505 {
+        ids.push(
+            entra
+                .provision_user(&EntraUser::numbered(n), None)
+                .await
+                .unwrap(),
+        );
+    }
+    let guarded_oid = "99999999-0000-4000-8000-000000000001";
+    let ops_oid = "99999999-0000-4000-8000-000000000002";
+    let guarded = entra.provision_group("Guarded", guarded_oid).await.unwrap();
+    let ops = entra.provision_group("Ops", ops_oid).await.unwrap();
+    entra
+        .add_members(
+            &guarded,
+            &[
+                ids[0].clone(),
+                ids[1].clone(),
+                ids[2].clone(),
+                ids[4].clone(),
+            ],
+        )
+        .await
+        .unwrap();
+    entra
+        .add_members(&ops, std::slice::from_ref(&ids[3]))
+        .await
+        .unwrap();
+    let bindings: Api<ScimGroupBinding> = Api::namespaced(kube.clone(), &ns);
+    for (name, oid) in [("guarded", guarded_oid), ("ops", ops_oid)] {
+        bindings
+            .create(
+                &PostParams::default(),
+                &ScimGroupBinding::new(name, binding_spec(oid, "edit", &[])),
+            )
+            .await
+            .unwrap();
+    }
+    let n = ns.as_str();
+    access_follows(
+        plane,
+        "every member may edit",
+        Instant::now(),
+        &(500..505)
+            .map(|k| (subject(k), n, true))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+
+    // The first deactivation is within the limit and applied.
+    entra.set_active(&ids[0], false).await.unwrap();
+    access_follows(
+        plane,
+        "deactivated",
+        Instant::now(),
+        &[(subject(500), n, false)],
+    )
+    .await;
+    // Every later one is held: the user stays active, marked; access goes at once anyway.
+    let users: Api<ScimUser> = Api::namespaced(kube.clone(), &ns);
+    let t = Instant::now();
+    entra.set_active(&ids[1], false).await.unwrap();
+    let held = users.get(&ids[1]).await.unwrap();
+    assert_eq!(
+        held.metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("kubescim.io/held")
+            .map(String::as_str),
+        Some("deactivate"),
+        "the guard holds the second deactivation"
+    );
+    assert_eq!(held.status.as_ref().map(|s| s.active), Some(true));
+    access_follows(plane, "held deactivation", t, &[(subject(501), n, false)]).await;
+    let t = Instant::now();
+    entra.delete("Users", &ids[2]).await.unwrap();
+    let held = users.get(&ids[2]).await.unwrap();
+    assert_eq!(
+        held.metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("kubescim.io/held")
+            .map(String::as_str),
+        Some("delete")
+    );
+    access_follows(plane, "held user deletion", t, &[(subject(502), n, false)]).await;
+    let t = Instant::now();
+    entra.delete("Groups", &ops).await.unwrap();
+    access_follows(plane, "held group deletion", t, &[(subject(503), n, false)]).await;
+    assert!(
+        can_edit(plane, &subject(504), n),
+        "others keep their access"
+    );
+    within(
+        &stack,
+        "status counts the held members",
+        ACCESS_TIMEOUT,
+        || async {
+            let status = bindings.get("guarded").await.ok()?.status?;
+            (status.held_members == Some(2) && status.members == Some(1)).then_some(())
+        },
+    )
+    .await;
+
+    // Discarding the hold keeps the objects as they were: access comes back.
+    directories
+        .patch(
+            "contoso",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"kubescim.io/held-operations": "discard"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    access_follows(
+        plane,
+        "hold discarded",
+        Instant::now(),
+        &[
+            (subject(501), n, true),
+            (subject(502), n, true),
+            (subject(503), n, true),
+            (subject(500), n, false),
+        ],
+    )
+    .await;
     drop(stack);
 }
