@@ -8,6 +8,8 @@
 //!   HTTPRoute (and, across namespaces, a ReferenceGrant);
 //! - [`counts`]: users and groups in status, kept fresh by a throttled refresher
 //!   ([`throttle`]) outside the reconcile;
+//! - [`entra`]: method `EntraToken` needs the enterprise application's id, one directory per
+//!   application;
 //! - [`status`]: conditions and the status write.
 //!
 //! What triggers what: a change of a ScimDirectory (except a write of its counts alone), of an
@@ -19,6 +21,7 @@
 
 pub mod counts;
 pub mod deletion;
+pub mod entra;
 pub mod route;
 pub mod safety;
 pub mod status;
@@ -141,6 +144,8 @@ pub struct Context {
     pub settings: Settings,
     pub users: Store<PartialObjectMeta<ScimUser>>,
     pub groups: Store<PartialObjectMeta<ScimGroup>>,
+    /// Every directory in scope: which one an Entra application belongs to ([`entra`]).
+    pub directories: Store<ScimDirectory>,
     failures: Mutex<HashMap<ObjectRef<ScimDirectory>, u32>>,
     /// One lock per directory around "count, then write status", held by the reconcile and by
     /// the counts refresher, so a slower writer never puts older counts over newer ones.
@@ -155,6 +160,7 @@ impl Context {
         metrics: Arc<Metrics>,
         users: Store<PartialObjectMeta<ScimUser>>,
         groups: Store<PartialObjectMeta<ScimGroup>>,
+        directories: Store<ScimDirectory>,
     ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
@@ -167,6 +173,7 @@ impl Context {
             settings,
             users,
             groups,
+            directories,
             failures: Mutex::default(),
             status_locks: Mutex::default(),
         }
@@ -352,6 +359,7 @@ pub async fn run_scope(
         metrics,
         users,
         groups,
+        directories.clone(),
     ));
     let secret_directories = directories.clone();
     // No debounce: kube's debounce restarts on every new trigger, so a steady stream of
@@ -485,9 +493,20 @@ async fn apply(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> 
     // After the route part: it removes a ReferenceGrant the finalizer no longer has to.
     deletion::drop_unneeded_finalizer(&dir, ctx).await?;
     safety::reconcile(&dir, ctx).await?;
+    let others = ctx.directories.state();
+    let auth = entra::check(&dir, others.iter().map(|d| d.as_ref()));
     let _status = ctx.status_lock(&ObjectRef::from_obj(dir.as_ref())).await;
     let counts = counts::of(&dir, ctx);
-    status::write(&dir, ctx, &token, &route, counts.as_ref(), now).await
+    status::write(
+        &dir,
+        ctx,
+        &token,
+        &route,
+        auth.as_ref(),
+        counts.as_ref(),
+        now,
+    )
+    .await
 }
 
 #[cfg(test)]

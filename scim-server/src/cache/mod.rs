@@ -29,11 +29,15 @@ pub type DirKey = (String, String);
 /// A directory as the server needs it.
 #[derive(Debug, Clone, Default)]
 pub struct DirInfo {
-    /// Object uid (for ownerReferences).
+    /// Object uid (for ownerReferences, and bound into every token verifier).
     pub uid: String,
+    /// Namespace and name, bound into every token verifier.
+    pub namespace: String,
+    pub name: String,
     /// Ready condition is True.
     pub ready: bool,
-    /// Keyed verifiers of valid tokens: key id, HMAC-SHA256 digest, expiry.
+    /// Keyed verifiers of valid tokens: key id, HMAC-SHA256 digest, expiry, whether bound to
+    /// this directory.
     pub verifiers: Vec<Verifier>,
     /// `spec.provider`: which client's expectations the answers follow (see `dialect`).
     pub provider: Provider,
@@ -59,6 +63,9 @@ pub struct Verifier {
     pub digest: [u8; 32],
     /// After this the verifier opens nothing; `None` for the current token.
     pub expires_at: Option<jiff::Timestamp>,
+    /// `false`: an unbound verifier of a release before 0.2 (the HMAC of the token alone), kept
+    /// only as the directory's current token (no expiry) until the operator republishes it.
+    pub bound: bool,
 }
 
 /// One directory's data behind its own lock.
@@ -197,6 +204,7 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
             .any(|c| c.type_ == CONDITION_READY && c.status == "True")
     });
     let mut unkeyed = 0;
+    let mut unbound_previous = 0;
     let verifiers = st
         .map(|s| {
             s.token_verifiers
@@ -204,7 +212,7 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
                 .filter_map(|v| {
                     // Only keyed verifiers count; kube-scim 0.1.0's unkeyed `sha256:` hashes
                     // open nothing (the operator replaces them at its first reconcile).
-                    let Some((key_id, digest)) = verifier::parse(&v.hash) else {
+                    let Some((kind, key_id, digest)) = verifier::parse(&v.hash) else {
                         unkeyed += 1;
                         return None;
                     };
@@ -216,10 +224,20 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
                             Err(_) => Some(jiff::Timestamp::UNIX_EPOCH),
                         },
                     };
+                    let bound = kind == verifier::Kind::Bound;
+                    // An unbound verifier names no directory, so nothing tells a planted one
+                    // from a real one: only the current token's (no expiry, which an operator
+                    // before 0.2 gave only the token in the Secret) is accepted, until the
+                    // operator republishes it bound; a previous token's never (issue 27).
+                    if !bound && expires_at.is_some() {
+                        unbound_previous += 1;
+                        return None;
+                    }
                     Some(Verifier {
                         key_id: key_id.to_string(),
                         digest,
                         expires_at,
+                        bound,
                     })
                 })
                 .collect()
@@ -233,8 +251,18 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
             "ignoring unkeyed token verifiers (written by an older operator; the current operator replaces them)"
         );
     }
+    if unbound_previous > 0 {
+        tracing::warn!(
+            namespace = d.metadata.namespace.as_deref().unwrap_or_default(),
+            directory = d.metadata.name.as_deref().unwrap_or_default(),
+            unbound_previous,
+            "ignoring previous-token verifiers not bound to the directory (written by an operator before 0.2)"
+        );
+    }
     DirInfo {
         uid: d.metadata.uid.clone().unwrap_or_default(),
+        namespace: d.metadata.namespace.clone().unwrap_or_default(),
+        name: d.metadata.name.clone().unwrap_or_default(),
         ready,
         verifiers,
         provider: d.spec.provider,
@@ -651,7 +679,8 @@ mod tests {
 
     #[test]
     fn only_keyed_verifiers_are_kept_and_a_bad_expiry_has_passed() {
-        let keyed = format!("hmac-sha256:k1:{}", "ab".repeat(32));
+        let bound = format!("hmac-sha256-dir:k1:{}", "ab".repeat(32));
+        let unbound = format!("hmac-sha256:k1:{}", "cd".repeat(32));
         let verifier = |hash: &str, expires_at: Option<&str>| kube_scim_crds::TokenVerifier {
             hash: hash.to_string(),
             fingerprint: None,
@@ -660,10 +689,14 @@ mod tests {
         let mut d = ScimDirectory::new("d", Default::default());
         d.status = Some(kube_scim_crds::ScimDirectoryStatus {
             token_verifiers: vec![
-                verifier(&keyed, None),
+                verifier(&bound, None),
                 verifier(&format!("sha256:{}", "ab".repeat(32)), None),
-                verifier(&format!("hmac-sha256:k1:{}", "zz".repeat(32)), None),
-                verifier(&keyed, Some("soon")),
+                verifier(&format!("hmac-sha256-dir:k1:{}", "zz".repeat(32)), None),
+                verifier(&bound, Some("soon")),
+                // Before 0.2: the current token's unbound verifier is accepted (an upgrade
+                // does not lock the identity provider out); a previous token's never.
+                verifier(&unbound, None),
+                verifier(&unbound, Some("2099-01-01T00:00:00Z")),
             ],
             ..Default::default()
         });
@@ -675,11 +708,19 @@ mod tests {
                     key_id: "k1".into(),
                     digest: [0xab; 32],
                     expires_at: None,
+                    bound: true,
                 },
                 Verifier {
                     key_id: "k1".into(),
                     digest: [0xab; 32],
                     expires_at: Some(jiff::Timestamp::UNIX_EPOCH),
+                    bound: true,
+                },
+                Verifier {
+                    key_id: "k1".into(),
+                    digest: [0xcd; 32],
+                    expires_at: None,
+                    bound: false,
                 },
             ]
         );
