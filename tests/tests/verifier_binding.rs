@@ -193,21 +193,6 @@ async fn a_verifier_planted_by_an_editor_never_opens_the_directory() {
         },
     )
     .await;
-    for v in &verifiers {
-        assert!(
-            !b_verifiers.iter().any(|b| b.hash == v.hash),
-            "A publishes B's verifier {v:?}"
-        );
-        assert!(v.hash.starts_with("hmac-sha256-dir:"), "{v:?}");
-        if let Some(expiry) = &v.expires_at {
-            let expiry: jiff::Timestamp = expiry.parse().unwrap();
-            assert!(
-                expiry <= jiff::Timestamp::now() + jiff::SignedDuration::from_hours(25),
-                "an expiry beyond the 24h grace period: {v:?}"
-            );
-        }
-    }
-
     // Once the server serves the rotated status (the new token opens A, the old one still
     // does, for its grace period), B's token is refused at A: the planted verifiers are not
     // there, and were they copied into A's status they would not match (bound to B).
@@ -227,4 +212,21 @@ async fn a_verifier_planted_by_an_editor_never_opens_the_directory() {
         status_code(&stack, &theirs, "fabrikam", &token_b).await,
         200
     );
+
+    // Nor is it in A's status: previous verifiers are never read from the Secret, and every
+    // expiry is within the grace period.
+    for v in &verifiers {
+        assert!(
+            !b_verifiers.iter().any(|b| b.hash == v.hash),
+            "A publishes B's verifier {v:?}"
+        );
+        assert!(v.hash.starts_with("hmac-sha256-dir:"), "{v:?}");
+        if let Some(expiry) = &v.expires_at {
+            let expiry: jiff::Timestamp = expiry.parse().unwrap();
+            assert!(
+                expiry <= jiff::Timestamp::now() + jiff::SignedDuration::from_hours(25),
+                "an expiry beyond the 24h grace period: {v:?}"
+            );
+        }
+    }
 }
