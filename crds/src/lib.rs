@@ -586,10 +586,9 @@ pub struct TokenVerifier {
     /// `hmac-sha256-dir:<key id>:` followed by the lowercase hex HMAC-SHA256 of the directory's
     /// uid, namespace and name and the token, under a key derived from that verifier key: a
     /// verifier opens only the directory it was computed for. (`hmac-sha256:<key id>:<hex>`, the
-    /// HMAC of the token alone, was written before 0.2 and opens the directory only as its
-    /// current token until the operator republishes it; `sha256:<hex>`, an unkeyed hash, was
-    /// written by kube-scim 0.1.0 and opens nothing. Both are accepted here only so that such a
-    /// status can still be read.)
+    /// HMAC of the token alone, written by earlier builds, and `sha256:<hex>`, an unkeyed hash
+    /// written by kube-scim 0.1.0, name no directory and open nothing; they are accepted here
+    /// only so that such a status can still be read, and the operator replaces them.)
     #[schemars(regex(
         pattern = r"^(hmac-sha256(-dir)?:[A-Za-z0-9][-._A-Za-z0-9]{0,62}:[0-9a-f]{64}|sha256:[0-9a-f]{64})$"
     ))]

@@ -499,7 +499,7 @@ mod tests {
                 .iter()
                 .all(|v| expiry(v) <= Some(at("2026-01-01T00:01:00Z")))
         );
-        // Unbound keyed verifiers (before 0.2) are recognised but never carried.
+        // Unbound keyed verifiers (earlier builds) are recognised but never carried.
         let unbound = TokenVerifier {
             hash: verifier::format_unbound("k2", &keys().unbound_digest("k2", "old").unwrap()),
             fingerprint: None,

@@ -10,12 +10,11 @@
 //! is; and since the directory is in the MAC, a verifier copied from one directory (or from a
 //! deleted directory of the same name) to another matches no token there.
 //!
-//! Releases before 0.2 published `hmac-sha256:<key id>:<hex>`, the HMAC of the token alone
-//! ([`Kind::Unbound`]). Such a verifier is bound to no directory: the server accepts one only as
-//! the *current* token of the directory whose status holds it (no expiry), so that an upgrade
-//! does not lock the identity provider out until the new operator republished; the operator
-//! recognises it as the same token and replaces it at its first reconcile, and never carries an
-//! unbound verifier of a previous token over (see `operator/src/token.rs`).
+//! Earlier (unreleased) builds published `hmac-sha256:<key id>:<hex>`, the HMAC of the token
+//! alone ([`Kind::Unbound`]). Such a verifier names no directory, so a planted one cannot be told
+//! from a real one: the server never accepts it; the operator only recognises it as the same
+//! token (no `TokenChanged` event) and replaces it at its first reconcile, as it does 0.1.0's
+//! unkeyed `sha256:` hashes (see `operator/src/token.rs`).
 //!
 //! Rotation: the operator publishes every current token under every key it holds and the server
 //! accepts a verifier under any key it holds. Adding a key, waiting until both have it, then
@@ -35,7 +34,7 @@ use tokio::sync::watch;
 /// Prefix of a verifier bound to its directory (the only kind published).
 pub const PREFIX: &str = "hmac-sha256-dir:";
 
-/// Prefix of the keyed verifiers of releases before 0.2, bound to no directory.
+/// Prefix of the keyed verifiers of earlier builds, bound to no directory.
 pub const UNBOUND_PREFIX: &str = "hmac-sha256:";
 
 /// HKDF label of the key that bound verifiers are computed under: a purpose of its own, so no
@@ -70,7 +69,7 @@ impl Binding<'_> {
 pub enum Kind {
     /// `hmac-sha256-dir:`: bound to a directory.
     Bound,
-    /// `hmac-sha256:`: of a release before 0.2, the token alone.
+    /// `hmac-sha256:`: of earlier builds, the token alone.
     Unbound,
 }
 
@@ -230,7 +229,7 @@ impl KeyRing {
         Some(hmac_sha256(&key, &binding.message(token)))
     }
 
-    /// The unbound digest (releases before 0.2) of `token` under the key `id`: HMAC-SHA256 of
+    /// The unbound digest (earlier builds) of `token` under the key `id`: HMAC-SHA256 of
     /// the token alone under the verifier key itself.
     pub fn unbound_digest(&self, id: &str, token: &str) -> Option<[u8; 32]> {
         let key = self.keys.iter().find(|k| k.id == id)?;
@@ -277,7 +276,7 @@ impl KeyRing {
             .is_some_and(|d| bool::from(d.ct_eq(&expected)))
     }
 
-    /// Whether `hash` is an unbound verifier (releases before 0.2) of `token` under a key of this
+    /// Whether `hash` is an unbound verifier (earlier builds) of `token` under a key of this
     /// ring: only to recognise, across an upgrade, that a token is the one published before.
     pub fn verifies_unbound(&self, token: &str, hash: &str) -> bool {
         let Some((Kind::Unbound, id, expected)) = parse(hash) else {
@@ -300,7 +299,7 @@ pub fn format(id: &str, digest: &[u8; 32]) -> String {
     format_with(PREFIX, id, digest)
 }
 
-/// `hmac-sha256:<id>:<lowercase hex of digest>`, an unbound verifier (releases before 0.2).
+/// `hmac-sha256:<id>:<lowercase hex of digest>`, an unbound verifier (earlier builds).
 pub fn format_unbound(id: &str, digest: &[u8; 32]) -> String {
     format_with(UNBOUND_PREFIX, id, digest)
 }
@@ -497,7 +496,7 @@ mod tests {
             assert_ne!(keys.hashes(&b, "token")[0], at_a);
         }
         assert!(keys.verifies(&A, "token", &at_a));
-        // The unbound verifier of the same token (releases before 0.2) is another value, and is
+        // The unbound verifier of the same token (earlier builds) is another value, and is
         // recognised only as unbound.
         let unbound = format_unbound("k1", &keys.unbound_digest("k1", "token").unwrap());
         assert!(unbound.starts_with("hmac-sha256:k1:"));

@@ -38,45 +38,25 @@ pub fn authorize(
 }
 
 /// Whether `token` matches one of the directory's unexpired verifiers under a key of `keys`:
-/// the HMAC of the directory's identity and the token under each key held (computed once per
-/// key) is compared in constant time with every bound verifier of that key, so a verifier
-/// computed for another directory (another uid, namespace or name) never matches here. An
-/// unbound verifier of a release before 0.2 (only ever the current token's, see
-/// [`crate::cache::Verifier::bound`]) is compared with the HMAC of the token alone. Verifiers of
-/// keys not held open nothing.
+/// the HMAC of the directory's identity (uid, namespace, name) and the token under each key held
+/// (computed once per key) is compared in constant time with every verifier of that key, so a
+/// verifier computed for another directory (or planted from one) never matches here. Verifiers
+/// of keys not held open nothing.
 pub fn token_matches(info: &DirInfo, token: &str, keys: &KeyRing, now: jiff::Timestamp) -> bool {
     let binding = Binding {
         uid: &info.uid,
         namespace: &info.namespace,
         name: &info.name,
     };
-    let used = |id: &str, bound: bool| {
-        info.verifiers
-            .iter()
-            .any(|v| v.key_id == id && v.bound == bound)
-    };
-    let digests: Vec<(&str, bool, [u8; 32])> = keys
+    let digests: Vec<(&str, [u8; 32])> = keys
         .keys()
         .iter()
-        .flat_map(|k| {
-            let id = k.id();
-            let bound = used(id, true)
-                .then(|| keys.digest(id, &binding, token))
-                .flatten()
-                .map(|d| (id, true, d));
-            let unbound = used(id, false)
-                .then(|| keys.unbound_digest(id, token))
-                .flatten()
-                .map(|d| (id, false, d));
-            bound.into_iter().chain(unbound)
-        })
+        .filter(|k| info.verifiers.iter().any(|v| v.key_id == k.id()))
+        .filter_map(|k| Some((k.id(), keys.digest(k.id(), &binding, token)?)))
         .collect();
     let mut ok = subtle::Choice::from(0u8);
     for v in &info.verifiers {
-        let Some((_, _, digest)) = digests
-            .iter()
-            .find(|(id, bound, _)| *id == v.key_id && *bound == v.bound)
-        else {
+        let Some((_, digest)) = digests.iter().find(|(id, _)| *id == v.key_id) else {
             continue;
         };
         let live = v.expires_at.is_none_or(|e| e > now);
@@ -140,7 +120,6 @@ mod tests {
                     key_id: id.into(),
                     digest,
                     expires_at,
-                    bound: true,
                 }
             })
             .collect()
@@ -225,29 +204,18 @@ mod tests {
             ..dir_a()
         };
         assert!(!token_matches(&recreated, "token-of-a", &keys, now));
-        // An unbound verifier (before 0.2) is checked against the token alone, and only as the
-        // current token (the cache drops expiring ones).
-        let digest = keys.unbound_digest("k1", "old-current").unwrap();
-        let upgraded = DirInfo {
+        // The unbound verifier of the token (earlier builds: the HMAC of the token alone)
+        // opens nothing, even as the current token.
+        let digest = keys.unbound_digest("k1", "token-of-a").unwrap();
+        let unbound = DirInfo {
             verifiers: vec![Verifier {
                 key_id: "k1".into(),
                 digest,
                 expires_at: None,
-                bound: false,
             }],
             ..dir_a()
         };
-        assert!(token_matches(&upgraded, "old-current", &keys, now));
-        assert!(!token_matches(&upgraded, "other", &keys, now));
-        // The same digest marked bound matches nothing: the kinds are never mixed.
-        let mixed = DirInfo {
-            verifiers: vec![Verifier {
-                bound: true,
-                ..upgraded.verifiers[0].clone()
-            }],
-            ..dir_a()
-        };
-        assert!(!token_matches(&mixed, "old-current", &keys, now));
+        assert!(!token_matches(&unbound, "token-of-a", &keys, now));
     }
 
     #[test]

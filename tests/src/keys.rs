@@ -37,7 +37,7 @@ fn hmac_hex(key: &[u8], message: &[u8]) -> String {
         .collect()
 }
 
-/// `hmac-sha256:<id>:<hex>` of `token` under `key`: the unbound verifier of releases before 0.2.
+/// `hmac-sha256:<id>:<hex>` of `token` under `key`: the unbound verifier of earlier builds.
 pub fn hmac_verifier(id: &str, key: &[u8], token: &[u8]) -> String {
     format!("hmac-sha256:{id}:{}", hmac_hex(key, token))
 }

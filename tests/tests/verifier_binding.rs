@@ -17,7 +17,7 @@ use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
 use kube_scim_tests::{ControlPlane, eventually, must_succeed};
 use serde_json::json;
 
-/// The annotation where releases before 0.2 kept the previous tokens' verifiers.
+/// The annotation where earlier releases kept the previous tokens' verifiers.
 const PREVIOUS: &str = "kubescim.io/previous-token-verifiers";
 
 /// Prints the components' logs when the test fails while it is alive.

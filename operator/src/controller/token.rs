@@ -31,7 +31,7 @@ use kube_scim_runtime::duration;
 pub const ANNOTATION_ROTATION: &str = "kubescim.io/rotation-request";
 /// Annotation on a generated Secret: when its token was created.
 pub const ANNOTATION_CREATED: &str = "kubescim.io/token-created";
-/// Annotation on a generated Secret where releases before 0.2 kept the verifiers of rotated-out
+/// Annotation on a generated Secret where earlier releases kept the verifiers of rotated-out
 /// tokens. Never read: whoever may edit Secrets in the namespace could plant a verifier there
 /// (issue 27); previous verifiers live in the directory's status, which only the operator
 /// writes. Dropped from the Secret at its next rotation.

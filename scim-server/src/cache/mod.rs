@@ -36,8 +36,7 @@ pub struct DirInfo {
     pub name: String,
     /// Ready condition is True.
     pub ready: bool,
-    /// Keyed verifiers of valid tokens: key id, HMAC-SHA256 digest, expiry, whether bound to
-    /// this directory.
+    /// Verifiers of valid tokens, bound to this directory: key id, HMAC-SHA256 digest, expiry.
     pub verifiers: Vec<Verifier>,
     /// `spec.provider`: which client's expectations the answers follow (see `dialect`).
     pub provider: Provider,
@@ -63,9 +62,6 @@ pub struct Verifier {
     pub digest: [u8; 32],
     /// After this the verifier opens nothing; `None` for the current token.
     pub expires_at: Option<jiff::Timestamp>,
-    /// `false`: an unbound verifier of a release before 0.2 (the HMAC of the token alone), kept
-    /// only as the directory's current token (no expiry) until the operator republishes it.
-    pub bound: bool,
 }
 
 /// One directory's data behind its own lock.
@@ -204,15 +200,18 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
             .any(|c| c.type_ == CONDITION_READY && c.status == "True")
     });
     let mut unkeyed = 0;
-    let mut unbound_previous = 0;
     let verifiers = st
         .map(|s| {
             s.token_verifiers
                 .iter()
                 .filter_map(|v| {
-                    // Only keyed verifiers count; kube-scim 0.1.0's unkeyed `sha256:` hashes
-                    // open nothing (the operator replaces them at its first reconcile).
-                    let Some((kind, key_id, digest)) = verifier::parse(&v.hash) else {
+                    // Only verifiers bound to a directory count: kube-scim 0.1.0's unkeyed
+                    // `sha256:` hashes and the unbound `hmac-sha256:` ones of earlier builds
+                    // name no directory, so a planted one could not be told from a real one
+                    // (issue 27). They open nothing; the operator replaces them at its first
+                    // reconcile.
+                    let Some((verifier::Kind::Bound, key_id, digest)) = verifier::parse(&v.hash)
+                    else {
                         unkeyed += 1;
                         return None;
                     };
@@ -224,20 +223,10 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
                             Err(_) => Some(jiff::Timestamp::UNIX_EPOCH),
                         },
                     };
-                    let bound = kind == verifier::Kind::Bound;
-                    // An unbound verifier names no directory, so nothing tells a planted one
-                    // from a real one: only the current token's (no expiry, which an operator
-                    // before 0.2 gave only the token in the Secret) is accepted, until the
-                    // operator republishes it bound; a previous token's never (issue 27).
-                    if !bound && expires_at.is_some() {
-                        unbound_previous += 1;
-                        return None;
-                    }
                     Some(Verifier {
                         key_id: key_id.to_string(),
                         digest,
                         expires_at,
-                        bound,
                     })
                 })
                 .collect()
@@ -248,15 +237,7 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
             namespace = d.metadata.namespace.as_deref().unwrap_or_default(),
             directory = d.metadata.name.as_deref().unwrap_or_default(),
             unkeyed,
-            "ignoring unkeyed token verifiers (written by an older operator; the current operator replaces them)"
-        );
-    }
-    if unbound_previous > 0 {
-        tracing::warn!(
-            namespace = d.metadata.namespace.as_deref().unwrap_or_default(),
-            directory = d.metadata.name.as_deref().unwrap_or_default(),
-            unbound_previous,
-            "ignoring previous-token verifiers not bound to the directory (written by an operator before 0.2)"
+            "ignoring token verifiers not bound to the directory (written by an older operator; the current operator replaces them)"
         );
     }
     DirInfo {
@@ -678,9 +659,8 @@ mod tests {
     }
 
     #[test]
-    fn only_keyed_verifiers_are_kept_and_a_bad_expiry_has_passed() {
+    fn only_bound_verifiers_are_kept_and_a_bad_expiry_has_passed() {
         let bound = format!("hmac-sha256-dir:k1:{}", "ab".repeat(32));
-        let unbound = format!("hmac-sha256:k1:{}", "cd".repeat(32));
         let verifier = |hash: &str, expires_at: Option<&str>| kube_scim_crds::TokenVerifier {
             hash: hash.to_string(),
             fingerprint: None,
@@ -693,10 +673,8 @@ mod tests {
                 verifier(&format!("sha256:{}", "ab".repeat(32)), None),
                 verifier(&format!("hmac-sha256-dir:k1:{}", "zz".repeat(32)), None),
                 verifier(&bound, Some("soon")),
-                // Before 0.2: the current token's unbound verifier is accepted (an upgrade
-                // does not lock the identity provider out); a previous token's never.
-                verifier(&unbound, None),
-                verifier(&unbound, Some("2099-01-01T00:00:00Z")),
+                // Unbound (earlier builds): names no directory, so never accepted.
+                verifier(&format!("hmac-sha256:k1:{}", "cd".repeat(32)), None),
             ],
             ..Default::default()
         });
@@ -708,19 +686,11 @@ mod tests {
                     key_id: "k1".into(),
                     digest: [0xab; 32],
                     expires_at: None,
-                    bound: true,
                 },
                 Verifier {
                     key_id: "k1".into(),
                     digest: [0xab; 32],
                     expires_at: Some(jiff::Timestamp::UNIX_EPOCH),
-                    bound: true,
-                },
-                Verifier {
-                    key_id: "k1".into(),
-                    digest: [0xcd; 32],
-                    expires_at: None,
-                    bound: false,
                 },
             ]
         );
