@@ -11,10 +11,10 @@ use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::PostParams;
 use kube_scim_crds::{AuthMethod, AuthSpec, EntraTokenSpec, ScimDirectory, ScimDirectorySpec};
-use kube_scim_tests::{ControlPlane, eventually};
 use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser, assert_invalid_token};
 use kube_scim_tests::jwt_issuer::{JwtIssuer, PROVISIONING_APP_ID, issuer_of, valid_claims};
 use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
+use kube_scim_tests::{ControlPlane, eventually};
 use serde_json::{Value, json};
 
 const TENANT: &str = "3f1e4b7a-5c2d-4e8f-9a0b-1c2d3e4f5a6b";
@@ -229,7 +229,10 @@ async fn entra_issued_tokens_open_only_their_tenants_directory_and_survive_a_key
         .await
         .unwrap();
     }
-    for (name, reason) in [("unbound", "EntraAppNotBound"), ("copycat", "EntraAppConflict")] {
+    for (name, reason) in [
+        ("unbound", "EntraAppNotBound"),
+        ("copycat", "EntraAppConflict"),
+    ] {
         let message = eventually(
             &format!("{name}: Ready=False {reason}"),
             Duration::from_secs(30),
