@@ -449,7 +449,7 @@ pub struct OAuthClientCredentialsSpec {
     pub access_token_lifetime: Option<String>,
 }
 
-/// Entra-issued tokens: which tenant, and optionally which calling applications.
+/// Entra-issued tokens: which tenant, and which enterprise application.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EntraTokenSpec {
@@ -461,9 +461,14 @@ pub struct EntraTokenSpec {
     ))]
     pub tenant_id: String,
 
-    /// If set, only tokens whose calling application (`appid` or `azp` claim) is one of these
-    /// application (client) ids are accepted. Empty: any application of the tenant that Entra
-    /// issues a token to for the SCIM audience.
+    /// Application (client) ids of the enterprise application(s) whose Entra-issued tokens open
+    /// the directory: the token's `appid` claim (`azp` in a v2 token) must be one of them (Entra
+    /// admin center > Enterprise applications > the application > Overview > Application ID).
+    /// Required with method `EntraToken`: the token's audience is the same for every non-gallery
+    /// application of the tenant, so without it any of them would open the directory; a
+    /// directory without it is refused (`Ready` False, reason `EntraAppNotBound`). One
+    /// application opens one directory: a directory naming an application of the tenant that an
+    /// older directory already names is refused (`EntraAppConflict`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub allowed_app_ids: Vec<String>,
@@ -578,11 +583,14 @@ pub struct ScimDirectoryStatus {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenVerifier {
-    /// `hmac-sha256:<key id>:` followed by the lowercase hex HMAC-SHA256 of the token under
-    /// that verifier key. (`sha256:<hex>`, an unkeyed hash, was written by kube-scim 0.1.0; it
-    /// is accepted here only so that such a status can still be read, and opens nothing.)
+    /// `hmac-sha256-dir:<key id>:` followed by the lowercase hex HMAC-SHA256 of the directory's
+    /// uid, namespace and name and the token, under a key derived from that verifier key: a
+    /// verifier opens only the directory it was computed for. (`hmac-sha256:<key id>:<hex>`, the
+    /// HMAC of the token alone, written by earlier builds, and `sha256:<hex>`, an unkeyed hash
+    /// written by kube-scim 0.1.0, name no directory and open nothing; they are accepted here
+    /// only so that such a status can still be read, and the operator replaces them.)
     #[schemars(regex(
-        pattern = r"^(hmac-sha256:[A-Za-z0-9][-._A-Za-z0-9]{0,62}:[0-9a-f]{64}|sha256:[0-9a-f]{64})$"
+        pattern = r"^(hmac-sha256(-dir)?:[A-Za-z0-9][-._A-Za-z0-9]{0,62}:[0-9a-f]{64}|sha256:[0-9a-f]{64})$"
     ))]
     pub hash: String,
     /// Short fingerprint of the token (the first hex digits of the digest).

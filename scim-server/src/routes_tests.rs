@@ -46,7 +46,12 @@ fn state_with(spec: ScimDirectorySpec) -> Arc<AppState<MemoryStore>> {
     cache.watcher_synced();
     let keys =
         KeyRing::from_keys([("k1", b"routes-test-key-0123456789abcdef-0123".to_vec())]).unwrap();
-    let hash = keys.hashes(TOKEN).remove(0);
+    let binding = kube_scim_runtime::verifier::Binding {
+        uid: "uid-d",
+        namespace: "ns",
+        name: "d",
+    };
+    let hash = keys.hashes(&binding, TOKEN).remove(0);
     let mut dir = ScimDirectory::new("d", spec);
     dir.metadata.namespace = Some("ns".into());
     dir.metadata.uid = Some("uid-d".into());

@@ -411,14 +411,15 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
         )),
         "{endpoint}"
     );
-    let status = directories.get("contoso").await.unwrap().status.unwrap();
+    let dir = directories.get("contoso").await.unwrap();
+    let status = dir.status.clone().unwrap();
     assert_eq!(
         status
             .token_verifiers
             .iter()
             .map(|v| v.hash.clone())
             .collect::<Vec<_>>(),
-        keys.verifiers(token.as_bytes()),
+        keys.verifiers(kube_scim_tests::keys::Dir::of(&dir), token.as_bytes()),
         "verifiers keyed with the chart's key"
     );
 

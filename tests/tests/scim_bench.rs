@@ -79,13 +79,16 @@ fn sample_value(line: &str) -> Option<f64> {
 
 async fn directory(client: &Client, ns: &str, name: &str, token: &str, keys: &VerifierKeys) {
     let api: Api<ScimDirectory> = Api::namespaced(client.clone(), ns);
-    api.create(
-        &PostParams::default(),
-        &ScimDirectory::new(name, ScimDirectorySpec::default()),
-    )
-    .await
-    .unwrap();
-    let hash = keys.verifiers(token.as_bytes()).remove(0);
+    let dir = api
+        .create(
+            &PostParams::default(),
+            &ScimDirectory::new(name, ScimDirectorySpec::default()),
+        )
+        .await
+        .unwrap();
+    let hash = keys
+        .verifiers(kube_scim_tests::keys::Dir::of(&dir), token.as_bytes())
+        .remove(0);
     let st = json!({"status": {"tokenVerifiers": [{"hash": hash}],
         "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "bench", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&st))

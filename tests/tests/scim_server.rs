@@ -36,9 +36,11 @@ fn keys() -> &'static VerifierKeys {
     })
 }
 
-/// The keyed verifier of `token`, as the operator publishes it.
-fn verifier(token: &str) -> String {
-    keys().verifiers(token.as_bytes()).remove(0)
+/// The keyed verifier of `token` at `dir`, as the operator publishes it.
+fn verifier(dir: &ScimDirectory, token: &str) -> String {
+    keys()
+        .verifiers(kube_scim_tests::keys::Dir::of(dir), token.as_bytes())
+        .remove(0)
 }
 
 fn random_token() -> String {
@@ -72,10 +74,11 @@ async fn set_directory_status(
     ready: bool,
 ) {
     let api: Api<ScimDirectory> = Api::namespaced(client.clone(), ns);
+    let dir = api.get(name).await.unwrap();
     let verifiers: Vec<Value> = tokens
         .iter()
         .map(|(t, exp)| {
-            let mut v = json!({"hash": verifier(t)});
+            let mut v = json!({"hash": verifier(&dir, t)});
             if let Some(e) = exp {
                 v["expiresAt"] = json!(e);
             }

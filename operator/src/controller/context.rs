@@ -45,6 +45,8 @@ pub struct Context {
     pub settings: Settings,
     pub users: Store<PartialObjectMeta<ScimUser>>,
     pub groups: Store<PartialObjectMeta<ScimGroup>>,
+    /// Every directory in scope: which one an Entra application belongs to ([`super::entra`]).
+    pub directories: Store<ScimDirectory>,
     /// Readiness of `users` and `groups`, which reconciles check and the counts refresher
     /// awaits at the same time (see [`Readiness`]).
     pub(super) users_ready: Readiness,
@@ -64,6 +66,7 @@ impl Context {
         metrics: Arc<Metrics>,
         users: Store<PartialObjectMeta<ScimUser>>,
         groups: Store<PartialObjectMeta<ScimGroup>>,
+        directories: Store<ScimDirectory>,
     ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
@@ -78,6 +81,7 @@ impl Context {
             groups_ready: Readiness::of(&groups),
             users,
             groups,
+            directories,
             failures: Mutex::default(),
             status_locks: Mutex::default(),
         }

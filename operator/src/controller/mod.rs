@@ -8,6 +8,8 @@
 //!   HTTPRoute (and, across namespaces, a ReferenceGrant);
 //! - [`counts`]: users and groups in status, kept fresh by a throttled refresher
 //!   ([`throttle`]) outside the reconcile;
+//! - [`entra`]: method `EntraToken` needs the enterprise application's id, one directory per
+//!   application;
 //! - [`status`]: conditions and the status write.
 //!
 //! What triggers what: a change of a ScimDirectory (except a write of its counts alone), of an
@@ -20,6 +22,7 @@
 mod context;
 pub mod counts;
 pub mod deletion;
+pub mod entra;
 pub mod route;
 pub mod safety;
 pub mod status;
@@ -180,6 +183,7 @@ pub async fn run_scope(
         metrics,
         users,
         groups,
+        directories.clone(),
     ));
     let secret_directories = directories.clone();
     // No debounce: kube's debounce restarts on every new trigger, so a steady stream of
@@ -336,9 +340,20 @@ async fn apply(dir: Arc<ScimDirectory>, ctx: &Context, needs_grant: bool) -> Res
     // After the route part: it removes a ReferenceGrant the finalizer no longer has to.
     deletion::drop_unneeded_finalizer(&dir, ctx, needs_grant).await?;
     safety::reconcile(&dir, ctx).await?;
+    let others = ctx.directories.state();
+    let auth = entra::check(&dir, others.iter().map(|d| d.as_ref()));
     let _status = ctx.status_lock(&ObjectRef::from_obj(dir.as_ref())).await;
     let counts = counts::of(&dir, ctx);
-    status::write(&dir, ctx, &token, &route, counts.as_ref(), now).await
+    status::write(
+        &dir,
+        ctx,
+        &token,
+        &route,
+        auth.as_ref(),
+        counts.as_ref(),
+        now,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -29,11 +29,14 @@ pub type DirKey = (String, String);
 /// A directory as the server needs it.
 #[derive(Debug, Clone, Default)]
 pub struct DirInfo {
-    /// Object uid (for ownerReferences).
+    /// Object uid (for ownerReferences, and bound into every token verifier).
     pub uid: String,
+    /// Namespace and name, bound into every token verifier.
+    pub namespace: String,
+    pub name: String,
     /// Ready condition is True.
     pub ready: bool,
-    /// Keyed verifiers of valid tokens: key id, HMAC-SHA256 digest, expiry.
+    /// Verifiers of valid tokens, bound to this directory: key id, HMAC-SHA256 digest, expiry.
     pub verifiers: Vec<Verifier>,
     /// `spec.provider`: which client's expectations the answers follow (see `dialect`).
     pub provider: Provider,
@@ -202,9 +205,13 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
             s.token_verifiers
                 .iter()
                 .filter_map(|v| {
-                    // Only keyed verifiers count; kube-scim 0.1.0's unkeyed `sha256:` hashes
-                    // open nothing (the operator replaces them at its first reconcile).
-                    let Some((key_id, digest)) = verifier::parse(&v.hash) else {
+                    // Only verifiers bound to a directory count: kube-scim 0.1.0's unkeyed
+                    // `sha256:` hashes and the unbound `hmac-sha256:` ones of earlier builds
+                    // name no directory, so a planted one could not be told from a real one
+                    // (issue 27). They open nothing; the operator replaces them at its first
+                    // reconcile.
+                    let Some((verifier::Kind::Bound, key_id, digest)) = verifier::parse(&v.hash)
+                    else {
                         unkeyed += 1;
                         return None;
                     };
@@ -230,11 +237,13 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
             namespace = d.metadata.namespace.as_deref().unwrap_or_default(),
             directory = d.metadata.name.as_deref().unwrap_or_default(),
             unkeyed,
-            "ignoring unkeyed token verifiers (written by an older operator; the current operator replaces them)"
+            "ignoring token verifiers not bound to the directory (written by an older operator; the current operator replaces them)"
         );
     }
     DirInfo {
         uid: d.metadata.uid.clone().unwrap_or_default(),
+        namespace: d.metadata.namespace.clone().unwrap_or_default(),
+        name: d.metadata.name.clone().unwrap_or_default(),
         ready,
         verifiers,
         provider: d.spec.provider,
@@ -650,8 +659,8 @@ mod tests {
     }
 
     #[test]
-    fn only_keyed_verifiers_are_kept_and_a_bad_expiry_has_passed() {
-        let keyed = format!("hmac-sha256:k1:{}", "ab".repeat(32));
+    fn only_bound_verifiers_are_kept_and_a_bad_expiry_has_passed() {
+        let bound = format!("hmac-sha256-dir:k1:{}", "ab".repeat(32));
         let verifier = |hash: &str, expires_at: Option<&str>| kube_scim_crds::TokenVerifier {
             hash: hash.to_string(),
             fingerprint: None,
@@ -660,10 +669,12 @@ mod tests {
         let mut d = ScimDirectory::new("d", Default::default());
         d.status = Some(kube_scim_crds::ScimDirectoryStatus {
             token_verifiers: vec![
-                verifier(&keyed, None),
+                verifier(&bound, None),
                 verifier(&format!("sha256:{}", "ab".repeat(32)), None),
-                verifier(&format!("hmac-sha256:k1:{}", "zz".repeat(32)), None),
-                verifier(&keyed, Some("soon")),
+                verifier(&format!("hmac-sha256-dir:k1:{}", "zz".repeat(32)), None),
+                verifier(&bound, Some("soon")),
+                // Unbound (earlier builds): names no directory, so never accepted.
+                verifier(&format!("hmac-sha256:k1:{}", "cd".repeat(32)), None),
             ],
             ..Default::default()
         });
