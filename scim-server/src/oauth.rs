@@ -75,13 +75,16 @@ impl OAuthSettings {
     }
 }
 
-/// How the client authenticated: RFC 6749 §2.3.1's two ways.
+/// How the client authenticated: RFC 6749 §2.3.1's two ways, or a JWT assertion (RFC 7523
+/// §2.2, workload identity federation: see [`crate::federation`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuth {
     /// `Authorization: Basic` (`client_secret_basic`).
     Basic,
     /// `client_id` and `client_secret` in the body (`client_secret_post`).
     Body,
+    /// `client_assertion_type` jwt-bearer and `client_assertion` in the body.
+    Assertion,
 }
 
 /// A token request, read and checked for shape (not yet for its credentials).
@@ -96,6 +99,9 @@ pub struct TokenRequest {
     pub client_secrets: Vec<String>,
     /// `grant_type`.
     pub grant_type: String,
+    /// With [`ClientAuth::Assertion`]: the JWT (and `client_id` may be empty: RFC 7523 makes
+    /// it optional).
+    pub client_assertion: Option<String>,
 }
 
 /// A token endpoint error (RFC 6749 §5.2). The description goes to the client; it never holds a
@@ -291,6 +297,37 @@ pub fn parse_request(
     let grant_type = param("grant_type")
         .ok_or_else(|| TokenError::InvalidRequest("grant_type is missing".into()))?;
     let (body_id, body_secret) = (param("client_id"), param("client_secret"));
+    let (assertion_type, assertion) = (param("client_assertion_type"), param("client_assertion"));
+    if assertion_type.is_some() || assertion.is_some() {
+        if basic.is_some() || body_secret.is_some() {
+            return Err(TokenError::InvalidRequest(
+                "the client authenticated both with a client assertion and with a client \
+                 secret; use one"
+                    .into(),
+            ));
+        }
+        let (Some(assertion_type), Some(assertion)) = (assertion_type, assertion) else {
+            return Err(TokenError::InvalidRequest(
+                "client_assertion_type and client_assertion go together".into(),
+            ));
+        };
+        if assertion_type != crate::federation::ASSERTION_TYPE {
+            return Err(TokenError::InvalidClient {
+                detail: format!(
+                    "client_assertion_type must be {}",
+                    crate::federation::ASSERTION_TYPE
+                ),
+                basic: false,
+            });
+        }
+        return Ok(TokenRequest {
+            auth: ClientAuth::Assertion,
+            client_id: body_id.unwrap_or_default(),
+            client_secrets: Vec::new(),
+            grant_type,
+            client_assertion: Some(assertion),
+        });
+    }
     let (auth, client_id, client_secrets) = match basic {
         Some(value) => {
             if body_secret.is_some() {
@@ -334,6 +371,7 @@ pub fn parse_request(
         client_id,
         client_secrets,
         grant_type,
+        client_assertion: None,
     })
 }
 
@@ -561,6 +599,54 @@ mod tests {
         let err =
             parse_request(Some("Basic !!!"), FORM, b"grant_type=client_credentials").unwrap_err();
         assert!(matches!(err, TokenError::InvalidClient { basic: true, .. }));
+    }
+
+    #[test]
+    fn client_assertions_are_read_and_never_mixed_with_a_secret() {
+        const TYPE: &str = "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer";
+        // What Microsoft's validation sends (an unknown baseAddress parameter included).
+        let body = format!(
+            "grant_type=client_credentials&client_id=uid-a&client_assertion=h.p.s\
+             &client_assertion_type={TYPE}&baseAddress=https%3A%2F%2Fscim.example"
+        );
+        let r = parse_request(None, FORM, body.as_bytes()).unwrap();
+        assert_eq!(r.auth, ClientAuth::Assertion);
+        assert_eq!(r.client_id, "uid-a");
+        assert_eq!(r.client_assertion.as_deref(), Some("h.p.s"));
+        assert!(r.client_secrets.is_empty());
+        // client_id is optional with an assertion.
+        let body = format!("grant_type=client_credentials&client_assertion=h.p.s&client_assertion_type={TYPE}");
+        assert_eq!(
+            parse_request(None, FORM, body.as_bytes()).unwrap().client_id,
+            ""
+        );
+        let code = |auth: Option<&str>, body: &str| {
+            parse_request(auth, FORM, body.as_bytes())
+                .unwrap_err()
+                .code()
+        };
+        let with_secret = format!(
+            "grant_type=client_credentials&client_id=a&client_secret=s&client_assertion=h.p.s&client_assertion_type={TYPE}"
+        );
+        assert_eq!(code(None, &with_secret), "invalid_request");
+        let with_basic =
+            format!("grant_type=client_credentials&client_assertion=h.p.s&client_assertion_type={TYPE}");
+        assert_eq!(code(Some(&basic("a", "s")), &with_basic), "invalid_request");
+        assert_eq!(
+            code(None, "grant_type=client_credentials&client_assertion=h.p.s"),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(None, &format!("grant_type=client_credentials&client_assertion_type={TYPE}")),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(
+                None,
+                "grant_type=client_credentials&client_assertion=h.p.s&client_assertion_type=urn%3Aother"
+            ),
+            "invalid_client"
+        );
     }
 
     #[test]

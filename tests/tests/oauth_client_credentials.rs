@@ -29,6 +29,7 @@ fn spec(methods: Vec<AuthMethod>, lifetime: Option<&str>) -> ScimDirectorySpec {
             oauth_client_credentials: lifetime.map(|l| OAuthClientCredentialsSpec {
                 access_token_lifetime: Some(l.into()),
             }),
+            workload_identity_federation: None,
         },
         ..Default::default()
     };

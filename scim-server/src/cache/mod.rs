@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::convert::resource_from_status;
 use crate::entra::EntraAuth;
+use crate::federation::FederationAuth;
 use crate::guard::Guard;
 use crate::oauth::OAuthSettings;
 
@@ -44,6 +45,9 @@ pub struct DirInfo {
     /// With method `OAuthClientCredentials`: the token endpoint's settings (its access tokens
     /// open the directory).
     pub oauth: Option<OAuthSettings>,
+    /// With method `WorkloadIdentityFederation`: which Entra-signed assertions the token
+    /// endpoint exchanges for access tokens (which open the directory).
+    pub federation: Option<FederationAuth>,
     /// `spec.suspend`: writes are refused, reads served.
     pub suspended: bool,
     /// `spec.deletionGuard`.
@@ -261,6 +265,24 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
                         .as_ref()
                         .and_then(|o| o.access_token_lifetime.as_deref()),
                 )
+            }),
+        federation: d
+            .spec
+            .auth
+            .workload_identity_federation
+            .as_ref()
+            .filter(|_| d.spec.auth.allows(AuthMethod::WorkloadIdentityFederation))
+            .map(|f| FederationAuth {
+                tenant_id: f.tenant_id.to_ascii_lowercase(),
+                subject: f.subject.clone(),
+                // Unset: the token endpoint as the operator published it (not as a request's
+                // Host header says it is).
+                audience: f
+                    .audience
+                    .clone()
+                    .or_else(|| st.and_then(|s| s.oauth_token_endpoint.clone())),
+                lifetime: OAuthSettings::from_lifetime(f.access_token_lifetime.as_deref())
+                    .lifetime,
             }),
         suspended: d.spec.suspend,
         guard: Guard::from_spec(&d.spec.deletion_guard),
