@@ -275,10 +275,16 @@ pub fn check_claims(
     if exp.saturating_add(MAX_SKEW) <= now {
         return Err(Rejection::Expired);
     }
-    if claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(MAX_SKEW)) {
+    if claims
+        .nbf
+        .is_some_and(|nbf| nbf > now.saturating_add(MAX_SKEW))
+    {
         return Err(Rejection::NotYetValid);
     }
-    if claims.iat.is_some_and(|iat| iat > now.saturating_add(MAX_SKEW)) {
+    if claims
+        .iat
+        .is_some_and(|iat| iat > now.saturating_add(MAX_SKEW))
+    {
         return Err(Rejection::IssuedInFuture);
     }
     // Measured from the earliest claim of its start (a missing iat must not lengthen it), and
@@ -392,12 +398,13 @@ impl FederationVerifier {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
-        let data = jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &validation).map_err(
-            |e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::Json(_) => Rejection::Malformed(e.to_string()),
-                _ => Rejection::Signature(format!("{:?}", e.kind())),
-            },
-        )?;
+        let data =
+            jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &validation).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::Json(_) => Rejection::Malformed(e.to_string()),
+                    _ => Rejection::Signature(format!("{:?}", e.kind())),
+                }
+            })?;
         let issuer = self.config.issuer.replace("{tenant}", &auth.tenant_id);
         let expected = Expected {
             issuer: &issuer,
@@ -407,7 +414,8 @@ impl FederationVerifier {
         };
         let now = now.as_second();
         let checked = check_claims(&data.claims, &expected, now)?;
-        self.replay.use_once(&checked.replay_key, checked.until, now)
+        self.replay
+            .use_once(&checked.replay_key, checked.until, now)
     }
 }
 
@@ -416,7 +424,8 @@ mod tests {
     use super::*;
 
     const TENANT: &str = "3f1e4b7a-5c2d-4e8f-9a0b-1c2d3e4f5a6b";
-    const ISSUER: &str = "https://login.microsoftonline.com/3f1e4b7a-5c2d-4e8f-9a0b-1c2d3e4f5a6b/v2.0";
+    const ISSUER: &str =
+        "https://login.microsoftonline.com/3f1e4b7a-5c2d-4e8f-9a0b-1c2d3e4f5a6b/v2.0";
     const SUBJECT: &str = "66a5e40d-4a46-4e0f-a0f4-1e5d8a1f4d1b";
     const APP: &str = "1b730954-1685-4b74-9bfd-dac224a7b894";
     const NOW: i64 = 1_800_000_000;
@@ -469,7 +478,9 @@ mod tests {
         let cases = [
             (
                 AssertionClaims {
-                    iss: Some("https://sts.windows.net/3f1e4b7a-5c2d-4e8f-9a0b-1c2d3e4f5a6b/".into()),
+                    iss: Some(
+                        "https://sts.windows.net/3f1e4b7a-5c2d-4e8f-9a0b-1c2d3e4f5a6b/".into(),
+                    ),
                     ..entra_claims()
                 },
                 "wrong issuer",

@@ -615,9 +615,13 @@ mod tests {
         assert_eq!(r.client_assertion.as_deref(), Some("h.p.s"));
         assert!(r.client_secrets.is_empty());
         // client_id is optional with an assertion.
-        let body = format!("grant_type=client_credentials&client_assertion=h.p.s&client_assertion_type={TYPE}");
+        let body = format!(
+            "grant_type=client_credentials&client_assertion=h.p.s&client_assertion_type={TYPE}"
+        );
         assert_eq!(
-            parse_request(None, FORM, body.as_bytes()).unwrap().client_id,
+            parse_request(None, FORM, body.as_bytes())
+                .unwrap()
+                .client_id,
             ""
         );
         let code = |auth: Option<&str>, body: &str| {
@@ -629,15 +633,19 @@ mod tests {
             "grant_type=client_credentials&client_id=a&client_secret=s&client_assertion=h.p.s&client_assertion_type={TYPE}"
         );
         assert_eq!(code(None, &with_secret), "invalid_request");
-        let with_basic =
-            format!("grant_type=client_credentials&client_assertion=h.p.s&client_assertion_type={TYPE}");
+        let with_basic = format!(
+            "grant_type=client_credentials&client_assertion=h.p.s&client_assertion_type={TYPE}"
+        );
         assert_eq!(code(Some(&basic("a", "s")), &with_basic), "invalid_request");
         assert_eq!(
             code(None, "grant_type=client_credentials&client_assertion=h.p.s"),
             "invalid_request"
         );
         assert_eq!(
-            code(None, &format!("grant_type=client_credentials&client_assertion_type={TYPE}")),
+            code(
+                None,
+                &format!("grant_type=client_credentials&client_assertion_type={TYPE}")
+            ),
             "invalid_request"
         );
         assert_eq!(

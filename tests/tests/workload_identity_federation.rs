@@ -206,7 +206,11 @@ async fn entra_signed_assertions_are_exchanged_once_for_their_directorys_access_
     let assertion = issuer.mint(0, &alpha_claims());
     let answer = exchange(&endpoint["alpha"], Some(&client_id["alpha"]), &assertion).await;
     let alpha_token = access_token(&answer, "alpha");
-    let client = EntraClient::new(&stack.base_url(&ns, "alpha"), &alpha_token, Dialect::Compliant);
+    let client = EntraClient::new(
+        &stack.base_url(&ns, "alpha"),
+        &alpha_token,
+        Dialect::Compliant,
+    );
     let answer = client.test_connection().await.unwrap();
     assert_eq!(answer.status, 200, "{}\n{}", answer.body, stack.logs());
     let user = EntraUser {
@@ -419,7 +423,13 @@ async fn entra_signed_assertions_are_exchanged_once_for_their_directorys_access_
     ] {
         assert!(log.contains(reason), "no {reason:?} in the log:\n{log}");
     }
-    for secret in [&assertion, &beta_assertion, &alpha_token, &beta_token, &rolled] {
+    for secret in [
+        &assertion,
+        &beta_assertion,
+        &alpha_token,
+        &beta_token,
+        &rolled,
+    ] {
         assert!(!log.contains(secret.as_str()), "a credential is in the log");
     }
     for (case, assertion) in &cases {

@@ -202,10 +202,7 @@ pub fn desired(
     };
     let mut ready = ready(&token.check, &route.check, previous_until);
     let client_credentials = dir.spec.auth.allows(AuthMethod::OAuthClientCredentials);
-    let federation = dir
-        .spec
-        .auth
-        .allows(AuthMethod::WorkloadIdentityFederation);
+    let federation = dir.spec.auth.allows(AuthMethod::WorkloadIdentityFederation);
     let oauth = client_credentials || federation;
     let oauth_token_endpoint = route
         .endpoint

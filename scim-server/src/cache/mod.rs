@@ -281,8 +281,7 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
                     .audience
                     .clone()
                     .or_else(|| st.and_then(|s| s.oauth_token_endpoint.clone())),
-                lifetime: OAuthSettings::from_lifetime(f.access_token_lifetime.as_deref())
-                    .lifetime,
+                lifetime: OAuthSettings::from_lifetime(f.access_token_lifetime.as_deref()).lifetime,
             }),
         suspended: d.spec.suspend,
         guard: Guard::from_spec(&d.spec.deletion_guard),
