@@ -243,11 +243,9 @@ impl<S: Storage> DirectoryService<S> {
             let verdict = if info.oauth.is_some() || info.federation.is_some() {
                 oauth::verify(&keys, &info.uid, token, now).map_err(|r| r.to_string())
             } else {
-                Err(
-                    "an OAuth access token, but neither OAuthClientCredentials nor \
-                     WorkloadIdentityFederation is among spec.auth.methods"
-                        .to_string(),
-                )
+                Err("an OAuth access token, but OAuthClientCredentials and \
+                     WorkloadIdentityFederation are not among spec.auth.methods"
+                    .to_string())
             };
             return match verdict {
                 Ok(()) => Ok(info),
