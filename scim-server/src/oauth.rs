@@ -1,6 +1,7 @@
 //! OAuth 2.0 client credentials (RFC 6749 §4.4) for directories with method
 //! `OAuthClientCredentials`: the token endpoint's request and answers, and the access tokens it
-//! issues. No Kubernetes, no I/O.
+//! issues. No Kubernetes, no I/O. The same endpoint and access tokens serve method
+//! `WorkloadIdentityFederation`, whose client assertions `crate::federation` checks.
 //!
 //! The client id is the directory's uid; the client secret is the directory's token, checked
 //! against the keyed verifiers in its status like a bearer token ([`crate::auth::token_matches`]),
