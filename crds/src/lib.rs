@@ -454,12 +454,13 @@ pub const DEFAULT_ACCESS_TOKEN_LIFETIME: &str = "1h";
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClientCredentialsSpec {
     /// How long an access token from the token endpoint opens the directory, as a duration such
-    /// as `1h` or `90m` (default `1h`; between `1s` and `24h`; Entra's gallery expects 60 minutes
-    /// to 6 hours).
+    /// as `1h` or `90m` (default `1h`; between `1s` and `6h`). Microsoft's gallery validation
+    /// (`Validate_Credentials_Test`) requires 60 minutes to 6 hours; shorter is allowed for other
+    /// clients, as a shorter-lived token is the safer one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), extend("x-kubernetes-validations" = [{
-        "rule": "duration(self) >= duration('1s') && duration(self) <= duration('24h')",
-        "message": "auth.oauthClientCredentials.accessTokenLifetime must be a duration between 1s and 24h, e.g. 1h"
+        "rule": "duration(self) >= duration('1s') && duration(self) <= duration('6h')",
+        "message": "auth.oauthClientCredentials.accessTokenLifetime must be a duration between 1s and 6h, e.g. 1h"
     }]))]
     pub access_token_lifetime: Option<String>,
 }
@@ -493,11 +494,12 @@ pub struct WorkloadIdentityFederationSpec {
     pub audience: Option<String>,
 
     /// How long an access token from the token endpoint opens the directory, as a duration such
-    /// as `1h` (default `1h`; between `1s` and `24h`).
+    /// as `1h` (default `1h`; between `1s` and `6h`, the longest Microsoft's gallery validation
+    /// accepts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), extend("x-kubernetes-validations" = [{
-        "rule": "duration(self) >= duration('1s') && duration(self) <= duration('24h')",
-        "message": "auth.workloadIdentityFederation.accessTokenLifetime must be a duration between 1s and 24h, e.g. 1h"
+        "rule": "duration(self) >= duration('1s') && duration(self) <= duration('6h')",
+        "message": "auth.workloadIdentityFederation.accessTokenLifetime must be a duration between 1s and 6h, e.g. 1h"
     }]))]
     pub access_token_lifetime: Option<String>,
 }

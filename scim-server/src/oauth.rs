@@ -42,9 +42,11 @@ pub const GRANT_TYPE: &str = "client_credentials";
 /// Default lifetime of an access token.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
-/// Shortest and longest lifetime accepted from a directory's spec (the CRD enforces the same).
+/// Shortest and longest lifetime accepted from a directory's spec (the CRD enforces the same;
+/// a longer value admitted by an older CRD is shortened). Microsoft's gallery validation wants
+/// `expires_in` of 60 to 360 minutes: the default and the longest pass.
 const LIFETIME_RANGE: (Duration, Duration) =
-    (Duration::from_secs(1), Duration::from_secs(24 * 3600));
+    (Duration::from_secs(1), Duration::from_secs(6 * 3600));
 
 /// Largest token request body read.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -769,8 +771,13 @@ mod tests {
         );
         assert_eq!(
             OAuthSettings::from_lifetime(Some("48h")).lifetime,
-            Duration::from_secs(24 * 3600)
+            Duration::from_secs(6 * 3600)
         );
+        // What Microsoft's Validate_Credentials_Test checks: expires_in / 60 in 60..=360.
+        for lifetime in [None, Some("60m"), Some("6h"), Some("24h")] {
+            let minutes = OAuthSettings::from_lifetime(lifetime).lifetime.as_secs() / 60;
+            assert!((60..=360).contains(&minutes), "{lifetime:?}: {minutes}");
+        }
         assert_eq!(
             OAuthSettings::from_lifetime(Some("nonsense")).lifetime,
             DEFAULT_LIFETIME
