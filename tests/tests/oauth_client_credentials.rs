@@ -171,6 +171,31 @@ async fn client_credentials_issue_short_lived_tokens_that_open_only_their_direct
     }
     let grant = "client_credentials";
 
+    // Microsoft's Validate_Credentials_Test, as its workflow sends it: client_id and
+    // client_secret in the body, expires_in / 60 between 60 and 360, then
+    // GET /Users?startIndex=1&count=1 with the token answered 2xx.
+    let answer = request_token(
+        &endpoint["contoso"],
+        &client_id["contoso"],
+        &secret["contoso"],
+        ClientAuth::Post,
+    )
+    .await;
+    let validated = access_token(&answer, 3600, "Validate_Credentials_Test");
+    let minutes = answer.body["expires_in"].as_u64().unwrap() / 60;
+    assert!((60..=360).contains(&minutes), "{minutes} minutes");
+    let users = reqwest::Client::new()
+        .get(format!(
+            "{}/Users?startIndex=1&count=1",
+            stack.base_url(&ns, "contoso")
+        ))
+        .bearer_auth(&validated)
+        .header("Accept", "application/scim+json")
+        .send()
+        .await
+        .unwrap();
+    assert!(users.status().is_success(), "{}", users.status());
+
     // Both client authentications; either token runs Entra's cycle.
     for how in [ClientAuth::Basic, ClientAuth::Post] {
         let answer = request_token(
