@@ -1,7 +1,9 @@
 //! A first part of Microsoft's gallery validation (the Logic App in AzureAD/SCIMReferenceCode,
-//! `SCIMTests_Workflow.json`), as the requests it sends: `SCIM_Null_Update_Test` (empty strings,
-//! then nulls), `SCIM_Update_Manager_Test` (set, change, remove with an empty replace) and
-//! `SCIM_User_Pagination_Test` (`count=5`, several pages, `startIndex` echoed), in both of
+//! `SCIMTests_Workflow.json`), as the requests it sends: `Schema_Discoverability_Test` (in
+//! part), `SCIM_User_Create_Test`, `SCIM_User_Update_Test`, `SCIM_Group_Create_Test`,
+//! `SCIM_Group_Update_Test`, `SCIM_Group_Pagination_Test`, `SCIM_Null_Update_Test` (empty
+//! strings, then nulls), `SCIM_Update_Manager_Test` (set, change, remove with an empty replace)
+//! and `SCIM_User_Pagination_Test` (`count=5`, several pages, `startIndex` echoed), in both of
 //! Entra's dialects (with and without `?aadOptscim062020`), on the shared plane.
 //! `Validate_Credentials_Test` is in `oauth_client_credentials.rs`, `Federated_Identity_Test` in
 //! `workload_identity_federation.rs`.
@@ -180,6 +182,137 @@ async fn user_pagination(client: &EntraClient, tag: &str) {
     assert!(pages >= 2, "{tag}: {pages} pages");
 }
 
+/// `Schema_Discoverability_Test` (in part): `/Schemas` lists the User and Group schemas with
+/// attributes, and the attributes the tests write are among them.
+async fn schema_discoverability(client: &EntraClient, tag: &str) {
+    let answer = client
+        .send(reqwest::Method::GET, "/Schemas", None)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{tag}: {}", answer.body);
+    let resources = answer.body["Resources"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let attrs = |id: &str| -> Vec<String> {
+        resources
+            .iter()
+            .find(|r| r["id"] == id)
+            .and_then(|r| r["attributes"].as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|a| a["name"].as_str())
+                    .map(str::to_lowercase)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let user = attrs("urn:ietf:params:scim:schemas:core:2.0:User");
+    for a in [
+        "username",
+        "displayname",
+        "title",
+        "name",
+        "emails",
+        "active",
+    ] {
+        assert!(
+            user.contains(&a.to_string()),
+            "{tag}: User lacks {a}: {user:?}"
+        );
+    }
+    let group = attrs("urn:ietf:params:scim:schemas:core:2.0:Group");
+    for a in ["displayname", "members"] {
+        assert!(
+            group.contains(&a.to_string()),
+            "{tag}: Group lacks {a}: {group:?}"
+        );
+    }
+    let enterprise = attrs(ENTERPRISE);
+    for a in ["department", "manager", "employeenumber"] {
+        assert!(
+            enterprise.contains(&a.to_string()),
+            "{tag}: enterprise lacks {a}"
+        );
+    }
+}
+
+/// `SCIM_User_Update_Test`: single-valued attributes replaced by path, read back equal.
+async fn user_update(client: &EntraClient, tag: &str) {
+    let id = create(client, &format!("update-{tag}@contoso.example")).await;
+    let changes = [
+        ("displayName", json!("Updated Name")),
+        ("title", json!("Principal")),
+        ("nickName", json!("upd")),
+        ("userType", json!("Employee")),
+        ("preferredLanguage", json!("de-DE")),
+        ("name.familyName", json!("Updated")),
+    ];
+    let ops = changes
+        .iter()
+        .map(|(p, v)| json!({"op": "replace", "path": p, "value": v}))
+        .collect();
+    patch(client, &id, ops, &format!("{tag}: user update")).await;
+    let user = get(client, &id).await;
+    for (path, value) in &changes {
+        let got = path.split('.').fold(&user, |v, part| &v[part]);
+        assert_eq!(got, value, "{tag}: {path} in {user}");
+    }
+}
+
+/// `SCIM_Group_Create_Test`, `SCIM_Group_Update_Test` and `SCIM_Group_Pagination_Test`.
+async fn groups(client: &EntraClient, tag: &str) {
+    let create_group = |name: String| async move {
+        let answer = client
+            .send(
+                reqwest::Method::POST,
+                "/Groups",
+                Some(json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "displayName": name,
+                    "members": []
+                })),
+            )
+            .await
+            .unwrap();
+        assert!([200, 201].contains(&answer.status), "{}", answer.body);
+        assert_eq!(answer.body["displayName"], name.as_str());
+        answer.body["id"].as_str().unwrap().to_string()
+    };
+    let id = create_group(format!("Validation {tag}")).await;
+    let body = json!({"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": "displayName", "value": format!("Renamed {tag}")}
+    ]});
+    let answer = client
+        .send(reqwest::Method::PATCH, &format!("/Groups/{id}"), Some(body))
+        .await
+        .unwrap();
+    assert!([200, 204].contains(&answer.status), "{}", answer.body);
+    let answer = client
+        .send(reqwest::Method::GET, &format!("/Groups/{id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(answer.body["displayName"], format!("Renamed {tag}"));
+    for n in 0..11 {
+        create_group(format!("Page {n} {tag}")).await;
+    }
+    let mut start = 1;
+    for page in 0..3u64 {
+        let answer = client
+            .send(
+                reqwest::Method::GET,
+                &format!("/Groups?startIndex={start}&count=5"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.body["startIndex"], page * 5 + 1, "{}", answer.body);
+        start += answer.body["Resources"].as_array().map_or(0, Vec::len) as u64;
+    }
+    assert_eq!(start, 13, "{tag}: 12 groups over 3 pages");
+}
+
 #[tokio::test]
 async fn microsofts_scim_compliance_tests_pass_in_both_dialects() {
     let plane = ControlPlane::shared();
@@ -207,6 +340,9 @@ async fn microsofts_scim_compliance_tests_pass_in_both_dialects() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        schema_discoverability(&client, name).await;
+        user_update(&client, name).await;
+        groups(&client, name).await;
         null_update(&client, name).await;
         update_manager(&client, name).await;
         user_pagination(&client, name).await;
