@@ -375,6 +375,9 @@ pub struct TokenSpec {
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "!('EntraToken' in self.methods) || has(self.entraToken)",
     "message": "auth.methods contains EntraToken: set auth.entraToken.tenantId"
+}, {
+    "rule": "!('WorkloadIdentityFederation' in self.methods) || has(self.workloadIdentityFederation)",
+    "message": "auth.methods contains WorkloadIdentityFederation: set auth.workloadIdentityFederation.tenantId and .subject"
 }]))]
 pub struct AuthSpec {
     /// Methods that open the directory; a request is accepted if any of them accepts it.
@@ -383,8 +386,10 @@ pub struct AuthSpec {
     /// `OAuthClientCredentials`: an access token from the directory's OAuth 2.0 token endpoint
     /// (`status.oauthTokenEndpoint`), obtained with client id `status.oauthClientId` and the
     /// token from `status.tokenSecretName` as client secret (Entra gallery applications).
+    /// `WorkloadIdentityFederation`: an access token from the same endpoint, obtained with a JWT
+    /// assertion that Entra signs (RFC 7523; no shared secret exists).
     #[serde(default = "default_auth_methods")]
-    #[schemars(length(min = 1, max = 3), extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(length(min = 1, max = 4), extend("x-kubernetes-list-type" = "set"))]
     pub methods: Vec<AuthMethod>,
 
     /// The Entra tenant whose tokens open the directory, with method `EntraToken`.
@@ -394,6 +399,11 @@ pub struct AuthSpec {
     /// Settings of method `OAuthClientCredentials` (all optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth_client_credentials: Option<OAuthClientCredentialsSpec>,
+
+    /// The Entra application whose assertions open the directory, with method
+    /// `WorkloadIdentityFederation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity_federation: Option<WorkloadIdentityFederationSpec>,
 }
 
 impl Default for AuthSpec {
@@ -402,6 +412,7 @@ impl Default for AuthSpec {
             methods: default_auth_methods(),
             entra_token: None,
             oauth_client_credentials: None,
+            workload_identity_federation: None,
         }
     }
 }
@@ -427,6 +438,10 @@ pub enum AuthMethod {
     /// OAuth 2.0 client credentials (RFC 6749 section 4.4): the identity provider exchanges the
     /// client id and secret at the directory's token endpoint for a short-lived access token.
     OAuthClientCredentials,
+    /// Workload identity federation (RFC 7523 client assertions): the identity provider presents
+    /// a JWT that Entra signed for the application in `auth.workloadIdentityFederation` at the
+    /// directory's token endpoint, for a short-lived access token. No shared secret exists.
+    WorkloadIdentityFederation,
 }
 
 /// Default lifetime of an OAuth access token (`auth.oauthClientCredentials.accessTokenLifetime`).
@@ -439,12 +454,52 @@ pub const DEFAULT_ACCESS_TOKEN_LIFETIME: &str = "1h";
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClientCredentialsSpec {
     /// How long an access token from the token endpoint opens the directory, as a duration such
-    /// as `1h` or `90m` (default `1h`; between `1s` and `24h`; Entra's gallery expects 60 minutes
-    /// to 6 hours).
+    /// as `1h` or `90m` (default `1h`; between `1s` and `6h`). Microsoft's gallery validation
+    /// (`Validate_Credentials_Test`) requires 60 minutes to 6 hours; shorter is allowed for other
+    /// clients, as a shorter-lived token is the safer one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), extend("x-kubernetes-validations" = [{
-        "rule": "duration(self) >= duration('1s') && duration(self) <= duration('24h')",
-        "message": "auth.oauthClientCredentials.accessTokenLifetime must be a duration between 1s and 24h, e.g. 1h"
+        "rule": "duration(self) >= duration('1s') && duration(self) <= duration('6h')",
+        "message": "auth.oauthClientCredentials.accessTokenLifetime must be a duration between 1s and 6h, e.g. 1h"
+    }]))]
+    pub access_token_lifetime: Option<String>,
+}
+
+/// Workload identity federation: which Entra-signed assertions the token endpoint exchanges
+/// for access tokens. The assertion is an Entra v2.0 access token for the application
+/// (`api://<application id>/.default`), signed with one of the tenant's published keys; its
+/// issuer is `https://login.microsoftonline.com/<tenantId>/v2.0`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadIdentityFederationSpec {
+    /// Directory (tenant) id of the Entra tenant that signs the assertions, a GUID (Entra:
+    /// *App registrations* > the application > *Directory (tenant) ID*).
+    #[schemars(regex(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    ))]
+    pub tenant_id: String,
+
+    /// The assertion's required `sub`: the object id of the application's service principal
+    /// (Entra: *Enterprise applications* > the application > *Object ID*, reached from the app
+    /// registration's *Managed application in local directory*). It tells this application's
+    /// assertions from those of every other application of the tenant.
+    #[schemars(length(min = 1, max = 256))]
+    pub subject: String,
+
+    /// The assertion's required `aud`. With Entra, the application (client) id, which is the
+    /// audience of the access tokens Entra issues for it. Unset: the token endpoint URL
+    /// (`status.oauthTokenEndpoint`), as RFC 7523 client assertions name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub audience: Option<String>,
+
+    /// How long an access token from the token endpoint opens the directory, as a duration such
+    /// as `1h` (default `1h`; between `1s` and `6h`, the longest Microsoft's gallery validation
+    /// accepts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), extend("x-kubernetes-validations" = [{
+        "rule": "duration(self) >= duration('1s') && duration(self) <= duration('6h')",
+        "message": "auth.workloadIdentityFederation.accessTokenLifetime must be a duration between 1s and 6h, e.g. 1h"
     }]))]
     pub access_token_lifetime: Option<String>,
 }
@@ -539,14 +594,15 @@ pub struct ScimDirectoryStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entra_tenant_id: Option<String>,
 
-    /// With method `OAuthClientCredentials`: the token endpoint to give the identity provider
-    /// (Entra: *Token endpoint*): the Tenant URL's path (without Entra's `?aadOptscim062020`)
-    /// followed by `/oauth2/token`.
+    /// With method `OAuthClientCredentials` or `WorkloadIdentityFederation`: the token endpoint
+    /// to give the identity provider (Entra: *Token endpoint*): the Tenant URL's path (without
+    /// Entra's `?aadOptscim062020`) followed by `/oauth2/token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth_token_endpoint: Option<String>,
 
-    /// With method `OAuthClientCredentials`: the client id (Entra: *Client ID*), the directory's
-    /// uid. The client secret is the token in the Secret `tokenSecretName`.
+    /// With method `OAuthClientCredentials` or `WorkloadIdentityFederation`: the client id
+    /// (Entra: *Client ID*), the directory's uid. With `OAuthClientCredentials` the client secret
+    /// is the token in the Secret `tokenSecretName`; federation needs none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth_client_id: Option<String>,
 

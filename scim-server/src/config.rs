@@ -147,6 +147,13 @@ pub struct Settings {
     #[arg(long, env = "KUBE_SCIM_ENTRA_ISSUER", default_value = crate::entra::DEFAULT_ISSUER)]
     pub entra_issuer: String,
 
+    /// Issuer of the client assertions an Entra tenant signs for workload identity federation
+    /// (its v2.0 access tokens), `{tenant}` standing for the tenant id (e.g.
+    /// `https://login.microsoftonline.us/{tenant}/v2.0` for US Government). Their keys come
+    /// from `--entra-metadata-url`.
+    #[arg(long, env = "KUBE_SCIM_FEDERATION_ISSUER", default_value = crate::federation::DEFAULT_ISSUER)]
+    pub federation_issuer: String,
+
     /// Shortest time between two fetches of one Entra tenant's signing keys (a token signed
     /// with an unknown key makes one).
     #[arg(long, env = "KUBE_SCIM_ENTRA_KEY_REFRESH_INTERVAL", default_value = "5s", value_parser = duration::parse_flag)]

@@ -235,6 +235,19 @@ impl EntraVerifier {
         Ok(())
     }
 
+    /// The RS256 signing key `kid` of `tenant` (a GUID), from the same per-tenant cache and
+    /// refetch rules as Entra-issued bearer tokens: workload identity federation
+    /// ([`crate::federation`]) verifies Entra's assertions with it.
+    pub async fn signing_key(&self, tenant: &str, kid: &str) -> Result<DecodingKey, Rejection> {
+        let tenant = tenant.to_ascii_lowercase();
+        if !is_guid(&tenant) {
+            return Err(Rejection::Invalid(format!(
+                "tenant id {tenant:?} is not a GUID"
+            )));
+        }
+        self.key(&tenant, kid).await
+    }
+
     /// The tenant's key `kid`, from the cache or (if unknown or stale) freshly fetched.
     async fn key(&self, tenant: &str, kid: &str) -> Result<DecodingKey, Rejection> {
         let entry = {

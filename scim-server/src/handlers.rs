@@ -76,7 +76,11 @@ pub async fn oauth_token<S: Storage>(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    match st.directory.issue_access_token(dir(&ns, &name), &request) {
+    match st
+        .directory
+        .issue_access_token(dir(&ns, &name), &request)
+        .await
+    {
         Ok(answer) => answer.into_response(),
         Err(e) => e.into_response(),
     }

@@ -22,6 +22,7 @@ mod directory;
 mod entra;
 mod error;
 mod events;
+mod federation;
 mod guard;
 mod handlers;
 mod kube_store;
@@ -115,6 +116,12 @@ async fn main() -> anyhow::Result<()> {
         conflict_retries: settings.conflict_retries,
         inline_member_writes: settings.inline_member_writes,
     };
+    // One key cache per tenant, for Entra-issued tokens and federation assertions alike.
+    let entra = Arc::new(entra::EntraVerifier::new(entra::EntraConfig {
+        metadata_url: settings.entra_metadata_url.clone(),
+        issuer: settings.entra_issuer.clone(),
+        min_refresh: settings.entra_key_refresh_interval,
+    })?);
     let state = Arc::new(AppState {
         directory: DirectoryService::new(
             cache,
@@ -127,11 +134,13 @@ async fn main() -> anyhow::Result<()> {
             keys,
         )
         .with_label_writes(metrics.cleanup_label_writes.clone())
-        .with_entra(Arc::new(entra::EntraVerifier::new(entra::EntraConfig {
-            metadata_url: settings.entra_metadata_url.clone(),
-            issuer: settings.entra_issuer.clone(),
-            min_refresh: settings.entra_key_refresh_interval,
-        })?)),
+        .with_entra(entra.clone())
+        .with_federation(Arc::new(federation::FederationVerifier::new(
+            federation::FederationConfig {
+                issuer: settings.federation_issuer.clone(),
+            },
+            entra,
+        ))),
         metrics,
         semaphore: Arc::new(Semaphore::new(settings.max_concurrent_requests.max(1))),
         directory_slots: middleware::DirectorySlots::new(

@@ -31,6 +31,7 @@ fn spec(methods: Vec<AuthMethod>, allowed_app_ids: Vec<String>) -> ScimDirectory
                 allowed_app_ids,
             }),
             oauth_client_credentials: None,
+            workload_identity_federation: None,
         },
         ..Default::default()
     }

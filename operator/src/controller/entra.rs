@@ -105,6 +105,7 @@ mod tests {
                         allowed_app_ids: apps.iter().map(|a| a.to_string()).collect(),
                     }),
                     oauth_client_credentials: None,
+                    workload_identity_federation: None,
                 },
                 ..Default::default()
             },

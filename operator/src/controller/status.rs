@@ -85,7 +85,9 @@ pub fn desired(
     if let Some(refused) = auth.filter(|c| !c.ok) {
         ready = refused.clone();
     }
-    let oauth = dir.spec.auth.allows(AuthMethod::OAuthClientCredentials);
+    let client_credentials = dir.spec.auth.allows(AuthMethod::OAuthClientCredentials);
+    let federation = dir.spec.auth.allows(AuthMethod::WorkloadIdentityFederation);
+    let oauth = client_credentials || federation;
     let oauth_token_endpoint = route
         .endpoint
         .as_deref()
@@ -95,11 +97,19 @@ pub fn desired(
     if ready.ok
         && let (Some(endpoint), Some(client_id)) = (&oauth_token_endpoint, &oauth_client_id)
     {
-        ready.message = format!(
-            "{}. OAuth client credentials: token endpoint {endpoint}, client id {client_id}, client secret the token in Secret {}",
-            ready.message.trim_end_matches('.'),
-            token.secret_name.as_deref().unwrap_or("(none yet)")
-        );
+        let mut message = ready.message.trim_end_matches('.').to_string();
+        if client_credentials {
+            message = format!(
+                "{message}. OAuth client credentials: token endpoint {endpoint}, client id {client_id}, client secret the token in Secret {}",
+                token.secret_name.as_deref().unwrap_or("(none yet)")
+            );
+        }
+        if federation {
+            message = format!(
+                "{message}. Workload identity federation: token endpoint {endpoint}, client id {client_id}, no client secret"
+            );
+        }
+        ready.message = message;
     }
     let generation = dir.metadata.generation;
     let (held_deletions, held_deactivations) = match counts {
@@ -359,6 +369,18 @@ mod tests {
         assert_eq!(status.oauth_token_endpoint, None);
         assert_eq!(status.oauth_client_id, None);
         assert!(!status.conditions[0].message.contains("OAuth"));
+        // Federation alone: the same endpoint and client id, and no client secret to hand out.
+        dir.spec.auth.methods = vec![AuthMethod::WorkloadIdentityFederation];
+        let status = desired(&dir, &token, &route, None, None, now);
+        assert_eq!(status.oauth_token_endpoint.as_deref(), Some(endpoint));
+        assert_eq!(status.oauth_client_id.as_deref(), Some("0b5c2d3e-uid"));
+        let ready = &status.conditions[0].message;
+        assert!(
+            ready.contains("Workload identity federation: token endpoint")
+                && ready.contains("no client secret")
+                && !ready.contains("Secret d-scim-token"),
+            "{ready}"
+        );
     }
 
     #[test]

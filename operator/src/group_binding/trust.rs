@@ -81,6 +81,7 @@ fn method_name(method: AuthMethod) -> &'static str {
         AuthMethod::BearerToken => "BearerToken",
         AuthMethod::EntraToken => "EntraToken",
         AuthMethod::OAuthClientCredentials => "OAuthClientCredentials",
+        AuthMethod::WorkloadIdentityFederation => "WorkloadIdentityFederation",
     }
 }
 

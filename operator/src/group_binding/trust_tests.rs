@@ -25,6 +25,7 @@ fn directory(uid: &str, methods: Vec<AuthMethod>) -> ScimDirectory {
                     }),
                 methods,
                 oauth_client_credentials: None,
+                workload_identity_federation: None,
             },
             ..Default::default()
         },

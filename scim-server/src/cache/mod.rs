@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::convert::resource_from_status;
 use crate::entra::EntraAuth;
+use crate::federation::FederationAuth;
 use crate::guard::Guard;
 use crate::oauth::OAuthSettings;
 
@@ -47,6 +48,9 @@ pub struct DirInfo {
     /// With method `OAuthClientCredentials`: the token endpoint's settings (its access tokens
     /// open the directory).
     pub oauth: Option<OAuthSettings>,
+    /// With method `WorkloadIdentityFederation`: which Entra-signed assertions the token
+    /// endpoint exchanges for access tokens (which open the directory).
+    pub federation: Option<FederationAuth>,
     /// `spec.suspend`: writes are refused, reads served.
     pub suspended: bool,
     /// `spec.deletionGuard`.
@@ -270,6 +274,23 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
                         .as_ref()
                         .and_then(|o| o.access_token_lifetime.as_deref()),
                 )
+            }),
+        federation: d
+            .spec
+            .auth
+            .workload_identity_federation
+            .as_ref()
+            .filter(|_| d.spec.auth.allows(AuthMethod::WorkloadIdentityFederation))
+            .map(|f| FederationAuth {
+                tenant_id: f.tenant_id.to_ascii_lowercase(),
+                subject: f.subject.clone(),
+                // Unset: the token endpoint as the operator published it (not as a request's
+                // Host header says it is).
+                audience: f
+                    .audience
+                    .clone()
+                    .or_else(|| st.and_then(|s| s.oauth_token_endpoint.clone())),
+                lifetime: OAuthSettings::from_lifetime(f.access_token_lifetime.as_deref()).lifetime,
             }),
         suspended: d.spec.suspend,
         guard: Guard::from_spec(&d.spec.deletion_guard),
@@ -694,6 +715,44 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn federation_expects_the_configured_audience_else_the_published_token_endpoint() {
+        let mut spec = kube_scim_crds::ScimDirectorySpec::default();
+        spec.auth.methods = vec![AuthMethod::WorkloadIdentityFederation];
+        spec.auth.workload_identity_federation =
+            Some(kube_scim_crds::WorkloadIdentityFederationSpec {
+                tenant_id: "3F1E4B7A-5C2D-4E8F-9A0B-1C2D3E4F5A6B".into(),
+                subject: "sp".into(),
+                audience: None,
+                access_token_lifetime: Some("2h".into()),
+            });
+        let mut d = ScimDirectory::new("d", spec);
+        let endpoint = "https://scim.example/scim/v2/ns/d/oauth2/token";
+        d.status = Some(kube_scim_crds::ScimDirectoryStatus {
+            oauth_token_endpoint: Some(endpoint.into()),
+            ..Default::default()
+        });
+        let fed = dir_info(&d).federation.unwrap();
+        assert_eq!(fed.tenant_id, "3f1e4b7a-5c2d-4e8f-9a0b-1c2d3e4f5a6b");
+        assert_eq!(fed.audience.as_deref(), Some(endpoint));
+        assert_eq!(fed.lifetime, std::time::Duration::from_secs(7200));
+        // Federation alone does not make the client secret work.
+        assert!(dir_info(&d).oauth.is_none());
+        d.spec
+            .auth
+            .workload_identity_federation
+            .as_mut()
+            .unwrap()
+            .audience = Some("app-id".into());
+        assert_eq!(
+            dir_info(&d).federation.unwrap().audience.as_deref(),
+            Some("app-id")
+        );
+        // The settings without the method open nothing.
+        d.spec.auth.methods = vec![AuthMethod::BearerToken];
+        assert!(dir_info(&d).federation.is_none());
     }
 
     #[test]

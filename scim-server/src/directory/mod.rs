@@ -7,6 +7,7 @@
 //! below run it on the in-memory store.
 
 mod cleanup;
+mod federation;
 mod list;
 mod members;
 mod objects;
@@ -30,6 +31,7 @@ use crate::cache::{Cache, CleanupJob, DirInfo, Entry, directory_of, rv_num};
 use crate::convert::status_json;
 use crate::entra::EntraVerifier;
 use crate::error::Error;
+use crate::federation::FederationVerifier;
 use crate::metrics::LabelWriteLabels;
 use crate::oauth;
 use crate::render::{self, Locations};
@@ -120,6 +122,7 @@ pub struct DirectoryService<S> {
     limits: Limits,
     keys: SharedKeyRing,
     entra: Option<Arc<EntraVerifier>>,
+    federation: Option<Arc<FederationVerifier>>,
     /// Labels the cleanup worker writes, counted (unregistered unless `with_label_writes`).
     label_writes: Family<LabelWriteLabels, Counter>,
 }
@@ -193,6 +196,7 @@ impl<S: Storage> DirectoryService<S> {
             limits,
             keys,
             entra: None,
+            federation: None,
             label_writes: Family::default(),
         }
     }
@@ -207,6 +211,13 @@ impl<S: Storage> DirectoryService<S> {
     /// `entra`.
     pub fn with_entra(mut self, entra: Arc<EntraVerifier>) -> Self {
         self.entra = Some(entra);
+        self
+    }
+
+    /// Also exchanges Entra-signed client assertions for access tokens (for directories with
+    /// method `WorkloadIdentityFederation`), checked by `federation`.
+    pub fn with_federation(mut self, federation: Arc<FederationVerifier>) -> Self {
+        self.federation = Some(federation);
         self
     }
 
@@ -228,13 +239,13 @@ impl<S: Storage> DirectoryService<S> {
         };
         // The reasons below help the administrator; the client learns only that it failed.
         if oauth::is_access_token(token) {
-            let verdict = match info.oauth {
-                Some(_) => oauth::verify(&keys, &info.uid, token, now).map_err(|r| r.to_string()),
-                None => Err(
-                    "an OAuth access token, but OAuthClientCredentials is not among \
-                             spec.auth.methods"
-                        .to_string(),
-                ),
+            // Both methods issue the same access tokens from the token endpoint.
+            let verdict = if info.oauth.is_some() || info.federation.is_some() {
+                oauth::verify(&keys, &info.uid, token, now).map_err(|r| r.to_string())
+            } else {
+                Err("an OAuth access token, but OAuthClientCredentials and \
+                     WorkloadIdentityFederation are not among spec.auth.methods"
+                    .to_string())
             };
             return match verdict {
                 Ok(()) => Ok(info),
@@ -259,12 +270,16 @@ impl<S: Storage> DirectoryService<S> {
     /// Answers a token request to the directory's OAuth 2.0 token endpoint (RFC 6749 §4.4):
     /// the client id must be the directory's uid and the client secret one of its tokens (the
     /// keyed verifiers, as for a bearer token); the directory must have method
-    /// `OAuthClientCredentials`.
-    pub fn issue_access_token(
+    /// `OAuthClientCredentials`. A client assertion instead of a secret is workload identity
+    /// federation (see `federation.rs`).
+    pub async fn issue_access_token(
         &self,
         dir: DirRef<'_>,
         request: &oauth::TokenRequest,
     ) -> Result<oauth::TokenAnswer, oauth::TokenError> {
+        if request.auth == oauth::ClientAuth::Assertion {
+            return self.exchange_assertion(dir, request).await;
+        }
         let basic = request.auth == oauth::ClientAuth::Basic;
         let Some(info) = self.cache.directory(dir.ns, dir.name) else {
             return Err(oauth::TokenError::InvalidClient {
