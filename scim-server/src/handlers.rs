@@ -61,12 +61,29 @@ pub async fn oauth_token<S: Storage>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Ok(bytes) = axum::body::to_bytes(body, oauth::MAX_REQUEST_BYTES).await else {
-        return oauth::TokenError::InvalidRequest(format!(
-            "the request body is unreadable or larger than {} bytes",
-            oauth::MAX_REQUEST_BYTES
-        ))
-        .into_response();
+    // No credential is known before the body is in: it is read under the body deadline and
+    // holds no slot meanwhile (see crate::admission).
+    let limit = st
+        .settings
+        .body_read_timeout
+        .max(std::time::Duration::from_millis(100));
+    let read = axum::body::to_bytes(body, oauth::MAX_REQUEST_BYTES);
+    let bytes = match tokio::time::timeout(limit, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return oauth::TokenError::InvalidRequest(format!(
+                "the request body is unreadable or larger than {} bytes",
+                oauth::MAX_REQUEST_BYTES
+            ))
+            .into_response();
+        }
+        Err(_) => {
+            return oauth::TokenError::InvalidRequest(format!(
+                "the request body was not received within {} s",
+                limit.as_secs().max(1)
+            ))
+            .into_response();
+        }
     };
     let request = match oauth::parse_request(
         request::header_str(&headers, header::AUTHORIZATION),
@@ -244,14 +261,16 @@ pub async fn delete<S: Storage>(
 }
 
 /// A discovery document: `render` gets the directory's base URL; `None` is a 404 for `what`.
+/// Served without a token (RFC 7644 §4) and the same for every directory path, whether the
+/// directory exists or not: the documents say nothing of a directory, and an answer that
+/// differed would tell a client without a token which directories exist.
 fn discovery_document<S: Storage>(
-    st: &AppState<S>,
+    _st: &AppState<S>,
     (ns, name): (&str, &str),
     headers: &HeaderMap,
     what: impl FnOnce() -> String,
     render: impl FnOnce(&str) -> Option<serde_json::Value>,
 ) -> Res {
-    st.directory.require_known(dir(ns, name))?;
     let at = request::locations(headers, ns, name);
     match render(at.base()) {
         Some(v) => Ok(response::scim_json(StatusCode::OK, &v)),
