@@ -1967,8 +1967,11 @@ async fn unauthenticated_connections_per_address_are_capped() {
         srv.proc.log_tail(20)
     );
     let m = srv.metrics().await;
-    assert!(
-        m.contains("kube_scim_unauthenticated_connections_refused_total 1"),
-        "{m}"
-    );
+    // At least the ninth (a new connection may race the server's noticing the closes).
+    let refused: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("kube_scim_unauthenticated_connections_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(refused >= 1, "{m}");
 }
