@@ -1715,8 +1715,14 @@ async fn unauthenticated_answers_do_not_tell_which_directories_exist() {
     let srv = Server::start_with(plane, plane.kubeconfig(), &ns, "oracle", &extra).await;
     let http = reqwest::Client::new();
     let form = "application/x-www-form-urlencoded";
-    // (method, path, authorization, body)
-    let cases: Vec<(reqwest::Method, &str, Option<&str>, Option<(&str, &str)>)> = vec![
+    // (method, path tail, Authorization, (Content-Type, body))
+    type Case<'a> = (
+        reqwest::Method,
+        &'a str,
+        Option<&'a str>,
+        Option<(&'a str, &'a str)>,
+    );
+    let cases: Vec<Case> = vec![
         (reqwest::Method::GET, "/Users", None, None),
         (
             reqwest::Method::GET,
