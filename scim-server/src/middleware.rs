@@ -190,16 +190,22 @@ async fn admit<S: Storage>(
     };
     let d = crate::directory::DirRef { ns, name };
     let token = crate::request::bearer_token(req.headers());
-    if let Err(e) = st.directory.authorize(d, token).await {
-        let resp = e.into_response();
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            return charge_failure(st, &path_dir, dir_label, peer, resp).await;
+    let info = match st.directory.authorize(d, token).await {
+        Ok(info) => info,
+        Err(e) => {
+            let resp = e.into_response();
+            if resp.status() == StatusCode::UNAUTHORIZED {
+                return charge_failure(st, &path_dir, dir_label, peer, resp).await;
+            }
+            return resp;
         }
-        return resp;
-    }
+    };
     if let Some(t) = &ticket {
         t.authenticated();
     }
+    let mut req = req;
+    req.extensions_mut()
+        .insert(crate::handlers::Authorized(info));
     let mut reserved = None;
     let req = if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
         let bytes = body_bytes(&st.settings, req.headers());
