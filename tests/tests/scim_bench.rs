@@ -805,6 +805,7 @@ async fn scim_multi_tenant_mixed_load() {
                         .header("content-type", "application/scim+json")
                         .body(body.to_string())
                 };
+                let read = step % 10 <= 3;
                 let req = match step % 10 {
                     0..=3 => http
                         .get(format!("{base}/Users"))
@@ -826,25 +827,45 @@ async fn scim_multi_tenant_mixed_load() {
                         json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}]}),
                     ),
                 };
-                timed(req).await
+                (read, timed(req).await)
             }));
         }
         let mut lat = Vec::new();
+        let (mut reads, mut writes) = (Vec::new(), Vec::new());
         let mut errors = 0usize;
         for h in handles {
-            let (s, ms) = h.await.unwrap();
+            let (read, (s, ms)) = h.await.unwrap();
             if !(200..300).contains(&s) {
                 errors += 1;
             }
             lat.push(ms);
+            if read {
+                reads.push(ms)
+            } else {
+                writes.push(ms)
+            }
         }
         let n = lat.len();
         let cpu = cpu_secs(pid) - cpu0;
         let p50 = pct(&mut lat, 0.5);
         let p99 = pct(&mut lat, 0.99);
+        let kind = |v: &mut Vec<f64>| {
+            let max = v.iter().cloned().fold(0.0, f64::max);
+            format!(
+                "p50 {:.1} / p99 {:.1} / max {max:.1} ms",
+                pct(v, 0.5),
+                pct(v, 0.99)
+            )
+        };
         println!(
-            "{tenants} directories x 25 req/s (mixed) for {secs}s: {n} requests, {errors} errors, p50 {p50:.1} ms, p99 {p99:.1} ms, server CPU {:.2} ms/request",
-            cpu * 1000.0 / n as f64
+            "{tenants} directories x 25 req/s (mixed) for {secs}s: {n} requests, {errors} errors, p50 {p50:.1} ms, p99 {p99:.1} ms, server CPU {:.2} ms/request, RSS {} MiB",
+            cpu * 1000.0 / n as f64,
+            rss_kb(pid) / 1024
+        );
+        println!(
+            "  filter GETs {}; writes {}",
+            kind(&mut reads),
+            kind(&mut writes)
         );
         if p99 > 1000.0 || tenants >= max {
             break;
