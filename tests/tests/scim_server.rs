@@ -1896,6 +1896,67 @@ async fn buffered_body_bytes_are_bounded() {
         StatusCode::CREATED,
         "the budget was given back"
     );
+
+    // 64 parallel authorized POSTs of about 1 MiB each, sent whole: the server's memory stays
+    // within the budget's reach (before the budget it held every body, parsed, at once).
+    let pid = srv.proc.pid().unwrap();
+    let rss_mib = move || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+            / 1024
+    };
+    let before = rss_mib();
+    let big = json!({"userName": "big@contoso.example", "displayName": "x".repeat(1_000_000)});
+    let big = serde_json::to_vec(&big).unwrap();
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            for _ in 0..3000 {
+                if !sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                peak = peak.max(rss_mib());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            peak
+        })
+    };
+    let posts = (0..64).map(|_| {
+        b.http
+            .post(format!("{}/Users", b.base))
+            .bearer_auth(&b.token)
+            .header("content-type", "application/scim+json")
+            .body(big.clone())
+            .timeout(Duration::from_secs(60))
+            .send()
+    });
+    let answers = join_all(posts).await;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.await.unwrap();
+    let refused = answers
+        .iter()
+        .filter(|r| {
+            r.as_ref()
+                .is_ok_and(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE)
+        })
+        .count();
+    println!(
+        "64 parallel 1 MiB POSTs: {refused} refused for the budget, server RSS {before} -> {peak} MiB"
+    );
+    assert!(refused > 0, "no POST was refused for the budget");
+    // 8 MiB of bodies in all (2 MiB for B) and their parsed copies: well under 100 MiB more.
+    assert!(
+        peak < before + 100,
+        "server RSS grew from {before} MiB to {peak} MiB"
+    );
     let m = srv.metrics().await;
     assert!(m.contains("kube_scim_body_budget_refusals_total"), "{m}");
 }
