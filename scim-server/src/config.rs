@@ -53,11 +53,13 @@ pub struct Settings {
     #[arg(long, alias = "request-timeout-secs", env = "KUBE_SCIM_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration::parse_flag_or_seconds)]
     pub request_timeout: Duration,
 
-    /// SCIM requests processed at once; further requests wait in a queue (never 429).
+    /// Authorized SCIM requests that call the apiserver (writes, reads by id) processed at once;
+    /// further ones wait in a queue (never 429). Cache-answered reads have their own slots
+    /// (--max-concurrent-reads).
     #[arg(long, env = "KUBE_SCIM_MAX_CONCURRENT_REQUESTS", default_value_t = 64)]
     pub max_concurrent_requests: usize,
 
-    /// SCIM requests of one directory processed at once (within --max-concurrent-requests);
+    /// Such requests of one directory processed at once (within --max-concurrent-requests);
     /// further requests of that directory wait in its own queue, so no directory can take
     /// every slot from the others.
     #[arg(
