@@ -53,11 +53,13 @@ pub struct Settings {
     #[arg(long, alias = "request-timeout-secs", env = "KUBE_SCIM_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration::parse_flag_or_seconds)]
     pub request_timeout: Duration,
 
-    /// SCIM requests processed at once; further requests wait in a queue (never 429).
+    /// Authorized SCIM requests that call the apiserver (writes, reads by id) processed at once;
+    /// further ones wait in a queue (never 429). Cache-answered reads have their own slots
+    /// (--max-concurrent-reads).
     #[arg(long, env = "KUBE_SCIM_MAX_CONCURRENT_REQUESTS", default_value_t = 64)]
     pub max_concurrent_requests: usize,
 
-    /// SCIM requests of one directory processed at once (within --max-concurrent-requests);
+    /// Such requests of one directory processed at once (within --max-concurrent-requests);
     /// further requests of that directory wait in its own queue, so no directory can take
     /// every slot from the others.
     #[arg(
@@ -66,6 +68,80 @@ pub struct Settings {
         default_value_t = 16
     )]
     pub max_concurrent_requests_per_directory: usize,
+
+    /// Requests answered from the cache (lists, filters, searches) processed at once: their own
+    /// slots, so a read never waits for a slot a write to the apiserver holds.
+    #[arg(long, env = "KUBE_SCIM_MAX_CONCURRENT_READS", default_value_t = 64)]
+    pub max_concurrent_reads: usize,
+
+    /// Requests of one directory answered from the cache at once (within
+    /// --max-concurrent-reads).
+    #[arg(
+        long,
+        env = "KUBE_SCIM_MAX_CONCURRENT_READS_PER_DIRECTORY",
+        default_value_t = 16
+    )]
+    pub max_concurrent_reads_per_directory: usize,
+
+    /// Bytes of request bodies buffered at once (a body of unknown length counts as
+    /// --max-body-bytes); past it a request is answered 503 with Retry-After.
+    #[arg(long, env = "KUBE_SCIM_MAX_BUFFERED_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_buffered_body_bytes: usize,
+
+    /// Bytes of request bodies of one directory buffered at once (within
+    /// --max-buffered-body-bytes); past it a request is answered 503 with Retry-After.
+    #[arg(
+        long,
+        env = "KUBE_SCIM_MAX_BUFFERED_BODY_BYTES_PER_DIRECTORY",
+        default_value_t = 16 * 1024 * 1024
+    )]
+    pub max_buffered_body_bytes_per_directory: usize,
+
+    /// Connections from one client address (IPv6: one /64) that have not yet carried an
+    /// authenticated request; a further one is closed at once. 0: no limit.
+    #[arg(
+        long,
+        env = "KUBE_SCIM_MAX_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 64
+    )]
+    pub max_unauthenticated_connections_per_address: usize,
+
+    /// Connections in all that have not yet carried an authenticated request; a further one is
+    /// closed at once. 0: no limit.
+    #[arg(
+        long,
+        env = "KUBE_SCIM_MAX_UNAUTHENTICATED_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub max_unauthenticated_connections: usize,
+
+    /// Failed authentications one client address may make in a burst; past it (and past
+    /// --auth-failure-burst-per-directory) failures are answered 429 after
+    /// --auth-failure-delay. A valid credential is never refused. 0: no limit.
+    #[arg(
+        long,
+        env = "KUBE_SCIM_AUTH_FAILURE_BURST_PER_ADDRESS",
+        default_value_t = 20
+    )]
+    pub auth_failure_burst_per_address: u32,
+
+    /// Failed authentications on one directory path (from every address, whether or not the
+    /// directory exists) in a burst; past it failures are answered 429 after a delay. 0: no
+    /// limit.
+    #[arg(
+        long,
+        env = "KUBE_SCIM_AUTH_FAILURE_BURST_PER_DIRECTORY",
+        default_value_t = 60
+    )]
+    pub auth_failure_burst_per_directory: u32,
+
+    /// One more failed authentication is allowed per address and per directory every this long.
+    #[arg(long, env = "KUBE_SCIM_AUTH_FAILURE_REFILL_INTERVAL", default_value = "1s", value_parser = duration::parse_flag)]
+    pub auth_failure_refill_interval: Duration,
+
+    /// How long a throttled failed authentication waits before its 429 (holding no slot).
+    #[arg(long, env = "KUBE_SCIM_AUTH_FAILURE_DELAY", default_value = "1s", value_parser = duration::parse_flag)]
+    pub auth_failure_delay: Duration,
 
     /// Longest wait for a request's head, and for the next request on an idle keep-alive
     /// connection; then the connection is closed.

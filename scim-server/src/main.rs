@@ -11,8 +11,8 @@ use anyhow::Context;
 use clap::Parser;
 use kube_scim_runtime::verifier::{self, KeyRing, SharedKeyRing};
 use kube_scim_runtime::{logging, probes, shutdown};
-use tokio::sync::Semaphore;
 
+mod admission;
 mod auth;
 mod cache;
 mod config;
@@ -57,10 +57,8 @@ pub struct AppState<S> {
     pub metrics: Arc<metrics::Metrics>,
     /// Settings.
     pub settings: Settings,
-    /// Concurrency queue.
-    pub semaphore: Arc<Semaphore>,
-    /// Each directory's own concurrency queue, taken before `semaphore`.
-    pub directory_slots: middleware::DirectorySlots,
+    /// What a request may hold before it runs (slots, body bytes, failure limits).
+    pub admission: admission::Admission,
     /// Events about what each directory's identity provider runs into.
     pub events: Arc<events::DirectoryEvents>,
     /// SIGTERM arrived: requests are still served (`--shutdown-drain`), but readiness fails
@@ -142,10 +140,7 @@ async fn main() -> anyhow::Result<()> {
             entra,
         ))),
         metrics,
-        semaphore: Arc::new(Semaphore::new(settings.max_concurrent_requests.max(1))),
-        directory_slots: middleware::DirectorySlots::new(
-            settings.max_concurrent_requests_per_directory.max(1),
-        ),
+        admission: admission::Admission::new(&settings),
         events,
         draining: std::sync::atomic::AtomicBool::new(false),
         settings: settings.clone(),
@@ -177,6 +172,9 @@ async fn main() -> anyhow::Result<()> {
         header_read_timeout: settings
             .header_read_timeout
             .max(std::time::Duration::from_secs(1)),
+        max_header_bytes: settings.max_header_bytes,
+        unauthenticated: state.admission.connections.clone(),
+        refused: state.metrics.connections_refused.clone(),
     };
     let api_srv = serve::serve(api, routes::scim(state.clone()), limits, wait(rx.clone()));
     let ops_srv =

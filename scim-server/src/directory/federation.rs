@@ -18,45 +18,41 @@ impl<S: Storage> DirectoryService<S> {
             detail: detail.into(),
             basic: false,
         };
-        let Some(info) = self.cache.directory(dir.ns, dir.name) else {
-            return Err(invalid(&format!(
-                "there is no SCIM directory {}",
-                dir.label()
-            )));
-        };
-        if !info.ready {
-            return Err(TokenError::Unavailable(format!(
-                "the SCIM directory {} is not ready yet",
-                dir.label()
-            )));
-        }
-        let Some(auth) = &info.federation else {
-            return Err(TokenError::UnauthorizedClient(format!(
-                "workload identity federation is not among spec.auth.methods of the SCIM \
-                 directory {}",
-                dir.label()
-            )));
-        };
-        let Some(verifier) = &self.federation else {
-            return Err(TokenError::UnauthorizedClient(
-                "this server does not verify client assertions".into(),
-            ));
-        };
-        if !request.client_id.is_empty() && request.client_id != info.uid {
+        // Until the assertion has passed, every refusal is the same `invalid_client`, whether
+        // the directory is missing, lacks the method or the assertion is wrong: an
+        // unauthenticated client must not learn which directories exist or how they
+        // authenticate. The log keeps the reason for the administrator.
+        let refused = |reason: &str| {
             tracing::info!(
                 namespace = dir.ns,
                 directory = dir.name,
-                "token request refused: the client id is not this directory's"
+                reason,
+                "client assertion refused"
             );
-            return Err(invalid("the client id is not valid for this directory"));
-        }
-        // Before the assertion is checked: a refused grant must not use up its id.
+            invalid("the client assertion is not valid for this directory")
+        };
+        // Before anything else: a refused grant must not use up the assertion's id, and its
+        // answer does not depend on the directory.
         if request.grant_type != oauth::GRANT_TYPE {
             return Err(TokenError::UnsupportedGrantType(format!(
                 "grant_type {:?} is not supported; this endpoint serves {}",
                 request.grant_type,
                 oauth::GRANT_TYPE
             )));
+        }
+        let Some(info) = self.cache.directory(dir.ns, dir.name) else {
+            return Err(refused("there is no such SCIM directory"));
+        };
+        let Some(auth) = &info.federation else {
+            return Err(refused(
+                "WorkloadIdentityFederation is not among spec.auth.methods",
+            ));
+        };
+        let Some(verifier) = &self.federation else {
+            return Err(refused("this server does not verify client assertions"));
+        };
+        if !request.client_id.is_empty() && request.client_id != info.uid {
+            return Err(refused("the client id is not this directory's"));
         }
         let assertion = request.client_assertion.as_deref().unwrap_or_default();
         let now = jiff::Timestamp::now();
@@ -72,6 +68,12 @@ impl<S: Storage> DirectoryService<S> {
             } else {
                 invalid("the client assertion is not valid for this directory")
             });
+        }
+        if !info.ready {
+            return Err(TokenError::Unavailable(format!(
+                "the SCIM directory {} is not ready yet",
+                dir.label()
+            )));
         }
         let keys = self.keys.current();
         oauth::issue(&keys, &info.uid, auth.lifetime, now).map_err(|e| {
