@@ -22,8 +22,22 @@ pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
 /// Condition reason: the group subject's rendered name is refused (a built-in `system:`
 /// identity, or not a plain name), so nothing is bound.
 pub const REASON_SUBJECT_REFUSED: &str = "SubjectRefused";
+/// Condition reason: the operator requires a literal prefix on subject names
+/// (`groupBindings.subjectPrefix`) and `spec.subject.name` does not begin with it.
+pub const REASON_SUBJECT_PREFIX_REQUIRED: &str = "SubjectPrefixRequired";
 /// Event reason (Warning): rendered subject names were refused and left out.
 pub const EVENT_SUBJECTS_REFUSED: &str = "SubjectsRefused";
+/// Condition reason: the ScimDirectory named in `spec.directoryRef` does not exist (or is being
+/// deleted): nobody could deprovision its members, so nothing is bound.
+pub const REASON_DIRECTORY_NOT_FOUND: &str = "DirectoryNotFound";
+/// Condition reason: the ScimDirectory is not the one this binding accepted (it was deleted and
+/// re-created, or its provider, `spec.auth` or `spec.token.secretRef` changed); nothing is bound
+/// until `spec.directoryAcknowledgement` is changed.
+pub const REASON_DIRECTORY_CHANGED: &str = "DirectoryChanged";
+/// Condition reason: the directory accepts a credential kept in a Kubernetes Secret (methods
+/// `BearerToken`, `OAuthClientCredentials`) and the binding does not set
+/// `spec.trustDirectorySecretReaders`.
+pub const REASON_DIRECTORY_CREDENTIAL_SHARED: &str = "DirectoryCredentialShared";
 
 /// Labels on every RoleBinding / ClusterRoleBinding the operator writes for a ScimGroupBinding:
 /// the namespace and name of that ScimGroupBinding (bindings may live in other namespaces, where
@@ -43,6 +57,11 @@ pub mod labels {
 /// Creating or changing it requires the permission to `bind` the role in every target namespace
 /// (the Helm chart's admission policy checks it), and the role must be in the operator's
 /// allow-list (Helm value `groupBindings.allowedClusterRoles` / `allowedRoles`).
+///
+/// Whoever can send SCIM writes to the directory decides who is bound, so the binding trusts
+/// only the directory it accepted (its uid and credential configuration, recorded in
+/// `status.directory`), and a directory whose credential sits in a Secret only with
+/// `trustDirectorySecretReaders` (see docs/group-bindings.md, "Trust model").
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "kubescim.io",
@@ -95,6 +114,27 @@ pub struct ScimGroupBindingSpec {
     /// How a member becomes an RBAC subject (default: a User named by the SCIM `userName`).
     #[serde(default)]
     pub subject: SubjectMapping,
+
+    /// Accept a directory whose credential is kept in a Kubernetes Secret (auth methods
+    /// `BearerToken` and `OAuthClientCredentials`). Whoever can read Secrets in this namespace
+    /// (the built-in `edit` and `admin` roles can) can then send SCIM writes as the identity
+    /// provider and so decide who gets the role in every target namespace. Without it such a
+    /// directory binds nothing (Ready False, `DirectoryCredentialShared`); a directory that
+    /// accepts only tokens Microsoft Entra ID issues (`auth.methods: [EntraToken]`) needs no
+    /// opt-in. Like every spec change, setting it needs `bind` on the role in each target
+    /// namespace (the chart's admission policy).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trust_directory_secret_readers: bool,
+
+    /// Any value; changing it accepts the directory as it is now. The operator records the
+    /// directory's uid and a fingerprint of its credential configuration (provider, `spec.auth`,
+    /// `spec.token.secretRef`) in `status.directory` when it first sees the binding; when the
+    /// directory is later deleted and re-created, or that configuration changes, the binding
+    /// removes its subjects (Ready False, `DirectoryChanged`) until this field is changed, a
+    /// spec write that needs `bind` on the role like any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub directory_acknowledgement: Option<String>,
 }
 
 /// The directory of a ScimGroupBinding.
@@ -213,8 +253,10 @@ pub struct ScimGroupBindingStatus {
     pub observed_generation: Option<i64>,
 
     /// `Ready`: True when every binding holds exactly the group's active members; False with a
-    /// reason (`GroupNotFound`, `GroupAmbiguous`, `RoleNotAllowed`, `ClusterWideNotAllowed`,
-    /// `SubjectRefused`, `ApplyFailed`) and a message saying what to change.
+    /// reason (`DirectoryNotFound`, `DirectoryChanged`, `DirectoryCredentialShared`,
+    /// `GroupNotFound`, `GroupAmbiguous`, `RoleNotAllowed`, `ClusterWideNotAllowed`,
+    /// `SubjectRefused`, `SubjectPrefixRequired`, `ApplyFailed`) and a message saying what to
+    /// change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub conditions: Vec<Condition>,
@@ -252,6 +294,27 @@ pub struct ScimGroupBindingStatus {
     /// When the bindings were last brought in line with the group (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
+
+    /// The directory this binding accepted: a different uid or credential configuration
+    /// removes every subject (Ready False, `DirectoryChanged`) until
+    /// `spec.directoryAcknowledgement` changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<AcceptedDirectory>,
+}
+
+/// The ScimDirectory a ScimGroupBinding trusts, as the operator recorded it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptedDirectory {
+    /// `metadata.uid` of the ScimDirectory (a directory deleted and re-created under the same
+    /// name has another).
+    pub uid: String,
+    /// SHA-256 of the directory's provider, `spec.auth` and `spec.token.secretRef`: who may
+    /// authenticate as its identity provider.
+    pub credential_fingerprint: String,
+    /// The `spec.directoryAcknowledgement` under which it was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledgement: Option<String>,
 }
 
 /// What the operator wrote into one namespace (or cluster-wide).

@@ -375,6 +375,9 @@ pub struct TokenSpec {
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "!('EntraToken' in self.methods) || has(self.entraToken)",
     "message": "auth.methods contains EntraToken: set auth.entraToken.tenantId"
+}, {
+    "rule": "!('WorkloadIdentityFederation' in self.methods) || has(self.workloadIdentityFederation)",
+    "message": "auth.methods contains WorkloadIdentityFederation: set auth.workloadIdentityFederation.tenantId and .subject"
 }]))]
 pub struct AuthSpec {
     /// Methods that open the directory; a request is accepted if any of them accepts it.
@@ -383,8 +386,10 @@ pub struct AuthSpec {
     /// `OAuthClientCredentials`: an access token from the directory's OAuth 2.0 token endpoint
     /// (`status.oauthTokenEndpoint`), obtained with client id `status.oauthClientId` and the
     /// token from `status.tokenSecretName` as client secret (Entra gallery applications).
+    /// `WorkloadIdentityFederation`: an access token from the same endpoint, obtained with a JWT
+    /// assertion that Entra signs (RFC 7523; no shared secret exists).
     #[serde(default = "default_auth_methods")]
-    #[schemars(length(min = 1, max = 3), extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(length(min = 1, max = 4), extend("x-kubernetes-list-type" = "set"))]
     pub methods: Vec<AuthMethod>,
 
     /// The Entra tenant whose tokens open the directory, with method `EntraToken`.
@@ -394,6 +399,11 @@ pub struct AuthSpec {
     /// Settings of method `OAuthClientCredentials` (all optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth_client_credentials: Option<OAuthClientCredentialsSpec>,
+
+    /// The Entra application whose assertions open the directory, with method
+    /// `WorkloadIdentityFederation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity_federation: Option<WorkloadIdentityFederationSpec>,
 }
 
 impl Default for AuthSpec {
@@ -402,6 +412,7 @@ impl Default for AuthSpec {
             methods: default_auth_methods(),
             entra_token: None,
             oauth_client_credentials: None,
+            workload_identity_federation: None,
         }
     }
 }
@@ -427,6 +438,10 @@ pub enum AuthMethod {
     /// OAuth 2.0 client credentials (RFC 6749 section 4.4): the identity provider exchanges the
     /// client id and secret at the directory's token endpoint for a short-lived access token.
     OAuthClientCredentials,
+    /// Workload identity federation (RFC 7523 client assertions): the identity provider presents
+    /// a JWT that Entra signed for the application in `auth.workloadIdentityFederation` at the
+    /// directory's token endpoint, for a short-lived access token. No shared secret exists.
+    WorkloadIdentityFederation,
 }
 
 /// Default lifetime of an OAuth access token (`auth.oauthClientCredentials.accessTokenLifetime`).
@@ -439,17 +454,57 @@ pub const DEFAULT_ACCESS_TOKEN_LIFETIME: &str = "1h";
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClientCredentialsSpec {
     /// How long an access token from the token endpoint opens the directory, as a duration such
-    /// as `1h` or `90m` (default `1h`; between `1s` and `24h`; Entra's gallery expects 60 minutes
-    /// to 6 hours).
+    /// as `1h` or `90m` (default `1h`; between `1s` and `6h`). Microsoft's gallery validation
+    /// (`Validate_Credentials_Test`) requires 60 minutes to 6 hours; shorter is allowed for other
+    /// clients, as a shorter-lived token is the safer one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), extend("x-kubernetes-validations" = [{
-        "rule": "duration(self) >= duration('1s') && duration(self) <= duration('24h')",
-        "message": "auth.oauthClientCredentials.accessTokenLifetime must be a duration between 1s and 24h, e.g. 1h"
+        "rule": "duration(self) >= duration('1s') && duration(self) <= duration('6h')",
+        "message": "auth.oauthClientCredentials.accessTokenLifetime must be a duration between 1s and 6h, e.g. 1h"
     }]))]
     pub access_token_lifetime: Option<String>,
 }
 
-/// Entra-issued tokens: which tenant, and optionally which calling applications.
+/// Workload identity federation: which Entra-signed assertions the token endpoint exchanges
+/// for access tokens. The assertion is an Entra v2.0 access token for the application
+/// (`api://<application id>/.default`), signed with one of the tenant's published keys; its
+/// issuer is `https://login.microsoftonline.com/<tenantId>/v2.0`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadIdentityFederationSpec {
+    /// Directory (tenant) id of the Entra tenant that signs the assertions, a GUID (Entra:
+    /// *App registrations* > the application > *Directory (tenant) ID*).
+    #[schemars(regex(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    ))]
+    pub tenant_id: String,
+
+    /// The assertion's required `sub`: the object id of the application's service principal
+    /// (Entra: *Enterprise applications* > the application > *Object ID*, reached from the app
+    /// registration's *Managed application in local directory*). It tells this application's
+    /// assertions from those of every other application of the tenant.
+    #[schemars(length(min = 1, max = 256))]
+    pub subject: String,
+
+    /// The assertion's required `aud`. With Entra, the application (client) id, which is the
+    /// audience of the access tokens Entra issues for it. Unset: the token endpoint URL
+    /// (`status.oauthTokenEndpoint`), as RFC 7523 client assertions name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub audience: Option<String>,
+
+    /// How long an access token from the token endpoint opens the directory, as a duration such
+    /// as `1h` (default `1h`; between `1s` and `6h`, the longest Microsoft's gallery validation
+    /// accepts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), extend("x-kubernetes-validations" = [{
+        "rule": "duration(self) >= duration('1s') && duration(self) <= duration('6h')",
+        "message": "auth.workloadIdentityFederation.accessTokenLifetime must be a duration between 1s and 6h, e.g. 1h"
+    }]))]
+    pub access_token_lifetime: Option<String>,
+}
+
+/// Entra-issued tokens: which tenant, and which enterprise application.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EntraTokenSpec {
@@ -461,9 +516,14 @@ pub struct EntraTokenSpec {
     ))]
     pub tenant_id: String,
 
-    /// If set, only tokens whose calling application (`appid` or `azp` claim) is one of these
-    /// application (client) ids are accepted. Empty: any application of the tenant that Entra
-    /// issues a token to for the SCIM audience.
+    /// Application (client) ids of the enterprise application(s) whose Entra-issued tokens open
+    /// the directory: the token's `appid` claim (`azp` in a v2 token) must be one of them (Entra
+    /// admin center > Enterprise applications > the application > Overview > Application ID).
+    /// Required with method `EntraToken`: the token's audience is the same for every non-gallery
+    /// application of the tenant, so without it any of them would open the directory; a
+    /// directory without it is refused (`Ready` False, reason `EntraAppNotBound`). One
+    /// application opens one directory: a directory naming an application of the tenant that an
+    /// older directory already names is refused (`EntraAppConflict`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub allowed_app_ids: Vec<String>,
@@ -534,14 +594,15 @@ pub struct ScimDirectoryStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entra_tenant_id: Option<String>,
 
-    /// With method `OAuthClientCredentials`: the token endpoint to give the identity provider
-    /// (Entra: *Token endpoint*): the Tenant URL's path (without Entra's `?aadOptscim062020`)
-    /// followed by `/oauth2/token`.
+    /// With method `OAuthClientCredentials` or `WorkloadIdentityFederation`: the token endpoint
+    /// to give the identity provider (Entra: *Token endpoint*): the Tenant URL's path (without
+    /// Entra's `?aadOptscim062020`) followed by `/oauth2/token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth_token_endpoint: Option<String>,
 
-    /// With method `OAuthClientCredentials`: the client id (Entra: *Client ID*), the directory's
-    /// uid. The client secret is the token in the Secret `tokenSecretName`.
+    /// With method `OAuthClientCredentials` or `WorkloadIdentityFederation`: the client id
+    /// (Entra: *Client ID*), the directory's uid. With `OAuthClientCredentials` the client secret
+    /// is the token in the Secret `tokenSecretName`; federation needs none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth_client_id: Option<String>,
 
@@ -578,11 +639,14 @@ pub struct ScimDirectoryStatus {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenVerifier {
-    /// `hmac-sha256:<key id>:` followed by the lowercase hex HMAC-SHA256 of the token under
-    /// that verifier key. (`sha256:<hex>`, an unkeyed hash, was written by kube-scim 0.1.0; it
-    /// is accepted here only so that such a status can still be read, and opens nothing.)
+    /// `hmac-sha256-dir:<key id>:` followed by the lowercase hex HMAC-SHA256 of the directory's
+    /// uid, namespace and name and the token, under a key derived from that verifier key: a
+    /// verifier opens only the directory it was computed for. (`hmac-sha256:<key id>:<hex>`, the
+    /// HMAC of the token alone, written by earlier builds, and `sha256:<hex>`, an unkeyed hash
+    /// written by kube-scim 0.1.0, name no directory and open nothing; they are accepted here
+    /// only so that such a status can still be read, and the operator replaces them.)
     #[schemars(regex(
-        pattern = r"^(hmac-sha256:[A-Za-z0-9][-._A-Za-z0-9]{0,62}:[0-9a-f]{64}|sha256:[0-9a-f]{64})$"
+        pattern = r"^(hmac-sha256(-dir)?:[A-Za-z0-9][-._A-Za-z0-9]{0,62}:[0-9a-f]{64}|sha256:[0-9a-f]{64})$"
     ))]
     pub hash: String,
     /// Short fingerprint of the token (the first hex digits of the digest).

@@ -51,6 +51,9 @@ pub struct ScimWebhookSpec {
 
     /// Secret (same namespace) holding the signing key `whsec_<base64>` under `key` (default
     /// `key`). During a rotation put the old key under `previous`: both signatures are sent.
+    /// The Secret must be labelled `kubescim.io/webhook-signing-key: "true"` (or be owned by
+    /// this ScimWebhook): the operator signs with no other Secret (reason
+    /// `SigningKeyUnavailable`).
     pub signing_key_secret_ref: WebhookKeyRef,
 
     /// Event types to send (default: all). See docs/webhooks.md for the payloads.

@@ -211,6 +211,17 @@ pub struct Flags {
     #[arg(long, env = "KUBE_SCIM_GROUP_BINDING_ALLOW_CLUSTER_WIDE", default_value_t = false, action = clap::ArgAction::Set)]
     pub group_binding_allow_cluster_wide: bool,
 
+    /// Literal prefix every ScimGroupBinding's subject template must begin with, e.g. `oidc:`:
+    /// the prefix the cluster's authenticator gives identity-provider names
+    /// (`claimMappings.username.prefix`, `--oidc-username-prefix`). Empty: none required
+    /// (names in the reserved `system:` namespace are refused either way).
+    #[arg(
+        long,
+        env = "KUBE_SCIM_GROUP_BINDING_SUBJECT_PREFIX",
+        default_value = ""
+    )]
+    pub group_binding_subject_prefix: String,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `kube_scim_operator=debug,info`;
     /// RUST_LOG, when set, takes precedence (as in the SCIM server).
     #[arg(long, env = "KUBE_SCIM_LOG_FILTER", default_value = "info")]
@@ -284,6 +295,7 @@ impl Flags {
             allowed_cluster_roles: names(&self.group_binding_allowed_cluster_roles),
             allowed_roles: names(&self.group_binding_allowed_roles),
             allow_cluster_wide: self.group_binding_allow_cluster_wide,
+            subject_prefix: self.group_binding_subject_prefix.clone(),
         }
     }
 

@@ -42,20 +42,17 @@ pub enum Weakness {
     Sequential,
 }
 
+/// The message names the rule broken, never a measure of the secret (its length, its number of
+/// different characters, the length of its repeated piece): the message goes to the directory's
+/// status and events, read by more people than the Secret (issue 27).
 impl fmt::Display for Weakness {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Weakness::TooShort { length } => write!(
-                f,
-                "it has {length} characters; at least {MIN_LENGTH} are needed"
-            ),
-            Weakness::FewDistinct { distinct } => write!(
-                f,
-                "it has only {distinct} different characters; at least {MIN_DISTINCT} are needed"
-            ),
-            Weakness::Repeated { period } => {
-                write!(f, "it is a piece of {period} characters repeated")
+            Weakness::TooShort { .. } => write!(f, "it is shorter than {MIN_LENGTH} characters"),
+            Weakness::FewDistinct { .. } => {
+                write!(f, "it has fewer than {MIN_DISTINCT} different characters")
             }
+            Weakness::Repeated { .. } => write!(f, "it is one piece repeated"),
             Weakness::Sequential => write!(
                 f,
                 "most of it runs in sequence (like abcd or 1234) or repeats characters"
@@ -139,11 +136,18 @@ mod tests {
     fn messages_say_what_is_wrong_and_never_show_the_secret() {
         let secret = "Welcome2026!Welcome2026!Welcome2026!";
         let message = weakness(secret).unwrap().to_string();
-        assert_eq!(message, "it is a piece of 12 characters repeated");
-        assert!(!message.contains("Welcome"));
+        assert_eq!(message, "it is one piece repeated");
+        assert!(!message.contains("Welcome") && !message.contains("12"));
+        // The rule, never the secret's length.
         assert_eq!(
             weakness("short").unwrap().to_string(),
-            "it has 5 characters; at least 32 are needed"
+            "it is shorter than 32 characters"
+        );
+        assert_eq!(
+            weakness("abababababababababababababababababab")
+                .unwrap()
+                .to_string(),
+            "it has fewer than 8 different characters"
         );
     }
 

@@ -57,44 +57,9 @@ fn listen(socket: Socket, addr: SocketAddr) -> io::Result<tokio::net::TcpListene
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// The default address answers on both loopbacks. (The only test socket not bound to
-    /// 127.0.0.1: dual-stack needs the wildcard. Port 0, open for milliseconds, and every
-    /// accepted peer is checked to be a loopback address.)
-    #[tokio::test]
-    async fn the_wildcard_answers_on_ipv4_and_ipv6_loopback() {
-        let listener = bind("[::]:0".parse().unwrap()).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = tokio::spawn(async move {
-            let mut peers = Vec::new();
-            for _ in 0..2 {
-                let (mut conn, peer) = listener.accept().await.unwrap();
-                conn.write_all(b"ok").await.unwrap();
-                peers.push(peer.ip().to_canonical());
-            }
-            peers
-        });
-        for client in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
-            let mut conn = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                tokio::net::TcpStream::connect(&client),
-            )
-            .await
-            .unwrap_or_else(|_| panic!("{client}: timeout"))
-            .unwrap_or_else(|e| panic!("{client}: {e}"));
-            let mut answer = String::new();
-            conn.read_to_string(&mut answer).await.unwrap();
-            assert_eq!(answer, "ok", "{client}");
-        }
-        let peers = tokio::time::timeout(std::time::Duration::from_secs(5), server)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(peers.iter().all(|p| p.is_loopback()), "{peers:?}");
-        assert!(peers.iter().any(|p| p.is_ipv4()), "{peers:?}");
-        assert!(peers.iter().any(|p| p.is_ipv6()), "{peers:?}");
-    }
+    // The wildcard itself is not bound here: tests listen on loopback only (a test of the
+    // dual-stack default would have to listen on every interface of the machine).
 
     #[tokio::test]
     async fn other_addresses_are_bound_as_given() {

@@ -1,11 +1,20 @@
 //! Keyed token verifiers, shared by the operator (which publishes them in
 //! `status.tokenVerifiers`) and the SCIM server (which checks bearer tokens against them).
 //!
-//! A verifier is `hmac-sha256:<key id>:<64 lowercase hex digits>`: HMAC-SHA256 of the token's
-//! UTF-8 bytes under the verifier key named `<key id>`. The keys are files in a directory
-//! (`--verifier-key-dir`; the Helm chart mounts a Secret there) that only the operator and the
-//! server read, so whoever may read a ScimDirectory sees its verifiers but cannot test guesses of
-//! the token against them offline, however weak the token is.
+//! A verifier is `hmac-sha256-dir:<key id>:<64 lowercase hex digits>`: HMAC-SHA256, under a key
+//! derived (HKDF, label [`BOUND_LABEL`]) from the verifier key named `<key id>`, of the
+//! directory's uid, namespace and name and the token, each length-prefixed ([`Binding`]). The
+//! keys are files in a directory (`--verifier-key-dir`; the Helm chart mounts a Secret there)
+//! that only the operator and the server read, so whoever may read a ScimDirectory sees its
+//! verifiers but cannot test guesses of the token against them offline, however weak the token
+//! is; and since the directory is in the MAC, a verifier copied from one directory (or from a
+//! deleted directory of the same name) to another matches no token there.
+//!
+//! Earlier (unreleased) builds published `hmac-sha256:<key id>:<hex>`, the HMAC of the token
+//! alone ([`Kind::Unbound`]). Such a verifier names no directory, so a planted one cannot be told
+//! from a real one: the server never accepts it; the operator only recognises it as the same
+//! token (no `TokenChanged` event) and replaces it at its first reconcile, as it does 0.1.0's
+//! unkeyed `sha256:` hashes (see `operator/src/token.rs`).
 //!
 //! Rotation: the operator publishes every current token under every key it holds and the server
 //! accepts a verifier under any key it holds. Adding a key, waiting until both have it, then
@@ -22,8 +31,47 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
-/// Prefix of a keyed verifier.
-pub const PREFIX: &str = "hmac-sha256:";
+/// Prefix of a verifier bound to its directory (the only kind published).
+pub const PREFIX: &str = "hmac-sha256-dir:";
+
+/// Prefix of the keyed verifiers of earlier builds, bound to no directory.
+pub const UNBOUND_PREFIX: &str = "hmac-sha256:";
+
+/// HKDF label of the key that bound verifiers are computed under: a purpose of its own, so no
+/// bound verifier is an unbound one, an OAuth signing key or anything else under the same key.
+pub const BOUND_LABEL: &[u8] = b"kube-scim/token-verifier/v2";
+
+/// The directory a verifier is bound to: its uid (so a deleted and re-created directory of the
+/// same name is another directory), namespace and name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binding<'a> {
+    pub uid: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+impl Binding<'_> {
+    /// What the MAC covers: every field and the token, each preceded by its length (8 bytes,
+    /// big-endian), so no two (directory, token) pairs give the same bytes.
+    fn message(&self, token: &str) -> Vec<u8> {
+        let fields = [self.uid, self.namespace, self.name, token];
+        let mut out = Vec::with_capacity(fields.iter().map(|f| f.len() + 8).sum());
+        for field in fields {
+            out.extend_from_slice(&(field.len() as u64).to_be_bytes());
+            out.extend_from_slice(field.as_bytes());
+        }
+        out
+    }
+}
+
+/// Which kind of keyed verifier a hash is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `hmac-sha256-dir:`: bound to a directory.
+    Bound,
+    /// `hmac-sha256:`: of earlier builds, the token alone.
+    Unbound,
+}
 
 /// A key needs at least this many bytes (after surrounding whitespace is trimmed):
 /// `openssl rand -base64 32` gives 44.
@@ -174,8 +222,16 @@ impl KeyRing {
         self.keys.iter().map(|k| k.id.as_str()).collect()
     }
 
-    /// HMAC-SHA256 of `token` under the key `id`, if this ring holds it.
-    pub fn digest(&self, id: &str, token: &str) -> Option<[u8; 32]> {
+    /// The bound digest of `token` at the directory `binding` under the key `id`, if this ring
+    /// holds it.
+    pub fn digest(&self, id: &str, binding: &Binding<'_>, token: &str) -> Option<[u8; 32]> {
+        let key = self.derive(id, BOUND_LABEL)?;
+        Some(hmac_sha256(&key, &binding.message(token)))
+    }
+
+    /// The unbound digest (earlier builds) of `token` under the key `id`: HMAC-SHA256 of
+    /// the token alone under the verifier key itself.
+    pub fn unbound_digest(&self, id: &str, token: &str) -> Option<[u8; 32]> {
         let key = self.keys.iter().find(|k| k.id == id)?;
         Some(hmac_sha256(&key.secret, token.as_bytes()))
     }
@@ -200,21 +256,33 @@ impl KeyRing {
         &self.keys[0].id
     }
 
-    /// The verifier hashes of `token`, one per key, the primary key's first.
-    pub fn hashes(&self, token: &str) -> Vec<String> {
+    /// The verifier hashes of `token` at the directory `binding`, one per key, the primary key's
+    /// first.
+    pub fn hashes(&self, binding: &Binding<'_>, token: &str) -> Vec<String> {
         self.keys
             .iter()
-            .map(|k| format(&k.id, &hmac_sha256(&k.secret, token.as_bytes())))
+            .filter_map(|k| Some(format(&k.id, &self.digest(&k.id, binding, token)?)))
             .collect()
     }
 
-    /// Whether `hash` is a keyed verifier of `token` under a key of this ring (constant time
-    /// in the digest). Anything else, an unkeyed `sha256:` hash included, is not.
-    pub fn verifies(&self, token: &str, hash: &str) -> bool {
-        let Some((id, expected)) = parse(hash) else {
+    /// Whether `hash` is a bound verifier of `token` at the directory `binding` under a key of
+    /// this ring (constant time in the digest). Anything else, an unbound or unkeyed hash
+    /// included, is not.
+    pub fn verifies(&self, binding: &Binding<'_>, token: &str, hash: &str) -> bool {
+        let Some((Kind::Bound, id, expected)) = parse(hash) else {
             return false;
         };
-        self.digest(id, token)
+        self.digest(id, binding, token)
+            .is_some_and(|d| bool::from(d.ct_eq(&expected)))
+    }
+
+    /// Whether `hash` is an unbound verifier (earlier builds) of `token` under a key of this
+    /// ring: only to recognise, across an upgrade, that a token is the one published before.
+    pub fn verifies_unbound(&self, token: &str, hash: &str) -> bool {
+        let Some((Kind::Unbound, id, expected)) = parse(hash) else {
+            return false;
+        };
+        self.unbound_digest(id, token)
             .is_some_and(|d| bool::from(d.ct_eq(&expected)))
     }
 }
@@ -226,10 +294,19 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// `hmac-sha256:<id>:<lowercase hex of digest>`.
+/// `hmac-sha256-dir:<id>:<lowercase hex of digest>`, a bound verifier.
 pub fn format(id: &str, digest: &[u8; 32]) -> String {
-    let mut out = String::with_capacity(PREFIX.len() + id.len() + 1 + 64);
-    out.push_str(PREFIX);
+    format_with(PREFIX, id, digest)
+}
+
+/// `hmac-sha256:<id>:<lowercase hex of digest>`, an unbound verifier (earlier builds).
+pub fn format_unbound(id: &str, digest: &[u8; 32]) -> String {
+    format_with(UNBOUND_PREFIX, id, digest)
+}
+
+fn format_with(prefix: &str, id: &str, digest: &[u8; 32]) -> String {
+    let mut out = String::with_capacity(prefix.len() + id.len() + 1 + 64);
+    out.push_str(prefix);
     out.push_str(id);
     out.push(':');
     for byte in digest {
@@ -238,9 +315,13 @@ pub fn format(id: &str, digest: &[u8; 32]) -> String {
     out
 }
 
-/// The key id and digest of a keyed verifier; `None` for anything else.
-pub fn parse(hash: &str) -> Option<(&str, [u8; 32])> {
-    let (id, hex) = hash.strip_prefix(PREFIX)?.split_once(':')?;
+/// The kind, key id and digest of a keyed verifier; `None` for anything else.
+pub fn parse(hash: &str) -> Option<(Kind, &str, [u8; 32])> {
+    let (kind, rest) = match hash.strip_prefix(PREFIX) {
+        Some(rest) => (Kind::Bound, rest),
+        None => (Kind::Unbound, hash.strip_prefix(UNBOUND_PREFIX)?),
+    };
+    let (id, hex) = rest.split_once(':')?;
     if !valid_key_id(id) || hex.len() != 64 {
         return None;
     }
@@ -252,7 +333,7 @@ pub fn parse(hash: &str) -> Option<(&str, [u8; 32])> {
         }
         *b = u8::from_str_radix(pair, 16).ok()?;
     }
-    Some((id, out))
+    Some((kind, id, out))
 }
 
 /// The digest part of a verifier hash (after the last `:`), e.g. for a fingerprint.
@@ -340,7 +421,7 @@ mod tests {
         // RFC 4231 test case 2 (a short key) and test case 6 (a key longer than the block).
         let digest = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
         assert_eq!(
-            format("x", &digest),
+            format_unbound("x", &digest),
             "hmac-sha256:x:5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         let digest = hmac_sha256(
@@ -353,28 +434,76 @@ mod tests {
         );
     }
 
+    const A: Binding<'static> = Binding {
+        uid: "6f1e2d3c-0000-4000-8000-00000000000a",
+        namespace: "team-a",
+        name: "contoso",
+    };
+
     #[test]
     fn every_key_gives_a_verifier_and_any_held_key_verifies() {
         let both = ring(&[("2026-01", K1), ("2026-07", K2)]);
         assert_eq!(both.ids(), vec!["2026-07", "2026-01"], "newest id first");
-        let hashes = both.hashes("token");
+        let hashes = both.hashes(&A, "token");
         assert_eq!(hashes.len(), 2);
-        assert!(hashes[0].starts_with("hmac-sha256:2026-07:"));
-        assert!(hashes[1].starts_with("hmac-sha256:2026-01:"));
-        assert!(hashes.iter().all(|h| both.verifies("token", h)));
-        assert!(!both.verifies("other", &hashes[0]));
+        assert!(hashes[0].starts_with("hmac-sha256-dir:2026-07:"));
+        assert!(hashes[1].starts_with("hmac-sha256-dir:2026-01:"));
+        assert!(hashes.iter().all(|h| both.verifies(&A, "token", h)));
+        assert!(!both.verifies(&A, "other", &hashes[0]));
         // A ring without the old key still checks the new key's verifier, not the old one's.
         let new_only = ring(&[("2026-07", K2)]);
-        assert!(new_only.verifies("token", &hashes[0]));
-        assert!(!new_only.verifies("token", &hashes[1]));
+        assert!(new_only.verifies(&A, "token", &hashes[0]));
+        assert!(!new_only.verifies(&A, "token", &hashes[1]));
         // The same id with another secret is another key.
         let replaced = ring(&[("2026-07", K1)]);
-        assert!(!replaced.verifies("token", &hashes[0]));
+        assert!(!replaced.verifies(&A, "token", &hashes[0]));
         // Unkeyed hashes never verify.
         assert!(!both.verifies(
+            &A,
             "abc",
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         ));
+    }
+
+    /// Issue 27, defect 3: a verifier of directory A's token, planted at directory B (another
+    /// uid, namespace or name, or A deleted and re-created), opens nothing there.
+    #[test]
+    fn a_verifier_is_bound_to_its_directory() {
+        let keys = ring(&[("k1", K1)]);
+        let at_a = keys.hashes(&A, "token").remove(0);
+        let others = [
+            Binding {
+                uid: "6f1e2d3c-0000-4000-8000-00000000000b",
+                ..A
+            },
+            Binding {
+                namespace: "team-b",
+                ..A
+            },
+            Binding {
+                name: "fabrikam",
+                ..A
+            },
+            // Length prefixes: moving bytes between fields gives another message.
+            Binding {
+                namespace: "team-ac",
+                name: "ontoso",
+                ..A
+            },
+        ];
+        for b in others {
+            assert!(!keys.verifies(&b, "token", &at_a), "{b:?}");
+            assert_ne!(keys.hashes(&b, "token")[0], at_a);
+        }
+        assert!(keys.verifies(&A, "token", &at_a));
+        // The unbound verifier of the same token (earlier builds) is another value, and is
+        // recognised only as unbound.
+        let unbound = format_unbound("k1", &keys.unbound_digest("k1", "token").unwrap());
+        assert!(unbound.starts_with("hmac-sha256:k1:"));
+        assert!(!keys.verifies(&A, "token", &unbound));
+        assert!(keys.verifies_unbound("token", &unbound));
+        assert!(!keys.verifies_unbound("token", &at_a));
+        assert_ne!(digest_hex(&unbound), digest_hex(&at_a));
     }
 
     #[test]
@@ -396,20 +525,24 @@ mod tests {
         assert_eq!(Some(a), keys.derive("k1", b"purpose a"));
         assert_eq!(keys.derive("k3", b"purpose a"), None);
         // A user who picks the label as their token finds its verifier is not the derived key.
-        assert_ne!(keys.digest("k1", "purpose a").unwrap(), a);
+        assert_ne!(keys.unbound_digest("k1", "purpose a").unwrap(), a);
+        assert_ne!(keys.digest("k1", &A, "purpose a").unwrap(), a);
     }
 
     #[test]
     fn verifiers_parse_strictly() {
-        let h = ring(&[("k", K1)]).hashes("t").remove(0);
-        let (id, digest) = parse(&h).unwrap();
-        assert_eq!(id, "k");
+        let h = ring(&[("k", K1)]).hashes(&A, "t").remove(0);
+        let (kind, id, digest) = parse(&h).unwrap();
+        assert_eq!((kind, id), (Kind::Bound, "k"));
         assert_eq!(format(id, &digest), h);
+        let unbound = format_unbound(id, &digest);
+        assert_eq!(parse(&unbound), Some((Kind::Unbound, "k", digest)));
         assert!(parse(&h.to_uppercase()).is_none());
         assert!(parse(&h[..h.len() - 1]).is_none());
         assert!(parse(&format!("hmac-sha256:a:b:{}", "0".repeat(64))).is_none());
         assert!(parse(&format!("hmac-sha256::{}", "0".repeat(64))).is_none());
         assert!(parse(&format!("sha256:{}", "0".repeat(64))).is_none());
+        assert!(parse(&format!("hmac-sha256-dir:a:b:{}", "0".repeat(64))).is_none());
         assert_eq!(digest_hex("hmac-sha256:k:abcd"), "abcd");
         assert_eq!(digest_hex("sha256:abcd"), "abcd");
     }

@@ -1,7 +1,7 @@
 //! Who may use a directory: the bearer token against the keyed verifiers the operator
 //! publishes. New authentication methods go here, beside [`authorize`].
 
-use kube_scim_runtime::verifier::KeyRing;
+use kube_scim_runtime::verifier::{Binding, KeyRing};
 use subtle::ConstantTimeEq;
 
 use crate::cache::DirInfo;
@@ -38,14 +38,21 @@ pub fn authorize(
 }
 
 /// Whether `token` matches one of the directory's unexpired verifiers under a key of `keys`:
-/// the HMAC of the token under each key held (computed once per key) is compared in constant
-/// time with every verifier of that key. Verifiers of keys not held open nothing.
+/// the HMAC of the directory's identity (uid, namespace, name) and the token under each key held
+/// (computed once per key) is compared in constant time with every verifier of that key, so a
+/// verifier computed for another directory (or planted from one) never matches here. Verifiers
+/// of keys not held open nothing.
 pub fn token_matches(info: &DirInfo, token: &str, keys: &KeyRing, now: jiff::Timestamp) -> bool {
+    let binding = Binding {
+        uid: &info.uid,
+        namespace: &info.namespace,
+        name: &info.name,
+    };
     let digests: Vec<(&str, [u8; 32])> = keys
         .keys()
         .iter()
         .filter(|k| info.verifiers.iter().any(|v| v.key_id == k.id()))
-        .filter_map(|k| Some((k.id(), keys.digest(k.id(), token)?)))
+        .filter_map(|k| Some((k.id(), keys.digest(k.id(), &binding, token)?)))
         .collect();
     let mut ok = subtle::Choice::from(0u8);
     for v in &info.verifiers {
@@ -72,15 +79,43 @@ mod tests {
     const K1: &str = "server-test-key-one-0123456789abcdef";
     const K2: &str = "server-test-key-two-0123456789abcdef";
 
+    /// The directory of most tests.
+    fn dir_a() -> DirInfo {
+        DirInfo {
+            uid: "uid-a".into(),
+            namespace: "ns".into(),
+            name: "a".into(),
+            ready: true,
+            ..DirInfo::default()
+        }
+    }
+
+    fn binding(info: &DirInfo) -> Binding<'_> {
+        Binding {
+            uid: &info.uid,
+            namespace: &info.namespace,
+            name: &info.name,
+        }
+    }
+
     fn published(
         keys: &KeyRing,
         token: &str,
         expires_at: Option<jiff::Timestamp>,
     ) -> Vec<Verifier> {
-        keys.hashes(token)
+        published_at(&dir_a(), keys, token, expires_at)
+    }
+
+    fn published_at(
+        at: &DirInfo,
+        keys: &KeyRing,
+        token: &str,
+        expires_at: Option<jiff::Timestamp>,
+    ) -> Vec<Verifier> {
+        keys.hashes(&binding(at), token)
             .iter()
             .map(|h| {
-                let (id, digest) = verifier::parse(h).unwrap();
+                let (_, id, digest) = verifier::parse(h).unwrap();
                 Verifier {
                     key_id: id.into(),
                     digest,
@@ -95,10 +130,8 @@ mod tests {
         let keys = ring(&[("k1", K1)]);
         let now = jiff::Timestamp::now();
         let info = DirInfo {
-            uid: String::new(),
-            ready: true,
             verifiers: published(&keys, "secret", None),
-            ..DirInfo::default()
+            ..dir_a()
         };
         assert!(token_matches(&info, "secret", &keys, now));
         assert!(!token_matches(&info, "other", &keys, now));
@@ -122,10 +155,8 @@ mod tests {
         let both = ring(&[("k1", K1), ("k2", K2)]);
         let new = ring(&[("k2", K2)]);
         let info = |keys: &KeyRing| DirInfo {
-            uid: String::new(),
-            ready: true,
             verifiers: published(keys, "secret", None),
-            ..DirInfo::default()
+            ..dir_a()
         };
         // (operator's keys, server's keys) in the order a rotation goes through them.
         for (operator, server) in [
@@ -143,6 +174,48 @@ mod tests {
         // The same key id with another secret opens nothing.
         let impostor = ring(&[("k1", K2)]);
         assert!(!token_matches(&info(&old), "secret", &impostor, now));
+    }
+
+    /// Issue 27, defect 3: the verifier of directory B's token, published (or planted) in the
+    /// status of directory A, does not open A with B's token: the server binds the MAC to the
+    /// directory the request names.
+    #[test]
+    fn a_verifier_computed_for_another_directory_opens_nothing() {
+        let keys = ring(&[("k1", K1)]);
+        let now = jiff::Timestamp::now();
+        let b = DirInfo {
+            uid: "uid-b".into(),
+            namespace: "other".into(),
+            name: "b".into(),
+            ..dir_a()
+        };
+        let mut planted = published(&keys, "token-of-a", None);
+        planted.extend(published_at(&b, &keys, "token-of-b", None));
+        let a = DirInfo {
+            verifiers: planted.clone(),
+            ..dir_a()
+        };
+        assert!(token_matches(&a, "token-of-a", &keys, now));
+        assert!(!token_matches(&a, "token-of-b", &keys, now));
+        // The same name re-created (another uid) is another directory.
+        let recreated = DirInfo {
+            uid: "uid-a2".into(),
+            verifiers: published(&keys, "token-of-a", None),
+            ..dir_a()
+        };
+        assert!(!token_matches(&recreated, "token-of-a", &keys, now));
+        // The unbound verifier of the token (earlier builds: the HMAC of the token alone)
+        // opens nothing, even as the current token.
+        let digest = keys.unbound_digest("k1", "token-of-a").unwrap();
+        let unbound = DirInfo {
+            verifiers: vec![Verifier {
+                key_id: "k1".into(),
+                digest,
+                expires_at: None,
+            }],
+            ..dir_a()
+        };
+        assert!(!token_matches(&unbound, "token-of-a", &keys, now));
     }
 
     #[test]

@@ -53,11 +53,13 @@ pub struct Settings {
     #[arg(long, alias = "request-timeout-secs", env = "KUBE_SCIM_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration::parse_flag_or_seconds)]
     pub request_timeout: Duration,
 
-    /// SCIM requests processed at once; further requests wait in a queue (never 429).
+    /// Authorized SCIM requests that call the apiserver (writes, reads by id) processed at once;
+    /// further ones wait in a queue (never 429). Cache-answered reads have their own slots
+    /// (--max-concurrent-reads).
     #[arg(long, env = "KUBE_SCIM_MAX_CONCURRENT_REQUESTS", default_value_t = 64)]
     pub max_concurrent_requests: usize,
 
-    /// SCIM requests of one directory processed at once (within --max-concurrent-requests);
+    /// Such requests of one directory processed at once (within --max-concurrent-requests);
     /// further requests of that directory wait in its own queue, so no directory can take
     /// every slot from the others.
     #[arg(
@@ -66,6 +68,80 @@ pub struct Settings {
         default_value_t = 16
     )]
     pub max_concurrent_requests_per_directory: usize,
+
+    /// Requests answered from the cache (lists, filters, searches) processed at once: their own
+    /// slots, so a read never waits for a slot a write to the apiserver holds.
+    #[arg(long, env = "KUBE_SCIM_MAX_CONCURRENT_READS", default_value_t = 64)]
+    pub max_concurrent_reads: usize,
+
+    /// Requests of one directory answered from the cache at once (within
+    /// --max-concurrent-reads).
+    #[arg(
+        long,
+        env = "KUBE_SCIM_MAX_CONCURRENT_READS_PER_DIRECTORY",
+        default_value_t = 16
+    )]
+    pub max_concurrent_reads_per_directory: usize,
+
+    /// Bytes of request bodies buffered at once (a body of unknown length counts as
+    /// --max-body-bytes); past it a request is answered 503 with Retry-After.
+    #[arg(long, env = "KUBE_SCIM_MAX_BUFFERED_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_buffered_body_bytes: usize,
+
+    /// Bytes of request bodies of one directory buffered at once (within
+    /// --max-buffered-body-bytes); past it a request is answered 503 with Retry-After.
+    #[arg(
+        long,
+        env = "KUBE_SCIM_MAX_BUFFERED_BODY_BYTES_PER_DIRECTORY",
+        default_value_t = 16 * 1024 * 1024
+    )]
+    pub max_buffered_body_bytes_per_directory: usize,
+
+    /// Connections from one client address (IPv6: one /64) that have not yet carried an
+    /// authenticated request; a further one is closed at once. 0: no limit.
+    #[arg(
+        long,
+        env = "KUBE_SCIM_MAX_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 64
+    )]
+    pub max_unauthenticated_connections_per_address: usize,
+
+    /// Connections in all that have not yet carried an authenticated request; a further one is
+    /// closed at once. 0: no limit.
+    #[arg(
+        long,
+        env = "KUBE_SCIM_MAX_UNAUTHENTICATED_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub max_unauthenticated_connections: usize,
+
+    /// Failed authentications one client address may make in a burst; past it (and past
+    /// --auth-failure-burst-per-directory) failures are answered 429 after
+    /// --auth-failure-delay. A valid credential is never refused. 0: no limit.
+    #[arg(
+        long,
+        env = "KUBE_SCIM_AUTH_FAILURE_BURST_PER_ADDRESS",
+        default_value_t = 20
+    )]
+    pub auth_failure_burst_per_address: u32,
+
+    /// Failed authentications on one directory path (from every address, whether or not the
+    /// directory exists) in a burst; past it failures are answered 429 after a delay. 0: no
+    /// limit.
+    #[arg(
+        long,
+        env = "KUBE_SCIM_AUTH_FAILURE_BURST_PER_DIRECTORY",
+        default_value_t = 60
+    )]
+    pub auth_failure_burst_per_directory: u32,
+
+    /// One more failed authentication is allowed per address and per directory every this long.
+    #[arg(long, env = "KUBE_SCIM_AUTH_FAILURE_REFILL_INTERVAL", default_value = "1s", value_parser = duration::parse_flag)]
+    pub auth_failure_refill_interval: Duration,
+
+    /// How long a throttled failed authentication waits before its 429 (holding no slot).
+    #[arg(long, env = "KUBE_SCIM_AUTH_FAILURE_DELAY", default_value = "1s", value_parser = duration::parse_flag)]
+    pub auth_failure_delay: Duration,
 
     /// Longest wait for a request's head, and for the next request on an idle keep-alive
     /// connection; then the connection is closed.
@@ -84,6 +160,13 @@ pub struct Settings {
     /// Membership label writes run in parallel per group PATCH.
     #[arg(long, env = "KUBE_SCIM_MEMBER_WRITE_CONCURRENCY", default_value_t = 16)]
     pub member_write_concurrency: usize,
+
+    /// apiserver calls in flight at once (every request's membership writes and the
+    /// background worker together); further calls wait. Keeps a burst of group changes within
+    /// what the server's API Priority and Fairness level admits (an overflow is answered 429,
+    /// which is retried, but costs time).
+    #[arg(long, env = "KUBE_SCIM_MAX_APISERVER_REQUESTS", default_value_t = 64)]
+    pub max_apiserver_requests: usize,
 
     /// A member-list replacement (PUT with `members`, PATCH `replace` of `members`) or a new
     /// group that would write more membership labels than this is recorded on the group
@@ -107,7 +190,14 @@ pub struct Settings {
     #[arg(long, env = "KUBE_SCIM_CONFLICT_RETRIES", default_value_t = 5)]
     pub conflict_retries: usize,
 
-    /// How long in-flight requests may finish after SIGTERM: a duration or whole seconds.
+    /// How long the server keeps serving after SIGTERM before it stops accepting connections,
+    /// while /readyz fails and every response closes its connection (`Connection: close`), so
+    /// proxies and keep-alive clients move to other replicas without a failed request. The
+    /// chart sets it to `server.drainSeconds`.
+    #[arg(long, env = "KUBE_SCIM_SHUTDOWN_DRAIN", default_value = "0s", value_parser = duration::parse_flag_or_seconds)]
+    pub shutdown_drain: Duration,
+
+    /// How long in-flight requests may finish after the drain: a duration or whole seconds.
     #[arg(long, alias = "shutdown-grace-secs", env = "KUBE_SCIM_SHUTDOWN_GRACE", default_value = "25s", value_parser = duration::parse_flag_or_seconds)]
     pub shutdown_grace: Duration,
 
@@ -132,6 +222,13 @@ pub struct Settings {
     /// `https://sts.chinacloudapi.cn/{tenant}/` for Microsoft Entra operated by 21Vianet).
     #[arg(long, env = "KUBE_SCIM_ENTRA_ISSUER", default_value = crate::entra::DEFAULT_ISSUER)]
     pub entra_issuer: String,
+
+    /// Issuer of the client assertions an Entra tenant signs for workload identity federation
+    /// (its v2.0 access tokens), `{tenant}` standing for the tenant id (e.g.
+    /// `https://login.microsoftonline.us/{tenant}/v2.0` for US Government). Their keys come
+    /// from `--entra-metadata-url`.
+    #[arg(long, env = "KUBE_SCIM_FEDERATION_ISSUER", default_value = crate::federation::DEFAULT_ISSUER)]
+    pub federation_issuer: String,
 
     /// Shortest time between two fetches of one Entra tenant's signing keys (a token signed
     /// with an unknown key makes one).

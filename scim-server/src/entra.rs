@@ -2,10 +2,18 @@
 //! empty): a JWT signed with one of the tenant's published keys, issuer
 //! `https://sts.windows.net/<tenant id>/`, audience [`SCIM_AUDIENCE`]. No shared secret exists.
 //!
+//! The audience is the same for every non-gallery application of the tenant, so the token is
+//! bound to the directory's enterprise application by its `appid` (`azp` in a v2 token): a
+//! directory must name its application(s) in `allowedAppIds` (a token for a directory that names
+//! none is refused, and the operator refuses such a directory), and the operator lets one
+//! application open one directory only (`operator/src/controller/entra.rs`).
+//!
 //! Keys come from the tenant's OpenID metadata (`jwks_uri`) and are cached per tenant. A token
-//! signed with a key not in the cache makes one refetch (at most one per [`MIN_REFRESH`] per
-//! tenant, so a flood of made-up `kid`s cannot turn the server into a load generator against
-//! Entra), which is how a key rollover is picked up without a restart.
+//! signed with a key not in the cache makes one refetch (at most one attempt per [`MIN_REFRESH`]
+//! per tenant, so a flood of made-up `kid`s cannot turn the server into a load generator against
+//! Entra), which is how a key rollover is picked up without a restart. The fetch runs outside
+//! the cache's lock: a request whose key is cached never waits for a fetch (one fetch per tenant
+//! at a time; requests that need it wait for that one).
 //!
 //! Only RS256 is accepted, decided before any key is looked at: `alg: none` and HS256 signed
 //! with the public key as the HMAC secret (the classic algorithm confusion) never reach the
@@ -48,7 +56,7 @@ const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 pub struct EntraAuth {
     /// Tenant id (lowercase).
     pub tenant_id: String,
-    /// Calling applications allowed (`appid` / `azp`); empty allows any.
+    /// Calling applications allowed (`appid` / `azp`); empty allows none.
     pub allowed_app_ids: Vec<String>,
 }
 
@@ -80,6 +88,9 @@ pub enum Rejection {
     /// The calling application is not one of `allowedAppIds`.
     #[error("the calling application {0:?} is not in auth.entraToken.allowedAppIds")]
     App(String),
+    /// The directory names no application: no Entra token opens it.
+    #[error("auth.entraToken.allowedAppIds is empty: no Entra-issued token opens this directory")]
+    NotBound,
 }
 
 /// Where to find keys and which issuer to expect; `{tenant}` in either is replaced by the
@@ -108,14 +119,38 @@ impl Default for EntraConfig {
 #[derive(Default)]
 struct TenantKeys {
     keys: HashMap<String, DecodingKey>,
+    /// Last successful fetch.
     fetched: Option<Instant>,
+    /// Last fetch attempt, successful or not: what [`EntraConfig::min_refresh`] spaces.
+    attempted: Option<Instant>,
+}
+
+/// One tenant's keys, behind a lock never held across a network call, and the lock that makes
+/// one fetch at a time.
+#[derive(Default)]
+struct Tenant {
+    keys: Mutex<TenantKeys>,
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl Tenant {
+    fn keys(&self) -> std::sync::MutexGuard<'_, TenantKeys> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The key `kid` if cached, and whether the cache is fresh.
+    fn cached(&self, kid: &str) -> (Option<DecodingKey>, bool) {
+        let keys = self.keys();
+        let fresh = keys.fetched.is_some_and(|t| t.elapsed() < MAX_AGE);
+        (keys.keys.get(kid).cloned(), fresh)
+    }
 }
 
 /// The verifier of Entra-issued tokens, with its per-tenant key cache. One per server.
 pub struct EntraVerifier {
     config: EntraConfig,
     http: reqwest::Client,
-    tenants: Mutex<HashMap<String, Arc<tokio::sync::Mutex<TenantKeys>>>>,
+    tenants: Mutex<HashMap<String, Arc<Tenant>>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -142,6 +177,8 @@ impl EntraVerifier {
     /// A verifier with an empty cache.
     pub fn new(config: EntraConfig) -> anyhow::Result<EntraVerifier> {
         let http = reqwest::Client::builder()
+            // The metadata URL is the cluster operator's; a proxy in the environment is not.
+            .no_proxy()
             .timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
@@ -160,6 +197,10 @@ impl EntraVerifier {
             return Err(Rejection::Invalid(format!(
                 "tenant id {tenant:?} is not a GUID"
             )));
+        }
+        // Before any key is fetched: the audience alone binds the token to no application.
+        if auth.allowed_app_ids.iter().all(|a| a.trim().is_empty()) {
+            return Err(Rejection::NotBound);
         }
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| Rejection::Malformed(e.to_string()))?;
@@ -182,17 +223,29 @@ impl EntraVerifier {
         {
             return Err(Rejection::OtherTenant(tid));
         }
-        if !auth.allowed_app_ids.is_empty() {
-            let app = claims.appid.or(claims.azp).unwrap_or_default();
-            if !auth
+        let app = claims.appid.or(claims.azp).unwrap_or_default();
+        let allowed = !app.is_empty()
+            && auth
                 .allowed_app_ids
                 .iter()
-                .any(|a| a.eq_ignore_ascii_case(&app))
-            {
-                return Err(Rejection::App(app));
-            }
+                .any(|a| a.trim().eq_ignore_ascii_case(&app));
+        if !allowed {
+            return Err(Rejection::App(app));
         }
         Ok(())
+    }
+
+    /// The RS256 signing key `kid` of `tenant` (a GUID), from the same per-tenant cache and
+    /// refetch rules as Entra-issued bearer tokens: workload identity federation
+    /// ([`crate::federation`]) verifies Entra's assertions with it.
+    pub async fn signing_key(&self, tenant: &str, kid: &str) -> Result<DecodingKey, Rejection> {
+        let tenant = tenant.to_ascii_lowercase();
+        if !is_guid(&tenant) {
+            return Err(Rejection::Invalid(format!(
+                "tenant id {tenant:?} is not a GUID"
+            )));
+        }
+        self.key(&tenant, kid).await
     }
 
     /// The tenant's key `kid`, from the cache or (if unknown or stale) freshly fetched.
@@ -201,33 +254,54 @@ impl EntraVerifier {
             let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
             tenants.entry(tenant.to_string()).or_default().clone()
         };
-        // One fetch per tenant at a time: concurrent requests with a new kid wait for it.
-        let mut cached = entry.lock().await;
-        let age = cached.fetched.map(|t| t.elapsed());
-        let stale = age.is_none_or(|a| a >= MAX_AGE);
-        if !stale && let Some(k) = cached.keys.get(kid) {
+        let (cached, fresh) = entry.cached(kid);
+        if let (Some(k), true) = (&cached, fresh) {
             return Ok(k.clone());
         }
-        let may_fetch = age.is_none_or(|a| a >= self.config.min_refresh);
+        // One fetch per tenant at a time. A stale key is served while another request refetches;
+        // an unknown one waits for that fetch.
+        let _flight = match (entry.fetching.try_lock(), cached) {
+            (Ok(guard), _) => guard,
+            (Err(_), Some(stale)) => return Ok(stale),
+            (Err(_), None) => entry.fetching.lock().await,
+        };
+        // A fetch that finished while this request waited may have brought the key.
+        let may_fetch = {
+            let mut keys = entry.keys();
+            let fresh = keys.fetched.is_some_and(|t| t.elapsed() < MAX_AGE);
+            if fresh && let Some(k) = keys.keys.get(kid) {
+                return Ok(k.clone());
+            }
+            let may = keys
+                .attempted
+                .is_none_or(|t| t.elapsed() >= self.config.min_refresh);
+            if may {
+                keys.attempted = Some(Instant::now());
+            }
+            may
+        };
         if may_fetch {
+            // The keys' lock is not held here: requests for cached keys go on meanwhile.
             match self.fetch(tenant).await {
-                Ok(keys) => {
+                Ok(fetched) => {
                     tracing::info!(
                         tenant,
-                        keys = keys.len(),
+                        keys = fetched.len(),
                         "fetched the Entra tenant's signing keys"
                     );
-                    cached.keys = keys;
-                    cached.fetched = Some(Instant::now());
+                    let mut keys = entry.keys();
+                    keys.keys = fetched;
+                    keys.fetched = Some(Instant::now());
                 }
                 // Stale keys beat none while Entra is unreachable.
-                Err(e) if cached.keys.is_empty() => return Err(e),
+                Err(e) if entry.keys().keys.is_empty() => return Err(e),
                 Err(e) => {
                     tracing::warn!(tenant, error = %e, "refetching the Entra tenant's signing keys failed; using the cached ones")
                 }
             }
         }
-        cached
+        entry
+            .keys()
             .keys
             .get(kid)
             .cloned()
@@ -334,7 +408,7 @@ mod tests {
         .unwrap();
         let auth = EntraAuth {
             tenant_id: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
-            allowed_app_ids: vec![],
+            allowed_app_ids: vec!["11111111-2222-3333-4444-555555555555".into()],
         };
         let none = token(serde_json::json!({"alg": "none", "kid": "k"}));
         assert!(matches!(
@@ -357,19 +431,78 @@ mod tests {
         ));
         let bad_tenant = EntraAuth {
             tenant_id: "common".into(),
-            allowed_app_ids: vec![],
+            ..auth.clone()
         };
         let rs = token(serde_json::json!({"alg": "RS256", "kid": "k"}));
         assert!(matches!(
             verifier.verify(&bad_tenant, &rs).await,
             Err(Rejection::Invalid(_))
         ));
+        // A directory bound to no application: refused before any fetch.
+        let unbound = EntraAuth {
+            allowed_app_ids: vec![],
+            ..auth.clone()
+        };
+        assert_eq!(
+            verifier.verify(&unbound, &rs).await,
+            Err(Rejection::NotBound)
+        );
         // A well-formed RS256 token does reach the fetch (which fails here).
         assert!(matches!(
             verifier.verify(&auth, &rs).await,
             Err(Rejection::Fetch(_))
         ));
     }
+
+    /// Issue 27, defect 7: a request whose key is cached never waits for another request's
+    /// fetch (here one that hangs: the "issuer" accepts connections and never answers).
+    #[tokio::test]
+    async fn a_cached_key_is_served_while_a_fetch_hangs() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            for _ in 0..8 {
+                let Ok((socket, _)) = listener.accept().await else {
+                    break;
+                };
+                held.push(socket);
+            }
+        });
+        let verifier = EntraVerifier::new(EntraConfig {
+            metadata_url: format!("http://127.0.0.1:{port}/{{tenant}}"),
+            min_refresh: Duration::ZERO,
+            ..EntraConfig::default()
+        })
+        .unwrap();
+        let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+        {
+            let mut tenants = verifier.tenants.lock().unwrap();
+            let entry = tenants.entry(tenant.to_string()).or_default();
+            let mut keys = entry.keys();
+            keys.keys = rsa_keys(
+                &serde_json::json!({"keys": [{"kty": "RSA", "kid": "a", "n": RSA_N, "e": "AQAB"}]}),
+            );
+            keys.fetched = Some(Instant::now());
+        }
+        let verifier = Arc::new(verifier);
+        let hanging = {
+            let verifier = verifier.clone();
+            tokio::spawn(async move { verifier.key(tenant, "unknown").await.is_ok() })
+        };
+        // Let the unknown kid's fetch start and hang.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!hanging.is_finished(), "the fetch hangs");
+        let cached = tokio::time::timeout(Duration::from_secs(1), verifier.key(tenant, "a")).await;
+        assert!(
+            matches!(cached, Ok(Ok(_))),
+            "a cached key waited for another request's fetch"
+        );
+        hanging.abort();
+        hold.abort();
+    }
+
+    const RSA_N: &str = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
 
     #[test]
     fn tenant_ids_are_guids() {

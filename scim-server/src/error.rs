@@ -37,6 +37,10 @@ pub enum Error {
     /// The body is neither `application/scim+json` nor `application/json`.
     #[error("Content-Type {0:?} is not accepted; send application/scim+json or application/json")]
     UnsupportedMediaType(String),
+    /// Too many failed authentications from this address or on this directory: retry after
+    /// this many seconds.
+    #[error("too many failed authentications; retry later")]
+    Throttled(u32),
     /// The request headers are larger than the configured limit.
     #[error("request headers exceed {0} bytes")]
     HeadersTooLarge(usize),
@@ -81,6 +85,7 @@ impl Error {
             Error::NoToken | Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Unavailable { .. } | Error::Suspended(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -152,6 +157,7 @@ impl IntoResponse for Error {
                 retry_after_secs, ..
             } => Some((header::RETRY_AFTER, retry_after_secs.to_string())),
             Error::Suspended(_) => Some((header::RETRY_AFTER, SUSPENDED_RETRY_AFTER.to_string())),
+            Error::Throttled(secs) => Some((header::RETRY_AFTER, secs.to_string())),
             _ => None,
         };
         if let Some((name, value)) = extra

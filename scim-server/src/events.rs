@@ -27,8 +27,10 @@ const LISTED_REJECTIONS: usize = 5;
 pub struct Tally {
     /// The directory's uid (events reference the object itself).
     pub uid: String,
-    /// Requests answered 401.
+    /// Requests that failed authentication (answered 401, or 429 past the failure limits).
     pub auth_failures: u64,
+    /// Of those, the ones past the failure limits (answered 429 after a delay).
+    pub auth_throttled: u64,
     /// Other 4xx answers by (status, operation).
     pub rejected: BTreeMap<(u16, String), u64>,
 }
@@ -41,8 +43,16 @@ pub fn notes(tally: &Tally) -> Vec<(EventType, &'static str, String)> {
             EventType::Warning,
             "AuthenticationFailed",
             format!(
-                "{} requests with a missing or invalid bearer token (answered 401). If the token was rotated, paste the new one (see status.tokenSecretName) into the identity provider's Secret Token field",
-                tally.auth_failures
+                "{} requests with a missing or invalid bearer token (answered 401{}). If the token was rotated, paste the new one (see status.tokenSecretName) into the identity provider's Secret Token field",
+                tally.auth_failures,
+                if tally.auth_throttled > 0 {
+                    format!(
+                        "; {} past the failed-authentication limits were answered 429 after a delay: a client may be guessing tokens",
+                        tally.auth_throttled
+                    )
+                } else {
+                    String::new()
+                }
             ),
         ));
     }
@@ -109,6 +119,17 @@ impl DirectoryEvents {
                 .entry((status, operation.to_string()))
                 .or_default() += 1;
         }
+    }
+
+    /// Counts a failed authentication on directory `ns/name` (`throttled`: past the limits).
+    pub fn note_auth_failure(&self, ns: &str, name: &str, uid: &str, throttled: bool) {
+        let mut tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+        let tally = tallies
+            .entry((ns.to_string(), name.to_string()))
+            .or_default();
+        tally.uid = uid.to_string();
+        tally.auth_failures += 1;
+        tally.auth_throttled += u64::from(throttled);
     }
 
     /// Takes every tally.
@@ -186,6 +207,25 @@ mod tests {
             notes[1].2
         );
         assert!(events.drain().is_empty(), "a tally is published once");
+    }
+
+    #[test]
+    fn throttled_failures_are_told_in_the_auth_event() {
+        let events = DirectoryEvents::new(None, "test".into());
+        for i in 0..5 {
+            events.note_auth_failure("ns", "d", "uid", i >= 3);
+        }
+        let tallies = events.drain();
+        let notes = notes(&tallies[&("ns".to_string(), "d".to_string())]);
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].2.starts_with("5 requests"), "{}", notes[0].2);
+        assert!(
+            notes[0]
+                .2
+                .contains("2 past the failed-authentication limits"),
+            "{}",
+            notes[0].2
+        );
     }
 
     #[test]

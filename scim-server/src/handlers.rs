@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use scim_protocol::{ListQuery, PatchRequest, Precondition, ResourceKind, ScimError, discovery};
 
 use crate::AppState;
+use crate::cache::DirInfo;
 use crate::dialect::{self, PatchAnswer};
 use crate::directory::{Change, DirRef, Reply};
 use crate::error::Error;
@@ -41,6 +42,30 @@ fn dir<'a>(ns: &'a str, name: &'a str) -> DirRef<'a> {
     DirRef { ns, name }
 }
 
+/// The directory a request was authenticated for, by the admission middleware before the
+/// request took a slot (so the credential is checked once per request).
+#[derive(Debug, Clone)]
+pub struct Authorized(pub DirInfo);
+
+type Auth = Option<Extension<Authorized>>;
+
+/// The authenticated directory (a request that reached a handler without passing the
+/// middleware's check is refused).
+fn authorized(auth: Auth) -> Result<DirInfo, Error> {
+    auth.map(|Extension(Authorized(info))| info)
+        .ok_or(Error::NoToken)
+}
+
+/// The same for a write: a suspended directory (`spec.suspend`) refuses it with 503, which the
+/// identity provider retries later (see docs/operations.md).
+fn authorized_write(auth: Auth, d: DirRef<'_>) -> Result<DirInfo, Error> {
+    let info = authorized(auth)?;
+    if info.suspended {
+        return Err(Error::Suspended(format!("{}/{}", d.ns, d.name)));
+    }
+    Ok(info)
+}
+
 fn list_response<S: Storage>(
     st: &AppState<S>,
     (ns, name): (&str, &str),
@@ -61,12 +86,29 @@ pub async fn oauth_token<S: Storage>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Ok(bytes) = axum::body::to_bytes(body, oauth::MAX_REQUEST_BYTES).await else {
-        return oauth::TokenError::InvalidRequest(format!(
-            "the request body is unreadable or larger than {} bytes",
-            oauth::MAX_REQUEST_BYTES
-        ))
-        .into_response();
+    // No credential is known before the body is in: it is read under the body deadline and
+    // holds no slot meanwhile (see crate::admission).
+    let limit = st
+        .settings
+        .body_read_timeout
+        .max(std::time::Duration::from_millis(100));
+    let read = axum::body::to_bytes(body, oauth::MAX_REQUEST_BYTES);
+    let bytes = match tokio::time::timeout(limit, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return oauth::TokenError::InvalidRequest(format!(
+                "the request body is unreadable or larger than {} bytes",
+                oauth::MAX_REQUEST_BYTES
+            ))
+            .into_response();
+        }
+        Err(_) => {
+            return oauth::TokenError::InvalidRequest(format!(
+                "the request body was not received within {} s",
+                limit.as_secs().max(1)
+            ))
+            .into_response();
+        }
     };
     let request = match oauth::parse_request(
         request::header_str(&headers, header::AUTHORIZATION),
@@ -76,7 +118,11 @@ pub async fn oauth_token<S: Storage>(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    match st.directory.issue_access_token(dir(&ns, &name), &request) {
+    match st
+        .directory
+        .issue_access_token(dir(&ns, &name), &request)
+        .await
+    {
         Ok(answer) => answer.into_response(),
         Err(e) => e.into_response(),
     }
@@ -89,11 +135,10 @@ pub async fn list<S: Storage>(
     Path((ns, name)): Path<(String, String)>,
     q: QueryPairs,
     headers: HeaderMap,
+    auth: Auth,
 ) -> Res {
     let q = request::list_query(q)?;
-    st.directory
-        .authorize(dir(&ns, &name), request::bearer_token(&headers))
-        .await?;
+    authorized(auth)?;
     list_response(&st, (&ns, &name), &headers, kinds, &q)
 }
 
@@ -103,11 +148,10 @@ pub async fn search<S: Storage>(
     Extension(kinds): Extension<Kinds>,
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
+    auth: Auth,
     body: Body,
 ) -> Res {
-    st.directory
-        .authorize(dir(&ns, &name), request::bearer_token(&headers))
-        .await?;
+    authorized(auth)?;
     let v = request::json_body(&st.settings, &headers, body).await?;
     let q = ListQuery::from_search_body(&v)?;
     list_response(&st, (&ns, &name), &headers, kinds, &q)
@@ -120,11 +164,10 @@ pub async fn get<S: Storage>(
     Path((ns, name, id)): Path<(String, String, String)>,
     q: QueryPairs,
     headers: HeaderMap,
+    auth: Auth,
 ) -> Res {
     let d = dir(&ns, &name);
-    st.directory
-        .authorize(d, request::bearer_token(&headers))
-        .await?;
+    authorized(auth)?;
     let q = request::list_query(q)?;
     let at = request::locations(&headers, &ns, &name);
     let r = st
@@ -146,33 +189,27 @@ pub async fn create<S: Storage>(
     Extension(kind): Extension<ResourceKind>,
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
+    auth: Auth,
     body: Body,
 ) -> Res {
     let d = dir(&ns, &name);
-    let owner = st
-        .directory
-        .authorize_write(d, request::bearer_token(&headers))
-        .await?;
+    let owner = authorized_write(auth, d)?;
     let v = request::json_body(&st.settings, &headers, body).await?;
     let at = request::locations(&headers, &ns, &name);
     let r = st.directory.create(d, &owner, kind, &v, &at).await?;
     Ok(response::resource(StatusCode::CREATED, &r, None))
 }
 
+/// PUT or PATCH of `(ns, name, id)`, with the directory the request was authenticated for.
 async fn modify<S: Storage>(
     st: &AppState<S>,
     kind: ResourceKind,
     (ns, name, id): (String, String, String),
-    q: QueryPairs,
-    headers: HeaderMap,
-    body: Body,
+    (q, headers, body): (QueryPairs, HeaderMap, Body),
+    info: DirInfo,
     is_patch: bool,
 ) -> Res {
     let d = dir(&ns, &name);
-    let info = st
-        .directory
-        .authorize_write(d, request::bearer_token(&headers))
-        .await?;
     let q = request::list_query(q)?;
     let v = request::json_body(&st.settings, &headers, body).await?;
     let change = if is_patch {
@@ -210,9 +247,11 @@ pub async fn replace<S: Storage>(
     Path(path): Path<(String, String, String)>,
     q: QueryPairs,
     headers: HeaderMap,
+    auth: Auth,
     body: Body,
 ) -> Res {
-    modify(&st, kind, path, q, headers, body, false).await
+    let info = authorized_write(auth, dir(&path.0, &path.1))?;
+    modify(&st, kind, path, (q, headers, body), info, false).await
 }
 
 /// PATCH /Users/{id}, /Groups/{id}
@@ -222,9 +261,11 @@ pub async fn patch<S: Storage>(
     Path(path): Path<(String, String, String)>,
     q: QueryPairs,
     headers: HeaderMap,
+    auth: Auth,
     body: Body,
 ) -> Res {
-    modify(&st, kind, path, q, headers, body, true).await
+    let info = authorized_write(auth, dir(&path.0, &path.1))?;
+    modify(&st, kind, path, (q, headers, body), info, true).await
 }
 
 /// DELETE /Users/{id}, /Groups/{id}
@@ -233,25 +274,25 @@ pub async fn delete<S: Storage>(
     Extension(kind): Extension<ResourceKind>,
     Path((ns, name, id)): Path<(String, String, String)>,
     headers: HeaderMap,
+    auth: Auth,
 ) -> Res {
     let d = dir(&ns, &name);
-    st.directory
-        .authorize_write(d, request::bearer_token(&headers))
-        .await?;
+    authorized_write(auth, d)?;
     let if_match = request::header_str(&headers, header::IF_MATCH);
     st.directory.delete(d, kind, &id, if_match).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// A discovery document: `render` gets the directory's base URL; `None` is a 404 for `what`.
-fn discovery_document<S: Storage>(
-    st: &AppState<S>,
+/// Served without a token (RFC 7644 §4) and the same for every directory path, whether the
+/// directory exists or not: the documents say nothing of a directory, and an answer that
+/// differed would tell a client without a token which directories exist.
+fn discovery_document(
     (ns, name): (&str, &str),
     headers: &HeaderMap,
     what: impl FnOnce() -> String,
     render: impl FnOnce(&str) -> Option<serde_json::Value>,
 ) -> Res {
-    st.directory.require_known(dir(ns, name))?;
     let at = request::locations(headers, ns, name);
     match render(at.base()) {
         Some(v) => Ok(response::scim_json(StatusCode::OK, &v)),
@@ -266,30 +307,29 @@ pub async fn service_provider_config<S: Storage>(
     headers: HeaderMap,
 ) -> Res {
     let max = st.settings.max_results;
-    discovery_document(&st, (&ns, &name), &headers, String::new, |base| {
+    discovery_document((&ns, &name), &headers, String::new, |base| {
         Some(discovery::service_provider_config(base, max))
     })
 }
 
 /// GET /ResourceTypes
 pub async fn resource_types<S: Storage>(
-    State(st): St<S>,
+    State(_): St<S>,
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Res {
-    discovery_document(&st, (&ns, &name), &headers, String::new, |base| {
+    discovery_document((&ns, &name), &headers, String::new, |base| {
         Some(discovery::resource_types(base))
     })
 }
 
 /// GET /ResourceTypes/{name}
 pub async fn resource_type<S: Storage>(
-    State(st): St<S>,
+    State(_): St<S>,
     Path((ns, name, rt)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Res {
     discovery_document(
-        &st,
         (&ns, &name),
         &headers,
         || format!("no resource type {rt}"),
@@ -299,23 +339,22 @@ pub async fn resource_type<S: Storage>(
 
 /// GET /Schemas
 pub async fn schemas<S: Storage>(
-    State(st): St<S>,
+    State(_): St<S>,
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Res {
-    discovery_document(&st, (&ns, &name), &headers, String::new, |base| {
+    discovery_document((&ns, &name), &headers, String::new, |base| {
         Some(discovery::schemas(base))
     })
 }
 
 /// GET /Schemas/{id}
 pub async fn schema<S: Storage>(
-    State(st): St<S>,
+    State(_): St<S>,
     Path((ns, name, id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Res {
     discovery_document(
-        &st,
         (&ns, &name),
         &headers,
         || format!("no schema {id}"),

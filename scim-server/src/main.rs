@@ -11,8 +11,8 @@ use anyhow::Context;
 use clap::Parser;
 use kube_scim_runtime::verifier::{self, KeyRing, SharedKeyRing};
 use kube_scim_runtime::{logging, probes, shutdown};
-use tokio::sync::Semaphore;
 
+mod admission;
 mod auth;
 mod cache;
 mod config;
@@ -22,6 +22,7 @@ mod directory;
 mod entra;
 mod error;
 mod events;
+mod federation;
 mod guard;
 mod handlers;
 mod kube_store;
@@ -33,6 +34,7 @@ mod oauth;
 mod render;
 mod request;
 mod response;
+mod retry;
 mod routes;
 #[cfg(test)]
 mod routes_tests;
@@ -55,12 +57,13 @@ pub struct AppState<S> {
     pub metrics: Arc<metrics::Metrics>,
     /// Settings.
     pub settings: Settings,
-    /// Concurrency queue.
-    pub semaphore: Arc<Semaphore>,
-    /// Each directory's own concurrency queue, taken before `semaphore`.
-    pub directory_slots: middleware::DirectorySlots,
+    /// What a request may hold before it runs (slots, body bytes, failure limits).
+    pub admission: admission::Admission,
     /// Events about what each directory's identity provider runs into.
     pub events: Arc<events::DirectoryEvents>,
+    /// SIGTERM arrived: requests are still served (`--shutdown-drain`), but readiness fails
+    /// and every response closes its connection.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 #[tokio::main]
@@ -86,9 +89,13 @@ async fn main() -> anyhow::Result<()> {
             .verifier_key_reload_interval
             .max(std::time::Duration::from_secs(1)),
     ));
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
         .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
+    // Watches and Events keep kube-rs's retries; the store retries its own calls, per verb and
+    // within each request's deadline (retry.rs).
+    let store_client = kube_store::client(config.clone())?;
+    let client = kube::Client::try_from(config)?;
     let cache = Arc::new(cache::Cache::default());
     let metrics = Arc::new(metrics::Metrics::new());
     let namespaces = settings.watched_namespaces();
@@ -107,25 +114,35 @@ async fn main() -> anyhow::Result<()> {
         conflict_retries: settings.conflict_retries,
         inline_member_writes: settings.inline_member_writes,
     };
+    // One key cache per tenant, for Entra-issued tokens and federation assertions alike.
+    let entra = Arc::new(entra::EntraVerifier::new(entra::EntraConfig {
+        metadata_url: settings.entra_metadata_url.clone(),
+        issuer: settings.entra_issuer.clone(),
+        min_refresh: settings.entra_key_refresh_interval,
+    })?);
     let state = Arc::new(AppState {
         directory: DirectoryService::new(
             cache,
-            kube_store::KubeStore::new(client, metrics.clone()),
+            kube_store::KubeStore::new(
+                store_client,
+                metrics.clone(),
+                settings.max_apiserver_requests,
+            ),
             limits,
             keys,
         )
         .with_label_writes(metrics.cleanup_label_writes.clone())
-        .with_entra(Arc::new(entra::EntraVerifier::new(entra::EntraConfig {
-            metadata_url: settings.entra_metadata_url.clone(),
-            issuer: settings.entra_issuer.clone(),
-            min_refresh: settings.entra_key_refresh_interval,
-        })?)),
+        .with_entra(entra.clone())
+        .with_federation(Arc::new(federation::FederationVerifier::new(
+            federation::FederationConfig {
+                issuer: settings.federation_issuer.clone(),
+            },
+            entra,
+        ))),
         metrics,
-        semaphore: Arc::new(Semaphore::new(settings.max_concurrent_requests.max(1))),
-        directory_slots: middleware::DirectorySlots::new(
-            settings.max_concurrent_requests_per_directory.max(1),
-        ),
+        admission: admission::Admission::new(&settings),
         events,
+        draining: std::sync::atomic::AtomicBool::new(false),
         settings: settings.clone(),
     });
 
@@ -154,6 +171,9 @@ async fn main() -> anyhow::Result<()> {
         header_read_timeout: settings
             .header_read_timeout
             .max(std::time::Duration::from_secs(1)),
+        max_header_bytes: settings.max_header_bytes,
+        unauthenticated: state.admission.connections.clone(),
+        refused: state.metrics.connections_refused.clone(),
     };
     let api_srv = serve::serve(api, routes::scim(state.clone()), limits, wait(rx.clone()));
     let ops_srv =
@@ -162,6 +182,18 @@ async fn main() -> anyhow::Result<()> {
     let ops_task = tokio::spawn(async move { ops_srv.await });
 
     shutdown::signal().await;
+    // The pod's endpoints are removed as SIGTERM is sent, but proxies learn of it later and a
+    // keep-alive client keeps its connection to this pod: keep serving through the drain while
+    // readiness fails, and close each connection after its response, so the client's next
+    // request opens a connection that reaches a pod that stays. Stopping at once would close
+    // idle keep-alive connections under a request already on its way.
+    state
+        .draining
+        .store(true, std::sync::atomic::Ordering::Release);
+    if !settings.shutdown_drain.is_zero() {
+        tracing::info!(drain = ?settings.shutdown_drain, "draining: not ready, closing keep-alive connections, still serving");
+        tokio::time::sleep(settings.shutdown_drain).await;
+    }
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = tx.send(true);
     let grace = settings.shutdown_grace;

@@ -30,6 +30,15 @@ pub struct DirLabels {
     pub directory: String,
 }
 
+/// Labels of a throttled failed authentication.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThrottleLabels {
+    /// `namespace/name` of a known directory, else `unknown`.
+    pub directory: String,
+    /// The limit it ran into: `address` or `directory`.
+    pub scope: String,
+}
+
 /// Labels of the membership label writes of the background worker.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LabelWriteLabels {
@@ -55,6 +64,18 @@ pub struct ApiLabels {
     pub kind: String,
 }
 
+/// Labels of a retried apiserver call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    /// create, patch, get, list, delete.
+    pub verb: String,
+    /// ScimUser / ScimGroup.
+    pub kind: String,
+    /// The failed answer: `429`, `500` (an etcd timeout), `503`, `504`, `timeout` (a timeout
+    /// reason with another code) or `transport` (no answer: connection refused, reset, lost).
+    pub cause: String,
+}
+
 fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 17))
 }
@@ -74,8 +95,16 @@ pub struct Metrics {
     pub api_latency: Family<ApiLabels, Histogram, fn() -> Histogram>,
     /// Optimistic-concurrency conflicts (409 from the apiserver on an update).
     pub conflicts: Counter,
+    /// apiserver calls sent again after a retryable failure, by verb, kind and cause.
+    pub api_retries: Family<RetryLabels, Counter>,
     /// Requests answered 401, by directory.
     pub auth_failures: Family<DirLabels, Counter>,
+    /// Failed authentications past a limit (answered 429 after a delay), by directory and scope.
+    pub auth_throttled: Family<ThrottleLabels, Counter>,
+    /// Requests refused because the body bytes budget was spent (answered 503), by directory.
+    pub bodies_refused: Family<DirLabels, Counter>,
+    /// Connections closed as soon as accepted: too many unauthenticated connections.
+    pub connections_refused: Counter,
     /// Membership labels the background worker wrote, by directory and change.
     pub cleanup_label_writes: Family<LabelWriteLabels, Counter>,
     /// When each directory last got an authenticated request (Unix seconds).
@@ -137,6 +166,12 @@ impl Metrics {
             "Update conflicts on resourceVersion (each is retried)",
             conflicts.clone(),
         );
+        let api_retries = Family::<RetryLabels, Counter>::default();
+        registry.register(
+            "apiserver_retries",
+            "apiserver calls sent again after a retryable failure (429, etcd timeout, 503, 504, lost connection)",
+            api_retries.clone(),
+        );
         let g = |r: &mut Registry, n: &str, h: &str| {
             let x = Gauge::default();
             r.register(n, h, x.clone());
@@ -147,6 +182,24 @@ impl Metrics {
             "auth_failures",
             "Requests to a directory answered 401 (missing or invalid credentials)",
             auth_failures.clone(),
+        );
+        let auth_throttled = Family::<ThrottleLabels, Counter>::default();
+        registry.register(
+            "auth_failures_throttled",
+            "Failed authentications past the per-address or per-directory limit (answered 429 after a delay)",
+            auth_throttled.clone(),
+        );
+        let bodies_refused = Family::<DirLabels, Counter>::default();
+        registry.register(
+            "body_budget_refusals",
+            "Requests answered 503 because the bytes of buffered bodies were at their limit",
+            bodies_refused.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "unauthenticated_connections_refused",
+            "Connections closed when accepted: too many connections without an authenticated request",
+            connections_refused.clone(),
         );
         let per_dir = |r: &mut Registry, n: &str, h: &str| {
             let x = Family::<DirLabels, Gauge>::default();
@@ -210,7 +263,11 @@ impl Metrics {
             api_calls,
             api_latency,
             conflicts,
+            api_retries,
             auth_failures,
+            auth_throttled,
+            bodies_refused,
+            connections_refused,
             cleanup_label_writes,
             last_request: Default::default(),
             directory_ready,

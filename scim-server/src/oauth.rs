@@ -1,6 +1,7 @@
 //! OAuth 2.0 client credentials (RFC 6749 §4.4) for directories with method
 //! `OAuthClientCredentials`: the token endpoint's request and answers, and the access tokens it
-//! issues. No Kubernetes, no I/O.
+//! issues. No Kubernetes, no I/O. The same endpoint and access tokens serve method
+//! `WorkloadIdentityFederation`, whose client assertions `crate::federation` checks.
 //!
 //! The client id is the directory's uid; the client secret is the directory's token, checked
 //! against the keyed verifiers in its status like a bearer token ([`crate::auth::token_matches`]),
@@ -41,9 +42,11 @@ pub const GRANT_TYPE: &str = "client_credentials";
 /// Default lifetime of an access token.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
-/// Shortest and longest lifetime accepted from a directory's spec (the CRD enforces the same).
+/// Shortest and longest lifetime accepted from a directory's spec (the CRD enforces the same;
+/// a longer value admitted by an older CRD is shortened). Microsoft's gallery validation wants
+/// `expires_in` of 60 to 360 minutes: the default and the longest pass.
 const LIFETIME_RANGE: (Duration, Duration) =
-    (Duration::from_secs(1), Duration::from_secs(24 * 3600));
+    (Duration::from_secs(1), Duration::from_secs(6 * 3600));
 
 /// Largest token request body read.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -75,13 +78,16 @@ impl OAuthSettings {
     }
 }
 
-/// How the client authenticated: RFC 6749 §2.3.1's two ways.
+/// How the client authenticated: RFC 6749 §2.3.1's two ways, or a JWT assertion (RFC 7523
+/// §2.2, workload identity federation: see [`crate::federation`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuth {
     /// `Authorization: Basic` (`client_secret_basic`).
     Basic,
     /// `client_id` and `client_secret` in the body (`client_secret_post`).
     Body,
+    /// `client_assertion_type` jwt-bearer and `client_assertion` in the body.
+    Assertion,
 }
 
 /// A token request, read and checked for shape (not yet for its credentials).
@@ -96,6 +102,9 @@ pub struct TokenRequest {
     pub client_secrets: Vec<String>,
     /// `grant_type`.
     pub grant_type: String,
+    /// With [`ClientAuth::Assertion`]: the JWT (and `client_id` may be empty: RFC 7523 makes
+    /// it optional).
+    pub client_assertion: Option<String>,
 }
 
 /// A token endpoint error (RFC 6749 §5.2). The description goes to the client; it never holds a
@@ -291,6 +300,37 @@ pub fn parse_request(
     let grant_type = param("grant_type")
         .ok_or_else(|| TokenError::InvalidRequest("grant_type is missing".into()))?;
     let (body_id, body_secret) = (param("client_id"), param("client_secret"));
+    let (assertion_type, assertion) = (param("client_assertion_type"), param("client_assertion"));
+    if assertion_type.is_some() || assertion.is_some() {
+        if basic.is_some() || body_secret.is_some() {
+            return Err(TokenError::InvalidRequest(
+                "the client authenticated both with a client assertion and with a client \
+                 secret; use one"
+                    .into(),
+            ));
+        }
+        let (Some(assertion_type), Some(assertion)) = (assertion_type, assertion) else {
+            return Err(TokenError::InvalidRequest(
+                "client_assertion_type and client_assertion go together".into(),
+            ));
+        };
+        if assertion_type != crate::federation::ASSERTION_TYPE {
+            return Err(TokenError::InvalidClient {
+                detail: format!(
+                    "client_assertion_type must be {}",
+                    crate::federation::ASSERTION_TYPE
+                ),
+                basic: false,
+            });
+        }
+        return Ok(TokenRequest {
+            auth: ClientAuth::Assertion,
+            client_id: body_id.unwrap_or_default(),
+            client_secrets: Vec::new(),
+            grant_type,
+            client_assertion: Some(assertion),
+        });
+    }
     let (auth, client_id, client_secrets) = match basic {
         Some(value) => {
             if body_secret.is_some() {
@@ -334,6 +374,7 @@ pub fn parse_request(
         client_id,
         client_secrets,
         grant_type,
+        client_assertion: None,
     })
 }
 
@@ -564,6 +605,62 @@ mod tests {
     }
 
     #[test]
+    fn client_assertions_are_read_and_never_mixed_with_a_secret() {
+        const TYPE: &str = "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer";
+        // What Microsoft's validation sends (an unknown baseAddress parameter included).
+        let body = format!(
+            "grant_type=client_credentials&client_id=uid-a&client_assertion=h.p.s\
+             &client_assertion_type={TYPE}&baseAddress=https%3A%2F%2Fscim.example"
+        );
+        let r = parse_request(None, FORM, body.as_bytes()).unwrap();
+        assert_eq!(r.auth, ClientAuth::Assertion);
+        assert_eq!(r.client_id, "uid-a");
+        assert_eq!(r.client_assertion.as_deref(), Some("h.p.s"));
+        assert!(r.client_secrets.is_empty());
+        // client_id is optional with an assertion.
+        let body = format!(
+            "grant_type=client_credentials&client_assertion=h.p.s&client_assertion_type={TYPE}"
+        );
+        assert_eq!(
+            parse_request(None, FORM, body.as_bytes())
+                .unwrap()
+                .client_id,
+            ""
+        );
+        let code = |auth: Option<&str>, body: &str| {
+            parse_request(auth, FORM, body.as_bytes())
+                .unwrap_err()
+                .code()
+        };
+        let with_secret = format!(
+            "grant_type=client_credentials&client_id=a&client_secret=s&client_assertion=h.p.s&client_assertion_type={TYPE}"
+        );
+        assert_eq!(code(None, &with_secret), "invalid_request");
+        let with_basic = format!(
+            "grant_type=client_credentials&client_assertion=h.p.s&client_assertion_type={TYPE}"
+        );
+        assert_eq!(code(Some(&basic("a", "s")), &with_basic), "invalid_request");
+        assert_eq!(
+            code(None, "grant_type=client_credentials&client_assertion=h.p.s"),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(
+                None,
+                &format!("grant_type=client_credentials&client_assertion_type={TYPE}")
+            ),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(
+                None,
+                "grant_type=client_credentials&client_assertion=h.p.s&client_assertion_type=urn%3Aother"
+            ),
+            "invalid_client"
+        );
+    }
+
+    #[test]
     fn error_answers_carry_the_code_no_store_and_the_basic_challenge() {
         let r = TokenError::InvalidClient {
             detail: "wrong".into(),
@@ -674,8 +771,13 @@ mod tests {
         );
         assert_eq!(
             OAuthSettings::from_lifetime(Some("48h")).lifetime,
-            Duration::from_secs(24 * 3600)
+            Duration::from_secs(6 * 3600)
         );
+        // What Microsoft's Validate_Credentials_Test checks: expires_in / 60 in 60..=360.
+        for lifetime in [None, Some("60m"), Some("6h"), Some("24h")] {
+            let minutes = OAuthSettings::from_lifetime(lifetime).lifetime.as_secs() / 60;
+            assert!((60..=360).contains(&minutes), "{lifetime:?}: {minutes}");
+        }
         assert_eq!(
             OAuthSettings::from_lifetime(Some("nonsense")).lifetime,
             DEFAULT_LIFETIME

@@ -80,7 +80,9 @@ pub fn ops<S: Storage>(st: Arc<AppState<S>>) -> Router {
 /// The SCIM API port answers the probes too (outside the request middleware).
 impl<S: Storage> Probe for AppState<S> {
     fn ready(&self) -> Result<&'static str, &'static str> {
-        if self.directory.cache().is_synced() {
+        if self.draining.load(std::sync::atomic::Ordering::Acquire) {
+            Err("shutting down")
+        } else if self.directory.cache().is_synced() {
             Ok("ready")
         } else {
             Err("caches not synced")

@@ -13,7 +13,6 @@ use kube_scim_crds::{
 };
 use kube_scim_runtime::verifier::{KeyRing, SharedKeyRing};
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use crate::AppState;
@@ -37,12 +36,21 @@ fn app_for(provider: Provider) -> axum::Router {
 }
 
 fn app_with(spec: ScimDirectorySpec) -> axum::Router {
+    super::routes::scim(state_with(spec))
+}
+
+fn state_with(spec: ScimDirectorySpec) -> Arc<AppState<MemoryStore>> {
     let cache = Arc::new(Cache::default());
     cache.register_watcher();
     cache.watcher_synced();
     let keys =
         KeyRing::from_keys([("k1", b"routes-test-key-0123456789abcdef-0123".to_vec())]).unwrap();
-    let hash = keys.hashes(TOKEN).remove(0);
+    let binding = kube_scim_runtime::verifier::Binding {
+        uid: "uid-d",
+        namespace: "ns",
+        name: "d",
+    };
+    let hash = keys.hashes(&binding, TOKEN).remove(0);
     let mut dir = ScimDirectory::new("d", spec);
     dir.metadata.namespace = Some("ns".into());
     dir.metadata.uid = Some("uid-d".into());
@@ -70,7 +78,7 @@ fn app_with(spec: ScimDirectorySpec) -> axum::Router {
         conflict_retries: 2,
         inline_member_writes: 1000,
     };
-    let state = Arc::new(AppState {
+    Arc::new(AppState {
         directory: DirectoryService::new(
             cache,
             MemoryStore::default(),
@@ -78,12 +86,11 @@ fn app_with(spec: ScimDirectorySpec) -> axum::Router {
             SharedKeyRing::new(keys),
         ),
         metrics: Arc::new(Metrics::new()),
-        semaphore: Arc::new(Semaphore::new(8)),
-        directory_slots: crate::middleware::DirectorySlots::new(4),
+        admission: crate::admission::Admission::new(&settings),
         events: Arc::new(crate::events::DirectoryEvents::new(None, "test".into())),
+        draining: std::sync::atomic::AtomicBool::new(false),
         settings,
-    });
-    super::routes::scim(state)
+    })
 }
 
 async fn call(
@@ -329,7 +336,7 @@ async fn every_error_is_a_scim_error() {
         (
             Method::GET,
             "/scim/v2/ns/nope/Users".to_string(),
-            StatusCode::NOT_FOUND,
+            StatusCode::UNAUTHORIZED,
         ),
         (Method::GET, format!("{BASE}/Nope"), StatusCode::NOT_FOUND),
         (
@@ -518,4 +525,133 @@ async fn without_the_method_the_endpoint_and_its_tokens_open_nothing() {
     );
     assert_eq!(list_with(&without, &access).await, StatusCode::UNAUTHORIZED);
     assert_eq!(list_with(&without, TOKEN).await, StatusCode::OK);
+}
+
+/// After SIGTERM the server keeps serving through the drain, reports not ready (so it leaves
+/// the Service's endpoints) and closes each connection after its response (so a keep-alive
+/// client reconnects, to a pod that stays, instead of losing a request when this one stops).
+#[tokio::test]
+async fn a_draining_server_serves_reports_not_ready_and_closes_each_connection() {
+    let state = state_with(ScimDirectorySpec::default());
+    let app = super::routes::scim(state.clone());
+    let get = |path: &str| {
+        Request::builder()
+            .uri(path)
+            .header(header::HOST, "scim.test")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let users = &format!("{BASE}/Users");
+    let resp = app.clone().oneshot(get(users)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().get(header::CONNECTION).is_none());
+    let ready = app.clone().oneshot(get("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+
+    state
+        .draining
+        .store(true, std::sync::atomic::Ordering::Release);
+    let resp = app.clone().oneshot(get(users)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "still served while draining");
+    assert_eq!(resp.headers()[header::CONNECTION], "close");
+    let ready = app.clone().oneshot(get("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// Without a valid credential, a directory that exists and one that does not get the same
+/// answers (status, headers that matter, body), on resources, discovery and the token endpoint.
+#[tokio::test]
+async fn unauthenticated_answers_do_not_tell_which_directories_exist() {
+    use base64::Engine;
+    use kube_scim_crds::AuthMethod;
+    let app = app_with(oauth_spec(vec![
+        AuthMethod::BearerToken,
+        AuthMethod::OAuthClientCredentials,
+    ]));
+    let basic = |pair: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    };
+    let form = "application/x-www-form-urlencoded";
+    // (method, path tail, Authorization, (Content-Type, body))
+    type Case<'a> = (Method, &'a str, Option<String>, Option<(&'a str, String)>);
+    let cases: Vec<Case> = vec![
+        (Method::GET, "/Users", None, None),
+        (
+            Method::GET,
+            "/Users?filter=userName%20eq%20%22a%22",
+            Some("Bearer wrong".into()),
+            None,
+        ),
+        (Method::GET, "/Users/x", Some("Bearer wrong".into()), None),
+        (Method::DELETE, "/Users/x", None, None),
+        (
+            Method::POST,
+            "/Users",
+            Some("Bearer wrong".into()),
+            Some(("application/scim+json", r#"{"userName":"a"}"#.into())),
+        ),
+        (Method::GET, "/NoSuchThing", None, None),
+        (Method::GET, "/ServiceProviderConfig", None, None),
+        (Method::GET, "/Schemas", None, None),
+        (Method::GET, "/ResourceTypes/User", None, None),
+        (
+            Method::POST,
+            "/oauth2/token",
+            Some(basic("uid-d:wrong")),
+            Some((form, "grant_type=client_credentials".into())),
+        ),
+        (
+            Method::POST,
+            "/oauth2/token",
+            None,
+            Some((
+                form,
+                "grant_type=client_credentials&client_id=uid-d&client_secret=x".into(),
+            )),
+        ),
+        (
+            Method::POST,
+            "/oauth2/token",
+            None,
+            Some((form, "grant_type=password".into())),
+        ),
+    ];
+    for (method, tail, auth, body) in cases {
+        let mut answers = Vec::new();
+        for dir in ["d", "nope"] {
+            let mut req = Request::builder()
+                .method(method.clone())
+                .uri(format!("/scim/v2/ns/{dir}{tail}"))
+                .header(header::HOST, "scim.test");
+            if let Some(a) = &auth {
+                req = req.header(header::AUTHORIZATION, a);
+            }
+            let body = match &body {
+                Some((ct, b)) => {
+                    req = req.header(header::CONTENT_TYPE, *ct);
+                    Body::from(b.clone())
+                }
+                None => Body::empty(),
+            };
+            let resp = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+            let status = resp.status();
+            let challenge = resp.headers().get(header::WWW_AUTHENTICATE).cloned();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            // Discovery documents carry their own URL.
+            let text = String::from_utf8_lossy(&bytes).replace("/ns/nope", "/ns/d");
+            answers.push((status, challenge, text));
+        }
+        assert_eq!(answers[0], answers[1], "{method} {tail}");
+        assert!(
+            answers[0].0 == StatusCode::UNAUTHORIZED
+                || answers[0].0 == StatusCode::OK
+                || answers[0].0 == StatusCode::BAD_REQUEST,
+            "{method} {tail}: {:?}",
+            answers[0]
+        );
+    }
 }

@@ -8,6 +8,7 @@
 //! (`directory/objects.rs`).
 
 use std::future::Future;
+use std::time::Duration;
 
 use kube::api::DynamicObject;
 use scim_protocol::ResourceKind;
@@ -34,6 +35,24 @@ pub enum StoreError {
     /// Anything else: the backend could not be reached or failed.
     #[error("unavailable: {0}")]
     Unavailable(String),
+}
+
+tokio::task_local! {
+    /// When the SCIM request being served must be answered: a store retries a failed call
+    /// only while another attempt fits before it.
+    static DEADLINE: tokio::time::Instant;
+}
+
+/// Runs `f` (a request's processing) with `deadline` visible to the store's retries.
+pub async fn with_deadline<F: Future>(deadline: tokio::time::Instant, f: F) -> F::Output {
+    DEADLINE.scope(deadline, f).await
+}
+
+/// The current request's deadline, or `now + budget` outside a request (background work).
+pub fn deadline_or(budget: Duration) -> tokio::time::Instant {
+    DEADLINE
+        .try_with(|d| *d)
+        .unwrap_or_else(|_| tokio::time::Instant::now() + budget)
 }
 
 /// Reads and writes of ScimUser / ScimGroup objects in one namespace at a time.

@@ -32,6 +32,11 @@ impl StoredObject {
     pub fn into_inner(self) -> DynamicObject {
         self.0
     }
+
+    /// The object, borrowed.
+    pub fn inner(&self) -> &DynamicObject {
+        &self.0
+    }
 }
 
 /// The metadata the server uses; every other field (managedFields first of all) is skipped

@@ -536,6 +536,38 @@ pub async fn client_credentials_token(
     Answer::read(response).await
 }
 
+/// Exchanges a workload identity federation assertion at `token_endpoint` as Microsoft's
+/// gallery validation does (`Federated_Identity_Test`): client credentials grant, the assertion
+/// as an RFC 7523 client assertion, `client_id` if given, and its extra `baseAddress`.
+pub async fn client_assertion_token(
+    token_endpoint: &str,
+    client_id: Option<&str>,
+    assertion: &str,
+    grant_type: &str,
+) -> anyhow::Result<Answer> {
+    let mut form = vec![("grant_type", grant_type)];
+    if let Some(id) = client_id {
+        form.push(("client_id", id));
+    }
+    form.push(("client_assertion", assertion));
+    form.push((
+        "client_assertion_type",
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+    ));
+    form.push(("baseAddress", token_endpoint));
+    let body: Vec<String> = form
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect();
+    let response = default_http()
+        .post(token_endpoint)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body.join("&"))
+        .send()
+        .await?;
+    Answer::read(response).await
+}
+
 /// Legacy Entra sends booleans as capitalised strings.
 fn legacy_value(value: &Value) -> Value {
     match value {

@@ -80,6 +80,45 @@ pub fn valid_claims(tenant: &str) -> Value {
     })
 }
 
+/// The issuer of a tenant's Entra v2.0 tokens: what workload identity federation assertions
+/// carry.
+pub fn v2_issuer_of(tenant: &str) -> String {
+    format!("https://login.microsoftonline.com/{tenant}/v2.0")
+}
+
+/// The claims of the v2.0 access token Entra issues to application `app_id` for itself
+/// (`scope=api://<app_id>/.default`, client credentials), as Microsoft's gallery validation
+/// presents it as a federation assertion: `aud` the application id, `sub` the object id of its
+/// service principal, a unique `uti` (Entra's `jti`), valid from a minute ago for an hour.
+pub fn app_token_claims(tenant: &str, app_id: &str, object_id: &str) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    let uti = URL_SAFE_NO_PAD.encode(format!("{}-{}", now.as_nanos(), next_serial()));
+    let now = now.as_secs() as i64;
+    json!({
+        "aud": app_id,
+        "iss": v2_issuer_of(tenant),
+        "iat": now - 60,
+        "nbf": now - 60,
+        "exp": now + 3600,
+        "azp": app_id,
+        "azpacr": "1",
+        "idtyp": "app",
+        "oid": object_id,
+        "sub": object_id,
+        "tid": tenant,
+        "uti": uti,
+        "ver": "2.0",
+    })
+}
+
+fn next_serial() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SERIAL: AtomicU64 = AtomicU64::new(0);
+    SERIAL.fetch_add(1, Ordering::Relaxed)
+}
+
 struct State {
     published: Vec<usize>,
     fetches: usize,

@@ -27,17 +27,63 @@ pub fn random_key() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// `hmac-sha256:<id>:<hex>` of `token` under `key`.
-pub fn hmac_verifier(id: &str, key: &[u8], token: &[u8]) -> String {
+fn hmac_hex(key: &[u8], message: &[u8]) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
-    mac.update(token);
-    let hex: String = mac
-        .finalize()
+    mac.update(message);
+    mac.finalize()
         .into_bytes()
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("hmac-sha256:{id}:{hex}")
+        .collect()
+}
+
+/// `hmac-sha256:<id>:<hex>` of `token` under `key`: the unbound verifier of earlier builds.
+pub fn hmac_verifier(id: &str, key: &[u8], token: &[u8]) -> String {
+    format!("hmac-sha256:{id}:{}", hmac_hex(key, token))
+}
+
+/// The directory a verifier is bound to.
+#[derive(Debug, Clone, Copy)]
+pub struct Dir<'a> {
+    pub uid: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+impl<'a> Dir<'a> {
+    /// The identity of a directory read from (or created in) the apiserver.
+    pub fn of(dir: &'a kube_scim_crds::ScimDirectory) -> Dir<'a> {
+        Dir {
+            uid: dir
+                .metadata
+                .uid
+                .as_deref()
+                .expect("a directory from the apiserver"),
+            namespace: dir.metadata.namespace.as_deref().expect("namespaced"),
+            name: dir.metadata.name.as_deref().expect("named"),
+        }
+    }
+}
+
+/// `hmac-sha256-dir:<id>:<hex>`: HMAC-SHA256 under HKDF-SHA256(key, info
+/// `kube-scim/token-verifier/v2`) of the directory's uid, namespace, name and the token, each
+/// preceded by its length as 8 big-endian bytes.
+pub fn bound_verifier(id: &str, key: &[u8], dir: Dir<'_>, token: &[u8]) -> String {
+    let mut derived = [0u8; 32];
+    hkdf::Hkdf::<Sha256>::new(None, key)
+        .expand(b"kube-scim/token-verifier/v2", &mut derived)
+        .expect("32 bytes");
+    let mut message = Vec::new();
+    for field in [
+        dir.uid.as_bytes(),
+        dir.namespace.as_bytes(),
+        dir.name.as_bytes(),
+        token,
+    ] {
+        message.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        message.extend_from_slice(field);
+    }
+    format!("hmac-sha256-dir:{id}:{}", hmac_hex(&derived, &message))
 }
 
 impl VerifierKeys {
@@ -113,12 +159,12 @@ impl VerifierKeys {
         Ok(out)
     }
 
-    /// The verifiers of `token` under every key here, the primary key's first.
-    pub fn verifiers(&self, token: &[u8]) -> Vec<String> {
+    /// The verifiers of `token` at `dir` under every key here, the primary key's first.
+    pub fn verifiers(&self, dir: Dir<'_>, token: &[u8]) -> Vec<String> {
         self.read()
             .expect("verifier keys readable")
             .iter()
-            .map(|(id, key)| hmac_verifier(id, key.as_bytes(), token))
+            .map(|(id, key)| bound_verifier(id, key.as_bytes(), dir, token))
             .collect()
     }
 }

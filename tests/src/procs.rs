@@ -146,6 +146,16 @@ impl ManagedProcess {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Sends SIGTERM and returns at once (as the kubelet does when a pod is deleted): for a
+    /// test that watches what the process does while it shuts down.
+    pub fn terminate(&mut self) {
+        if let Some(child) = self.child.as_mut()
+            && matches!(child.try_wait(), Ok(None))
+        {
+            signal(child.id(), libc::SIGTERM);
+        }
+    }
+
     /// Sends SIGTERM and waits up to 10 s, then SIGKILL. Idempotent.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
@@ -182,9 +192,43 @@ impl ManagedProcess {
     }
 }
 
+/// Lines of a component's log a failing test prints.
+const FAILURE_LOG_LINES: usize = 60;
+
 impl Drop for ManagedProcess {
     fn drop(&mut self) {
+        // Dropped while a test unwinds from a failed assertion: print what the component said,
+        // so an intermittent failure can be diagnosed from the run that had it.
+        if std::thread::panicking() {
+            eprintln!(
+                "\n--- {} (pid {:?}): last {FAILURE_LOG_LINES} lines of {} ---\n{}\n--- end of {} ---",
+                self.name,
+                self.pid(),
+                self.log.display(),
+                self.log_tail(FAILURE_LOG_LINES),
+                self.name
+            );
+        }
         self.stop();
+    }
+}
+
+/// Prints what `logs` returns when dropped during a failed test (a panic unwinding): for
+/// components a test did not start as a [`ManagedProcess`] (pods on a node, read with kubectl).
+pub struct LogsOnFailure<F: FnMut() -> String>(F);
+
+impl<F: FnMut() -> String> LogsOnFailure<F> {
+    /// A guard that prints `logs()` if the test fails while it is alive.
+    pub fn new(logs: F) -> Self {
+        LogsOnFailure(logs)
+    }
+}
+
+impl<F: FnMut() -> String> Drop for LogsOnFailure<F> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("\n--- component logs at the failure ---\n{}", (self.0)());
+        }
     }
 }
 

@@ -1,20 +1,26 @@
 //! Auth method `EntraToken`: the Entra flow client presents tokens that a JWT test issuer on
 //! 127.0.0.1 mints (as Entra does when the enterprise application's Secret Token is left empty);
-//! the SCIM server verifies them against the issuer's published keys, on the shared plane.
+//! the SCIM server verifies them against the issuer's published keys, on the shared plane. A
+//! token opens only the directory bound to its application (`allowedAppIds`, the token's
+//! `appid`); a directory bound to none, or to an application another directory has, is refused
+//! (issue 27, defect 4).
 
 use std::time::Duration;
 
+use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::PostParams;
 use kube_scim_crds::{AuthMethod, AuthSpec, EntraTokenSpec, ScimDirectory, ScimDirectorySpec};
-use kube_scim_tests::ControlPlane;
 use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser, assert_invalid_token};
 use kube_scim_tests::jwt_issuer::{JwtIssuer, PROVISIONING_APP_ID, issuer_of, valid_claims};
 use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
+use kube_scim_tests::{ControlPlane, eventually};
 use serde_json::{Value, json};
 
 const TENANT: &str = "3f1e4b7a-5c2d-4e8f-9a0b-1c2d3e4f5a6b";
 const OTHER_TENANT: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
+/// The enterprise application of directory `jwt-only` (`both` has [`PROVISIONING_APP_ID`]).
+const OTHER_APP_ID: &str = "5d2c1b0a-9e8f-4d7c-b6a5-4f3e2d1c0b9a";
 
 fn spec(methods: Vec<AuthMethod>, allowed_app_ids: Vec<String>) -> ScimDirectorySpec {
     ScimDirectorySpec {
@@ -25,6 +31,7 @@ fn spec(methods: Vec<AuthMethod>, allowed_app_ids: Vec<String>) -> ScimDirectory
                 allowed_app_ids,
             }),
             oauth_client_credentials: None,
+            workload_identity_federation: None,
         },
         ..Default::default()
     }
@@ -56,15 +63,12 @@ async fn entra_issued_tokens_open_only_their_tenants_directory_and_survive_a_key
             "both",
             spec(
                 vec![AuthMethod::BearerToken, AuthMethod::EntraToken],
-                vec![],
+                vec![PROVISIONING_APP_ID.into()],
             ),
         ),
         (
             "jwt-only",
-            spec(
-                vec![AuthMethod::EntraToken],
-                vec![PROVISIONING_APP_ID.into()],
-            ),
+            spec(vec![AuthMethod::EntraToken], vec![OTHER_APP_ID.into()]),
         ),
         ("bearer-only", ScimDirectorySpec::default()),
     ] {
@@ -86,11 +90,13 @@ async fn entra_issued_tokens_open_only_their_tenants_directory_and_survive_a_key
     assert_eq!(status.auth_methods, vec![AuthMethod::BearerToken]);
     assert_eq!(status.entra_tenant_id, None);
 
-    // Entra's provisioning cycle with its own token, in both directories that accept it.
+    // Entra's provisioning cycle with the token of each directory's application, in both
+    // directories that accept Entra tokens.
     let claims = valid_claims(TENANT);
     let jwt = issuer.mint(0, &claims);
-    for name in ["both", "jwt-only"] {
-        let client = EntraClient::new(&stack.base_url(&ns, name), &jwt, Dialect::Compliant);
+    let other_app_jwt = issuer.mint(0, &with(&claims, json!({"appid": OTHER_APP_ID})));
+    for (name, token) in [("both", &jwt), ("jwt-only", &other_app_jwt)] {
+        let client = EntraClient::new(&stack.base_url(&ns, name), token, Dialect::Compliant);
         let answer = client.test_connection().await.unwrap();
         assert_eq!(
             answer.status,
@@ -184,7 +190,16 @@ async fn entra_issued_tokens_open_only_their_tenants_directory_and_survive_a_key
     for (case, token) in &cases {
         assert_invalid_token(&base, token, case).await;
     }
-    // allowedAppIds: another calling application of the same tenant is refused.
+    // allowedAppIds: a token Entra issued for another application of the same tenant (the same
+    // audience), e.g. one that application's SCIM endpoint received, is refused; so is one
+    // naming no application.
+    assert_invalid_token(
+        &stack.base_url(&ns, "jwt-only"),
+        &jwt,
+        "the other directory's application",
+    )
+    .await;
+    assert_invalid_token(&base, &other_app_jwt, "the other directory's application").await;
     assert_invalid_token(
         &stack.base_url(&ns, "jwt-only"),
         &issuer.mint(
@@ -197,6 +212,80 @@ async fn entra_issued_tokens_open_only_their_tenants_directory_and_survive_a_key
         "another application",
     )
     .await;
+    let mut no_app = claims.clone();
+    no_app.as_object_mut().unwrap().remove("appid");
+    assert_invalid_token(&base, &issuer.mint(0, &no_app), "no application").await;
+
+    // A directory bound to no application is refused by the operator (and so by the server,
+    // which serves no directory that is not Ready), with a Warning; so is one bound to an
+    // application an older directory of the tenant already has.
+    for (name, apps) in [
+        ("unbound", vec![]),
+        ("copycat", vec![PROVISIONING_APP_ID.to_uppercase()]),
+    ] {
+        dirs.create(
+            &PostParams::default(),
+            &ScimDirectory::new(name, spec(vec![AuthMethod::EntraToken], apps)),
+        )
+        .await
+        .unwrap();
+    }
+    for (name, reason) in [
+        ("unbound", "EntraAppNotBound"),
+        ("copycat", "EntraAppConflict"),
+    ] {
+        let message = eventually(
+            &format!("{name}: Ready=False {reason}"),
+            Duration::from_secs(30),
+            || async {
+                let dir = dirs.get(name).await.ok()?;
+                let ready = dir
+                    .status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready")?;
+                (ready.status == "False" && ready.reason == reason).then_some(ready.message)
+            },
+        )
+        .await;
+        assert!(message.contains("allowedAppIds"), "{name}: {message}");
+        let events: Api<Event> = Api::namespaced(kube.clone(), &ns);
+        eventually(
+            &format!("{name}: a Warning {reason}"),
+            Duration::from_secs(30),
+            || async {
+                events
+                    .list(&Default::default())
+                    .await
+                    .ok()?
+                    .items
+                    .iter()
+                    .any(|e| {
+                        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                            && e.reason.as_deref() == Some(reason)
+                            && e.type_.as_deref() == Some("Warning")
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
+        let answer = EntraClient::new(&stack.base_url(&ns, name), &jwt, Dialect::Compliant)
+            .test_connection()
+            .await
+            .unwrap();
+        assert!(
+            !(200..300).contains(&answer.status),
+            "{name} opened: {} {}",
+            answer.status,
+            answer.body
+        );
+    }
+    // The older directory keeps its application.
+    let answer = EntraClient::new(&base, &jwt, Dialect::Compliant)
+        .test_connection()
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}\n{}", answer.body, stack.logs());
 
     // The reasons are in the server's log; the tokens are not.
     let log = stack.server.log_tail(400);

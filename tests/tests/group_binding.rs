@@ -19,8 +19,9 @@ use kube_scim_crds::{
     ScimUser, ScimUserSpec, ScimUserStatus, labels,
 };
 use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser};
+use kube_scim_tests::procs::ManagedProcess;
 use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
-use kube_scim_tests::{ControlPlane, eventually, must_succeed};
+use kube_scim_tests::{ControlPlane, eventually, free_port, must_succeed, workspace_binary};
 use serde_json::json;
 
 const ACCESS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -101,6 +102,9 @@ fn binding_spec(group_object_id: &str, role: &str, namespaces: &[&str]) -> ScimG
             name: Some("oidc:{{externalId}}".into()),
             ..Default::default()
         },
+        // These tests' directories accept the bearer token they read from the Secret.
+        trust_directory_secret_readers: true,
+        directory_acknowledgement: None,
     }
 }
 
@@ -767,5 +771,1068 @@ async fn a_binding_grants_nothing_its_author_could_not_grant() {
         .arg(&policy)
         .output()
         .unwrap();
+    drop(stack);
+}
+
+/// A chart template as `kubectl apply` takes it: the Helm conditionals dropped, the chart's name
+/// replaced by `name`, its standard labels by one fixed label.
+fn chart_template(file: &str, name: &str) -> String {
+    let path = kube_scim_tests::repo_root()
+        .join("charts/kube-scim/templates")
+        .join(file);
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let trimmed = l.trim_start();
+            if trimmed.starts_with("{{- include \"kube-scim.labels\"") {
+                let indent = &l[..l.len() - trimmed.len()];
+                return Some(format!("{indent}app.kubernetes.io/name: {name}"));
+            }
+            (!trimmed.starts_with("{{-"))
+                .then(|| l.replace("{{ include \"kube-scim.fullname\" . }}", name))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Asserts that `user` may not edit `ns`, polled for `window` (the operator had its chance to
+/// act: the caller waited for an effect of the same trigger first).
+async fn never_edits(
+    plane: &ControlPlane,
+    stack: &Stack,
+    user: &str,
+    ns: &str,
+    window: Duration,
+    what: &str,
+) {
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        assert!(
+            !can_edit(plane, user, ns),
+            "{what}: {user} may edit {ns} (escalation)\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!("{what}: {user} still may not edit {ns}");
+}
+
+/// Waits (bounded) until `name` reports Ready `status` with `reason`; on timeout prints what it
+/// reports and the components' logs.
+async fn ready_reason_is(
+    bindings: &Api<ScimGroupBinding>,
+    stack: &Stack,
+    name: &str,
+    status: &str,
+    reason: &str,
+) {
+    let deadline = Instant::now() + ACCESS_TIMEOUT;
+    let expected = (status.to_string(), reason.to_string());
+    loop {
+        let current = bindings.get(name).await.ok();
+        if current.as_ref().and_then(ready_reason).as_ref() == Some(&expected) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "{name} did not report Ready {status} {reason} within {ACCESS_TIMEOUT:?}: {:?}\n{}",
+                current.and_then(|b| b.status),
+                stack.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+const TRUST_TENANT: &str = "3f1e4b7a-5c2d-4e8f-9a0b-1c2d3e4f5a6b";
+/// An Entra tenant eve controls (the test issuer signs for every tenant).
+const EVE_TENANT: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
+
+/// A directory that accepts only tokens Entra issues (the test issuer) for the provisioning app.
+fn entra_only() -> ScimDirectorySpec {
+    serde_json::from_value(json!({
+        "auth": {
+            "methods": ["EntraToken"],
+            "entraToken": {
+                "tenantId": TRUST_TENANT,
+                "allowedAppIds": [kube_scim_tests::jwt_issuer::PROVISIONING_APP_ID]
+            }
+        }
+    }))
+    .unwrap()
+}
+
+/// Issue 27: a user with only the built-in `edit` role in the directory's namespace cannot
+/// cause a ScimGroupBinding to grant anything: not with the token Secret she can read, not by
+/// changing the directory's authentication, not by deleting and re-creating it. Run as that
+/// user (impersonation) with the chart's admission policy and aggregated roles applied.
+#[tokio::test]
+async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
+    use kube_scim_tests::jwt_issuer::{JwtIssuer, valid_claims};
+    let issuer = JwtIssuer::start().await.unwrap();
+    let plane = ControlPlane::shared();
+    let kube = plane.client().await.unwrap();
+    let ns = plane.namespace("gb-trust").await.unwrap();
+    let team_a = plane.namespace("gb-trust-a").await.unwrap();
+    // One witness namespace per attack: a binding that trusts the attacker by construction
+    // shows when the operator has processed her SCIM writes.
+    let mut witness = Vec::new();
+    for _ in 0..3 {
+        witness.push(plane.namespace("gb-trust-w").await.unwrap());
+    }
+    let mut options = StackOptions::new(&ns);
+    options.watch_namespaces = format!("{ns},{team_a},{}", witness.join(","));
+    options
+        .operator_args
+        .push("--group-binding-allowed-cluster-roles=view,edit".into());
+    options.server_args = vec![
+        format!("--entra-metadata-url={}", issuer.metadata_url_template()),
+        "--entra-key-refresh-interval=1s".into(),
+    ];
+    let stack = Stack::start(plane, options).await.unwrap();
+
+    // The chart's admission policy and aggregated roles, under names of this test's own.
+    let manifests = plane.dir().join("trust-policies.yaml");
+    std::fs::write(
+        &manifests,
+        [
+            chart_template("group-binding-policy.yaml", "kube-scim-trust"),
+            chart_template("aggregated-clusterroles.yaml", "kube-scim-trust"),
+        ]
+        .join("\n---\n"),
+    )
+    .unwrap();
+    must_succeed(
+        plane
+            .kubectl()
+            .args(["apply", "--server-side", "-f"])
+            .arg(&manifests),
+    );
+
+    // eve: the built-in `edit` role in the directory's namespace, nothing else.
+    let eve = format!("eve-{ns}");
+    let ssa = PatchParams::apply("group-binding-test");
+    Api::<RoleBinding>::namespaced(kube.clone(), &ns)
+        .patch(
+            "eve-edit",
+            &ssa,
+            &Patch::Apply(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "eve-edit", "namespace": ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": eve}]
+            })),
+        )
+        .await
+        .unwrap();
+    let as_eve = plane
+        .client_as(&eve, &["system:authenticated"])
+        .await
+        .unwrap();
+    let can_i = |verb: &str, resource: &str, namespace: &str| {
+        let out = plane
+            .kubectl()
+            .args([
+                "auth", "can-i", verb, resource, "-n", namespace, "--as", &eve,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    eventually(
+        "edit aggregates ScimDirectory writes",
+        ACCESS_TIMEOUT,
+        || async { can_i("update", "scimdirectories.kubescim.io", &ns).then_some(()) },
+    )
+    .await;
+    assert!(can_i("get", "secrets", &ns), "edit reads Secrets");
+    assert!(!can_i("create", "scimgroupbindings.kubescim.io", &ns));
+    assert!(!can_i("create", "scimusers.kubescim.io", &ns));
+    // The rendered subject name eve would log in as.
+    let eve_subject = subject(9);
+    let eve_user = EntraUser::numbered(9);
+    let dirs_as_eve: Api<ScimDirectory> = Api::namespaced(as_eve.clone(), &ns);
+    let bindings: Api<ScimGroupBinding> = Api::namespaced(kube.clone(), &ns);
+    let entra_jwt = issuer.mint(0, &valid_claims(TRUST_TENANT));
+    let create_binding = |name: &str, dir: &str, group: &str, target: &str, opt_in: bool| {
+        let mut spec = binding_spec(group, "edit", &[target]);
+        spec.directory_ref.name = dir.into();
+        spec.trust_directory_secret_readers = opt_in;
+        let bindings = bindings.clone();
+        let name = name.to_string();
+        async move {
+            bindings
+                .create(&PostParams::default(), &ScimGroupBinding::new(&name, spec))
+                .await
+                .unwrap()
+        }
+    };
+
+    // mallory may write ScimGroupBindings but not bind any role: the admission policy refuses
+    // her every spec write (waited for: the policy takes a moment to load).
+    let mallory = format!("mallory-{ns}");
+    Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(kube.clone(), &ns)
+        .patch(
+            "binding-writer",
+            &ssa,
+            &Patch::Apply(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": "binding-writer", "namespace": ns},
+                "rules": [{"apiGroups": ["kubescim.io"], "resources": ["scimgroupbindings"], "verbs": ["*"]}]
+            })),
+        )
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(kube.clone(), &ns)
+        .patch(
+            "binding-writer",
+            &ssa,
+            &Patch::Apply(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "binding-writer", "namespace": ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "binding-writer"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": mallory}]
+            })),
+        )
+        .await
+        .unwrap();
+    let as_mallory: Api<ScimGroupBinding> = Api::namespaced(
+        plane
+            .client_as(&mallory, &["system:authenticated"])
+            .await
+            .unwrap(),
+        &ns,
+    );
+    eventually("the admission policy is loaded", ACCESS_TIMEOUT, || async {
+        let probe = ScimGroupBinding::new("probe", binding_spec("probe", "view", &[]));
+        match as_mallory.create(&PostParams::default(), &probe).await {
+            Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("may not bind") => {
+                Some(())
+            }
+            Ok(_) => {
+                as_mallory
+                    .delete("probe", &DeleteParams::default())
+                    .await
+                    .ok();
+                None
+            }
+            Err(e) => {
+                println!("probe: {e}");
+                None
+            }
+        }
+    })
+    .await;
+
+    // 1. A bearer-token directory: eve reads its token and provisions herself into the group.
+    let admin_entra = directory(&kube, &stack, &ns, "fabrikam").await;
+    let member = admin_entra
+        .provision_user(&EntraUser::numbered(0), None)
+        .await
+        .unwrap();
+    let group_oid = "cccccccc-0000-4000-8000-000000000001";
+    let group = admin_entra
+        .provision_group("Fabrikam-Admins", group_oid)
+        .await
+        .unwrap();
+    admin_entra.add_members(&group, &[member]).await.unwrap();
+    create_binding("fabrikam", "fabrikam", group_oid, &team_a, false).await;
+    // The legitimate path for such a directory: an explicit opt-in by someone who may bind.
+    create_binding("fabrikam-w", "fabrikam", group_oid, &witness[0], true).await;
+    access_follows(
+        plane,
+        "an opted-in binding of a bearer-token directory grants",
+        Instant::now(),
+        &[(subject(0), witness[0].as_str(), true)],
+    )
+    .await;
+    let (_, stolen) = ready_directory(&as_eve, &ns, "fabrikam", ACCESS_TIMEOUT)
+        .await
+        .expect("edit reads the token Secret");
+    let eve_entra = EntraClient::new(
+        &stack.base_url(&ns, "fabrikam"),
+        &stolen,
+        Dialect::Compliant,
+    );
+    let eve_id = eve_entra.provision_user(&eve_user, None).await.unwrap();
+    eve_entra.add_members(&group, &[eve_id]).await.unwrap();
+    access_follows(
+        plane,
+        "the operator processed eve's SCIM writes",
+        Instant::now(),
+        &[(eve_subject.clone(), witness[0].as_str(), true)],
+    )
+    .await;
+    never_edits(
+        plane,
+        &stack,
+        &eve_subject,
+        &team_a,
+        Duration::from_secs(3),
+        "stolen token",
+    )
+    .await;
+    ready_reason_is(
+        &bindings,
+        &stack,
+        "fabrikam",
+        "False",
+        "DirectoryCredentialShared",
+    )
+    .await;
+    assert!(!can_edit(plane, &subject(0), &team_a));
+    assert_eq!(managed_role_bindings(&kube, &team_a).await, 0);
+
+    // 2. Entra-only directories: the legitimate path without opt-in. Her copy of their token
+    //    opens neither.
+    let mut grants = Vec::new();
+    let mut groups = BTreeMap::new();
+    for (n, dir) in [(1usize, "contoso"), (2, "northwind")] {
+        Api::<ScimDirectory>::namespaced(kube.clone(), &ns)
+            .create(
+                &PostParams::default(),
+                &ScimDirectory::new(dir, entra_only()),
+            )
+            .await
+            .unwrap();
+        ready_directory(&kube, &ns, dir, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
+        let idp = EntraClient::new(&stack.base_url(&ns, dir), &entra_jwt, Dialect::Compliant);
+        let id = idp
+            .provision_user(&EntraUser::numbered(n), None)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
+        let oid = format!("dddddddd-0000-4000-8000-00000000000{n}");
+        let group = idp
+            .provision_group(&format!("{dir}-admins"), &oid)
+            .await
+            .unwrap();
+        idp.add_members(&group, &[id]).await.unwrap();
+        groups.insert(dir, (oid.clone(), group));
+        create_binding(dir, dir, &oid, &team_a, false).await;
+        grants.push((subject(n), team_a.as_str(), true));
+        grants.push((eve_subject.clone(), team_a.as_str(), false));
+        let (_, token) = ready_directory(&as_eve, &ns, dir, ACCESS_TIMEOUT)
+            .await
+            .unwrap();
+        kube_scim_tests::entra::assert_invalid_token(&stack.base_url(&ns, dir), &token, dir).await;
+    }
+    access_follows(
+        plane,
+        "Entra-only directories grant without opt-in",
+        Instant::now(),
+        &grants,
+    )
+    .await;
+
+    //    eve points contoso at an Entra tenant of her own and provisions herself with its token.
+    let (contoso_oid, contoso_group) = groups["contoso"].clone();
+    dirs_as_eve
+        .patch(
+            "contoso",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"auth": {"entraToken": {"tenantId": EVE_TENANT}}}})),
+        )
+        .await
+        .expect("edit may change a ScimDirectory");
+    let eve_jwt = issuer.mint(0, &valid_claims(EVE_TENANT));
+    let eve_entra = EntraClient::new(
+        &stack.base_url(&ns, "contoso"),
+        &eve_jwt,
+        Dialect::Compliant,
+    );
+    let eve_id = eventually("contoso accepts eve's tenant", ACCESS_TIMEOUT, || async {
+        eve_entra.provision_user(&eve_user, None).await.ok()
+    })
+    .await;
+    eve_entra
+        .add_members(&contoso_group, &[eve_id])
+        .await
+        .unwrap();
+    create_binding("contoso-w", "contoso", &contoso_oid, &witness[1], true).await;
+    access_follows(
+        plane,
+        "the operator processed eve's SCIM writes to contoso",
+        Instant::now(),
+        &[(eve_subject.clone(), witness[1].as_str(), true)],
+    )
+    .await;
+    never_edits(
+        plane,
+        &stack,
+        &eve_subject,
+        &team_a,
+        Duration::from_secs(3),
+        "tenant switched",
+    )
+    .await;
+    ready_reason_is(&bindings, &stack, "contoso", "False", "DirectoryChanged").await;
+    access_follows(
+        plane,
+        "a re-configured directory revokes",
+        Instant::now(),
+        &[(subject(1), team_a.as_str(), false)],
+    )
+    .await;
+
+    // 3. eve deletes northwind and creates it again exactly as it was (its kept users and
+    //    groups are adopted): nothing is bound until the binding's author acknowledges it.
+    let (northwind_oid, northwind_group) = groups["northwind"].clone();
+    let uid_before = dirs_as_eve.get("northwind").await.unwrap().metadata.uid;
+    dirs_as_eve
+        .delete("northwind", &DeleteParams::default())
+        .await
+        .expect("edit may delete a ScimDirectory");
+    eventually("northwind is gone", Duration::from_secs(60), || async {
+        dirs_as_eve
+            .get_opt("northwind")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    dirs_as_eve
+        .create(
+            &PostParams::default(),
+            &ScimDirectory::new("northwind", entra_only()),
+        )
+        .await
+        .expect("edit may create a ScimDirectory");
+    ready_reason_is(&bindings, &stack, "northwind", "False", "DirectoryChanged").await;
+    access_follows(
+        plane,
+        "a re-created directory revokes",
+        Instant::now(),
+        &[(subject(2), team_a.as_str(), false)],
+    )
+    .await;
+    let pinned = bindings.get("northwind").await.unwrap().status.unwrap();
+    assert_eq!(pinned.directory.map(|d| d.uid), uid_before);
+    //    Then she opens it to the bearer token she can read and provisions herself.
+    dirs_as_eve
+        .patch(
+            "northwind",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"auth": {"methods": ["EntraToken", "BearerToken"]}}})),
+        )
+        .await
+        .unwrap();
+    let (_, token) = ready_directory(&as_eve, &ns, "northwind", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let eve_entra = EntraClient::new(
+        &stack.base_url(&ns, "northwind"),
+        &token,
+        Dialect::Compliant,
+    );
+    let eve_id = eventually(
+        "northwind accepts the bearer token",
+        ACCESS_TIMEOUT,
+        || async { eve_entra.provision_user(&eve_user, None).await.ok() },
+    )
+    .await;
+    eve_entra
+        .add_members(&northwind_group, &[eve_id])
+        .await
+        .unwrap();
+    create_binding(
+        "northwind-w",
+        "northwind",
+        &northwind_oid,
+        &witness[2],
+        true,
+    )
+    .await;
+    access_follows(
+        plane,
+        "the operator processed eve's SCIM writes to northwind",
+        Instant::now(),
+        &[(eve_subject.clone(), witness[2].as_str(), true)],
+    )
+    .await;
+    never_edits(
+        plane,
+        &stack,
+        &eve_subject,
+        &team_a,
+        Duration::from_secs(3),
+        "re-created and opened",
+    )
+    .await;
+    // Acknowledging it (a spec write the admission policy checks) does not waive the opt-in
+    // that a Secret-held credential needs.
+    bindings
+        .patch(
+            "northwind",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"directoryAcknowledgement": "re-created"}})),
+        )
+        .await
+        .unwrap();
+    ready_reason_is(
+        &bindings,
+        &stack,
+        "northwind",
+        "False",
+        "DirectoryCredentialShared",
+    )
+    .await;
+    never_edits(
+        plane,
+        &stack,
+        &eve_subject,
+        &team_a,
+        Duration::from_secs(1),
+        "acknowledged",
+    )
+    .await;
+    assert!(!can_edit(plane, &subject(2), &team_a));
+
+    // The opt-in and the acknowledgement are spec writes: mallory cannot set them.
+    for change in [
+        json!({"spec": {"trustDirectorySecretReaders": true}}),
+        json!({"spec": {"directoryAcknowledgement": "mine"}}),
+    ] {
+        match as_mallory
+            .patch("northwind", &PatchParams::default(), &Patch::Merge(&change))
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("may not bind") => {
+                println!("refused as expected: {}", s.message)
+            }
+            other => panic!("{change}: {other:?}"),
+        }
+    }
+
+    plane
+        .kubectl()
+        .args(["delete", "--ignore-not-found", "-f"])
+        .arg(&manifests)
+        .output()
+        .unwrap();
+    drop(stack);
+}
+
+/// Polls `check` every 250 ms for at most `timeout`; on timeout, fails with the components'
+/// logs.
+async fn within<T, F, Fut>(stack: &Stack, what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("{what} did not happen within {timeout:?}\n{}", stack.logs());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A new operator process for `stack`, with the flags `Stack::start` gives it plus `extra`.
+fn operator_process(
+    stack: &Stack,
+    ns: &str,
+    extra: &[&str],
+    log: &std::path::Path,
+) -> ManagedProcess {
+    let plane = ControlPlane::shared();
+    let mut cmd = std::process::Command::new(workspace_binary("kube-scim-operator").unwrap());
+    cmd.env("KUBECONFIG", plane.kubeconfig())
+        .env("KUBE_SCIM_LOG_FORMAT", "text")
+        .arg(format!(
+            "--metrics-bind-address=127.0.0.1:{}",
+            free_port().unwrap()
+        ))
+        .arg(format!("--lease-namespace={ns}"))
+        .arg(format!("--server-service-namespace={ns}"))
+        .arg(format!("--watch-namespaces={ns}"))
+        .arg("--verifier-key-dir")
+        .arg(stack.operator_keys.path())
+        .arg("--verifier-key-reload-interval=1s")
+        .args(StackOptions::new(ns).operator_args)
+        .args(extra);
+    ManagedProcess::spawn_command("operator", cmd, log).unwrap()
+}
+
+/// Subject names per managed RoleBinding of `ns`.
+async fn subjects_by_binding(kube: &Client, ns: &str) -> BTreeMap<String, Vec<String>> {
+    Api::<RoleBinding>::namespaced(kube.clone(), ns)
+        .list(&ListParams::default().labels("kubescim.io/group-binding-uid"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|rb| {
+            (
+                rb.metadata.name.unwrap_or_default(),
+                rb.subjects
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 27, defect 0: with several ScimGroupBindings present when the operator started, most
+/// were never reconciled again (each reconcile awaited the watch caches' readiness, whose
+/// future wakes only one waiter), not even to revoke, and SIGTERM then hung. Here the operator
+/// starts 10 times with 20 bindings present; each time every binding follows a membership
+/// change (one member added, one removed) within seconds, and the operator exits promptly on
+/// SIGTERM.
+#[tokio::test]
+async fn twenty_bindings_follow_membership_across_ten_operator_restarts() {
+    const BINDINGS: usize = 20;
+    const RESTARTS: usize = 10;
+    let plane = ControlPlane::shared();
+    let kube = plane.client().await.unwrap();
+    let ns = plane.namespace("gb-restart").await.unwrap();
+    let mut options = StackOptions::new(&ns);
+    let extra = ["--group-binding-allowed-cluster-roles=view,edit"];
+    options
+        .operator_args
+        .extend(extra.iter().map(|a| a.to_string()));
+    let mut stack = Stack::start(plane, options).await.unwrap();
+    let entra = directory(&kube, &stack, &ns, "contoso").await;
+    let mut ids = Vec::new();
+    for n in 0..=RESTARTS {
+        ids.push(
+            entra
+                .provision_user(&EntraUser::numbered(300 + n), None)
+                .await
+                .unwrap(),
+        );
+    }
+    let group_oid = "eeeeeeee-0000-4000-8000-000000000001";
+    let group = entra.provision_group("Restarts", group_oid).await.unwrap();
+    entra
+        .add_members(&group, std::slice::from_ref(&ids[0]))
+        .await
+        .unwrap();
+    let bindings: Api<ScimGroupBinding> = Api::namespaced(kube.clone(), &ns);
+    for b in 0..BINDINGS {
+        bindings
+            .create(
+                &PostParams::default(),
+                &ScimGroupBinding::new(&format!("b{b:02}"), binding_spec(group_oid, "view", &[])),
+            )
+            .await
+            .unwrap();
+    }
+    let every_binding_holds = |member: usize| {
+        let kube = kube.clone();
+        let ns = ns.clone();
+        async move {
+            let found = subjects_by_binding(&kube, &ns).await;
+            let expected = vec![subject(300 + member)];
+            (found.len() == BINDINGS && found.values().all(|s| *s == expected)).then_some(())
+        }
+    };
+    within(
+        &stack,
+        "every binding holds the first member",
+        Duration::from_secs(60),
+        || every_binding_holds(0),
+    )
+    .await;
+
+    let log = stack.operator.log().to_path_buf();
+    let mut exits = Vec::new();
+    let mut latencies = Vec::new();
+    for round in 1..=RESTARTS {
+        let t = Instant::now();
+        stack.operator.stop();
+        let exit = t.elapsed();
+        assert!(
+            exit < Duration::from_secs(9),
+            "start {round}: the operator took {exit:?} to exit on SIGTERM\n{}",
+            stack.logs()
+        );
+        exits.push(exit);
+        stack.operator = operator_process(&stack, &ns, &extra, &log);
+        // One PATCH: the next member in, the previous one out (a grant and a revocation).
+        let t = Instant::now();
+        entra
+            .patch_group(
+                &group,
+                vec![
+                    json!({"op": "add", "path": "members", "value": [{"value": ids[round]}]}),
+                    json!({"op": "remove", "path": format!("members[value eq \"{}\"]", ids[round - 1])}),
+                ],
+            )
+            .await
+            .unwrap();
+        within(
+            &stack,
+            &format!("start {round}: all {BINDINGS} bindings follow the membership change"),
+            ACCESS_TIMEOUT,
+            || every_binding_holds(round),
+        )
+        .await;
+        latencies.push(t.elapsed());
+    }
+    let t = Instant::now();
+    stack.operator.stop();
+    exits.push(t.elapsed());
+    assert!(*exits.last().unwrap() < Duration::from_secs(9), "{exits:?}");
+    println!(
+        "{RESTARTS} operator starts with {BINDINGS} bindings: every binding followed within {:?} (max), exits on SIGTERM within {:?} (max)",
+        latencies.iter().max().unwrap(),
+        exits.iter().max().unwrap()
+    );
+}
+
+/// `kubectl auth can-i create deployments.apps -n <ns> --as <user> --as-group <group>...`.
+fn can_edit_as(plane: &ControlPlane, user: &str, groups: &[&str], ns: &str) -> bool {
+    let mut cmd = plane.kubectl();
+    cmd.args([
+        "auth",
+        "can-i",
+        "create",
+        "deployments.apps",
+        "-n",
+        ns,
+        "--as",
+        user,
+    ]);
+    for group in groups {
+        cmd.args(["--as-group", group]);
+    }
+    let out = cmd.output().expect("kubectl runs");
+    String::from_utf8_lossy(&out.stdout).trim() == "yes"
+}
+
+async fn event_reasons_of(kube: &Client, ns: &str, object: &str) -> Vec<String> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(kube.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+/// Issue 27, defect 1: a user named like a built-in identity, or a group renamed to one, is
+/// never rendered into a RoleBinding (counted in status, a Warning event), however the name is
+/// disguised; a group renamed to `system:authenticated` does not hand the role to everyone.
+#[tokio::test]
+async fn built_in_identities_never_become_subjects() {
+    let plane = ControlPlane::shared();
+    let kube = plane.client().await.unwrap();
+    let ns = plane.namespace("gb-builtin").await.unwrap();
+    let mut options = StackOptions::new(&ns);
+    options
+        .operator_args
+        .push("--group-binding-allowed-cluster-roles=view,edit".into());
+    let stack = Stack::start(plane, options).await.unwrap();
+    let entra = directory(&kube, &stack, &ns, "contoso").await;
+
+    let service_account = format!("system:serviceaccount:{ns}:default");
+    let names = [
+        "alice@contoso.example".to_string(),
+        "system:masters".to_string(),
+        service_account.clone(),
+        "System:Anonymous".to_string(),
+        " system:kube-controller-manager".to_string(),
+    ];
+    let mut ids = Vec::new();
+    for (n, name) in names.iter().enumerate() {
+        let user = EntraUser {
+            upn: name.clone(),
+            ..EntraUser::numbered(400 + n)
+        };
+        ids.push(entra.provision_user(&user, None).await.unwrap());
+    }
+    let users_oid = "ffffffff-0000-4000-8000-000000000001";
+    let users_group = entra
+        .provision_group("Builtin-Users", users_oid)
+        .await
+        .unwrap();
+    entra.add_members(&users_group, &ids).await.unwrap();
+    let mut by_name = binding_spec(users_oid, "edit", &[]);
+    by_name.subject.name = Some("{{userName}}".into());
+    let bindings: Api<ScimGroupBinding> = Api::namespaced(kube.clone(), &ns);
+    bindings
+        .create(
+            &PostParams::default(),
+            &ScimGroupBinding::new("by-name", by_name),
+        )
+        .await
+        .unwrap();
+    within(&stack, "alice is bound", ACCESS_TIMEOUT, || async {
+        can_edit(plane, "alice@contoso.example", &ns).then_some(())
+    })
+    .await;
+    // Rendered in the same write as alice: nobody else is a subject.
+    let subjects: Vec<String> = subjects_by_binding(&kube, &ns)
+        .await
+        .into_values()
+        .flatten()
+        .collect();
+    assert_eq!(subjects, ["alice@contoso.example"]);
+    for name in &names[1..] {
+        assert!(!can_edit(plane, name, &ns), "{name:?} may edit");
+    }
+    within(
+        &stack,
+        "status counts four refused names",
+        ACCESS_TIMEOUT,
+        || async {
+            let status = bindings.get("by-name").await.ok()?.status?;
+            (status.members == Some(1) && status.refused_subjects == Some(4)).then_some(())
+        },
+    )
+    .await;
+    assert!(!can_edit(plane, &service_account, &ns));
+    within(
+        &stack,
+        "a Warning event SubjectsRefused",
+        ACCESS_TIMEOUT,
+        || async {
+            event_reasons_of(&kube, &ns, "by-name")
+                .await
+                .iter()
+                .any(|r| r == "SubjectsRefused")
+                .then_some(())
+        },
+    )
+    .await;
+
+    // A group subject: first a real group, then the group renamed (by the identity provider,
+    // or anyone holding the directory's token) to a built-in group.
+    let group_oid = "ffffffff-0000-4000-8000-000000000002";
+    let platform = entra.provision_group("Platform", group_oid).await.unwrap();
+    let mut as_group = binding_spec(group_oid, "edit", &[]);
+    as_group.subject = SubjectMapping {
+        kind: kube_scim_crds::group_binding::SubjectKind::Group,
+        name: Some("{{displayName}}".into()),
+    };
+    bindings
+        .create(
+            &PostParams::default(),
+            &ScimGroupBinding::new("as-group", as_group),
+        )
+        .await
+        .unwrap();
+    let outsider = format!("outsider-{ns}");
+    within(
+        &stack,
+        "the group Platform is bound",
+        ACCESS_TIMEOUT,
+        || async { can_edit_as(plane, &outsider, &["Platform"], &ns).then_some(()) },
+    )
+    .await;
+    assert!(!can_edit(plane, &outsider, &ns));
+    for renamed in ["system:authenticated", "System:Masters"] {
+        entra.rename_group(&platform, renamed).await.unwrap();
+        within(
+            &stack,
+            &format!("renamed to {renamed}: the group Platform is bound no more"),
+            ACCESS_TIMEOUT,
+            || async {
+                let found = subjects_by_binding(&kube, &ns).await;
+                (!found.values().flatten().any(|s| s == "Platform")).then_some(())
+            },
+        )
+        .await;
+        // Never, at any moment, may an arbitrary authenticated user edit.
+        for _ in 0..8 {
+            assert!(
+                !can_edit(plane, &outsider, &ns),
+                "{renamed}: every authenticated user may edit"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let found = subjects_by_binding(&kube, &ns).await;
+        assert!(
+            !found.keys().any(|k| k.ends_with(":as-group")),
+            "the group's RoleBinding is removed: {found:?}"
+        );
+        within(
+            &stack,
+            &format!("renamed to {renamed}: Ready False, SubjectRefused"),
+            ACCESS_TIMEOUT,
+            || async {
+                let b = bindings.get("as-group").await.ok()?;
+                let refused = b.status.as_ref()?.refused_subjects == Some(1);
+                (ready_reason(&b)? == ("False".into(), "SubjectRefused".into()) && refused)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    drop(stack);
+}
+
+/// Issue 27, defect 5: while the deletion guard holds a deactivation or a deletion, the user
+/// (or every member of the group) loses access at once: the guard protects data, not access.
+/// Discarding the hold gives it back (the objects were kept as they were).
+#[tokio::test]
+async fn a_held_deprovisioning_removes_access_at_once() {
+    let plane = ControlPlane::shared();
+    let kube = plane.client().await.unwrap();
+    let ns = plane.namespace("gb-held").await.unwrap();
+    let mut options = StackOptions::new(&ns);
+    options
+        .operator_args
+        .push("--group-binding-allowed-cluster-roles=view,edit".into());
+    let stack = Stack::start(plane, options).await.unwrap();
+    // The guard holds every deletion or deactivation after the first within the hour.
+    let spec = ScimDirectorySpec {
+        deletion_guard: kube_scim_crds::DeletionGuardSpec {
+            max_operations: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let directories: Api<ScimDirectory> = Api::namespaced(kube.clone(), &ns);
+    directories
+        .create(&PostParams::default(), &ScimDirectory::new("contoso", spec))
+        .await
+        .unwrap();
+    let (_, token) = ready_directory(&kube, &ns, "contoso", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
+    let entra = EntraClient::new(&stack.base_url(&ns, "contoso"), &token, Dialect::Compliant);
+
+    let mut ids = Vec::new();
+    for n in 500..505 {
+        ids.push(
+            entra
+                .provision_user(&EntraUser::numbered(n), None)
+                .await
+                .unwrap(),
+        );
+    }
+    let guarded_oid = "99999999-0000-4000-8000-000000000001";
+    let ops_oid = "99999999-0000-4000-8000-000000000002";
+    let guarded = entra.provision_group("Guarded", guarded_oid).await.unwrap();
+    let ops = entra.provision_group("Ops", ops_oid).await.unwrap();
+    entra
+        .add_members(
+            &guarded,
+            &[
+                ids[0].clone(),
+                ids[1].clone(),
+                ids[2].clone(),
+                ids[4].clone(),
+            ],
+        )
+        .await
+        .unwrap();
+    entra
+        .add_members(&ops, std::slice::from_ref(&ids[3]))
+        .await
+        .unwrap();
+    let bindings: Api<ScimGroupBinding> = Api::namespaced(kube.clone(), &ns);
+    for (name, oid) in [("guarded", guarded_oid), ("ops", ops_oid)] {
+        bindings
+            .create(
+                &PostParams::default(),
+                &ScimGroupBinding::new(name, binding_spec(oid, "edit", &[])),
+            )
+            .await
+            .unwrap();
+    }
+    let n = ns.as_str();
+    access_follows(
+        plane,
+        "every member may edit",
+        Instant::now(),
+        &(500..505)
+            .map(|k| (subject(k), n, true))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+
+    // The first deactivation is within the limit and applied.
+    entra.set_active(&ids[0], false).await.unwrap();
+    access_follows(
+        plane,
+        "deactivated",
+        Instant::now(),
+        &[(subject(500), n, false)],
+    )
+    .await;
+    // Every later one is held: the user stays active, marked; access goes at once anyway.
+    let users: Api<ScimUser> = Api::namespaced(kube.clone(), &ns);
+    let t = Instant::now();
+    entra.set_active(&ids[1], false).await.unwrap();
+    let held = users.get(&ids[1]).await.unwrap();
+    assert_eq!(
+        held.metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("kubescim.io/held")
+            .map(String::as_str),
+        Some("deactivate"),
+        "the guard holds the second deactivation"
+    );
+    assert_eq!(held.status.as_ref().map(|s| s.active), Some(true));
+    access_follows(plane, "held deactivation", t, &[(subject(501), n, false)]).await;
+    let t = Instant::now();
+    entra.delete("Users", &ids[2]).await.unwrap();
+    let held = users.get(&ids[2]).await.unwrap();
+    assert_eq!(
+        held.metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("kubescim.io/held")
+            .map(String::as_str),
+        Some("delete")
+    );
+    access_follows(plane, "held user deletion", t, &[(subject(502), n, false)]).await;
+    let t = Instant::now();
+    entra.delete("Groups", &ops).await.unwrap();
+    access_follows(plane, "held group deletion", t, &[(subject(503), n, false)]).await;
+    assert!(
+        can_edit(plane, &subject(504), n),
+        "others keep their access"
+    );
+    within(
+        &stack,
+        "status counts the held members",
+        ACCESS_TIMEOUT,
+        || async {
+            let status = bindings.get("guarded").await.ok()?.status?;
+            (status.held_members == Some(2) && status.members == Some(1)).then_some(())
+        },
+    )
+    .await;
+
+    // Discarding the hold keeps the objects as they were: access comes back.
+    directories
+        .patch(
+            "contoso",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"kubescim.io/held-operations": "discard"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    access_follows(
+        plane,
+        "hold discarded",
+        Instant::now(),
+        &[
+            (subject(501), n, true),
+            (subject(502), n, true),
+            (subject(503), n, true),
+            (subject(500), n, false),
+        ],
+    )
+    .await;
     drop(stack);
 }

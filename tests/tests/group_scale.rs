@@ -45,13 +45,16 @@ async fn setup(prefix: &str) -> (&'static ControlPlane, Client, String, String) 
     let ns = plane.namespace(prefix).await.unwrap();
     let token = format!("tok-{}-{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     let api: Api<ScimDirectory> = Api::namespaced(client.clone(), &ns);
-    api.create(
-        &PostParams::default(),
-        &ScimDirectory::new(DIR, ScimDirectorySpec::default()),
-    )
-    .await
-    .unwrap();
-    let hash = keys().verifiers(token.as_bytes()).remove(0);
+    let dir = api
+        .create(
+            &PostParams::default(),
+            &ScimDirectory::new(DIR, ScimDirectorySpec::default()),
+        )
+        .await
+        .unwrap();
+    let hash = keys()
+        .verifiers(kube_scim_tests::keys::Dir::of(&dir), token.as_bytes())
+        .remove(0);
     let status = json!({"status": {"tokenVerifiers": [{"hash": hash}],
         "conditions": [{"type": "Ready", "status": "True", "reason": "Ready",
             "message": "set by the test", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});

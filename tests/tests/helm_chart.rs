@@ -127,6 +127,27 @@ fn the_chart_states_the_kubernetes_versions_it_needs() {
     assert!(render("1.30.0").status.success(), "1.30 is supported");
 }
 
+/// `apiPriority.enabled=false` leaves API Priority and Fairness to the cluster's own
+/// FlowSchemas (e.g. when a platform team classifies workloads centrally).
+#[test]
+fn api_priority_objects_can_be_left_out() {
+    let plane = ControlPlane::shared_without_crds();
+    let render = |sets: &[&str]| {
+        let mut helm = plane.helm().unwrap();
+        helm.args(["template", RELEASE]).arg(chart());
+        for set in sets {
+            helm.args(["--set", set]);
+        }
+        String::from_utf8(must_succeed(&mut helm).stdout).unwrap()
+    };
+    let on = render(&[]);
+    assert_eq!(on.matches("kind: FlowSchema").count(), 1);
+    assert_eq!(on.matches("kind: PriorityLevelConfiguration").count(), 1);
+    let off = render(&["apiPriority.enabled=false"]);
+    assert!(!off.contains("kind: FlowSchema"), "{off}");
+    assert!(!off.contains("kind: PriorityLevelConfiguration"), "{off}");
+}
+
 #[tokio::test]
 async fn apiserver_accepts_the_rendered_chart_with_defaults_and_every_option() {
     let _cluster_scoped = CLUSTER_SCOPED.lock().await;
@@ -174,6 +195,46 @@ async fn apiserver_accepts_the_rendered_chart_with_defaults_and_every_option() {
         ] {
             assert!(applied.contains(kind), "{kind} missing from:\n{applied}");
         }
+        // The FlowSchema classifies both ServiceAccounts of the release, into the release's
+        // own priority level or (every option) an existing one.
+        assert!(
+            applied.contains("flowschema.flowcontrol.apiserver.k8s.io/kube-scim"),
+            "{applied}"
+        );
+        assert_eq!(
+            applied.contains("prioritylevelconfiguration.flowcontrol.apiserver.k8s.io/kube-scim"),
+            extra.is_none(),
+            "{applied}"
+        );
+        let schema = flow_schema(&rendered);
+        let level = if extra.is_some() {
+            "workload-high"
+        } else {
+            RELEASE
+        };
+        assert_eq!(
+            schema["spec"]["priorityLevelConfiguration"]["name"], level,
+            "{schema}"
+        );
+        let subjects: Vec<(String, String)> = schema["spec"]["rules"][0]["subjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let sa = &s["serviceAccount"];
+                (
+                    sa["namespace"].as_str().unwrap().to_string(),
+                    sa["name"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            subjects,
+            [
+                (release_ns.clone(), "kube-scim-operator".to_string()),
+                (release_ns.clone(), "kube-scim-server".to_string())
+            ]
+        );
         // Both Deployments mount the verifier keys: the chart's own Secret, or the user's.
         let rendered = String::from_utf8_lossy(&rendered);
         let secret_name = if extra.is_some() {
@@ -203,6 +264,7 @@ async fn apiserver_accepts_the_rendered_chart_with_defaults_and_every_option() {
                 ("KUBE_SCIM_INLINE_MEMBER_WRITES", "\"1000\""),
                 ("KUBE_SCIM_MEMBER_CLEANUP_BATCH", "\"250\""),
                 ("KUBE_SCIM_MEMBER_WRITE_CONCURRENCY", "\"32\""),
+                ("KUBE_SCIM_MAX_APISERVER_REQUESTS", "\"48\""),
                 ("KUBE_SCIM_MEMBERSHIP_SWEEP_INTERVAL", "\"10m\""),
             ] {
                 assert_eq!(
@@ -287,6 +349,48 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
         // What the chart's default values set through the environment.
         "--group-binding-allowed-cluster-roles=view,edit".into(),
     ];
+
+    // API Priority and Fairness classifies both identities into the release's priority level,
+    // not workload-low: the apiserver names the level of each request in a response header.
+    let level_uid = String::from_utf8(
+        must_succeed(plane.kubectl().args([
+            "get",
+            "prioritylevelconfiguration",
+            RELEASE,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ]))
+        .stdout,
+    )
+    .unwrap();
+    assert!(!level_uid.is_empty());
+    for identity in ["kube-scim-operator", "kube-scim-server"] {
+        let kubeconfig = service_account_kubeconfig(plane, &release_ns, identity).unwrap();
+        eventually(
+            &format!("{identity}'s requests are classified into the release's priority level"),
+            Duration::from_secs(30),
+            || async {
+                // Verbose kubectl prints the response headers; the request's answer (allowed or
+                // not) does not matter, classification comes first.
+                let out = plane
+                    .kubectl()
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args(["get", "--raw", "/apis/kubescim.io/v1alpha1", "-v=8"])
+                    .output()
+                    .ok()?;
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .any(|l| {
+                        l.to_ascii_lowercase()
+                            .contains("x-kubernetes-pf-prioritylevel-uid")
+                            && l.contains(&level_uid)
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
+    }
     let mut stack = Stack::start(plane, options).await.unwrap();
 
     let directories: Api<ScimDirectory> = Api::namespaced(client.clone(), &tenant_ns);
@@ -307,14 +411,15 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
         )),
         "{endpoint}"
     );
-    let status = directories.get("contoso").await.unwrap().status.unwrap();
+    let dir = directories.get("contoso").await.unwrap();
+    let status = dir.status.clone().unwrap();
     assert_eq!(
         status
             .token_verifiers
             .iter()
             .map(|v| v.hash.clone())
             .collect::<Vec<_>>(),
-        keys.verifiers(token.as_bytes()),
+        keys.verifiers(kube_scim_tests::keys::Dir::of(&dir), token.as_bytes()),
         "verifiers keyed with the chart's key"
     );
 
@@ -416,6 +521,8 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
             "directoryRef": {"name": "contoso"},
             "group": {"id": group_id},
             "roleRef": {"kind": "ClusterRole", "name": role},
+            // The directory accepts its bearer token (a Secret of the namespace).
+            "trustDirectorySecretReaders": true,
         }))
         .unwrap();
         group_bindings
@@ -759,6 +866,20 @@ fn numeric_environment_values_render_as_integers() {
 }
 
 /// The `value:` line after the first environment variable `name` in a rendered chart.
+/// The FlowSchema among the rendered objects.
+fn flow_schema(rendered: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(rendered);
+    for doc in text.split("\n---") {
+        let Ok(object) = serde_yaml::from_str::<Value>(doc) else {
+            continue;
+        };
+        if object["kind"] == "FlowSchema" {
+            return object;
+        }
+    }
+    panic!("no FlowSchema rendered:\n{text}")
+}
+
 fn env_value(rendered: &str, name: &str) -> String {
     rendered
         .lines()

@@ -28,6 +28,7 @@ use kube_scim_tests::node::chart::{
     self, NAMESPACE, OPERATOR, RELEASE, SERVER, diagnostics, restricted_namespace,
 };
 use kube_scim_tests::node::{KUBECTL_IMAGE, NodeCluster, restricted_container, run_on_node};
+use kube_scim_tests::procs::LogsOnFailure;
 use kube_scim_tests::stack::ready_directory;
 use kube_scim_tests::{ControlPlane, eventually, must_succeed, repo_root};
 use serde_json::json;
@@ -43,6 +44,8 @@ fn the_chart_runs_as_pods_on_a_real_node() {
 async fn deploy_and_operate(cluster: &NodeCluster) {
     let plane = cluster.plane();
     let kube = plane.client().await.unwrap();
+    // Any failed step below prints the pods' logs (the Entra suite's assertions do not).
+    let _logs = LogsOnFailure::new(|| diagnostics(plane));
 
     let images = chart::build_and_import_images(cluster);
     for (image, archive) in &images {

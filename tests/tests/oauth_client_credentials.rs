@@ -29,6 +29,7 @@ fn spec(methods: Vec<AuthMethod>, lifetime: Option<&str>) -> ScimDirectorySpec {
             oauth_client_credentials: lifetime.map(|l| OAuthClientCredentialsSpec {
                 access_token_lifetime: Some(l.into()),
             }),
+            workload_identity_federation: None,
         },
         ..Default::default()
     };
@@ -104,21 +105,22 @@ async fn client_credentials_issue_short_lived_tokens_that_open_only_their_direct
             .await
             .unwrap();
     }
-    // The apiserver refuses a lifetime outside 1s..24h, saying which field and range.
+    // The apiserver refuses a lifetime outside 1s..6h (Microsoft's validation accepts at most
+    // 6 h), saying which field and range.
     let refused = dirs
         .create(
             &PostParams::default(),
             &ScimDirectory::new(
                 "too-long",
-                spec(vec![AuthMethod::OAuthClientCredentials], Some("48h")),
+                spec(vec![AuthMethod::OAuthClientCredentials], Some("7h")),
             ),
         )
         .await
-        .expect_err("a 48h access token lifetime");
+        .expect_err("a 7h access token lifetime");
     assert!(
         refused
             .to_string()
-            .contains("accessTokenLifetime must be a duration between 1s and 24h"),
+            .contains("accessTokenLifetime must be a duration between 1s and 6h"),
         "{refused}"
     );
     let mut secret = std::collections::HashMap::new();
@@ -168,6 +170,31 @@ async fn client_credentials_issue_short_lived_tokens_that_open_only_their_direct
         endpoint.insert(name, format!("{}/oauth2/token", stack.base_url(&ns, name)));
     }
     let grant = "client_credentials";
+
+    // Microsoft's Validate_Credentials_Test, as its workflow sends it: client_id and
+    // client_secret in the body, expires_in / 60 between 60 and 360, then
+    // GET /Users?startIndex=1&count=1 with the token answered 2xx.
+    let answer = request_token(
+        &endpoint["contoso"],
+        &client_id["contoso"],
+        &secret["contoso"],
+        ClientAuth::Post,
+    )
+    .await;
+    let validated = access_token(&answer, 3600, "Validate_Credentials_Test");
+    let minutes = answer.body["expires_in"].as_u64().unwrap() / 60;
+    assert!((60..=360).contains(&minutes), "{minutes} minutes");
+    let users = reqwest::Client::new()
+        .get(format!(
+            "{}/Users?startIndex=1&count=1",
+            stack.base_url(&ns, "contoso")
+        ))
+        .bearer_auth(&validated)
+        .header("Accept", "application/scim+json")
+        .send()
+        .await
+        .unwrap();
+    assert!(users.status().is_success(), "{}", users.status());
 
     // Both client authentications; either token runs Entra's cycle.
     for how in [ClientAuth::Basic, ClientAuth::Post] {

@@ -265,7 +265,7 @@ fn assert_no_unkeyed_hash(status: &kube_scim_crds::ScimDirectoryStatus, tokens: 
         status
             .token_verifiers
             .iter()
-            .all(|v| v.hash.starts_with("hmac-sha256:")),
+            .all(|v| v.hash.starts_with("hmac-sha256-dir:")),
         "{json}"
     );
 }
@@ -405,6 +405,18 @@ fn group(dir: &ScimDirectory, id: &str) -> ScimGroup {
 // Tests
 // ---------------------------------------------------------------------------------------------
 
+/// The verifiers of `token` at directory `name` (bound to its uid, namespace and name) as the
+/// operator should publish them, computed apart from kube-scim's code.
+async fn expected(
+    keys: &VerifierKeys,
+    dirs: &Api<ScimDirectory>,
+    name: &str,
+    token: &[u8],
+) -> Vec<String> {
+    let dir = dirs.get(name).await.unwrap();
+    keys.verifiers(kube_scim_tests::keys::Dir::of(&dir), token)
+}
+
 #[tokio::test]
 async fn a_directory_becomes_ready_and_its_secret_and_ingress_are_restored() {
     let plane = ControlPlane::shared();
@@ -481,7 +493,7 @@ async fn a_directory_becomes_ready_and_its_secret_and_ingress_are_restored() {
             .iter()
             .any(|o| o.uid == dir.uid().unwrap() && o.controller == Some(true))
     );
-    let hash = op.keys.verifiers(&token).remove(0);
+    let hash = expected(&op.keys, &dirs, "contoso", &token).await.remove(0);
     assert_eq!(status.token_verifiers.len(), 1, "one token, one key");
     assert_eq!(status.token_verifiers[0].hash, hash);
     assert_eq!(status.token_verifiers[0].expires_at, None);
@@ -595,7 +607,9 @@ async fn a_directory_becomes_ready_and_its_secret_and_ingress_are_restored() {
     })
     .await;
     assert_ne!(new_token, token, "a recreated Secret holds a new token");
-    let new_hash = op.keys.verifiers(&new_token).remove(0);
+    let new_hash = expected(&op.keys, &dirs, "contoso", &new_token)
+        .await
+        .remove(0);
     eventually(
         "status to publish only the new verifier",
         Duration::from_secs(30),
@@ -707,7 +721,9 @@ async fn rotation_keeps_both_tokens_valid_through_the_grace_period_only() {
         .unwrap();
     let dir = ready(&dirs, "contoso", Duration::from_secs(30)).await;
     let old_token = secret_token(&secrets.get("contoso-scim-token").await.unwrap(), "token");
-    let old_hash = op.keys.verifiers(&old_token).remove(0);
+    let old_hash = expected(&op.keys, &dirs, "contoso", &old_token)
+        .await
+        .remove(0);
     assert_eq!(dir.status.unwrap().token_verifiers[0].hash, old_hash);
 
     let rotate = serde_json::json!({"spec": {"token": {"rotationRequest": "2026-01-rotation"}}});
@@ -724,7 +740,9 @@ async fn rotation_keeps_both_tokens_valid_through_the_grace_period_only() {
         },
     )
     .await;
-    let new_hash = op.keys.verifiers(&new_token).remove(0);
+    let new_hash = expected(&op.keys, &dirs, "contoso", &new_token)
+        .await
+        .remove(0);
     assert_eq!(verifiers[0].hash, new_hash, "current token first");
     assert_eq!(verifiers[0].expires_at, None);
     assert_eq!(verifiers[1].hash, old_hash, "the old token stays valid");
@@ -796,7 +814,7 @@ async fn a_bring_your_own_secret_is_used_as_is() {
     assert_eq!(status.token_secret_name.as_deref(), Some("entra-token"));
     assert_eq!(
         hashes(&status.token_verifiers),
-        op.keys.verifiers(VAULT_TOKEN)
+        expected(&op.keys, &dirs, "contoso", VAULT_TOKEN).await
     );
     assert_no_unkeyed_hash(&status, &[VAULT_TOKEN]);
     assert_eq!(
@@ -840,8 +858,14 @@ async fn a_bring_your_own_secret_is_used_as_is() {
         },
     )
     .await;
-    assert_eq!(verifiers[0].hash, op.keys.verifiers(NEW_TOKEN)[0]);
-    assert_eq!(verifiers[1].hash, op.keys.verifiers(VAULT_TOKEN)[0]);
+    assert_eq!(
+        verifiers[0].hash,
+        expected(&op.keys, &dirs, "contoso", NEW_TOKEN).await[0]
+    );
+    assert_eq!(
+        verifiers[1].hash,
+        expected(&op.keys, &dirs, "contoso", VAULT_TOKEN).await[0]
+    );
     assert!(verifiers[1].expires_at.is_some());
 }
 
@@ -1470,7 +1494,7 @@ async fn a_weak_bring_your_own_token_is_refused_and_the_previous_one_keeps_worki
     let status = dir.status.unwrap();
     assert_eq!(
         hashes(&status.token_verifiers),
-        stack.operator_keys.verifiers(&strong)
+        expected(&stack.operator_keys, &dirs, "contoso", &strong).await
     );
     assert_no_unkeyed_hash(&status, &[&strong]);
     let opens = |token: &'static [u8]| scim_status(&stack, &ns, "contoso", token);
@@ -1502,7 +1526,7 @@ async fn a_weak_bring_your_own_token_is_refused_and_the_previous_one_keeps_worki
     let status = dir.status.clone().unwrap();
     assert_eq!(
         hashes(&status.token_verifiers),
-        stack.operator_keys.verifiers(&strong),
+        expected(&stack.operator_keys, &dirs, "contoso", &strong).await,
         "no verifier of the weak token, the previous token's stay"
     );
     assert!(
@@ -1556,9 +1580,9 @@ async fn a_weak_bring_your_own_token_is_refused_and_the_previous_one_keeps_worki
         },
     )
     .await;
-    let mut expected = stack.operator_keys.verifiers(&stronger);
-    expected.extend(stack.operator_keys.verifiers(&strong));
-    assert_eq!(hashes(&status.token_verifiers), expected);
+    let mut both = expected(&stack.operator_keys, &dirs, "contoso", &stronger).await;
+    both.extend(expected(&stack.operator_keys, &dirs, "contoso", &strong).await);
+    assert_eq!(hashes(&status.token_verifiers), both);
     assert_no_unkeyed_hash(&status, &[&strong, WEAK, &stronger]);
     eventually(
         "the new strong token to open the directory",
@@ -1641,14 +1665,18 @@ async fn rotating_the_verifier_key_never_locks_the_token_out() {
             .await
         }
     };
-    let before = published(operator_keys.verifiers(&token)).await;
+    let before = published(expected(&operator_keys, &dirs, "contoso", &token).await).await;
     let new_key = kube_scim_tests::keys::random_key().unwrap();
 
     // 1. The operator gets the new key first: it publishes the token under both.
     operator_keys.write("k2", &new_key).unwrap();
-    let both = published(operator_keys.verifiers(&token)).await;
+    let both = published(expected(&operator_keys, &dirs, "contoso", &token).await).await;
     assert_eq!(both.token_verifiers.len(), 2);
-    assert!(both.token_verifiers[0].hash.starts_with("hmac-sha256:k2:"));
+    assert!(
+        both.token_verifiers[0]
+            .hash
+            .starts_with("hmac-sha256-dir:k2:")
+    );
     assert_ne!(
         both.token_fingerprint, before.token_fingerprint,
         "the fingerprint follows the primary key"
@@ -1660,9 +1688,13 @@ async fn rotating_the_verifier_key_never_locks_the_token_out() {
     operator_keys
         .remove(kube_scim_tests::keys::FIRST_KEY_ID)
         .unwrap();
-    let after = published(operator_keys.verifiers(&token)).await;
+    let after = published(expected(&operator_keys, &dirs, "contoso", &token).await).await;
     assert_eq!(after.token_verifiers.len(), 1);
-    assert!(after.token_verifiers[0].hash.starts_with("hmac-sha256:k2:"));
+    assert!(
+        after.token_verifiers[0]
+            .hash
+            .starts_with("hmac-sha256-dir:k2:")
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     // 4. The old key leaves the server.
     server_keys

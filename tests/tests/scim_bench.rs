@@ -14,7 +14,9 @@
 //! out of the rounds) and the multi-tenant mixed load (directories x 25 requests/s, more
 //! directories until p99 > 1 s; `BENCH_TENANTS_MAX`, default 80), and large groups
 //! (`scim_group_scale_benchmark`, `BENCH_GROUP_MEMBERS` members, default 10000: build by
-//! 100-member PATCHes, GET, remove one, delete, replace, memory, bytes per add). One command:
+//! 100-member PATCHes, GET, remove one, delete, replace, memory, bytes per add), and hostile
+//! clients (`scim_hostile_clients`: a directory's reads while unauthenticated slow bodies and
+//! parallel 1 MiB POSTs target it and others; `BENCH_HOSTILE_READS` reads per case). One command:
 //! `make bench` (release build, then this test).
 
 use std::process::Command;
@@ -79,13 +81,16 @@ fn sample_value(line: &str) -> Option<f64> {
 
 async fn directory(client: &Client, ns: &str, name: &str, token: &str, keys: &VerifierKeys) {
     let api: Api<ScimDirectory> = Api::namespaced(client.clone(), ns);
-    api.create(
-        &PostParams::default(),
-        &ScimDirectory::new(name, ScimDirectorySpec::default()),
-    )
-    .await
-    .unwrap();
-    let hash = keys.verifiers(token.as_bytes()).remove(0);
+    let dir = api
+        .create(
+            &PostParams::default(),
+            &ScimDirectory::new(name, ScimDirectorySpec::default()),
+        )
+        .await
+        .unwrap();
+    let hash = keys
+        .verifiers(kube_scim_tests::keys::Dir::of(&dir), token.as_bytes())
+        .remove(0);
     let st = json!({"status": {"tokenVerifiers": [{"hash": hash}],
         "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "bench", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&st))
@@ -803,6 +808,7 @@ async fn scim_multi_tenant_mixed_load() {
                         .header("content-type", "application/scim+json")
                         .body(body.to_string())
                 };
+                let read = step % 10 <= 3;
                 let req = match step % 10 {
                     0..=3 => http
                         .get(format!("{base}/Users"))
@@ -824,25 +830,45 @@ async fn scim_multi_tenant_mixed_load() {
                         json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}]}),
                     ),
                 };
-                timed(req).await
+                (read, timed(req).await)
             }));
         }
         let mut lat = Vec::new();
+        let (mut reads, mut writes) = (Vec::new(), Vec::new());
         let mut errors = 0usize;
         for h in handles {
-            let (s, ms) = h.await.unwrap();
+            let (read, (s, ms)) = h.await.unwrap();
             if !(200..300).contains(&s) {
                 errors += 1;
             }
             lat.push(ms);
+            if read {
+                reads.push(ms)
+            } else {
+                writes.push(ms)
+            }
         }
         let n = lat.len();
         let cpu = cpu_secs(pid) - cpu0;
         let p50 = pct(&mut lat, 0.5);
         let p99 = pct(&mut lat, 0.99);
+        let kind = |v: &mut Vec<f64>| {
+            let max = v.iter().cloned().fold(0.0, f64::max);
+            format!(
+                "p50 {:.1} / p99 {:.1} / max {max:.1} ms",
+                pct(v, 0.5),
+                pct(v, 0.99)
+            )
+        };
         println!(
-            "{tenants} directories x 25 req/s (mixed) for {secs}s: {n} requests, {errors} errors, p50 {p50:.1} ms, p99 {p99:.1} ms, server CPU {:.2} ms/request",
-            cpu * 1000.0 / n as f64
+            "{tenants} directories x 25 req/s (mixed) for {secs}s: {n} requests, {errors} errors, p50 {p50:.1} ms, p99 {p99:.1} ms, server CPU {:.2} ms/request, RSS {} MiB",
+            cpu * 1000.0 / n as f64,
+            rss_kb(pid) / 1024
+        );
+        println!(
+            "  filter GETs {}; writes {}",
+            kind(&mut reads),
+            kind(&mut writes)
         );
         if p99 > 1000.0 || tenants >= max {
             break;
@@ -1113,4 +1139,144 @@ async fn scim_group_scale_benchmark() {
     let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
         .delete(&ns, &kube::api::DeleteParams::default())
         .await;
+}
+
+/// p50 / p99 / max (ms) and errors of `n` sequential filter GETs on `base`.
+async fn read_latency(http: &reqwest::Client, base: &str, token: &str, n: usize) -> String {
+    let mut lat = Vec::with_capacity(n);
+    let mut errors = 0usize;
+    for i in 0..n {
+        let (s, ms) = timed(
+            http.get(format!("{base}/Users"))
+                .query(&[("filter", format!("userName eq \"nobody{i}@x\""))])
+                .bearer_auth(token)
+                .timeout(Duration::from_secs(40)),
+        )
+        .await;
+        if s != 200 {
+            errors += 1;
+        }
+        lat.push(ms);
+    }
+    let max = lat.iter().cloned().fold(0.0, f64::max);
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms, max {max:.1} ms, {errors} errors of {n}",
+        pct(&mut lat, 0.5),
+        pct(&mut lat, 0.99)
+    )
+}
+
+/// Issue 29's figures: a legitimate filter GET on directory A, idle and while (a) 64
+/// unauthenticated slow-body connections target A's token endpoint, (b) 16 each also target
+/// three other directories and a made-up one, (c) 300 parallel authorized ~1 MiB POSTs target
+/// directory B; the server's peak RSS in each. Runs with the server's default limits, so it
+/// also runs against a build from before them (`KUBE_SCIM_SERVER_BIN`).
+#[tokio::test]
+#[ignore = "benchmark: run explicitly with --ignored --nocapture"]
+async fn scim_hostile_clients() {
+    use tokio::io::AsyncWriteExt;
+    let (plane, client, ns, token, keys) = bench_namespace("scim-bench-hostile").await;
+    for d in ["a", "b", "c", "d"] {
+        directory(&client, &ns, d, &token, &keys).await;
+    }
+    // Every client of the bench shares 127.0.0.1, so the cap on unauthenticated connections per
+    // address would cut the attacks (and the POST flood) short: it is lifted, on builds that
+    // have it, to show what the slots and the byte budget do.
+    let help = Command::new(server_bin()).arg("--help").output().unwrap();
+    let capped = String::from_utf8_lossy(&help.stdout)
+        .contains("--max-unauthenticated-connections-per-address");
+    let extra: &[&str] = if capped {
+        &["--max-unauthenticated-connections-per-address=0"]
+    } else {
+        &[]
+    };
+    let (mut proc, port, _) =
+        start_server(plane, &ns, "hostile", ("a", &token), &keys, extra).await;
+    let pid = proc.pid().unwrap();
+    // A's client and B's flood have their own connections, as two tenants would.
+    let http = reqwest::Client::new();
+    let flood = reqwest::Client::new();
+    let base = |d: &str| format!("http://127.0.0.1:{port}/scim/v2/{ns}/{d}");
+    let n = env_usize("BENCH_HOSTILE_READS", 300);
+    // Peak RSS, sampled every 20 ms while a case runs.
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kb(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let take_peak = || peak.swap(rss_kb(pid), std::sync::atomic::Ordering::Relaxed) / 1024;
+    println!(
+        "idle: A's filter GET {}",
+        read_latency(&http, &base("a"), &token, n).await
+    );
+    println!("  server RSS peak {} MiB", take_peak());
+
+    let addr = format!("127.0.0.1:{port}");
+    let stall = |dir: String, count: usize| {
+        let addr = addr.clone();
+        let ns = ns.clone();
+        async move {
+            let mut held = Vec::new();
+            for _ in 0..count {
+                let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
+                    continue;
+                };
+                let head = format!(
+                    "POST /scim/v2/{ns}/{dir}/oauth2/token HTTP/1.1\r\nHost: x\r\n\
+                     Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\ngrant_type="
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                held.push(s);
+            }
+            held
+        }
+    };
+    let mut held = stall("a".into(), 64).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    println!(
+        "(a) 64 unauthenticated slow bodies on A's token endpoint: A's filter GET {}",
+        read_latency(&http, &base("a"), &token, n).await
+    );
+    for d in ["b", "c", "d", "does-not-exist"] {
+        held.extend(stall(d.into(), 16).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    println!(
+        "(b) and 16 each on three other directories and a made-up one: A's filter GET {}",
+        read_latency(&http, &base("a"), &token, n).await
+    );
+    println!("  server RSS peak {} MiB", take_peak());
+    drop(held);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // (c) 300 authorized POSTs of about 1 MiB each to B, all at once.
+    let big = json!({"userName": "big@b", "displayName": "x".repeat(1_000_000)}).to_string();
+    let posts: Vec<_> = (0..300)
+        .map(|_| {
+            let req = flood
+                .post(format!("{}/Users", base("b")))
+                .bearer_auth(&token)
+                .header("content-type", "application/scim+json")
+                .body(big.clone())
+                .timeout(Duration::from_secs(60));
+            tokio::spawn(timed(req))
+        })
+        .collect();
+    let reads = read_latency(&http, &base("a"), &token, n).await;
+    let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
+    for p in posts {
+        *by_status.entry(p.await.unwrap().0).or_default() += 1;
+    }
+    println!("(c) 300 parallel ~1 MiB POSTs to B: A's filter GET {reads}");
+    println!(
+        "  B's answers by status {by_status:?}; server RSS peak {} MiB",
+        take_peak()
+    );
+    sampler.abort();
+    proc.stop();
 }

@@ -36,9 +36,11 @@ fn keys() -> &'static VerifierKeys {
     })
 }
 
-/// The keyed verifier of `token`, as the operator publishes it.
-fn verifier(token: &str) -> String {
-    keys().verifiers(token.as_bytes()).remove(0)
+/// The keyed verifier of `token` at `dir`, as the operator publishes it.
+fn verifier(dir: &ScimDirectory, token: &str) -> String {
+    keys()
+        .verifiers(kube_scim_tests::keys::Dir::of(dir), token.as_bytes())
+        .remove(0)
 }
 
 fn random_token() -> String {
@@ -72,10 +74,11 @@ async fn set_directory_status(
     ready: bool,
 ) {
     let api: Api<ScimDirectory> = Api::namespaced(client.clone(), ns);
+    let dir = api.get(name).await.unwrap();
     let verifiers: Vec<Value> = tokens
         .iter()
         .map(|(t, exp)| {
-            let mut v = json!({"hash": verifier(t)});
+            let mut v = json!({"hash": verifier(&dir, t)});
             if let Some(e) = exp {
                 v["expiresAt"] = json!(e);
             }
@@ -384,8 +387,9 @@ async fn test_connection_auth_and_discovery() {
         assert!(refused, "{hash} still opens the directory");
     }
 
+    // A directory that does not exist answers as one the token does not open (no oracle).
     let missing = srv.scim(&ns, "does-not-exist", &token);
-    assert_scim_error(&missing.get("/Users").await, 404, None);
+    assert_scim_error(&missing.get("/Users").await, 401, None);
     let pending = srv.scim(&ns, "pending", &token);
     let r = pending.get("/Users").await;
     assert_scim_error(&r, 503, None);
@@ -1249,6 +1253,121 @@ async fn limits_queue_call_counts_and_graceful_shutdown() {
     assert_eq!(sel.items.len(), 40);
 }
 
+/// One HTTP/1.1 request on `stream` (kept alive unless the server says otherwise): status and
+/// lower-cased headers of the answer, whose body is read whole.
+async fn raw_get(
+    stream: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+    path: &str,
+    token: &str,
+) -> (u16, Vec<(String, String)>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: scim.test\r\nAuthorization: Bearer {token}\r\n\r\n");
+    stream
+        .get_mut()
+        .write_all(request.as_bytes())
+        .await
+        .unwrap();
+    let mut status_line = String::new();
+    stream.read_line(&mut status_line).await.unwrap();
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {status_line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).await.unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':').unwrap();
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_ascii_lowercase()));
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await.unwrap();
+    (status, headers)
+}
+
+fn closes(headers: &[(String, String)]) -> bool {
+    headers
+        .iter()
+        .any(|(k, v)| k == "connection" && v == "close")
+}
+
+/// After SIGTERM the server drains (`--shutdown-drain`): it keeps answering, on kept-alive and
+/// on new connections, but closes each connection after its answer and reports not ready, so a
+/// keep-alive client is never cut off under a request when the listener stops; then it exits.
+#[tokio::test]
+async fn sigterm_drains_keep_alive_connections_before_stopping() {
+    let (plane, _client, ns, token) = setup("scim-drain").await;
+    let mut srv = Server::start_with(
+        plane,
+        plane.kubeconfig(),
+        &ns,
+        "drain",
+        &["--shutdown-drain", "3s"],
+    )
+    .await;
+    srv.scim(&ns, "entra", &token).wait_ready().await;
+    let path = format!("/scim/v2/{ns}/entra/Users?count=0");
+    let connect = || async {
+        tokio::io::BufReader::new(
+            tokio::net::TcpStream::connect(("127.0.0.1", srv.port))
+                .await
+                .unwrap(),
+        )
+    };
+    let mut kept = connect().await;
+    let (status, headers) = raw_get(&mut kept, &path, &token).await;
+    assert_eq!(status, 200);
+    assert!(!closes(&headers), "kept alive while serving: {headers:?}");
+
+    srv.proc.terminate();
+    let readyz = format!("http://127.0.0.1:{}/readyz", srv.metrics_port);
+    eventually(
+        "readiness fails after SIGTERM",
+        Duration::from_secs(2),
+        || async {
+            let r = reqwest::get(&readyz).await.ok()?;
+            (r.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+        },
+    )
+    .await;
+    // The kept-alive connection is still served, once, and then closed by the server.
+    let (status, headers) = raw_get(&mut kept, &path, &token).await;
+    assert_eq!(status, 200, "served during the drain");
+    assert!(closes(&headers), "{headers:?}");
+    let mut rest = Vec::new();
+    use tokio::io::AsyncReadExt;
+    let n = tokio::time::timeout(Duration::from_secs(2), kept.read_to_end(&mut rest))
+        .await
+        .expect("the server closes the connection after its answer")
+        .unwrap();
+    assert_eq!(n, 0);
+    // A new connection (a proxy that has not yet removed the pod) is served too.
+    let mut fresh = connect().await;
+    let (status, headers) = raw_get(&mut fresh, &path, &token).await;
+    assert_eq!(status, 200);
+    assert!(closes(&headers), "{headers:?}");
+
+    // Then it stops: the process exits after the drain.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while srv.proc.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 20 s after SIGTERM with a 3 s drain"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The RBAC documented in docs/scim-server.md is enough: the server runs as a ServiceAccount
 /// bound to exactly that Role (no Secrets, no update, no status).
 #[tokio::test]
@@ -1583,4 +1702,462 @@ async fn stalled_clients_of_one_directory_do_not_delay_another() {
     })
     .await;
     assert!(closed.is_ok(), "an idle keep-alive connection stayed open");
+}
+
+/// Opens `n` connections that send `head` (a request announcing a body) and never the rest.
+async fn stalled_requests(addr: &str, n: usize, head: &str) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        out.push(s);
+    }
+    out
+}
+
+/// The first bytes the server sends on `s` within `within` (empty: closed, or nothing).
+async fn first_answer(s: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(within, s.read(&mut buf)).await {
+        Ok(Ok(n)) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        Ok(Err(_)) => Some(String::new()),
+        Err(_) => None,
+    }
+}
+
+/// A GET that must be answered 200 within `within` (not a latency goal: without the fix it
+/// waited for the request timeout).
+async fn answers_ok(scim: &Scim, path: &str, within: Duration) {
+    let r = tokio::time::timeout(within, scim.get(path))
+        .await
+        .unwrap_or_else(|_| panic!("GET {}{path} not answered within {within:?}", scim.base));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+/// Issue 29, 1: 64 connections to directory A's token endpoint and 16 to each of three other
+/// directories' and a made-up one's, with no credential, sending headers and never the body,
+/// hold no slot: A's and B's reads and A's reads by id are answered at once, with few slots.
+/// The stalled token requests are answered at the body deadline (they were held, not refused).
+#[tokio::test]
+async fn unauthenticated_slow_bodies_hold_no_slot() {
+    let (plane, client, ns, token) = setup("scim-slowauth").await;
+    let b_token = random_token();
+    for name in ["b", "c", "d"] {
+        make_directory(&client, &ns, name, &[(&b_token, None)], true).await;
+    }
+    let extra = [
+        "--max-concurrent-requests=8",
+        "--max-concurrent-requests-per-directory=4",
+        "--max-concurrent-reads=8",
+        "--max-concurrent-reads-per-directory=4",
+        "--body-read-timeout=5s",
+        "--request-timeout=30s",
+        "--max-unauthenticated-connections-per-address=1000",
+        "--max-unauthenticated-connections=1000",
+    ];
+    let srv = Server::start_with(plane, plane.kubeconfig(), &ns, "slowauth", &extra).await;
+    let a = srv.scim(&ns, "entra", &token);
+    let b = srv.scim(&ns, "b", &b_token);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let created = a
+        .post("/Users", &user_body("slow@contoso.example", "slow-1"))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let addr = format!("127.0.0.1:{}", srv.port);
+    let head = |dir: &str| {
+        format!(
+            "POST /scim/v2/{ns}/{dir}/oauth2/token HTTP/1.1\r\nHost: x\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\ngrant_type="
+        )
+    };
+    let mut stalled = stalled_requests(&addr, 64, &head("entra")).await;
+    for dir in ["b", "c", "d", "does-not-exist"] {
+        stalled.extend(stalled_requests(&addr, 16, &head(dir)).await);
+    }
+    // And unauthenticated SCIM writes whose bodies never come: refused at once, unread.
+    let mut refused = stalled_requests(
+        &addr,
+        16,
+        &format!(
+            "POST /scim/v2/{ns}/entra/Users HTTP/1.1\r\nHost: x\r\n\
+             Content-Type: application/scim+json\r\nContent-Length: 200\r\n\r\n{{"
+        ),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        answers_ok(&a, "/Users?count=1", Duration::from_secs(3)).await;
+        answers_ok(&a, &format!("/Users/{id}"), Duration::from_secs(3)).await;
+        answers_ok(&b, "/Users?count=1", Duration::from_secs(3)).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the reads ran while the stalled bodies were held"
+    );
+    for s in &mut refused {
+        // 429 once the address's failed authentications pass their burst.
+        let text = first_answer(s, Duration::from_secs(3))
+            .await
+            .unwrap_or_default();
+        assert!(
+            text.starts_with("HTTP/1.1 401") || text.starts_with("HTTP/1.1 429"),
+            "{text}"
+        );
+    }
+    let mut held = 0;
+    for s in &mut stalled {
+        let text = first_answer(s, Duration::from_secs(15))
+            .await
+            .expect("no answer to a stalled token request");
+        assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+        held += 1;
+    }
+    assert_eq!(held, 128);
+}
+
+/// Issue 29, 4: without a valid credential, a directory that exists and one that does not get
+/// the same answers on resources, discovery and the token endpoint.
+#[tokio::test]
+async fn unauthenticated_answers_do_not_tell_which_directories_exist() {
+    let (plane, _client, ns, _token) = setup("scim-oracle").await;
+    // The failure limits (keyed by the path, so no oracle either) would turn later 401s to 429s.
+    let extra = [
+        "--auth-failure-burst-per-address=0",
+        "--auth-failure-burst-per-directory=0",
+    ];
+    let srv = Server::start_with(plane, plane.kubeconfig(), &ns, "oracle", &extra).await;
+    let http = reqwest::Client::new();
+    let form = "application/x-www-form-urlencoded";
+    // (method, path tail, Authorization, (Content-Type, body))
+    type Case<'a> = (
+        reqwest::Method,
+        &'a str,
+        Option<&'a str>,
+        Option<(&'a str, &'a str)>,
+    );
+    let cases: Vec<Case> = vec![
+        (reqwest::Method::GET, "/Users", None, None),
+        (
+            reqwest::Method::GET,
+            "/Users?count=1",
+            Some("Bearer wrong"),
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            "/Users/abc",
+            Some("Bearer wrong"),
+            None,
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/Users/abc",
+            None,
+            Some(("application/scim+json", "{}")),
+        ),
+        (reqwest::Method::GET, "/ServiceProviderConfig", None, None),
+        (reqwest::Method::GET, "/ResourceTypes", None, None),
+        (reqwest::Method::GET, "/Schemas", None, None),
+        (
+            reqwest::Method::POST,
+            "/oauth2/token",
+            Some("Basic dWlkOndyb25n"),
+            Some((form, "grant_type=client_credentials")),
+        ),
+        (
+            reqwest::Method::POST,
+            "/oauth2/token",
+            None,
+            Some((
+                form,
+                "grant_type=client_credentials&client_id=x&client_secret=y",
+            )),
+        ),
+    ];
+    for (method, tail, auth, body) in cases {
+        let mut answers = Vec::new();
+        for dir in ["entra", "does-not-exist"] {
+            let mut req = http.request(
+                method.clone(),
+                format!("http://127.0.0.1:{}/scim/v2/{ns}/{dir}{tail}", srv.port),
+            );
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            if let Some((ct, b)) = body {
+                req = req.header("content-type", ct).body(b.to_string());
+            }
+            let r = req.timeout(Duration::from_secs(10)).send().await.unwrap();
+            let status = r.status();
+            let challenge = r.headers().get("www-authenticate").cloned();
+            let text = r.text().await.unwrap().replace(dir, "DIR");
+            answers.push((status, challenge, text));
+        }
+        assert_eq!(answers[0], answers[1], "{method} {tail}");
+        assert_ne!(answers[0].0, StatusCode::NOT_FOUND, "{method} {tail}");
+    }
+}
+
+/// Issue 29, 5: failed authentications from one address past a small burst are answered 429
+/// with Retry-After after a delay (counted in a metric and told in the directory's Event),
+/// while the directory's valid token keeps working from the same address.
+#[tokio::test]
+async fn failed_authentications_are_slowed_and_the_valid_token_still_works() {
+    use k8s_openapi::api::events::v1::Event;
+    let (plane, client, ns, token) = setup("scim-guess").await;
+    let extra = [
+        "--auth-failure-burst-per-address=5",
+        "--auth-failure-burst-per-directory=50",
+        "--auth-failure-refill-interval=1m",
+        "--auth-failure-delay=300ms",
+        "--event-interval=1s",
+    ];
+    let srv = Server::start_with(plane, plane.kubeconfig(), &ns, "guess", &extra).await;
+    let scim = srv.scim(&ns, "entra", &token);
+    scim.wait_ready().await;
+    let guesser = srv.scim(&ns, "entra", "a-guessed-token");
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let t = std::time::Instant::now();
+        let r = guesser.get("/Users").await;
+        statuses.push(r.status.as_u16());
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(r.headers.contains_key("retry-after"));
+            assert!(t.elapsed() >= Duration::from_millis(250), "not delayed");
+        }
+        // The identity provider, from the same address, is never refused.
+        assert_eq!(scim.get("/Users?count=1").await.status, StatusCode::OK);
+    }
+    assert_eq!(statuses[..5], [401; 5], "{statuses:?}");
+    assert_eq!(statuses[5..], [429; 5], "{statuses:?}");
+    let m = srv.metrics().await;
+    assert!(
+        m.contains(&format!(
+            "kube_scim_auth_failures_throttled_total{{directory=\"{ns}/entra\",scope=\"address\"}} 5"
+        )),
+        "{m}"
+    );
+    let note = eventually(
+        "an AuthenticationFailed event",
+        Duration::from_secs(30),
+        || async {
+            let api: Api<Event> = Api::namespaced(client.clone(), &ns);
+            let events = api.list(&Default::default()).await.ok()?.items;
+            events
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("AuthenticationFailed"))?
+                .note
+        },
+    )
+    .await;
+    assert!(
+        note.contains("past the failed-authentication limits"),
+        "{note}"
+    );
+}
+
+/// Issue 29, 2: bodies of authorized writes reserve their bytes first; past the directory's
+/// budget a write is answered 503 with Retry-After at once, and another directory writes on.
+#[tokio::test]
+async fn buffered_body_bytes_are_bounded() {
+    let (plane, client, ns, token) = setup("scim-bytes").await;
+    let b_token = random_token();
+    make_directory(&client, &ns, "b", &[(&b_token, None)], true).await;
+    let extra = [
+        "--max-buffered-body-bytes=8388608",
+        "--max-buffered-body-bytes-per-directory=2097152",
+        "--body-read-timeout=5s",
+    ];
+    let srv = Server::start_with(plane, plane.kubeconfig(), &ns, "bytes", &extra).await;
+    let a = srv.scim(&ns, "entra", &token);
+    let b = srv.scim(&ns, "b", &b_token);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let addr = format!("127.0.0.1:{}", srv.port);
+    // Two 1 MiB bodies fill A's budget (sent slowly, so they stay buffered)...
+    let head = format!(
+        "POST /scim/v2/{ns}/entra/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/scim+json\r\nContent-Length: 1048576\r\n\r\n{{"
+    );
+    let mut held = stalled_requests(&addr, 2, &head).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...so a third is refused at once, without its body being read.
+    let mut over = stalled_requests(&addr, 3, &head).await;
+    for s in &mut over {
+        let text = first_answer(s, Duration::from_secs(3))
+            .await
+            .expect("a body past the budget was not refused at once");
+        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+        assert!(text.to_ascii_lowercase().contains("retry-after:"), "{text}");
+    }
+    let created = b
+        .post("/Users", &user_body("bytes@contoso.example", "bytes-1"))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    answers_ok(&a, "/Users?count=1", Duration::from_secs(3)).await;
+    for s in &mut held {
+        let text = first_answer(s, Duration::from_secs(15))
+            .await
+            .unwrap_or_default();
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+    let created = a
+        .post("/Users", &user_body("after@contoso.example", "bytes-2"))
+        .await;
+    assert_eq!(
+        created.status,
+        StatusCode::CREATED,
+        "the budget was given back"
+    );
+
+    // 64 parallel authorized POSTs of about 1 MiB each, sent whole: the server's memory stays
+    // within the budget's reach (before the budget it held every body, parsed, at once).
+    let pid = srv.proc.pid().unwrap();
+    let rss_mib = move || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+            / 1024
+    };
+    let before = rss_mib();
+    let big = json!({"userName": "big@contoso.example", "displayName": "x".repeat(1_000_000)});
+    let big = serde_json::to_vec(&big).unwrap();
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            for _ in 0..3000 {
+                if !sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                peak = peak.max(rss_mib());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            peak
+        })
+    };
+    let posts = (0..64).map(|_| {
+        b.http
+            .post(format!("{}/Users", b.base))
+            .bearer_auth(&b.token)
+            .header("content-type", "application/scim+json")
+            .body(big.clone())
+            .timeout(Duration::from_secs(60))
+            .send()
+    });
+    let answers = join_all(posts).await;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.await.unwrap();
+    let refused = answers
+        .iter()
+        .filter(|r| {
+            r.as_ref()
+                .is_ok_and(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE)
+        })
+        .count();
+    println!(
+        "64 parallel 1 MiB POSTs: {refused} refused for the budget, server RSS {before} -> {peak} MiB"
+    );
+    assert!(refused > 0, "no POST was refused for the budget");
+    // 8 MiB of bodies in all (2 MiB for B) and their parsed copies: well under 100 MiB more.
+    assert!(
+        peak < before + 100,
+        "server RSS grew from {before} MiB to {peak} MiB"
+    );
+    let m = srv.metrics().await;
+    assert!(m.contains("kube_scim_body_budget_refusals_total"), "{m}");
+}
+
+/// Issue 29, 3: connections that have not carried an authenticated request are capped per
+/// client address (further ones are closed at once); an authenticated connection is not
+/// counted and keeps working; an oversized request head is refused.
+#[tokio::test]
+async fn unauthenticated_connections_per_address_are_capped() {
+    use tokio::io::AsyncWriteExt;
+    let (plane, _client, ns, token) = setup("scim-conns").await;
+    let extra = [
+        "--max-unauthenticated-connections-per-address=8",
+        "--header-read-timeout=20s",
+    ];
+    let srv = Server::start_with(plane, plane.kubeconfig(), &ns, "conns", &extra).await;
+    let scim = srv.scim(&ns, "entra", &token);
+    scim.wait_ready().await;
+    let addr = format!("127.0.0.1:{}", srv.port);
+    // An oversized head (past hyper's buffer, which is sized from --max-header-bytes but at
+    // least 64 KiB): refused (431) or cut, never served.
+    let mut big = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "GET /scim/v2/{ns}/entra/Users HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(128 * 1024)
+    );
+    let _ = big.write_all(head.as_bytes()).await;
+    let text = first_answer(&mut big, Duration::from_secs(5))
+        .await
+        .expect("an oversized head was neither refused nor cut");
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 431"),
+        "{text}"
+    );
+    drop(big);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut ninth = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _ = ninth
+        .write_all(format!("GET /scim/v2/{ns}/entra/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes())
+        .await;
+    let text = first_answer(&mut ninth, Duration::from_secs(5))
+        .await
+        .expect("the connection past the limit was kept");
+    assert!(text.is_empty(), "served past the limit: {text}");
+    // The pooled, authenticated connection of the identity provider is not counted.
+    answers_ok(&scim, "/Users?count=1", Duration::from_secs(3)).await;
+    drop(silent);
+    let fresh = srv.scim(&ns, "entra", &token);
+    let mut ok = false;
+    for _ in 0..50 {
+        if let Ok(Ok(r)) = tokio::time::timeout(
+            Duration::from_secs(2),
+            fresh
+                .http
+                .get(format!("{}/Users?count=1", fresh.base))
+                .bearer_auth(&token)
+                .send(),
+        )
+        .await
+            && r.status() == StatusCode::OK
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ok,
+        "new connections were not accepted again: {}",
+        srv.proc.log_tail(20)
+    );
+    let m = srv.metrics().await;
+    // At least the ninth (a new connection may race the server's noticing the closes).
+    let refused: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("kube_scim_unauthenticated_connections_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(refused >= 1, "{m}");
 }

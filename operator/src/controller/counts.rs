@@ -14,8 +14,8 @@ use kube::{Api, ResourceExt};
 use kube_scim_crds::{ScimDirectory, ScimDirectoryStatus, labels};
 use serde_json::{Value, json};
 
+use super::context::{Context, MANAGER};
 use super::throttle::{self, Throttle};
-use super::{Context, MANAGER};
 use crate::reconcile::{Error, is_not_found};
 use crate::token as tokens;
 

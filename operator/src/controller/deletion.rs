@@ -10,13 +10,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Api, Resource, ResourceExt};
 use kube_scim_crds::{DeletionPolicy, ScimDirectory, ScimGroup, ScimUser};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{Context, owned_by};
+use super::context::{Context, owned_by};
 use crate::reconcile::{Error, is_not_found};
 
 /// Finalizer of directories with `deletionPolicy: Retain` or a ReferenceGrant (the name predates
@@ -50,27 +49,6 @@ pub fn plan(dir: &ScimDirectory, needs_grant: bool) -> Plan {
     }
 }
 
-/// The reconcile entry after the bookkeeping: runs the plan.
-pub async fn reconcile(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> {
-    let needs_grant = super::route::needs_reference_grant(&dir, &ctx.settings.defaults);
-    match plan(&dir, needs_grant) {
-        Plan::WithFinalizer => {
-            let ns = dir.namespace().ok_or(Error::Unnamed)?;
-            let api: Api<ScimDirectory> = ctx.api(&ns);
-            finalizer(&api, FINALIZER, dir, |event| async move {
-                match event {
-                    FinalizerEvent::Apply(dir) => super::apply(dir, ctx).await,
-                    FinalizerEvent::Cleanup(dir) => cleanup(dir, ctx).await,
-                }
-            })
-            .await
-            .map_err(|e| Error::Finalizer(Box::new(e)))
-        }
-        Plan::AwaitGone => Ok(Action::await_change()),
-        Plan::Apply => super::apply(dir, ctx).await,
-    }
-}
-
 /// A directory switched from Retain to Delete (or away from a cross-namespace Gateway route)
 /// keeps a finalizer it no longer needs: the merge patch that drops it (a compare-and-swap on
 /// the resourceVersion), if any. Called after the route part removed an unneeded grant.
@@ -93,8 +71,11 @@ pub fn finalizer_removal(dir: &ScimDirectory, needs_grant: bool) -> Option<Value
 }
 
 /// Carries out [`finalizer_removal`].
-pub async fn drop_unneeded_finalizer(dir: &ScimDirectory, ctx: &Context) -> Result<(), Error> {
-    let needs_grant = super::route::needs_reference_grant(dir, &ctx.settings.defaults);
+pub async fn drop_unneeded_finalizer(
+    dir: &ScimDirectory,
+    ctx: &Context,
+    needs_grant: bool,
+) -> Result<(), Error> {
     let Some(patch) = finalizer_removal(dir, needs_grant) else {
         return Ok(());
     };
@@ -111,7 +92,7 @@ pub async fn drop_unneeded_finalizer(dir: &ScimDirectory, ctx: &Context) -> Resu
 
 /// Before a `Retain` directory goes: removes its ownerReference from each of its ScimUsers and
 /// ScimGroups, so the garbage collector keeps them.
-async fn cleanup(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> {
+pub async fn cleanup(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> {
     super::route::remove_reference_grant(&dir, ctx).await?;
     if dir.spec.deletion_policy != DeletionPolicy::Retain {
         return Ok(Action::await_change());

@@ -212,6 +212,7 @@ pub fn context_with(
         Arc::new(Metrics::default()),
         users,
         groups,
+        reflector::store().0,
     ))
 }
 
@@ -231,6 +232,14 @@ pub fn member_meta<K>(name: &str, active: Option<bool>, written: &str) -> Partia
     }
     .into_response_partial()
 }
+
+/// What verifiers of [`directory`] are bound to.
+pub const BINDING: kube_scim_runtime::verifier::Binding<'static> =
+    kube_scim_runtime::verifier::Binding {
+        uid: "uid-d",
+        namespace: "ns",
+        name: "d",
+    };
 
 /// Directory `ns/d` with uid `uid-d`.
 pub fn directory(spec: ScimDirectorySpec) -> ScimDirectory {

@@ -8,6 +8,8 @@
 //!   HTTPRoute (and, across namespaces, a ReferenceGrant);
 //! - [`counts`]: users and groups in status, kept fresh by a throttled refresher
 //!   ([`throttle`]) outside the reconcile;
+//! - [`entra`]: method `EntraToken` needs the enterprise application's id, one directory per
+//!   application;
 //! - [`status`]: conditions and the status write.
 //!
 //! What triggers what: a change of a ScimDirectory (except a write of its counts alone), of an
@@ -17,16 +19,17 @@
 //! [`counts::keep_fresh`] refreshes them at most once per `--counts-min-interval` and at the
 //! latest `--counts-max-delay` after the first pending change.
 
+mod context;
 pub mod counts;
 pub mod deletion;
+pub mod entra;
 pub mod route;
 pub mod safety;
 pub mod status;
 pub mod throttle;
 pub mod token;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{Future, FutureExt, StreamExt};
@@ -35,133 +38,24 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use kube_scim_crds::{ScimDirectory, ScimGroup, ScimUser, labels};
-use kube_scim_runtime::verifier::SharedKeyRing;
 
 use crate::events::publish;
 use crate::metrics::Metrics;
-use crate::route::RouteDefaults;
-use crate::watch::{Readiness, SHUTDOWN_GRACE, bounded_shutdown, scoped, store};
+use crate::watch::{SHUTDOWN_GRACE, bounded_shutdown, scoped, store};
 use kube_scim_runtime::duration;
 
-/// Field manager of every write (server-side apply and plain writes alike).
-pub const MANAGER: &str = crate::reconcile::manager::DIRECTORY;
-
 pub use crate::reconcile::Error;
-
-/// Settings shared by every watched namespace.
-#[derive(Clone)]
-pub struct Settings {
-    pub defaults: RouteDefaults,
-    pub concurrency: u16,
-    pub resync: Duration,
-    pub identity: String,
-    /// A directory's counts are written at most once per this interval.
-    pub counts_min_interval: Duration,
-    /// A user or group change is in its directory's counts at most this long after it.
-    pub counts_max_delay: Duration,
-    /// The verifier keys in force; a change reconciles every directory (new verifiers).
-    pub keys: SharedKeyRing,
-}
-
-/// What a reconcile needs.
-pub struct Context {
-    pub client: Client,
-    pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
-    pub settings: Settings,
-    pub users: Store<PartialObjectMeta<ScimUser>>,
-    pub groups: Store<PartialObjectMeta<ScimGroup>>,
-    /// Readiness of `users` and `groups`, which reconciles check and the counts refresher
-    /// awaits at the same time (see [`Readiness`]).
-    users_ready: Readiness,
-    groups_ready: Readiness,
-    failures: Mutex<HashMap<ObjectRef<ScimDirectory>, u32>>,
-    /// One lock per directory around "count, then write status", held by the reconcile and by
-    /// the counts refresher, so a slower writer never puts older counts over newer ones.
-    status_locks: Mutex<HashMap<ObjectRef<ScimDirectory>, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl Context {
-    /// A context over `client`, with user and group stores the caller fills (or leaves empty).
-    pub fn new(
-        client: Client,
-        settings: Settings,
-        metrics: Arc<Metrics>,
-        users: Store<PartialObjectMeta<ScimUser>>,
-        groups: Store<PartialObjectMeta<ScimGroup>>,
-    ) -> Self {
-        let reporter = Reporter {
-            controller: MANAGER.into(),
-            instance: Some(settings.identity.clone()),
-        };
-        Context {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            metrics,
-            settings,
-            users_ready: Readiness::of(&users),
-            groups_ready: Readiness::of(&groups),
-            users,
-            groups,
-            failures: Mutex::default(),
-            status_locks: Mutex::default(),
-        }
-    }
-
-    /// The status lock of `dir` (see [`Context::status_locks`]). Locks nobody holds or awaits
-    /// are dropped, so the map stays as small as the number of directories being written.
-    pub async fn status_lock(
-        &self,
-        dir: &ObjectRef<ScimDirectory>,
-    ) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self.status_locks.lock().unwrap_or_else(|e| e.into_inner());
-            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
-            locks.entry(dir.clone()).or_default().clone()
-        };
-        lock.lock_owned().await
-    }
-
-    fn api<K>(&self, ns: &str) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    {
-        Api::namespaced(self.client.clone(), ns)
-    }
-
-    async fn publish(
-        &self,
-        dir: &ScimDirectory,
-        type_: EventType,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) {
-        publish(
-            &self.recorder,
-            &dir.object_ref(&()),
-            type_,
-            reason,
-            action,
-            note,
-        )
-        .await;
-    }
-}
+pub use context::{Context, MANAGER, Settings};
 
 fn directory_of(meta: &ObjectMeta) -> Option<ObjectRef<ScimDirectory>> {
     let name = meta.labels.as_ref()?.get(labels::DIRECTORY)?;
     Some(ObjectRef::new(name).within(meta.namespace.as_deref()?))
-}
-
-/// Whether `meta` has an ownerReference to the object with `uid`.
-fn owned_by(meta: &ObjectMeta, uid: &str) -> bool {
-    meta.owner_references.iter().flatten().any(|o| o.uid == uid)
 }
 
 /// The directories a Secret change concerns: the one its label or ownerReference names, and
@@ -205,11 +99,10 @@ fn directories_of_secret(
 /// counts refresher writes and which need no token or route work. A predicate hash for
 /// [`WatchStreamExt::predicate_filter`].
 pub fn reconcile_relevant(dir: &ScimDirectory) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
     let mut status = dir.status.clone().unwrap_or_default();
     counts::clear_counts(&mut status);
     let meta = &dir.metadata;
-    let key = serde_json::to_string(&(
+    crate::reconcile::predicate::hash(&(
         &meta.uid,
         meta.generation,
         &meta.labels,
@@ -219,10 +112,6 @@ pub fn reconcile_relevant(dir: &ScimDirectory) -> Option<u64> {
         &dir.spec,
         &status,
     ))
-    .ok()?;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut hasher);
-    Some(hasher.finish())
 }
 
 /// Runs the controller and the counts refresher for one scope (one namespace, or all) until
@@ -294,6 +183,7 @@ pub async fn run_scope(
         metrics,
         users,
         groups,
+        directories.clone(),
     ));
     let secret_directories = directories.clone();
     // No debounce: kube's debounce restarts on every new trigger, so a steady stream of
@@ -407,7 +297,7 @@ fn error_policy(dir: Arc<ScimDirectory>, error: &Error, ctx: Arc<Context>) -> Ac
 pub async fn reconcile(dir: Arc<ScimDirectory>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.metrics.reconciliations.inc();
     let started = Instant::now();
-    let result = deletion::reconcile(dir.clone(), &ctx).await;
+    let result = run(dir.clone(), &ctx).await;
     ctx.metrics
         .duration
         .observe(started.elapsed().as_secs_f64());
@@ -420,17 +310,50 @@ pub async fn reconcile(dir: Arc<ScimDirectory>, ctx: Arc<Context>) -> Result<Act
     result
 }
 
+/// The deletion plan, then the finalizer helper around apply and cleanup (the shape of
+/// controller-rs: the finalizer in the top-level reconcile, so no step calls back here).
+async fn run(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> {
+    let needs_grant = route::needs_reference_grant(&dir, &ctx.settings.defaults);
+    match deletion::plan(&dir, needs_grant) {
+        deletion::Plan::WithFinalizer => {
+            let ns = dir.namespace().ok_or(Error::Unnamed)?;
+            let api: Api<ScimDirectory> = ctx.api(&ns);
+            finalizer(&api, deletion::FINALIZER, dir, |event| async move {
+                match event {
+                    FinalizerEvent::Apply(dir) => apply(dir, ctx, needs_grant).await,
+                    FinalizerEvent::Cleanup(dir) => deletion::cleanup(dir, ctx).await,
+                }
+            })
+            .await
+            .map_err(|e| Error::Finalizer(Box::new(e)))
+        }
+        deletion::Plan::AwaitGone => Ok(Action::await_change()),
+        deletion::Plan::Apply => apply(dir, ctx, needs_grant).await,
+    }
+}
+
 /// Brings a live directory to its desired state: token, route, counts, status.
-async fn apply(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> {
+async fn apply(dir: Arc<ScimDirectory>, ctx: &Context, needs_grant: bool) -> Result<Action, Error> {
     let now = jiff::Timestamp::now();
     let token = token::reconcile(&dir, ctx, now).await?;
     let route = route::reconcile(&dir, ctx).await?;
     // After the route part: it removes a ReferenceGrant the finalizer no longer has to.
-    deletion::drop_unneeded_finalizer(&dir, ctx).await?;
+    deletion::drop_unneeded_finalizer(&dir, ctx, needs_grant).await?;
     safety::reconcile(&dir, ctx).await?;
+    let others = ctx.directories.state();
+    let auth = entra::check(&dir, others.iter().map(|d| d.as_ref()));
     let _status = ctx.status_lock(&ObjectRef::from_obj(dir.as_ref())).await;
     let counts = counts::of(&dir, ctx);
-    status::write(&dir, ctx, &token, &route, counts.as_ref(), now).await
+    status::write(
+        &dir,
+        ctx,
+        &token,
+        &route,
+        auth.as_ref(),
+        counts.as_ref(),
+        now,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use kube_scim_crds::{RouteKind, ScimDirectory, labels};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{Context, MANAGER, owned_by};
+use super::context::{Context, MANAGER, owned_by};
 use crate::reconcile::{Check, Error, is_forbidden, is_not_found};
 use crate::route::{self, ListenerProblem, ParentVerdict, Route, RouteDefaults, ServerService};
 

@@ -21,7 +21,7 @@ use kube_scim_crds::{
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::Context;
+use super::context::Context;
 use crate::reconcile::{Check, Error, is_not_found};
 use crate::token as tokens;
 

@@ -12,10 +12,11 @@ use kube_scim_crds::{
     CONDITION_SUSPENDED, CONDITION_TOKEN_READY, ScimDirectory, ScimDirectoryStatus,
 };
 
+use super::context::{Context, MANAGER};
 use super::counts::{self, Counts};
 use super::route::RouteState;
+use super::safety;
 use super::token::TokenState;
-use super::{Context, MANAGER, safety};
 use crate::reconcile::{self, Check, Error, condition};
 use crate::token as tokens;
 
@@ -68,6 +69,7 @@ pub fn desired(
     dir: &ScimDirectory,
     token: &TokenState,
     route: &RouteState,
+    auth: Option<&Check>,
     counts: Option<&Counts>,
     now: Timestamp,
 ) -> ScimDirectoryStatus {
@@ -78,7 +80,14 @@ pub fn desired(
         tokens::last_expiry(&token.verifiers)
     };
     let mut ready = ready(&token.check, &route.check, previous_until);
-    let oauth = dir.spec.auth.allows(AuthMethod::OAuthClientCredentials);
+    // A refused authentication setting (`super::entra`) refuses the whole directory: the SCIM
+    // server serves no directory that is not Ready.
+    if let Some(refused) = auth.filter(|c| !c.ok) {
+        ready = refused.clone();
+    }
+    let client_credentials = dir.spec.auth.allows(AuthMethod::OAuthClientCredentials);
+    let federation = dir.spec.auth.allows(AuthMethod::WorkloadIdentityFederation);
+    let oauth = client_credentials || federation;
     let oauth_token_endpoint = route
         .endpoint
         .as_deref()
@@ -88,11 +97,19 @@ pub fn desired(
     if ready.ok
         && let (Some(endpoint), Some(client_id)) = (&oauth_token_endpoint, &oauth_client_id)
     {
-        ready.message = format!(
-            "{}. OAuth client credentials: token endpoint {endpoint}, client id {client_id}, client secret the token in Secret {}",
-            ready.message.trim_end_matches('.'),
-            token.secret_name.as_deref().unwrap_or("(none yet)")
-        );
+        let mut message = ready.message.trim_end_matches('.').to_string();
+        if client_credentials {
+            message = format!(
+                "{message}. OAuth client credentials: token endpoint {endpoint}, client id {client_id}, client secret the token in Secret {}",
+                token.secret_name.as_deref().unwrap_or("(none yet)")
+            );
+        }
+        if federation {
+            message = format!(
+                "{message}. Workload identity federation: token endpoint {endpoint}, client id {client_id}, no client secret"
+            );
+        }
+        ready.message = message;
     }
     let generation = dir.metadata.generation;
     let (held_deletions, held_deactivations) = match counts {
@@ -148,7 +165,7 @@ pub fn desired(
 }
 
 /// The checks that failed with a message not reported before: one Warning event each.
-pub fn new_problems<'a>(dir: &ScimDirectory, checks: [(&str, &'a Check); 2]) -> Vec<&'a Check> {
+pub fn new_problems<'a>(dir: &ScimDirectory, checks: Vec<(&str, &'a Check)>) -> Vec<&'a Check> {
     let previous = dir
         .status
         .as_ref()
@@ -183,14 +200,17 @@ pub async fn write(
     ctx: &Context,
     token: &TokenState,
     route: &RouteState,
+    auth: Option<&Check>,
     counts: Option<&Counts>,
     now: Timestamp,
 ) -> Result<Action, Error> {
-    let new_status = desired(dir, token, route, counts, now);
-    let checks = [
+    let new_status = desired(dir, token, route, auth, counts, now);
+    let mut checks = vec![
         (CONDITION_TOKEN_READY, &token.check),
         (CONDITION_ROUTE_READY, &route.check),
     ];
+    // A refused authentication setting shows as Ready's reason, and gets its Warning once.
+    checks.extend(auth.map(|c| (CONDITION_READY, c)));
     if let Some(note) = safety::newly_held(dir, &new_status) {
         ctx.publish(
             dir,
@@ -217,7 +237,7 @@ pub async fn write(
         reconcile::status::apply(&api, &dir.name_any(), MANAGER, &new_status).await?;
     }
     let mut wait = requeue_after(&new_status, ctx.settings.resync, now);
-    if !route.check.ok {
+    if !route.check.ok || auth.is_some_and(|c| !c.ok) {
         // Another controller's progress, or a Gateway the user creates next, may not be watched
         // (e.g. HTTPRoutes when the Gateway API was installed after the operator started): look
         // again soon.
@@ -294,8 +314,8 @@ mod tests {
     fn a_problem_is_reported_once_per_message() {
         let bad = Check::failed("NoHost", "set a host");
         let mut dir = ScimDirectory::new("d", Default::default());
-        let checks = [("RouteReady", &bad), ("TokenReady", &bad)];
-        assert_eq!(new_problems(&dir, checks).len(), 2);
+        let checks = vec![("RouteReady", &bad), ("TokenReady", &bad)];
+        assert_eq!(new_problems(&dir, checks.clone()).len(), 2);
         dir.status = Some(ScimDirectoryStatus {
             conditions: vec![condition(
                 "RouteReady",
@@ -326,7 +346,7 @@ mod tests {
             check: Check::ok("IngressReady", "ok"),
             endpoint: Some("https://scim.example.com/scim/v2/ns/d?aadOptscim062020".into()),
         };
-        let status = desired(&dir, &token, &route, None, now);
+        let status = desired(&dir, &token, &route, None, None, now);
         let endpoint = "https://scim.example.com/scim/v2/ns/d/oauth2/token";
         assert_eq!(status.oauth_token_endpoint.as_deref(), Some(endpoint));
         assert_eq!(status.oauth_client_id.as_deref(), Some("0b5c2d3e-uid"));
@@ -338,12 +358,29 @@ mod tests {
             "{}",
             ready.message
         );
+        // A refused Entra setting refuses the directory, whatever token and route say.
+        let unbound = Check::failed("EntraAppNotBound", "set allowedAppIds");
+        let status = desired(&dir, &token, &route, Some(&unbound), None, now);
+        assert_eq!(status.conditions[0].status, "False");
+        assert_eq!(status.conditions[0].reason, "EntraAppNotBound");
         // Without the method, neither is shown.
         dir.spec.auth.methods = vec![AuthMethod::BearerToken];
-        let status = desired(&dir, &token, &route, None, now);
+        let status = desired(&dir, &token, &route, None, None, now);
         assert_eq!(status.oauth_token_endpoint, None);
         assert_eq!(status.oauth_client_id, None);
         assert!(!status.conditions[0].message.contains("OAuth"));
+        // Federation alone: the same endpoint and client id, and no client secret to hand out.
+        dir.spec.auth.methods = vec![AuthMethod::WorkloadIdentityFederation];
+        let status = desired(&dir, &token, &route, None, None, now);
+        assert_eq!(status.oauth_token_endpoint.as_deref(), Some(endpoint));
+        assert_eq!(status.oauth_client_id.as_deref(), Some("0b5c2d3e-uid"));
+        let ready = &status.conditions[0].message;
+        assert!(
+            ready.contains("Workload identity federation: token endpoint")
+                && ready.contains("no client secret")
+                && !ready.contains("Secret d-scim-token"),
+            "{ready}"
+        );
     }
 
     #[test]

@@ -19,10 +19,11 @@ use kube::api::PostParams;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use kube_scim_crds::{ScimDirectory, ScimDirectoryStatus, TokenVerifier};
-use kube_scim_runtime::verifier::KeyRing;
+use kube_scim_runtime::verifier::{Binding, KeyRing};
 
-use super::{Context, Error, MANAGER, owned_by};
+use super::context::{Context, MANAGER, owned_by};
 use crate::reconcile::Check;
+use crate::reconcile::Error;
 use crate::token::{self as tokens, TOKEN_KEY};
 use crate::{route, strength};
 use kube_scim_runtime::duration;
@@ -31,8 +32,10 @@ use kube_scim_runtime::duration;
 pub const ANNOTATION_ROTATION: &str = "kubescim.io/rotation-request";
 /// Annotation on a generated Secret: when its token was created.
 pub const ANNOTATION_CREATED: &str = "kubescim.io/token-created";
-/// Annotation on a generated Secret: verifiers (keyed hashes, never tokens) of rotated-out tokens
-/// still in their grace period, as JSON. Kept with the token so one write changes both.
+/// Annotation on a generated Secret where earlier releases kept the verifiers of rotated-out
+/// tokens. Never read: whoever may edit Secrets in the namespace could plant a verifier there
+/// (issue 27); previous verifiers live in the directory's status, which only the operator
+/// writes. Dropped from the Secret at its next rotation.
 pub const ANNOTATION_PREVIOUS: &str = "kubescim.io/previous-token-verifiers";
 
 /// Default `spec.token.gracePeriod`.
@@ -106,6 +109,13 @@ pub async fn reconcile(
     let ns = dir.namespace().ok_or(Error::Unnamed)?;
     let secrets: Api<Secret> = ctx.api(&ns);
     let keys = ctx.settings.keys.current();
+    let uid = dir.uid().ok_or(Error::Unnamed)?;
+    let dir_name = dir.name_any();
+    let binding = Binding {
+        uid: &uid,
+        namespace: &ns,
+        name: &dir_name,
+    };
     match &dir.spec.token.secret_ref {
         Some(secret_ref) => {
             let name = secret_ref.name.as_str();
@@ -120,6 +130,7 @@ pub async fn reconcile(
                 now,
                 grace,
                 &keys,
+                &binding,
             );
             if let Some(note) = event {
                 ctx.publish(dir, EventType::Normal, "TokenChanged", "Token", note)
@@ -128,13 +139,20 @@ pub async fn reconcile(
             Ok(state)
         }
         None => {
-            let name = route::token_secret_name(&dir.name_any());
+            let name = route::token_secret_name(&dir_name);
             let secret = secrets.get_opt(&name).await?;
-            let uid = dir.uid().ok_or(Error::Unnamed)?;
             let rotation = dir.spec.token.rotation_request.clone().unwrap_or_default();
-            let plan = plan_generated(&uid, secret.as_ref(), &rotation, now, grace, &keys);
+            let plan = plan_generated(
+                &binding,
+                secret.as_ref(),
+                &rotation,
+                &previous,
+                now,
+                grace,
+                &keys,
+            );
             generate(
-                dir, ctx, &secrets, &name, secret, plan, &previous, now, grace, &keys,
+                dir, ctx, &secrets, &name, secret, plan, &previous, now, grace, &keys, &binding,
             )
             .await
         }
@@ -155,6 +173,7 @@ pub fn bring_your_own(
     now: Timestamp,
     grace: Duration,
     keys: &KeyRing,
+    binding: &Binding<'_>,
 ) -> (TokenState, Option<String>) {
     let failed = |reason: &str, message: String| {
         (
@@ -171,12 +190,13 @@ pub fn bring_your_own(
         );
     };
     let token = match secret_token(secret, key) {
+        // The Secret's other keys are not named: whoever reads the directory's status need not
+        // read the Secret (issue 27).
         None => {
-            let keys: Vec<&String> = secret.data.iter().flat_map(|d| d.keys()).collect();
             return failed(
                 "SecretKeyMissing",
                 format!(
-                    "spec.token.secretRef.key: Secret {ns}/{name} has no key {key:?} (it has {keys:?}). Add the token under that key, or set spec.token.secretRef.key to the right one."
+                    "spec.token.secretRef.key: Secret {ns}/{name} has no key {key:?}. Add the token under that key, or set spec.token.secretRef.key to the right one (`kubectl get secret {name} -n {ns} -o jsonpath='{{.data}}'` lists the keys, for whoever may read it)."
                 ),
             );
         }
@@ -198,7 +218,7 @@ pub fn bring_your_own(
         }
         Some(Ok(t)) => t,
     };
-    let is_current = |v: &TokenVerifier| tokens::is_of(keys, &token, v);
+    let is_current = |v: &TokenVerifier| tokens::is_of(keys, binding, &token, v);
     let had_current = previous
         .token_verifiers
         .iter()
@@ -209,7 +229,7 @@ pub fn bring_your_own(
         .any(|v| v.expires_at.is_none() && is_current(v));
     let carried = tokens::carry_over(&previous.token_verifiers, is_current, unchanged, now, grace);
     if let Some(weakness) = strength::weakness(&token) {
-        let verifiers = tokens::publishable(&[], &carried, now);
+        let verifiers = tokens::publishable(&[], &carried, now, grace);
         let previous_note = match tokens::last_expiry(&verifiers) {
             Some(until) => format!(
                 " The previous token keeps working until {}.",
@@ -231,9 +251,9 @@ pub fn bring_your_own(
         };
         return (state, None);
     }
-    let current = tokens::verifiers(keys, &token, None);
+    let current = tokens::verifiers(keys, binding, &token, None);
     let fingerprint = tokens::fingerprint_of_hash(&current[0].hash);
-    let verifiers = tokens::publishable(&current, &carried, now);
+    let verifiers = tokens::publishable(&current, &carried, now, grace);
     let created = if unchanged {
         previous.token_created.clone()
     } else if previous.token_verifiers.is_empty() {
@@ -287,19 +307,14 @@ pub enum GeneratedPlan {
     },
 }
 
-fn previous_verifiers(secret: &Secret) -> Vec<TokenVerifier> {
-    secret
-        .annotations()
-        .get(ANNOTATION_PREVIOUS)
-        .and_then(|json| serde_json::from_str(json).ok())
-        .unwrap_or_default()
-}
-
-/// The plan for the generated token of the directory with `uid`, given its Secret as read.
+/// The plan for the generated token of the directory `binding`, given its Secret as read and
+/// the directory's status: the previous tokens' verifiers come from the status only (see
+/// [`ANNOTATION_PREVIOUS`]).
 pub fn plan_generated(
-    uid: &str,
+    binding: &Binding<'_>,
     secret: Option<&Secret>,
     rotation: &str,
+    status: &ScimDirectoryStatus,
     now: Timestamp,
     grace: Duration,
     keys: &KeyRing,
@@ -307,31 +322,37 @@ pub fn plan_generated(
     let Some(secret) = secret else {
         return GeneratedPlan::Create;
     };
-    if !owned_by(&secret.metadata, uid) {
+    if !owned_by(&secret.metadata, binding.uid) {
         return GeneratedPlan::Foreign;
     }
-    let current = secret_token(secret, TOKEN_KEY)
+    let token = secret_token(secret, TOKEN_KEY)
         .and_then(Result::ok)
         .filter(|t| !t.is_empty());
-    let Some(current) = current else {
+    let Some(token) = token else {
         return GeneratedPlan::Recreate;
     };
-    let earlier = previous_verifiers(secret);
+    let is_current = |v: &TokenVerifier| tokens::is_of(keys, binding, &token, v);
+    let unchanged = status
+        .token_verifiers
+        .iter()
+        .any(|v| v.expires_at.is_none() && is_current(v));
+    let earlier = tokens::carry_over(&status.token_verifiers, is_current, unchanged, now, grace);
     let applied_rotation = secret
         .annotations()
         .get(ANNOTATION_ROTATION)
         .map(String::as_str)
         .unwrap_or_default();
-    let current = tokens::verifiers(keys, &current, None);
+    let current = tokens::verifiers(keys, binding, &token, None);
     if applied_rotation != rotation {
         return GeneratedPlan::Rotate {
             previous: tokens::retire(&current, &earlier, now, grace),
         };
     }
-    let created = secret
-        .annotations()
-        .get(ANNOTATION_CREATED)
-        .cloned()
+    let created = status
+        .token_created
+        .clone()
+        .filter(|_| unchanged)
+        .or_else(|| secret.annotations().get(ANNOTATION_CREATED).cloned())
         .or_else(|| {
             secret
                 .metadata
@@ -353,18 +374,11 @@ pub fn token_secret(
     token: &str,
     rotation: &str,
     created: Timestamp,
-    previous: &[TokenVerifier],
 ) -> Result<Secret, Error> {
-    let mut annotations = BTreeMap::from([
+    let annotations = BTreeMap::from([
         (ANNOTATION_ROTATION.to_string(), rotation.to_string()),
         (ANNOTATION_CREATED.to_string(), tokens::format_time(created)),
     ]);
-    if !previous.is_empty() {
-        annotations.insert(
-            ANNOTATION_PREVIOUS.to_string(),
-            serde_json::to_string(previous).unwrap_or_default(),
-        );
-    }
     Ok(Secret {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -396,6 +410,7 @@ async fn generate(
     now: Timestamp,
     grace: Duration,
     keys: &KeyRing,
+    binding: &Binding<'_>,
 ) -> Result<TokenState, Error> {
     let rotation = dir.spec.token.rotation_request.clone().unwrap_or_default();
     let params = PostParams {
@@ -410,7 +425,7 @@ async fn generate(
             previous,
         } => {
             let fingerprint = tokens::fingerprint_of_hash(&current[0].hash);
-            let verifiers = tokens::publishable(&current, &previous, now);
+            let verifiers = tokens::publishable(&current, &previous, now, grace);
             return Ok(TokenState::present(
                 "TokenPresent",
                 name,
@@ -443,7 +458,7 @@ async fn generate(
         GeneratedPlan::Rotate { previous } => (NewToken::Rotated, previous),
     };
     let new_token = tokens::generate().map_err(Error::Random)?;
-    let desired = token_secret(name, dir, &new_token, &rotation, now, &retired)?;
+    let desired = token_secret(name, dir, &new_token, &rotation, now)?;
     match secret {
         // Create, never overwrite: a Secret that appeared meanwhile is read on the next round.
         None => {
@@ -468,7 +483,7 @@ async fn generate(
                 .map_err(|e| Error::conflict_or(e, conflict))?;
         }
     }
-    let current = tokens::verifiers(keys, &new_token, None);
+    let current = tokens::verifiers(keys, binding, &new_token, None);
     let fingerprint = tokens::fingerprint_of_hash(&current[0].hash);
     ctx.publish(
         dir,
@@ -478,7 +493,7 @@ async fn generate(
         why.note(name, &fingerprint, grace),
     )
     .await;
-    let verifiers = tokens::publishable(&current, &retired, now);
+    let verifiers = tokens::publishable(&current, &retired, now, grace);
     Ok(TokenState::present(
         why.condition_reason(),
         name,
@@ -553,6 +568,13 @@ mod tests {
 
     const GRACE: Duration = Duration::from_secs(3600);
 
+    /// The directory of the tests; its uid owns the generated Secrets of [`secret`].
+    const DIR: Binding<'static> = Binding {
+        uid: "uid",
+        namespace: "ns",
+        name: "d",
+    };
+
     /// Strong enough for the rule of [`strength`] (these are test values, not secrets).
     const OLD: &str = "old-token-3f7a9c2e5b8d1f4a6c0e9b3d7f2a5c8e";
     const NEW: &str = "new-token-b4d6f9a2c5e8b0d3f6a9c1e4b7d0f2a1";
@@ -603,6 +625,7 @@ mod tests {
             Timestamp::now(),
             GRACE,
             &keys(),
+            &DIR,
         )
     }
 
@@ -610,8 +633,12 @@ mod tests {
     fn generated_token_plans() {
         let now = Timestamp::now();
         let ring = keys();
+        let status = ScimDirectoryStatus {
+            token_verifiers: tokens::verifiers(&ring, &DIR, "t", None),
+            ..Default::default()
+        };
         let plan = |s: Option<&Secret>, rotation: &str| {
-            plan_generated("uid", s, rotation, now, GRACE, &ring)
+            plan_generated(&DIR, s, rotation, &status, now, GRACE, &ring)
         };
         assert_eq!(plan(None, ""), GeneratedPlan::Create);
         assert_eq!(
@@ -630,11 +657,11 @@ mod tests {
         else {
             panic!("a new rotationRequest rotates");
         };
-        assert_eq!(hashes(&previous), ring.hashes("t"));
+        assert_eq!(hashes(&previous), ring.hashes(&DIR, "t"));
         assert!(previous.iter().all(|v| v.expires_at.is_some()));
         assert!(matches!(
             plan(Some(&secret("uid", Some("t"), Some("r1"))), "r1"),
-            GeneratedPlan::Keep { current, .. } if hashes(&current) == ring.hashes("t")
+            GeneratedPlan::Keep { current, .. } if hashes(&current) == ring.hashes(&DIR, "t")
         ));
     }
 
@@ -642,15 +669,15 @@ mod tests {
     fn a_changed_bring_your_own_token_keeps_the_old_one_for_the_grace_period() {
         let ring = keys();
         let previous = ScimDirectoryStatus {
-            token_verifiers: tokens::verifiers(&ring, OLD, None),
+            token_verifiers: tokens::verifiers(&ring, &DIR, OLD, None),
             ..Default::default()
         };
         let s = secret("x", Some(NEW), None);
         let (state, event) = byo(Some(&s), &previous);
         assert!(state.check.ok, "{:?}", state.check);
         assert!(event.is_some_and(|n| n.contains("stays valid for 1h")));
-        let mut expected = ring.hashes(NEW);
-        expected.extend(ring.hashes(OLD));
+        let mut expected = ring.hashes(&DIR, NEW);
+        expected.extend(ring.hashes(&DIR, OLD));
         assert_eq!(hashes(&state.verifiers), expected);
         let (missing, event) = byo(None, &previous);
         assert_eq!(missing.check.reason, "SecretNotFound");
@@ -677,29 +704,29 @@ mod tests {
         assert_eq!(state.created.as_deref(), Some("2025-01-01T00:00:00Z"));
         assert_eq!(
             hashes(&state.verifiers),
-            ring.hashes(NEW),
+            ring.hashes(&DIR, NEW),
             "no sha256: left"
         );
         // Under a key that was rotated out: still the same token; the old key's verifier goes.
         let retired =
             KeyRing::from_keys([("k0", b"test-verifier-key-zero-0123456789abcdef".to_vec())])
                 .unwrap();
-        let mut verifiers = tokens::verifiers(&ring, NEW, None);
-        verifiers.extend(tokens::verifiers(&retired, NEW, None));
+        let mut verifiers = tokens::verifiers(&ring, &DIR, NEW, None);
+        verifiers.extend(tokens::verifiers(&retired, &DIR, NEW, None));
         let status = ScimDirectoryStatus {
             token_verifiers: verifiers,
             ..Default::default()
         };
         let (state, event) = byo(Some(&s), &status);
         assert!(event.is_none());
-        assert_eq!(hashes(&state.verifiers), ring.hashes(NEW));
+        assert_eq!(hashes(&state.verifiers), ring.hashes(&DIR, NEW));
     }
 
     #[test]
     fn a_weak_bring_your_own_token_is_refused_and_the_previous_one_keeps_its_grace_period() {
         let ring = keys();
         let previous = ScimDirectoryStatus {
-            token_verifiers: tokens::verifiers(&ring, OLD, None),
+            token_verifiers: tokens::verifiers(&ring, &DIR, OLD, None),
             token_created: Some("2025-01-01T00:00:00Z".into()),
             ..Default::default()
         };
@@ -710,7 +737,8 @@ mod tests {
         assert!(
             state.check.message.contains("openssl rand -base64 32")
                 && state.check.message.contains("at least 32")
-                && state.check.message.contains("it has 12 characters")
+                && state.check.message.contains("shorter than 32")
+                && !state.check.message.contains("it has 12")
                 && state
                     .check
                     .message
@@ -723,7 +751,7 @@ mod tests {
         assert_eq!(state.created, None);
         assert_eq!(
             hashes(&state.verifiers),
-            ring.hashes(OLD),
+            ring.hashes(&DIR, OLD),
             "only the previous token's verifiers"
         );
         assert!(state.verifiers.iter().all(|v| v.expires_at.is_some()));
@@ -731,7 +759,7 @@ mod tests {
             !state
                 .verifiers
                 .iter()
-                .any(|v| tokens::is_of(&ring, "Welcome2026!", v))
+                .any(|v| tokens::is_of(&ring, &DIR, "Welcome2026!", v))
         );
 
         // The next reconcile keeps the previous token's expiry, not a new one.
@@ -744,7 +772,7 @@ mod tests {
 
         // A weak token that was current (published by an older release) opens nothing at once.
         let was_current = ScimDirectoryStatus {
-            token_verifiers: tokens::verifiers(&ring, "Welcome2026!", None),
+            token_verifiers: tokens::verifiers(&ring, &DIR, "Welcome2026!", None),
             ..Default::default()
         };
         let (state, _) = byo(Some(&weak), &was_current);
@@ -756,8 +784,100 @@ mod tests {
         let strong = secret("x", Some(NEW), None);
         let (state, event) = byo(Some(&strong), &again);
         assert!(state.check.ok);
-        assert_eq!(&hashes(&state.verifiers)[..2], ring.hashes(NEW));
-        assert_eq!(&hashes(&state.verifiers)[2..], ring.hashes(OLD));
+        assert_eq!(&hashes(&state.verifiers)[..2], ring.hashes(&DIR, NEW));
+        assert_eq!(&hashes(&state.verifiers)[2..], ring.hashes(&DIR, OLD));
         assert!(event.is_some_and(|n| !n.contains("stays valid")));
+    }
+
+    /// Issue 27, defect 3: the Secret's annotation (writable by the namespace's editors) is never
+    /// read; previous verifiers come from the status, bound to this directory, their expiry
+    /// clamped to the grace period.
+    #[test]
+    fn a_planted_annotation_is_ignored_and_previous_verifiers_come_from_status() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let ring = keys();
+        // The verifier of another directory's token, planted with an expiry far away.
+        let other = Binding {
+            uid: "other-uid",
+            namespace: "elsewhere",
+            name: "x",
+        };
+        let planted = tokens::verifiers(
+            &ring,
+            &other,
+            "theirs",
+            Some("2099-01-01T00:00:00Z".parse().unwrap()),
+        );
+        let mut s = secret("uid", Some(NEW), Some("r1"));
+        s.metadata.annotations.get_or_insert_default().insert(
+            ANNOTATION_PREVIOUS.into(),
+            serde_json::to_string(&planted).unwrap(),
+        );
+        let status = ScimDirectoryStatus {
+            token_verifiers: tokens::verifiers(&ring, &DIR, NEW, None),
+            ..Default::default()
+        };
+        for rotation in ["r1", "r2"] {
+            let all: Vec<TokenVerifier> =
+                match plan_generated(&DIR, Some(&s), rotation, &status, now, GRACE, &ring) {
+                    GeneratedPlan::Keep {
+                        current, previous, ..
+                    } => [current, previous].concat(),
+                    GeneratedPlan::Rotate { previous } => previous,
+                    other => panic!("{other:?}"),
+                };
+            assert!(!all.is_empty());
+            assert!(
+                all.iter()
+                    .all(|v| !planted.iter().any(|p| p.hash == v.hash)),
+                "{rotation}: {all:?}"
+            );
+            assert!(all.iter().all(|v| tokens::is_of(&ring, &DIR, NEW, v)));
+            assert!(
+                !all.iter()
+                    .any(|v| tokens::is_of(&ring, &other, "theirs", v))
+            );
+        }
+        // The rotation was written to the Secret but the status write was lost: the status still
+        // names the old token as current, which keeps its grace period from now.
+        let lost = ScimDirectoryStatus {
+            token_verifiers: tokens::verifiers(&ring, &DIR, OLD, None),
+            ..Default::default()
+        };
+        let GeneratedPlan::Keep { previous, .. } =
+            plan_generated(&DIR, Some(&s), "r1", &lost, now, GRACE, &ring)
+        else {
+            panic!("the Secret answers r1");
+        };
+        assert_eq!(hashes(&previous), ring.hashes(&DIR, OLD));
+        assert!(
+            previous
+                .iter()
+                .all(|v| v.expires_at.as_deref() == Some("2026-01-01T01:00:00Z"))
+        );
+        // Even in status, an expiry beyond the grace period is clamped.
+        let long = ScimDirectoryStatus {
+            token_verifiers: [
+                tokens::verifiers(&ring, &DIR, NEW, None),
+                tokens::verifiers(
+                    &ring,
+                    &DIR,
+                    OLD,
+                    Some("2099-01-01T00:00:00Z".parse().unwrap()),
+                ),
+            ]
+            .concat(),
+            ..Default::default()
+        };
+        let GeneratedPlan::Keep { previous, .. } =
+            plan_generated(&DIR, Some(&s), "r1", &long, now, GRACE, &ring)
+        else {
+            panic!("the Secret answers r1");
+        };
+        assert!(
+            previous
+                .iter()
+                .all(|v| v.expires_at.as_deref() == Some("2026-01-01T01:00:00Z"))
+        );
     }
 }

@@ -11,13 +11,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use kube_scim_crds::group_binding::{
-    EVENT_SUBJECTS_REFUSED, REASON_APPLY_FAILED, ScimGroupBindingStatus, TargetStatus,
+    AcceptedDirectory, EVENT_SUBJECTS_REFUSED, REASON_APPLY_FAILED, ScimGroupBindingStatus,
+    TargetStatus,
 };
 use kube_scim_crds::{CONDITION_READY, ScimGroupBinding, labels as scim_labels};
 
 use super::plan::{self, Desired, Existing, Plan, Scope, Write};
+use super::trust;
 use super::{Context, Error, labels};
 use crate::events::publish;
 use crate::reconcile::{self, Check, condition, is_forbidden, is_invalid, is_not_found, manager};
@@ -167,13 +170,27 @@ pub async fn apply(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Acti
     let users = ctx.users.state();
     let groups = ctx.groups.state();
     let existing = existing(&binding, ctx);
-    let plan = plan::plan(
-        &binding,
-        groups.iter().map(|g| g.as_ref()),
-        users.iter().map(|u| u.as_ref()),
-        &ctx.policy,
-        &existing,
+    let directory = ctx.directories.get(
+        &ObjectRef::new(&binding.spec.directory_ref.name)
+            .within(&binding.namespace().unwrap_or_default()),
     );
+    let trust = trust::check(&binding, directory.as_deref());
+    let recorded = binding.status.as_ref().and_then(|s| s.directory.as_ref());
+    if trust.refusal.is_none() && trust.accepted.as_ref() != recorded {
+        // The pin is stored before anything is granted under it: a status write that failed
+        // after the grant would let the next reconcile pin whatever the directory is by then.
+        record_accepted(&binding, ctx, trust.accepted.as_ref()).await?;
+    }
+    let plan = match trust.refusal {
+        Some(outcome) => trust::refused_plan(outcome, &existing),
+        None => plan::plan(
+            &binding,
+            groups.iter().map(|g| g.as_ref()),
+            users.iter().map(|u| u.as_ref()),
+            &ctx.policy,
+            &existing,
+        ),
+    };
     drop(users);
 
     let mut failures: Vec<String> = Vec::new();
@@ -208,7 +225,7 @@ pub async fn apply(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Acti
         }
     }
     warn_refused(&binding, ctx, &plan).await;
-    write_status(&binding, ctx, &plan, &failures, wrote).await?;
+    write_status(&binding, ctx, &plan, &failures, wrote, trust.accepted).await?;
     if failures.is_empty() {
         Ok(Action::requeue(ctx.resync))
     } else {
@@ -323,6 +340,8 @@ pub fn desired_status(
         refused_subjects: Some(plan.refused.len() as i64),
         held_members: Some(plan.held as i64),
         targets,
+        // The caller sets what `trust` decided; until then the recorded pin stands.
+        directory: previous.directory.clone(),
         last_sync_time: if (wrote && synced) || previous.last_sync_time.is_none() {
             Some(reconcile::condition::round(now).to_string())
         } else {
@@ -337,9 +356,11 @@ async fn write_status(
     plan: &Plan,
     failures: &[String],
     wrote: bool,
+    accepted: Option<AcceptedDirectory>,
 ) -> Result<(), Error> {
     let now = jiff::Timestamp::now();
-    let status = desired_status(binding, plan, failures, wrote, now);
+    let mut status = desired_status(binding, plan, failures, wrote, now);
+    status.directory = accepted;
     if binding.status.as_ref() == Some(&status) {
         return Ok(());
     }
@@ -370,6 +391,26 @@ async fn write_status(
     // is removed.
     let api = Api::<ScimGroupBinding>::namespaced(ctx.client.clone(), &ns);
     reconcile::status::apply(&api, &binding.name_any(), manager::GROUP_BINDING, &status).await?;
+    Ok(())
+}
+
+/// Writes only `status.directory` (a merge patch: the other status fields stay as they are).
+async fn record_accepted(
+    binding: &ScimGroupBinding,
+    ctx: &Context,
+    accepted: Option<&AcceptedDirectory>,
+) -> Result<(), Error> {
+    let ns = binding.namespace().ok_or(Error::Unnamed)?;
+    Api::<ScimGroupBinding>::namespaced(ctx.client.clone(), &ns)
+        .patch_status(
+            &binding.name_any(),
+            &PatchParams {
+                field_manager: Some(manager::GROUP_BINDING.into()),
+                ..Default::default()
+            },
+            &Patch::Merge(serde_json::json!({"status": {"directory": accepted}})),
+        )
+        .await?;
     Ok(())
 }
 

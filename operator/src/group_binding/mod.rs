@@ -3,6 +3,8 @@
 //!
 //! - [`plan`]: the pure decision (members with nested groups flattened, subject names from the
 //!   template, the allow-list, splitting large groups, what to write and delete);
+//! - [`trust`]: whether the binding's ScimDirectory may feed it at all (pinned uid and
+//!   credential configuration, no Secret-held credential without an opt-in);
 //! - [`apply`]: carries it out (server-side apply with one field manager, deletions, status).
 //!
 //! What triggers what: a change of a ScimGroupBinding's spec, finalizers or deletion; a change
@@ -17,6 +19,7 @@
 
 pub mod apply;
 pub mod plan;
+pub mod trust;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +32,7 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use kube_scim_crds::{ScimGroup, ScimGroupBinding, ScimUser};
+use kube_scim_crds::{ScimDirectory, ScimGroup, ScimGroupBinding, ScimUser};
 
 use crate::controller::MANAGER;
 use crate::watch::{SHUTDOWN_GRACE, bounded_shutdown, scoped, store};
@@ -56,6 +59,8 @@ pub struct Context {
     pub resync: Duration,
     pub users: Store<ScimUser>,
     pub groups: Store<ScimGroup>,
+    /// The directories bindings name: who may feed a binding is decided from them.
+    pub directories: Store<ScimDirectory>,
     pub role_bindings: Store<RoleBinding>,
     /// Only where cluster-wide bindings are allowed and the operator watches every namespace.
     pub cluster_role_bindings: Option<Store<ClusterRoleBinding>>,
@@ -75,6 +80,7 @@ impl Context {
     async fn caches_ready(&self) {
         let _ = self.users.wait_until_ready().await;
         let _ = self.groups.wait_until_ready().await;
+        let _ = self.directories.wait_until_ready().await;
         let _ = self.role_bindings.wait_until_ready().await;
         if let Some(store) = &self.cluster_role_bindings {
             let _ = store.wait_until_ready().await;
@@ -84,19 +90,14 @@ impl Context {
 
 /// What of a ScimGroupBinding calls for a reconcile: not its status (our own write).
 fn reconcile_relevant(binding: &ScimGroupBinding) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
     let meta = &binding.metadata;
-    let key = serde_json::to_string(&(
+    crate::reconcile::predicate::hash(&(
         &meta.uid,
         meta.generation,
         &meta.finalizers,
         &meta.deletion_timestamp,
         &binding.spec,
     ))
-    .ok()?;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut hasher);
-    Some(hasher.finish())
 }
 
 /// The ScimGroupBindings of the directory `directory` in `namespace`.
@@ -149,6 +150,7 @@ pub async fn run_scope(
     };
     let (users, user_changes) = store(scoped::<ScimUser>(&client, ns), any());
     let (groups, group_changes) = store(scoped::<ScimGroup>(&client, ns), any());
+    let (directories, directory_changes) = store(scoped::<ScimDirectory>(&client, ns), any());
     let (role_bindings, role_binding_changes) =
         store(scoped::<RoleBinding>(&client, ns), written());
     let (bindings, writer) = reflector::store::<ScimGroupBinding>();
@@ -177,6 +179,7 @@ pub async fn run_scope(
         resync,
         users,
         groups,
+        directories,
         role_bindings,
         cluster_role_bindings,
         metrics,
@@ -200,6 +203,7 @@ pub async fn run_scope(
     }
     let of_user = bindings.clone();
     let of_group = bindings.clone();
+    let of_directory = bindings.clone();
     let running = controller
         .watches_stream(user_changes, move |user: ScimUser| {
             bindings_of_directory(
@@ -213,6 +217,14 @@ pub async fn run_scope(
                 &of_group,
                 group.namespace().as_deref(),
                 &group.spec.directory_ref.name,
+            )
+        })
+        // A directory replaced or re-configured must revoke at once, not at the next resync.
+        .watches_stream(directory_changes, move |directory: ScimDirectory| {
+            bindings_of_directory(
+                &of_directory,
+                directory.namespace().as_deref(),
+                &directory.name_any(),
             )
         })
         .watches_stream(role_binding_changes, |rb: RoleBinding| {

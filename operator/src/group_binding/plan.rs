@@ -10,7 +10,8 @@ use kube::ResourceExt;
 use kube::api::ObjectMeta;
 use kube_scim_crds::group_binding::{
     REASON_CLUSTER_WIDE_NOT_ALLOWED, REASON_GROUP_AMBIGUOUS, REASON_GROUP_NOT_FOUND,
-    REASON_ROLE_NOT_ALLOWED, REASON_SUBJECT_REFUSED, REASON_SYNCED, RoleKind, SubjectKind,
+    REASON_ROLE_NOT_ALLOWED, REASON_SUBJECT_PREFIX_REQUIRED, REASON_SUBJECT_REFUSED, REASON_SYNCED,
+    RoleKind, SubjectKind,
 };
 use kube_scim_crds::{HELD_LABEL, ScimGroup, ScimGroupBinding, ScimUser, labels};
 use sha2::{Digest, Sha256};
@@ -34,6 +35,10 @@ pub struct BindingPolicy {
     pub allowed_roles: BTreeSet<String>,
     /// Whether `spec.clusterWide` (a ClusterRoleBinding) is allowed.
     pub allow_cluster_wide: bool,
+    /// Literal text every subject template must begin with (empty: none), the prefix the
+    /// cluster's authenticator puts on the identity provider's names: the values a template
+    /// renders then cannot name anyone outside that prefix.
+    pub subject_prefix: String,
 }
 
 /// Where a binding lives: a namespace (RoleBinding) or the cluster (ClusterRoleBinding).
@@ -167,6 +172,10 @@ pub fn plan<'a>(
         );
     }
 
+    if let Some(message) = missing_prefix(binding, policy) {
+        return refused(REASON_SUBJECT_PREFIX_REQUIRED, message);
+    }
+
     let selected: Vec<&ScimGroup> = groups
         .iter()
         .copied()
@@ -207,7 +216,7 @@ pub fn plan<'a>(
 
     let (subjects, skipped, refused_names, held) = match spec.subject.kind {
         SubjectKind::Group => {
-            let template = spec.subject.name.as_deref().unwrap_or("{{displayName}}");
+            let template = subject_template(binding);
             let rendered = render(template, |attr| group_attribute(group, attr));
             if let Some((name, why)) = rendered
                 .as_ref()
@@ -237,7 +246,7 @@ pub fn plan<'a>(
             (subjects, 0, BTreeSet::new(), 0)
         }
         SubjectKind::User => {
-            let template = spec.subject.name.as_deref().unwrap_or("{{userName}}");
+            let template = subject_template(binding);
             let members = active_members(&group_id, &groups, users, &namespace, directory);
             // The guard protects data, not access: a held deprovisioning removes access now.
             let (held, members): (Vec<&ScimUser>, Vec<&ScimUser>) =
@@ -376,6 +385,30 @@ fn left_out(refused: &BTreeSet<String>, held: usize) -> String {
         ));
     }
     note
+}
+
+/// The template of `binding`'s subject names (the default when the spec has none).
+fn subject_template(binding: &ScimGroupBinding) -> &str {
+    let subject = &binding.spec.subject;
+    subject.name.as_deref().unwrap_or(match subject.kind {
+        SubjectKind::User => "{{userName}}",
+        SubjectKind::Group => "{{displayName}}",
+    })
+}
+
+/// Why the template does not satisfy the operator's required prefix, if it does not. The
+/// template must begin with the prefix as literal text: an attribute value that happens to
+/// begin with it proves nothing.
+fn missing_prefix(binding: &ScimGroupBinding, policy: &BindingPolicy) -> Option<String> {
+    let prefix = policy.subject_prefix.as_str();
+    let template = subject_template(binding);
+    if prefix.is_empty() || template.starts_with(prefix) && !prefix.contains("{{") {
+        return None;
+    }
+    Some(format!(
+        "this operator binds only subject names beginning with {prefix:?} (Helm value groupBindings.subjectPrefix, the prefix your authenticator gives identity-provider users and groups); spec.subject.name {template:?} must begin with it, e.g. {:?}",
+        format!("{prefix}{}", template.trim_start_matches(prefix))
+    ))
 }
 
 /// Whether the deletion guard holds the deletion or deactivation of this ScimUser or

@@ -77,6 +77,8 @@ fn binding(selector: GroupSelector, role: &str, namespaces: &[&str]) -> ScimGrou
                 kind: SubjectKind::User,
                 name: Some("oidc:{{externalId}}".into()),
             },
+            trust_directory_secret_readers: false,
+            directory_acknowledgement: None,
         },
     );
     b.metadata.namespace = Some(NS.into());
@@ -566,4 +568,49 @@ fn a_group_whose_deletion_is_held_grants_nothing_directly_or_nested() {
     );
     assert!(p.outcome.ready);
     assert_eq!(names(&p), ["oidc:oid-alice"]);
+}
+
+#[test]
+fn a_required_prefix_must_begin_the_template_literally() {
+    let groups = [group("g1", "Platform", &[])];
+    let users = [user("alice", true, &["g1"])];
+    let strict = BindingPolicy {
+        subject_prefix: "oidc:".into(),
+        ..policy()
+    };
+    let b = binding(by_name("Platform"), "edit", &["a"]);
+    let p = plan(&b, &groups, &users, &strict, &[]);
+    assert!(p.outcome.ready, "{:?}", p.outcome);
+    assert_eq!(names(&p), ["oidc:oid-alice"]);
+
+    let existing = [Existing {
+        scope: Some("a".into()),
+        name: "kube-scim:team:admins".into(),
+        role_ref: Default::default(),
+        subjects: Vec::new(),
+        cached: true,
+    }];
+    for template in [None, Some("{{userName}}"), Some("{{externalId}}oidc:")] {
+        let mut b = b.clone();
+        b.spec.subject.name = template.map(str::to_string);
+        let p = plan(&b, &groups, &users, &strict, &existing);
+        assert!(!p.outcome.ready);
+        assert_eq!(p.outcome.reason, REASON_SUBJECT_PREFIX_REQUIRED);
+        assert!(
+            p.outcome.message.contains("\"oidc:"),
+            "{}",
+            p.outcome.message
+        );
+        assert!(p.desired.is_empty());
+        assert_eq!(p.stale.len(), 1);
+    }
+    let mut as_group = b.clone();
+    as_group.spec.subject = SubjectMapping {
+        kind: SubjectKind::Group,
+        name: Some("oidc:{{displayName}}".into()),
+    };
+    assert_eq!(
+        names(&plan(&as_group, &groups, &users, &strict, &[])),
+        ["oidc:Platform"]
+    );
 }

@@ -6,12 +6,14 @@
 //! - [`condition`]: an outcome ([`Check`]) as a condition: the one `lastTransitionTime` rule,
 //!   the one message cap;
 //! - [`status`]: the one status write (server-side apply, one field manager per controller);
-//! - [`error`]: the one reconcile error type, and the API error tests kube's helpers miss.
+//! - [`error`]: the one reconcile error type, and the API error tests kube's helpers miss;
+//! - [`predicate`]: which changes of an object call for a reconcile, as one hash.
 //!
 //! A leaf: it imports nothing from the controllers.
 
 pub mod condition;
 pub mod error;
+pub mod predicate;
 pub mod status;
 
 pub use condition::{Check, condition};

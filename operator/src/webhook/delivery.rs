@@ -27,7 +27,7 @@ use super::awaiting_groups::AwaitingGroups;
 use super::events::{self, Derived, DirectoryState, Event, Kind, Snapshot};
 use super::outbox::{self, Outbox};
 use super::sender::{self, Outcome};
-use super::signing::SigningKey;
+use super::signing::{self, SigningKey};
 use crate::metrics::WebhookLabels;
 use crate::reconcile::{self, Check, condition, manager};
 
@@ -113,6 +113,8 @@ enum Blocker {
     Directory(String),
     /// The outbox does not fit its Secret: changes are not read.
     OutboxFull(String),
+    /// A Secret of the outbox's name exists that the operator did not create: not used.
+    OutboxNotOwned(String),
 }
 
 /// Runs until aborted (the manager aborts it when the spec changes, the webhook is deleted or
@@ -138,8 +140,21 @@ pub async fn run(shared: Arc<Shared>, hook: ScimWebhook) {
     let secrets: Api<Secret> = Api::namespaced(shared.client.clone(), &ns);
     let mut delay = Duration::from_secs(1);
     let outbox = loop {
-        match outbox::load(&secrets, &name).await {
+        match outbox::load(&secrets, &name, hook.metadata.uid.as_deref()).await {
             Ok(o) => break o,
+            Err(outbox::OutboxError::NotOwned(secret)) => {
+                let why = format!(
+                    "Secret {secret} exists and is not this webhook's outbox (no ownerReference to it, or another type): delete or rename it, or rename the ScimWebhook; the operator never reads or overwrites a Secret it did not create"
+                );
+                tracing::warn!(namespace = %ns, webhook = %name, %why, "webhook not started");
+                let status = ScimWebhookStatus {
+                    observed_generation: hook.metadata.generation,
+                    conditions: vec![ready(&hook, None, Some(&Blocker::OutboxNotOwned(why)))],
+                    ..hook.status.clone().unwrap_or_default()
+                };
+                write_status(&hooks, &name, &status).await;
+                return;
+            }
             Err(e) => {
                 tracing::warn!(namespace = %ns, webhook = %name, error = %e, "cannot load the webhook outbox; retrying");
                 tokio::time::sleep(delay).await;
@@ -397,6 +412,13 @@ impl Loop {
             .await
             .map_err(|e| format!("cannot read Secret {}: {e}", reference.name))?
             .ok_or_else(|| format!("Secret {} not found", reference.name))?;
+        if !signing::may_sign_with(&secret.metadata, self.hook.metadata.uid.as_deref()) {
+            return Err(format!(
+                "Secret {name} is not marked as a webhook signing key: label it {label}=true (`kubectl label secret {name} {label}=true`; this needs the right to write it), or let it be owned by this ScimWebhook",
+                name = reference.name,
+                label = signing::SIGNING_KEY_LABEL,
+            ));
+        }
         let data = secret.data.unwrap_or_default();
         let current_key = reference.key.as_deref().unwrap_or("key");
         let current = data
@@ -837,7 +859,8 @@ impl Loop {
                     | Blocker::SigningKey(e)
                     | Blocker::InvalidSpec(e)
                     | Blocker::Directory(e)
-                    | Blocker::OutboxFull(e),
+                    | Blocker::OutboxFull(e)
+                    | Blocker::OutboxNotOwned(e),
                 ) => Some(e.clone()),
                 None => None,
             },
@@ -864,6 +887,7 @@ fn ready(
         Some(Blocker::SigningKey(m)) => Check::failed("SigningKeyUnavailable", m.clone()),
         Some(Blocker::Directory(m)) => Check::failed("DirectoryNotReady", m.clone()),
         Some(Blocker::OutboxFull(m)) => Check::failed("OutboxFull", m.clone()),
+        Some(Blocker::OutboxNotOwned(m)) => Check::failed("OutboxNotOwned", m.clone()),
         Some(Blocker::Receiver(m)) => Check::failed(
             "ReceiverFailing",
             format!("the receiver did not accept the last request: {m}"),

@@ -72,6 +72,24 @@ pub enum OutboxError {
     Kube(#[from] kube::Error),
     #[error("the outbox in Secret {0} cannot be read: {1}")]
     Corrupt(String, String),
+    #[error("Secret {0} is not this webhook's outbox")]
+    NotOwned(String),
+}
+
+/// Whether `secret` is the outbox the operator wrote for the webhook with `webhook_uid`: owned
+/// by it and of [`SECRET_TYPE`]. Anything else of the same name (created by someone who may
+/// write Secrets in the namespace, perhaps before the webhook) is neither read (its "events"
+/// would be signed and sent as the directory's) nor overwritten.
+pub fn is_ours(secret: &Secret, webhook_uid: Option<&str>) -> bool {
+    let owned = webhook_uid.is_some_and(|uid| {
+        secret
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.uid == uid)
+    });
+    owned && secret.type_.as_deref() == Some(SECRET_TYPE)
 }
 
 /// Name of the outbox Secret of webhook `name`.
@@ -96,12 +114,19 @@ pub fn decode(bytes: &[u8]) -> Result<Outbox, String> {
     serde_json::from_slice(&json).map_err(|e| e.to_string())
 }
 
-/// The stored outbox (empty when there is none yet).
-pub async fn load(secrets: &Api<Secret>, webhook: &str) -> Result<Outbox, OutboxError> {
+/// The stored outbox of the webhook `webhook` with `webhook_uid` (empty when there is none yet).
+pub async fn load(
+    secrets: &Api<Secret>,
+    webhook: &str,
+    webhook_uid: Option<&str>,
+) -> Result<Outbox, OutboxError> {
     let name = secret_name(webhook);
     let Some(secret) = secrets.get_opt(&name).await? else {
         return Ok(Outbox::default());
     };
+    if !is_ours(&secret, webhook_uid) {
+        return Err(OutboxError::NotOwned(name));
+    }
     match secret.data.as_ref().and_then(|d| d.get(DATA_KEY)) {
         None => Ok(Outbox::default()),
         Some(bytes) => decode(&bytes.0).map_err(|e| OutboxError::Corrupt(name, e)),
@@ -146,6 +171,37 @@ pub async fn store(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_webhooks_own_outbox_is_read() {
+        let secret = |uid: Option<&str>, type_: &str| Secret {
+            metadata: ObjectMeta {
+                owner_references: uid.map(|u| {
+                    vec![OwnerReference {
+                        uid: u.into(),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            },
+            type_: Some(type_.into()),
+            ..Default::default()
+        };
+        assert!(is_ours(
+            &secret(Some("uid-hook"), SECRET_TYPE),
+            Some("uid-hook")
+        ));
+        assert!(!is_ours(&secret(None, SECRET_TYPE), Some("uid-hook")));
+        assert!(!is_ours(
+            &secret(Some("uid-other"), SECRET_TYPE),
+            Some("uid-hook")
+        ));
+        assert!(!is_ours(
+            &secret(Some("uid-hook"), "Opaque"),
+            Some("uid-hook")
+        ));
+        assert!(!is_ours(&secret(Some("uid-hook"), SECRET_TYPE), None));
+    }
 
     #[test]
     fn the_secret_size_limit_stops_reading_before_it_is_reached() {

@@ -19,9 +19,11 @@ pub enum Outcome {
 }
 
 /// The HTTP client of every webhook: no redirects, verified TLS, forbidden addresses never
-/// resolved.
+/// resolved, and no proxy: `HTTP(S)_PROXY` in the operator's environment would send the request
+/// to the proxy, which resolves and connects to the receiver itself, past the address policy.
 pub fn client(policy: Arc<Policy>, timeout: Duration) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .dns_resolver(Arc::new(SafeResolver(policy)))
         .timeout(timeout)
@@ -143,6 +145,69 @@ pub fn backoff(failures: u32, retry_after: Option<Duration>, jitter: f64) -> Dur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Set in the child process of [`the_environments_proxy_is_never_used`].
+    const PROBE: &str = "KUBE_SCIM_WEBHOOK_PROXY_PROBE";
+
+    /// Issue 27, defect 7: with `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` pointing at a listener, a
+    /// request to a receiver the address policy forbids (`localhost`) never reaches the proxy.
+    /// The environment is the process's, so the request is made by a child process (this test
+    /// binary, running [`proxy_probe`] only).
+    #[test]
+    fn the_environments_proxy_is_never_used() {
+        if std::env::var_os(PROBE).is_some() {
+            return;
+        }
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        proxy.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", proxy.local_addr().unwrap());
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "webhook::sender::tests::proxy_probe",
+                "--include-ignored",
+                "--test-threads=1",
+            ])
+            .env(PROBE, "1")
+            .env("HTTP_PROXY", &url)
+            .env("HTTPS_PROXY", &url)
+            .env("ALL_PROXY", &url)
+            .env("http_proxy", &url)
+            .env("https_proxy", &url)
+            .env("NO_PROXY", "")
+            .env("no_proxy", "")
+            .output()
+            .unwrap();
+        let output = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && output.contains("1 passed"),
+            "{output}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        match proxy.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("the webhook client went through the proxy: {other:?}"),
+        }
+    }
+
+    #[test]
+    #[ignore = "run by the_environments_proxy_is_never_used, in a child process"]
+    fn proxy_probe() {
+        if std::env::var_os(PROBE).is_none() {
+            return;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let http = client(Arc::new(Policy::default()), Duration::from_secs(3)).unwrap();
+            for url in ["http://localhost:9/hook", "https://localhost:9/hook"] {
+                let result = http.post(url).body("{}").send().await;
+                assert!(result.is_err(), "{url}: {result:?}");
+            }
+        });
+    }
 
     #[test]
     fn retry_after_seconds_and_dates() {

@@ -9,7 +9,31 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sha2::Sha256;
+
+/// Label (value `"true"`) by which whoever may write a Secret lets ScimWebhooks of its namespace
+/// sign with it.
+pub const SIGNING_KEY_LABEL: &str = "kubescim.io/webhook-signing-key";
+
+/// Whether the Secret with `meta` may serve as the signing key of the ScimWebhook with
+/// `webhook_uid`: it is owned by that webhook, or labelled [`SIGNING_KEY_LABEL`]`=true`. Whoever
+/// may create a ScimWebhook but not write Secrets must not make the operator sign (and so answer
+/// for) messages with an arbitrary Secret of the namespace, e.g. a directory's bearer token.
+pub fn may_sign_with(meta: &ObjectMeta, webhook_uid: Option<&str>) -> bool {
+    let owned = webhook_uid.is_some_and(|uid| {
+        meta.owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.uid == uid && o.kind == "ScimWebhook")
+    });
+    let labelled = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SIGNING_KEY_LABEL))
+        .is_some_and(|v| v == "true");
+    owned || labelled
+}
 
 /// A signing key as Standard Webhooks writes it: `whsec_` followed by base64 of the key bytes.
 #[derive(Clone)]
@@ -25,7 +49,8 @@ impl std::fmt::Debug for SigningKey {
 pub enum KeyError {
     #[error("the signing key must be `whsec_` followed by base64")]
     Format,
-    #[error("the signing key must have between 24 and 64 bytes (it has {0})")]
+    // The key's length is not told: the message goes to the webhook's status.
+    #[error("the signing key must have between 24 and 64 bytes")]
     Length(usize),
 }
 
@@ -104,5 +129,44 @@ mod tests {
             SigningKey::parse("whsec_AAAA").unwrap_err(),
             KeyError::Length(3)
         );
+        assert!(!KeyError::Length(3).to_string().contains('3'));
+    }
+
+    #[test]
+    fn only_an_owned_or_labelled_secret_signs() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let plain = ObjectMeta::default();
+        assert!(!may_sign_with(&plain, Some("uid-hook")));
+        let labelled = ObjectMeta {
+            labels: Some([(SIGNING_KEY_LABEL.to_string(), "true".to_string())].into()),
+            ..Default::default()
+        };
+        assert!(may_sign_with(&labelled, Some("uid-hook")));
+        let other_value = ObjectMeta {
+            labels: Some([(SIGNING_KEY_LABEL.to_string(), "yes".to_string())].into()),
+            ..Default::default()
+        };
+        assert!(!may_sign_with(&other_value, Some("uid-hook")));
+        let owned = |uid: &str, kind: &str| ObjectMeta {
+            owner_references: Some(vec![OwnerReference {
+                uid: uid.into(),
+                kind: kind.into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        assert!(may_sign_with(
+            &owned("uid-hook", "ScimWebhook"),
+            Some("uid-hook")
+        ));
+        assert!(!may_sign_with(
+            &owned("uid-other", "ScimWebhook"),
+            Some("uid-hook")
+        ));
+        // A directory's token Secret (owned by the ScimDirectory) is not a signing key.
+        assert!(!may_sign_with(
+            &owned("uid-hook", "ScimDirectory"),
+            Some("uid-hook")
+        ));
     }
 }

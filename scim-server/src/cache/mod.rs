@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::convert::resource_from_status;
 use crate::entra::EntraAuth;
+use crate::federation::FederationAuth;
 use crate::guard::Guard;
 use crate::oauth::OAuthSettings;
 
@@ -29,11 +30,14 @@ pub type DirKey = (String, String);
 /// A directory as the server needs it.
 #[derive(Debug, Clone, Default)]
 pub struct DirInfo {
-    /// Object uid (for ownerReferences).
+    /// Object uid (for ownerReferences, and bound into every token verifier).
     pub uid: String,
+    /// Namespace and name, bound into every token verifier.
+    pub namespace: String,
+    pub name: String,
     /// Ready condition is True.
     pub ready: bool,
-    /// Keyed verifiers of valid tokens: key id, HMAC-SHA256 digest, expiry.
+    /// Verifiers of valid tokens, bound to this directory: key id, HMAC-SHA256 digest, expiry.
     pub verifiers: Vec<Verifier>,
     /// `spec.provider`: which client's expectations the answers follow (see `dialect`).
     pub provider: Provider,
@@ -44,6 +48,9 @@ pub struct DirInfo {
     /// With method `OAuthClientCredentials`: the token endpoint's settings (its access tokens
     /// open the directory).
     pub oauth: Option<OAuthSettings>,
+    /// With method `WorkloadIdentityFederation`: which Entra-signed assertions the token
+    /// endpoint exchanges for access tokens (which open the directory).
+    pub federation: Option<FederationAuth>,
     /// `spec.suspend`: writes are refused, reads served.
     pub suspended: bool,
     /// `spec.deletionGuard`.
@@ -202,9 +209,13 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
             s.token_verifiers
                 .iter()
                 .filter_map(|v| {
-                    // Only keyed verifiers count; kube-scim 0.1.0's unkeyed `sha256:` hashes
-                    // open nothing (the operator replaces them at its first reconcile).
-                    let Some((key_id, digest)) = verifier::parse(&v.hash) else {
+                    // Only verifiers bound to a directory count: kube-scim 0.1.0's unkeyed
+                    // `sha256:` hashes and the unbound `hmac-sha256:` ones of earlier builds
+                    // name no directory, so a planted one could not be told from a real one
+                    // (issue 27). They open nothing; the operator replaces them at its first
+                    // reconcile.
+                    let Some((verifier::Kind::Bound, key_id, digest)) = verifier::parse(&v.hash)
+                    else {
                         unkeyed += 1;
                         return None;
                     };
@@ -230,11 +241,13 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
             namespace = d.metadata.namespace.as_deref().unwrap_or_default(),
             directory = d.metadata.name.as_deref().unwrap_or_default(),
             unkeyed,
-            "ignoring unkeyed token verifiers (written by an older operator; the current operator replaces them)"
+            "ignoring token verifiers not bound to the directory (written by an older operator; the current operator replaces them)"
         );
     }
     DirInfo {
         uid: d.metadata.uid.clone().unwrap_or_default(),
+        namespace: d.metadata.namespace.clone().unwrap_or_default(),
+        name: d.metadata.name.clone().unwrap_or_default(),
         ready,
         verifiers,
         provider: d.spec.provider,
@@ -261,6 +274,23 @@ fn dir_info(d: &ScimDirectory) -> DirInfo {
                         .as_ref()
                         .and_then(|o| o.access_token_lifetime.as_deref()),
                 )
+            }),
+        federation: d
+            .spec
+            .auth
+            .workload_identity_federation
+            .as_ref()
+            .filter(|_| d.spec.auth.allows(AuthMethod::WorkloadIdentityFederation))
+            .map(|f| FederationAuth {
+                tenant_id: f.tenant_id.to_ascii_lowercase(),
+                subject: f.subject.clone(),
+                // Unset: the token endpoint as the operator published it (not as a request's
+                // Host header says it is).
+                audience: f
+                    .audience
+                    .clone()
+                    .or_else(|| st.and_then(|s| s.oauth_token_endpoint.clone())),
+                lifetime: OAuthSettings::from_lifetime(f.access_token_lifetime.as_deref()).lifetime,
             }),
         suspended: d.spec.suspend,
         guard: Guard::from_spec(&d.spec.deletion_guard),
@@ -650,8 +680,8 @@ mod tests {
     }
 
     #[test]
-    fn only_keyed_verifiers_are_kept_and_a_bad_expiry_has_passed() {
-        let keyed = format!("hmac-sha256:k1:{}", "ab".repeat(32));
+    fn only_bound_verifiers_are_kept_and_a_bad_expiry_has_passed() {
+        let bound = format!("hmac-sha256-dir:k1:{}", "ab".repeat(32));
         let verifier = |hash: &str, expires_at: Option<&str>| kube_scim_crds::TokenVerifier {
             hash: hash.to_string(),
             fingerprint: None,
@@ -660,10 +690,12 @@ mod tests {
         let mut d = ScimDirectory::new("d", Default::default());
         d.status = Some(kube_scim_crds::ScimDirectoryStatus {
             token_verifiers: vec![
-                verifier(&keyed, None),
+                verifier(&bound, None),
                 verifier(&format!("sha256:{}", "ab".repeat(32)), None),
-                verifier(&format!("hmac-sha256:k1:{}", "zz".repeat(32)), None),
-                verifier(&keyed, Some("soon")),
+                verifier(&format!("hmac-sha256-dir:k1:{}", "zz".repeat(32)), None),
+                verifier(&bound, Some("soon")),
+                // Unbound (earlier builds): names no directory, so never accepted.
+                verifier(&format!("hmac-sha256:k1:{}", "cd".repeat(32)), None),
             ],
             ..Default::default()
         });
@@ -683,6 +715,44 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn federation_expects_the_configured_audience_else_the_published_token_endpoint() {
+        let mut spec = kube_scim_crds::ScimDirectorySpec::default();
+        spec.auth.methods = vec![AuthMethod::WorkloadIdentityFederation];
+        spec.auth.workload_identity_federation =
+            Some(kube_scim_crds::WorkloadIdentityFederationSpec {
+                tenant_id: "3F1E4B7A-5C2D-4E8F-9A0B-1C2D3E4F5A6B".into(),
+                subject: "sp".into(),
+                audience: None,
+                access_token_lifetime: Some("2h".into()),
+            });
+        let mut d = ScimDirectory::new("d", spec);
+        let endpoint = "https://scim.example/scim/v2/ns/d/oauth2/token";
+        d.status = Some(kube_scim_crds::ScimDirectoryStatus {
+            oauth_token_endpoint: Some(endpoint.into()),
+            ..Default::default()
+        });
+        let fed = dir_info(&d).federation.unwrap();
+        assert_eq!(fed.tenant_id, "3f1e4b7a-5c2d-4e8f-9a0b-1c2d3e4f5a6b");
+        assert_eq!(fed.audience.as_deref(), Some(endpoint));
+        assert_eq!(fed.lifetime, std::time::Duration::from_secs(7200));
+        // Federation alone does not make the client secret work.
+        assert!(dir_info(&d).oauth.is_none());
+        d.spec
+            .auth
+            .workload_identity_federation
+            .as_mut()
+            .unwrap()
+            .audience = Some("app-id".into());
+        assert_eq!(
+            dir_info(&d).federation.unwrap().audience.as_deref(),
+            Some("app-id")
+        );
+        // The settings without the method open nothing.
+        d.spec.auth.methods = vec![AuthMethod::BearerToken];
+        assert!(dir_info(&d).federation.is_none());
     }
 
     #[test]

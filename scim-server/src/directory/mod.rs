@@ -7,6 +7,7 @@
 //! below run it on the in-memory store.
 
 mod cleanup;
+mod federation;
 mod list;
 mod members;
 mod objects;
@@ -30,6 +31,7 @@ use crate::cache::{Cache, CleanupJob, DirInfo, Entry, directory_of, rv_num};
 use crate::convert::status_json;
 use crate::entra::EntraVerifier;
 use crate::error::Error;
+use crate::federation::FederationVerifier;
 use crate::metrics::LabelWriteLabels;
 use crate::oauth;
 use crate::render::{self, Locations};
@@ -120,6 +122,7 @@ pub struct DirectoryService<S> {
     limits: Limits,
     keys: SharedKeyRing,
     entra: Option<Arc<EntraVerifier>>,
+    federation: Option<Arc<FederationVerifier>>,
     /// Labels the cleanup worker writes, counted (unregistered unless `with_label_writes`).
     label_writes: Family<LabelWriteLabels, Counter>,
 }
@@ -183,6 +186,14 @@ fn now() -> String {
         .to_string()
 }
 
+/// The 401 of a request whose credential opens nothing.
+fn unauthenticated(token: Option<&str>) -> Error {
+    match token {
+        None => Error::NoToken,
+        Some(_) => Error::Unauthorized("the bearer token is not valid for this directory"),
+    }
+}
+
 impl<S: Storage> DirectoryService<S> {
     /// A service over `cache` (fed by watchers and by this service's writes) and `store`,
     /// checking bearer tokens with the verifier keys in force in `keys`.
@@ -193,6 +204,7 @@ impl<S: Storage> DirectoryService<S> {
             limits,
             keys,
             entra: None,
+            federation: None,
             label_writes: Family::default(),
         }
     }
@@ -210,6 +222,13 @@ impl<S: Storage> DirectoryService<S> {
         self
     }
 
+    /// Also exchanges Entra-signed client assertions for access tokens (for directories with
+    /// method `WorkloadIdentityFederation`), checked by `federation`.
+    pub fn with_federation(mut self, federation: Arc<FederationVerifier>) -> Self {
+        self.federation = Some(federation);
+        self
+    }
+
     /// The cache the service reads.
     pub fn cache(&self) -> &Arc<Cache> {
         &self.cache
@@ -218,23 +237,60 @@ impl<S: Storage> DirectoryService<S> {
     /// The directory, if it exists, is ready and `token` opens it: as its bearer token, as an
     /// access token from its OAuth token endpoint, or as an Entra-issued token, as far as the
     /// directory's methods allow each.
+    ///
+    /// The credential is checked first: without a valid one the answer is the same 401 whether
+    /// the directory exists, is not ready yet, or does not exist, so that a client without a
+    /// token cannot learn which directories exist.
     pub async fn authorize(&self, dir: DirRef<'_>, token: Option<&str>) -> Result<DirInfo, Error> {
-        let info = self.cache.directory(dir.ns, dir.name);
         let keys = self.keys.current();
+        let Some(info) = self.cache.directory(dir.ns, dir.name) else {
+            // About the work of a wrong token on a directory that exists.
+            if let (Some(token), Some(key)) = (token, keys.keys().first()) {
+                let binding = kube_scim_runtime::verifier::Binding {
+                    uid: "",
+                    namespace: dir.ns,
+                    name: dir.name,
+                };
+                std::hint::black_box(keys.digest(key.id(), &binding, token));
+            }
+            return Err(unauthenticated(token));
+        };
+        let ready = info.ready;
+        let info = self.authenticate(dir, info, token, &keys).await?;
+        if !ready {
+            return Err(Error::unavailable(
+                format!("the SCIM directory {} is not ready yet", dir.label()),
+                10,
+            ));
+        }
+        Ok(info)
+    }
+
+    /// Whether `token` opens `info` (readiness aside).
+    async fn authenticate(
+        &self,
+        dir: DirRef<'_>,
+        info: DirInfo,
+        token: Option<&str>,
+        keys: &kube_scim_runtime::verifier::KeyRing,
+    ) -> Result<DirInfo, Error> {
         let now = jiff::Timestamp::now();
-        let bearer = auth::authorize(&dir.label(), info.clone(), token, &keys, now);
-        let (Err(Error::Unauthorized(_)), Some(token), Some(info)) = (&bearer, token, info) else {
+        let mut checked = info.clone();
+        checked.ready = true;
+        let bearer =
+            auth::authorize(&dir.label(), Some(checked), token, keys, now).map(|_| info.clone());
+        let (Err(Error::Unauthorized(_)), Some(token)) = (&bearer, token) else {
             return bearer;
         };
         // The reasons below help the administrator; the client learns only that it failed.
         if oauth::is_access_token(token) {
-            let verdict = match info.oauth {
-                Some(_) => oauth::verify(&keys, &info.uid, token, now).map_err(|r| r.to_string()),
-                None => Err(
-                    "an OAuth access token, but OAuthClientCredentials is not among \
-                             spec.auth.methods"
-                        .to_string(),
-                ),
+            // Both methods issue the same access tokens from the token endpoint.
+            let verdict = if info.oauth.is_some() || info.federation.is_some() {
+                oauth::verify(keys, &info.uid, token, now).map_err(|r| r.to_string())
+            } else {
+                Err("an OAuth access token, but OAuthClientCredentials and \
+                     WorkloadIdentityFederation are not among spec.auth.methods"
+                    .to_string())
             };
             return match verdict {
                 Ok(()) => Ok(info),
@@ -259,16 +315,50 @@ impl<S: Storage> DirectoryService<S> {
     /// Answers a token request to the directory's OAuth 2.0 token endpoint (RFC 6749 §4.4):
     /// the client id must be the directory's uid and the client secret one of its tokens (the
     /// keyed verifiers, as for a bearer token); the directory must have method
-    /// `OAuthClientCredentials`.
-    pub fn issue_access_token(
+    /// `OAuthClientCredentials`. A client assertion instead of a secret is workload identity
+    /// federation (see `federation.rs`).
+    pub async fn issue_access_token(
         &self,
         dir: DirRef<'_>,
         request: &oauth::TokenRequest,
     ) -> Result<oauth::TokenAnswer, oauth::TokenError> {
+        if request.auth == oauth::ClientAuth::Assertion {
+            return self.exchange_assertion(dir, request).await;
+        }
         let basic = request.auth == oauth::ClientAuth::Basic;
-        let Some(info) = self.cache.directory(dir.ns, dir.name) else {
+        let info = self.cache.directory(dir.ns, dir.name);
+        let keys = self.keys.current();
+        let now = jiff::Timestamp::now();
+        // The credentials first, and every candidate secret checked (constant time each)
+        // whether or not the id matched: a client without them gets the same answer whether the
+        // directory exists, is not ready, or lacks the method.
+        let secret_ok = match &info {
+            Some(info) => request
+                .client_secrets
+                .iter()
+                .fold(false, |ok, s| auth::token_matches(info, s, &keys, now) | ok),
+            None => {
+                if let Some(key) = keys.keys().first() {
+                    let binding = kube_scim_runtime::verifier::Binding {
+                        uid: "",
+                        namespace: dir.ns,
+                        name: dir.name,
+                    };
+                    for s in &request.client_secrets {
+                        std::hint::black_box(keys.digest(key.id(), &binding, s));
+                    }
+                }
+                false
+            }
+        };
+        let Some(info) = info.filter(|i| secret_ok && request.client_id == i.uid) else {
+            tracing::info!(
+                namespace = dir.ns,
+                directory = dir.name,
+                "token request refused: wrong client id or secret, or no such directory"
+            );
             return Err(oauth::TokenError::InvalidClient {
-                detail: format!("there is no SCIM directory {}", dir.label()),
+                detail: "the client id or secret is not valid for this directory".into(),
                 basic,
             });
         };
@@ -284,24 +374,6 @@ impl<S: Storage> DirectoryService<S> {
                 dir.label()
             )));
         };
-        let keys = self.keys.current();
-        let now = jiff::Timestamp::now();
-        // Every candidate secret is checked (constant time each), whether or not the id matched.
-        let secret_ok = request.client_secrets.iter().fold(false, |ok, s| {
-            auth::token_matches(&info, s, &keys, now) | ok
-        });
-        if request.client_id != info.uid || !secret_ok {
-            tracing::info!(
-                namespace = dir.ns,
-                directory = dir.name,
-                client_id_matches = request.client_id == info.uid,
-                "token request refused: wrong client id or secret"
-            );
-            return Err(oauth::TokenError::InvalidClient {
-                detail: "the client id or secret is not valid for this directory".into(),
-                basic,
-            });
-        }
         if request.grant_type != oauth::GRANT_TYPE {
             return Err(oauth::TokenError::UnsupportedGrantType(format!(
                 "grant_type {:?} is not supported; this endpoint serves {}",
@@ -350,14 +422,6 @@ impl<S: Storage> DirectoryService<S> {
             dir: dir.name.to_string(),
         };
         (false, Some(pending))
-    }
-
-    /// Discovery documents need only a directory that exists (no token: RFC 7644 §4).
-    pub fn require_known(&self, dir: DirRef<'_>) -> Result<(), Error> {
-        match self.cache.directory(dir.ns, dir.name) {
-            Some(_) => Ok(()),
-            None => Err(Error::NoDirectory(dir.label())),
-        }
     }
 
     /// One resource, read from the store first: another replica may have written or deleted it

@@ -83,6 +83,7 @@ pub fn diagnostics(plane: &ControlPlane) -> String {
             ));
         }
     };
+    let mut problems_text = String::new();
     run(&["get", "pods", "-A", "-o", "wide"]);
     run(&["get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp"]);
     for component in ["operator", "server"] {
@@ -100,8 +101,32 @@ pub fn diagnostics(plane: &ControlPlane) -> String {
             args.extend([run_of_container].into_iter().filter(|a| !a.is_empty()));
             run(&args);
         }
+        // What went wrong is logged at warn or error level, and may have scrolled out of the
+        // tail behind request lines.
+        let args = [
+            "logs",
+            "-n",
+            NAMESPACE,
+            "-l",
+            &selector,
+            "--tail=5000",
+            "--prefix",
+            "--max-log-requests=10",
+        ];
+        if let Ok(out) = plane.kubectl().args(args).output() {
+            let out = String::from_utf8_lossy(&out.stdout);
+            let problems: Vec<&str> = out
+                .lines()
+                .filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\""))
+                .collect();
+            problems_text.push_str(&format!(
+                "\n$ kubectl {} | warnings and errors (last 40)\n{}\n",
+                args.join(" "),
+                problems[problems.len().saturating_sub(40)..].join("\n")
+            ));
+        }
     }
-    text
+    text + &problems_text
 }
 
 /// `helm install` of the chart into [`NAMESPACE`] (restricted) with `sets` (`key=value`), and
