@@ -102,6 +102,25 @@ pub struct Plan {
     pub held: usize,
 }
 
+impl Plan {
+    /// A plan that grants nothing: no binding desired, every binding written so far removed.
+    pub fn nothing(outcome: Outcome, existing: &[Existing]) -> Plan {
+        Plan {
+            outcome,
+            desired: Vec::new(),
+            stale: existing
+                .iter()
+                .map(|e| (e.scope.clone(), e.name.clone()))
+                .collect(),
+            group_id: None,
+            members: 0,
+            skipped: 0,
+            refused: Vec::new(),
+            held: 0,
+        }
+    }
+}
+
 /// Decides the plan for `binding`. `groups` and `users` may hold objects of any directory and
 /// namespace; only those of the binding's directory count.
 pub fn plan<'a>(
@@ -124,22 +143,15 @@ pub fn plan<'a>(
         .filter(|g| g.metadata.deletion_timestamp.is_none())
         .partition(|g| !is_held(&g.metadata));
 
-    let refused = |reason, message: String| Plan {
-        outcome: Outcome {
-            ready: false,
-            reason,
-            message,
-        },
-        desired: Vec::new(),
-        stale: existing
-            .iter()
-            .map(|e| (e.scope.clone(), e.name.clone()))
-            .collect(),
-        group_id: None,
-        members: 0,
-        skipped: 0,
-        refused: Vec::new(),
-        held: 0,
+    let refused = |reason, message: String| {
+        Plan::nothing(
+            Outcome {
+                ready: false,
+                reason,
+                message,
+            },
+            existing,
+        )
     };
 
     let spec = &binding.spec;

@@ -170,19 +170,7 @@ pub fn check(binding: &ScimGroupBinding, directory: Option<&ScimDirectory>) -> T
 /// The plan of a binding whose directory is refused: nothing is desired, every binding it
 /// wrote is removed.
 pub fn refused_plan(outcome: Outcome, existing: &[Existing]) -> Plan {
-    Plan {
-        outcome,
-        desired: Vec::new(),
-        stale: existing
-            .iter()
-            .map(|e| (e.scope.clone(), e.name.clone()))
-            .collect(),
-        group_id: None,
-        members: 0,
-        skipped: 0,
-        refused: Vec::new(),
-        held: 0,
-    }
+    Plan::nothing(outcome, existing)
 }
 
 #[cfg(test)]
