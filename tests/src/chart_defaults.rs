@@ -16,6 +16,7 @@ pub const OPERATOR_ENV: &[(&str, &str)] = &[
     ("KUBE_SCIM_GROUP_BINDING_ALLOWED_CLUSTER_ROLES", "view,edit"),
     ("KUBE_SCIM_GROUP_BINDING_ALLOWED_ROLES", ""),
     ("KUBE_SCIM_GROUP_BINDING_ALLOW_CLUSTER_WIDE", "false"),
+    ("KUBE_SCIM_GROUP_BINDING_SUBJECT_PREFIX", ""),
     ("KUBE_SCIM_LOG_FILTER", "info"),
     ("KUBE_SCIM_DEFAULT_ROUTE_KIND", "Ingress"),
 ];
@@ -40,6 +41,30 @@ pub const SERVER_ENV: &[(&str, &str)] = &[
         "KUBE_SCIM_ENTRA_ISSUER",
         "https://sts.windows.net/{tenant}/",
     ),
+    (
+        "KUBE_SCIM_FEDERATION_ISSUER",
+        "https://login.microsoftonline.com/{tenant}/v2.0",
+    ),
+    ("KUBE_SCIM_MAX_APISERVER_REQUESTS", "64"),
+    ("KUBE_SCIM_MAX_CONCURRENT_READS", "64"),
+    ("KUBE_SCIM_MAX_CONCURRENT_READS_PER_DIRECTORY", "16"),
+    ("KUBE_SCIM_MAX_BUFFERED_BODY_BYTES", "67108864"),
+    (
+        "KUBE_SCIM_MAX_BUFFERED_BODY_BYTES_PER_DIRECTORY",
+        "16777216",
+    ),
+    ("KUBE_SCIM_MAX_HEADER_BYTES", "16384"),
+    ("KUBE_SCIM_HEADER_READ_TIMEOUT", "10s"),
+    ("KUBE_SCIM_BODY_READ_TIMEOUT", "10s"),
+    ("KUBE_SCIM_MAX_UNAUTHENTICATED_CONNECTIONS", "1024"),
+    (
+        "KUBE_SCIM_MAX_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS",
+        "64",
+    ),
+    ("KUBE_SCIM_AUTH_FAILURE_BURST_PER_ADDRESS", "20"),
+    ("KUBE_SCIM_AUTH_FAILURE_BURST_PER_DIRECTORY", "60"),
+    ("KUBE_SCIM_AUTH_FAILURE_DELAY", "1s"),
+    ("KUBE_SCIM_AUTH_FAILURE_REFILL_INTERVAL", "1s"),
     ("KUBE_SCIM_LOG_FILTER", "info"),
 ];
 
@@ -56,4 +81,7 @@ pub const PER_INSTALL_ENV: &[&str] = &[
     "KUBE_SCIM_LISTEN",
     "KUBE_SCIM_METRICS_BIND_ADDRESS",
     "KUBE_SCIM_VERIFIER_KEY_DIR",
+    // The drain keeps a pod serving while proxies drop it from a Service's endpoints; a local
+    // server behind no Service stops at once on Ctrl-C.
+    "KUBE_SCIM_SHUTDOWN_DRAIN",
 ];

@@ -849,13 +849,17 @@ const TRUST_TENANT: &str = "3f1e4b7a-5c2d-4e8f-9a0b-1c2d3e4f5a6b";
 const EVE_TENANT: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
 
 /// A directory that accepts only tokens Entra issues (the test issuer) for the provisioning app.
-fn entra_only() -> ScimDirectorySpec {
+/// The second Entra-only directory's enterprise application (one application per directory:
+/// the operator refuses a second directory of the same tenant and application).
+const NORTHWIND_APP_ID: &str = "5b0d9c1e-7a2f-4e3b-9c8d-2f1e0a9b8c7d";
+
+fn entra_only(app: &str) -> ScimDirectorySpec {
     serde_json::from_value(json!({
         "auth": {
             "methods": ["EntraToken"],
             "entraToken": {
                 "tenantId": TRUST_TENANT,
-                "allowedAppIds": [kube_scim_tests::jwt_issuer::PROVISIONING_APP_ID]
+                "allowedAppIds": [app]
             }
         }
     }))
@@ -1087,18 +1091,29 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
     //    opens neither.
     let mut grants = Vec::new();
     let mut groups = BTreeMap::new();
-    for (n, dir) in [(1usize, "contoso"), (2, "northwind")] {
+    let mut northwind_claims = valid_claims(TRUST_TENANT);
+    northwind_claims["appid"] = json!(NORTHWIND_APP_ID);
+    let northwind_jwt = issuer.mint(0, &northwind_claims);
+    for (n, dir, app, jwt) in [
+        (
+            1usize,
+            "contoso",
+            kube_scim_tests::jwt_issuer::PROVISIONING_APP_ID,
+            &entra_jwt,
+        ),
+        (2, "northwind", NORTHWIND_APP_ID, &northwind_jwt),
+    ] {
         Api::<ScimDirectory>::namespaced(kube.clone(), &ns)
             .create(
                 &PostParams::default(),
-                &ScimDirectory::new(dir, entra_only()),
+                &ScimDirectory::new(dir, entra_only(app)),
             )
             .await
             .unwrap();
         ready_directory(&kube, &ns, dir, Duration::from_secs(60))
             .await
             .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
-        let idp = EntraClient::new(&stack.base_url(&ns, dir), &entra_jwt, Dialect::Compliant);
+        let idp = EntraClient::new(&stack.base_url(&ns, dir), jwt, Dialect::Compliant);
         let id = idp
             .provision_user(&EntraUser::numbered(n), None)
             .await
@@ -1196,7 +1211,7 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
     dirs_as_eve
         .create(
             &PostParams::default(),
-            &ScimDirectory::new("northwind", entra_only()),
+            &ScimDirectory::new("northwind", entra_only(NORTHWIND_APP_ID)),
         )
         .await
         .expect("edit may create a ScimDirectory");

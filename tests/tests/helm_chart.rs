@@ -1363,17 +1363,18 @@ fn service_monitor_render_mode_decides_what_happens_without_the_api() {
 #[test]
 fn durations_are_strings_and_the_old_integer_keys_still_work() {
     let plane = ControlPlane::shared_without_crds();
-    let server = |args: &[&str]| -> Result<(String, u64, Option<u64>), String> {
+    // The drain is the server's own (--shutdown-drain), not a preStop sleep.
+    let server = |args: &[&str]| -> Result<(String, u64, Option<String>), String> {
         let rendered = render(plane, args)?;
         let server = named(&rendered, "Deployment", "kube-scim-server").clone();
         let pod = &server["spec"]["template"]["spec"];
         Ok((
             container_env(&server, "KUBE_SCIM_REQUEST_TIMEOUT").unwrap(),
             pod["terminationGracePeriodSeconds"].as_u64().unwrap(),
-            pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"].as_u64(),
+            container_env(&server, "KUBE_SCIM_SHUTDOWN_DRAIN"),
         ))
     };
-    assert_eq!(server(&[]), Ok(("30s".into(), 45, Some(5))));
+    assert_eq!(server(&[]), Ok(("30s".into(), 45, Some("5s".into()))));
     assert_eq!(
         server(&[
             "--set",
@@ -1381,11 +1382,11 @@ fn durations_are_strings_and_the_old_integer_keys_still_work() {
             "--set",
             "server.drainDelay=10s"
         ]),
-        Ok(("20s".into(), 40, Some(10)))
+        Ok(("20s".into(), 40, Some("10s".into())))
     );
     assert_eq!(
         server(&["--set", "server.requestTimeout=0m55s"]),
-        Ok(("55s".into(), 70, Some(5)))
+        Ok(("55s".into(), 70, Some("5s".into())))
     );
     assert_eq!(
         server(&[
@@ -1394,7 +1395,7 @@ fn durations_are_strings_and_the_old_integer_keys_still_work() {
             "--set",
             "server.drainSeconds=0"
         ]),
-        Ok(("25s".into(), 35, None)),
+        Ok(("25s".into(), 35, Some("0s".into()))),
         "the old integer keys win"
     );
     let too_long = server(&["--set", "server.requestTimeout=1m"]).unwrap_err();
