@@ -119,6 +119,10 @@ async fn entra_signed_assertions_are_exchanged_once_for_their_directorys_access_
     options.server_args = vec![
         format!("--entra-metadata-url={}", issuer.metadata_url_template()),
         "--entra-key-refresh-interval=1s".into(),
+        // This test sends dozens of deliberately refused assertions from one address; the
+        // failed-authentication throttle has its own test (scim_server.rs).
+        "--auth-failure-burst-per-address=0".into(),
+        "--auth-failure-burst-per-directory=0".into(),
     ];
     let mut stack = Stack::start(plane, options).await.unwrap();
     let dirs: Api<ScimDirectory> = Api::namespaced(kube.clone(), &ns);
