@@ -154,6 +154,40 @@ async fn write(
     Ok(())
 }
 
+/// The role and subjects last written to each binding, by scope and name.
+pub type Written =
+    std::collections::HashMap<(Scope, String), (k8s_openapi::api::rbac::v1::RoleRef, Vec<Subject>)>;
+
+/// `existing`, with the subjects this process wrote where the caches do not show them.
+fn known(existing: &[Existing], ctx: &Context) -> Vec<Existing> {
+    let written = ctx.written.lock().unwrap_or_else(|e| e.into_inner());
+    existing
+        .iter()
+        .map(|e| match written.get(&(e.scope.clone(), e.name.clone())) {
+            Some((role_ref, subjects)) if !e.cached => Existing {
+                role_ref: role_ref.clone(),
+                subjects: subjects.clone(),
+                cached: true,
+                ..e.clone()
+            },
+            _ => e.clone(),
+        })
+        .collect()
+}
+
+fn remember(ctx: &Context, scope: &Scope, name: &str, written: Option<&Desired>) {
+    let mut memory = ctx.written.lock().unwrap_or_else(|e| e.into_inner());
+    let key = (scope.clone(), name.to_string());
+    match written {
+        Some(d) => {
+            memory.insert(key, (d.role_ref.clone(), d.subjects.clone()));
+        }
+        None => {
+            memory.remove(&key);
+        }
+    }
+}
+
 type SubjectKey<'a> = (&'a str, &'a str, Option<&'a str>);
 
 fn key(s: &Subject) -> SubjectKey<'_> {
@@ -265,10 +299,11 @@ pub async fn apply(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Acti
     // done at once and only charged.
     let budget = ctx.policy.write_budget;
     let uid = binding.uid().unwrap_or_default();
+    let known = known(&existing, ctx);
     let additions: Vec<bool> = plan
         .desired
         .iter()
-        .map(|(d, how)| *how != Write::Keep && adds_subjects(d, &existing))
+        .map(|(d, how)| *how != Write::Keep && adds_subjects(d, &known))
         .collect();
     let cost: u64 = plan
         .desired
@@ -303,7 +338,7 @@ pub async fn apply(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Acti
         }
         let narrowed;
         let desired = match (deferred, *adds) {
-            (Some(_), true) => match without_additions(desired, &existing) {
+            (Some(_), true) => match without_additions(desired, &known) {
                 Some(d) => {
                     narrowed = d;
                     &narrowed
@@ -334,12 +369,18 @@ pub async fn apply(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Acti
                 Err(e) => Err(e),
             };
         }
-        if let Err(e) = result {
-            failures.push(format!("{}: {}", describe(&desired.scope), explain(&e)));
+        match result {
+            Ok(()) => remember(ctx, &desired.scope, &desired.name, Some(desired)),
+            Err(e) => {
+                // Unknown now: the next write is never held back.
+                remember(ctx, &desired.scope, &desired.name, None);
+                failures.push(format!("{}: {}", describe(&desired.scope), explain(&e)));
+            }
         }
     }
     for (scope, name) in &plan.stale {
         wrote = true;
+        remember(ctx, scope, name, None);
         if let Err(e) = delete(ctx, scope, name).await {
             failures.push(format!("removing {name} from {}: {e}", describe(scope)));
         }
@@ -557,6 +598,7 @@ async fn record_accepted(
 /// Removes every binding of a ScimGroupBinding that is being deleted.
 pub async fn cleanup(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Action, Error> {
     for found in existing(&binding, ctx) {
+        remember(ctx, &found.scope, &found.name, None);
         delete(ctx, &found.scope, &found.name).await?;
     }
     Ok(Action::await_change())

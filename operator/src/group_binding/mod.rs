@@ -70,6 +70,10 @@ pub struct Context {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Write budgets of the ScimGroupBindings, by uid.
     pub buckets: std::sync::Mutex<budget::Buckets>,
+    /// What this process last wrote to each binding: the subjects of a binding outside the
+    /// watch caches (another scope's namespace), so that the budget can tell an addition there
+    /// from a removal.
+    pub written: std::sync::Mutex<apply::Written>,
 }
 
 impl Context {
@@ -189,6 +193,7 @@ pub async fn run_scope(
         cluster_role_bindings,
         metrics,
         buckets: Default::default(),
+        written: Default::default(),
     });
     // The ScimGroupBindings are listed only once every other cache has listed: the Controller
     // starts no reconcile before its own store is ready, so none decides from a cache that is
