@@ -19,6 +19,9 @@ pub const REASON_ROLE_NOT_ALLOWED: &str = "RoleNotAllowed";
 pub const REASON_CLUSTER_WIDE_NOT_ALLOWED: &str = "ClusterWideNotAllowed";
 /// Condition reason: the operator could not write a binding (RBAC, a missing namespace).
 pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
+/// Condition reason: subjects to add wait for the ScimGroupBinding's write budget (removals are
+/// applied at once); the operator retries when the budget allows.
+pub const REASON_WRITE_DEFERRED: &str = "WriteDeferred";
 /// Condition reason: the group subject's rendered name is refused (a built-in `system:`
 /// identity, or not a plain name), so nothing is bound.
 pub const REASON_SUBJECT_REFUSED: &str = "SubjectRefused";

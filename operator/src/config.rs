@@ -222,6 +222,25 @@ pub struct Flags {
     )]
     pub group_binding_subject_prefix: String,
 
+    /// Bytes of RoleBindings one ScimGroupBinding may write per minute when a change adds
+    /// subjects (removals are never held back, but count); 0 turns the budget off. Bounds
+    /// the etcd history a SCIM credential holder can cause by toggling members.
+    #[arg(
+        long,
+        env = "KUBE_SCIM_GROUP_BINDING_WRITE_BUDGET",
+        default_value_t = 4 * 1024 * 1024
+    )]
+    pub group_binding_write_budget: u64,
+
+    /// Bytes one ScimGroupBinding may write at once before the per-minute budget applies
+    /// (one change into 64 namespaces of 256 KiB parts is 16 MiB).
+    #[arg(
+        long,
+        env = "KUBE_SCIM_GROUP_BINDING_WRITE_BURST",
+        default_value_t = 16 * 1024 * 1024
+    )]
+    pub group_binding_write_burst: u64,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `kube_scim_operator=debug,info`;
     /// RUST_LOG, when set, takes precedence (as in the SCIM server).
     #[arg(long, env = "KUBE_SCIM_LOG_FILTER", default_value = "info")]
@@ -296,6 +315,10 @@ impl Flags {
             allowed_roles: names(&self.group_binding_allowed_roles),
             allow_cluster_wide: self.group_binding_allow_cluster_wide,
             subject_prefix: self.group_binding_subject_prefix.clone(),
+            write_budget: crate::group_binding::budget::WriteBudget {
+                bytes_per_minute: self.group_binding_write_budget,
+                burst: self.group_binding_write_burst,
+            },
         }
     }
 

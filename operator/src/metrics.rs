@@ -45,6 +45,8 @@ pub struct Metrics {
     pub webhook_backlog: Family<WebhookLabels, Gauge>,
     pub webhook_checkpoints: Family<WebhookLabels, Counter>,
     pub webhook_outbox_bytes: Family<WebhookLabels, Gauge>,
+    pub group_binding_bytes_written: Counter,
+    pub group_binding_writes_deferred: Counter,
 }
 
 impl Default for Metrics {
@@ -133,8 +135,22 @@ impl Default for Metrics {
             "Compressed size of a webhook's outbox (the Secret holds at most 900 KiB of it)",
             webhook_outbox_bytes.clone(),
         );
+        let group_binding_bytes_written = Counter::default();
+        registry.register(
+            "group_binding_written_bytes",
+            "Bytes of RoleBindings and ClusterRoleBindings written by ScimGroupBindings (the JSON sent)",
+            group_binding_bytes_written.clone(),
+        );
+        let group_binding_writes_deferred = Counter::default();
+        registry.register(
+            "group_binding_writes_deferred",
+            "ScimGroupBinding reconciles whose additions waited for the write budget",
+            group_binding_writes_deferred.clone(),
+        );
         Self {
             registry,
+            group_binding_bytes_written,
+            group_binding_writes_deferred,
             webhook_delivered,
             webhook_failures,
             webhook_dropped,

@@ -1851,3 +1851,261 @@ async fn a_held_deprovisioning_removes_access_at_once() {
     .await;
     drop(stack);
 }
+
+/// Sums the sizes of the RoleBindings written (ADDED and MODIFIED events, as the apiserver
+/// stores them) in `namespaces` until dropped: the bytes etcd's history grows by.
+struct WrittenBytes {
+    total: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WrittenBytes {
+    async fn watch(kube: &Client, namespaces: &[String]) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let api = Api::<RoleBinding>::all(kube.clone());
+        let params = ListParams::default().labels("kubescim.io/group-binding-uid");
+        let version = api
+            .list_metadata(&params)
+            .await
+            .unwrap()
+            .metadata
+            .resource_version
+            .unwrap();
+        let stream = api
+            .watch(
+                &kube::api::WatchParams::default()
+                    .labels("kubescim.io/group-binding-uid")
+                    .timeout(290),
+                &version,
+            )
+            .await
+            .unwrap();
+        let (total, writes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (t, w, namespaces) = (total.clone(), writes.clone(), namespaces.to_vec());
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                if let Ok(kube::api::WatchEvent::Added(rb) | kube::api::WatchEvent::Modified(rb)) =
+                    event
+                    && namespaces.contains(rb.metadata.namespace.as_ref().unwrap())
+                {
+                    t.fetch_add(
+                        serde_json::to_vec(&rb).unwrap().len() as u64,
+                        Ordering::SeqCst,
+                    );
+                    w.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        Self {
+            total,
+            writes,
+            task,
+        }
+    }
+
+    fn read(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        (
+            self.total.load(Ordering::SeqCst),
+            self.writes.load(Ordering::SeqCst),
+        )
+    }
+}
+
+impl Drop for WrittenBytes {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Whether `name` is a subject of the managed RoleBindings in each of `namespaces`.
+async fn bound_in(kube: &Client, namespaces: &[String], name: &str) -> Vec<bool> {
+    let mut found = Vec::new();
+    for ns in namespaces {
+        let (names, _) = bound_subjects(kube, ns).await;
+        found.push(names.iter().any(|n| n == name));
+    }
+    found
+}
+
+/// Issue 27, defect 6: one member change rewrote the part holding that member in every target
+/// namespace, so a SCIM credential holder toggling a member in and out could fill etcd's
+/// history. A 3,000-member group is bound into 10 namespaces, one member is toggled 10 times,
+/// and the bytes of RoleBindings the apiserver stored are counted (from its watch): with the
+/// write budget they stay within burst + rate × elapsed + one removal (removals are never held
+/// back); a deactivation through SCIM still leaves the RoleBindings within seconds while
+/// additions wait. `GROUP_BINDING_WRITE_BUDGET=0` runs it without the budget (the figures
+/// before the fix; the bound then fails).
+#[tokio::test]
+async fn toggling_a_member_writes_within_the_budget_and_removal_stays_immediate() {
+    const TARGETS: usize = 10;
+    const TOGGLES: usize = 10;
+    const MIB: u64 = 1024 * 1024;
+    let members = std::env::var("GROUP_BINDING_MEMBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3_000);
+    let rate: u64 = std::env::var("GROUP_BINDING_WRITE_BUDGET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4 * MIB);
+    let burst: u64 = 2 * MIB;
+    let plane = ControlPlane::shared();
+    let kube = plane.client().await.unwrap();
+    let ns = plane.namespace("gb-amplify").await.unwrap();
+    let mut targets = Vec::new();
+    for _ in 0..TARGETS {
+        targets.push(plane.namespace("gb-amplify-t").await.unwrap());
+    }
+    let mut options = StackOptions::new(&ns);
+    // The targets are watched: the operator knows what each binding holds.
+    options.watch_namespaces = std::iter::once(ns.clone())
+        .chain(targets.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(",");
+    options.operator_args.extend([
+        "--group-binding-allowed-cluster-roles=view,edit".to_string(),
+        format!("--group-binding-write-budget={rate}"),
+        format!("--group-binding-write-burst={burst}"),
+    ]);
+    let stack = Stack::start(plane, options).await.unwrap();
+    let entra = directory(&kube, &stack, &ns, "contoso").await;
+    let group_oid = "cccccccc-0000-4000-8000-000000000006";
+    let group = entra.provision_group("All-Staff", group_oid).await.unwrap();
+    direct_members(&kube, &ns, &group, members).await;
+    // Two SCIM users: one toggled, one deactivated at the end.
+    let toggled = entra
+        .provision_user(&EntraUser::numbered(1), None)
+        .await
+        .unwrap();
+    let leaver = entra
+        .provision_user(&EntraUser::numbered(2), None)
+        .await
+        .unwrap();
+    entra
+        .add_members(&group, std::slice::from_ref(&leaver))
+        .await
+        .unwrap();
+
+    let target_refs: Vec<&str> = targets.iter().map(String::as_str).collect();
+    Api::<ScimGroupBinding>::namespaced(kube.clone(), &ns)
+        .create(
+            &PostParams::default(),
+            &ScimGroupBinding::new("all-staff", binding_spec(group_oid, "view", &target_refs)),
+        )
+        .await
+        .unwrap();
+    let sizes = within(
+        &stack,
+        "every member bound in every target",
+        Duration::from_secs(180),
+        || async {
+            let mut sizes = Vec::new();
+            for t in &targets {
+                let (names, s) = bound_subjects(&kube, t).await;
+                if names.len() != members + 1 {
+                    return None;
+                }
+                sizes.extend(s);
+            }
+            Some(sizes)
+        },
+    )
+    .await;
+    let bound_bytes: usize = sizes.iter().sum();
+    println!(
+        "{} members bound into {TARGETS} namespaces: {} RoleBindings, {bound_bytes} bytes",
+        members + 1,
+        sizes.len()
+    );
+    // The initial grant may have left the bucket in debt; let it refill so the toggles start
+    // from a full bucket (the worst case).
+    if rate > 0 {
+        tokio::time::sleep(Duration::from_secs_f64(
+            (bound_bytes as f64 / rate as f64 * 60.0).min(150.0),
+        ))
+        .await;
+    }
+
+    let written = WrittenBytes::watch(&kube, &targets).await;
+    let started = Instant::now();
+    for _ in 0..TOGGLES {
+        entra
+            .add_members(&group, std::slice::from_ref(&toggled))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        entra
+            .remove_members(&group, std::slice::from_ref(&toggled))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let name = subject(1);
+    within(
+        &stack,
+        "the toggled member is gone",
+        Duration::from_secs(20),
+        || async {
+            bound_in(&kube, &targets, &name)
+                .await
+                .iter()
+                .all(|b| !b)
+                .then_some(())
+        },
+    )
+    .await;
+    // Writes still under way land in the count.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let elapsed = started.elapsed();
+    let (bytes, writes) = written.read();
+    // One change rewrites one part per namespace: at most the largest part, 10 times.
+    let change = *sizes.iter().max().unwrap() as u64 * TARGETS as u64;
+    println!(
+        "budget {rate} B/min, burst {burst} B: {TOGGLES} toggles (= {} member changes) in {:.1} s wrote {writes} RoleBindings, {bytes} bytes ({} bytes per member change; one change rewrites about {change} bytes)",
+        2 * TOGGLES,
+        elapsed.as_secs_f64(),
+        bytes / (2 * TOGGLES) as u64
+    );
+    // What the budget allows over the window, plus one removal (never held back); without
+    // the budget, the bound of the default test budget.
+    let bound_rate = if rate == 0 { 4 * MIB } else { rate };
+    let allowed = burst + (bound_rate as f64 * elapsed.as_secs_f64() / 60.0) as u64 + change;
+    assert!(
+        bytes <= allowed,
+        "wrote {bytes} bytes over {elapsed:?}, the budget allows {allowed}\n{}",
+        stack.logs()
+    );
+
+    // The budget is spent now; a deactivation still removes access at once.
+    let leaver_name = subject(2);
+    assert!(
+        bound_in(&kube, &targets, &leaver_name)
+            .await
+            .iter()
+            .all(|b| *b)
+    );
+    let t = Instant::now();
+    entra.set_active(&leaver, false).await.unwrap();
+    within(
+        &stack,
+        "the deactivated member is gone",
+        Duration::from_secs(15),
+        || async {
+            bound_in(&kube, &targets, &leaver_name)
+                .await
+                .iter()
+                .all(|b| !b)
+                .then_some(())
+        },
+    )
+    .await;
+    println!(
+        "deactivation to gone from {TARGETS} namespaces: {} ms",
+        t.elapsed().as_millis()
+    );
+    drop(stack);
+}

@@ -5,7 +5,9 @@
 //!   template, the allow-list, splitting large groups, what to write and delete);
 //! - [`trust`]: whether the binding's ScimDirectory may feed it at all (pinned uid and
 //!   credential configuration, no Secret-held credential without an opt-in);
-//! - [`apply`]: carries it out (server-side apply with one field manager, deletions, status).
+//! - [`apply`]: carries it out (server-side apply with one field manager, deletions, status);
+//! - [`budget`]: how many bytes of bindings a ScimGroupBinding may write (additions wait,
+//!   removals never do).
 //!
 //! What triggers what: a change of a ScimGroupBinding's spec, finalizers or deletion; a change
 //! of any ScimUser or ScimGroup of a directory reconciles every ScimGroupBinding of that
@@ -18,6 +20,7 @@
 //! finalizer removes them; they are found by the label [`labels::BINDING_UID`].
 
 pub mod apply;
+pub mod budget;
 pub mod plan;
 pub mod trust;
 
@@ -65,6 +68,12 @@ pub struct Context {
     /// Only where cluster-wide bindings are allowed and the operator watches every namespace.
     pub cluster_role_bindings: Option<Store<ClusterRoleBinding>>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Write budgets of the ScimGroupBindings, by uid.
+    pub buckets: std::sync::Mutex<budget::Buckets>,
+    /// What this process last wrote to each binding: the subjects of a binding outside the
+    /// watch caches (another scope's namespace), so that the budget can tell an addition there
+    /// from a removal.
+    pub written: std::sync::Mutex<apply::Written>,
 }
 
 impl Context {
@@ -183,6 +192,8 @@ pub async fn run_scope(
         role_bindings,
         cluster_role_bindings,
         metrics,
+        buckets: Default::default(),
+        written: Default::default(),
     });
     // The ScimGroupBindings are listed only once every other cache has listed: the Controller
     // starts no reconcile before its own store is ready, so none decides from a cache that is

@@ -39,6 +39,8 @@ pub struct BindingPolicy {
     /// cluster's authenticator puts on the identity provider's names: the values a template
     /// renders then cannot name anyone outside that prefix.
     pub subject_prefix: String,
+    /// How many bytes of bindings each ScimGroupBinding may write (see [`super::budget`]).
+    pub write_budget: super::budget::WriteBudget,
 }
 
 /// Where a binding lives: a namespace (RoleBinding) or the cluster (ClusterRoleBinding).
