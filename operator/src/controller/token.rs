@@ -101,7 +101,6 @@ pub async fn reconcile(
     ctx: &Context,
     now: Timestamp,
 ) -> Result<TokenState, Error> {
-    let previous = dir.status.clone().unwrap_or_default();
     let grace = match grace_period(dir) {
         Ok(g) => g,
         Err(message) => return Ok(TokenState::failed("InvalidGracePeriod", message, None)),
@@ -111,6 +110,16 @@ pub async fn reconcile(
     let keys = ctx.settings.keys.current();
     let uid = dir.uid().ok_or(Error::Unnamed)?;
     let dir_name = dir.name_any();
+    // The status is the only record of the previous tokens' verifiers, so it is read from the
+    // apiserver, not from the watch cache: right after this operator's own status write the
+    // cache can still hold the status before it, and planning from that would resurrect a
+    // revoked token (a deleted Secret's) for the grace period, or drop a rotated one's grace.
+    let previous = match ctx.api::<ScimDirectory>(&ns).get_opt(&dir_name).await? {
+        Some(fresh) if fresh.uid().as_deref() == Some(uid.as_str()) => {
+            fresh.status.unwrap_or_default()
+        }
+        _ => dir.status.clone().unwrap_or_default(),
+    };
     let binding = Binding {
         uid: &uid,
         namespace: &ns,
