@@ -547,6 +547,33 @@ async fn a_group_of_ten_thousand_members_is_bound_and_follows_scim_changes_withi
     drop(stack);
 }
 
+/// Waits (bounded) until the group-binding admission policy refuses `spec` for the user of
+/// `api` (a policy takes effect a moment after it is created); a probe that gets through is
+/// deleted again.
+async fn until_the_policy_refuses(
+    what: &str,
+    api: &Api<ScimGroupBinding>,
+    spec: ScimGroupBindingSpec,
+) {
+    eventually(what, ACCESS_TIMEOUT, || async {
+        let probe = ScimGroupBinding::new("probe", spec.clone());
+        match api.create(&PostParams::default(), &probe).await {
+            Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("may not bind") => {
+                Some(())
+            }
+            Ok(_) => {
+                api.delete("probe", &DeleteParams::default()).await.ok();
+                None
+            }
+            Err(e) => {
+                println!("probe: {e}");
+                None
+            }
+        }
+    })
+    .await;
+}
+
 /// Waits until the managed RoleBindings hold exactly `expected`; returns the time since `since`.
 async fn bound_as(
     kube: &Client,
@@ -648,33 +675,10 @@ async fn a_binding_grants_nothing_its_author_could_not_grant() {
         );
         println!("refused as expected: {message}");
     };
-    eventually(
+    until_the_policy_refuses(
         "the admission policy refuses cluster-admin",
-        ACCESS_TIMEOUT,
-        || async {
-            let attempt = as_alice
-                .create(
-                    &PostParams::default(),
-                    &ScimGroupBinding::new("probe", binding_spec(group, "cluster-admin", &[])),
-                )
-                .await;
-            match attempt {
-                Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("may not bind") => {
-                    Some(())
-                }
-                Ok(_) => {
-                    as_alice
-                        .delete("probe", &DeleteParams::default())
-                        .await
-                        .ok();
-                    None
-                }
-                Err(e) => {
-                    println!("probe: {e}");
-                    None
-                }
-            }
-        },
+        &as_alice,
+        binding_spec(group, "cluster-admin", &[]),
     )
     .await;
 
@@ -1007,25 +1011,11 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
             .unwrap(),
         &ns,
     );
-    eventually("the admission policy is loaded", ACCESS_TIMEOUT, || async {
-        let probe = ScimGroupBinding::new("probe", binding_spec("probe", "view", &[]));
-        match as_mallory.create(&PostParams::default(), &probe).await {
-            Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("may not bind") => {
-                Some(())
-            }
-            Ok(_) => {
-                as_mallory
-                    .delete("probe", &DeleteParams::default())
-                    .await
-                    .ok();
-                None
-            }
-            Err(e) => {
-                println!("probe: {e}");
-                None
-            }
-        }
-    })
+    until_the_policy_refuses(
+        "the admission policy is loaded",
+        &as_mallory,
+        binding_spec("probe", "view", &[]),
+    )
     .await;
 
     // 1. A bearer-token directory: eve reads its token and provisions herself into the group.
