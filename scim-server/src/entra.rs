@@ -17,13 +17,16 @@
 //!
 //! Only RS256 is accepted, decided before any key is looked at: `alg: none` and HS256 signed
 //! with the public key as the HMAC secret (the classic algorithm confusion) never reach the
-//! signature check. Signature and claim checks are jsonwebtoken's (ring underneath).
+//! signature check. Key sets are read as jsonwebtoken's `JwkSet`; signature and claim checks are
+//! jsonwebtoken's (its RustCrypto backend).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Audience of every token Entra issues to a SCIM provisioning client: the application id of
@@ -176,6 +179,7 @@ fn is_guid(s: &str) -> bool {
 impl EntraVerifier {
     /// A verifier with an empty cache.
     pub fn new(config: EntraConfig) -> anyhow::Result<EntraVerifier> {
+        kube_scim_runtime::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             // The metadata URL is the cluster operator's; a proxy in the environment is not.
             .no_proxy()
@@ -345,28 +349,33 @@ impl EntraVerifier {
     }
 }
 
-/// The RSA signing keys of a JWK set, by `kid`. Other key types (and keys for encryption) are
-/// skipped: only RS256 is ever accepted.
+/// The RSA signing keys of a JWK set (jsonwebtoken's [`JwkSet`]), by `kid`. Skipped: other key
+/// types, keys for encryption (`use` other than `sig`, or `key_ops` without `verify`), keys
+/// published for another algorithm than RS256, and keys without a `kid` (a token is matched to
+/// its key by `kid` only). A document that is not a JWK set gives no keys.
 fn rsa_keys(jwks: &Value) -> HashMap<String, DecodingKey> {
-    let mut out = HashMap::new();
-    for k in jwks
-        .get("keys")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let s = |f: &str| k.get(f).and_then(Value::as_str);
-        if s("kty") != Some("RSA") || s("use").is_some_and(|u| u != "sig") {
-            continue;
-        }
-        let (Some(kid), Some(n), Some(e)) = (s("kid"), s("n"), s("e")) else {
-            continue;
-        };
-        if let Ok(key) = DecodingKey::from_rsa_components(n, e) {
-            out.insert(kid.to_string(), key);
-        }
-    }
-    out
+    let Ok(set) = JwkSet::deserialize(jwks) else {
+        return HashMap::new();
+    };
+    set.keys
+        .iter()
+        .filter(|k| matches!(k.algorithm, AlgorithmParameters::RSA(_)))
+        .filter(|k| {
+            let c = &k.common;
+            c.public_key_use
+                .as_ref()
+                .is_none_or(|u| *u == PublicKeyUse::Signature)
+                && c.key_operations
+                    .as_ref()
+                    .is_none_or(|ops| ops.contains(&KeyOperations::Verify))
+                && c.key_algorithm.is_none_or(|a| a == KeyAlgorithm::RS256)
+        })
+        .filter_map(|k| {
+            let kid = k.common.key_id.clone()?;
+            let key = DecodingKey::from_jwk(k).ok()?;
+            Some((kid, key))
+        })
+        .collect()
 }
 
 /// A log reason for a failed check, in the words an administrator searches for.

@@ -417,7 +417,7 @@ pub fn issue(
         exp: iat.saturating_add(expires_in as i64),
         jti: uuid::Uuid::new_v4().to_string(),
     };
-    let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&secret))?;
+    let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&secret)?)?;
     Ok(TokenAnswer {
         access_token: token,
         token_type: "Bearer".into(),
@@ -473,9 +473,9 @@ pub fn verify(
     // The servers' clocks are the issuer's: no skew to allow for, and a short lifetime is exact.
     validation.leeway = 0;
     validation.validate_exp = false;
-    let data =
-        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&secret), &validation)
-            .map_err(|e| Rejection::Invalid(describe(&e)))?;
+    let key = DecodingKey::from_secret(&secret).map_err(|e| Rejection::Invalid(describe(&e)))?;
+    let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        .map_err(|e| Rejection::Invalid(describe(&e)))?;
     // jsonwebtoken reads its own clock; the caller's `now` decides expiry.
     if data.claims.exp <= now.as_second() {
         return Err(Rejection::Invalid(format!(
@@ -743,7 +743,8 @@ mod tests {
             jti: "x".into(),
         };
         let forged =
-            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(b"u")).unwrap();
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(b"u").unwrap())
+                .unwrap();
         assert!(matches!(
             verify(&keys, "u", &forged, now),
             Err(Rejection::Invalid(_))

@@ -114,7 +114,7 @@ pub struct EntraClient {
 
 /// Entra's HTTP client: plain, with a generous timeout.
 pub fn default_http() -> reqwest::Client {
-    reqwest::Client::builder()
+    crate::http_builder()
         .timeout(Duration::from_secs(60))
         .build()
         .expect("HTTP client")
@@ -472,7 +472,7 @@ pub fn user_body(user: &EntraUser) -> Value {
 /// `invalid_token` Bearer challenge, which tells Entra to fetch a new token rather than retry.
 /// `case` names the token in the failure message.
 pub async fn assert_invalid_token(base: &str, token: &str, case: &str) {
-    let resp = reqwest::Client::new()
+    let resp = crate::http_client()
         .get(format!("{base}/Users?filter=userName%20eq%20%22x%22"))
         .bearer_auth(token)
         .send()

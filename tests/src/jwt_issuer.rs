@@ -236,7 +236,7 @@ impl JwtIssuer {
     pub fn hs256_with_public_key(&self, claims: &Value) -> String {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.keys[0].kid.clone());
-        let key = EncodingKey::from_secret(self.keys[0].public_pem.as_bytes());
+        let key = EncodingKey::from_secret(self.keys[0].public_pem.as_bytes()).expect("secret");
         jsonwebtoken::encode(&header, claims, &key).expect("sign")
     }
 }

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 /// Id of the key a fresh directory holds.
@@ -28,7 +28,7 @@ pub fn random_key() -> anyhow::Result<String> {
 }
 
 fn hmac_hex(key: &[u8], message: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
     mac.update(message);
     mac.finalize()
         .into_bytes()

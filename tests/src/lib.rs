@@ -36,6 +36,20 @@ pub mod stack;
 use pki::{CA_FILE, Pki};
 use procs::ManagedProcess;
 
+/// A builder for the tests' HTTP clients (plain HTTP to 127.0.0.1). In a workspace build
+/// reqwest has the binaries' rustls (`rustls-no-provider`), and a client is only built once a
+/// process crypto provider is installed: ring, as in the binaries.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    // Err only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+/// A default HTTP client for the tests (see [`http_builder`]).
+pub fn http_client() -> reqwest::Client {
+    http_builder().build().expect("HTTP client")
+}
+
 /// Kubernetes version of the control plane (the version pinned in `tests/controlplane/go.mod`).
 pub const KUBERNETES_VERSION: &str = "v1.36.4";
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kube_scim_tests::{helm, must_succeed, promtool, repo_root};
-use serde_yaml::Value;
+use serde_norway::Value;
 
 /// The rule groups (`spec`) of the PrometheusRule the chart renders with `values`.
 fn rendered_rules(values: &[&str], json_values: &[&str]) -> Value {
@@ -30,7 +30,7 @@ fn rendered_rules(values: &[&str], json_values: &[&str]) -> Value {
         cmd.args(["--set-json", v]);
     }
     let out = must_succeed(&mut cmd).stdout;
-    let rule: Value = serde_yaml::from_slice(&out).unwrap();
+    let rule: Value = serde_norway::from_slice(&out).unwrap();
     assert_eq!(rule["kind"], Value::from("PrometheusRule"));
     rule["spec"].clone()
 }
@@ -43,7 +43,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 
 fn write_rules(dir: &Path, spec: &Value) -> PathBuf {
     let path = dir.join("rules.yaml");
-    std::fs::write(&path, serde_yaml::to_string(spec).unwrap()).unwrap();
+    std::fs::write(&path, serde_norway::to_string(spec).unwrap()).unwrap();
     path
 }
 
@@ -146,7 +146,7 @@ fn other_windows_and_thresholds_render_valid_rules() {
         ],
         &["prometheusRule.serverErrorRatio=0.2"],
     );
-    let text = serde_yaml::to_string(&spec).unwrap();
+    let text = serde_norway::to_string(&spec).unwrap();
     assert!(text.contains("> 5400"), "90m is 5400 s:\n{text}");
     assert!(text.contains("[30m])) >= 20"), "{text}");
     assert!(text.contains("> 0.2"), "{text}");
@@ -229,7 +229,7 @@ fn a_quiet_tenant_is_not_watched_unless_listed() {
 
 #[test]
 fn with_the_charts_service_monitor_a_missing_operator_is_no_leader() {
-    let with = serde_yaml::to_string(&rendered_rules(
+    let with = serde_norway::to_string(&rendered_rules(
         &[
             "serviceMonitor.enabled=true",
             "serviceMonitor.renderMode=Always",
@@ -241,6 +241,6 @@ fn with_the_charts_service_monitor_a_missing_operator_is_no_leader() {
         with.contains(r#"absent(kube_scim_operator_leader{namespace="kube-scim"})"#),
         "{with}"
     );
-    let without = serde_yaml::to_string(&rendered_rules(&[], &[])).unwrap();
+    let without = serde_norway::to_string(&rendered_rules(&[], &[])).unwrap();
     assert!(!without.contains("absent("), "{without}");
 }

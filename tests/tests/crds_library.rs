@@ -136,6 +136,7 @@ fn an_application_builds_against_another_k8s_openapi_version_and_uses_scim_user(
                 "hyper",
                 "tokio",
                 "serde_yaml",
+                "serde_norway",
                 "openssl",
                 "k8s-openapi-codegen-common",
             ]

@@ -87,7 +87,7 @@ impl Server {
         let mut proc = ManagedProcess::spawn_command("kube-scim-server", cmd, &log).unwrap();
         let ready = format!("http://127.0.0.1:{metrics_port}/readyz");
         for _ in 0..600 {
-            if let Ok(r) = reqwest::get(&ready).await
+            if let Ok(r) = kube_scim_tests::http_client().get(&ready).send().await
                 && r.status() == StatusCode::OK
             {
                 return Server {
@@ -104,7 +104,9 @@ impl Server {
 
     /// The value of the series `series` (name and labels as exposed) on `/metrics`, if any.
     async fn metric(&self, series: &str) -> Option<f64> {
-        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+        let text = kube_scim_tests::http_client()
+            .get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .send()
             .await
             .unwrap()
             .text()
@@ -116,7 +118,7 @@ impl Server {
 
     fn scim(&self, ns: &str, token: &str) -> Scim {
         Scim {
-            http: reqwest::Client::new(),
+            http: kube_scim_tests::http_client(),
             base: format!("http://127.0.0.1:{}/scim/v2/{ns}/{DIR}", self.port),
             token: token.to_string(),
         }

@@ -425,7 +425,7 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
 
     // A provisioning flow through the server running as the chart's server identity.
     let base = stack.base_url(&tenant_ns, "contoso");
-    let http = reqwest::Client::new();
+    let http = kube_scim_tests::http_client();
     let scim = |method: reqwest::Method, path: &str, body: Option<Value>| {
         let mut req = http
             .request(method, format!("{base}{path}"))
@@ -742,7 +742,7 @@ fn values_reference_in_docs_matches_the_schema_and_defaults() {
         serde_json::from_str(&std::fs::read_to_string(chart().join("values.schema.json")).unwrap())
             .unwrap();
     let defaults: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(chart().join("values.yaml")).unwrap())
+        serde_norway::from_str(&std::fs::read_to_string(chart().join("values.yaml")).unwrap())
             .unwrap();
     let mut rows = Vec::new();
     values_rows("", &schema, Some(&defaults), &mut rows);
@@ -870,7 +870,7 @@ fn numeric_environment_values_render_as_integers() {
 fn flow_schema(rendered: &[u8]) -> Value {
     let text = String::from_utf8_lossy(rendered);
     for doc in text.split("\n---") {
-        let Ok(object) = serde_yaml::from_str::<Value>(doc) else {
+        let Ok(object) = serde_norway::from_str::<Value>(doc) else {
             continue;
         };
         if object["kind"] == "FlowSchema" {
@@ -893,7 +893,7 @@ fn env_value(rendered: &str, name: &str) -> String {
 /// The environment of a container of a rendered Deployment, `(name, value)` for each variable
 /// with a literal value and `(name, "<from>")` for one taken from the pod (valueFrom).
 fn deployment_env(rendered: &str, deployment: &str) -> Vec<(String, String)> {
-    let document = serde_yaml::Deserializer::from_str(rendered)
+    let document = serde_norway::Deserializer::from_str(rendered)
         .filter_map(|d| <Value as serde::Deserialize>::deserialize(d).ok())
         .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == deployment)
         .unwrap_or_else(|| panic!("no Deployment {deployment} rendered"));
@@ -1001,7 +1001,7 @@ fn examples_keep_data_and_docs_read_the_token_secret_from_status() {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        for document in serde_yaml::Deserializer::from_str(&text) {
+        for document in serde_norway::Deserializer::from_str(&text) {
             let object = <Value as serde::Deserialize>::deserialize(document).unwrap();
             if object["kind"] != "ScimDirectory" {
                 continue;
@@ -1085,7 +1085,7 @@ fn render(plane: &ControlPlane, args: &[&str]) -> Result<Vec<Value>, String> {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    Ok(serde_yaml::Deserializer::from_str(&text)
+    Ok(serde_norway::Deserializer::from_str(&text)
         .filter_map(|d| <Value as serde::Deserialize>::deserialize(d).ok())
         .filter(|d| d.is_object())
         .collect())
@@ -1253,7 +1253,7 @@ fn service_accounts_can_be_brought_and_renamed_but_never_shared() {
 fn chart_metadata_names_its_icon_maintainers_and_the_images_it_runs() {
     let plane = ControlPlane::shared_without_crds();
     let metadata: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(chart().join("Chart.yaml")).unwrap())
+        serde_norway::from_str(&std::fs::read_to_string(chart().join("Chart.yaml")).unwrap())
             .unwrap();
     let icon = metadata["icon"].as_str().expect("Chart.yaml has an icon");
     let in_repo = icon
@@ -1264,7 +1264,7 @@ fn chart_metadata_names_its_icon_maintainers_and_the_images_it_runs() {
     assert!(maintainers.iter().all(|m| m["name"].is_string()));
     assert!(!maintainers.is_empty());
 
-    let listed: Value = serde_yaml::from_str(
+    let listed: Value = serde_norway::from_str(
         metadata["annotations"]["artifacthub.io/images"]
             .as_str()
             .expect("artifacthub.io/images"),

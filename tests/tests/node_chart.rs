@@ -189,7 +189,7 @@ async fn the_sample_directory_becomes_ready_and_the_entra_suite_passes(
     assert!(endpoint.contains("/scim/v2/default/contoso"), "{endpoint}");
     // Each server replica learns of the directory (and its token) from its own watch: the
     // Service may pick one that has not yet, for milliseconds after the operator's Ready.
-    let http = reqwest::Client::new();
+    let http = kube_scim_tests::http_client();
     let users = format!("{}/Users", target.base_url("default", "contoso"));
     eventually(
         "the sample directory answers 200 through the Service",
@@ -316,7 +316,7 @@ async fn an_upgrade_rolls_the_servers_without_a_failed_request(
             (done.clone(), sent.clone(), failed.clone(), failures.clone());
         tokio::spawn(async move {
             // 25 requests/s, open loop, bounded to 3 minutes whatever happens.
-            let http = reqwest::Client::builder()
+            let http = kube_scim_tests::http_builder()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap();

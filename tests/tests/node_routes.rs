@@ -203,7 +203,7 @@ impl ScimTarget for Route<'_> {
     }
 
     fn http(&self) -> reqwest::Client {
-        let mut builder = reqwest::Client::builder()
+        let mut builder = kube_scim_tests::http_builder()
             .timeout(Duration::from_secs(60))
             .resolve(
                 self.host,

@@ -184,7 +184,7 @@ async fn client_credentials_issue_short_lived_tokens_that_open_only_their_direct
     let validated = access_token(&answer, 3600, "Validate_Credentials_Test");
     let minutes = answer.body["expires_in"].as_u64().unwrap() / 60;
     assert!((60..=360).contains(&minutes), "{minutes} minutes");
-    let users = reqwest::Client::new()
+    let users = kube_scim_tests::http_client()
         .get(format!(
             "{}/Users?startIndex=1&count=1",
             stack.base_url(&ns, "contoso")
@@ -249,7 +249,10 @@ async fn client_credentials_issue_short_lived_tokens_that_open_only_their_direct
     let replica_base = format!("http://127.0.0.1:{replica_port}/scim/v2/{ns}/contoso");
     let mut replica_ready = false;
     for _ in 0..300 {
-        let ready = reqwest::get(format!("http://127.0.0.1:{replica_metrics}/readyz")).await;
+        let ready = kube_scim_tests::http_client()
+            .get(format!("http://127.0.0.1:{replica_metrics}/readyz"))
+            .send()
+            .await;
         if ready.is_ok_and(|r| r.status().is_success()) {
             replica_ready = true;
             break;
@@ -348,7 +351,7 @@ async fn client_credentials_issue_short_lived_tokens_that_open_only_their_direct
         refused_at_endpoint(&answer, status, error, case);
     }
     // A Basic failure carries a Basic challenge; every answer is no-store.
-    let resp = reqwest::Client::new()
+    let resp = kube_scim_tests::http_client()
         .post(&endpoint["contoso"])
         .basic_auth(&client_id["contoso"], Some(wrong))
         .header("Content-Type", "application/x-www-form-urlencoded")

@@ -301,7 +301,7 @@ async fn warning_reasons(client: &Client, ns: &str, regarding: &str) -> Vec<Stri
 
 /// `GET /Users` on directory `ns/dir` of the stack's SCIM server with `token`: the status code.
 async fn scim_status(stack: &Stack, ns: &str, dir: &str, token: &[u8]) -> u16 {
-    reqwest::Client::new()
+    kube_scim_tests::http_client()
         .get(format!("{}/Users?count=1", stack.base_url(ns, dir)))
         .bearer_auth(String::from_utf8_lossy(token))
         .send()
@@ -1631,7 +1631,7 @@ async fn rotating_the_verifier_key_never_locks_the_token_out() {
         let token = String::from_utf8(token.clone()).unwrap();
         let stop = stop.clone();
         tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let http = kube_scim_tests::http_client();
             let (mut ok, mut failed) = (0, Vec::new());
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let status = http

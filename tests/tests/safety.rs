@@ -108,7 +108,7 @@ async fn start_with(
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", stack.logs()));
     let scim = Scim {
-        http: reqwest::Client::new(),
+        http: kube_scim_tests::http_client(),
         base: stack.base_url(&ns, "d"),
         token,
     };
@@ -427,7 +427,7 @@ async fn auth_failures_and_rejections_become_events_and_per_directory_metrics() 
     )
     .await;
     let wrong = Scim {
-        http: reqwest::Client::new(),
+        http: kube_scim_tests::http_client(),
         base: scim.base.clone(),
         token: "a-token-that-was-rotated-out".into(),
     };
@@ -458,15 +458,17 @@ async fn auth_failures_and_rejections_become_events_and_per_directory_metrics() 
     assert!(events.0.starts_with("3 requests"), "{}", events.0);
     assert!(events.1.contains("1x 409 POST /Users"), "{}", events.1);
 
-    let metrics = reqwest::get(format!(
-        "http://127.0.0.1:{}/metrics",
-        stack.server_metrics_port
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let metrics = kube_scim_tests::http_client()
+        .get(format!(
+            "http://127.0.0.1:{}/metrics",
+            stack.server_metrics_port
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let directory = format!("directory=\"{ns}/d\"");
     for series in [
         format!("kube_scim_directory_ready{{{directory}}} 1"),

@@ -67,7 +67,14 @@ async fn bench_namespace(
 /// The sum of the values of the metric lines at `metrics` that start with `prefix` and contain
 /// `needle` (`""` for every line of the metric).
 async fn metric_sum(metrics: &str, prefix: &str, needle: &str) -> f64 {
-    let m = reqwest::get(metrics).await.unwrap().text().await.unwrap();
+    let m = kube_scim_tests::http_client()
+        .get(metrics)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     m.lines()
         .filter(|l| l.starts_with(prefix) && l.contains(needle))
         .filter_map(sample_value)
@@ -293,7 +300,7 @@ async fn start_server(
     cmd.arg("--verifier-key-dir").arg(keys.path()).args(extra);
     let log = plane.dir().join(format!("scim-bench-{tag}-{port}.log"));
     let proc = ManagedProcess::spawn_command("kube-scim-server", cmd, &log).unwrap();
-    let http = reqwest::Client::new();
+    let http = kube_scim_tests::http_client();
     for _ in 0..300 {
         if http
             .get(format!(
@@ -435,7 +442,7 @@ async fn scim_server_benchmark() {
     )
     .await;
     let bench_at = |port: u16, mport: u16| Bench {
-        http: reqwest::Client::builder()
+        http: kube_scim_tests::http_builder()
             .pool_max_idle_per_host(256)
             .build()
             .unwrap(),
@@ -653,7 +660,7 @@ async fn scim_two_replica_sequential_writes() {
     directory(&client, &ns, "seq", &token, &keys).await;
     let (mut p1, port1, _) = start_server(plane, &ns, "seq1", ("seq", &token), &keys, &[]).await;
     let (mut p2, port2, _) = start_server(plane, &ns, "seq2", ("seq", &token), &keys, &[]).await;
-    let http = reqwest::Client::new();
+    let http = kube_scim_tests::http_client();
     let base = |port: u16| format!("http://127.0.0.1:{port}/scim/v2/{ns}/seq");
     let send = |port: u16, method: reqwest::Method, path: String, body: Value| {
         http.request(method, format!("{}{path}", base(port)))
@@ -738,7 +745,7 @@ async fn scim_multi_tenant_mixed_load() {
     directory(&client, &ns, "t0", &token, &keys).await;
     made += 1;
     let (mut proc, port, _) = start_server(plane, &ns, "mt", ("t0", &token), &keys, &[]).await;
-    let http = reqwest::Client::builder()
+    let http = kube_scim_tests::http_builder()
         .pool_max_idle_per_host(512)
         .build()
         .unwrap();
@@ -923,7 +930,7 @@ async fn scim_group_scale_benchmark() {
     let pid = proc.pid().unwrap();
     let metrics = format!("http://127.0.0.1:{mport}/metrics");
     let base = format!("http://127.0.0.1:{port}/scim/v2/{ns}/bench");
-    let http = reqwest::Client::builder()
+    let http = kube_scim_tests::http_builder()
         .timeout(Duration::from_secs(600))
         .build()
         .unwrap();
@@ -1194,8 +1201,8 @@ async fn scim_hostile_clients() {
         start_server(plane, &ns, "hostile", ("a", &token), &keys, extra).await;
     let pid = proc.pid().unwrap();
     // A's client and B's flood have their own connections, as two tenants would.
-    let http = reqwest::Client::new();
-    let flood = reqwest::Client::new();
+    let http = kube_scim_tests::http_client();
+    let flood = kube_scim_tests::http_client();
     let base = |d: &str| format!("http://127.0.0.1:{port}/scim/v2/{ns}/{d}");
     let n = env_usize("BENCH_HOSTILE_READS", 300);
     // Peak RSS, sampled every 20 ms while a case runs.

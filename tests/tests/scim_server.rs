@@ -140,7 +140,7 @@ impl Server {
             port,
             metrics_port,
         };
-        let http = reqwest::Client::new();
+        let http = kube_scim_tests::http_client();
         for _ in 0..300 {
             if let Ok(r) = http
                 .get(format!("http://127.0.0.1:{}/readyz", s.metrics_port))
@@ -162,14 +162,16 @@ impl Server {
 
     fn scim(&self, ns: &str, dir: &str, token: &str) -> Scim {
         Scim {
-            http: reqwest::Client::new(),
+            http: kube_scim_tests::http_client(),
             base: format!("http://127.0.0.1:{}/scim/v2/{ns}/{dir}", self.port),
             token: token.to_string(),
         }
     }
 
     async fn metrics(&self) -> String {
-        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+        kube_scim_tests::http_client()
+            .get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .send()
             .await
             .unwrap()
             .text()
@@ -976,7 +978,7 @@ async fn bad_input_gets_scim_errors_and_changes_nothing() {
     let id = r.body["id"].as_str().unwrap().to_string();
     let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
     let rv = users.get(&id).await.unwrap().metadata.resource_version;
-    let http = reqwest::Client::new();
+    let http = kube_scim_tests::http_client();
     let raw = |method: reqwest::Method, path: &str, ct: &str, body: Vec<u8>| {
         http.request(method, format!("{}{path}", scim.base))
             .bearer_auth(&token)
@@ -1174,7 +1176,7 @@ async fn limits_queue_call_counts_and_graceful_shutdown() {
     }
 
     // Oversized headers: 431 with a SCIM error.
-    let r = reqwest::Client::new()
+    let r = kube_scim_tests::http_client()
         .get(format!("{}/Users", scim.base))
         .bearer_auth(&token)
         .header("x-filler", "x".repeat(8000))
@@ -1335,7 +1337,11 @@ async fn sigterm_drains_keep_alive_connections_before_stopping() {
         "readiness fails after SIGTERM",
         Duration::from_secs(2),
         || async {
-            let r = reqwest::get(&readyz).await.ok()?;
+            let r = kube_scim_tests::http_client()
+                .get(&readyz)
+                .send()
+                .await
+                .ok()?;
             (r.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(())
         },
     )
@@ -1831,7 +1837,7 @@ async fn unauthenticated_answers_do_not_tell_which_directories_exist() {
         "--auth-failure-burst-per-directory=0",
     ];
     let srv = Server::start_with(plane, plane.kubeconfig(), &ns, "oracle", &extra).await;
-    let http = reqwest::Client::new();
+    let http = kube_scim_tests::http_client();
     let form = "application/x-www-form-urlencoded";
     // (method, path tail, Authorization, (Content-Type, body))
     type Case<'a> = (

@@ -51,7 +51,7 @@ fn aggregated_roles() -> String {
 }
 
 async fn status_code(stack: &Stack, ns: &str, dir: &str, token: &str) -> u16 {
-    reqwest::Client::new()
+    kube_scim_tests::http_client()
         .get(format!("{}/Users?count=1", stack.base_url(ns, dir)))
         .bearer_auth(token)
         .send()

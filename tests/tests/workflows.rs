@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kube_scim_tests::{actionlint, repo_root};
-use serde_yaml::Value;
+use serde_norway::Value;
 
 fn workflow_files() -> Vec<PathBuf> {
     let dir = repo_root().join(".github/workflows");
@@ -25,7 +25,7 @@ fn workflow_files() -> Vec<PathBuf> {
 fn load(path: &Path) -> Value {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
 
 fn on_path(program: &str) -> bool {

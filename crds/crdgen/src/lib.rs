@@ -25,7 +25,7 @@ pub fn render() -> String {
     );
     for crd in kube_scim_crds::crds() {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&crd).expect("a CRD always serializes to YAML"));
+        out.push_str(&serde_norway::to_string(&crd).expect("a CRD always serializes to YAML"));
     }
     out
 }

@@ -21,8 +21,15 @@ pub enum Outcome {
 /// The HTTP client of every webhook: no redirects, verified TLS, forbidden addresses never
 /// resolved, and no proxy: `HTTP(S)_PROXY` in the operator's environment would send the request
 /// to the proxy, which resolves and connects to the receiver itself, past the address policy.
+/// Only the Mozilla roots are trusted (not the image's or the node's CA files).
 pub fn client(policy: Arc<Policy>, timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    kube_scim_runtime::tls::install_crypto_provider();
+    let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der))
+        .collect::<reqwest::Result<Vec<_>>>()?;
     reqwest::Client::builder()
+        .tls_certs_only(roots)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .dns_resolver(Arc::new(SafeResolver(policy)))
