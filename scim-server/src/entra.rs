@@ -532,4 +532,34 @@ mod tests {
         let keys = rsa_keys(&jwks);
         assert_eq!(keys.keys().collect::<Vec<_>>(), vec!["a"]);
     }
+
+    /// What jsonwebtoken's JWK types let the set say about a key, and older parsing ignored: a
+    /// key published for another algorithm or for other operations is not a key for RS256
+    /// signatures. A set jsonwebtoken cannot read gives no keys.
+    #[test]
+    fn keys_for_other_algorithms_or_operations_are_skipped() {
+        let key = |extra: serde_json::Value| {
+            let mut k = serde_json::json!({"kty": "RSA", "n": RSA_N, "e": "AQAB"});
+            k.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            k
+        };
+        let jwks = serde_json::json!({"keys": [
+            key(serde_json::json!({"kid": "rs256", "alg": "RS256", "use": "sig"})),
+            key(serde_json::json!({"kid": "verify", "key_ops": ["verify"]})),
+            key(serde_json::json!({"kid": "rs384", "alg": "RS384"})),
+            key(serde_json::json!({"kid": "oaep", "alg": "RSA-OAEP-256"})),
+            key(serde_json::json!({"kid": "made-up", "alg": "XS999"})),
+            key(serde_json::json!({"kid": "encrypt", "key_ops": ["encrypt"]})),
+            key(serde_json::json!({"alg": "RS256"})),
+            {"kty": "RSA", "kid": "no-modulus", "e": "AQAB"},
+            {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+        ]});
+        let mut kids: Vec<_> = rsa_keys(&jwks).into_keys().collect();
+        kids.sort();
+        assert_eq!(kids, vec!["rs256", "verify"]);
+        assert!(rsa_keys(&serde_json::json!({"keys": "none"})).is_empty());
+        assert!(rsa_keys(&serde_json::json!({"keys": [{"kid": 7}]})).is_empty());
+    }
 }
