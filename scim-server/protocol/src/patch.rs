@@ -515,9 +515,11 @@ impl Ctx {
     }
 
     /// One attribute of a path-less value: read-only and unknown core attributes are ignored
-    /// as they would be in a POST body; `null` values are ignored.
+    /// as they would be in a POST body. `null` adds nothing, but in a `replace` it unassigns
+    /// the attribute (RFC 7643 §2.5) as the same `replace` with a path does: Entra's batched
+    /// form clears attributes this way (Microsoft's `SCIM_Null_Update_Test`).
     fn apply_keyed(&mut self, op: PatchOpKind, path: &AttrPath, v: Value) -> Result<()> {
-        if v.is_null() {
+        if v.is_null() && op != PatchOpKind::Replace {
             return Ok(());
         }
         let qualified = qualify(self.kind, path);
@@ -535,6 +537,9 @@ impl Ctx {
             return Ok(());
         }
         if !known_schema && !path.schema.as_deref().is_some_and(valid_urn) {
+            return Ok(());
+        }
+        if v.is_null() && def.is_some_and(|d| d.mutability == Mutability::WriteOnly) {
             return Ok(());
         }
         self.apply_path(op, path, Some(v), false)
