@@ -17,6 +17,9 @@
 //! `excludedAttributes=members`, duplicate 409) run as extra rows. `Validate_Credentials_Test` is
 //! in `oauth_client_credentials.rs`, `Federated_Identity_Test` in
 //! `workload_identity_federation.rs`; docs/entra-id.md lists where each test runs.
+//!
+//! Over 600 lines on purpose: one file per Microsoft suite, so that the table of its tests,
+//! the Entra mapping they read and the workflows' ways of reading attributes stay together.
 
 use std::future::Future;
 use std::pin::Pin;

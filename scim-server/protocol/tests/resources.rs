@@ -438,7 +438,10 @@ fn discovery_documents() {
         let external = names.iter().filter(|n| **n == "externalId").count();
         let core = resource["id"] != json!(ENTERPRISE_USER_SCHEMA);
         assert_eq!(external, usize::from(core), "{}: {names:?}", resource["id"]);
-        assert!(!names.contains(&"id") && !names.contains(&"meta"), "{names:?}");
+        assert!(
+            !names.contains(&"id") && !names.contains(&"meta"),
+            "{names:?}"
+        );
     }
     let external = named(&group["attributes"], "externalId");
     assert_eq!(external["caseExact"], json!(true));
