@@ -3,9 +3,14 @@
 //!
 //! - [`plan`]: the pure decision (members with nested groups flattened, subject names from the
 //!   template, the allow-list, splitting large groups, what to write and delete);
+//!   [`members`] (who the group is), [`subjects`] (subject names, refused names) and
+//!   [`parts`] (large groups over several bindings) hold its parts;
 //! - [`trust`]: whether the binding's ScimDirectory may feed it at all (pinned uid and
 //!   credential configuration, no Secret-held credential without an opt-in);
-//! - [`apply`]: carries it out (server-side apply with one field manager, deletions, status);
+//! - [`read`]: what the bindings are now (watch caches, status, what this process wrote);
+//! - [`apply`]: carries the plan out (server-side apply with one field manager, deletions);
+//!   [`additions`] tells what grants someone new (waits for the budget);
+//! - [`status`]: the Ready condition and the status write (server-side apply);
 //! - [`budget`]: how many bytes of bindings a ScimGroupBinding may write (additions wait,
 //!   removals never do).
 //!
@@ -19,9 +24,15 @@
 //! Bindings in other namespaces cannot carry an ownerReference to the ScimGroupBinding, so a
 //! finalizer removes them; they are found by the label [`labels::BINDING_UID`].
 
+pub mod additions;
 pub mod apply;
 pub mod budget;
+pub mod members;
+pub mod parts;
 pub mod plan;
+pub mod read;
+pub mod status;
+pub mod subjects;
 pub mod trust;
 
 use std::sync::Arc;
@@ -73,7 +84,7 @@ pub struct Context {
     /// What this process last wrote to each binding: the subjects of a binding outside the
     /// watch caches (another scope's namespace), so that the budget can tell an addition there
     /// from a removal.
-    pub written: std::sync::Mutex<apply::Written>,
+    pub written: std::sync::Mutex<read::Written>,
 }
 
 impl Context {
