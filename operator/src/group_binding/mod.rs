@@ -35,6 +35,9 @@ pub mod status;
 pub mod subjects;
 pub mod trust;
 
+#[cfg(test)]
+mod failure_tests;
+
 use std::sync::Arc;
 use std::time::Duration;
 

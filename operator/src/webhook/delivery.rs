@@ -414,7 +414,11 @@ impl Loop {
     }
 }
 
-async fn write_status(hooks: &Api<ScimWebhook>, name: &str, status: &ScimWebhookStatus) -> bool {
+pub(super) async fn write_status(
+    hooks: &Api<ScimWebhook>,
+    name: &str,
+    status: &ScimWebhookStatus,
+) -> bool {
     // Applied, so a field no longer set (`lastError` after a success) is removed.
     match reconcile::status::apply(hooks, name, manager::WEBHOOK, status).await {
         Ok(()) => true,

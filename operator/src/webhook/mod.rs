@@ -21,6 +21,9 @@ pub mod settings;
 pub mod signing;
 pub mod target;
 
+#[cfg(test)]
+mod failure_tests;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
