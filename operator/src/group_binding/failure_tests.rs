@@ -235,3 +235,20 @@ async fn a_failed_role_binding_write_is_a_condition_to_act_on() {
         );
     }
 }
+
+#[test]
+fn a_written_binding_triggers_only_a_scim_group_binding_of_the_store() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    let meta = |of: &str| ObjectMeta {
+        annotations: Some(BTreeMap::from([(
+            super::labels::BINDING.to_string(),
+            of.to_string(),
+        )])),
+        ..Default::default()
+    };
+    let store = filled_store(vec![binding()]);
+    assert!(super::known_binding_of(&store, &meta("ns/admins")).is_some());
+    // Deleted (its cleanup removes the binding), of another scope, or not listed yet.
+    assert!(super::known_binding_of(&store, &meta("ns/gone")).is_none());
+    assert!(super::known_binding_of(&filled_store(Vec::new()), &meta("ns/admins")).is_none());
+}

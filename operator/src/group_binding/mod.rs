@@ -149,6 +149,19 @@ fn binding_of(
     Some(ObjectRef::new(name).within(ns))
 }
 
+/// The ScimGroupBinding a written binding names, if this scope's store holds it. The others
+/// would each make the Controller log "tried to reconcile object ... not found in local
+/// store": the bindings a deleted ScimGroupBinding's cleanup removes, every binding listed
+/// while the ScimGroupBindings wait for the other caches (see `run_scope`), and bindings that
+/// name a ScimGroupBinding of another scope. None of them had a reconcile to run: a
+/// ScimGroupBinding the store lists later is reconciled then, as every listed one is.
+fn known_binding_of(
+    bindings: &Store<ScimGroupBinding>,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<ObjectRef<ScimGroupBinding>> {
+    binding_of(meta).filter(|r| bindings.get(r).is_some())
+}
+
 /// Runs the ScimGroupBinding controller for one scope (one namespace, or all) until `stop`.
 // One argument per setting main.rs passes, as controller::run_scope's callers read them; a
 // settings struct for one call site would only move the list.
@@ -223,12 +236,15 @@ pub async fn run_scope(
 
     let mut controller = Controller::for_stream(binding_changes, bindings.clone());
     if let Some(changes) = cluster_role_binding_changes {
-        controller =
-            controller.watches_stream(changes, |crb: ClusterRoleBinding| binding_of(&crb.metadata));
+        let of_crb = bindings.clone();
+        controller = controller.watches_stream(changes, move |crb: ClusterRoleBinding| {
+            known_binding_of(&of_crb, &crb.metadata)
+        });
     }
     let of_user = bindings.clone();
     let of_group = bindings.clone();
     let of_directory = bindings.clone();
+    let of_role_binding = bindings.clone();
     let running = controller
         .watches_stream(user_changes, move |user: ScimUser| {
             bindings_of_directory(
@@ -252,8 +268,8 @@ pub async fn run_scope(
                 &directory.name_any(),
             )
         })
-        .watches_stream(role_binding_changes, |rb: RoleBinding| {
-            binding_of(&rb.metadata)
+        .watches_stream(role_binding_changes, move |rb: RoleBinding| {
+            known_binding_of(&of_role_binding, &rb.metadata)
         })
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .graceful_shutdown_on(stop.clone())
