@@ -183,7 +183,7 @@ pub fn plan<'a>(
         );
     }
 
-    if let Some(message) = missing_prefix(binding, policy) {
+    if let Some(message) = missing_prefix(binding, &policy.subject_prefix) {
         return refused(REASON_SUBJECT_PREFIX_REQUIRED, message);
     }
 

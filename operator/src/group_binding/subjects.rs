@@ -5,7 +5,6 @@ use kube_scim_crds::group_binding::SubjectKind;
 use kube_scim_crds::{ScimGroup, ScimGroupBinding, ScimUser};
 
 use super::members::group_id;
-use super::plan::BindingPolicy;
 
 /// The template of `binding`'s subject names (the default when the spec has none).
 pub(super) fn subject_template(binding: &ScimGroupBinding) -> &str {
@@ -19,8 +18,7 @@ pub(super) fn subject_template(binding: &ScimGroupBinding) -> &str {
 /// Why the template does not satisfy the operator's required prefix, if it does not. The
 /// template must begin with the prefix as literal text: an attribute value that happens to
 /// begin with it proves nothing.
-pub(super) fn missing_prefix(binding: &ScimGroupBinding, policy: &BindingPolicy) -> Option<String> {
-    let prefix = policy.subject_prefix.as_str();
+pub(super) fn missing_prefix(binding: &ScimGroupBinding, prefix: &str) -> Option<String> {
     let template = subject_template(binding);
     if prefix.is_empty() || template.starts_with(prefix) && !prefix.contains("{{") {
         return None;

@@ -35,18 +35,7 @@ pub async fn run(shared: Arc<Shared>, hook: ScimWebhook) {
     let settings = match Settings::from_spec(&hook, &shared.policy) {
         Ok(s) => s,
         Err(why) => {
-            tracing::warn!(namespace = %ns, webhook = %name, %why, "webhook not started");
-            let status = ScimWebhookStatus {
-                observed_generation: hook.metadata.generation,
-                conditions: vec![ready(
-                    &hook,
-                    None,
-                    Some(&Blocker::InvalidSpec(why)),
-                    jiff::Timestamp::now(),
-                )],
-                ..hook.status.clone().unwrap_or_default()
-            };
-            write_status(&hooks, &name, &status).await;
+            not_started(&hooks, &hook, Blocker::InvalidSpec(why)).await;
             return;
         }
     };
@@ -59,18 +48,7 @@ pub async fn run(shared: Arc<Shared>, hook: ScimWebhook) {
                 let why = format!(
                     "Secret {secret} exists and is not this webhook's outbox (no ownerReference to it, or another type): delete or rename it, or rename the ScimWebhook; the operator never reads or overwrites a Secret it did not create"
                 );
-                tracing::warn!(namespace = %ns, webhook = %name, %why, "webhook not started");
-                let status = ScimWebhookStatus {
-                    observed_generation: hook.metadata.generation,
-                    conditions: vec![ready(
-                        &hook,
-                        None,
-                        Some(&Blocker::OutboxNotOwned(why)),
-                        jiff::Timestamp::now(),
-                    )],
-                    ..hook.status.clone().unwrap_or_default()
-                };
-                write_status(&hooks, &name, &status).await;
+                not_started(&hooks, &hook, Blocker::OutboxNotOwned(why)).await;
                 return;
             }
             Err(e) => {
@@ -131,6 +109,23 @@ pub async fn run(shared: Arc<Shared>, hook: ScimWebhook) {
         last_status: None,
     };
     state.run(directories, users, groups).await;
+}
+
+/// A webhook that cannot start says why in its Ready condition (logged, and written once: the
+/// manager starts it again when its spec changes).
+async fn not_started(hooks: &Api<ScimWebhook>, hook: &ScimWebhook, blocker: Blocker) {
+    let (ns, name) = (hook.namespace().unwrap_or_default(), hook.name_any());
+    let why = match &blocker {
+        Blocker::InvalidSpec(why) | Blocker::OutboxNotOwned(why) => why.as_str(),
+        _ => "",
+    };
+    tracing::warn!(namespace = %ns, webhook = %name, %why, "webhook not started");
+    let status = ScimWebhookStatus {
+        observed_generation: hook.metadata.generation,
+        conditions: vec![ready(hook, None, Some(&blocker), jiff::Timestamp::now())],
+        ..hook.status.clone().unwrap_or_default()
+    };
+    write_status(hooks, &name, &status).await;
 }
 
 struct Loop {
