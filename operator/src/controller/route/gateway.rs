@@ -110,11 +110,9 @@ pub(super) async fn apply_httproute(
     let host = route.host.clone().unwrap_or_default();
     let parents: Vec<String> = route.parents.iter().map(|p| p.display(&ns)).collect();
     if holders.httproute == Holder::Nobody {
-        ctx.publish(
+        route_created(
+            ctx,
             dir,
-            EventType::Normal,
-            "RouteCreated",
-            "Route",
             format!(
                 "Created HTTPRoute {route_name} for {host}{} on Gateway {} (backend Service {}/{})",
                 route.path,

@@ -41,11 +41,9 @@ pub(super) async fn apply_ingress(
         .await?;
     let host = route.host.as_deref().unwrap_or_default();
     if holders.ingress == Holder::Nobody {
-        ctx.publish(
+        route_created(
+            ctx,
             dir,
-            EventType::Normal,
-            "RouteCreated",
-            "Route",
             format!(
                 "Created Ingress {ingress_name} for {host}{} (backend Service {backend})",
                 route.path

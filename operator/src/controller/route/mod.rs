@@ -84,6 +84,12 @@ where
     }
 }
 
+/// The Normal Event of a route object this directory created.
+async fn route_created(ctx: &Context, dir: &ScimDirectory, note: String) {
+    ctx.publish(dir, EventType::Normal, "RouteCreated", "Route", note)
+        .await;
+}
+
 /// The route part of a reconcile.
 pub async fn reconcile(dir: &ScimDirectory, ctx: &Context) -> Result<RouteState, Error> {
     let ns = dir.namespace().ok_or(Error::Unnamed)?;
