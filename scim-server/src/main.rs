@@ -19,10 +19,8 @@ mod config;
 mod convert;
 mod dialect;
 mod directory;
-mod entra;
 mod error;
 mod events;
-mod federation;
 mod guard;
 mod handlers;
 mod kube_store;
@@ -30,7 +28,6 @@ mod kube_store;
 mod memory_store;
 mod metrics;
 mod middleware;
-mod oauth;
 mod render;
 mod request;
 mod response;
@@ -46,6 +43,7 @@ mod watch;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use auth::{entra, federation};
 use config::Settings;
 use directory::{DirectoryService, Limits};
 

@@ -31,7 +31,7 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
-use crate::entra::{self, EntraVerifier};
+use super::entra::{self, EntraVerifier};
 
 /// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";

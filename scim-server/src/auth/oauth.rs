@@ -314,11 +314,11 @@ pub fn parse_request(
                 "client_assertion_type and client_assertion go together".into(),
             ));
         };
-        if assertion_type != crate::federation::ASSERTION_TYPE {
+        if assertion_type != super::federation::ASSERTION_TYPE {
             return Err(TokenError::InvalidClient {
                 detail: format!(
                     "client_assertion_type must be {}",
-                    crate::federation::ASSERTION_TYPE
+                    super::federation::ASSERTION_TYPE
                 ),
                 basic: false,
             });

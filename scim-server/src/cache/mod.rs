@@ -16,13 +16,29 @@ use kube_scim_runtime::verifier;
 use scim_protocol::{Resource, ResourceKind};
 use serde_json::Value;
 
+use crate::auth::entra::EntraAuth;
+use crate::auth::federation::FederationAuth;
+use crate::auth::oauth::OAuthSettings;
 use crate::convert::resource_from_status;
-use crate::entra::EntraAuth;
-use crate::federation::FederationAuth;
 use crate::guard::Guard;
-use crate::oauth::OAuthSettings;
 
 pub use entries::{DirData, Entry, RolloutEntry};
+
+/// A directory named by a request.
+#[derive(Debug, Clone, Copy)]
+pub struct DirRef<'a> {
+    /// Namespace.
+    pub ns: &'a str,
+    /// ScimDirectory name.
+    pub name: &'a str,
+}
+
+impl DirRef<'_> {
+    /// `namespace/name`.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.ns, self.name)
+    }
+}
 
 /// Namespace and name of a directory.
 pub type DirKey = (String, String);

@@ -7,7 +7,6 @@
 //! below run it on the in-memory store.
 
 mod cleanup;
-mod federation;
 mod list;
 mod members;
 mod objects;
@@ -26,34 +25,19 @@ use serde_json::Value;
 
 use kube_scim_crds::{HELD_DEACTIVATE, HELD_DELETE};
 
-use crate::auth;
+use crate::auth::entra::EntraVerifier;
+use crate::auth::federation::FederationVerifier;
+use crate::auth::{Authenticator, oauth};
+pub use crate::cache::DirRef;
 use crate::cache::{Cache, CleanupJob, DirInfo, Entry, directory_of, rv_num};
 use crate::convert::status_json;
-use crate::entra::EntraVerifier;
 use crate::error::Error;
-use crate::federation::FederationVerifier;
 use crate::metrics::LabelWriteLabels;
-use crate::oauth;
 use crate::render::{self, Locations};
 use crate::storage::{Storage, StoreError};
 
 pub use cleanup::CleanupSettings;
 pub use objects::candidate_id;
-
-/// A directory named by a request.
-#[derive(Debug, Clone, Copy)]
-pub struct DirRef<'a> {
-    /// Namespace.
-    pub ns: &'a str,
-    /// ScimDirectory name.
-    pub name: &'a str,
-}
-
-impl DirRef<'_> {
-    fn label(&self) -> String {
-        format!("{}/{}", self.ns, self.name)
-    }
-}
 
 /// Limits the service works within.
 #[derive(Debug, Clone, Copy)]
@@ -120,9 +104,8 @@ pub struct DirectoryService<S> {
     cache: Arc<Cache>,
     store: S,
     limits: Limits,
-    keys: SharedKeyRing,
-    entra: Option<Arc<EntraVerifier>>,
-    federation: Option<Arc<FederationVerifier>>,
+    /// Who may use which directory.
+    auth: Authenticator,
     /// Labels the cleanup worker writes, counted (unregistered unless `with_label_writes`).
     label_writes: Family<LabelWriteLabels, Counter>,
 }
@@ -186,25 +169,15 @@ fn now() -> String {
         .to_string()
 }
 
-/// The 401 of a request whose credential opens nothing.
-fn unauthenticated(token: Option<&str>) -> Error {
-    match token {
-        None => Error::NoToken,
-        Some(_) => Error::Unauthorized("the bearer token is not valid for this directory"),
-    }
-}
-
 impl<S: Storage> DirectoryService<S> {
     /// A service over `cache` (fed by watchers and by this service's writes) and `store`,
     /// checking bearer tokens with the verifier keys in force in `keys`.
     pub fn new(cache: Arc<Cache>, store: S, limits: Limits, keys: SharedKeyRing) -> Self {
         DirectoryService {
+            auth: Authenticator::new(cache.clone(), keys),
             cache,
             store,
             limits,
-            keys,
-            entra: None,
-            federation: None,
             label_writes: Family::default(),
         }
     }
@@ -218,14 +191,14 @@ impl<S: Storage> DirectoryService<S> {
     /// Also accepts Entra-issued tokens (for directories with method `EntraToken`), checked by
     /// `entra`.
     pub fn with_entra(mut self, entra: Arc<EntraVerifier>) -> Self {
-        self.entra = Some(entra);
+        self.auth.set_entra(entra);
         self
     }
 
     /// Also exchanges Entra-signed client assertions for access tokens (for directories with
     /// method `WorkloadIdentityFederation`), checked by `federation`.
     pub fn with_federation(mut self, federation: Arc<FederationVerifier>) -> Self {
-        self.federation = Some(federation);
+        self.auth.set_federation(federation);
         self
     }
 
@@ -234,157 +207,20 @@ impl<S: Storage> DirectoryService<S> {
         &self.cache
     }
 
-    /// The directory, if it exists, is ready and `token` opens it: as its bearer token, as an
-    /// access token from its OAuth token endpoint, or as an Entra-issued token, as far as the
-    /// directory's methods allow each.
-    ///
-    /// The credential is checked first: without a valid one the answer is the same 401 whether
-    /// the directory exists, is not ready yet, or does not exist, so that a client without a
-    /// token cannot learn which directories exist.
+    /// The directory, if it exists, is ready and `token` opens it (see
+    /// [`Authenticator::authorize`]).
     pub async fn authorize(&self, dir: DirRef<'_>, token: Option<&str>) -> Result<DirInfo, Error> {
-        let keys = self.keys.current();
-        let Some(info) = self.cache.directory(dir.ns, dir.name) else {
-            // About the work of a wrong token on a directory that exists.
-            if let (Some(token), Some(key)) = (token, keys.keys().first()) {
-                let binding = kube_scim_runtime::verifier::Binding {
-                    uid: "",
-                    namespace: dir.ns,
-                    name: dir.name,
-                };
-                std::hint::black_box(keys.digest(key.id(), &binding, token));
-            }
-            return Err(unauthenticated(token));
-        };
-        let ready = info.ready;
-        let info = self.authenticate(dir, info, token, &keys).await?;
-        if !ready {
-            return Err(Error::unavailable(
-                format!("the SCIM directory {} is not ready yet", dir.label()),
-                10,
-            ));
-        }
-        Ok(info)
+        self.auth.authorize(dir, token).await
     }
 
-    /// Whether `token` opens `info` (readiness aside).
-    async fn authenticate(
-        &self,
-        dir: DirRef<'_>,
-        info: DirInfo,
-        token: Option<&str>,
-        keys: &kube_scim_runtime::verifier::KeyRing,
-    ) -> Result<DirInfo, Error> {
-        let now = jiff::Timestamp::now();
-        let mut checked = info.clone();
-        checked.ready = true;
-        let bearer =
-            auth::authorize(&dir.label(), Some(checked), token, keys, now).map(|_| info.clone());
-        let (Err(Error::Unauthorized(_)), Some(token)) = (&bearer, token) else {
-            return bearer;
-        };
-        // The reasons below help the administrator; the client learns only that it failed.
-        if oauth::is_access_token(token) {
-            // Both methods issue the same access tokens from the token endpoint.
-            let verdict = if info.oauth.is_some() || info.federation.is_some() {
-                oauth::verify(keys, &info.uid, token, now).map_err(|r| r.to_string())
-            } else {
-                Err("an OAuth access token, but OAuthClientCredentials and \
-                     WorkloadIdentityFederation are not among spec.auth.methods"
-                    .to_string())
-            };
-            return match verdict {
-                Ok(()) => Ok(info),
-                Err(reason) => {
-                    tracing::info!(namespace = dir.ns, directory = dir.name, %reason, "token rejected");
-                    bearer
-                }
-            };
-        }
-        let (Some(entra), Some(verifier)) = (&info.entra, &self.entra) else {
-            return bearer;
-        };
-        match verifier.verify(entra, token).await {
-            Ok(()) => Ok(info),
-            Err(reason) => {
-                tracing::info!(namespace = dir.ns, directory = dir.name, %reason, "token rejected");
-                bearer
-            }
-        }
-    }
-
-    /// Answers a token request to the directory's OAuth 2.0 token endpoint (RFC 6749 §4.4):
-    /// the client id must be the directory's uid and the client secret one of its tokens (the
-    /// keyed verifiers, as for a bearer token); the directory must have method
-    /// `OAuthClientCredentials`. A client assertion instead of a secret is workload identity
-    /// federation (see `federation.rs`).
+    /// Answers a token request to the directory's OAuth 2.0 token endpoint (see
+    /// `auth/endpoint.rs`).
     pub async fn issue_access_token(
         &self,
         dir: DirRef<'_>,
         request: &oauth::TokenRequest,
     ) -> Result<oauth::TokenAnswer, oauth::TokenError> {
-        if request.auth == oauth::ClientAuth::Assertion {
-            return self.exchange_assertion(dir, request).await;
-        }
-        let basic = request.auth == oauth::ClientAuth::Basic;
-        let info = self.cache.directory(dir.ns, dir.name);
-        let keys = self.keys.current();
-        let now = jiff::Timestamp::now();
-        // The credentials first, and every candidate secret checked (constant time each)
-        // whether or not the id matched: a client without them gets the same answer whether the
-        // directory exists, is not ready, or lacks the method.
-        let secret_ok = match &info {
-            Some(info) => request
-                .client_secrets
-                .iter()
-                .fold(false, |ok, s| auth::token_matches(info, s, &keys, now) | ok),
-            None => {
-                if let Some(key) = keys.keys().first() {
-                    let binding = kube_scim_runtime::verifier::Binding {
-                        uid: "",
-                        namespace: dir.ns,
-                        name: dir.name,
-                    };
-                    for s in &request.client_secrets {
-                        std::hint::black_box(keys.digest(key.id(), &binding, s));
-                    }
-                }
-                false
-            }
-        };
-        let Some(info) = info.filter(|i| secret_ok && request.client_id == i.uid) else {
-            tracing::info!(
-                namespace = dir.ns,
-                directory = dir.name,
-                "token request refused: wrong client id or secret, or no such directory"
-            );
-            return Err(oauth::TokenError::InvalidClient {
-                detail: "the client id or secret is not valid for this directory".into(),
-                basic,
-            });
-        };
-        if !info.ready {
-            return Err(oauth::TokenError::Unavailable(format!(
-                "the SCIM directory {} is not ready yet",
-                dir.label()
-            )));
-        }
-        let Some(settings) = info.oauth else {
-            return Err(oauth::TokenError::UnauthorizedClient(format!(
-                "OAuth client credentials are not among spec.auth.methods of the SCIM directory {}",
-                dir.label()
-            )));
-        };
-        if request.grant_type != oauth::GRANT_TYPE {
-            return Err(oauth::TokenError::UnsupportedGrantType(format!(
-                "grant_type {:?} is not supported; this endpoint serves {}",
-                request.grant_type,
-                oauth::GRANT_TYPE
-            )));
-        }
-        oauth::issue(&keys, &info.uid, settings.lifetime, now).map_err(|e| {
-            tracing::error!(error = %e, "cannot sign an access token");
-            oauth::TokenError::Unavailable("the access token could not be signed".into())
-        })
+        self.auth.issue_access_token(dir, request).await
     }
 
     /// Like [`Self::authorize`], for a write: a suspended directory (`spec.suspend`) refuses it
