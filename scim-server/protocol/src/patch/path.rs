@@ -21,7 +21,6 @@ pub fn parse_target(path: &str) -> Result<PatchTarget> {
     Ok(PatchTarget::Path(p))
 }
 
-/// Builds a path from a path-less key under an optional schema URN (the key may be dotted).
 /// The sub-attribute `name` of `def`, or the `invalidPath` error that names both.
 pub(super) fn sub_attr(def: &AttrDef, name: &str) -> Result<&'static AttrDef> {
     def.sub(name).ok_or_else(|| {
@@ -62,6 +61,7 @@ pub(super) fn qualify(kind: ResourceKind, path: &AttrPath) -> std::borrow::Cow<'
     }
 }
 
+/// Builds a path from a path-less key under an optional schema URN (the key may be dotted).
 pub(super) fn keyed_path(urn: Option<&str>, key: &str) -> Result<AttrPath> {
     let mut p = parse_path(key)?;
     if p.schema.is_none() {
