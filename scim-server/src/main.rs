@@ -15,6 +15,7 @@ use kube_scim_runtime::{logging, probes, shutdown};
 mod admission;
 mod auth;
 mod cache;
+mod cleanup_queue;
 mod config;
 mod convert;
 mod dialect;

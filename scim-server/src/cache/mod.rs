@@ -6,9 +6,9 @@
 
 mod entries;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use kube::api::DynamicObject;
 use kube_scim_crds::{AuthMethod, CONDITION_READY, Provider, ScimDirectory, labels};
@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::auth::entra::EntraAuth;
 use crate::auth::federation::FederationAuth;
 use crate::auth::oauth::OAuthSettings;
+use crate::cleanup_queue::{CleanupJob, CleanupQueue};
 use crate::convert::resource_from_status;
 use crate::guard::Guard;
 
@@ -87,28 +88,6 @@ pub struct Verifier {
 /// One directory's data behind its own lock.
 type Shard = Arc<RwLock<DirData>>;
 
-/// A group whose membership labels are to be removed from its members: one the apiserver is
-/// deleting (`deletionTimestamp` set) or one that is gone while labels still name it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CleanupJob {
-    /// Namespace.
-    pub ns: String,
-    /// Directory the group belonged to.
-    pub dir: String,
-    /// The group's SCIM id (object name).
-    pub group: String,
-}
-
-/// The cleanup worker's jobs.
-#[derive(Default)]
-struct CleanupQueue {
-    /// Queued and not yet taken by the worker (deduplicated).
-    queued: BTreeSet<CleanupJob>,
-    /// Queued, being worked on, or failed and waiting for a retry: every job not yet settled.
-    /// What `kube_scim_group_cleanup_pending` counts.
-    pending: BTreeSet<CleanupJob>,
-}
-
 /// The shared cache. Each directory's users and groups sit behind their own lock, so a slow
 /// query in one directory never stalls writes or watch updates of another; the map of
 /// directories is write-locked only to add one.
@@ -119,9 +98,7 @@ pub struct Cache {
     watchers_total: AtomicUsize,
     watchers_synced: AtomicUsize,
     /// Groups whose members' labels the cleanup worker is to bring in line.
-    cleanup: Mutex<CleanupQueue>,
-    /// Wakes the cleanup worker when a job is queued.
-    cleanup_queued: tokio::sync::Notify,
+    cleanups: CleanupQueue,
 }
 
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -439,7 +416,7 @@ impl Cache {
             // labels are the cleanup worker's to remove.
             write_lock(&shard).delete(kind, name, rv);
             if kind == ResourceKind::Group {
-                self.queue_cleanup(CleanupJob {
+                self.cleanups.queue(CleanupJob {
                     ns: ns.to_string(),
                     dir: directory_of(obj)?,
                     group: name.to_string(),
@@ -453,7 +430,7 @@ impl Cache {
             && e.rollout.is_some()
         {
             // A member list to roll out (also one a stopped server left unfinished).
-            self.queue_cleanup(CleanupJob {
+            self.cleanups.queue(CleanupJob {
                 ns: ns.to_string(),
                 dir,
                 group: name.to_string(),
@@ -472,7 +449,7 @@ impl Cache {
             kind == ResourceKind::Group && d.has_members(name)
         };
         if labelled {
-            self.queue_cleanup(CleanupJob {
+            self.cleanups.queue(CleanupJob {
                 ns: ns.to_string(),
                 dir: dir.to_string(),
                 group: name.to_string(),
@@ -480,48 +457,9 @@ impl Cache {
         }
     }
 
-    /// Queues a cleanup job and wakes the worker.
-    pub fn queue_cleanup(&self, job: CleanupJob) {
-        let new = {
-            let mut q = self.cleanup.lock().unwrap_or_else(|e| e.into_inner());
-            q.pending.insert(job.clone());
-            q.queued.insert(job)
-        };
-        if new {
-            self.cleanup_queued.notify_one();
-        }
-    }
-
-    /// Takes every queued cleanup job (each stays pending until [`Cache::cleanup_settled`]).
-    pub fn take_cleanups(&self) -> Vec<CleanupJob> {
-        let mut q = self.cleanup.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::take(&mut q.queued).into_iter().collect()
-    }
-
-    /// The worker settled `job`: it is no longer pending, unless it was queued again meanwhile
-    /// (a change since the worker looked, which it has yet to see).
-    pub fn cleanup_settled(&self, job: &CleanupJob) {
-        let mut q = self.cleanup.lock().unwrap_or_else(|e| e.into_inner());
-        if !q.queued.contains(job) {
-            q.pending.remove(job);
-        }
-    }
-
-    /// Pending cleanup jobs of directory `name` in `ns`.
-    pub fn cleanup_pending(&self, ns: &str, name: &str) -> usize {
-        self.cleanup
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pending
-            .iter()
-            .filter(|j| j.ns == ns && j.dir == name)
-            .count()
-    }
-
-    /// Waits until a cleanup job is queued (returns at once if one was queued since the last
-    /// wait).
-    pub async fn cleanup_queued(&self) {
-        self.cleanup_queued.notified().await;
+    /// The cleanup worker's queue, which watch events and writes feed.
+    pub fn cleanups(&self) -> &CleanupQueue {
+        &self.cleanups
     }
 
     /// Groups that no cached group object stands for but whose id a membership label still
@@ -580,7 +518,7 @@ impl Cache {
         dirs.into_iter()
             .map(|((ns, name), info)| {
                 let (users, active_users, groups, held) = self.read(&ns, &name, DirData::stats);
-                let cleanup_pending = self.cleanup_pending(&ns, &name);
+                let cleanup_pending = self.cleanups.pending(&ns, &name);
                 DirStats {
                     directory: format!("{ns}/{name}"),
                     ready: info.ready,
@@ -769,29 +707,5 @@ mod tests {
         // The settings without the method open nothing.
         d.spec.auth.methods = vec![AuthMethod::BearerToken];
         assert!(dir_info(&d).federation.is_none());
-    }
-
-    #[test]
-    fn a_cleanup_job_is_pending_until_settled_after_its_last_queueing() {
-        let cache = Cache::default();
-        let job = CleanupJob {
-            ns: "ns".into(),
-            dir: "d".into(),
-            group: "g".into(),
-        };
-        cache.queue_cleanup(job.clone());
-        cache.queue_cleanup(job.clone());
-        assert_eq!(cache.cleanup_pending("ns", "d"), 1, "deduplicated");
-        assert_eq!(cache.take_cleanups(), vec![job.clone()]);
-        // Taken by the worker (being worked on, or failed and waiting): still pending.
-        assert_eq!(cache.cleanup_pending("ns", "d"), 1);
-        // Queued again while the worker ran: the group changed since it looked.
-        cache.queue_cleanup(job.clone());
-        cache.cleanup_settled(&job);
-        assert_eq!(cache.cleanup_pending("ns", "d"), 1);
-        assert_eq!(cache.take_cleanups(), vec![job.clone()]);
-        cache.cleanup_settled(&job);
-        assert_eq!(cache.cleanup_pending("ns", "d"), 0);
-        assert!(cache.take_cleanups().is_empty());
     }
 }

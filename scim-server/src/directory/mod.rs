@@ -29,7 +29,8 @@ use crate::auth::entra::EntraVerifier;
 use crate::auth::federation::FederationVerifier;
 use crate::auth::{Authenticator, oauth};
 pub use crate::cache::DirRef;
-use crate::cache::{Cache, CleanupJob, DirInfo, Entry, directory_of, rv_num};
+use crate::cache::{Cache, DirInfo, Entry, directory_of, rv_num};
+use crate::cleanup_queue::CleanupJob;
 use crate::convert::status_json;
 use crate::error::Error;
 use crate::metrics::LabelWriteLabels;
@@ -410,7 +411,7 @@ impl<S: Storage> DirectoryService<S> {
                 Ok(created) => {
                     let entry = self.cache.apply_object(kind, &created);
                     if rollout {
-                        self.cache.queue_cleanup(CleanupJob {
+                        self.cache.cleanups().queue(CleanupJob {
                             ns: dir.ns.to_string(),
                             dir: dir.name.to_string(),
                             group: id.clone(),
@@ -579,7 +580,7 @@ impl<S: Storage> DirectoryService<S> {
             if rollout.is_some() {
                 // Recorded on the group, which SCIM now serves; the labels follow in the
                 // background.
-                self.cache.queue_cleanup(CleanupJob {
+                self.cache.cleanups().queue(CleanupJob {
                     ns: dir.ns.to_string(),
                     dir: dir.name.to_string(),
                     group: id.to_string(),
