@@ -10,6 +10,7 @@ use super::*;
 use crate::cache::{Cache, DirInfo};
 use crate::memory_store::MemoryStore;
 use crate::render::Locations;
+use crate::storage::StoreError;
 
 const DIR: DirRef<'static> = DirRef {
     ns: "ns",
