@@ -193,4 +193,36 @@ mod tests {
         assert_eq!(Guard::from_spec(&spec).window, Duration::from_secs(5400));
         assert_eq!(Guard::default().max_operations, 500);
     }
+
+    #[test]
+    fn counters_count_the_window_pending_and_held_operations() {
+        let start = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let mut c = Counters::default();
+        c.removed(start);
+        c.removed(start + Duration::from_secs(10));
+        assert_eq!(c.recent(hour, start + Duration::from_secs(20)), 2);
+        // Outside the window, and beyond the longest window forgotten.
+        assert_eq!(c.recent(hour, start + hour + Duration::from_secs(5)), 1);
+        assert_eq!(
+            c.recent(hour, start + MAX_WINDOW + Duration::from_secs(11)),
+            0
+        );
+        // Let through: pending until written, and counted meanwhile.
+        let g = guard(2, None);
+        let now = start + MAX_WINDOW + Duration::from_secs(12);
+        assert!(!c.decide(&g, 100, now));
+        assert!(!c.decide(&g, 100, now));
+        assert!(c.decide(&g, 100, now), "two pending reach the limit");
+        c.end_pending();
+        assert!(!c.decide(&g, 100, now));
+        // Something held holds everything after it.
+        c.end_pending();
+        c.end_pending();
+        c.count_held(true);
+        assert_eq!(c.held(), 1);
+        assert!(c.decide(&g, 100, now));
+        c.count_held(false);
+        assert!(!c.decide(&g, 100, now));
+    }
 }

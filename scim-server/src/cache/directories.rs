@@ -1,13 +1,13 @@
 //! A ScimDirectory as the server needs it ([`DirInfo`]): readiness, the token verifiers and
 //! the settings of each authentication method, suspension and the deletion guard, read from
-//! the watched object.
+//! the watched object. The methods' settings are here, not in `crate::auth` (which checks
+//! credentials against them), so that the cache depends on no authentication code.
+
+use std::time::Duration;
 
 use kube_scim_crds::{AuthMethod, CONDITION_READY, Provider, ScimDirectory};
 use kube_scim_runtime::verifier;
 
-use crate::auth::entra::EntraAuth;
-use crate::auth::federation::FederationAuth;
-use crate::auth::oauth::OAuthSettings;
 use crate::guard::Guard;
 
 /// A directory as the server needs it.
@@ -49,6 +49,61 @@ pub struct Verifier {
     pub digest: [u8; 32],
     /// After this the verifier opens nothing; `None` for the current token.
     pub expires_at: Option<jiff::Timestamp>,
+}
+
+/// A directory's Entra settings, as the server needs them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntraAuth {
+    /// Tenant id (lowercase).
+    pub tenant_id: String,
+    /// Calling applications allowed (`appid` / `azp`); empty allows none.
+    pub allowed_app_ids: Vec<String>,
+}
+
+/// A directory's federation settings, as the server needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederationAuth {
+    /// Tenant id (lowercase GUID).
+    pub tenant_id: String,
+    /// Required `sub`.
+    pub subject: String,
+    /// Required `aud`: the configured audience, else the token endpoint the operator published
+    /// (`None` until it has).
+    pub audience: Option<String>,
+    /// Lifetime of the access tokens issued.
+    pub lifetime: Duration,
+}
+
+/// Default lifetime of an access token.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Shortest and longest lifetime accepted from a directory's spec (the CRD enforces the same;
+/// a longer value admitted by an older CRD is shortened). Microsoft's gallery validation wants
+/// `expires_in` of 60 to 360 minutes: the default and the longest pass.
+const LIFETIME_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(6 * 3600));
+
+/// A directory's client-credentials settings, as the server needs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OAuthSettings {
+    /// Lifetime of the access tokens issued.
+    pub lifetime: Duration,
+}
+
+impl OAuthSettings {
+    /// Settings from `spec.auth.oauthClientCredentials.accessTokenLifetime` (already validated
+    /// by the CRD; a value it should have refused falls back to the default, and is clamped).
+    pub fn from_lifetime(lifetime: Option<&str>) -> OAuthSettings {
+        let lifetime = match lifetime.map(kube_scim_runtime::duration::parse) {
+            None => DEFAULT_LIFETIME,
+            Some(Ok(d)) => d.clamp(LIFETIME_RANGE.0, LIFETIME_RANGE.1),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "accessTokenLifetime is not a duration; using 1h");
+                DEFAULT_LIFETIME
+            }
+        };
+        OAuthSettings { lifetime }
+    }
 }
 
 pub(super) fn dir_info(d: &ScimDirectory) -> DirInfo {
@@ -230,5 +285,30 @@ mod tests {
         // The settings without the method open nothing.
         d.spec.auth.methods = vec![AuthMethod::BearerToken];
         assert!(dir_info(&d).federation.is_none());
+    }
+
+    #[test]
+    fn lifetimes_default_to_an_hour_and_are_clamped() {
+        assert_eq!(
+            OAuthSettings::from_lifetime(None).lifetime,
+            DEFAULT_LIFETIME
+        );
+        assert_eq!(
+            OAuthSettings::from_lifetime(Some("90m")).lifetime,
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            OAuthSettings::from_lifetime(Some("48h")).lifetime,
+            Duration::from_secs(6 * 3600)
+        );
+        // What Microsoft's Validate_Credentials_Test checks: expires_in / 60 in 60..=360.
+        for lifetime in [None, Some("60m"), Some("6h"), Some("24h")] {
+            let minutes = OAuthSettings::from_lifetime(lifetime).lifetime.as_secs() / 60;
+            assert!((60..=360).contains(&minutes), "{lifetime:?}: {minutes}");
+        }
+        assert_eq!(
+            OAuthSettings::from_lifetime(Some("nonsense")).lifetime,
+            DEFAULT_LIFETIME
+        );
     }
 }

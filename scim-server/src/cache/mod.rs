@@ -20,10 +20,10 @@ use serde_json::Value;
 use crate::cleanup_queue::{CleanupJob, CleanupQueue};
 use crate::convert::resource_from_status;
 
-pub use directories::DirInfo;
 #[cfg(test)]
 pub use directories::Verifier;
 use directories::dir_info;
+pub use directories::{DirInfo, EntraAuth, FederationAuth};
 pub use entries::{DirData, Entry, RolloutEntry};
 
 /// A directory named by a request.

@@ -26,11 +26,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, Validation};
 
 use super::entra::EntraVerifier;
+use crate::cache::FederationAuth;
 
 mod claims;
 pub use claims::*;
@@ -50,20 +50,6 @@ pub const MAX_LIFETIME: i64 = 24 * 3600;
 
 /// Assertion ids remembered at most (each until its assertion expires).
 pub const REPLAY_CAPACITY: usize = 100_000;
-
-/// A directory's federation settings, as the server needs them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FederationAuth {
-    /// Tenant id (lowercase GUID).
-    pub tenant_id: String,
-    /// Required `sub`.
-    pub subject: String,
-    /// Required `aud`: the configured audience, else the token endpoint the operator published
-    /// (`None` until it has).
-    pub audience: Option<String>,
-    /// Lifetime of the access tokens issued.
-    pub lifetime: Duration,
-}
 
 /// Server-wide settings (flags): which issuer a tenant's assertions carry. Never set by a
 /// directory, like the key URLs (see [`crate::entra::EntraConfig`]).

@@ -1,5 +1,7 @@
 //! Claims, replay and the whole check of workload identity federation assertions.
 
+use std::time::Duration;
+
 use super::*;
 use crate::auth::entra;
 

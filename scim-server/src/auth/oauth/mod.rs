@@ -36,44 +36,12 @@ pub const TYP: &str = "at+jwt";
 /// The only grant this endpoint serves.
 pub const GRANT_TYPE: &str = "client_credentials";
 
-/// Default lifetime of an access token.
-pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
-
-/// Shortest and longest lifetime accepted from a directory's spec (the CRD enforces the same;
-/// a longer value admitted by an older CRD is shortened). Microsoft's gallery validation wants
-/// `expires_in` of 60 to 360 minutes: the default and the longest pass.
-const LIFETIME_RANGE: (Duration, Duration) =
-    (Duration::from_secs(1), Duration::from_secs(6 * 3600));
-
 /// Largest token request body read.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
 
 /// HKDF `info` prefix of the signing keys; the directory's uid follows. Versioned so that a
 /// change of token format never verifies old tokens under new rules.
 const KEY_LABEL: &str = "kube-scim oauth2 access-token signing key v1 directory=";
-
-/// A directory's client-credentials settings, as the server needs them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OAuthSettings {
-    /// Lifetime of the access tokens issued.
-    pub lifetime: Duration,
-}
-
-impl OAuthSettings {
-    /// Settings from `spec.auth.oauthClientCredentials.accessTokenLifetime` (already validated
-    /// by the CRD; a value it should have refused falls back to the default, and is clamped).
-    pub fn from_lifetime(lifetime: Option<&str>) -> OAuthSettings {
-        let lifetime = match lifetime.map(kube_scim_runtime::duration::parse) {
-            None => DEFAULT_LIFETIME,
-            Some(Ok(d)) => d.clamp(LIFETIME_RANGE.0, LIFETIME_RANGE.1),
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "accessTokenLifetime is not a duration; using 1h");
-                DEFAULT_LIFETIME
-            }
-        };
-        OAuthSettings { lifetime }
-    }
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {

@@ -258,28 +258,3 @@ fn foreign_and_forged_tokens_are_not_ours() {
     );
     assert_eq!(verify(&keys, "u", &none, now), Err(Rejection::NotOurs));
 }
-
-#[test]
-fn lifetimes_default_to_an_hour_and_are_clamped() {
-    assert_eq!(
-        OAuthSettings::from_lifetime(None).lifetime,
-        DEFAULT_LIFETIME
-    );
-    assert_eq!(
-        OAuthSettings::from_lifetime(Some("90m")).lifetime,
-        Duration::from_secs(5400)
-    );
-    assert_eq!(
-        OAuthSettings::from_lifetime(Some("48h")).lifetime,
-        Duration::from_secs(6 * 3600)
-    );
-    // What Microsoft's Validate_Credentials_Test checks: expires_in / 60 in 60..=360.
-    for lifetime in [None, Some("60m"), Some("6h"), Some("24h")] {
-        let minutes = OAuthSettings::from_lifetime(lifetime).lifetime.as_secs() / 60;
-        assert!((60..=360).contains(&minutes), "{lifetime:?}: {minutes}");
-    }
-    assert_eq!(
-        OAuthSettings::from_lifetime(Some("nonsense")).lifetime,
-        DEFAULT_LIFETIME
-    );
-}
