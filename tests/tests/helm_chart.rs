@@ -1489,7 +1489,9 @@ fn the_server_service_can_be_dual_stack() {
 
     let refused = render(plane, &["--set", "server.service.ipFamilyPolicy=DualStack"]);
     assert!(
-        refused.as_ref().is_err_and(|e| e.contains("ipFamilyPolicy")),
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("ipFamilyPolicy")),
         "{refused:?}"
     );
 }
