@@ -386,10 +386,10 @@ async fn both_receivers_verify_the_operators_deliveries() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let kinds: Vec<&str> = events.iter().map(|(_, e, _)| e.as_str()).collect();
-        assert_eq!(
-            kinds,
-            ["dsync.activated", "dsync.user.created"],
-            "the {name} receiver within 60 s:\n{}\n{}",
+        // The directory's announcement first; the user's creation after it.
+        assert!(
+            kinds.first() == Some(&"dsync.activated") && kinds.contains(&"dsync.user.created"),
+            "the {name} receiver within 60 s: {kinds:?}\n{}\n{}",
             receiver.process.log_tail(30),
             stack.logs()
         );
