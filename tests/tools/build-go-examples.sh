@@ -19,7 +19,10 @@ if [ ! -x "$out/go-informer" ] || [ ! -x "$out/webhook-receiver-go" ]; then
   rm -rf "$out.tmp" && mkdir -p "$out.tmp"
   start=$(date +%s)
   for e in "${examples[@]}"; do
-    (cd "$root/examples/$e" && go build -trimpath -ldflags "-s -w" -o "$out.tmp/$e" . && go vet .)
+    # gofmt, not go vet: vet computes facts for every dependency, as costly as building them.
+    unformatted=$(gofmt -l "$root/examples/$e")
+    [ -z "$unformatted" ] || { echo "not gofmt-formatted: $unformatted" >&2; exit 1; }
+    (cd "$root/examples/$e" && go build -trimpath -ldflags "-s -w" -o "$out.tmp/$e" .)
   done
   echo "built in $(( $(date +%s) - start ))s" >&2
   rm -rf "$out" && mv "$out.tmp" "$out"
