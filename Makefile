@@ -36,13 +36,15 @@ images:
 	bash images/build.sh
 
 ## tools: build (or reuse the cached) pinned helm, actionlint, promtool (the chart's alert rules),
-## Traefik (the route controller of the node tests) and the external SCIM checkers the tests run
+## Traefik (the route controller of the node tests), the external SCIM checkers the tests run
+## and the Go examples of the docs (examples/go-*, pinned modules)
 tools:
 	bash tests/tools/build-helm.sh >/dev/null
 	bash tests/tools/build-actionlint.sh >/dev/null
 	bash tests/tools/build-promtool.sh >/dev/null
 	bash tests/tools/build-traefik.sh >/dev/null
 	bash tests/tools/build-python-tools.sh >/dev/null
+	bash tests/tools/build-go-examples.sh >/dev/null
 
 ## build: every binary of the workspace (the integration tests start them as processes)
 build:

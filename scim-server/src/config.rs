@@ -215,19 +215,19 @@ pub struct Settings {
     /// directories with auth method `EntraToken`. Change it for a sovereign cloud (e.g.
     /// `https://login.microsoftonline.us/{tenant}/.well-known/openid-configuration`) or a test
     /// issuer.
-    #[arg(long, env = "KUBE_SCIM_ENTRA_METADATA_URL", default_value = crate::entra::DEFAULT_METADATA_URL)]
+    #[arg(long, env = "KUBE_SCIM_ENTRA_METADATA_URL", default_value = crate::auth::entra::DEFAULT_METADATA_URL)]
     pub entra_metadata_url: String,
 
     /// Issuer of an Entra tenant's tokens, `{tenant}` standing for the tenant id (e.g.
     /// `https://sts.chinacloudapi.cn/{tenant}/` for Microsoft Entra operated by 21Vianet).
-    #[arg(long, env = "KUBE_SCIM_ENTRA_ISSUER", default_value = crate::entra::DEFAULT_ISSUER)]
+    #[arg(long, env = "KUBE_SCIM_ENTRA_ISSUER", default_value = crate::auth::entra::DEFAULT_ISSUER)]
     pub entra_issuer: String,
 
     /// Issuer of the client assertions an Entra tenant signs for workload identity federation
     /// (its v2.0 access tokens), `{tenant}` standing for the tenant id (e.g.
     /// `https://login.microsoftonline.us/{tenant}/v2.0` for US Government). Their keys come
     /// from `--entra-metadata-url`.
-    #[arg(long, env = "KUBE_SCIM_FEDERATION_ISSUER", default_value = crate::federation::DEFAULT_ISSUER)]
+    #[arg(long, env = "KUBE_SCIM_FEDERATION_ISSUER", default_value = crate::auth::federation::DEFAULT_ISSUER)]
     pub federation_issuer: String,
 
     /// Shortest time between two fetches of one Entra tenant's signing keys (a token signed

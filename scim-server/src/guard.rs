@@ -1,10 +1,12 @@
 //! The deletion guard (`spec.deletionGuard`): whether a deletion or deactivation is applied or
-//! held. Pure: the directory service counts, this decides.
+//! held. Pure: [`Counters`] counts (each directory's cache data holds one, told the time),
+//! [`Guard`] decides.
 //!
 //! Deletions and deactivations are counted from what the cache sees happen (its own writes and
 //! the watch), so every replica counts those of the others too, a moment later.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use kube_scim_crds::DeletionGuardSpec;
 
@@ -69,6 +71,79 @@ impl Guard {
     }
 }
 
+/// Removals remembered per directory: beyond this many, every guard limit is long exceeded.
+const MAX_REMOVALS: usize = 1_000_000;
+
+/// One directory's figures the guard decides on.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// When users and groups were deleted and users deactivated, oldest first (at most
+    /// [`MAX_REMOVALS`], none older than [`MAX_WINDOW`]).
+    removals: VecDeque<Instant>,
+    /// Entries carrying a held operation.
+    held: usize,
+    /// Deletions and deactivations the guard let through that are being written.
+    pending: usize,
+}
+
+impl Counters {
+    /// Remembers a deletion or deactivation at `now`.
+    pub fn removed(&mut self, now: Instant) {
+        if self.removals.len() >= MAX_REMOVALS {
+            self.removals.pop_front();
+        }
+        self.removals.push_back(now);
+    }
+
+    /// An entry carrying a held operation came (`true`) or went (`false`).
+    pub fn count_held(&mut self, came: bool) {
+        if came {
+            self.held += 1;
+        } else {
+            self.held = self.held.saturating_sub(1);
+        }
+    }
+
+    /// Entries carrying a held operation.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Deletions and deactivations within `window` before `now` (forgetting those older than
+    /// any window).
+    pub fn recent(&mut self, window: Duration, now: Instant) -> usize {
+        while self
+            .removals
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > MAX_WINDOW)
+        {
+            self.removals.pop_front();
+        }
+        self.removals
+            .iter()
+            .rev()
+            .take_while(|t| now.duration_since(**t) <= window)
+            .count()
+    }
+
+    /// Whether `guard` holds the next deletion or deactivation in a directory of `population`
+    /// users and groups; if it does not, that operation counts as pending until
+    /// [`Counters::end_pending`].
+    pub fn decide(&mut self, guard: &Guard, population: usize, now: Instant) -> bool {
+        let recent = self.recent(guard.window, now) + self.pending;
+        let holds = guard.holds(recent, self.held, population);
+        if !holds {
+            self.pending += 1;
+        }
+        holds
+    }
+
+    /// A pending deletion or deactivation was written (the cache now counts it) or failed.
+    pub fn end_pending(&mut self) {
+        self.pending = self.pending.saturating_sub(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +192,37 @@ mod tests {
         };
         assert_eq!(Guard::from_spec(&spec).window, Duration::from_secs(5400));
         assert_eq!(Guard::default().max_operations, 500);
+    }
+
+    #[test]
+    fn counters_count_the_window_pending_and_held_operations() {
+        let start = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let mut c = Counters::default();
+        c.removed(start);
+        c.removed(start + Duration::from_secs(10));
+        assert_eq!(c.recent(hour, start + Duration::from_secs(20)), 2);
+        // Outside the window, and beyond the longest window forgotten.
+        assert_eq!(c.recent(hour, start + hour + Duration::from_secs(5)), 1);
+        assert_eq!(
+            c.recent(hour, start + MAX_WINDOW + Duration::from_secs(11)),
+            0
+        );
+        // Let through: pending until written, and counted meanwhile.
+        let g = guard(2, None);
+        let now = start + MAX_WINDOW + Duration::from_secs(12);
+        assert!(!c.decide(&g, 100, now));
+        assert!(!c.decide(&g, 100, now));
+        assert!(c.decide(&g, 100, now), "two pending reach the limit");
+        c.end_pending();
+        assert!(!c.decide(&g, 100, now));
+        // Something held holds everything after it.
+        c.end_pending();
+        c.end_pending();
+        c.count_held(true);
+        assert_eq!(c.held(), 1);
+        assert!(c.decide(&g, 100, now));
+        c.count_held(false);
+        assert!(!c.decide(&g, 100, now));
     }
 }

@@ -12,11 +12,11 @@ use axum::response::{IntoResponse, Response};
 use scim_protocol::{ListQuery, PatchRequest, Precondition, ResourceKind, ScimError, discovery};
 
 use crate::AppState;
+use crate::auth::oauth;
 use crate::cache::DirInfo;
 use crate::dialect::{self, PatchAnswer};
 use crate::directory::{Change, DirRef, Reply};
 use crate::error::Error;
-use crate::oauth;
 use crate::request::{self, QueryPairs};
 use crate::response;
 use crate::storage::Storage;

@@ -15,14 +15,13 @@ use kube_scim_runtime::{logging, probes, shutdown};
 mod admission;
 mod auth;
 mod cache;
+mod cleanup_queue;
 mod config;
 mod convert;
 mod dialect;
 mod directory;
-mod entra;
 mod error;
 mod events;
-mod federation;
 mod guard;
 mod handlers;
 mod kube_store;
@@ -30,7 +29,6 @@ mod kube_store;
 mod memory_store;
 mod metrics;
 mod middleware;
-mod oauth;
 mod render;
 mod request;
 mod response;
@@ -46,6 +44,7 @@ mod watch;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use auth::{entra, federation};
 use config::Settings;
 use directory::{DirectoryService, Limits};
 

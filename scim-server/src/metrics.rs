@@ -394,7 +394,7 @@ mod tests {
         d.metadata.namespace = Some("ns".into());
         d.spec.suspend = true;
         cache.apply_directory(&d);
-        cache.queue_cleanup(crate::cache::CleanupJob {
+        cache.cleanups().queue(crate::cleanup_queue::CleanupJob {
             ns: "ns".into(),
             dir: "d".into(),
             group: "g".into(),

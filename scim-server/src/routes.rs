@@ -60,7 +60,7 @@ pub fn scim<S: Storage>(st: Arc<AppState<S>>) -> Router {
             get(h::resource_type::<S>),
         )
         .route(
-            &format!("{base}{}", crate::oauth::TOKEN_PATH),
+            &format!("{base}{}", crate::auth::oauth::TOKEN_PATH),
             post(h::oauth_token::<S>),
         )
         .route(&format!("{base}/Schemas"), get(h::schemas::<S>))

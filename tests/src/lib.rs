@@ -587,6 +587,20 @@ pub fn python_tools() -> anyhow::Result<PathBuf> {
         .map_err(anyhow::Error::msg)
 }
 
+/// The directory holding the Go examples of the docs (`go-informer`, `webhook-receiver-go`),
+/// built from their pinned modules by `tests/tools/build-go-examples.sh` on a cold cache.
+pub fn go_examples() -> anyhow::Result<PathBuf> {
+    // Once per test binary, as python_tools: concurrent cold builds would share one output.
+    static EXAMPLES: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    EXAMPLES
+        .get_or_init(|| {
+            build_script_output("tests/tools/build-go-examples.sh", &[])
+                .map_err(|e| format!("{e:#}"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
 /// Directory with the control-plane binaries: `$KUBE_SCIM_CONTROLPLANE_BIN` if set, else what
 /// `tests/controlplane/build.sh` prints (it builds them on a cold cache).
 pub fn binaries() -> anyhow::Result<PathBuf> {

@@ -1,7 +1,8 @@
 //! `examples/user-sync`, the consumer example of docs/consumers.md, turns ScimUser changes on a
 //! real control plane into the right account actions. The ScimUsers are written here the way the
-//! SCIM server writes them (labels, `.status` in the same request). The Python watcher of the
-//! same document runs here too, with the official `kubernetes` client from the tools venv.
+//! SCIM server writes them (labels, `.status` in the same request). The Python watcher and the
+//! Go informer of the same document run here too, with the official `kubernetes` client from
+//! the tools venv and client-go from examples/go-informer's pinned modules.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,7 +15,9 @@ use kube_scim_crds::{
     DirectoryRef, MultiValuedAttribute, ScimUser, ScimUserSpec, ScimUserStatus, labels,
 };
 use kube_scim_tests::procs::ManagedProcess;
-use kube_scim_tests::{ControlPlane, eventually, python_tools, repo_root, workspace_binary};
+use kube_scim_tests::{
+    ControlPlane, eventually, go_examples, python_tools, repo_root, workspace_binary,
+};
 use serde_json::{Value, json};
 
 fn user(id: &str, directory: &str, user_name: &str) -> ScimUser {
@@ -402,8 +405,9 @@ async fn user_sync_examples_recover_from_a_dropped_watch_and_report_what_changed
 }
 
 const PYTHON_WATCHER: &str = "examples/python-watcher/watch_users.py";
+const GO_INFORMER: &str = "examples/go-informer/main.go";
 
-/// Waits until the Python watcher has printed `count` events; returns `(event, id)` of each.
+/// Waits until a watcher example has printed `count` events; returns `(event, id)` of each.
 async fn watched(process: &ManagedProcess, count: usize) -> Vec<(String, String)> {
     for _ in 0..300 {
         let lines: Vec<(String, String)> = printed(process)
@@ -421,25 +425,33 @@ async fn watched(process: &ManagedProcess, count: usize) -> Vec<(String, String)
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!(
-        "the Python watcher printed fewer than {count} events:\n{}",
+        "the watcher printed fewer than {count} events:\n{}",
         process.log_tail(30)
     );
 }
 
+/// The docs show each watcher file verbatim, so what `make test` runs is what a reader copies.
 #[test]
-fn the_python_watcher_in_the_docs_is_the_tested_file() {
-    let script = std::fs::read_to_string(repo_root().join(PYTHON_WATCHER)).unwrap();
+fn the_watchers_in_the_docs_are_the_tested_files() {
     let docs = std::fs::read_to_string(repo_root().join("docs/consumers.md")).unwrap();
-    assert!(
-        docs.contains(&format!("```python\n{script}```")),
-        "docs/consumers.md must show {PYTHON_WATCHER} verbatim"
-    );
+    for (file, language) in [(PYTHON_WATCHER, "python"), (GO_INFORMER, "go")] {
+        let source = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        assert!(
+            docs.contains(&format!("```{language}\n{source}```")),
+            "docs/consumers.md must show {file} verbatim"
+        );
+    }
 }
 
-#[tokio::test]
-async fn python_watcher_example_reports_created_modified_and_deleted_users() {
+/// Runs a watcher example (`command` with `<namespace> contoso` appended) through a create,
+/// a deactivation, another create and a delete, with another directory's user beside them.
+async fn watcher_reports_created_modified_and_deleted_users(
+    name: &str,
+    mut command: Command,
+    prefix: &str,
+) {
     let plane = ControlPlane::shared();
-    let ns = plane.namespace("consumer-py").await.unwrap();
+    let ns = plane.namespace(prefix).await.unwrap();
     let users: Api<ScimUser> = Api::namespaced(plane.client().await.unwrap(), &ns);
     let (ann, bob) = (
         "d0f0e5a4-0000-4000-8000-000000000001",
@@ -464,12 +476,11 @@ async fn python_watcher_example_reports_created_modified_and_deleted_users() {
         .await
         .unwrap();
 
-    let mut cmd = Command::new(python_tools().unwrap().join("python"));
-    cmd.env("KUBECONFIG", plane.kubeconfig())
-        .arg(repo_root().join(PYTHON_WATCHER))
+    command
+        .env("KUBECONFIG", plane.kubeconfig())
         .args([&ns, "contoso"]);
-    let log = plane.dir().join(format!("python-watcher-{ns}.log"));
-    let watcher = ManagedProcess::spawn_command("python-watcher", cmd, &log).unwrap();
+    let log = plane.dir().join(format!("{name}-{ns}.log"));
+    let watcher = ManagedProcess::spawn_command(name, command, &log).unwrap();
     let event = |e: &str, id: &str| (e.to_string(), id.to_string());
 
     // The initial list reports the existing user; changes after it come from the watch.
@@ -508,6 +519,21 @@ async fn python_watcher_example_reports_created_modified_and_deleted_users() {
     // Nothing more (another directory's user, duplicates) arrives.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(printed(&watcher).len(), 4, "{}", watcher.log_tail(30));
+}
+
+#[tokio::test]
+async fn python_watcher_example_reports_created_modified_and_deleted_users() {
+    let mut cmd = Command::new(python_tools().unwrap().join("python"));
+    cmd.arg(repo_root().join(PYTHON_WATCHER));
+    watcher_reports_created_modified_and_deleted_users("python-watcher", cmd, "consumer-py").await;
+}
+
+/// The client-go dynamic informer of docs/consumers.md, built from examples/go-informer's
+/// pinned modules.
+#[tokio::test]
+async fn go_informer_example_reports_created_modified_and_deleted_users() {
+    let cmd = Command::new(go_examples().unwrap().join("go-informer"));
+    watcher_reports_created_modified_and_deleted_users("go-informer", cmd, "consumer-go").await;
 }
 
 /// Runs the watcher with its first watch request made stale: a user is deleted and the watch

@@ -1432,7 +1432,7 @@ fn install_notes_read_the_token_secret_name_from_status() {
 
 /// Both components listen on the dual-stack wildcard, so kubelet's probes (sent to the pod's
 /// address, IPv6 on an IPv6-only cluster) and the Service reach them in either family
-/// (kube_scim_runtime::listen tests that `[::]` answers on 127.0.0.1 and ::1).
+/// (tests/tests/dual_stack.rs runs both binaries with `[::]` and probes 127.0.0.1 and ::1).
 #[test]
 fn both_components_listen_on_ipv6_and_ipv4() {
     let plane = ControlPlane::shared_without_crds();
@@ -1460,4 +1460,38 @@ fn both_components_listen_on_ipv6_and_ipv4() {
             "{deployment} sets no probe address"
         );
     }
+}
+
+/// The server's Service takes the cluster's family policy unless told (a dual-stack cluster
+/// gives a Service one family by default); PreferDualStack and the families' order render as
+/// given, and a mistyped policy is refused by the schema.
+#[test]
+fn the_server_service_can_be_dual_stack() {
+    let plane = ControlPlane::shared_without_crds();
+    let defaults = render(plane, &[]).unwrap();
+    let spec = &named(&defaults, "Service", "kube-scim-server")["spec"];
+    assert!(spec.get("ipFamilyPolicy").is_none(), "{spec}");
+    assert!(spec.get("ipFamilies").is_none(), "{spec}");
+
+    let dual = render(
+        plane,
+        &[
+            "--set",
+            "server.service.ipFamilyPolicy=PreferDualStack",
+            "--set",
+            "server.service.ipFamilies={IPv6,IPv4}",
+        ],
+    )
+    .unwrap();
+    let spec = &named(&dual, "Service", "kube-scim-server")["spec"];
+    assert_eq!(spec["ipFamilyPolicy"], "PreferDualStack", "{spec}");
+    assert_eq!(spec["ipFamilies"], json!(["IPv6", "IPv4"]), "{spec}");
+
+    let refused = render(plane, &["--set", "server.service.ipFamilyPolicy=DualStack"]);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("ipFamilyPolicy")),
+        "{refused:?}"
+    );
 }

@@ -2,7 +2,7 @@
 //! Secret by someone with only the built-in `edit` role in its namespace (with the chart's
 //! aggregated roles, so they may also request a rotation) never opens the directory. (That a
 //! verifier copied from one directory's status into another's matches nothing there is unit
-//! tested: `runtime/src/verifier.rs`, `scim-server/src/auth.rs`.)
+//! tested: `runtime/src/verifier.rs`, `scim-server/src/auth/bearer.rs`.)
 //!
 //! Needs `cargo build --workspace --bins` first (`make test` builds every binary).
 

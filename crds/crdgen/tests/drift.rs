@@ -7,7 +7,7 @@ fn checked_in_crd_yaml_matches_the_rust_types() {
         let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             checked_in == generated,
-            "{} differs from the CRDs generated from crds/src/lib.rs: run `make crds` and commit the result",
+            "{} differs from the CRDs generated from crds/src/: run `make crds` and commit the result",
             path.display()
         );
     }

@@ -48,6 +48,11 @@ impl Calls {
             .collect()
     }
 
+    /// Every call, reads included.
+    pub fn all(&self) -> Vec<Call> {
+        self.0.lock().unwrap().clone()
+    }
+
     /// Writes as `METHOD path` lines, for compact assertions.
     pub fn write_lines(&self) -> Vec<String> {
         self.writes()
@@ -119,8 +124,83 @@ fn answer(
     }
 }
 
+/// An apiserver failure injected into the fake apiserver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// 409 Conflict (a stale resourceVersion, or created meanwhile).
+    Conflict,
+    /// 404 Not Found (deleted meanwhile, or a namespace that does not exist).
+    NotFound,
+    /// 500 Internal Server Error (etcd unavailable, a webhook failing).
+    Internal,
+    /// 504 Timeout: the apiserver gave up on the request.
+    Timeout,
+    /// No answer at all: the connection is lost (the client sees a transport error).
+    Dropped,
+}
+
+impl Failure {
+    pub const ALL: [Failure; 5] = [
+        Failure::Conflict,
+        Failure::NotFound,
+        Failure::Internal,
+        Failure::Timeout,
+        Failure::Dropped,
+    ];
+
+    fn answer(self) -> Option<(StatusCode, Value)> {
+        let (code, reason, message) = match self {
+            Failure::Conflict => (
+                409,
+                "Conflict",
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ),
+            Failure::NotFound => return Some(not_found()),
+            Failure::Internal => (
+                500,
+                "InternalError",
+                "Internal error occurred: etcdserver: request timed out",
+            ),
+            Failure::Timeout => (
+                504,
+                "Timeout",
+                "Timeout: request did not complete within requested timeout",
+            ),
+            Failure::Dropped => return None,
+        };
+        Some((
+            StatusCode::from_u16(code).expect("valid code"),
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                   "message": message, "reason": reason, "code": code}),
+        ))
+    }
+}
+
+/// Where to inject a [`Failure`]: every request of `method` whose path is `path`.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub method: Method,
+    pub path: String,
+    pub failure: Failure,
+}
+
+impl Fault {
+    pub fn new(method: Method, path: &str, failure: Failure) -> Fault {
+        Fault {
+            method,
+            path: path.to_string(),
+            failure,
+        }
+    }
+}
+
 /// A client whose apiserver holds `objects` (by request path).
 pub fn client(objects: HashMap<String, Value>) -> (Client, Calls) {
+    client_failing(objects, Vec::new())
+}
+
+/// A client whose apiserver holds `objects` and fails the requests `faults` name.
+pub fn client_failing(objects: HashMap<String, Value>, faults: Vec<Fault>) -> (Client, Calls) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let calls = Calls::default();
     let recorded = calls.clone();
@@ -134,8 +214,19 @@ pub fn client(objects: HashMap<String, Value>) -> (Client, Calls) {
                 .await
                 .unwrap_or_default();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let (status, response) = answer(&objects, &method, &path, &body);
+            let fault = faults
+                .iter()
+                .find(|f| f.method == method && f.path == path)
+                .map(|f| f.failure);
+            let answered = match fault {
+                Some(failure) => failure.answer(),
+                None => Some(answer(&objects, &method, &path, &body)),
+            };
             recorded.push(Call { method, path, body });
+            // Dropping `send` unanswered fails the request in the client.
+            let Some((status, response)) = answered else {
+                continue;
+            };
             let response = Response::builder()
                 .status(status)
                 .body(Body::from(serde_json::to_vec(&response).unwrap()))

@@ -357,7 +357,9 @@ async fn apply(dir: Arc<ScimDirectory>, ctx: &Context, needs_grant: bool) -> Res
 }
 
 #[cfg(test)]
-mod fixtures;
+mod failure_tests;
+#[cfg(test)]
+pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;
 

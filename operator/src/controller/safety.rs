@@ -5,8 +5,8 @@
 //!
 //! The SCIM server holds an operation by labelling the object (`kubescim.io/held`) and
 //! changing nothing else; releasing applies it here: a held deactivation becomes
-//! `active: false`, a held deletion deletes the object (a group's membership labels first, as
-//! the server would). The admission policy lets the operator delete only held objects.
+//! `active: false`, a held deletion deletes the object (a group through the SCIM server's
+//! member-cleanup worker, as its own DELETE does: the members' labels are not written here). The admission policy lets the operator delete only held objects.
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -204,8 +204,11 @@ where
     Ok(ended)
 }
 
-/// Deletes a held object: a group's membership labels on its members first (as the SCIM
-/// server's DELETE does), then the object, if it is still the version that was held.
+/// Deletes a held object if it is still the version that was held. A group is handed to the
+/// SCIM server's member-cleanup worker as a SCIM DELETE is (docs/ARCHITECTURE.md, "Work that
+/// touches every member of a group"): its finalizer `kubescim.io/member-cleanup` first, so the
+/// group stays until the worker has removed every member's label, in batches, outside any
+/// reconcile; one write per member here would not end for a large group.
 async fn delete_held<K>(ctx: &Context, ns: &str, meta: &ObjectMeta) -> Result<(), kube::Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -214,43 +217,42 @@ where
         + std::fmt::Debug,
 {
     let name = meta.name.clone().unwrap_or_default();
-    if K::kind(&()) == ScimGroup::kind(&()) {
-        let member_label = labels::member_of(&name);
-        let unlabel = json!({"metadata": {
-            "labels": {member_label.clone(): null},
-            "annotations": {labels::member_display(&name): null},
-        }});
-        let members = ListParams::default().labels(&member_label);
-        let users: Api<ScimUser> = ctx.api(ns);
-        for m in users.list_metadata(&members).await? {
-            users
-                .patch(
-                    &m.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&unlabel),
-                )
-                .await?;
-        }
+    let mut resource_version = meta.resource_version.clone();
+    if K::kind(&()) == ScimGroup::kind(&())
+        && let Some(patch) = member_cleanup_patch(meta)
+    {
         let groups: Api<ScimGroup> = ctx.api(ns);
-        for m in groups.list_metadata(&members).await? {
-            groups
-                .patch(
-                    &m.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&unlabel),
-                )
-                .await?;
-        }
+        let patched = groups
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        resource_version = patched.metadata.resource_version;
     }
     let api: Api<K> = ctx.api(ns);
     let params = DeleteParams {
         preconditions: Some(Preconditions {
             uid: meta.uid.clone(),
-            resource_version: meta.resource_version.clone(),
+            resource_version,
         }),
         ..DeleteParams::default()
     };
     api.delete(&name, &params).await.map(|_| ())
+}
+
+/// The merge patch that adds the member-cleanup finalizer to a held group, None when it has it.
+/// It names the held version: a group changed since (its hold ended, say) is not touched (409).
+pub fn member_cleanup_patch(meta: &ObjectMeta) -> Option<Value> {
+    let mut finalizers = meta.finalizers.clone().unwrap_or_default();
+    if finalizers
+        .iter()
+        .any(|f| f == labels::GROUP_MEMBER_CLEANUP_FINALIZER)
+    {
+        return None;
+    }
+    finalizers.push(labels::GROUP_MEMBER_CLEANUP_FINALIZER.to_string());
+    Some(json!({"metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": meta.resource_version,
+    }}))
 }
 
 #[cfg(test)]
@@ -309,5 +311,28 @@ mod tests {
                 .get(labels::ACTIVE)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_held_group_is_handed_to_the_member_cleanup_worker_at_its_held_version() {
+        let meta = ObjectMeta {
+            name: Some("g".into()),
+            resource_version: Some("7".into()),
+            finalizers: Some(vec!["example.com/other".into()]),
+            ..Default::default()
+        };
+        let patch = member_cleanup_patch(&meta).unwrap();
+        assert_eq!(
+            patch,
+            json!({"metadata": {
+                "finalizers": ["example.com/other", labels::GROUP_MEMBER_CLEANUP_FINALIZER],
+                "resourceVersion": "7",
+            }})
+        );
+        let done = ObjectMeta {
+            finalizers: Some(vec![labels::GROUP_MEMBER_CLEANUP_FINALIZER.into()]),
+            ..meta
+        };
+        assert_eq!(member_cleanup_patch(&done), None);
     }
 }

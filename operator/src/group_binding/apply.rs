@@ -1,85 +1,26 @@
-//! Carries out a [`Plan`]: server-side apply of the bindings that differ, deletion of those no
-//! longer wanted (after the new ones are in place, so a re-split never drops access), and the
-//! status with its Ready condition.
+//! Carries out a [`plan::Plan`]: server-side apply of the bindings that differ, deletion of
+//! those no longer wanted (after the new ones are in place, so a re-split never drops access),
+//! within the write budget, then the status (`status.rs`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use kube_scim_crds::group_binding::{
-    AcceptedDirectory, EVENT_SUBJECTS_REFUSED, REASON_APPLY_FAILED, REASON_WRITE_DEFERRED,
-    ScimGroupBindingStatus, TargetStatus,
-};
-use kube_scim_crds::{CONDITION_READY, ScimGroupBinding, labels as scim_labels};
+use kube_scim_crds::{ScimGroupBinding, labels as scim_labels};
 
-use super::plan::{self, Desired, Existing, Plan, Scope, Write};
+use super::additions::{adds_subjects, without_additions};
+use super::plan::{self, Desired, Scope, Write};
+use super::read::{existing, known, remember};
+use super::status::{record_accepted, warn_refused, write_status};
 use super::trust;
 use super::{Context, Error, labels};
-use crate::events::publish;
-use crate::reconcile::{self, Check, condition, is_forbidden, is_invalid, is_not_found, manager};
-
-/// The bindings this ScimGroupBinding wrote, as the watch caches see them.
-fn existing(binding: &ScimGroupBinding, ctx: &Context) -> Vec<Existing> {
-    let uid = binding.uid().unwrap_or_default();
-    let ours = |meta: &ObjectMeta| {
-        meta.labels
-            .as_ref()
-            .and_then(|l| l.get(labels::BINDING_UID))
-            .is_some_and(|u| *u == uid)
-    };
-    let mut found: Vec<Existing> = ctx
-        .role_bindings
-        .state()
-        .iter()
-        .filter(|rb| ours(&rb.metadata))
-        .map(|rb| Existing {
-            scope: rb.namespace(),
-            name: rb.name_any(),
-            role_ref: rb.role_ref.clone(),
-            subjects: rb.subjects.clone().unwrap_or_default(),
-            cached: true,
-        })
-        .collect();
-    if let Some(store) = &ctx.cluster_role_bindings {
-        found.extend(
-            store
-                .state()
-                .iter()
-                .filter(|c| ours(&c.metadata))
-                .map(|c| Existing {
-                    scope: None,
-                    name: c.name_any(),
-                    role_ref: c.role_ref.clone(),
-                    subjects: c.subjects.clone().unwrap_or_default(),
-                    cached: true,
-                }),
-        );
-    }
-    // Bindings recorded in status but outside the caches' reach (another namespace than the
-    // operator watches) are still known and removed when no longer wanted.
-    for target in binding.status.iter().flat_map(|s| &s.targets) {
-        let scope = Some(target.namespace.clone()).filter(|n| !n.is_empty());
-        for name in &target.bindings {
-            if !found.iter().any(|e| e.scope == scope && &e.name == name) {
-                found.push(Existing {
-                    scope: scope.clone(),
-                    name: name.clone(),
-                    role_ref: Default::default(),
-                    subjects: Vec::new(),
-                    cached: false,
-                });
-            }
-        }
-    }
-    found
-}
+use crate::reconcile::{is_invalid, is_not_found, manager};
 
 fn metadata(binding: &ScimGroupBinding, desired: &Desired) -> ObjectMeta {
     let ns = binding.namespace().unwrap_or_default();
@@ -152,95 +93,6 @@ async fn write(
         .group_binding_bytes_written
         .inc_by(object_bytes(binding, desired));
     Ok(())
-}
-
-/// The role and subjects last written to each binding, by scope and name.
-pub type Written =
-    std::collections::HashMap<(Scope, String), (k8s_openapi::api::rbac::v1::RoleRef, Vec<Subject>)>;
-
-/// `existing`, with the subjects this process wrote where the caches do not show them.
-fn known(existing: &[Existing], ctx: &Context) -> Vec<Existing> {
-    let written = ctx.written.lock().unwrap_or_else(|e| e.into_inner());
-    existing
-        .iter()
-        .map(|e| match written.get(&(e.scope.clone(), e.name.clone())) {
-            Some((role_ref, subjects)) if !e.cached => Existing {
-                role_ref: role_ref.clone(),
-                subjects: subjects.clone(),
-                cached: true,
-                ..e.clone()
-            },
-            _ => e.clone(),
-        })
-        .collect()
-}
-
-fn remember(ctx: &Context, scope: &Scope, name: &str, written: Option<&Desired>) {
-    let mut memory = ctx.written.lock().unwrap_or_else(|e| e.into_inner());
-    let key = (scope.clone(), name.to_string());
-    match written {
-        Some(d) => {
-            memory.insert(key, (d.role_ref.clone(), d.subjects.clone()));
-        }
-        None => {
-            memory.remove(&key);
-        }
-    }
-}
-
-type SubjectKey<'a> = (&'a str, &'a str, Option<&'a str>);
-
-fn key(s: &Subject) -> SubjectKey<'_> {
-    (&s.kind, &s.name, s.namespace.as_deref())
-}
-
-/// The subjects already bound with `desired`'s role in its scope (in any of its parts), or
-/// None when a binding of `desired`'s name is not cached (its subjects are unknown).
-fn present<'a>(desired: &Desired, existing: &'a [Existing]) -> Option<HashSet<SubjectKey<'a>>> {
-    if existing
-        .iter()
-        .any(|e| e.scope == desired.scope && e.name == desired.name && !e.cached)
-    {
-        return None;
-    }
-    Some(
-        existing
-            .iter()
-            .filter(|e| e.scope == desired.scope && e.role_ref == desired.role_ref)
-            .flat_map(|e| e.subjects.iter().map(key))
-            .collect(),
-    )
-}
-
-/// Whether writing `desired` grants a subject not bound before (a member moved between parts
-/// of the same scope is not one). A binding whose subjects are unknown is never held back: it
-/// may hold a subject to remove.
-pub fn adds_subjects(desired: &Desired, existing: &[Existing]) -> bool {
-    present(desired, existing)
-        .is_some_and(|p| desired.subjects.iter().any(|s| !p.contains(&key(s))))
-}
-
-/// `desired` without the subjects it would add: what may be written while additions wait, so
-/// that removals are never held back. None: nothing to write.
-pub fn without_additions(desired: &Desired, existing: &[Existing]) -> Option<Desired> {
-    let present = present(desired, existing)?;
-    let subjects: Vec<Subject> = desired
-        .subjects
-        .iter()
-        .filter(|s| present.contains(&key(s)))
-        .cloned()
-        .collect();
-    let current = existing
-        .iter()
-        .find(|e| e.scope == desired.scope && e.name == desired.name);
-    match current {
-        Some(e) if e.role_ref == desired.role_ref && e.subjects == subjects => None,
-        None if subjects.is_empty() => None,
-        _ => Some(Desired {
-            subjects,
-            ..desired.clone()
-        }),
-    }
 }
 
 async fn delete(ctx: &Context, scope: &Scope, name: &str) -> Result<(), kube::Error> {
@@ -374,7 +226,11 @@ pub async fn apply(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Acti
             Err(e) => {
                 // Unknown now: the next write is never held back.
                 remember(ctx, &desired.scope, &desired.name, None);
-                failures.push(format!("{}: {}", describe(&desired.scope), explain(&e)));
+                failures.push(format!(
+                    "{}: {}",
+                    describe(&desired.scope),
+                    super::status::explain(&e)
+                ));
             }
         }
     }
@@ -405,196 +261,6 @@ pub async fn apply(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Acti
     }
 }
 
-/// A Warning event naming the refused subject names, when their number changes (status
-/// carries the number, so a steady state publishes nothing).
-async fn warn_refused(binding: &ScimGroupBinding, ctx: &Context, plan: &Plan) {
-    let before = binding.status.as_ref().and_then(|s| s.refused_subjects);
-    let now = plan.refused.len() as i64;
-    if now == 0 || before == Some(now) {
-        return;
-    }
-    let shown: Vec<String> = plan
-        .refused
-        .iter()
-        .take(10)
-        .map(|n| format!("{n:?}"))
-        .collect();
-    publish(
-        &ctx.recorder,
-        &binding.object_ref(&()),
-        EventType::Warning,
-        EVENT_SUBJECTS_REFUSED,
-        "Bind",
-        format!(
-            "{now} subject name(s) never bound: a built-in system: identity, or not a plain name (who named a user or group so in the identity provider, or wrote it with the directory's SCIM credential?): {}{}",
-            shown.join(", "),
-            if plan.refused.len() > shown.len() { ", ..." } else { "" }
-        ),
-    )
-    .await;
-}
-
-/// An API error, with what to do about the usual ones.
-fn explain(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) if is_not_found(e) => {
-            format!("{} (does the namespace exist?)", s.message)
-        }
-        kube::Error::Api(s) if is_forbidden(e) => format!(
-            "{} (the operator needs `bind` on the role: the Helm chart grants it for the allow-listed roles)",
-            s.message
-        ),
-        other => other.to_string(),
-    }
-}
-
-fn ready_condition(
-    binding: &ScimGroupBinding,
-    plan: &Plan,
-    failures: &[String],
-    deferred: bool,
-    now: jiff::Timestamp,
-) -> Condition {
-    let check = if !failures.is_empty() {
-        Check::failed(
-            REASON_APPLY_FAILED,
-            format!("could not write every binding: {}", failures.join("; ")),
-        )
-    } else if deferred && plan.outcome.ready {
-        // No wait time in the message: it would change, and so rewrite status, on every retry.
-        Check::failed(
-            REASON_WRITE_DEFERRED,
-            "subjects to add wait for this binding's write budget (--group-binding-write-budget); removals are applied at once; retried when the budget allows".to_string(),
-        )
-    } else if plan.outcome.ready {
-        Check::ok(plan.outcome.reason, plan.outcome.message.clone())
-    } else {
-        Check::failed(plan.outcome.reason, plan.outcome.message.clone())
-    };
-    let previous = binding
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    condition(
-        CONDITION_READY,
-        &check,
-        binding.metadata.generation,
-        previous,
-        now,
-    )
-}
-
-/// The status for `plan`; `lastSyncTime` is kept from `previous` unless `wrote`.
-pub fn desired_status(
-    binding: &ScimGroupBinding,
-    plan: &Plan,
-    failures: &[String],
-    deferred: bool,
-    wrote: bool,
-    now: jiff::Timestamp,
-) -> ScimGroupBindingStatus {
-    let previous = binding.status.clone().unwrap_or_default();
-    let mut targets: Vec<TargetStatus> = Vec::new();
-    for (desired, _) in &plan.desired {
-        let namespace = desired.scope.clone().unwrap_or_default();
-        match targets.iter_mut().find(|t| t.namespace == namespace) {
-            Some(t) => {
-                t.subjects += desired.subjects.len() as i64;
-                t.bindings.push(desired.name.clone());
-            }
-            None => targets.push(TargetStatus {
-                namespace,
-                subjects: desired.subjects.len() as i64,
-                bindings: vec![desired.name.clone()],
-            }),
-        }
-    }
-    let synced = failures.is_empty() && !deferred;
-    ScimGroupBindingStatus {
-        observed_generation: binding.metadata.generation,
-        conditions: vec![ready_condition(binding, plan, failures, deferred, now)],
-        group_id: plan.group_id.clone(),
-        members: Some(plan.members as i64),
-        skipped_members: Some(plan.skipped as i64),
-        refused_subjects: Some(plan.refused.len() as i64),
-        held_members: Some(plan.held as i64),
-        targets,
-        // The caller sets what `trust` decided; until then the recorded pin stands.
-        directory: previous.directory.clone(),
-        last_sync_time: if (wrote && synced) || previous.last_sync_time.is_none() {
-            Some(reconcile::condition::round(now).to_string())
-        } else {
-            previous.last_sync_time
-        },
-    }
-}
-
-async fn write_status(
-    binding: &ScimGroupBinding,
-    ctx: &Context,
-    plan: &Plan,
-    failures: &[String],
-    deferred: bool,
-    wrote: bool,
-    accepted: Option<AcceptedDirectory>,
-) -> Result<(), Error> {
-    let now = jiff::Timestamp::now();
-    let mut status = desired_status(binding, plan, failures, deferred, wrote, now);
-    status.directory = accepted;
-    if binding.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let previous_reason = binding
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == CONDITION_READY))
-        .map(|c| c.reason.clone());
-    let ready = &status.conditions[0];
-    if previous_reason.as_deref() != Some(ready.reason.as_str()) {
-        let type_ = if ready.status == "True" {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        };
-        publish(
-            &ctx.recorder,
-            &binding.object_ref(&()),
-            type_,
-            &ready.reason,
-            "Bind",
-            ready.message.clone(),
-        )
-        .await;
-    }
-    let ns = binding.namespace().ok_or(Error::Unnamed)?;
-    // Apply, not merge: a field this manager no longer sets (targets of a group that is gone)
-    // is removed.
-    let api = Api::<ScimGroupBinding>::namespaced(ctx.client.clone(), &ns);
-    reconcile::status::apply(&api, &binding.name_any(), manager::GROUP_BINDING, &status).await?;
-    Ok(())
-}
-
-/// Writes only `status.directory` (a merge patch: the other status fields stay as they are).
-async fn record_accepted(
-    binding: &ScimGroupBinding,
-    ctx: &Context,
-    accepted: Option<&AcceptedDirectory>,
-) -> Result<(), Error> {
-    let ns = binding.namespace().ok_or(Error::Unnamed)?;
-    Api::<ScimGroupBinding>::namespaced(ctx.client.clone(), &ns)
-        .patch_status(
-            &binding.name_any(),
-            &PatchParams {
-                field_manager: Some(manager::GROUP_BINDING.into()),
-                ..Default::default()
-            },
-            &Patch::Merge(serde_json::json!({"status": {"directory": accepted}})),
-        )
-        .await?;
-    Ok(())
-}
-
 /// Removes every binding of a ScimGroupBinding that is being deleted.
 pub async fn cleanup(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Action, Error> {
     for found in existing(&binding, ctx) {
@@ -602,102 +268,4 @@ pub async fn cleanup(binding: Arc<ScimGroupBinding>, ctx: &Context) -> Result<Ac
         delete(ctx, &found.scope, &found.name).await?;
     }
     Ok(Action::await_change())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::rbac::v1::RoleRef;
-
-    fn user(name: &str) -> Subject {
-        Subject {
-            kind: "User".into(),
-            name: name.into(),
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            namespace: None,
-        }
-    }
-
-    fn role(name: &str) -> RoleRef {
-        RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "ClusterRole".into(),
-            name: name.into(),
-        }
-    }
-
-    fn desired(name: &str, role_name: &str, subjects: &[&str]) -> Desired {
-        Desired {
-            scope: Some("team-a".into()),
-            name: name.into(),
-            role_ref: role(role_name),
-            subjects: subjects.iter().map(|s| user(s)).collect(),
-        }
-    }
-
-    fn existing(name: &str, role_name: &str, subjects: &[&str]) -> Existing {
-        Existing {
-            scope: Some("team-a".into()),
-            name: name.into(),
-            role_ref: role(role_name),
-            subjects: subjects.iter().map(|s| user(s)).collect(),
-            cached: true,
-        }
-    }
-
-    #[test]
-    fn a_removal_is_no_addition_and_a_new_member_is() {
-        let now = [existing("p-0", "view", &["a", "b"])];
-        assert!(!adds_subjects(&desired("p-0", "view", &["a"]), &now));
-        assert!(adds_subjects(
-            &desired("p-0", "view", &["a", "b", "c"]),
-            &now
-        ));
-        assert!(adds_subjects(&desired("p-1", "view", &["c"]), &now));
-    }
-
-    #[test]
-    fn a_member_moved_between_parts_is_no_addition() {
-        let now = [
-            existing("p-0", "view", &["a", "b"]),
-            existing("p-1", "view", &["c"]),
-        ];
-        assert!(!adds_subjects(&desired("p-1", "view", &["b", "c"]), &now));
-    }
-
-    #[test]
-    fn another_role_is_an_addition() {
-        let now = [existing("p-0", "view", &["a"])];
-        assert!(adds_subjects(&desired("p-0", "edit", &["a"]), &now));
-        let narrowed = without_additions(&desired("p-0", "edit", &["a"]), &now).unwrap();
-        assert!(narrowed.subjects.is_empty(), "nobody gets the new role yet");
-    }
-
-    #[test]
-    fn while_additions_wait_the_removals_of_the_same_write_are_done() {
-        // b leaves and c joins in one write: b must go now, c waits.
-        let now = [existing("p-0", "view", &["a", "b"])];
-        let narrowed = without_additions(&desired("p-0", "view", &["a", "c"]), &now).unwrap();
-        assert_eq!(narrowed.subjects, vec![user("a")]);
-        // Nothing removed: nothing to write.
-        assert_eq!(
-            without_additions(&desired("p-0", "view", &["a", "b", "c"]), &now),
-            None
-        );
-        // A new part of only new members: nothing to write.
-        assert_eq!(
-            without_additions(&desired("p-1", "view", &["c"]), &now),
-            None
-        );
-    }
-
-    #[test]
-    fn a_binding_whose_subjects_are_unknown_is_never_held_back() {
-        let now = [Existing {
-            cached: false,
-            subjects: Vec::new(),
-            ..existing("p-0", "view", &[])
-        }];
-        assert!(!adds_subjects(&desired("p-0", "view", &["a"]), &now));
-    }
 }

@@ -3,9 +3,14 @@
 //!
 //! - [`plan`]: the pure decision (members with nested groups flattened, subject names from the
 //!   template, the allow-list, splitting large groups, what to write and delete);
+//!   [`members`] (who the group is), [`subjects`] (subject names, refused names) and
+//!   [`parts`] (large groups over several bindings) hold its parts;
 //! - [`trust`]: whether the binding's ScimDirectory may feed it at all (pinned uid and
 //!   credential configuration, no Secret-held credential without an opt-in);
-//! - [`apply`]: carries it out (server-side apply with one field manager, deletions, status);
+//! - [`read`]: what the bindings are now (watch caches, status, what this process wrote);
+//! - [`apply`]: carries the plan out (server-side apply with one field manager, deletions);
+//!   [`additions`] tells what grants someone new (waits for the budget);
+//! - [`status`]: the Ready condition and the status write (server-side apply);
 //! - [`budget`]: how many bytes of bindings a ScimGroupBinding may write (additions wait,
 //!   removals never do).
 //!
@@ -19,10 +24,19 @@
 //! Bindings in other namespaces cannot carry an ownerReference to the ScimGroupBinding, so a
 //! finalizer removes them; they are found by the label [`labels::BINDING_UID`].
 
+pub mod additions;
 pub mod apply;
 pub mod budget;
+pub mod members;
+pub mod parts;
 pub mod plan;
+pub mod read;
+pub mod status;
+pub mod subjects;
 pub mod trust;
+
+#[cfg(test)]
+mod failure_tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,7 +87,7 @@ pub struct Context {
     /// What this process last wrote to each binding: the subjects of a binding outside the
     /// watch caches (another scope's namespace), so that the budget can tell an addition there
     /// from a removal.
-    pub written: std::sync::Mutex<apply::Written>,
+    pub written: std::sync::Mutex<read::Written>,
 }
 
 impl Context {
@@ -133,6 +147,19 @@ fn binding_of(
         .get(labels::BINDING)?
         .split_once('/')?;
     Some(ObjectRef::new(name).within(ns))
+}
+
+/// The ScimGroupBinding a written binding names, if this scope's store holds it. The others
+/// would each make the Controller log "tried to reconcile object ... not found in local
+/// store": the bindings a deleted ScimGroupBinding's cleanup removes, every binding listed
+/// while the ScimGroupBindings wait for the other caches (see `run_scope`), and bindings that
+/// name a ScimGroupBinding of another scope. None of them had a reconcile to run: a
+/// ScimGroupBinding the store lists later is reconciled then, as every listed one is.
+fn known_binding_of(
+    bindings: &Store<ScimGroupBinding>,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<ObjectRef<ScimGroupBinding>> {
+    binding_of(meta).filter(|r| bindings.get(r).is_some())
 }
 
 /// Runs the ScimGroupBinding controller for one scope (one namespace, or all) until `stop`.
@@ -209,12 +236,15 @@ pub async fn run_scope(
 
     let mut controller = Controller::for_stream(binding_changes, bindings.clone());
     if let Some(changes) = cluster_role_binding_changes {
-        controller =
-            controller.watches_stream(changes, |crb: ClusterRoleBinding| binding_of(&crb.metadata));
+        let of_crb = bindings.clone();
+        controller = controller.watches_stream(changes, move |crb: ClusterRoleBinding| {
+            known_binding_of(&of_crb, &crb.metadata)
+        });
     }
     let of_user = bindings.clone();
     let of_group = bindings.clone();
     let of_directory = bindings.clone();
+    let of_role_binding = bindings.clone();
     let running = controller
         .watches_stream(user_changes, move |user: ScimUser| {
             bindings_of_directory(
@@ -238,8 +268,8 @@ pub async fn run_scope(
                 &directory.name_any(),
             )
         })
-        .watches_stream(role_binding_changes, |rb: RoleBinding| {
-            binding_of(&rb.metadata)
+        .watches_stream(role_binding_changes, move |rb: RoleBinding| {
+            known_binding_of(&of_role_binding, &rb.metadata)
         })
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .graceful_shutdown_on(stop.clone())

@@ -3,28 +3,25 @@
 //! ClusterRoleBinding) should exist with which subjects, which to replace or delete, and the
 //! outcome for status. No I/O.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use k8s_openapi::api::rbac::v1::{RoleRef, Subject};
 use kube::ResourceExt;
-use kube::api::ObjectMeta;
 use kube_scim_crds::group_binding::{
     REASON_CLUSTER_WIDE_NOT_ALLOWED, REASON_GROUP_AMBIGUOUS, REASON_GROUP_NOT_FOUND,
     REASON_ROLE_NOT_ALLOWED, REASON_SUBJECT_PREFIX_REQUIRED, REASON_SUBJECT_REFUSED, REASON_SYNCED,
     RoleKind, SubjectKind,
 };
-use kube_scim_crds::{HELD_LABEL, ScimGroup, ScimGroupBinding, ScimUser, labels};
-use sha2::{Digest, Sha256};
+use kube_scim_crds::{ScimGroup, ScimGroupBinding, ScimUser};
+
+pub use super::members::is_held;
+use super::members::{active_members, describe_selector, group_id, selects};
+pub use super::parts::{BINDING_BUDGET_BYTES, base_name, part_name, split};
+pub use super::subjects::{Refusal, refusal, render};
+use super::subjects::{group_attribute, missing_prefix, subject_template, user_attribute};
 
 /// API group of RBAC subjects and role references.
 pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
-
-/// Subjects of one RoleBinding are kept below this many bytes (estimated as JSON). etcd refuses
-/// objects above 1.5 MiB; the margin covers metadata, managedFields and long names.
-pub const BINDING_BUDGET_BYTES: usize = 256 * 1024;
-
-/// At most this many bindings per target (1024 x 256 KiB of subjects is far beyond any group).
-const MAX_PARTS: usize = 1024;
 
 /// What the operator may bind (Helm values `groupBindings.*`).
 #[derive(Clone, Debug, Default)]
@@ -186,7 +183,7 @@ pub fn plan<'a>(
         );
     }
 
-    if let Some(message) = missing_prefix(binding, policy) {
+    if let Some(message) = missing_prefix(binding, &policy.subject_prefix) {
         return refused(REASON_SUBJECT_PREFIX_REQUIRED, message);
     }
 
@@ -399,303 +396,6 @@ fn left_out(refused: &BTreeSet<String>, held: usize) -> String {
         ));
     }
     note
-}
-
-/// The template of `binding`'s subject names (the default when the spec has none).
-fn subject_template(binding: &ScimGroupBinding) -> &str {
-    let subject = &binding.spec.subject;
-    subject.name.as_deref().unwrap_or(match subject.kind {
-        SubjectKind::User => "{{userName}}",
-        SubjectKind::Group => "{{displayName}}",
-    })
-}
-
-/// Why the template does not satisfy the operator's required prefix, if it does not. The
-/// template must begin with the prefix as literal text: an attribute value that happens to
-/// begin with it proves nothing.
-fn missing_prefix(binding: &ScimGroupBinding, policy: &BindingPolicy) -> Option<String> {
-    let prefix = policy.subject_prefix.as_str();
-    let template = subject_template(binding);
-    if prefix.is_empty() || template.starts_with(prefix) && !prefix.contains("{{") {
-        return None;
-    }
-    Some(format!(
-        "this operator binds only subject names beginning with {prefix:?} (Helm value groupBindings.subjectPrefix, the prefix your authenticator gives identity-provider users and groups); spec.subject.name {template:?} must begin with it, e.g. {:?}",
-        format!("{prefix}{}", template.trim_start_matches(prefix))
-    ))
-}
-
-/// Whether the deletion guard holds the deletion or deactivation of this ScimUser or
-/// ScimGroup (label `kubescim.io/held`, whatever its value: unknown values fail closed).
-pub fn is_held(meta: &ObjectMeta) -> bool {
-    meta.labels
-        .as_ref()
-        .is_some_and(|l| l.contains_key(HELD_LABEL))
-}
-
-/// Why a rendered subject name is never bound.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// In the `system:` namespace Kubernetes reserves for built-in identities
-    /// (`system:masters`, `system:anonymous`, `system:authenticated`,
-    /// `system:serviceaccount:<ns>:<name>`, `system:node:<name>`, ...).
-    Reserved,
-    /// Not a plain name: leading or trailing whitespace, or a control or invisible character.
-    /// No authenticator gives a person such a name; it can only be meant to look like another.
-    NotPlain,
-}
-
-impl Refusal {
-    fn explain(self) -> &'static str {
-        match self {
-            Refusal::Reserved => {
-                "is in the system: namespace that Kubernetes reserves for built-in identities"
-            }
-            Refusal::NotPlain => {
-                "is not a plain name (leading or trailing whitespace, control or invisible characters)"
-            }
-        }
-    }
-}
-
-/// Whether a rendered subject name must not be bound, and why. Anyone who can name a user or
-/// group in the identity provider, or holds the directory's SCIM credential, chooses the
-/// attribute values a template renders; a name such as `system:masters` or
-/// `system:serviceaccount:kube-system:default` would hand the role to a built-in identity.
-/// RBAC compares names exactly, so only `system:` itself is reserved, but the check also folds
-/// case and drops whitespace and invisible characters: a disguised `System: masters` is never
-/// legitimate either, and a later normalisation anywhere must not turn it into the real one.
-pub fn refusal(name: &str) -> Option<Refusal> {
-    let folded: String = name
-        .chars()
-        .filter(|c| !c.is_whitespace() && !c.is_control() && !is_invisible(*c))
-        .flat_map(char::to_lowercase)
-        .collect();
-    if folded.starts_with("system:") {
-        return Some(Refusal::Reserved);
-    }
-    if name.trim() != name || name.chars().any(|c| c.is_control() || is_invisible(c)) {
-        return Some(Refusal::NotPlain);
-    }
-    None
-}
-
-/// Zero-width and direction-control characters (Unicode format characters that render as
-/// nothing), which make one name look like another.
-fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
-        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{E0000}'..='\u{E007F}')
-}
-
-fn selects(binding: &ScimGroupBinding, group: &ScimGroup) -> bool {
-    let selector = &binding.spec.group;
-    let status = group.status.as_ref();
-    if let Some(id) = &selector.id {
-        return &group_id(group) == id;
-    }
-    if let Some(external) = &selector.external_id {
-        return status.and_then(|s| s.external_id.as_ref()) == Some(external);
-    }
-    if let Some(name) = &selector.display_name {
-        return status.map(|s| &s.display_name) == Some(name);
-    }
-    false
-}
-
-fn describe_selector(binding: &ScimGroupBinding) -> String {
-    let selector = &binding.spec.group;
-    if let Some(id) = &selector.id {
-        format!("id {id}")
-    } else if let Some(external) = &selector.external_id {
-        format!("externalId {external}")
-    } else {
-        format!(
-            "displayName {}",
-            selector.display_name.as_deref().unwrap_or_default()
-        )
-    }
-}
-
-/// The SCIM id of a group: the key of its members' membership label.
-fn group_id(group: &ScimGroup) -> String {
-    group
-        .status
-        .as_ref()
-        .map(|s| s.id.clone())
-        .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| group.name_any())
-}
-
-/// SCIM ids of the groups whose membership label `meta_labels` carries.
-fn memberships(meta_labels: &BTreeMap<String, String>) -> impl Iterator<Item = &str> {
-    meta_labels
-        .keys()
-        .filter_map(|k| k.strip_prefix(labels::MEMBER_OF_PREFIX))
-}
-
-/// Active users of the directory that are members of `root` directly or through nested groups
-/// (cycles are harmless: each group is expanded once). A group whose member list is being
-/// replaced (`spec.memberRollout`) has exactly the new list, as SCIM serves it, whatever the
-/// labels still say.
-fn active_members<'a>(
-    root: &str,
-    groups: &[&ScimGroup],
-    users: impl IntoIterator<Item = &'a ScimUser>,
-    namespace: &str,
-    directory: &str,
-) -> Vec<&'a ScimUser> {
-    let rollouts: HashMap<String, BTreeSet<&str>> = groups
-        .iter()
-        .filter_map(|g| {
-            let rollout = g.spec.member_rollout.as_ref()?;
-            Some((
-                group_id(g),
-                rollout.members.iter().map(|m| m.value.as_str()).collect(),
-            ))
-        })
-        .collect();
-    // The groups `member_id` belongs to directly.
-    let parents = |member_id: &str, member_labels: &BTreeMap<String, String>| -> Vec<String> {
-        let by_label = memberships(member_labels)
-            .filter(|g| !rollouts.contains_key(*g))
-            .map(str::to_string);
-        let by_rollout = rollouts
-            .iter()
-            .filter(|(_, members)| members.contains(member_id))
-            .map(|(g, _)| g.clone());
-        by_label.chain(by_rollout).collect()
-    };
-    // Child groups by parent id.
-    let mut children: HashMap<String, Vec<String>> = HashMap::new();
-    for group in groups {
-        let id = group_id(group);
-        for parent in parents(&id, group.labels()) {
-            children.entry(parent).or_default().push(id.clone());
-        }
-    }
-    let mut included: BTreeSet<String> = BTreeSet::new();
-    let mut queue = vec![root.to_string()];
-    while let Some(id) = queue.pop() {
-        if included.insert(id.clone())
-            && let Some(nested) = children.get(id.as_str())
-        {
-            queue.extend(nested.iter().cloned());
-        }
-    }
-    users
-        .into_iter()
-        .filter(|u| {
-            u.namespace().as_deref() == Some(namespace)
-                && u.spec.directory_ref.name == directory
-                && u.status.as_ref().is_some_and(|s| s.active)
-                && u.metadata.deletion_timestamp.is_none()
-                && parents(&u.name_any(), u.labels())
-                    .iter()
-                    .any(|g| included.contains(g))
-        })
-        .collect()
-}
-
-pub fn render(template: &str, lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after.find("}}")?;
-        let value = lookup(after[..end].trim()).filter(|v| !v.is_empty())?;
-        out.push_str(&value);
-        rest = &after[end + 2..];
-    }
-    if rest.contains("}}") {
-        return None;
-    }
-    out.push_str(rest);
-    (!out.is_empty()).then_some(out)
-}
-
-fn user_attribute(user: &ScimUser, attribute: &str) -> Option<String> {
-    let status = user.status.as_ref()?;
-    match attribute {
-        "userName" => Some(status.user_name.clone()),
-        "externalId" => status.external_id.clone(),
-        "id" => Some(status.id.clone()).filter(|id| !id.is_empty()),
-        "displayName" => status.display_name.clone(),
-        "email" => status
-            .emails
-            .iter()
-            .find(|e| e.primary == Some(true) && e.value.is_some())
-            .or_else(|| status.emails.iter().find(|e| e.value.is_some()))
-            .and_then(|e| e.value.clone()),
-        _ => None,
-    }
-}
-
-fn group_attribute(group: &ScimGroup, attribute: &str) -> Option<String> {
-    let status = group.status.as_ref()?;
-    match attribute {
-        "displayName" => Some(status.display_name.clone()),
-        "externalId" => status.external_id.clone(),
-        "id" => Some(group_id(group)),
-        _ => None,
-    }
-}
-
-/// Estimated JSON size of a subject in a binding.
-fn subject_bytes(subject: &Subject) -> usize {
-    subject.name.len() + subject.kind.len() + 64
-}
-
-/// Splits sorted subjects into as few parts as keep each under [`BINDING_BUDGET_BYTES`]. A
-/// subject's part is chosen by a hash of its name (the number of parts is a power of two), so
-/// adding or removing one member rewrites only the one binding that holds it. Always at least
-/// one part (an empty group keeps one binding without subjects).
-pub fn split(subjects: &[Subject]) -> Vec<Vec<Subject>> {
-    let total: usize = subjects.iter().map(subject_bytes).sum();
-    let mut parts = 1;
-    while parts < MAX_PARTS && parts * BINDING_BUDGET_BYTES < total {
-        parts *= 2;
-    }
-    loop {
-        let mut buckets: Vec<Vec<Subject>> = vec![Vec::new(); parts];
-        let mut sizes = vec![0usize; parts];
-        for subject in subjects {
-            let digest = Sha256::digest(subject.name.as_bytes());
-            let hash = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-            let index = (hash % parts as u64) as usize;
-            sizes[index] += subject_bytes(subject);
-            buckets[index].push(subject.clone());
-        }
-        if parts >= MAX_PARTS || sizes.iter().all(|s| *s <= BINDING_BUDGET_BYTES) {
-            return buckets;
-        }
-        parts *= 2;
-    }
-}
-
-/// `kube-scim:<namespace>:<name>`: colons cannot occur in namespace or object names, so two
-/// ScimGroupBindings never share a binding name; too long a name is cut and made unique by a
-/// hash.
-pub fn base_name(namespace: &str, name: &str) -> String {
-    let full = format!("kube-scim:{namespace}:{name}");
-    if full.len() <= 200 {
-        return full;
-    }
-    let digest = Sha256::digest(full.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{hex}", &full[..180])
-}
-
-/// Name of part `index` of a split binding: the base name, then `:1`, `:2`, ...
-pub fn part_name(base: &str, index: usize) -> String {
-    if index == 0 {
-        base.to_string()
-    } else {
-        format!("{base}:{index}")
-    }
 }
 
 #[cfg(test)]

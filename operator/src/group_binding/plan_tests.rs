@@ -6,7 +6,7 @@ use kube_scim_crds::group_binding::{
 };
 use kube_scim_crds::{
     DirectoryRef, ScimGroupBindingSpec, ScimGroupSpec, ScimGroupStatus, ScimUserSpec,
-    ScimUserStatus,
+    ScimUserStatus, labels,
 };
 
 use super::*;

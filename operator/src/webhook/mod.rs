@@ -7,15 +7,22 @@
 //! - [`signing`]: Standard Webhooks signatures;
 //! - [`target`]: which addresses may be reached (SSRF protection);
 //! - [`sender`]: one request and the retry policy;
-//! - [`delivery`]: the loop of one webhook.
+//! - [`settings`]: a webhook's spec, checked, with defaults;
+//! - [`machine`]: the delivery state of one webhook, without I/O (what is derived, stored, sent);
+//! - [`delivery`]: the loop of one webhook, the I/O around its machine.
 
 pub mod awaiting_groups;
 pub mod delivery;
 pub mod events;
+pub mod machine;
 pub mod outbox;
 pub mod sender;
+pub mod settings;
 pub mod signing;
 pub mod target;
+
+#[cfg(test)]
+mod failure_tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -4,8 +4,8 @@ use serde_json::{Map, Value, json};
 
 use crate::query::list_response;
 use crate::schema::{
-    AttrDef, ENTERPRISE_USER, GROUP, RESOURCE_TYPE_SCHEMA, ResourceKind, SCHEMA_SCHEMA,
-    SERVICE_PROVIDER_CONFIG_SCHEMA, Schema, USER,
+    AttrDef, COMMON_ATTRIBUTES, ENTERPRISE_USER, GROUP, RESOURCE_TYPE_SCHEMA, ResourceKind,
+    SCHEMA_SCHEMA, SERVICE_PROVIDER_CONFIG_SCHEMA, Schema, USER,
 };
 
 fn base(base_url: &str) -> &str {
@@ -97,14 +97,21 @@ fn attr_json(d: &AttrDef) -> Value {
     Value::Object(m)
 }
 
-/// One `Schema` document with complete attribute definitions.
+/// One `Schema` document with complete attribute definitions. The core User and Group schemas
+/// also list the common attribute `externalId`, as RFC 7643 §3.1 allows: Entra maps an
+/// attribute to it by default, and Microsoft's gallery validation (`Schema_Discoverability_Test`)
+/// fails an app whose `/Schemas` does not show every mapped target attribute.
 pub fn schema(s: &Schema, base_url: &str) -> Value {
+    let core = s.id == USER.id || s.id == GROUP.id;
+    let common = COMMON_ATTRIBUTES
+        .iter()
+        .filter(|d| core && d.name == "externalId");
     json!({
         "schemas": [SCHEMA_SCHEMA],
         "id": s.id,
         "name": s.name,
         "description": s.description,
-        "attributes": s.attributes.iter().map(attr_json).collect::<Vec<_>>(),
+        "attributes": s.attributes.iter().chain(common).map(attr_json).collect::<Vec<_>>(),
         "meta": {
             "resourceType": "Schema",
             "location": format!("{}/Schemas/{}", base(base_url), s.id)

@@ -799,3 +799,48 @@ fn entra_manager_without_urn_prefix() {
         .expect_err("unknown attribute");
     assert_eq!(err.scim_type(), Some("invalidPath"));
 }
+
+/// Microsoft's `SCIM_Null_Update_Test` in its batched form (what Entra sends with
+/// `aadOptscim062020`): `null` in a path-less `replace` unassigns each attribute, core, dotted,
+/// enterprise and custom extension, as a `replace` with a path does (RFC 7643 §2.5). In an
+/// `add` it changes nothing; read-only keys and a write-only `password` stay ignored.
+#[test]
+fn pathless_replace_with_null_unassigns() {
+    let custom = "urn:ietf:params:scim:schemas:extension:CustomExtension:2.0:User";
+    let r = patch(
+        &base_user(),
+        json!([{"op": "replace", "value": {
+            "title": "Eng",
+            format!("{ENT}:department"): "R&D",
+            format!("{custom}:division"): "Platform"
+        }}]),
+    );
+    let added = patch(
+        &r,
+        json!([{"op": "add", "value": {"title": null, "name.givenName": null}}]),
+    );
+    assert_eq!(jget(&added, "title"), Some(&json!("Eng")));
+    assert_eq!(jget(&added, "name/givenName"), Some(&json!("Barbara")));
+
+    let r = patch(
+        &r,
+        json!([{"op": "replace", "value": {
+            "title": null,
+            "name.givenName": null,
+            "externalId": null,
+            format!("{ENT}:department"): null,
+            format!("{custom}:division"): null,
+            "password": null,
+            "id": null,
+            "meta": null
+        }}]),
+    );
+    assert_eq!(jget(&r, "title"), None);
+    assert_eq!(jget(&r, "name/givenName"), None);
+    assert_eq!(jget(&r, "externalId"), None);
+    assert_eq!(jget(&r, &format!("{ENT}/department")), None);
+    assert_eq!(jget(&r, &format!("{custom}/division")), None);
+    assert_eq!(jget(&r, "name/familyName"), Some(&json!("Jensen")));
+    assert_eq!(jget(&r, "userName"), Some(&json!("bjensen@example.com")));
+    assert_eq!(r.id(), Some("u-1"));
+}

@@ -425,6 +425,27 @@ fn discovery_documents() {
     assert_eq!(display["uniqueness"], json!("server"));
     assert!(discovery::schema_by_id("urn:ietf:params:scim:schemas:core:2.0:group", "h").is_some());
     assert!(discovery::resource_type_by_name("user", "h").is_some());
+    // Microsoft's Schema_Discoverability_Test looks for every mapped target attribute, Entra's
+    // default `externalId` too: listed in the core schemas (RFC 7643 §3.1 allows it), once,
+    // and not in the extension; `id` and `meta` stay unlisted.
+    for resource in schemas["Resources"].as_array().unwrap() {
+        let names: Vec<&str> = resource["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["name"].as_str())
+            .collect();
+        let external = names.iter().filter(|n| **n == "externalId").count();
+        let core = resource["id"] != json!(ENTERPRISE_USER_SCHEMA);
+        assert_eq!(external, usize::from(core), "{}: {names:?}", resource["id"]);
+        assert!(
+            !names.contains(&"id") && !names.contains(&"meta"),
+            "{names:?}"
+        );
+    }
+    let external = named(&group["attributes"], "externalId");
+    assert_eq!(external["caseExact"], json!(true));
+    assert_eq!(external["mutability"], json!("readWrite"));
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! One directory's users and groups: compact entries and the indexes filters use.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,6 +8,7 @@ use scim_protocol::{IndexHint, Resource, ResourceKind};
 use serde_json::Value;
 
 use super::rv_num;
+use crate::guard::{Counters, Guard};
 
 /// One member of a group's rollout: its id and the `display` kept for it.
 pub type RolloutEntry = (String, Option<Box<str>>);
@@ -141,17 +142,9 @@ pub struct DirData {
     rollout_of: HashMap<String, HashSet<String>>,
     /// Deleted objects: events at or below this resourceVersion are ignored (for ten minutes).
     tombstones: HashMap<(ResourceKind, String), (u64, Instant)>,
-    /// When users and groups were deleted and users deactivated, oldest first, for the
-    /// deletion guard (at most [`MAX_REMOVALS`], none older than the longest guard window).
-    removals: VecDeque<Instant>,
-    /// Entries carrying a held operation.
-    held: usize,
-    /// Deletions and deactivations the guard let through that are being written.
-    pending_removals: usize,
+    /// What the deletion guard decides on: removals, held and pending operations.
+    guard: Counters,
 }
-
-/// Removals remembered per directory: beyond this many, every guard limit is long exceeded.
-const MAX_REMOVALS: usize = 1_000_000;
 
 /// How long a deletion is remembered against late events.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
@@ -369,7 +362,7 @@ impl DirData {
             self.removed();
         }
         if e.held.is_some() {
-            self.held += 1;
+            self.guard.count_held(true);
         }
         self.index(kind, &e, r);
         match kind {
@@ -385,61 +378,42 @@ impl DirData {
         }?;
         self.unindex(kind, &old);
         if old.held.is_some() {
-            self.held = self.held.saturating_sub(1);
+            self.guard.count_held(false);
         }
         Some(old)
     }
 
     /// Remembers a deletion or deactivation now.
     fn removed(&mut self) {
-        if self.removals.len() >= MAX_REMOVALS {
-            self.removals.pop_front();
-        }
-        self.removals.push_back(Instant::now());
-    }
-
-    /// Deletions and deactivations within `window` (forgetting those older than any window).
-    pub fn recent_removals(&mut self, window: Duration) -> usize {
-        let now = Instant::now();
-        while self
-            .removals
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > crate::guard::MAX_WINDOW)
-        {
-            self.removals.pop_front();
-        }
-        self.removals
-            .iter()
-            .rev()
-            .take_while(|t| now.duration_since(**t) <= window)
-            .count()
+        self.guard.removed(Instant::now());
     }
 
     /// Whether the deletion guard holds the next deletion or deactivation; if it does not,
     /// that operation counts as pending until [`DirData::end_pending_removal`].
-    pub fn decide_removal(&mut self, guard: &crate::guard::Guard) -> bool {
-        let recent = self.recent_removals(guard.window) + self.pending_removals;
-        let holds = guard.holds(recent, self.held, self.population());
-        if !holds {
-            self.pending_removals += 1;
-        }
-        holds
+    pub fn decide_removal(&mut self, guard: &Guard) -> bool {
+        let population = self.population();
+        self.guard.decide(guard, population, Instant::now())
     }
 
     /// A pending deletion or deactivation was written (the cache now counts it) or failed.
     pub fn end_pending_removal(&mut self) {
-        self.pending_removals = self.pending_removals.saturating_sub(1);
+        self.guard.end_pending();
     }
 
     /// `(users, active users, groups, held operations)`.
     pub fn stats(&self) -> (usize, usize, usize, usize) {
         let active = self.users.values().filter(|e| e.active).count();
-        (self.users.len(), active, self.groups.len(), self.held)
+        (
+            self.users.len(),
+            active,
+            self.groups.len(),
+            self.guard.held(),
+        )
     }
 
     /// Entries carrying a held operation.
     pub fn held(&self) -> usize {
-        self.held
+        self.guard.held()
     }
 
     /// Users and groups.

@@ -1,97 +1,52 @@
 //! In-memory copy of every watched ScimDirectory, ScimUser and ScimGroup, with the indexes
 //! the SCIM filters need. Fed by watchers *and* by the server's own write responses
 //! (read-your-writes); an object with an older resourceVersion than the one held is ignored.
-//! `entries.rs` holds one directory's data and its indexes; this file the directories, their
-//! locks and the conversion of watched objects.
+//! `entries.rs` holds one directory's data and its indexes, `directories.rs` what the server
+//! knows of each ScimDirectory; this file the directories, their locks and the conversion of
+//! watched users and groups. The cleanup queue it feeds is `crate::cleanup_queue`.
 
+mod directories;
 mod entries;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use kube::api::DynamicObject;
-use kube_scim_crds::{AuthMethod, CONDITION_READY, Provider, ScimDirectory, labels};
-use kube_scim_runtime::verifier;
+use kube_scim_crds::{ScimDirectory, labels};
 use scim_protocol::{Resource, ResourceKind};
 use serde_json::Value;
 
+use crate::cleanup_queue::{CleanupJob, CleanupQueue};
 use crate::convert::resource_from_status;
-use crate::entra::EntraAuth;
-use crate::federation::FederationAuth;
-use crate::guard::Guard;
-use crate::oauth::OAuthSettings;
 
+#[cfg(test)]
+pub use directories::Verifier;
+use directories::dir_info;
+pub use directories::{DirInfo, EntraAuth, FederationAuth};
 pub use entries::{DirData, Entry, RolloutEntry};
+
+/// A directory named by a request.
+#[derive(Debug, Clone, Copy)]
+pub struct DirRef<'a> {
+    /// Namespace.
+    pub ns: &'a str,
+    /// ScimDirectory name.
+    pub name: &'a str,
+}
+
+impl DirRef<'_> {
+    /// `namespace/name`.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.ns, self.name)
+    }
+}
 
 /// Namespace and name of a directory.
 pub type DirKey = (String, String);
 
-/// A directory as the server needs it.
-#[derive(Debug, Clone, Default)]
-pub struct DirInfo {
-    /// Object uid (for ownerReferences, and bound into every token verifier).
-    pub uid: String,
-    /// Namespace and name, bound into every token verifier.
-    pub namespace: String,
-    pub name: String,
-    /// Ready condition is True.
-    pub ready: bool,
-    /// Verifiers of valid tokens, bound to this directory: key id, HMAC-SHA256 digest, expiry.
-    pub verifiers: Vec<Verifier>,
-    /// `spec.provider`: which client's expectations the answers follow (see `dialect`).
-    pub provider: Provider,
-    /// `BearerToken` is not among `spec.auth.methods`: the bearer token opens nothing.
-    pub no_bearer: bool,
-    /// With method `EntraToken`: the tenant (and applications) whose Entra-issued tokens open it.
-    pub entra: Option<EntraAuth>,
-    /// With method `OAuthClientCredentials`: the token endpoint's settings (its access tokens
-    /// open the directory).
-    pub oauth: Option<OAuthSettings>,
-    /// With method `WorkloadIdentityFederation`: which Entra-signed assertions the token
-    /// endpoint exchanges for access tokens (which open the directory).
-    pub federation: Option<FederationAuth>,
-    /// `spec.suspend`: writes are refused, reads served.
-    pub suspended: bool,
-    /// `spec.deletionGuard`.
-    pub guard: Guard,
-}
-
-/// One published verifier, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verifier {
-    /// Id of the verifier key.
-    pub key_id: String,
-    /// HMAC-SHA256 of the token under that key.
-    pub digest: [u8; 32],
-    /// After this the verifier opens nothing; `None` for the current token.
-    pub expires_at: Option<jiff::Timestamp>,
-}
-
 /// One directory's data behind its own lock.
 type Shard = Arc<RwLock<DirData>>;
-
-/// A group whose membership labels are to be removed from its members: one the apiserver is
-/// deleting (`deletionTimestamp` set) or one that is gone while labels still name it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CleanupJob {
-    /// Namespace.
-    pub ns: String,
-    /// Directory the group belonged to.
-    pub dir: String,
-    /// The group's SCIM id (object name).
-    pub group: String,
-}
-
-/// The cleanup worker's jobs.
-#[derive(Default)]
-struct CleanupQueue {
-    /// Queued and not yet taken by the worker (deduplicated).
-    queued: BTreeSet<CleanupJob>,
-    /// Queued, being worked on, or failed and waiting for a retry: every job not yet settled.
-    /// What `kube_scim_group_cleanup_pending` counts.
-    pending: BTreeSet<CleanupJob>,
-}
 
 /// The shared cache. Each directory's users and groups sit behind their own lock, so a slow
 /// query in one directory never stalls writes or watch updates of another; the map of
@@ -103,9 +58,7 @@ pub struct Cache {
     watchers_total: AtomicUsize,
     watchers_synced: AtomicUsize,
     /// Groups whose members' labels the cleanup worker is to bring in line.
-    cleanup: Mutex<CleanupQueue>,
-    /// Wakes the cleanup worker when a job is queued.
-    cleanup_queued: tokio::sync::Notify,
+    cleanups: CleanupQueue,
 }
 
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -194,107 +147,6 @@ fn rollout_of_object(obj: &DynamicObject) -> Option<Vec<RolloutEntry>> {
             .map(|m| (m.value, m.display.map(Box::from)))
             .collect(),
     )
-}
-
-fn dir_info(d: &ScimDirectory) -> DirInfo {
-    let st = d.status.as_ref();
-    let ready = st.is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == CONDITION_READY && c.status == "True")
-    });
-    let mut unkeyed = 0;
-    let verifiers = st
-        .map(|s| {
-            s.token_verifiers
-                .iter()
-                .filter_map(|v| {
-                    // Only verifiers bound to a directory count: kube-scim 0.1.0's unkeyed
-                    // `sha256:` hashes and the unbound `hmac-sha256:` ones of earlier builds
-                    // name no directory, so a planted one could not be told from a real one
-                    // (issue 27). They open nothing; the operator replaces them at its first
-                    // reconcile.
-                    let Some((verifier::Kind::Bound, key_id, digest)) = verifier::parse(&v.hash)
-                    else {
-                        unkeyed += 1;
-                        return None;
-                    };
-                    let expires_at = match v.expires_at.as_deref() {
-                        None | Some("") => None,
-                        Some(t) => match t.parse::<jiff::Timestamp>() {
-                            Ok(ts) => Some(ts),
-                            // An unreadable expiry must not make a token valid forever.
-                            Err(_) => Some(jiff::Timestamp::UNIX_EPOCH),
-                        },
-                    };
-                    Some(Verifier {
-                        key_id: key_id.to_string(),
-                        digest,
-                        expires_at,
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    if unkeyed > 0 {
-        tracing::warn!(
-            namespace = d.metadata.namespace.as_deref().unwrap_or_default(),
-            directory = d.metadata.name.as_deref().unwrap_or_default(),
-            unkeyed,
-            "ignoring token verifiers not bound to the directory (written by an older operator; the current operator replaces them)"
-        );
-    }
-    DirInfo {
-        uid: d.metadata.uid.clone().unwrap_or_default(),
-        namespace: d.metadata.namespace.clone().unwrap_or_default(),
-        name: d.metadata.name.clone().unwrap_or_default(),
-        ready,
-        verifiers,
-        provider: d.spec.provider,
-        no_bearer: !d.spec.auth.allows(AuthMethod::BearerToken),
-        entra: d
-            .spec
-            .auth
-            .entra_token
-            .as_ref()
-            .filter(|_| d.spec.auth.allows(AuthMethod::EntraToken))
-            .map(|e| EntraAuth {
-                tenant_id: e.tenant_id.to_ascii_lowercase(),
-                allowed_app_ids: e.allowed_app_ids.clone(),
-            }),
-        oauth: d
-            .spec
-            .auth
-            .allows(AuthMethod::OAuthClientCredentials)
-            .then(|| {
-                OAuthSettings::from_lifetime(
-                    d.spec
-                        .auth
-                        .oauth_client_credentials
-                        .as_ref()
-                        .and_then(|o| o.access_token_lifetime.as_deref()),
-                )
-            }),
-        federation: d
-            .spec
-            .auth
-            .workload_identity_federation
-            .as_ref()
-            .filter(|_| d.spec.auth.allows(AuthMethod::WorkloadIdentityFederation))
-            .map(|f| FederationAuth {
-                tenant_id: f.tenant_id.to_ascii_lowercase(),
-                subject: f.subject.clone(),
-                // Unset: the token endpoint as the operator published it (not as a request's
-                // Host header says it is).
-                audience: f
-                    .audience
-                    .clone()
-                    .or_else(|| st.and_then(|s| s.oauth_token_endpoint.clone())),
-                lifetime: OAuthSettings::from_lifetime(f.access_token_lifetime.as_deref()).lifetime,
-            }),
-        suspended: d.spec.suspend,
-        guard: Guard::from_spec(&d.spec.deletion_guard),
-    }
 }
 
 /// One directory's figures for metrics.
@@ -423,7 +275,7 @@ impl Cache {
             // labels are the cleanup worker's to remove.
             write_lock(&shard).delete(kind, name, rv);
             if kind == ResourceKind::Group {
-                self.queue_cleanup(CleanupJob {
+                self.cleanups.queue(CleanupJob {
                     ns: ns.to_string(),
                     dir: directory_of(obj)?,
                     group: name.to_string(),
@@ -437,7 +289,7 @@ impl Cache {
             && e.rollout.is_some()
         {
             // A member list to roll out (also one a stopped server left unfinished).
-            self.queue_cleanup(CleanupJob {
+            self.cleanups.queue(CleanupJob {
                 ns: ns.to_string(),
                 dir,
                 group: name.to_string(),
@@ -456,7 +308,7 @@ impl Cache {
             kind == ResourceKind::Group && d.has_members(name)
         };
         if labelled {
-            self.queue_cleanup(CleanupJob {
+            self.cleanups.queue(CleanupJob {
                 ns: ns.to_string(),
                 dir: dir.to_string(),
                 group: name.to_string(),
@@ -464,48 +316,9 @@ impl Cache {
         }
     }
 
-    /// Queues a cleanup job and wakes the worker.
-    pub fn queue_cleanup(&self, job: CleanupJob) {
-        let new = {
-            let mut q = self.cleanup.lock().unwrap_or_else(|e| e.into_inner());
-            q.pending.insert(job.clone());
-            q.queued.insert(job)
-        };
-        if new {
-            self.cleanup_queued.notify_one();
-        }
-    }
-
-    /// Takes every queued cleanup job (each stays pending until [`Cache::cleanup_settled`]).
-    pub fn take_cleanups(&self) -> Vec<CleanupJob> {
-        let mut q = self.cleanup.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::take(&mut q.queued).into_iter().collect()
-    }
-
-    /// The worker settled `job`: it is no longer pending, unless it was queued again meanwhile
-    /// (a change since the worker looked, which it has yet to see).
-    pub fn cleanup_settled(&self, job: &CleanupJob) {
-        let mut q = self.cleanup.lock().unwrap_or_else(|e| e.into_inner());
-        if !q.queued.contains(job) {
-            q.pending.remove(job);
-        }
-    }
-
-    /// Pending cleanup jobs of directory `name` in `ns`.
-    pub fn cleanup_pending(&self, ns: &str, name: &str) -> usize {
-        self.cleanup
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pending
-            .iter()
-            .filter(|j| j.ns == ns && j.dir == name)
-            .count()
-    }
-
-    /// Waits until a cleanup job is queued (returns at once if one was queued since the last
-    /// wait).
-    pub async fn cleanup_queued(&self) {
-        self.cleanup_queued.notified().await;
+    /// The cleanup worker's queue, which watch events and writes feed.
+    pub fn cleanups(&self) -> &CleanupQueue {
+        &self.cleanups
     }
 
     /// Groups that no cached group object stands for but whose id a membership label still
@@ -564,7 +377,7 @@ impl Cache {
         dirs.into_iter()
             .map(|((ns, name), info)| {
                 let (users, active_users, groups, held) = self.read(&ns, &name, DirData::stats);
-                let cleanup_pending = self.cleanup_pending(&ns, &name);
+                let cleanup_pending = self.cleanups.pending(&ns, &name);
                 DirStats {
                     directory: format!("{ns}/{name}"),
                     ready: info.ready,
@@ -677,105 +490,5 @@ mod tests {
         c.delete_object(ResourceKind::User, "ns", "other", "u2", 12);
         release.send(()).unwrap();
         reader.join().unwrap();
-    }
-
-    #[test]
-    fn only_bound_verifiers_are_kept_and_a_bad_expiry_has_passed() {
-        let bound = format!("hmac-sha256-dir:k1:{}", "ab".repeat(32));
-        let verifier = |hash: &str, expires_at: Option<&str>| kube_scim_crds::TokenVerifier {
-            hash: hash.to_string(),
-            fingerprint: None,
-            expires_at: expires_at.map(str::to_string),
-        };
-        let mut d = ScimDirectory::new("d", Default::default());
-        d.status = Some(kube_scim_crds::ScimDirectoryStatus {
-            token_verifiers: vec![
-                verifier(&bound, None),
-                verifier(&format!("sha256:{}", "ab".repeat(32)), None),
-                verifier(&format!("hmac-sha256-dir:k1:{}", "zz".repeat(32)), None),
-                verifier(&bound, Some("soon")),
-                // Unbound (earlier builds): names no directory, so never accepted.
-                verifier(&format!("hmac-sha256:k1:{}", "cd".repeat(32)), None),
-            ],
-            ..Default::default()
-        });
-        let info = dir_info(&d);
-        assert_eq!(
-            info.verifiers,
-            vec![
-                Verifier {
-                    key_id: "k1".into(),
-                    digest: [0xab; 32],
-                    expires_at: None,
-                },
-                Verifier {
-                    key_id: "k1".into(),
-                    digest: [0xab; 32],
-                    expires_at: Some(jiff::Timestamp::UNIX_EPOCH),
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn federation_expects_the_configured_audience_else_the_published_token_endpoint() {
-        let mut spec = kube_scim_crds::ScimDirectorySpec::default();
-        spec.auth.methods = vec![AuthMethod::WorkloadIdentityFederation];
-        spec.auth.workload_identity_federation =
-            Some(kube_scim_crds::WorkloadIdentityFederationSpec {
-                tenant_id: "3F1E4B7A-5C2D-4E8F-9A0B-1C2D3E4F5A6B".into(),
-                subject: "sp".into(),
-                audience: None,
-                access_token_lifetime: Some("2h".into()),
-            });
-        let mut d = ScimDirectory::new("d", spec);
-        let endpoint = "https://scim.example/scim/v2/ns/d/oauth2/token";
-        d.status = Some(kube_scim_crds::ScimDirectoryStatus {
-            oauth_token_endpoint: Some(endpoint.into()),
-            ..Default::default()
-        });
-        let fed = dir_info(&d).federation.unwrap();
-        assert_eq!(fed.tenant_id, "3f1e4b7a-5c2d-4e8f-9a0b-1c2d3e4f5a6b");
-        assert_eq!(fed.audience.as_deref(), Some(endpoint));
-        assert_eq!(fed.lifetime, std::time::Duration::from_secs(7200));
-        // Federation alone does not make the client secret work.
-        assert!(dir_info(&d).oauth.is_none());
-        d.spec
-            .auth
-            .workload_identity_federation
-            .as_mut()
-            .unwrap()
-            .audience = Some("app-id".into());
-        assert_eq!(
-            dir_info(&d).federation.unwrap().audience.as_deref(),
-            Some("app-id")
-        );
-        // The settings without the method open nothing.
-        d.spec.auth.methods = vec![AuthMethod::BearerToken];
-        assert!(dir_info(&d).federation.is_none());
-    }
-
-    #[test]
-    fn a_cleanup_job_is_pending_until_settled_after_its_last_queueing() {
-        let cache = Cache::default();
-        let job = CleanupJob {
-            ns: "ns".into(),
-            dir: "d".into(),
-            group: "g".into(),
-        };
-        cache.queue_cleanup(job.clone());
-        cache.queue_cleanup(job.clone());
-        assert_eq!(cache.cleanup_pending("ns", "d"), 1, "deduplicated");
-        assert_eq!(cache.take_cleanups(), vec![job.clone()]);
-        // Taken by the worker (being worked on, or failed and waiting): still pending.
-        assert_eq!(cache.cleanup_pending("ns", "d"), 1);
-        // Queued again while the worker ran: the group changed since it looked.
-        cache.queue_cleanup(job.clone());
-        cache.cleanup_settled(&job);
-        assert_eq!(cache.cleanup_pending("ns", "d"), 1);
-        assert_eq!(cache.take_cleanups(), vec![job.clone()]);
-        cache.cleanup_settled(&job);
-        assert_eq!(cache.cleanup_pending("ns", "d"), 0);
-        assert!(cache.take_cleanups().is_empty());
     }
 }

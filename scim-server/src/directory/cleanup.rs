@@ -27,7 +27,8 @@ use scim_protocol::{MembershipDelta, ResourceKind, ScimError, check_if_match};
 use serde_json::json;
 
 use super::{DirRef, DirectoryService, objects};
-use crate::cache::{CleanupJob, Entry, RolloutEntry, directory_of, rv_num};
+use crate::cache::{Entry, RolloutEntry, directory_of, rv_num};
+use crate::cleanup_queue::CleanupJob;
 use crate::dialect;
 use crate::error::Error;
 use crate::metrics::LabelWriteLabels;
@@ -318,7 +319,7 @@ impl<S: Storage> DirectoryService<S> {
             };
             self.cache
                 .delete_object(kind, dir.ns, dir.name, id, deleted_at);
-            self.cache.queue_cleanup(CleanupJob {
+            self.cache.cleanups().queue(CleanupJob {
                 ns: dir.ns.to_string(),
                 dir: dir.name.to_string(),
                 group: id.to_string(),
@@ -509,15 +510,15 @@ impl<S: Storage> DirectoryService<S> {
         loop {
             if self.cache.is_synced() && tokio::time::Instant::now() >= next_sweep {
                 for job in self.cache.orphaned_groups() {
-                    self.cache.queue_cleanup(job);
+                    self.cache.cleanups().queue(job);
                 }
                 next_sweep = tokio::time::Instant::now() + settings.sweep_interval;
             }
             let mut failed = Vec::new();
-            for job in self.cache.take_cleanups() {
+            for job in self.cache.cleanups().take() {
                 match self.settle_group(&job, settings.batch).await {
                     Ok(written) => {
-                        self.cache.cleanup_settled(&job);
+                        self.cache.cleanups().settled(&job);
                         if written > 0 {
                             tracing::info!(
                                 namespace = %job.ns, directory = %job.dir, group = %job.group,
@@ -545,11 +546,11 @@ impl<S: Storage> DirectoryService<S> {
                 settings.retry_after
             };
             tokio::select! {
-                () = self.cache.cleanup_queued() => {}
+                () = self.cache.cleanups().wait() => {}
                 () = tokio::time::sleep(wait) => {}
             }
             for job in failed {
-                self.cache.queue_cleanup(job);
+                self.cache.cleanups().queue(job);
             }
         }
     }
@@ -559,9 +560,9 @@ impl<S: Storage> DirectoryService<S> {
     #[cfg(test)]
     pub async fn run_queued_cleanups(&self) -> usize {
         let mut removed = 0;
-        for job in self.cache.take_cleanups() {
+        for job in self.cache.cleanups().take() {
             removed += self.settle_group(&job, 2).await.expect("cleanup");
-            self.cache.cleanup_settled(&job);
+            self.cache.cleanups().settled(&job);
         }
         removed
     }

@@ -4,56 +4,40 @@
 //! after a late answer finds its own object), retries on write conflicts, fans group
 //! membership out to the members' labels, and applies its own write results to the cache so a
 //! client reads its writes at once. Storage is reached through [`Storage`]; the unit tests
-//! below run it on the in-memory store.
+//! (`tests.rs`) run it on the in-memory store.
+//!
+//! This file: the service, its reads and its delegates to `crate::auth`; `write.rs`: POST,
+//! PATCH/PUT, DELETE and the deletion guard's hold; `unique.rs`: the unique name;
+//! `members.rs`: membership labels; `cleanup.rs`: the background label worker; `objects.rs`:
+//! object and patch bodies; `list.rs`: queries.
 
 mod cleanup;
-mod federation;
 mod list;
 mod members;
 mod objects;
+mod unique;
+mod write;
 
 use std::sync::Arc;
 
 use kube_scim_runtime::verifier::SharedKeyRing;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use scim_protocol::patch::replace_with_delta;
-use scim_protocol::{
-    ListQuery, MembershipDelta, PatchRequest, Resource, ResourceKind, ScimError, check_if_match,
-    validate_create,
-};
+use scim_protocol::{ListQuery, PatchRequest, Resource, ResourceKind, ScimError};
 use serde_json::Value;
 
-use kube_scim_crds::{HELD_DEACTIVATE, HELD_DELETE};
-
-use crate::auth;
-use crate::cache::{Cache, CleanupJob, DirInfo, Entry, directory_of, rv_num};
-use crate::convert::status_json;
-use crate::entra::EntraVerifier;
+use crate::auth::entra::EntraVerifier;
+use crate::auth::federation::FederationVerifier;
+use crate::auth::{Authenticator, oauth};
+pub use crate::cache::DirRef;
+use crate::cache::{Cache, DirInfo, Entry, directory_of};
 use crate::error::Error;
-use crate::federation::FederationVerifier;
 use crate::metrics::LabelWriteLabels;
-use crate::oauth;
 use crate::render::{self, Locations};
-use crate::storage::{Storage, StoreError};
+use crate::storage::Storage;
 
 pub use cleanup::CleanupSettings;
 pub use objects::candidate_id;
-
-/// A directory named by a request.
-#[derive(Debug, Clone, Copy)]
-pub struct DirRef<'a> {
-    /// Namespace.
-    pub ns: &'a str,
-    /// ScimDirectory name.
-    pub name: &'a str,
-}
-
-impl DirRef<'_> {
-    fn label(&self) -> String {
-        format!("{}/{}", self.ns, self.name)
-    }
-}
 
 /// Limits the service works within.
 #[derive(Debug, Clone, Copy)]
@@ -90,93 +74,19 @@ pub enum Reply<'a> {
     },
 }
 
-/// What the client believes a cached resource to be: a user whose deactivation is held is
-/// inactive to it.
-fn believed(entry: &Entry) -> Result<Resource, Error> {
-    let mut r = entry.resource()?;
-    if entry.held.as_deref() == Some(HELD_DEACTIVATE) {
-        r.set_attribute("active", Value::Bool(false))?;
-    }
-    Ok(r)
-}
-
-/// A deletion or deactivation the guard let through and that is being written: counted
-/// against the guard's limit until it is (then the cache counts it).
-struct PendingRemoval {
-    cache: Arc<Cache>,
-    ns: String,
-    dir: String,
-}
-
-impl Drop for PendingRemoval {
-    fn drop(&mut self) {
-        self.cache
-            .update(&self.ns, &self.dir, |d| d.end_pending_removal());
-    }
-}
-
 /// The directory service over storage `S`.
 pub struct DirectoryService<S> {
     cache: Arc<Cache>,
     store: S,
     limits: Limits,
-    keys: SharedKeyRing,
-    entra: Option<Arc<EntraVerifier>>,
-    federation: Option<Arc<FederationVerifier>>,
+    /// Who may use which directory.
+    auth: Authenticator,
     /// Labels the cleanup worker writes, counted (unregistered unless `with_label_writes`).
     label_writes: Family<LabelWriteLabels, Counter>,
 }
 
 fn not_found(kind: ResourceKind, id: &str) -> Error {
     ScimError::NotFound(format!("no {} with id {id}", kind.name())).into()
-}
-
-fn uniqueness(kind: ResourceKind) -> Error {
-    let attr = kind.unique_attr().map_or("name", |a| a.name);
-    ScimError::Uniqueness(format!(
-        "a {} with this {attr} already exists in this directory",
-        kind.name().to_lowercase()
-    ))
-    .into()
-}
-
-/// Characters that do not show: controls, zero-width and other format characters, fillers.
-/// Two names that differ only by them look the same to a person.
-fn invisible(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
-            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
-            | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
-            | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}' | '\u{1D173}'..='\u{1D17A}'
-            | '\u{E0000}'..='\u{E0FFF}')
-}
-
-/// Makes the unique attribute (`userName`, a group's `displayName`) one identity per visible
-/// name: refuses a blank value and invisible characters, and stores the NFC form, so names
-/// that differ only in Unicode normalization are the same name (and collide as such).
-fn normalize_unique(res: &mut Resource) -> Result<(), Error> {
-    let Some(kind) = res.kind().unique_attr() else {
-        return Ok(());
-    };
-    let attr = kind.name;
-    let Some(v) = res.unique_value() else {
-        return Err(ScimError::InvalidValue(format!("{attr} is required")).into());
-    };
-    if v.trim().is_empty() {
-        return Err(ScimError::InvalidValue(format!("{attr} must not be empty or blank")).into());
-    }
-    if v.chars().any(invisible) {
-        return Err(ScimError::InvalidValue(format!(
-            "{attr} must not contain control, zero-width or other invisible characters"
-        ))
-        .into());
-    }
-    let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc().normalize(v);
-    if let std::borrow::Cow::Owned(n) = nfc {
-        res.set_unique_value(n);
-    }
-    Ok(())
 }
 
 fn now() -> String {
@@ -186,25 +96,15 @@ fn now() -> String {
         .to_string()
 }
 
-/// The 401 of a request whose credential opens nothing.
-fn unauthenticated(token: Option<&str>) -> Error {
-    match token {
-        None => Error::NoToken,
-        Some(_) => Error::Unauthorized("the bearer token is not valid for this directory"),
-    }
-}
-
 impl<S: Storage> DirectoryService<S> {
     /// A service over `cache` (fed by watchers and by this service's writes) and `store`,
     /// checking bearer tokens with the verifier keys in force in `keys`.
     pub fn new(cache: Arc<Cache>, store: S, limits: Limits, keys: SharedKeyRing) -> Self {
         DirectoryService {
+            auth: Authenticator::new(cache.clone(), keys),
             cache,
             store,
             limits,
-            keys,
-            entra: None,
-            federation: None,
             label_writes: Family::default(),
         }
     }
@@ -218,14 +118,14 @@ impl<S: Storage> DirectoryService<S> {
     /// Also accepts Entra-issued tokens (for directories with method `EntraToken`), checked by
     /// `entra`.
     pub fn with_entra(mut self, entra: Arc<EntraVerifier>) -> Self {
-        self.entra = Some(entra);
+        self.auth.set_entra(entra);
         self
     }
 
     /// Also exchanges Entra-signed client assertions for access tokens (for directories with
     /// method `WorkloadIdentityFederation`), checked by `federation`.
     pub fn with_federation(mut self, federation: Arc<FederationVerifier>) -> Self {
-        self.federation = Some(federation);
+        self.auth.set_federation(federation);
         self
     }
 
@@ -234,157 +134,20 @@ impl<S: Storage> DirectoryService<S> {
         &self.cache
     }
 
-    /// The directory, if it exists, is ready and `token` opens it: as its bearer token, as an
-    /// access token from its OAuth token endpoint, or as an Entra-issued token, as far as the
-    /// directory's methods allow each.
-    ///
-    /// The credential is checked first: without a valid one the answer is the same 401 whether
-    /// the directory exists, is not ready yet, or does not exist, so that a client without a
-    /// token cannot learn which directories exist.
+    /// The directory, if it exists, is ready and `token` opens it (see
+    /// [`Authenticator::authorize`]).
     pub async fn authorize(&self, dir: DirRef<'_>, token: Option<&str>) -> Result<DirInfo, Error> {
-        let keys = self.keys.current();
-        let Some(info) = self.cache.directory(dir.ns, dir.name) else {
-            // About the work of a wrong token on a directory that exists.
-            if let (Some(token), Some(key)) = (token, keys.keys().first()) {
-                let binding = kube_scim_runtime::verifier::Binding {
-                    uid: "",
-                    namespace: dir.ns,
-                    name: dir.name,
-                };
-                std::hint::black_box(keys.digest(key.id(), &binding, token));
-            }
-            return Err(unauthenticated(token));
-        };
-        let ready = info.ready;
-        let info = self.authenticate(dir, info, token, &keys).await?;
-        if !ready {
-            return Err(Error::unavailable(
-                format!("the SCIM directory {} is not ready yet", dir.label()),
-                10,
-            ));
-        }
-        Ok(info)
+        self.auth.authorize(dir, token).await
     }
 
-    /// Whether `token` opens `info` (readiness aside).
-    async fn authenticate(
-        &self,
-        dir: DirRef<'_>,
-        info: DirInfo,
-        token: Option<&str>,
-        keys: &kube_scim_runtime::verifier::KeyRing,
-    ) -> Result<DirInfo, Error> {
-        let now = jiff::Timestamp::now();
-        let mut checked = info.clone();
-        checked.ready = true;
-        let bearer =
-            auth::authorize(&dir.label(), Some(checked), token, keys, now).map(|_| info.clone());
-        let (Err(Error::Unauthorized(_)), Some(token)) = (&bearer, token) else {
-            return bearer;
-        };
-        // The reasons below help the administrator; the client learns only that it failed.
-        if oauth::is_access_token(token) {
-            // Both methods issue the same access tokens from the token endpoint.
-            let verdict = if info.oauth.is_some() || info.federation.is_some() {
-                oauth::verify(keys, &info.uid, token, now).map_err(|r| r.to_string())
-            } else {
-                Err("an OAuth access token, but OAuthClientCredentials and \
-                     WorkloadIdentityFederation are not among spec.auth.methods"
-                    .to_string())
-            };
-            return match verdict {
-                Ok(()) => Ok(info),
-                Err(reason) => {
-                    tracing::info!(namespace = dir.ns, directory = dir.name, %reason, "token rejected");
-                    bearer
-                }
-            };
-        }
-        let (Some(entra), Some(verifier)) = (&info.entra, &self.entra) else {
-            return bearer;
-        };
-        match verifier.verify(entra, token).await {
-            Ok(()) => Ok(info),
-            Err(reason) => {
-                tracing::info!(namespace = dir.ns, directory = dir.name, %reason, "token rejected");
-                bearer
-            }
-        }
-    }
-
-    /// Answers a token request to the directory's OAuth 2.0 token endpoint (RFC 6749 §4.4):
-    /// the client id must be the directory's uid and the client secret one of its tokens (the
-    /// keyed verifiers, as for a bearer token); the directory must have method
-    /// `OAuthClientCredentials`. A client assertion instead of a secret is workload identity
-    /// federation (see `federation.rs`).
+    /// Answers a token request to the directory's OAuth 2.0 token endpoint (see
+    /// `auth/endpoint.rs`).
     pub async fn issue_access_token(
         &self,
         dir: DirRef<'_>,
         request: &oauth::TokenRequest,
     ) -> Result<oauth::TokenAnswer, oauth::TokenError> {
-        if request.auth == oauth::ClientAuth::Assertion {
-            return self.exchange_assertion(dir, request).await;
-        }
-        let basic = request.auth == oauth::ClientAuth::Basic;
-        let info = self.cache.directory(dir.ns, dir.name);
-        let keys = self.keys.current();
-        let now = jiff::Timestamp::now();
-        // The credentials first, and every candidate secret checked (constant time each)
-        // whether or not the id matched: a client without them gets the same answer whether the
-        // directory exists, is not ready, or lacks the method.
-        let secret_ok = match &info {
-            Some(info) => request
-                .client_secrets
-                .iter()
-                .fold(false, |ok, s| auth::token_matches(info, s, &keys, now) | ok),
-            None => {
-                if let Some(key) = keys.keys().first() {
-                    let binding = kube_scim_runtime::verifier::Binding {
-                        uid: "",
-                        namespace: dir.ns,
-                        name: dir.name,
-                    };
-                    for s in &request.client_secrets {
-                        std::hint::black_box(keys.digest(key.id(), &binding, s));
-                    }
-                }
-                false
-            }
-        };
-        let Some(info) = info.filter(|i| secret_ok && request.client_id == i.uid) else {
-            tracing::info!(
-                namespace = dir.ns,
-                directory = dir.name,
-                "token request refused: wrong client id or secret, or no such directory"
-            );
-            return Err(oauth::TokenError::InvalidClient {
-                detail: "the client id or secret is not valid for this directory".into(),
-                basic,
-            });
-        };
-        if !info.ready {
-            return Err(oauth::TokenError::Unavailable(format!(
-                "the SCIM directory {} is not ready yet",
-                dir.label()
-            )));
-        }
-        let Some(settings) = info.oauth else {
-            return Err(oauth::TokenError::UnauthorizedClient(format!(
-                "OAuth client credentials are not among spec.auth.methods of the SCIM directory {}",
-                dir.label()
-            )));
-        };
-        if request.grant_type != oauth::GRANT_TYPE {
-            return Err(oauth::TokenError::UnsupportedGrantType(format!(
-                "grant_type {:?} is not supported; this endpoint serves {}",
-                request.grant_type,
-                oauth::GRANT_TYPE
-            )));
-        }
-        oauth::issue(&keys, &info.uid, settings.lifetime, now).map_err(|e| {
-            tracing::error!(error = %e, "cannot sign an access token");
-            oauth::TokenError::Unavailable("the access token could not be signed".into())
-        })
+        self.auth.issue_access_token(dir, request).await
     }
 
     /// Like [`Self::authorize`], for a write: a suspended directory (`spec.suspend`) refuses it
@@ -399,29 +162,6 @@ impl<S: Storage> DirectoryService<S> {
             return Err(Error::Suspended(dir.label()));
         }
         Ok(info)
-    }
-
-    /// Whether the deletion guard holds the next deletion or deactivation in `dir`; when it
-    /// does not, the operation counts as pending until the returned value is dropped (after
-    /// its write), so requests running at once cannot all slip under the limit.
-    fn guard_decision(&self, dir: DirRef<'_>) -> (bool, Option<PendingRemoval>) {
-        let guard = self
-            .cache
-            .directory(dir.ns, dir.name)
-            .map(|i| i.guard)
-            .unwrap_or_default();
-        let holds = self
-            .cache
-            .update(dir.ns, dir.name, |d| d.decide_removal(&guard));
-        if holds {
-            return (true, None);
-        }
-        let pending = PendingRemoval {
-            cache: self.cache.clone(),
-            ns: dir.ns.to_string(),
-            dir: dir.name.to_string(),
-        };
-        (false, Some(pending))
     }
 
     /// One resource, read from the store first: another replica may have written or deleted it
@@ -494,343 +234,6 @@ impl<S: Storage> DirectoryService<S> {
     fn entry(&self, dir: DirRef<'_>, kind: ResourceKind, id: &str) -> Option<Arc<Entry>> {
         self.cache
             .read(dir.ns, dir.name, |d| d.get(kind, id).cloned())
-    }
-
-    /// Whether another resource than `except` holds unique `key`.
-    fn key_taken(
-        &self,
-        dir: DirRef<'_>,
-        kind: ResourceKind,
-        key: &str,
-        except: Option<&str>,
-    ) -> bool {
-        self.cache
-            .read(dir.ns, dir.name, |d| d.unique_holder(kind, key, except))
-            .is_some()
-    }
-
-    /// POST: creates a resource from a client's body; returns it as served.
-    pub async fn create(
-        &self,
-        dir: DirRef<'_>,
-        owner: &DirInfo,
-        kind: ResourceKind,
-        body: &Value,
-        at: &Locations,
-    ) -> Result<Resource, Error> {
-        let mut res = validate_create(kind, body)?;
-        drop(res.take_password());
-        let members = if kind == ResourceKind::Group {
-            let sent = scim_protocol::sent_member_displays(body);
-            res.members()
-                .into_iter()
-                .map(|mut m| {
-                    m.display = sent.get(&m.value).cloned().or(m.display);
-                    m
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        res.strip_server_attributes();
-        normalize_unique(&mut res)?;
-        let Some(key) = res.unique_key() else {
-            return Err(
-                ScimError::InvalidValue("the unique name attribute is missing".into()).into(),
-            );
-        };
-        if self.key_taken(dir, kind, &key, None) {
-            return Err(uniqueness(kind));
-        }
-        self.members_exist(dir, members.iter().map(|m| &m.value))
-            .await?;
-        let ts = now();
-        for attempt in 0..objects::ID_CANDIDATES {
-            let id = candidate_id(kind, dir.ns, dir.name, &owner.uid, &key, attempt);
-            let taken = self.cache.read(dir.ns, dir.name, |d| {
-                d.get(kind, &id).is_some() || (kind == ResourceKind::Group && d.has_members(&id))
-            });
-            if taken {
-                continue;
-            }
-            let mut r = res.clone();
-            r.set_id(id.clone());
-            let status = status_json(&r, &ts, &ts)?;
-            let mut obj = objects::new_object(kind, dir, &owner.uid, &id, &r, status)?;
-            let rollout = members.len() > self.limits.inline_member_writes;
-            if rollout {
-                let delta = MembershipDelta {
-                    replace_all: true,
-                    added: members
-                        .iter()
-                        .map(|m| (m.value.clone(), m.clone()))
-                        .collect(),
-                    ..MembershipDelta::default()
-                };
-                obj.data["spec"]["memberRollout"] =
-                    serde_json::json!({"members": self.rollout_list(dir, &delta, None)?});
-            }
-            match self.store.create(kind, dir.ns, obj).await {
-                Ok(created) => {
-                    let entry = self.cache.apply_object(kind, &created);
-                    if rollout {
-                        self.cache.queue_cleanup(CleanupJob {
-                            ns: dir.ns.to_string(),
-                            dir: dir.name.to_string(),
-                            group: id.clone(),
-                        });
-                    } else if !members.is_empty() {
-                        let mut delta = MembershipDelta::default();
-                        for m in members {
-                            delta.added.insert(m.value.clone(), m);
-                        }
-                        self.apply_membership(dir, &id, &delta).await?;
-                    }
-                    let r = self.cache.read(dir.ns, dir.name, |d| {
-                        d.get(kind, &id)
-                            .or(entry.as_ref())
-                            .map(|e| render::resource(d, e, at, true))
-                    });
-                    let Some(r) = r else {
-                        return Err(ScimError::Internal(
-                            "the created resource could not be read".into(),
-                        )
-                        .into());
-                    };
-                    return Ok(r?);
-                }
-                Err(StoreError::AlreadyExists) => {
-                    // Same key created concurrently (here or on another replica), or the id is
-                    // held by a resource that was renamed since: find out which.
-                    let holder = match self
-                        .entry(dir, kind, &id)
-                        .map(|e| e.resource().ok().and_then(|r| r.unique_key()))
-                    {
-                        Some(k) => k,
-                        None => match self.store.get(kind, dir.ns, &id).await? {
-                            Some(o) => self
-                                .cache
-                                .apply_object(kind, &o)
-                                .and_then(|e| e.resource().ok().and_then(|r| r.unique_key())),
-                            None => continue,
-                        },
-                    };
-                    if holder.as_deref() == Some(key.as_str()) {
-                        return Err(uniqueness(kind));
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::unavailable("no free id for this resource; retry", 1))
-    }
-
-    /// PATCH or PUT, guarded by `if_match`; retried on conflicts.
-    pub async fn modify(
-        &self,
-        dir: DirRef<'_>,
-        kind: ResourceKind,
-        id: &str,
-        change: &Change,
-        if_match: Option<&str>,
-        reply: Reply<'_>,
-    ) -> Result<Option<Resource>, Error> {
-        for _attempt in 0..=self.limits.conflict_retries {
-            let Some(entry) = self.entry_or_fresh(dir, kind, id).await? else {
-                return Err(not_found(kind, id));
-            };
-            check_if_match(if_match, Some(&entry.rv_str))?;
-            // A held deactivation: the client believes the user inactive; its change applies to
-            // that belief.
-            let believed = believed(&entry)?;
-            let outcome = match change {
-                Change::Patch(p) => p.apply(&believed)?,
-                Change::Replace(v) => replace_with_delta(&believed, v)?,
-            };
-            let mut newr = outcome.resource;
-            drop(newr.take_password());
-            newr.strip_server_attributes();
-            newr.set_id(id.to_string());
-            let mut oldr = entry.resource()?;
-            oldr.strip_server_attributes();
-            oldr.set_id(id.to_string());
-            if newr.unique_value() != oldr.unique_value() {
-                normalize_unique(&mut newr)?;
-            }
-            let new_key = newr.unique_key();
-            if new_key != oldr.unique_key()
-                && let Some(k) = &new_key
-                && self.key_taken(dir, kind, k, Some(id))
-            {
-                return Err(uniqueness(kind));
-            }
-            if kind == ResourceKind::Group {
-                // Every check before the first write: a refused request leaves no trace.
-                self.check_membership(dir, id, &outcome.membership).await?;
-            }
-            let rollout = if kind == ResourceKind::Group {
-                self.rollout_after(dir, &entry, &outcome.membership)?
-            } else {
-                None
-            };
-            let deactivates = entry.active && newr.active() == Some(false);
-            let mut removal = None;
-            let hold = match entry.held.as_deref() {
-                // The client wrote to an object whose deletion is held: it exists again for it.
-                Some(HELD_DELETE) => Some(None),
-                Some(_) if deactivates => Some(Some(HELD_DEACTIVATE)),
-                Some(_) => Some(None),
-                None if deactivates => {
-                    let (holds, pending) = self.guard_decision(dir);
-                    removal = pending;
-                    holds.then_some(Some(HELD_DEACTIVATE))
-                }
-                None => None,
-            };
-            if hold == Some(Some(HELD_DEACTIVATE)) {
-                newr.set_attribute("active", Value::Bool(true))?;
-            }
-            // An unchanged hold needs no write.
-            let hold = hold.filter(|h| *h != entry.held.as_deref());
-            let changed = newr.attributes() != oldr.attributes();
-            // The outcome was computed on the cached copy, which may not have seen another
-            // replica's last write: a change carries the cached resourceVersion, and a no-op is
-            // proven one against it (a patch that stores nothing unless the copy is stale, when
-            // it conflicts and the change is run again on the current version). A membership
-            // change is proven against it too: the copy may miss a member list that another
-            // replica is rolling out, which the change must go into.
-            let mut body = if changed {
-                Some(objects::attribute_patch(dir, &entry, &oldr, &newr, &now())?)
-            } else if outcome.touches_attributes || !outcome.membership.is_empty() || hold.is_some()
-            {
-                Some(objects::precondition_patch(&entry))
-            } else {
-                None
-            };
-            if let (Some(list), Some(b)) = (&rollout, body.as_mut()) {
-                b["spec"] = serde_json::json!({"memberRollout": {"members": list}});
-            }
-            if let (Some(patch), Some(hold)) = (body.as_mut(), hold) {
-                objects::set_hold(patch, hold, &now());
-            }
-            if let Some(patch) = body {
-                match self.store.patch(kind, dir.ns, id, &patch).await {
-                    Ok(o) => {
-                        self.cache.apply_object(kind, &o);
-                    }
-                    Err(StoreError::Conflict) => {
-                        // Someone else wrote first: read their version and run the change again.
-                        match self.store.get(kind, dir.ns, id).await? {
-                            Some(o) => {
-                                self.cache.apply_object(kind, &o);
-                            }
-                            None => self
-                                .cache
-                                .delete_object(kind, dir.ns, dir.name, id, entry.rv),
-                        }
-                        continue;
-                    }
-                    Err(StoreError::NotFound) => {
-                        self.cache
-                            .delete_object(kind, dir.ns, dir.name, id, entry.rv);
-                        return Err(not_found(kind, id));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            // Written and in the cache, which counts it from now on.
-            drop(removal);
-            if rollout.is_some() {
-                // Recorded on the group, which SCIM now serves; the labels follow in the
-                // background.
-                self.cache.queue_cleanup(CleanupJob {
-                    ns: dir.ns.to_string(),
-                    dir: dir.name.to_string(),
-                    group: id.to_string(),
-                });
-            } else if kind == ResourceKind::Group {
-                self.apply_membership(dir, id, &outcome.membership).await?;
-            }
-            let Reply::Resource { at, with_members } = reply else {
-                return Ok(None);
-            };
-            // The write's answer is already in the cache.
-            return self.cached(dir, kind, id, at, with_members).map(Some);
-        }
-        Err(Error::unavailable(
-            "the resource is being changed concurrently; retry",
-            1,
-        ))
-    }
-
-    /// DELETE, guarded by `if_match`.
-    pub async fn delete(
-        &self,
-        dir: DirRef<'_>,
-        kind: ResourceKind,
-        id: &str,
-        if_match: Option<&str>,
-    ) -> Result<(), Error> {
-        let Some(entry) = self.entry_or_fresh(dir, kind, id).await? else {
-            return Err(not_found(kind, id));
-        };
-        check_if_match(if_match, Some(&entry.rv_str))?;
-        if entry.held.as_deref() == Some(HELD_DELETE) {
-            return Ok(());
-        }
-        // An object already held (a held deactivation) is held for deletion too, without a
-        // guard decision: that would reserve a pending removal that never happens.
-        let (holds, _removal) = if entry.held.is_some() {
-            (true, None)
-        } else {
-            self.guard_decision(dir)
-        };
-        if holds {
-            // Held: the object stays as it is, marked; the client is told it is gone.
-            let mut patch = objects::precondition_patch(&entry);
-            objects::set_hold(&mut patch, Some(HELD_DELETE), &now());
-            return match self.store.patch(kind, dir.ns, id, &patch).await {
-                Ok(o) => {
-                    self.cache.apply_object(kind, &o);
-                    tracing::warn!(
-                        namespace = dir.ns,
-                        directory = dir.name,
-                        kind = kind.name(),
-                        id,
-                        "deletion held by the deletion guard"
-                    );
-                    Ok(())
-                }
-                Err(StoreError::NotFound) => {
-                    self.cache
-                        .delete_object(kind, dir.ns, dir.name, id, entry.rv);
-                    Err(not_found(kind, id))
-                }
-                Err(StoreError::Conflict) => Err(Error::unavailable(
-                    "the resource is being changed concurrently; retry",
-                    1,
-                )),
-                Err(e) => Err(e.into()),
-            };
-        }
-        if kind == ResourceKind::Group {
-            // Membership records live on the members, as many as the group has: the request
-            // only marks the group; the cleanup worker removes the labels (see `cleanup.rs`).
-            return self.delete_group(dir, id, if_match).await;
-        }
-        match self.store.delete(kind, dir.ns, id).await {
-            Ok(rv) => {
-                let rv = rv.map(|r| rv_num(&r)).unwrap_or(0).max(entry.rv);
-                self.cache.delete_object(kind, dir.ns, dir.name, id, rv);
-                Ok(())
-            }
-            Err(StoreError::NotFound) => {
-                self.cache
-                    .delete_object(kind, dir.ns, dir.name, id, entry.rv);
-                Err(not_found(kind, id))
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// GET/POST .search: the ListResponse of `kinds` for `q`.

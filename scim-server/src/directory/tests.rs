@@ -10,6 +10,7 @@ use super::*;
 use crate::cache::{Cache, DirInfo};
 use crate::memory_store::MemoryStore;
 use crate::render::Locations;
+use crate::storage::StoreError;
 
 const DIR: DirRef<'static> = DirRef {
     ns: "ns",
@@ -461,7 +462,7 @@ async fn labels_of_a_group_deleted_behind_the_servers_back_are_swept() {
     assert!(s.cache.orphaned_groups().is_empty());
     // A job for a group that lives removes nothing.
     let live = group(&s, "live", &[&u]).await;
-    s.cache.queue_cleanup(crate::cache::CleanupJob {
+    s.cache.cleanups().queue(crate::cleanup_queue::CleanupJob {
         ns: "ns".into(),
         dir: "d".into(),
         group: live.clone(),
@@ -950,17 +951,17 @@ async fn background_label_work_is_pending_until_done_and_its_writes_are_counted(
     let b = user(&s, "b").await;
     // More than the inline limit: a rollout for the worker.
     let g = group(&s, "g", &[&a, &b]).await;
-    assert_eq!(s.cache.cleanup_pending("ns", "d"), 1);
+    assert_eq!(s.cache.cleanups().pending("ns", "d"), 1);
     s.run_queued_cleanups().await;
-    assert_eq!(s.cache.cleanup_pending("ns", "d"), 0);
+    assert_eq!(s.cache.cleanups().pending("ns", "d"), 0);
     assert_eq!(
         (worker_writes(&s, "add"), worker_writes(&s, "remove")),
         (2, 0)
     );
     s.delete(DIR, ResourceKind::Group, &g, None).await.unwrap();
-    assert_eq!(s.cache.cleanup_pending("ns", "d"), 1);
+    assert_eq!(s.cache.cleanups().pending("ns", "d"), 1);
     s.run_queued_cleanups().await;
-    assert_eq!(s.cache.cleanup_pending("ns", "d"), 0);
+    assert_eq!(s.cache.cleanups().pending("ns", "d"), 0);
     assert_eq!(
         (worker_writes(&s, "add"), worker_writes(&s, "remove")),
         (2, 2)

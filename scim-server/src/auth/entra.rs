@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::cache::EntraAuth;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -53,15 +54,6 @@ pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Metadata and key sets larger than this are refused.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
-
-/// A directory's Entra settings, as the server needs them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EntraAuth {
-    /// Tenant id (lowercase).
-    pub tenant_id: String,
-    /// Calling applications allowed (`appid` / `azp`); empty allows none.
-    pub allowed_app_ids: Vec<String>,
-}
 
 /// Why a token was refused. Goes to the log (never the token); the client is told only that the
 /// token is not valid.
