@@ -121,7 +121,7 @@ impl Receiver {
 
     /// Posts `body` with the given Standard Webhooks headers; returns the status code.
     async fn post(&self, id: &str, timestamp: i64, signature: &str, body: &str) -> u16 {
-        reqwest::Client::new()
+        kube_scim_tests::http_client()
             .post(self.url())
             .header("content-type", "application/json")
             .header("webhook-id", id)
