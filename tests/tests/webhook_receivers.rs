@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
@@ -42,7 +42,7 @@ fn sign(key: &str, id: &str, timestamp: i64, body: &str) -> String {
     let secret = STANDARD
         .decode(key.strip_prefix("whsec_").unwrap())
         .unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&secret).unwrap();
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&secret).unwrap();
     mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
