@@ -726,13 +726,22 @@ async fn scim_two_replica_sequential_writes() {
     p2.stop();
 }
 
-/// Directories x 25 requests/s of a mixed load (filter GETs, PATCHes, POSTs, member adds),
-/// more directories each step until p99 > 1 s (or `BENCH_TENANTS_MAX`).
+/// Directories x 25 requests/s of a mixed load (filter GETs by userName and by externalId,
+/// PATCHes, POSTs, member adds), more directories each step until p99 > 1 s (or
+/// `BENCH_TENANTS_MAX`); `BENCH_TENANTS` (e.g. `20,32`) runs exactly those steps instead, each
+/// for `BENCH_SECS` (default 10) seconds. Prints reads and writes apart, the 503s, the CPU of
+/// the server and of the control plane's processes, and the server's RSS.
 #[tokio::test]
 #[ignore = "benchmark: run explicitly with --ignored --nocapture"]
 async fn scim_multi_tenant_mixed_load() {
     let max = env_usize("BENCH_TENANTS_MAX", 80);
-    let secs = 10u64;
+    let secs = env_usize("BENCH_SECS", 10) as u64;
+    let fixed: Vec<usize> = std::env::var("BENCH_TENANTS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    println!("server binary: {}", server_bin().display());
     let (plane, client, ns, token, keys) = bench_namespace("scim-bench-mt").await;
     let mut made = 0usize;
     directory(&client, &ns, "t0", &token, &keys).await;
@@ -743,7 +752,9 @@ async fn scim_multi_tenant_mixed_load() {
         .build()
         .unwrap();
     let pid = proc.pid().unwrap();
-    let mut tenants = 5usize;
+    let shares = CpuShares::new(pid);
+    let mut step_no = 0usize;
+    let mut tenants = fixed.first().copied().unwrap_or(5);
     // Per directory: a few users and a group to read and change.
     let mut seeded: Vec<(String, Vec<String>)> = Vec::new();
     loop {
@@ -757,7 +768,9 @@ async fn scim_multi_tenant_mixed_load() {
             let base = format!("http://127.0.0.1:{port}/scim/v2/{ns}/t{d}");
             let mut ids = Vec::new();
             for i in 0..5 {
-                let body = json!({"userName": format!("u{i}@t{d}")}).to_string();
+                let body =
+                    json!({"userName": format!("u{i}@t{d}"), "externalId": format!("x{i}-t{d}")})
+                        .to_string();
                 loop {
                     let r = http
                         .post(format!("{base}/Users"))
@@ -789,7 +802,7 @@ async fn scim_multi_tenant_mixed_load() {
             ids.push(g["id"].as_str().unwrap().to_string());
             seeded.push((base, ids));
         }
-        let cpu0 = cpu_secs(pid);
+        let cpu0 = shares.now();
         let interval = Duration::from_micros(1_000_000 / (25 * tenants as u64));
         let mut ticker = tokio::time::interval(interval);
         let mut handles = Vec::new();
@@ -809,10 +822,15 @@ async fn scim_multi_tenant_mixed_load() {
                         .body(body.to_string())
                 };
                 let read = step % 10 <= 3;
+                let dir = base.rsplit('/').next().unwrap();
                 let req = match step % 10 {
-                    0..=3 => http
+                    0 | 1 => http
                         .get(format!("{base}/Users"))
-                        .query(&[("filter", format!("userName eq \"u{}@{}\"", step % 5, base.rsplit('/').next().unwrap()))])
+                        .query(&[("filter", format!("userName eq \"u{}@{dir}\"", step % 5))])
+                        .bearer_auth(&token),
+                    2 | 3 => http
+                        .get(format!("{base}/Users"))
+                        .query(&[("filter", format!("externalId eq \"x{}-{dir}\"", step % 5))])
                         .bearer_auth(&token),
                     4..=6 => json_req(
                         reqwest::Method::PATCH,
@@ -835,10 +853,12 @@ async fn scim_multi_tenant_mixed_load() {
         }
         let mut lat = Vec::new();
         let (mut reads, mut writes) = (Vec::new(), Vec::new());
-        let mut errors = 0usize;
+        let (mut errors, mut busy) = (0usize, 0usize);
         for h in handles {
             let (read, (s, ms)) = h.await.unwrap();
-            if !(200..300).contains(&s) {
+            if s == 503 {
+                busy += 1;
+            } else if !(200..300).contains(&s) {
                 errors += 1;
             }
             lat.push(ms);
@@ -849,7 +869,8 @@ async fn scim_multi_tenant_mixed_load() {
             }
         }
         let n = lat.len();
-        let cpu = cpu_secs(pid) - cpu0;
+        let cpu1 = shares.now();
+        let cpu: Vec<f64> = (0..5).map(|i| cpu1[i] - cpu0[i]).collect();
         let p50 = pct(&mut lat, 0.5);
         let p99 = pct(&mut lat, 0.99);
         let kind = |v: &mut Vec<f64>| {
@@ -861,8 +882,8 @@ async fn scim_multi_tenant_mixed_load() {
             )
         };
         println!(
-            "{tenants} directories x 25 req/s (mixed) for {secs}s: {n} requests, {errors} errors, p50 {p50:.1} ms, p99 {p99:.1} ms, server CPU {:.2} ms/request, RSS {} MiB",
-            cpu * 1000.0 / n as f64,
+            "{tenants} directories x 25 req/s (mixed) for {secs}s: {n} requests, {errors} errors, {busy} answered 503, p50 {p50:.1} ms, p99 {p99:.1} ms, server CPU {:.2} ms/request, RSS {} MiB",
+            cpu[0] * 1000.0 / n as f64,
             rss_kb(pid) / 1024
         );
         println!(
@@ -870,10 +891,29 @@ async fn scim_multi_tenant_mixed_load() {
             kind(&mut reads),
             kind(&mut writes)
         );
-        if p99 > 1000.0 || tenants >= max {
-            break;
+        let used: Vec<String> = (0..5)
+            .map(|i| format!("{} {:.1}", CpuShares::NAMES[i], cpu[i]))
+            .collect();
+        println!(
+            "  CPU seconds: {}; server / apiserver {:.3}; load average {}",
+            used.join(", "),
+            cpu[0] / cpu[1],
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
+        );
+        step_no += 1;
+        if fixed.is_empty() {
+            if p99 > 1000.0 || tenants >= max {
+                break;
+            }
+            tenants = (tenants * 2).min(max);
+        } else {
+            match fixed.get(step_no) {
+                Some(&t) => tenants = t,
+                None => break,
+            }
         }
-        tenants = (tenants * 2).min(max);
     }
     proc.stop();
 }
@@ -1160,9 +1200,12 @@ async fn read_latency(http: &reqwest::Client, base: &str, token: &str, n: usize)
     }
     let max = lat.iter().cloned().fold(0.0, f64::max);
     format!(
-        "p50 {:.2} ms, p99 {:.2} ms, max {max:.1} ms, {errors} errors of {n}",
+        "p50 {:.2} ms, p99 {:.2} ms, max {max:.1} ms, {errors} errors of {n} (load average {})",
         pct(&mut lat, 0.5),
-        pct(&mut lat, 0.99)
+        pct(&mut lat, 0.99),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     )
 }
 
@@ -1190,6 +1233,7 @@ async fn scim_hostile_clients() {
     } else {
         &[]
     };
+    println!("server binary: {}", server_bin().display());
     let (mut proc, port, _) =
         start_server(plane, &ns, "hostile", ("a", &token), &keys, extra).await;
     let pid = proc.pid().unwrap();
