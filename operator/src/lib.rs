@@ -14,5 +14,5 @@ pub mod reconcile;
 pub mod route;
 pub mod strength;
 pub mod token;
-mod watch;
+pub mod watch;
 pub mod webhook;

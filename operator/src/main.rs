@@ -8,12 +8,14 @@ use clap::Parser;
 use futures::FutureExt;
 use kube::client::ClientBuilder;
 use kube::{Api, Client};
+use kube_scim_crds::{ScimGroup, ScimUser};
 use kube_scim_operator::config::Flags;
 use kube_scim_operator::controller::{self, Settings};
 use kube_scim_operator::group_binding;
 use kube_scim_operator::http::{self, Health};
 use kube_scim_operator::leader::{self, LeaderElector, LeaseTiming};
 use kube_scim_operator::metrics::Metrics;
+use kube_scim_operator::watch::SharedWatch;
 use kube_scim_runtime::verifier::{self, KeyRing, SharedKeyRing};
 use kube_scim_runtime::{logging, probes, shutdown};
 use tokio::sync::{oneshot, watch};
@@ -255,34 +257,52 @@ async fn lead(
         cluster_roles = ?policy.allowed_cluster_roles, roles = ?policy.allowed_roles,
         cluster_wide = policy.allow_cluster_wide, "ScimGroupBindings may grant"
     );
-    let runs = scopes.iter().cloned().map(|scope| {
-        controller::run_scope(
-            client.clone(),
-            scope,
-            settings.clone(),
-            metrics.clone(),
-            stop.clone(),
-        )
-        .boxed()
-    });
-    let group_bindings = scopes.clone().into_iter().map(|scope| {
-        group_binding::run_scope(
-            client.clone(),
-            scope,
-            policy.clone(),
-            settings.identity.clone(),
-            settings.concurrency,
-            settings.resync,
-            metrics.clone(),
-            stop.clone(),
-        )
-        .boxed()
-    });
-    futures::future::join(
-        futures::future::join_all(runs.chain(group_bindings)),
+    // One watch per kind and scope, shared by both controllers: ScimUsers and ScimGroups are
+    // watched once here, not once per controller (the webhook delivery loops keep their own
+    // per-directory watches: see docs/ARCHITECTURE.md). The watches live for the term.
+    let mut controllers = Vec::new();
+    let mut shared = Vec::new();
+    for scope in &scopes {
+        let mut users = SharedWatch::<ScimUser>::new(client, scope.as_deref(), "ScimUser");
+        let mut groups = SharedWatch::<ScimGroup>::new(client, scope.as_deref(), "ScimGroup");
+        controllers.push(
+            controller::run_scope(
+                client.clone(),
+                scope.clone(),
+                settings.clone(),
+                metrics.clone(),
+                users.subscribe(),
+                groups.subscribe(),
+                stop.clone(),
+            )
+            .boxed(),
+        );
+        controllers.push(
+            group_binding::run_scope(
+                client.clone(),
+                scope.clone(),
+                policy.clone(),
+                settings.identity.clone(),
+                settings.concurrency,
+                settings.resync,
+                metrics.clone(),
+                users.subscribe(),
+                groups.subscribe(),
+                stop.clone(),
+            )
+            .boxed(),
+        );
+        shared.push(users.run().boxed());
+        shared.push(groups.run().boxed());
+    }
+    // The shared watches never end on their own: they are dropped once every controller and
+    // delivery loop has stopped (each stops within its grace period after `stop`).
+    let running = futures::future::join(
+        futures::future::join_all(controllers),
         futures::future::join_all(deliveries),
-    )
-    .await;
+    );
+    futures::pin_mut!(running);
+    futures::future::select(running, futures::future::join_all(shared)).await;
     tracing::info!("controllers stopped");
     metrics.leader.set(0);
     health.leading.store(false, Ordering::Relaxed);

@@ -1,5 +1,6 @@
-//! Watch plumbing the controllers share: an `Api` scoped to the watched namespace (or all), and
-//! a watch kept in a reflector store.
+//! Watch plumbing the controllers share: an `Api` scoped to the watched namespace (or all), a
+//! watch kept in a reflector store, and [`SharedWatch`], one watch of a kind whose store and
+//! changes every controller of the process shares.
 
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -40,6 +41,159 @@ where
     let stream =
         reflector::reflector(writer, watcher(api, config).default_backoff()).touched_objects();
     (reader, stream)
+}
+
+/// One watch of a kind (in one scope), kept in one store, whose changes every subscriber
+/// receives: ScimUsers and ScimGroups are watched once per process and scope, not once per
+/// controller.
+///
+/// Not kube-runtime's `store_shared` + `Writer::subscribe`: its `ReflectHandle` never yields a
+/// deleted object (the dispatcher broadcasts only applies and the re-list), so a deleted
+/// ScimUser would no longer reconcile the ScimGroupBindings that grant it anything (revocation
+/// late until the resync) nor refresh its directory's counts. Here every touched object, a
+/// deleted one included, reaches every subscriber, as `touched_objects()` did per watch.
+///
+/// A subscriber's channel is unbounded: the store never waits for a subscriber, so a slow one
+/// (the counts refresher awaits its status write before it reads on) cannot delay another
+/// controller's triggers, nor the store it reads, which is what a bounded broadcast buffer would
+/// do. What a lagging subscriber costs is memory: one `Arc` per change it has not read yet
+/// (the object versions stay alive until it does); every subscriber is polled continuously by
+/// its controller, so the lag lasts at most one API call.
+pub struct SharedWatch<K>
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    kind: &'static str,
+    cache: Cache<K>,
+    events: futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>,
+    subscribers: Vec<futures::channel::mpsc::UnboundedSender<std::sync::Arc<K>>>,
+}
+
+/// A shared store and its [`Readiness`]: awaiting the store itself from more than one task
+/// loses wake-ups (see [`Readiness`]), so everyone awaits `ready`.
+pub struct Cache<K>
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    pub store: Store<K>,
+    pub ready: Readiness,
+}
+
+impl<K> Clone for Cache<K>
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    fn clone(&self) -> Self {
+        Cache {
+            store: self.store.clone(),
+            ready: self.ready.clone(),
+        }
+    }
+}
+
+impl<K> Cache<K>
+where
+    K: kube::runtime::reflector::Lookup + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    /// `store` with its readiness.
+    pub fn of(store: Store<K>) -> Self {
+        Cache {
+            ready: Readiness::of(&store),
+            store,
+        }
+    }
+}
+
+/// What a subscriber of a [`SharedWatch`] gets: the shared cache, and every object the watch
+/// touches from its first list on (applied, listed or deleted; a deleted one as last seen).
+pub struct Subscription<K>
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    pub cache: Cache<K>,
+    pub changes: futures::channel::mpsc::UnboundedReceiver<std::sync::Arc<K>>,
+}
+
+impl<K> SharedWatch<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    /// The watch of `K` in `namespace` (or every namespace); nothing is requested before
+    /// [`SharedWatch::run`].
+    pub fn new(client: &Client, namespace: Option<&str>, kind: &'static str) -> Self
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        let events = watcher(
+            scoped::<K>(client, namespace),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff();
+        Self::of_events(events, kind)
+    }
+
+    /// The shared watch of these watcher events.
+    fn of_events(
+        events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+        kind: &'static str,
+    ) -> Self {
+        use futures::StreamExt;
+        let (store, writer) = reflector::store::<K>();
+        SharedWatch {
+            kind,
+            cache: Cache::of(store),
+            events: reflector::reflector(writer, events).boxed(),
+            subscribers: Vec::new(),
+        }
+    }
+
+    /// A new subscriber; every subscription is made before [`SharedWatch::run`] (it consumes
+    /// the watch), so none misses the first list.
+    pub fn subscribe(&mut self) -> Subscription<K> {
+        let (tx, changes) = futures::channel::mpsc::unbounded();
+        self.subscribers.push(tx);
+        Subscription {
+            cache: self.cache.clone(),
+            changes,
+        }
+    }
+
+    /// Keeps the store and the subscribers fed; never ends on its own (the caller drops it
+    /// with the controllers). A subscriber that went away is forgotten.
+    pub async fn run(self) {
+        use futures::StreamExt;
+        let SharedWatch {
+            kind,
+            mut events,
+            mut subscribers,
+            ..
+        } = self;
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(
+                    watcher::Event::Apply(obj)
+                    | watcher::Event::Delete(obj)
+                    | watcher::Event::InitApply(obj),
+                ) => {
+                    let obj = std::sync::Arc::new(obj);
+                    subscribers.retain(|s| s.unbounded_send(obj.clone()).is_ok());
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+                Err(e) => tracing::warn!(kind, error = %e, "watch failed; retrying"),
+            }
+        }
+    }
 }
 
 /// Readiness of a watch cache that any number of tasks may check or await.
@@ -117,6 +271,62 @@ mod tests {
     use kube::runtime::watcher::Event;
 
     use super::*;
+
+    fn config_map(name: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// Every subscriber gets every touched object, a deleted one included (kube-runtime's
+    /// shared `ReflectHandle` drops deletions), from the first list on; a subscriber that went
+    /// away stops no one; the cache is ready once listed.
+    #[tokio::test]
+    async fn every_subscriber_gets_every_change_deletions_included() {
+        use futures::StreamExt;
+        let events = futures::stream::iter([
+            Event::Init,
+            Event::InitApply(config_map("a")),
+            Event::InitDone,
+            Event::Apply(config_map("b")),
+            Event::Delete(config_map("a")),
+        ])
+        .map(Ok)
+        .chain(futures::stream::pending());
+        let mut shared = SharedWatch::<ConfigMap>::of_events(events, "ConfigMap");
+        let first = shared.subscribe();
+        let second = shared.subscribe();
+        drop(shared.subscribe());
+        let running = tokio::spawn(shared.run());
+        for subscription in [first, second] {
+            let names: Vec<String> = tokio::time::timeout(
+                Duration::from_secs(5),
+                subscription
+                    .changes
+                    .take(3)
+                    .map(|o| o.metadata.name.clone().unwrap())
+                    .collect(),
+            )
+            .await
+            .expect("three changes");
+            assert_eq!(names, ["a", "b", "a"]);
+            assert!(subscription.cache.ready.is_ready());
+            let left: Vec<_> = subscription
+                .cache
+                .store
+                .state()
+                .iter()
+                .map(|o| o.metadata.name.clone().unwrap())
+                .collect();
+            assert_eq!(left, ["b"]);
+        }
+        running.abort();
+    }
 
     /// Many tasks waiting at once, and checks without waiting meanwhile: every waiter is woken
     /// when the store lists (kube-runtime's own readiness future wakes only the last poller).

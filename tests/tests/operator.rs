@@ -638,7 +638,7 @@ async fn users_and_groups_are_counted_from_their_labels() {
     let plane = ControlPlane::shared();
     let ns = plane.namespace("op-counts").await.unwrap();
     let client = plane.client().await.unwrap();
-    let _op = Operator::start(plane, "op", &ns, &ns, &[]);
+    let op = Operator::start(plane, "op", &ns, &ns, &[]);
     let dirs: Api<ScimDirectory> = Api::namespaced(client.clone(), &ns);
     create_directory(&dirs, "contoso").await;
     let dir = ready(&dirs, "contoso", Duration::from_secs(30)).await;
@@ -704,6 +704,21 @@ async fn users_and_groups_are_counted_from_their_labels() {
         },
     )
     .await;
+
+    // ScimUsers and ScimGroups are watched once, for both controllers (the directory's counts,
+    // the ScimGroupBindings): one list and one watch request per kind. With a watch per
+    // controller it was two of each (4 GETs); 3 leaves room for one re-watch of a closed
+    // watch, which the watcher resumes without listing again.
+    for resource in ["scimusers", "scimgroups"] {
+        let line = format!(
+            r#"kube_scim_operator_api_requests_total{{method="GET",resource="{resource}"}}"#
+        );
+        let gets = op.metric(&line).expect("the GET count of the watched kind");
+        assert!(
+            (2.0..=3.0).contains(&gets),
+            "{resource}: {gets} GET requests (one list and one watch expected; 4 when each controller watched on its own)"
+        );
+    }
 }
 
 #[tokio::test]

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource};
@@ -17,7 +16,7 @@ use kube_scim_runtime::verifier::SharedKeyRing;
 use crate::events::publish;
 use crate::metrics::Metrics;
 use crate::route::RouteDefaults;
-use crate::watch::Readiness;
+use crate::watch::{Cache, Readiness};
 
 /// Field manager of every write (server-side apply and plain writes alike).
 pub const MANAGER: &str = crate::reconcile::manager::DIRECTORY;
@@ -43,8 +42,10 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
-    pub users: Store<PartialObjectMeta<ScimUser>>,
-    pub groups: Store<PartialObjectMeta<ScimGroup>>,
+    /// The process's shared ScimUser and ScimGroup stores (full objects; counting reads only
+    /// their metadata).
+    pub users: Store<ScimUser>,
+    pub groups: Store<ScimGroup>,
     /// Every directory in scope: which one an Entra application belongs to ([`super::entra`]).
     pub directories: Store<ScimDirectory>,
     /// Readiness of `users` and `groups`, which reconciles check and the counts refresher
@@ -59,13 +60,13 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context over `client`, with user and group stores the caller fills (or leaves empty).
+    /// A context over `client`, with user and group caches the caller fills (or leaves empty).
     pub fn new(
         client: Client,
         settings: Settings,
         metrics: Arc<Metrics>,
-        users: Store<PartialObjectMeta<ScimUser>>,
-        groups: Store<PartialObjectMeta<ScimGroup>>,
+        users: Cache<ScimUser>,
+        groups: Cache<ScimGroup>,
         directories: Store<ScimDirectory>,
     ) -> Self {
         let reporter = Reporter {
@@ -77,10 +78,10 @@ impl Context {
             client,
             metrics,
             settings,
-            users_ready: Readiness::of(&users),
-            groups_ready: Readiness::of(&groups),
-            users,
-            groups,
+            users_ready: users.ready,
+            groups_ready: groups.ready,
+            users: users.store,
+            groups: groups.store,
             directories,
             failures: Mutex::default(),
             status_locks: Mutex::default(),

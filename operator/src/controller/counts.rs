@@ -1,5 +1,5 @@
-//! Users and groups of a directory, counted from the metadata-only stores the controller
-//! keeps (labels and managedFields times; no user attributes are cached), and the refresher
+//! Users and groups of a directory, counted from the metadata of the process's shared user and
+//! group stores (labels and managedFields times), and the refresher
 //! that keeps them fresh in status while provisioning runs, at a bounded cost (see
 //! [`super::throttle`]).
 

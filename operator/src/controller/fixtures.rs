@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Client;
 use kube::client::Body;
-use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
 use kube::runtime::{reflector, watcher};
 use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimGroup, ScimUser, labels};
 use serde_json::{Value, json};
@@ -294,34 +293,44 @@ pub fn context(client: Client, settings: Settings) -> Arc<Context> {
 pub fn context_with(
     client: Client,
     settings: Settings,
-    users: reflector::Store<PartialObjectMeta<ScimUser>>,
-    groups: reflector::Store<PartialObjectMeta<ScimGroup>>,
+    users: reflector::Store<ScimUser>,
+    groups: reflector::Store<ScimGroup>,
 ) -> Arc<Context> {
     Arc::new(Context::new(
         client,
         settings,
         Arc::new(Metrics::default()),
-        users,
-        groups,
+        crate::watch::Cache::of(users),
+        crate::watch::Cache::of(groups),
         reflector::store().0,
     ))
 }
 
 /// Metadata of a ScimUser or ScimGroup `name` of directory `ns/d`, last written at `written`;
 /// `active`: the `kubescim.io/active` label, if any.
-pub fn member_meta<K>(name: &str, active: Option<bool>, written: &str) -> PartialObjectMeta<K> {
+pub fn member_meta<K>(name: &str, active: Option<bool>, written: &str) -> K
+where
+    K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned,
+{
     let mut labels = BTreeMap::from([(labels::DIRECTORY.to_string(), "d".to_string())]);
     if let Some(active) = active {
         labels.insert(labels::ACTIVE.to_string(), active.to_string());
     }
-    ObjectMeta {
+    let metadata = ObjectMeta {
         name: Some(name.into()),
         namespace: Some("ns".into()),
         labels: Some(labels),
         creation_timestamp: Some(Time(written.parse().unwrap())),
         ..Default::default()
-    }
-    .into_response_partial()
+    };
+    // Spec fields the counts never read.
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": metadata,
+        "spec": {"directoryRef": {"name": "d"}},
+    }))
+    .unwrap()
 }
 
 /// What verifiers of [`directory`] are bound to.

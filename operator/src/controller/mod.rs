@@ -47,7 +47,7 @@ use kube_scim_crds::{ScimDirectory, ScimGroup, ScimUser, labels};
 
 use crate::events::publish;
 use crate::metrics::Metrics;
-use crate::watch::{SHUTDOWN_GRACE, bounded_shutdown, scoped, store};
+use crate::watch::{SHUTDOWN_GRACE, Subscription, bounded_shutdown, scoped};
 use kube_scim_runtime::duration;
 
 pub use crate::reconcile::Error;
@@ -116,24 +116,20 @@ pub fn reconcile_relevant(dir: &ScimDirectory) -> Option<u64> {
 
 /// Runs the controller and the counts refresher for one scope (one namespace, or all) until
 /// `stop` resolves and every running reconcile has finished.
+/// `users` and `groups` are subscriptions of the process's shared watches (see
+/// [`SharedWatch`](crate::watch::SharedWatch)).
 pub async fn run_scope(
     client: Client,
     namespace: Option<String>,
     settings: Settings,
     metrics: Arc<Metrics>,
+    users: Subscription<ScimUser>,
+    groups: Subscription<ScimGroup>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let stop = stop.shared();
     let ns = namespace.as_deref();
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_OPERATOR);
-    let (users, user_changes) = store(
-        scoped::<PartialObjectMeta<ScimUser>>(&client, ns),
-        watcher::Config::default().any_semantic(),
-    );
-    let (groups, group_changes) = store(
-        scoped::<PartialObjectMeta<ScimGroup>>(&client, ns),
-        watcher::Config::default().any_semantic(),
-    );
     // Secrets: metadata only (never their data) of all Secrets, so that both generated Secrets
     // (labelled) and bring-your-own Secrets (named in spec.token.secretRef) trigger their
     // directory when they change or disappear.
@@ -181,8 +177,8 @@ pub async fn run_scope(
         client.clone(),
         settings,
         metrics,
-        users,
-        groups,
+        users.cache,
+        groups.cache,
         directories.clone(),
     ));
     let secret_directories = directories.clone();
@@ -216,19 +212,12 @@ pub async fn run_scope(
         });
 
     // Users and groups: their changes only mark counts pending.
+    // (Watch errors are logged where the shared watch runs.)
     let touched = futures::stream::select(
-        user_changes.map(|r| r.map(|u| directory_of(&u.metadata))),
-        group_changes.map(|r| r.map(|g| directory_of(&g.metadata))),
+        users.changes.map(|u| directory_of(&u.metadata)),
+        groups.changes.map(|g| directory_of(&g.metadata)),
     )
-    .filter_map(|r| async move {
-        match r {
-            Ok(dir) => dir,
-            Err(e) => {
-                tracing::warn!(error = %e, "watching ScimUsers/ScimGroups");
-                None
-            }
-        }
-    });
+    .filter_map(futures::future::ready);
     let counting = counts::keep_fresh(ctx, directories, touched);
 
     // The refresher never ends on its own: it stops with the controller.

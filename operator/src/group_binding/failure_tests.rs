@@ -133,6 +133,9 @@ fn context(client: Client) -> Arc<Context> {
         resync: Duration::from_secs(600),
         users: filled_store(vec![user]),
         groups: filled_store(vec![group]),
+        // Filled stores are ready; readiness is only awaited by `run_scope`'s gate anyway.
+        users_ready: crate::watch::Readiness::of(&filled_store::<ScimUser>(Vec::new())),
+        groups_ready: crate::watch::Readiness::of(&filled_store::<ScimGroup>(Vec::new())),
         directories: filled_store(vec![directory()]),
         role_bindings: filled_store(Vec::new()),
         cluster_role_bindings: None,

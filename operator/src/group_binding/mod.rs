@@ -52,7 +52,7 @@ use kube::{Api, Client, ResourceExt};
 use kube_scim_crds::{ScimDirectory, ScimGroup, ScimGroupBinding, ScimUser};
 
 use crate::controller::MANAGER;
-use crate::watch::{SHUTDOWN_GRACE, bounded_shutdown, scoped, store};
+use crate::watch::{SHUTDOWN_GRACE, Subscription, bounded_shutdown, scoped, store};
 use plan::BindingPolicy;
 
 /// Finalizer that removes a ScimGroupBinding's RoleBindings in every namespace.
@@ -74,8 +74,12 @@ pub struct Context {
     pub recorder: Recorder,
     pub policy: BindingPolicy,
     pub resync: Duration,
+    /// The process's shared ScimUser and ScimGroup stores, and their readiness (awaited through
+    /// `users_ready` and `groups_ready` only: the directory controller awaits the same stores).
     pub users: Store<ScimUser>,
     pub groups: Store<ScimGroup>,
+    pub users_ready: crate::watch::Readiness,
+    pub groups_ready: crate::watch::Readiness,
     /// The directories bindings name: who may feed a binding is decided from them.
     pub directories: Store<ScimDirectory>,
     pub role_bindings: Store<RoleBinding>,
@@ -101,8 +105,8 @@ impl Context {
     /// and a graceful shutdown, which waits for running reconciles, hung. A cache added to the
     /// context must be awaited here.
     async fn caches_ready(&self) {
-        let _ = self.users.wait_until_ready().await;
-        let _ = self.groups.wait_until_ready().await;
+        self.users_ready.wait().await;
+        self.groups_ready.wait().await;
         let _ = self.directories.wait_until_ready().await;
         let _ = self.role_bindings.wait_until_ready().await;
         if let Some(store) = &self.cluster_role_bindings {
@@ -163,6 +167,8 @@ fn known_binding_of(
 }
 
 /// Runs the ScimGroupBinding controller for one scope (one namespace, or all) until `stop`.
+/// `users` and `groups` are subscriptions of the process's shared watches (see
+/// [`SharedWatch`](crate::watch::SharedWatch)).
 // One argument per setting main.rs passes, as controller::run_scope's callers read them; a
 // settings struct for one call site would only move the list.
 #[allow(clippy::too_many_arguments)]
@@ -174,6 +180,8 @@ pub async fn run_scope(
     concurrency: u16,
     resync: Duration,
     metrics: Arc<crate::metrics::Metrics>,
+    users: Subscription<ScimUser>,
+    groups: Subscription<ScimGroup>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let stop = stop.shared();
@@ -184,8 +192,7 @@ pub async fn run_scope(
             .labels(labels::BINDING_UID)
             .any_semantic()
     };
-    let (users, user_changes) = store(scoped::<ScimUser>(&client, ns), any());
-    let (groups, group_changes) = store(scoped::<ScimGroup>(&client, ns), any());
+    let (user_changes, group_changes) = (users.changes, groups.changes);
     let (directories, directory_changes) = store(scoped::<ScimDirectory>(&client, ns), any());
     let (role_bindings, role_binding_changes) =
         store(scoped::<RoleBinding>(&client, ns), written());
@@ -213,8 +220,10 @@ pub async fn run_scope(
         client,
         policy,
         resync,
-        users,
-        groups,
+        users: users.cache.store,
+        groups: groups.cache.store,
+        users_ready: users.cache.ready,
+        groups_ready: groups.cache.ready,
         directories,
         role_bindings,
         cluster_role_bindings,
@@ -246,14 +255,14 @@ pub async fn run_scope(
     let of_directory = bindings.clone();
     let of_role_binding = bindings.clone();
     let running = controller
-        .watches_stream(user_changes, move |user: ScimUser| {
+        .watches_shared_stream(user_changes, move |user: Arc<ScimUser>| {
             bindings_of_directory(
                 &of_user,
                 user.namespace().as_deref(),
                 &user.spec.directory_ref.name,
             )
         })
-        .watches_stream(group_changes, move |group: ScimGroup| {
+        .watches_shared_stream(group_changes, move |group: Arc<ScimGroup>| {
             bindings_of_directory(
                 &of_group,
                 group.namespace().as_deref(),
