@@ -15,6 +15,8 @@ use axum::http::{HeaderValue, Response};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::client::ClientBuilder;
 use kube::{Api, Client};
@@ -179,10 +181,10 @@ impl KubeStore {
         Api::namespaced_with(self.client.clone(), ns, &api_resource(kind))
     }
 
-    fn observe(&self, verb: &str, kind: ResourceKind, start: Instant) {
+    fn observe(&self, verb: &str, kind: &str, start: Instant) {
         let l = ApiLabels {
             verb: verb.into(),
-            kind: kind.name().into(),
+            kind: kind.into(),
         };
         self.metrics.api_calls.get_or_create(&l).inc();
         self.metrics
@@ -196,7 +198,7 @@ impl KubeStore {
     async fn call<T, F, Fut>(
         &self,
         verb: &'static str,
-        kind: ResourceKind,
+        kind: &str,
         ns: &str,
         name: &str,
         mut send: F,
@@ -239,11 +241,11 @@ impl KubeStore {
             if expected {
                 // Answers the directory service decides on (optimistic concurrency, a create
                 // on a taken id): not failures of the backend.
-                tracing::debug!(verb, kind = kind.name(), namespace = ns, name, code, %reason, %message, attempt, "apiserver answer");
+                tracing::debug!(verb, kind, namespace = ns, name, code, %reason, %message, attempt, "apiserver answer");
             } else {
                 tracing::warn!(
                     verb,
-                    kind = kind.name(),
+                    kind,
                     namespace = ns,
                     name,
                     code,
@@ -265,7 +267,7 @@ impl KubeStore {
                 .api_retries
                 .get_or_create(&RetryLabels {
                     verb: verb.into(),
-                    kind: kind.name().into(),
+                    kind: kind.into(),
                     cause: Failure::cause(&e).into(),
                 })
                 .inc();
@@ -286,7 +288,9 @@ impl Storage for KubeStore {
         let (api, pp) = (&self.api(kind, ns), &PostParams::default());
         let body_ref = &body;
         let a = self
-            .call("create", kind, ns, &name, move || api.create(pp, body_ref))
+            .call("create", kind.name(), ns, &name, move || {
+                api.create(pp, body_ref)
+            })
             .await;
         match a.result {
             Ok(o) => Ok(o.into_inner()),
@@ -327,7 +331,9 @@ impl Storage for KubeStore {
             &Patch::Merge(body),
         );
         let a = self
-            .call("patch", kind, ns, name, move || api.patch(name, pp, patch))
+            .call("patch", kind.name(), ns, name, move || {
+                api.patch(name, pp, patch)
+            })
             .await;
         let r = a
             .result
@@ -347,7 +353,7 @@ impl Storage for KubeStore {
     ) -> Result<Option<DynamicObject>, StoreError> {
         let api = &self.api(kind, ns);
         let a = self
-            .call("get", kind, ns, name, move || api.get_opt(name))
+            .call("get", kind.name(), ns, name, move || api.get_opt(name))
             .await;
         Ok(a.result?.map(StoredObject::into_inner))
     }
@@ -362,7 +368,9 @@ impl Storage for KubeStore {
             &self.api(kind, ns),
             &ListParams::default().labels(&format!("{key}=true")),
         );
-        let a = self.call("list", kind, ns, "", move || api.list(lp)).await;
+        let a = self
+            .call("list", kind.name(), ns, "", move || api.list(lp))
+            .await;
         Ok(a.result?
             .items
             .into_iter()
@@ -383,7 +391,7 @@ impl Storage for KubeStore {
             &ListParams::default().labels(key).limit(limit),
         );
         let a = self
-            .call("list", kind, ns, "", move || api.list_metadata(lp))
+            .call("list", kind.name(), ns, "", move || api.list_metadata(lp))
             .await;
         Ok(a.result?
             .items
@@ -400,7 +408,9 @@ impl Storage for KubeStore {
     ) -> Result<Option<String>, StoreError> {
         let (api, dp) = (&self.api(kind, ns), &DeleteParams::default());
         let a = self
-            .call("delete", kind, ns, name, move || api.delete(name, dp))
+            .call("delete", kind.name(), ns, name, move || {
+                api.delete(name, dp)
+            })
             .await;
         match a.result {
             Ok(r) => Ok(r
@@ -410,6 +420,144 @@ impl Storage for KubeStore {
             Err(kube::Error::Api(s)) if a.maybe_applied && s.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Labels of every one-time claim Lease, to list them for the sweep.
+pub const CLAIM_SELECTOR: &str =
+    "app.kubernetes.io/managed-by=kube-scim,app.kubernetes.io/component=assertion-claim";
+/// Annotation: the Unix second after which the claimed id can no longer be accepted.
+pub const CLAIM_EXPIRES: &str = "kubescim.io/expires";
+/// Annotation: a random id of the create, to recognise a Lease this replica created when the
+/// answer to its create was lost and the retry found the name taken.
+const CLAIM_NONCE: &str = "kubescim.io/claim";
+/// Lease kind label of the apiserver metrics and logs.
+const LEASE: &str = "Lease";
+
+fn claim_lease(claim: &storage::OnceClaim, nonce: &str) -> Lease {
+    let labels = CLAIM_SELECTOR
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(claim.name.clone()),
+            labels: Some(labels),
+            annotations: Some(
+                [
+                    (CLAIM_EXPIRES.to_string(), claim.expires.to_string()),
+                    ("kubescim.io/directory".to_string(), claim.directory.clone()),
+                    (CLAIM_NONCE.to_string(), nonce.to_string()),
+                ]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        spec: None,
+    }
+}
+
+/// Whether a claim Lease expired before `now`. One without a readable expiry is kept: it may
+/// be another writer's object, which the sweep must not delete.
+pub fn claim_expired(lease: &ObjectMeta, now: i64) -> bool {
+    lease
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CLAIM_EXPIRES))
+        .and_then(|v| v.parse::<i64>().ok())
+        .is_some_and(|exp| exp < now)
+}
+
+impl storage::ClaimStore for KubeStore {
+    fn claim<'a>(
+        &'a self,
+        ns: &'a str,
+        claim: &'a storage::OnceClaim,
+    ) -> futures::future::BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let api: Api<Lease> = Api::namespaced(self.client.clone(), ns);
+            let nonce = uuid::Uuid::new_v4().to_string();
+            let body = claim_lease(claim, &nonce);
+            let (api, pp, body) = (&api, &PostParams::default(), &body);
+            let a = self
+                .call("create", LEASE, ns, &claim.name, move || {
+                    api.create(pp, body)
+                })
+                .await;
+            match a.result {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if a.maybe_applied && s.is_already_exists() => {
+                    // A lost answer: ours if it carries this create's nonce, else the id was
+                    // used by another replica (or the name is taken): refused either way.
+                    let own = self
+                        .call("get", LEASE, ns, &claim.name, move || {
+                            api.get_opt(&claim.name)
+                        })
+                        .await
+                        .result?
+                        .and_then(|l| l.metadata.annotations)
+                        .and_then(|a| a.get(CLAIM_NONCE).cloned())
+                        .is_some_and(|n| n == nonce);
+                    if own {
+                        Ok(())
+                    } else {
+                        Err(StoreError::AlreadyExists)
+                    }
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn sweep<'a>(
+        &'a self,
+        ns: &'a str,
+        now: i64,
+        limit: usize,
+    ) -> futures::future::BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(async move {
+            let api: Api<Lease> = Api::namespaced(self.client.clone(), ns);
+            let lp = ListParams::default()
+                .labels(CLAIM_SELECTOR)
+                .limit(limit.max(1) as u32);
+            let (api, lp) = (&api, &lp);
+            let leases = self
+                .call("list", LEASE, ns, "", move || api.list_metadata(lp))
+                .await
+                .result?;
+            let mut deleted = 0;
+            for lease in leases
+                .items
+                .iter()
+                .filter(|l| claim_expired(&l.metadata, now))
+            {
+                let Some(name) = lease.metadata.name.as_deref() else {
+                    continue;
+                };
+                // Only the Lease that was listed as expired: one re-created since under the
+                // same name is not this one.
+                let dp = DeleteParams {
+                    preconditions: Some(kube::api::Preconditions {
+                        uid: lease.metadata.uid.clone(),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                let dp = &dp;
+                match self
+                    .call("delete", LEASE, ns, name, move || api.delete(name, dp))
+                    .await
+                    .result
+                {
+                    Ok(_) => deleted += 1,
+                    // Another replica's sweep was first, or the Lease was re-created.
+                    Err(kube::Error::Api(s)) if s.is_not_found() || s.is_conflict() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(deleted)
+        })
     }
 }
 

@@ -119,25 +119,25 @@ async fn main() -> anyhow::Result<()> {
         issuer: settings.entra_issuer.clone(),
         min_refresh: settings.entra_key_refresh_interval,
     })?);
+    let store = kube_store::KubeStore::new(
+        store_client,
+        metrics.clone(),
+        settings.max_apiserver_requests,
+    );
     let state = Arc::new(AppState {
-        directory: DirectoryService::new(
-            cache,
-            kube_store::KubeStore::new(
-                store_client,
-                metrics.clone(),
-                settings.max_apiserver_requests,
-            ),
-            limits,
-            keys,
-        )
-        .with_label_writes(metrics.cleanup_label_writes.clone())
-        .with_entra(entra.clone())
-        .with_federation(Arc::new(federation::FederationVerifier::new(
-            federation::FederationConfig {
-                issuer: settings.federation_issuer.clone(),
-            },
-            entra,
-        ))),
+        directory: DirectoryService::new(cache, store.clone(), limits, keys)
+            .with_label_writes(metrics.cleanup_label_writes.clone())
+            .with_entra(entra.clone())
+            .with_federation(Arc::new(
+                federation::FederationVerifier::new(
+                    federation::FederationConfig {
+                        issuer: settings.federation_issuer.clone(),
+                    },
+                    entra,
+                )
+                // Single use of an assertion across replicas: claimed in the apiserver.
+                .with_claims(Arc::new(store)),
+            )),
         metrics,
         admission: admission::Admission::new(&settings),
         events,

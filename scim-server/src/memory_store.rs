@@ -10,7 +10,7 @@ use kube::api::DynamicObject;
 use scim_protocol::ResourceKind;
 use serde_json::Value;
 
-use crate::storage::{Storage, StoreError};
+use crate::storage::{ClaimStore, OnceClaim, Storage, StoreError};
 
 type Key = (ResourceKind, String, String);
 
@@ -25,6 +25,8 @@ pub struct MemoryStore {
     pub reads: AtomicU64,
     /// Patch calls so far, including those that changed nothing.
     pub patches: AtomicU64,
+    /// One-time claims: (namespace, name) to expiry.
+    claims: Mutex<HashMap<(String, String), i64>>,
 }
 
 /// RFC 7386: `null` removes a key, objects merge recursively, anything else replaces.
@@ -210,5 +212,49 @@ impl Storage for MemoryStore {
         Ok(removed["metadata"]["resourceVersion"]
             .as_str()
             .map(str::to_string))
+    }
+}
+
+impl MemoryStore {
+    /// Claims held, expired or not.
+    pub fn claim_count(&self) -> usize {
+        self.claims.lock().unwrap().len()
+    }
+}
+
+impl ClaimStore for MemoryStore {
+    fn claim<'a>(
+        &'a self,
+        ns: &'a str,
+        claim: &'a OnceClaim,
+    ) -> futures::future::BoxFuture<'a, Result<(), StoreError>> {
+        let mut claims = self.claims.lock().unwrap();
+        let key = (ns.to_string(), claim.name.clone());
+        let r = if claims.contains_key(&key) {
+            Err(StoreError::AlreadyExists)
+        } else {
+            claims.insert(key, claim.expires);
+            Ok(())
+        };
+        Box::pin(std::future::ready(r))
+    }
+
+    fn sweep<'a>(
+        &'a self,
+        ns: &'a str,
+        now: i64,
+        limit: usize,
+    ) -> futures::future::BoxFuture<'a, Result<usize, StoreError>> {
+        let mut claims = self.claims.lock().unwrap();
+        let expired: Vec<_> = claims
+            .iter()
+            .filter(|((n, _), exp)| n == ns && **exp < now)
+            .map(|(k, _)| k.clone())
+            .take(limit)
+            .collect();
+        for k in &expired {
+            claims.remove(k);
+        }
+        Box::pin(std::future::ready(Ok(expired.len())))
     }
 }

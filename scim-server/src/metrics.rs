@@ -60,7 +60,7 @@ pub struct OpLabels {
 pub struct ApiLabels {
     /// create, patch, get, delete.
     pub verb: String,
-    /// ScimUser / ScimGroup.
+    /// ScimUser / ScimGroup (Lease: one-time assertion claims).
     pub kind: String,
 }
 

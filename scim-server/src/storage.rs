@@ -173,3 +173,37 @@ impl<T: Storage> Storage for std::sync::Arc<T> {
         (**self).delete(kind, ns, name)
     }
 }
+
+/// A claim on a one-time id (a client assertion's) in the backend every replica shares, so
+/// that the id is used once across replicas, not once per replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnceClaim {
+    /// The claim's object name, derived from the id (see `auth::federation::claim_name`).
+    pub name: String,
+    /// The directory whose token endpoint accepted the id.
+    pub directory: String,
+    /// Unix second after which the id can no longer be accepted, so the claim may go.
+    pub expires: i64,
+}
+
+/// One-time claims in a namespace: the apiserver's `coordination.k8s.io` Leases
+/// ([`crate::kube_store::KubeStore`]), or a map in unit tests. Object-safe (boxed futures),
+/// since the token endpoint is not generic over the store.
+pub trait ClaimStore: Send + Sync + 'static {
+    /// Creates the claim atomically: [`StoreError::AlreadyExists`] if it is held already (the
+    /// id was used), `Ok` only when the backend confirmed the create.
+    fn claim<'a>(
+        &'a self,
+        ns: &'a str,
+        claim: &'a OnceClaim,
+    ) -> futures::future::BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Deletes claims in `ns` that expired before `now`, looking at no more than `limit` of
+    /// them; returns how many it deleted.
+    fn sweep<'a>(
+        &'a self,
+        ns: &'a str,
+        now: i64,
+        limit: usize,
+    ) -> futures::future::BoxFuture<'a, Result<usize, StoreError>>;
+}

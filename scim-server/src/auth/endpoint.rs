@@ -126,25 +126,34 @@ impl Authenticator {
         }
         let assertion = request.client_assertion.as_deref().unwrap_or_default();
         let now = jiff::Timestamp::now();
-        if let Err(reason) = verifier.verify(auth, assertion, now).await {
+        let refused_because = |reason: super::federation::Rejection| {
             tracing::info!(
                 namespace = dir.ns,
                 directory = dir.name,
                 %reason,
                 "client assertion refused"
             );
-            return Err(if reason.retryable() {
+            if reason.retryable() {
                 TokenError::Unavailable("the assertion cannot be checked now; retry".into())
             } else {
                 invalid("the client assertion is not valid for this directory")
-            });
-        }
+            }
+        };
+        let checked = verifier
+            .verify(auth, assertion, now)
+            .await
+            .map_err(refused_because)?;
         if !info.ready {
             return Err(TokenError::Unavailable(format!(
                 "the SCIM directory {} is not ready yet",
                 dir.label()
             )));
         }
+        // Last: only an assertion that gets its token uses up its id.
+        verifier
+            .use_once(dir, &checked, now)
+            .await
+            .map_err(refused_because)?;
         let keys = self.keys.current();
         oauth::issue(&keys, &info.uid, auth.lifetime, now).map_err(|e| {
             tracing::error!(error = %e, "cannot sign an access token");

@@ -76,15 +76,21 @@ pub enum Rejection {
     /// The replay cache is full of unexpired ids.
     #[error("too many unexpired assertions remembered; retry later")]
     ReplayCacheFull,
+    /// The assertion's id could not be claimed in the apiserver (nor found claimed): whether
+    /// it was used is unknown, so no token.
+    #[error("the assertion's single use could not be recorded in the apiserver: {0}")]
+    ClaimUnavailable(String),
 }
 
 impl Rejection {
     /// Worth retrying later (the fault is not the assertion's): the tenant's keys could not be
-    /// fetched, or the replay cache is full.
+    /// fetched, the replay cache is full, or the apiserver did not confirm the claim.
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            Rejection::Key(entra::Rejection::Fetch(_)) | Rejection::ReplayCacheFull
+            Rejection::Key(entra::Rejection::Fetch(_))
+                | Rejection::ReplayCacheFull
+                | Rejection::ClaimUnavailable(_)
         )
     }
 }

@@ -17,20 +17,36 @@
 //! key by `kid` from the tenant's published keys (the per-tenant cache of
 //! [`crate::auth::entra::EntraVerifier`], refetched on an unknown `kid`), the signature
 //! (jsonwebtoken), then the claims ([`check_claims`], pure): `iss`, `tid`, `sub`, `aud`,
-//! `exp`/`nbf`/`iat` with [`MAX_SKEW`] and [`MAX_LIFETIME`], and last single use of the
-//! assertion's id ([`ReplayCache`]), so that a refused assertion never uses up its id.
+//! `exp`/`nbf`/`iat` with [`MAX_SKEW`] and [`MAX_LIFETIME`] ([`FederationVerifier::verify`]).
+//! Last, once the token endpoint has nothing else to refuse, single use of the assertion's id
+//! ([`FederationVerifier::use_once`]), so that a refused assertion never uses up its id.
 //!
-//! The replay cache is in memory, per replica: with several replicas an assertion can be
-//! exchanged at most once per replica within its lifetime. Each exchange yields only an access
-//! token of the same directory, for whoever already holds the assertion.
+//! Single use holds across replicas: the id is claimed in the apiserver, the only state the
+//! replicas share, by creating a `coordination.k8s.io/v1` Lease named after a hash of the
+//! issuer and id ([`claim_name`]) in the directory's namespace ([`ClaimStore`], on the
+//! apiserver in `kube_store.rs`). The create is atomic: the replica whose create succeeds issues
+//! the token, any other gets `409 AlreadyExists` and refuses the assertion as replayed; any
+//! other failure refuses it as retryable (503) and forgets it locally, since a token is issued
+//! only on a confirmed claim. The in-memory [`ReplayCache`] stays in front as the cheap check of
+//! a replay at the same replica. Each Lease records its expiry (annotation
+//! `kubescim.io/expires`); after each exchange a bounded sweep deletes the namespace's expired
+//! ones (at most [`SWEEP_LIMIT`] looked at per pass, one pass at a time per replica).
+//!
+//! Who else can create Leases in that namespace (a namespace editor, other controllers) can
+//! pre-create a claim's name and so make an assertion be refused as replayed: a denial of
+//! that one assertion, never a grant, and by someone who can already disturb the directory.
+//! Names are a hash, so nobody learns an id from a Lease.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use jsonwebtoken::{Algorithm, Validation};
+use sha2::{Digest, Sha256};
 
 use super::entra::EntraVerifier;
-use crate::cache::FederationAuth;
+use crate::cache::{DirRef, FederationAuth};
+use crate::storage::{ClaimStore, OnceClaim, StoreError};
 
 mod claims;
 pub use claims::*;
@@ -50,6 +66,26 @@ pub const MAX_LIFETIME: i64 = 24 * 3600;
 
 /// Assertion ids remembered at most (each until its assertion expires).
 pub const REPLAY_CAPACITY: usize = 100_000;
+
+/// Claim Leases looked at per sweep pass.
+pub const SWEEP_LIMIT: usize = 100;
+
+/// Prefix of a claim Lease's name.
+pub const CLAIM_PREFIX: &str = "kube-scim-assertion-";
+
+/// The name of the Lease that claims `replay_key` (issuer and id): the prefix and as much of
+/// the SHA-256 of the key, in hex, as fits a 63-character name (172 bits: no collision to fear,
+/// and the name reveals nothing of the id).
+pub fn claim_name(replay_key: &str) -> String {
+    let digest = Sha256::digest(replay_key.as_bytes());
+    let mut name = String::with_capacity(63);
+    name.push_str(CLAIM_PREFIX);
+    for b in digest {
+        name.push_str(&format!("{b:02x}"));
+    }
+    name.truncate(63);
+    name
+}
 
 /// Server-wide settings (flags): which issuer a tenant's assertions carry. Never set by a
 /// directory, like the key URLs (see [`crate::entra::EntraConfig`]).
@@ -103,6 +139,14 @@ impl ReplayCache {
         Ok(())
     }
 
+    /// Forgets `key`: its use was not confirmed, so it must not count as used.
+    pub fn forget(&self, key: &str) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
     /// Ids remembered.
     #[cfg(test)]
     pub fn len(&self) -> usize {
@@ -121,6 +165,11 @@ pub struct FederationVerifier {
     config: FederationConfig,
     keys: Arc<EntraVerifier>,
     replay: ReplayCache,
+    /// Where ids are claimed for every replica; `None` (unit tests only) leaves the per-replica
+    /// cache alone.
+    claims: Option<Arc<dyn ClaimStore>>,
+    /// A sweep is running (one at a time per replica).
+    sweeping: Arc<AtomicBool>,
 }
 
 impl FederationVerifier {
@@ -130,17 +179,25 @@ impl FederationVerifier {
             config,
             keys,
             replay: ReplayCache::new(REPLAY_CAPACITY),
+            claims: None,
+            sweeping: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// Accepts `assertion` once if Entra signed it for `auth`'s tenant, subject and audience and
-    /// it is valid at `now`.
+    /// Claims ids in `claims`, shared by every replica.
+    pub fn with_claims(mut self, claims: Arc<dyn ClaimStore>) -> FederationVerifier {
+        self.claims = Some(claims);
+        self
+    }
+
+    /// Accepts `assertion` if Entra signed it for `auth`'s tenant, subject and audience and it
+    /// is valid at `now`. Its single use is left to [`FederationVerifier::use_once`].
     pub async fn verify(
         &self,
         auth: &FederationAuth,
         assertion: &str,
         now: jiff::Timestamp,
-    ) -> Result<(), Rejection> {
+    ) -> Result<Checked, Rejection> {
         let audience = auth.audience.as_deref().ok_or(Rejection::NoAudience)?;
         let header = jsonwebtoken::decode_header(assertion)
             .map_err(|e| Rejection::Malformed(e.to_string()))?;
@@ -174,10 +231,58 @@ impl FederationVerifier {
             subject: &auth.subject,
             audience,
         };
+        check_claims(&data.claims, &expected, now.as_second())
+    }
+
+    /// Uses the id of an assertion that passed [`FederationVerifier::verify`] for directory
+    /// `dir`: refused as replayed if it was used before, at this replica or any other.
+    pub async fn use_once(
+        &self,
+        dir: DirRef<'_>,
+        checked: &Checked,
+        now: jiff::Timestamp,
+    ) -> Result<(), Rejection> {
         let now = now.as_second();
-        let checked = check_claims(&data.claims, &expected, now)?;
         self.replay
-            .use_once(&checked.replay_key, checked.until, now)
+            .use_once(&checked.replay_key, checked.until, now)?;
+        let Some(store) = &self.claims else {
+            return Ok(());
+        };
+        let claim = OnceClaim {
+            name: claim_name(&checked.replay_key),
+            directory: dir.name.to_string(),
+            expires: checked.until,
+        };
+        match store.claim(dir.ns, &claim).await {
+            Ok(()) => {}
+            Err(StoreError::AlreadyExists) => return Err(Rejection::Replayed),
+            Err(e) => {
+                self.replay.forget(&checked.replay_key);
+                return Err(Rejection::ClaimUnavailable(e.to_string()));
+            }
+        }
+        self.sweep(store.clone(), dir.ns.to_string(), now);
+        Ok(())
+    }
+
+    /// Deletes expired claims in `ns` in the background, unless a sweep is running already.
+    fn sweep(&self, store: Arc<dyn ClaimStore>, ns: String, now: i64) {
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let sweeping = self.sweeping.clone();
+        tokio::spawn(async move {
+            match store.sweep(&ns, now, SWEEP_LIMIT).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::debug!(namespace = %ns, deleted = n, "expired assertion claims deleted")
+                }
+                Err(e) => {
+                    tracing::warn!(namespace = %ns, error = %e, "sweep of expired assertion claims failed")
+                }
+            }
+            sweeping.store(false, Ordering::Release);
+        });
     }
 }
 

@@ -289,3 +289,162 @@ async fn forgeries_are_refused_before_any_key_is_fetched() {
     assert!(err.retryable());
     assert!(verifier.replay.is_empty(), "a refused assertion uses no id");
 }
+
+#[test]
+fn claim_names_are_a_fixed_length_hash_of_issuer_and_id() {
+    let a = claim_name("https://issuer\nid-1");
+    assert_eq!(a.len(), 63, "{a}");
+    assert!(a.starts_with(CLAIM_PREFIX));
+    assert!(
+        a[CLAIM_PREFIX.len()..]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    );
+    assert_eq!(a, claim_name("https://issuer\nid-1"), "deterministic");
+    assert_ne!(a, claim_name("https://issuer\nid-2"));
+    assert_ne!(a, claim_name("https://other\nid-1"));
+    // The first 43 hex digits of SHA-256("i\na"): nothing of the id shows in the name.
+    assert_eq!(
+        claim_name("i\na"),
+        "kube-scim-assertion-34fce47f4d819da30777e224b84c4500a54ad78c578"
+    );
+}
+
+fn verifier() -> FederationVerifier {
+    let keys = EntraVerifier::new(entra::EntraConfig {
+        metadata_url: "http://127.0.0.1:9/{tenant}".into(),
+        ..entra::EntraConfig::default()
+    })
+    .unwrap();
+    FederationVerifier::new(FederationConfig::default(), Arc::new(keys))
+}
+
+fn checked(id: &str, until: i64) -> Checked {
+    Checked {
+        replay_key: format!("{ISSUER}\n{id}"),
+        until,
+    }
+}
+
+const DIR: crate::cache::DirRef<'static> = crate::cache::DirRef {
+    ns: "team-a",
+    name: "entra",
+};
+
+#[tokio::test]
+async fn an_assertion_is_used_once_across_replicas_sharing_the_claims() {
+    let store = Arc::new(crate::memory_store::MemoryStore::default());
+    let one = verifier().with_claims(store.clone());
+    let two = verifier().with_claims(store.clone());
+    let now = jiff::Timestamp::from_second(NOW).unwrap();
+    let c = checked("AbC", NOW + 100);
+    assert_eq!(one.use_once(DIR, &c, now).await, Ok(()));
+    assert_eq!(one.use_once(DIR, &c, now).await, Err(Rejection::Replayed));
+    // The other replica has never seen it in memory: the shared claim refuses it.
+    assert_eq!(two.use_once(DIR, &c, now).await, Err(Rejection::Replayed));
+    assert_eq!(store.claim_count(), 1);
+    // Another id, and the same id in another namespace (another directory's claims).
+    assert_eq!(
+        two.use_once(DIR, &checked("DeF", NOW + 100), now).await,
+        Ok(())
+    );
+    // Claims are per namespace (where the directory's Leases live): a directory elsewhere
+    // that trusts the same issuer, subject and audience claims separately.
+    let other = crate::cache::DirRef {
+        ns: "team-b",
+        name: "entra",
+    };
+    let three = verifier().with_claims(store.clone());
+    assert_eq!(three.use_once(other, &c, now).await, Ok(()));
+}
+
+#[tokio::test]
+async fn expired_claims_are_swept_after_an_exchange() {
+    let store = Arc::new(crate::memory_store::MemoryStore::default());
+    let v = verifier().with_claims(store.clone());
+    let at = |s| jiff::Timestamp::from_second(s).unwrap();
+    assert_eq!(
+        v.use_once(DIR, &checked("a", NOW + 10), at(NOW)).await,
+        Ok(())
+    );
+    assert_eq!(
+        v.use_once(DIR, &checked("b", NOW + 100), at(NOW)).await,
+        Ok(())
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while v.sweeping.load(Ordering::Acquire) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first sweep never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // After a's expiry, the next exchange sweeps it (in the background), not b.
+    assert_eq!(
+        v.use_once(DIR, &checked("c", NOW + 100), at(NOW + 11))
+            .await,
+        Ok(())
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.claim_count() != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            store.claim_count()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A claim store whose backend is down.
+struct Down;
+
+impl ClaimStore for Down {
+    fn claim<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a OnceClaim,
+    ) -> futures::future::BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(std::future::ready(Err(StoreError::Unavailable(
+            "503".into(),
+        ))))
+    }
+
+    fn sweep<'a>(
+        &'a self,
+        _: &'a str,
+        _: i64,
+        _: usize,
+    ) -> futures::future::BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(std::future::ready(Err(StoreError::Unavailable(
+            "503".into(),
+        ))))
+    }
+}
+
+#[tokio::test]
+async fn an_unconfirmed_claim_is_retryable_and_does_not_use_the_id() {
+    let v = verifier().with_claims(Arc::new(Down));
+    let now = jiff::Timestamp::from_second(NOW).unwrap();
+    let c = checked("AbC", NOW + 100);
+    for _ in 0..2 {
+        let err = v.use_once(DIR, &c, now).await.unwrap_err();
+        assert!(matches!(err, Rejection::ClaimUnavailable(_)), "{err}");
+        assert!(err.retryable());
+    }
+    assert!(v.replay.is_empty(), "an unconfirmed claim uses no id");
+}
+
+#[test]
+fn only_claims_with_a_past_expiry_are_swept() {
+    use crate::kube_store::{CLAIM_EXPIRES, claim_expired};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    let meta = |v: Option<&str>| ObjectMeta {
+        annotations: v.map(|v| [(CLAIM_EXPIRES.to_string(), v.to_string())].into()),
+        ..ObjectMeta::default()
+    };
+    assert!(claim_expired(&meta(Some("99")), 100));
+    assert!(!claim_expired(&meta(Some("100")), 100));
+    assert!(!claim_expired(&meta(Some("soon")), 100));
+    assert!(!claim_expired(&meta(None), 100));
+}
