@@ -5,20 +5,23 @@
 //! Entra (keys, metadata, signing); the operator and the SCIM server run as processes on the
 //! shared plane.
 
+use std::process::Command;
 use std::time::Duration;
 
-use kube::api::PostParams;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use kube_scim_crds::{
     AuthMethod, AuthSpec, ScimDirectory, ScimDirectorySpec, WorkloadIdentityFederationSpec,
 };
-use kube_scim_tests::ControlPlane;
 use kube_scim_tests::entra::{
     Answer, ClientAuth, Dialect, EntraClient, EntraUser, assert_invalid_token,
     client_assertion_token, client_credentials_token,
 };
 use kube_scim_tests::jwt_issuer::{JwtIssuer, app_token_claims, issuer_of};
+use kube_scim_tests::procs::ManagedProcess;
 use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
+use kube_scim_tests::{ControlPlane, free_port, workspace_binary};
 use serde_json::{Value, json};
 
 const TENANT: &str = "3f1e4b7a-5c2d-4e8f-9a0b-1c2d3e4f5a6b";
@@ -443,4 +446,179 @@ async fn entra_signed_assertions_are_exchanged_once_for_their_directorys_access_
         );
     }
     assert!(stack.server.is_running());
+}
+
+/// The Lease that claims assertion id `id` of `issuer` (as the server names it: a hash).
+fn claim_name(issuer: &str, id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hex: String = Sha256::digest(format!("{issuer}\n{id}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("kube-scim-assertion-{hex}")[..63].to_string()
+}
+
+/// The claims of a minted assertion.
+fn payload(assertion: &str) -> Value {
+    use base64::Engine;
+    let payload = assertion.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// The assertion's id (Entra's `uti`, or `jti`).
+fn assertion_id(assertion: &str) -> String {
+    let claims = payload(assertion);
+    claims["jti"]
+        .as_str()
+        .or(claims["uti"].as_str())
+        .unwrap()
+        .to_string()
+}
+
+/// Two server replicas on one plane serve the same directory: an assertion exchanged at one is
+/// refused at the other (its id is claimed in the apiserver, not only in a replica's memory),
+/// and the claim is deleted once the assertion has expired.
+#[tokio::test]
+async fn an_assertion_is_exchanged_once_across_server_replicas() {
+    let issuer = JwtIssuer::start().await.unwrap();
+    let plane = ControlPlane::shared();
+    let ns = plane.namespace("wif-replicas").await.unwrap();
+    let kube = plane.client().await.unwrap();
+    let server_args = vec![
+        format!("--entra-metadata-url={}", issuer.metadata_url_template()),
+        "--entra-key-refresh-interval=1s".into(),
+    ];
+    let mut options = StackOptions::new(&ns);
+    options.server_args = server_args.clone();
+    let stack = Stack::start(plane, options).await.unwrap();
+    let (port, metrics) = (free_port().unwrap(), free_port().unwrap());
+    let mut replica = Command::new(workspace_binary("kube-scim-server").unwrap());
+    replica
+        .env("KUBECONFIG", plane.kubeconfig())
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(format!("--metrics-bind-address=127.0.0.1:{metrics}"))
+        .arg(format!("--watch-namespaces={ns}"))
+        .arg("--verifier-key-dir")
+        .arg(stack.server_keys.path())
+        .args(&server_args);
+    let log = plane.dir().join(format!("stack-{ns}")).join("replica.log");
+    let mut replica = ManagedProcess::spawn_command("replica", replica, &log).unwrap();
+    let logs = |replica: &ManagedProcess| {
+        format!(
+            "{}\n--- replica ---\n{}",
+            stack.logs(),
+            replica.log_tail(30)
+        )
+    };
+
+    let dirs: Api<ScimDirectory> = Api::namespaced(kube.clone(), &ns);
+    dirs.create(
+        &PostParams::default(),
+        &ScimDirectory::new("alpha", spec(SP_ALPHA, Some(APP))),
+    )
+    .await
+    .unwrap();
+    ready_directory(&kube, &ns, "alpha", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&replica)));
+    let one = format!("{}/oauth2/token", stack.base_url(&ns, "alpha"));
+    let two = format!("http://127.0.0.1:{port}/scim/v2/{ns}/alpha/oauth2/token");
+    wait_until_served(&one, &stack).await;
+    for _ in 0..300 {
+        let answer = client_assertion_token(&two, None, "h.p.s", "password").await;
+        if answer.is_ok_and(|a| a.body["error"] == "unsupported_grant_type") {
+            break;
+        }
+        assert!(replica.is_running(), "{}", logs(&replica));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let claims = || app_token_claims(TENANT, APP, SP_ALPHA);
+    let iss = claims()["iss"].as_str().unwrap().to_string();
+    let leases: Api<Lease> = Api::namespaced(kube.clone(), &ns);
+
+    // Exchanged at replica 1, then refused at replica 2 (and at 1); and the other way round.
+    for (first, second, case) in [(&one, &two, "1 then 2"), (&two, &one, "2 then 1")] {
+        let assertion = issuer.mint(0, &claims());
+        let answer = exchange(first, None, &assertion).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{case}: {}\n{}",
+            answer.body,
+            logs(&replica)
+        );
+        refused(
+            &exchange(second, None, &assertion).await,
+            401,
+            "invalid_client",
+            &format!("{case}: replayed at the other replica"),
+        );
+        refused(
+            &exchange(first, None, &assertion).await,
+            401,
+            "invalid_client",
+            &format!("{case}: replayed at the same replica"),
+        );
+        // The claim: a labelled Lease, named by a hash (not the id), with the expiry.
+        let lease = leases
+            .get(&claim_name(&iss, &assertion_id(&assertion)))
+            .await
+            .unwrap_or_else(|e| panic!("{case}: no claim Lease: {e}"));
+        assert_eq!(lease.labels()["app.kubernetes.io/managed-by"], "kube-scim");
+        assert_eq!(lease.annotations()["kubescim.io/directory"], "alpha");
+        // Until the assertion can no longer be accepted: exp plus the allowed skew.
+        let exp = payload(&assertion)["exp"].as_i64().unwrap();
+        assert_eq!(
+            lease.annotations()["kubescim.io/expires"],
+            (exp + 60).to_string(),
+            "{case}"
+        );
+    }
+    assert!(replica.log_tail(200).contains("already used"));
+
+    // A short-lived assertion (exp within the skew: its claim expires 10 s from now), then,
+    // after its expiry, the next exchange sweeps its claim and no other.
+    let t = now();
+    let short = issuer.mint(
+        0,
+        &with(
+            &claims(),
+            json!({"exp": t - 50, "iat": t - 100, "nbf": t - 100}),
+        ),
+    );
+    let answer = exchange(&two, None, &short).await;
+    assert_eq!(answer.status, 200, "short-lived: {}", answer.body);
+    let short_claim = claim_name(&iss, &assertion_id(&short));
+    assert!(leases.get_opt(&short_claim).await.unwrap().is_some());
+    let claimed = || async {
+        leases
+            .list(&ListParams::default().labels("app.kubernetes.io/managed-by=kube-scim"))
+            .await
+            .unwrap()
+            .items
+            .len()
+    };
+    assert_eq!(claimed().await, 3);
+    while now() <= t + 11 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let answer = exchange(&one, None, &issuer.mint(0, &claims())).await;
+    assert_eq!(answer.status, 200, "after the expiry: {}", answer.body);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while leases.get_opt(&short_claim).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired claim was not swept within 30 s\n{}",
+            logs(&replica)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(claimed().await, 3, "only the expired claim was swept");
+    assert!(replica.is_running());
+    replica.stop();
 }
