@@ -230,11 +230,12 @@ impl ClaimStore for MemoryStore {
     ) -> futures::future::BoxFuture<'a, Result<(), StoreError>> {
         let mut claims = self.claims.lock().unwrap();
         let key = (ns.to_string(), claim.name.clone());
-        let r = if claims.contains_key(&key) {
-            Err(StoreError::AlreadyExists)
-        } else {
-            claims.insert(key, claim.expires);
-            Ok(())
+        let r = match claims.entry(key) {
+            std::collections::hash_map::Entry::Occupied(_) => Err(StoreError::AlreadyExists),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(claim.expires);
+                Ok(())
+            }
         };
         Box::pin(std::future::ready(r))
     }
