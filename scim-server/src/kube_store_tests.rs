@@ -244,3 +244,83 @@ async fn conflicts_and_rejections_are_not_retried() {
         assert_eq!(seen.lines().len(), 1);
     }
 }
+
+fn claim() -> storage::OnceClaim {
+    storage::OnceClaim {
+        name: "kube-scim-assertion-00".into(),
+        directory: "d".into(),
+        expires: 1_800_000_100,
+    }
+}
+
+fn lease(name: &str, expires: &str) -> Value {
+    json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"),
+                     "resourceVersion": "3",
+                     "annotations": {"kubescim.io/expires": expires, "kubescim.io/claim": "another"}},
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claim_taken_by_another_replica_is_already_exists() {
+    use storage::ClaimStore;
+    let (s, seen, _) = store(vec![status(409, "AlreadyExists", "leases exists")]);
+    let c = claim();
+    let got = in_request(s.claim("ns", &c)).await;
+    assert_eq!(got, Err(StoreError::AlreadyExists));
+    assert_eq!(
+        seen.lines(),
+        ["POST /apis/coordination.k8s.io/v1/namespaces/ns/leases"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claim_retried_after_a_lost_answer_into_another_claim_is_already_exists() {
+    use storage::ClaimStore;
+    let (s, seen, _) = store(vec![
+        Reply::Reset,
+        status(409, "AlreadyExists", "exists"),
+        ok(&lease("kube-scim-assertion-00", "1800000100")),
+    ]);
+    let c = claim();
+    let got = in_request(s.claim("ns", &c)).await;
+    assert_eq!(got, Err(StoreError::AlreadyExists));
+    assert!(seen.lines()[2].starts_with("GET"), "{:?}", seen.lines());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unconfirmed_claim_is_unavailable() {
+    use storage::ClaimStore;
+    let (s, seen, _) = store(vec![status(503, "ServiceUnavailable", "shutting down")]);
+    let c = claim();
+    let got = in_request(s.claim("ns", &c)).await;
+    assert!(matches!(got, Err(StoreError::Unavailable(_))), "{got:?}");
+    assert!(seen.lines().len() > 1, "retried");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sweep_deletes_only_expired_claims() {
+    use storage::ClaimStore;
+    let list = json!({
+        "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+        "metadata": {"resourceVersion": "9"},
+        "items": [
+            {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+             "metadata": lease("old", "99")["metadata"]},
+            {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+             "metadata": lease("new", "101")["metadata"]},
+        ],
+    });
+    let (s, seen, _) = store(vec![ok(&list), ok(&lease("old", "99"))]);
+    let got = s.sweep("ns", 100, 10).await;
+    assert_eq!(got, Ok(1));
+    let lines = seen.lines();
+    assert_eq!(
+        lines,
+        [
+            "GET /apis/coordination.k8s.io/v1/namespaces/ns/leases",
+            "DELETE /apis/coordination.k8s.io/v1/namespaces/ns/leases/old",
+        ]
+    );
+}
