@@ -124,20 +124,23 @@ async fn main() -> anyhow::Result<()> {
         metrics.clone(),
         settings.max_apiserver_requests,
     );
+    let wif = Arc::new(
+        federation::FederationVerifier::new(
+            federation::FederationConfig {
+                issuer: settings.federation_issuer.clone(),
+            },
+            entra.clone(),
+        )
+        // Single use of an assertion across replicas: claimed in the apiserver.
+        .with_claims(Arc::new(store.clone())),
+    );
+    // The last claims of a namespace expire with no exchange there to sweep them.
+    tokio::spawn(wif.clone().run_sweeps(std::time::Duration::from_secs(60)));
     let state = Arc::new(AppState {
         directory: DirectoryService::new(cache, store.clone(), limits, keys)
             .with_label_writes(metrics.cleanup_label_writes.clone())
             .with_entra(entra.clone())
-            .with_federation(Arc::new(
-                federation::FederationVerifier::new(
-                    federation::FederationConfig {
-                        issuer: settings.federation_issuer.clone(),
-                    },
-                    entra,
-                )
-                // Single use of an assertion across replicas: claimed in the apiserver.
-                .with_claims(Arc::new(store)),
-            )),
+            .with_federation(wif),
         metrics,
         admission: admission::Admission::new(&settings),
         events,

@@ -30,7 +30,9 @@
 //! only on a confirmed claim. The in-memory [`ReplayCache`] stays in front as the cheap check of
 //! a replay at the same replica. Each Lease records its expiry (annotation
 //! `kubescim.io/expires`); after each exchange a bounded sweep deletes the namespace's expired
-//! ones (at most [`SWEEP_LIMIT`] looked at per pass, one pass at a time per replica).
+//! ones (at most [`SWEEP_LIMIT`] looked at per pass, one pass at a time per replica), and every
+//! minute each replica sweeps the namespaces where it claimed ids until their last claim has
+//! expired ([`FederationVerifier::run_sweeps`]), so a quiet namespace's claims go too.
 //!
 //! Who else can create Leases in that namespace (a namespace editor, other controllers) can
 //! pre-create a claim's name and so make an assertion be refused as replayed: a denial of
@@ -170,6 +172,10 @@ pub struct FederationVerifier {
     claims: Option<Arc<dyn ClaimStore>>,
     /// A sweep is running (one at a time per replica).
     sweeping: Arc<AtomicBool>,
+    /// Namespaces where this replica claimed ids, with the latest expiry: swept periodically
+    /// ([`FederationVerifier::run_sweeps`]) until that has passed, so the last claims of a
+    /// namespace go even when no further exchange there would sweep them.
+    pending: Mutex<HashMap<String, i64>>,
 }
 
 impl FederationVerifier {
@@ -181,6 +187,7 @@ impl FederationVerifier {
             replay: ReplayCache::new(REPLAY_CAPACITY),
             claims: None,
             sweeping: Arc::new(AtomicBool::new(false)),
+            pending: Mutex::new(HashMap::new()),
         }
     }
 
@@ -261,8 +268,55 @@ impl FederationVerifier {
                 return Err(Rejection::ClaimUnavailable(e.to_string()));
             }
         }
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let last = pending.entry(dir.ns.to_string()).or_insert(claim.expires);
+            *last = (*last).max(claim.expires);
+        }
         self.sweep(store.clone(), dir.ns.to_string(), now);
         Ok(())
+    }
+
+    /// Every `interval`, sweeps the namespaces where this replica claimed ids
+    /// ([`FederationVerifier::sweep_pending`]). Runs for the life of the server.
+    pub async fn run_sweeps(self: Arc<Self>, interval: std::time::Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.sweep_pending(jiff::Timestamp::now().as_second()).await;
+        }
+    }
+
+    /// One pass over the namespaces where this replica claimed ids: deletes expired claims in
+    /// each, and forgets a namespace once its latest claim has expired and a pass found no
+    /// more than it could delete.
+    pub async fn sweep_pending(&self, now: i64) {
+        let Some(store) = &self.claims else {
+            return;
+        };
+        let namespaces: Vec<(String, i64)> = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(ns, last)| (ns.clone(), *last))
+            .collect();
+        for (ns, last) in namespaces {
+            match store.sweep(&ns, now, SWEEP_LIMIT).await {
+                Ok(n) if n < SWEEP_LIMIT && last < now => {
+                    let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                    // Unless a claim was made there meanwhile.
+                    if pending.get(&ns) == Some(&last) {
+                        pending.remove(&ns);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(namespace = %ns, error = %e, "sweep of expired assertion claims failed")
+                }
+            }
+        }
     }
 
     /// Deletes expired claims in `ns` in the background, unless a sweep is running already.

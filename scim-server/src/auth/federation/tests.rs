@@ -448,3 +448,26 @@ fn only_claims_with_a_past_expiry_are_swept() {
     assert!(!claim_expired(&meta(Some("soon")), 100));
     assert!(!claim_expired(&meta(None), 100));
 }
+
+#[tokio::test]
+async fn the_periodic_sweep_removes_a_quiet_namespaces_last_claims_then_forgets_it() {
+    let store = Arc::new(crate::memory_store::MemoryStore::default());
+    let v = verifier().with_claims(store.clone());
+    let at = |s| jiff::Timestamp::from_second(s).unwrap();
+    assert_eq!(
+        v.use_once(DIR, &checked("a", NOW + 10), at(NOW)).await,
+        Ok(())
+    );
+    assert_eq!(
+        v.use_once(DIR, &checked("b", NOW + 20), at(NOW)).await,
+        Ok(())
+    );
+    // No further exchange: the periodic pass sweeps what has expired, and keeps the namespace
+    // until its latest claim has.
+    v.sweep_pending(NOW + 11).await;
+    assert_eq!(store.claim_count(), 1);
+    assert_eq!(v.pending.lock().unwrap().len(), 1);
+    v.sweep_pending(NOW + 21).await;
+    assert_eq!(store.claim_count(), 0);
+    assert!(v.pending.lock().unwrap().is_empty());
+}
