@@ -149,15 +149,17 @@ impl Authenticator {
                 dir.label()
             )));
         }
-        // Last: only an assertion that gets its token uses up its id.
+        // Signed before the id is claimed, and handed out only once the claim is confirmed:
+        // only an assertion that gets its token uses up its id.
+        let keys = self.keys.current();
+        let answer = oauth::issue(&keys, &info.uid, auth.lifetime, now).map_err(|e| {
+            tracing::error!(error = %e, "cannot sign an access token");
+            TokenError::Unavailable("the access token could not be signed".into())
+        })?;
         verifier
             .use_once(dir, &checked, now)
             .await
             .map_err(refused_because)?;
-        let keys = self.keys.current();
-        oauth::issue(&keys, &info.uid, auth.lifetime, now).map_err(|e| {
-            tracing::error!(error = %e, "cannot sign an access token");
-            TokenError::Unavailable("the access token could not be signed".into())
-        })
+        Ok(answer)
     }
 }
