@@ -7,6 +7,18 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
+/// What a watched kind must be: a static Kubernetes resource that a reflector can hold and
+/// share between tasks.
+pub trait Watched:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
+{
+}
+
+impl<K> Watched for K where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
+{
+}
+
 /// `K` in `namespace`, or in every namespace when the operator watches all of them.
 pub(crate) fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -29,13 +41,7 @@ pub(crate) fn store<K>(
     impl futures::Stream<Item = Result<K, watcher::Error>>,
 )
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     let (reader, writer) = reflector::store::<K>();
     let stream =
@@ -121,13 +127,7 @@ where
 
 impl<K> SharedWatch<K>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     /// The watch of `K` in `namespace` (or every namespace); nothing is requested before
     /// [`SharedWatch::run`].

@@ -20,6 +20,24 @@ pub struct VerifierKeys {
     dir: PathBuf,
 }
 
+/// A Secret `name` holding the webhook signing `key` (`whsec_...`), with the label that marks it
+/// as one: without it a ScimWebhook refuses the Secret (issue 27).
+pub fn webhook_signing_key_secret(name: &str, key: &str) -> k8s_openapi::api::core::v1::Secret {
+    use std::collections::BTreeMap;
+    k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(BTreeMap::from([(
+                "kubescim.io/webhook-signing-key".to_string(),
+                "true".to_string(),
+            )])),
+            ..Default::default()
+        },
+        string_data: Some(BTreeMap::from([("key".to_string(), key.to_string())])),
+        ..Default::default()
+    }
+}
+
 /// 32 random bytes from the kernel as 64 hex digits: a key as strong as the chart's.
 pub fn random_key() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];

@@ -322,18 +322,7 @@ async fn both_receivers_verify_the_operators_deliveries() {
     Api::<Secret>::namespaced(kube.clone(), &ns)
         .create(
             &PostParams::default(),
-            &Secret {
-                metadata: ObjectMeta {
-                    name: Some("hook-key".into()),
-                    labels: Some(BTreeMap::from([(
-                        "kubescim.io/webhook-signing-key".to_string(),
-                        "true".to_string(),
-                    )])),
-                    ..Default::default()
-                },
-                string_data: Some(BTreeMap::from([("key".to_string(), key.clone())])),
-                ..Default::default()
-            },
+            &kube_scim_tests::keys::webhook_signing_key_secret("hook-key", &key),
         )
         .await
         .unwrap();

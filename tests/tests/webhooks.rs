@@ -237,19 +237,7 @@ async fn setup(prefix: &str, batching: Option<Batching>, warn_after: Option<&str
     Api::<Secret>::namespaced(kube.clone(), &ns)
         .create(
             &PostParams::default(),
-            &Secret {
-                metadata: ObjectMeta {
-                    name: Some("hook-key".into()),
-                    // Marks it as a signing key (issue 27): without it the webhook is refused.
-                    labels: Some(BTreeMap::from([(
-                        "kubescim.io/webhook-signing-key".to_string(),
-                        "true".to_string(),
-                    )])),
-                    ..Default::default()
-                },
-                string_data: Some(BTreeMap::from([("key".to_string(), key.clone())])),
-                ..Default::default()
-            },
+            &kube_scim_tests::keys::webhook_signing_key_secret("hook-key", &key),
         )
         .await
         .unwrap();
