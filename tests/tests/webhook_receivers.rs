@@ -6,7 +6,6 @@
 //! computed here apart from the operator's code, and checked against the Standard Webhooks
 //! specification's test vector.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -16,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::PostParams;
 use kube_scim_crds::{
     DirectoryRef, ScimDirectory, ScimDirectorySpec, ScimWebhook, ScimWebhookSpec, WebhookKeyRef,
 };

@@ -12,7 +12,7 @@ use base64::Engine;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use kube_scim_crds::{
     Batching, DeletionGuardSpec, DirectoryRef, ScimDirectory, ScimDirectorySpec, ScimGroup,
