@@ -145,7 +145,8 @@ pub async fn run_scope(
     .touched_objects();
     // Directories: the shared store; a change reaches the Controller unless it only wrote
     // counts. A deleted directory (gone from the store) is no trigger, as with
-    // `applied_objects()`: the reconcile that removed its finalizer saw its deletionTimestamp.
+    // `applied_objects()`: it needs no reconcile (one with a finalizer was released by the
+    // reconcile that saw its deletionTimestamp), and the Controller would only log it missing.
     let Subscription {
         cache: directory_cache,
         changes: directory_changes,
@@ -159,9 +160,9 @@ pub async fn run_scope(
         .map(|d| Ok(ScimDirectory::clone(&d)))
         .predicate_filter(reconcile_relevant, Default::default());
     // The Controller's runner awaits the store's own readiness future, which wakes only its
-    // last poller (see [`Readiness`](crate::watch::Readiness)) and the group-binding
-    // controller awaits the same store: the triggers wait for the shared readiness, which
-    // wakes this task when the store has listed.
+    // last poller, and the shared `Readiness` polls it too (see
+    // [`Readiness`](crate::watch::Readiness)): the triggers wait for that `Readiness`, which
+    // wakes this task once the store has listed, and the runner starts then.
     let ready = directory_cache.ready.clone();
     let directory_changes = async move { ready.wait().await }
         .map(move |()| directory_changes)
