@@ -8,14 +8,13 @@ use clap::Parser;
 use futures::FutureExt;
 use kube::client::ClientBuilder;
 use kube::{Api, Client};
-use kube_scim_crds::{ScimGroup, ScimUser};
 use kube_scim_operator::config::Flags;
 use kube_scim_operator::controller::{self, Settings};
 use kube_scim_operator::group_binding;
 use kube_scim_operator::http::{self, Health};
 use kube_scim_operator::leader::{self, LeaderElector, LeaseTiming};
 use kube_scim_operator::metrics::Metrics;
-use kube_scim_operator::watch::SharedWatch;
+use kube_scim_operator::watch::Watches;
 use kube_scim_runtime::verifier::{self, KeyRing, SharedKeyRing};
 use kube_scim_runtime::{logging, probes, shutdown};
 use tokio::sync::{oneshot, watch};
@@ -79,7 +78,11 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     let client = ClientBuilder::try_from(kube::Config::infer().await?)?
         .with_layer(&MapRequestLayer::new(
             move |request: axum::http::Request<kube::client::Body>| {
-                counted.api_request(request.method().as_str(), request.uri().path());
+                counted.api_request(
+                    request.method().as_str(),
+                    request.uri().path(),
+                    request.uri().query(),
+                );
                 request
             },
         ))
@@ -257,22 +260,21 @@ async fn lead(
         cluster_roles = ?policy.allowed_cluster_roles, roles = ?policy.allowed_roles,
         cluster_wide = policy.allow_cluster_wide, "ScimGroupBindings may grant"
     );
-    // One watch per kind and scope, shared by both controllers: ScimUsers and ScimGroups are
-    // watched once here, not once per controller (the webhook delivery loops keep their own
-    // per-directory watches: see docs/ARCHITECTURE.md). The watches live for the term.
+    // One watch per kind and scope, shared by both controllers: ScimUsers, ScimGroups and
+    // ScimDirectories are watched once here, not once per controller (the webhook delivery
+    // loops keep their own per-directory watches: see docs/ARCHITECTURE.md). The watches live
+    // for the term.
     let mut controllers = Vec::new();
     let mut shared = Vec::new();
     for scope in &scopes {
-        let mut users = SharedWatch::<ScimUser>::new(client, scope.as_deref(), "ScimUser");
-        let mut groups = SharedWatch::<ScimGroup>::new(client, scope.as_deref(), "ScimGroup");
+        let mut watches = Watches::new(client, scope.as_deref());
         controllers.push(
             controller::run_scope(
                 client.clone(),
                 scope.clone(),
                 settings.clone(),
                 metrics.clone(),
-                users.subscribe(),
-                groups.subscribe(),
+                watches.subscribe(),
                 stop.clone(),
             )
             .boxed(),
@@ -286,14 +288,12 @@ async fn lead(
                 settings.concurrency,
                 settings.resync,
                 metrics.clone(),
-                users.subscribe(),
-                groups.subscribe(),
+                watches.subscribe(),
                 stop.clone(),
             )
             .boxed(),
         );
-        shared.push(users.run().boxed());
-        shared.push(groups.run().boxed());
+        shared.push(watches.run().boxed());
     }
     // The shared watches never end on their own: they are dropped once every controller and
     // delivery loop has stopped (each stops within its grace period after `stop`).

@@ -24,6 +24,12 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListWatchLabels {
+    pub resource: String,
+    pub verb: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WebhookLabels {
     pub namespace: String,
     pub webhook: String,
@@ -39,6 +45,7 @@ pub struct Metrics {
     pub leader: Gauge,
     pub counts_refreshes: Family<ResultLabels, Counter>,
     pub api_requests: Family<RequestLabels, Counter>,
+    pub api_list_watch_requests: Family<ListWatchLabels, Counter>,
     pub webhook_delivered: Family<WebhookLabels, Counter>,
     pub webhook_failures: Family<WebhookLabels, Counter>,
     pub webhook_dropped: Family<WebhookLabels, Counter>,
@@ -98,6 +105,12 @@ impl Default for Metrics {
             "api_requests",
             "Requests to the Kubernetes API, by HTTP method and resource (e.g. scimdirectories/status); watches count once",
             api_requests.clone(),
+        );
+        let api_list_watch_requests = Family::<ListWatchLabels, Counter>::default();
+        registry.register(
+            "api_list_watch_requests",
+            "Lists and watches of a collection (GETs of one object not included), by resource and verb (list, watch)",
+            api_list_watch_requests.clone(),
         );
         let webhook_delivered = Family::<WebhookLabels, Counter>::default();
         registry.register(
@@ -164,6 +177,7 @@ impl Default for Metrics {
             leader,
             counts_refreshes,
             api_requests,
+            api_list_watch_requests,
         }
     }
 }
@@ -185,14 +199,22 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one request to the Kubernetes API.
-    pub fn api_request(&self, method: &str, path: &str) {
+    /// Counts one request to the Kubernetes API (`query`: the URI's, without `?`).
+    pub fn api_request(&self, method: &str, path: &str, query: Option<&str>) {
         self.api_requests
             .get_or_create(&RequestLabels {
                 method: method.to_string(),
                 resource: api_resource(path),
             })
             .inc();
+        if let Some(verb) = list_or_watch(method, path, query) {
+            self.api_list_watch_requests
+                .get_or_create(&ListWatchLabels {
+                    resource: api_resource(path),
+                    verb: verb.into(),
+                })
+                .inc();
+        }
     }
 
     pub fn group_binding_failure(&self, reason: &str) {
@@ -236,6 +258,30 @@ pub fn api_resource(path: &str) -> String {
     }
 }
 
+/// `list` or `watch` for a GET of a collection, `None` for any other request: how often each
+/// kind is listed and watched (the per-reconcile GETs of one object, counted with them in
+/// `api_requests`, vary with the number of reconciles).
+pub fn list_or_watch(method: &str, path: &str, query: Option<&str>) -> Option<&'static str> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let rest = match segments.as_slice() {
+        ["api", _, rest @ ..] | ["apis", _, _, rest @ ..] => rest,
+        _ => return None,
+    };
+    let collection = match rest {
+        ["namespaces", _] => false,
+        ["namespaces", _, _] | [_] => true,
+        _ => false,
+    };
+    if method != "GET" || !collection {
+        return None;
+    }
+    let watch = query
+        .unwrap_or_default()
+        .split('&')
+        .any(|pair| pair == "watch=true" || pair == "watch=1");
+    Some(if watch { "watch" } else { "list" })
+}
+
 /// Labels of `kube_scim_operator_build_info`: alerts and dashboards tell replicas of different versions
 /// apart during a rollout. The commit is whatever the build passed in `KUBE_SCIM_GIT_COMMIT`
 /// (the release workflow does), `unknown` otherwise.
@@ -270,6 +316,47 @@ mod tests {
         let text = metrics.encode();
         assert!(
             text.contains("kube_scim_operator_group_binding_errors_total{reason=\"api_403\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn only_gets_of_a_collection_are_lists_or_watches() {
+        let dirs = "/apis/kubescim.io/v1alpha1/namespaces/ns/scimdirectories";
+        for (method, path, query, verb) in [
+            ("GET", dirs, Some("&limit=500"), Some("list")),
+            ("GET", dirs, None, Some("list")),
+            (
+                "GET",
+                dirs,
+                Some("&watch=true&timeoutSeconds=290&resourceVersion=235"),
+                Some("watch"),
+            ),
+            (
+                "GET",
+                "/apis/kubescim.io/v1alpha1/scimusers",
+                Some("watch=1"),
+                Some("watch"),
+            ),
+            ("GET", "/api/v1/namespaces", None, Some("list")),
+            ("GET", &format!("{dirs}/contoso"), None, None),
+            ("GET", "/api/v1/namespaces/ns", None, None),
+            ("GET", &format!("{dirs}/contoso/status"), None, None),
+            ("POST", dirs, None, None),
+            ("GET", "/version", None, None),
+        ] {
+            assert_eq!(list_or_watch(method, path, query), verb, "{method} {path}");
+        }
+        let metrics = Metrics::default();
+        metrics.api_request("GET", dirs, Some("watch=true"));
+        metrics.api_request("GET", &format!("{dirs}/contoso"), None);
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"kube_scim_operator_api_list_watch_requests_total{resource="scimdirectories",verb="watch"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"kube_scim_operator_api_requests_total{method="GET",resource="scimdirectories"} 2"#),
             "{text}"
         );
     }

@@ -5,6 +5,7 @@
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
+use kube_scim_crds::{ScimDirectory, ScimGroup, ScimUser};
 use serde::de::DeserializeOwned;
 
 /// What a watched kind must be: a static Kubernetes resource that a reflector can hold and
@@ -56,8 +57,8 @@ where
 }
 
 /// One watch of a kind (in one scope), kept in one store, whose changes every subscriber
-/// receives: ScimUsers and ScimGroups are watched once per process and scope, not once per
-/// controller.
+/// receives: ScimUsers, ScimGroups and ScimDirectories are watched once per process and scope,
+/// not once per controller.
 ///
 /// Not kube-runtime's `store_shared` + `Writer::subscribe`: its `ReflectHandle` never yields a
 /// deleted object (the dispatcher broadcasts only applies and the re-list), so a deleted
@@ -199,6 +200,48 @@ where
                 Err(e) => tracing::warn!(kind, error = %e, "watch failed; retrying"),
             }
         }
+    }
+}
+
+/// The shared watches of one scope: every kind that both the directory and the group-binding
+/// controller read (ScimUsers, ScimGroups, ScimDirectories), each watched once.
+pub struct Watches {
+    users: SharedWatch<ScimUser>,
+    groups: SharedWatch<ScimGroup>,
+    directories: SharedWatch<ScimDirectory>,
+}
+
+/// One controller's subscriptions to the [`Watches`] of its scope.
+pub struct Subscriptions {
+    pub users: Subscription<ScimUser>,
+    pub groups: Subscription<ScimGroup>,
+    pub directories: Subscription<ScimDirectory>,
+}
+
+impl Watches {
+    /// The watches of `namespace` (or every namespace); nothing is requested before
+    /// [`Watches::run`].
+    pub fn new(client: &Client, namespace: Option<&str>) -> Self {
+        Watches {
+            users: SharedWatch::new(client, namespace, "ScimUser"),
+            groups: SharedWatch::new(client, namespace, "ScimGroup"),
+            directories: SharedWatch::new(client, namespace, "ScimDirectory"),
+        }
+    }
+
+    /// A controller's subscriptions, all made before [`Watches::run`] (see
+    /// [`SharedWatch::subscribe`]).
+    pub fn subscribe(&mut self) -> Subscriptions {
+        Subscriptions {
+            users: self.users.subscribe(),
+            groups: self.groups.subscribe(),
+            directories: self.directories.subscribe(),
+        }
+    }
+
+    /// Runs every watch (see [`SharedWatch::run`]); never ends on its own.
+    pub async fn run(self) {
+        futures::join!(self.users.run(), self.groups.run(), self.directories.run());
     }
 }
 

@@ -719,6 +719,23 @@ async fn users_and_groups_are_counted_from_their_labels() {
             "{resource}: {gets} GET requests (one list and one watch expected; 4 when each controller watched on its own)"
         );
     }
+    // ScimDirectories too: one watch for the directory controller (its own kind) and the
+    // group-binding controller (who may feed a binding). Their GETs above would not tell: every
+    // reconcile also GETs its directory by name (the token step reads the status fresh), so
+    // lists and watches are counted apart.
+    for resource in ["scimdirectories", "scimusers", "scimgroups"] {
+        let requests = |verb: &str| {
+            op.metric(&format!(
+                r#"kube_scim_operator_api_list_watch_requests_total{{resource="{resource}",verb="{verb}"}}"#
+            ))
+            .unwrap_or(0.0)
+        };
+        let (lists, watches) = (requests("list"), requests("watch"));
+        assert!(
+            lists >= 1.0 && watches >= 1.0 && lists + watches <= 3.0,
+            "{resource}: {lists} lists and {watches} watches (one of each expected, and room for one re-watch; 2 and 2 when each controller watched on its own)"
+        );
+    }
 }
 
 #[tokio::test]

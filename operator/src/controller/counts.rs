@@ -192,9 +192,13 @@ pub async fn refresh(
 /// (`--counts-min-interval`, `--counts-max-delay`). A failed refresh is retried like a new change.
 pub async fn keep_fresh(
     ctx: Arc<Context>,
-    directories: Store<ScimDirectory>,
+    directories: crate::watch::Cache<ScimDirectory>,
     touched: impl Stream<Item = ObjectRef<ScimDirectory>>,
 ) {
+    let crate::watch::Cache {
+        store: directories,
+        ready: directories_ready,
+    } = directories;
     let throttle = Throttle::new(
         ctx.settings.counts_min_interval,
         ctx.settings.counts_max_delay,
@@ -205,9 +209,9 @@ pub async fn keep_fresh(
         async move {
             ctx.users_ready.wait().await;
             ctx.groups_ready.wait().await;
-            // The Controller waits for this store too, in this same task (it runs next to
-            // this refresher in `run_scope`), so the one waker the store keeps wakes both.
-            let _ = directories.wait_until_ready().await;
+            // The shared store's readiness, not the store's own future: the group-binding
+            // controller awaits the same store (see [`crate::watch::Readiness`]).
+            directories_ready.wait().await;
             directories
                 .state()
                 .iter()

@@ -43,11 +43,11 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use kube_scim_crds::{ScimDirectory, ScimGroup, ScimUser, labels};
+use kube_scim_crds::{ScimDirectory, labels};
 
 use crate::events::publish;
 use crate::metrics::Metrics;
-use crate::watch::{SHUTDOWN_GRACE, Subscription, bounded_shutdown, scoped};
+use crate::watch::{SHUTDOWN_GRACE, Subscription, Subscriptions, bounded_shutdown, scoped};
 use kube_scim_runtime::duration;
 
 pub use crate::reconcile::Error;
@@ -116,19 +116,23 @@ pub fn reconcile_relevant(dir: &ScimDirectory) -> Option<u64> {
 
 /// Runs the controller and the counts refresher for one scope (one namespace, or all) until
 /// `stop` resolves and every running reconcile has finished.
-/// `users` and `groups` are subscriptions of the process's shared watches (see
+/// `watched` are its subscriptions to the process's shared watches (see
 /// [`SharedWatch`](crate::watch::SharedWatch)).
 pub async fn run_scope(
     client: Client,
     namespace: Option<String>,
     settings: Settings,
     metrics: Arc<Metrics>,
-    users: Subscription<ScimUser>,
-    groups: Subscription<ScimGroup>,
+    watched: Subscriptions,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let stop = stop.shared();
     let ns = namespace.as_deref();
+    let Subscriptions {
+        users,
+        groups,
+        directories,
+    } = watched;
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_OPERATOR);
     // Secrets: metadata only (never their data) of all Secrets, so that both generated Secrets
     // (labelled) and bring-your-own Secrets (named in spec.token.secretRef) trigger their
@@ -139,19 +143,30 @@ pub async fn run_scope(
     )
     .default_backoff()
     .touched_objects();
-    // Directories: the store holds every version; a change reaches the Controller unless it
-    // only wrote counts.
-    let (directories, writer) = reflector::store::<ScimDirectory>();
-    let directory_changes = reflector::reflector(
-        writer,
-        watcher(
-            scoped::<ScimDirectory>(&client, ns),
-            watcher::Config::default().any_semantic(),
-        )
-        .default_backoff(),
-    )
-    .applied_objects()
-    .predicate_filter(reconcile_relevant, Default::default());
+    // Directories: the shared store; a change reaches the Controller unless it only wrote
+    // counts. A deleted directory (gone from the store) is no trigger, as with
+    // `applied_objects()`: it needs no reconcile (one with a finalizer was released by the
+    // reconcile that saw its deletionTimestamp), and the Controller would only log it missing.
+    let Subscription {
+        cache: directory_cache,
+        changes: directory_changes,
+    } = directories;
+    let directories = directory_cache.store.clone();
+    let present = directories.clone();
+    let directory_changes = directory_changes
+        .filter(move |d| {
+            futures::future::ready(present.get(&ObjectRef::from_obj(d.as_ref())).is_some())
+        })
+        .map(|d| Ok(ScimDirectory::clone(&d)))
+        .predicate_filter(reconcile_relevant, Default::default());
+    // The Controller's runner awaits the store's own readiness future, which wakes only its
+    // last poller, and the shared `Readiness` polls it too (see
+    // [`Readiness`](crate::watch::Readiness)): the triggers wait for that `Readiness`, which
+    // wakes this task once the store has listed, and the runner starts then.
+    let ready = directory_cache.ready.clone();
+    let directory_changes = async move { ready.wait().await }
+        .map(move |()| directory_changes)
+        .flatten_stream();
 
     let mut controller = Controller::for_stream(directory_changes, directories.clone());
     // HTTPRoutes are watched only where the Gateway API is installed; without the watch, a
@@ -218,7 +233,7 @@ pub async fn run_scope(
         groups.changes.map(|g| directory_of(&g.metadata)),
     )
     .filter_map(futures::future::ready);
-    let counting = counts::keep_fresh(ctx, directories, touched);
+    let counting = counts::keep_fresh(ctx, directory_cache, touched);
 
     // The refresher never ends on its own: it stops with the controller.
     futures::pin_mut!(reconciling, counting);

@@ -137,6 +137,7 @@ fn context(client: Client) -> Arc<Context> {
         users_ready: crate::watch::Readiness::of(&filled_store::<ScimUser>(Vec::new())),
         groups_ready: crate::watch::Readiness::of(&filled_store::<ScimGroup>(Vec::new())),
         directories: filled_store(vec![directory()]),
+        directories_ready: crate::watch::Readiness::of(&filled_store::<ScimDirectory>(Vec::new())),
         role_bindings: filled_store(Vec::new()),
         cluster_role_bindings: None,
         metrics: Arc::new(Metrics::default()),

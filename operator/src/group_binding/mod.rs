@@ -52,7 +52,7 @@ use kube::{Api, Client, ResourceExt};
 use kube_scim_crds::{ScimDirectory, ScimGroup, ScimGroupBinding, ScimUser};
 
 use crate::controller::MANAGER;
-use crate::watch::{SHUTDOWN_GRACE, Subscription, bounded_shutdown, scoped, store};
+use crate::watch::{SHUTDOWN_GRACE, Subscriptions, bounded_shutdown, scoped, store};
 use plan::BindingPolicy;
 
 /// Finalizer that removes a ScimGroupBinding's RoleBindings in every namespace.
@@ -74,14 +74,16 @@ pub struct Context {
     pub recorder: Recorder,
     pub policy: BindingPolicy,
     pub resync: Duration,
-    /// The process's shared ScimUser and ScimGroup stores, and their readiness (awaited through
-    /// `users_ready` and `groups_ready` only: the directory controller awaits the same stores).
+    /// The process's shared ScimUser, ScimGroup and ScimDirectory stores, and their readiness
+    /// (awaited through the `_ready` fields only: the directory controller awaits the same
+    /// stores).
     pub users: Store<ScimUser>,
     pub groups: Store<ScimGroup>,
     pub users_ready: crate::watch::Readiness,
     pub groups_ready: crate::watch::Readiness,
     /// The directories bindings name: who may feed a binding is decided from them.
     pub directories: Store<ScimDirectory>,
+    pub directories_ready: crate::watch::Readiness,
     pub role_bindings: Store<RoleBinding>,
     /// Only where cluster-wide bindings are allowed and the operator watches every namespace.
     pub cluster_role_bindings: Option<Store<ClusterRoleBinding>>,
@@ -107,7 +109,7 @@ impl Context {
     async fn caches_ready(&self) {
         self.users_ready.wait().await;
         self.groups_ready.wait().await;
-        let _ = self.directories.wait_until_ready().await;
+        self.directories_ready.wait().await;
         let _ = self.role_bindings.wait_until_ready().await;
         if let Some(store) = &self.cluster_role_bindings {
             let _ = store.wait_until_ready().await;
@@ -167,7 +169,7 @@ fn known_binding_of(
 }
 
 /// Runs the ScimGroupBinding controller for one scope (one namespace, or all) until `stop`.
-/// `users` and `groups` are subscriptions of the process's shared watches (see
+/// `watched` are its subscriptions to the process's shared watches (see
 /// [`SharedWatch`](crate::watch::SharedWatch)).
 // One argument per setting main.rs passes, as controller::run_scope's callers read them; a
 // settings struct for one call site would only move the list.
@@ -180,12 +182,16 @@ pub async fn run_scope(
     concurrency: u16,
     resync: Duration,
     metrics: Arc<crate::metrics::Metrics>,
-    users: Subscription<ScimUser>,
-    groups: Subscription<ScimGroup>,
+    watched: Subscriptions,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let stop = stop.shared();
     let ns = namespace.as_deref();
+    let Subscriptions {
+        users,
+        groups,
+        directories,
+    } = watched;
     let any = || watcher::Config::default().any_semantic();
     let written = || {
         watcher::Config::default()
@@ -193,7 +199,7 @@ pub async fn run_scope(
             .any_semantic()
     };
     let (user_changes, group_changes) = (users.changes, groups.changes);
-    let (directories, directory_changes) = store(scoped::<ScimDirectory>(&client, ns), any());
+    let directory_changes = directories.changes;
     let (role_bindings, role_binding_changes) =
         store(scoped::<RoleBinding>(&client, ns), written());
     let (bindings, writer) = reflector::store::<ScimGroupBinding>();
@@ -224,7 +230,8 @@ pub async fn run_scope(
         groups: groups.cache.store,
         users_ready: users.cache.ready,
         groups_ready: groups.cache.ready,
-        directories,
+        directories: directories.cache.store,
+        directories_ready: directories.cache.ready,
         role_bindings,
         cluster_role_bindings,
         metrics,
@@ -270,7 +277,7 @@ pub async fn run_scope(
             )
         })
         // A directory replaced or re-configured must revoke at once, not at the next resync.
-        .watches_stream(directory_changes, move |directory: ScimDirectory| {
+        .watches_shared_stream(directory_changes, move |directory: Arc<ScimDirectory>| {
             bindings_of_directory(
                 &of_directory,
                 directory.namespace().as_deref(),
