@@ -17,8 +17,21 @@ use kube_scim_tests::keys::VerifierKeys;
 use kube_scim_tests::procs::ManagedProcess;
 use kube_scim_tests::workspace_binary;
 
-/// A network namespace of its own, deleted on drop.
-struct Netns(String);
+/// A network namespace of its own, deleted on drop with what `ip netns add` left on the host.
+struct Netns {
+    name: String,
+    /// `/run/netns` was not a mount point before: the first `ip netns add` bind-mounts it onto
+    /// itself, and that mount outlives the namespace unless this test removes it.
+    unmount_dir: bool,
+}
+
+/// `/run/netns` is a mount point now.
+fn netns_dir_mounted() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|line| line.split(' ').nth(4) == Some("/run/netns"))
+}
 
 impl Netns {
     fn create() -> Netns {
@@ -27,22 +40,23 @@ impl Netns {
             let status = Command::new("ip").args(args).status().unwrap();
             assert!(status.success(), "ip {args:?} failed");
         };
+        let unmount_dir = !netns_dir_mounted();
         run(&["netns", "add", &name]);
-        let netns = Netns(name);
-        run(&["-n", &netns.0, "link", "set", "lo", "up"]);
+        let netns = Netns { name, unmount_dir };
+        run(&["-n", &netns.name, "link", "set", "lo", "up"]);
         netns
     }
 
     /// `program` started inside the namespace (`ip netns exec` execs it: same PID).
     fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.0]).arg(program);
+        cmd.args(["netns", "exec", &self.name]).arg(program);
         cmd
     }
 
     fn has_ipv6_loopback(&self) -> bool {
         let out = Command::new("ip")
-            .args(["-n", &self.0, "-6", "addr", "show", "lo"])
+            .args(["-n", &self.name, "-6", "addr", "show", "lo"])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).contains("::1/128")
@@ -51,7 +65,7 @@ impl Netns {
     /// Runs `f` on a thread that has entered the namespace (a network namespace belongs to a
     /// thread, so the test's other threads stay where they are).
     fn within<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/var/run/netns/{}", self.0);
+        let path = format!("/var/run/netns/{}", self.name);
         std::thread::spawn(move || {
             use std::os::fd::AsRawFd;
             let file = std::fs::File::open(&path).unwrap();
@@ -67,7 +81,13 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let empty = std::fs::read_dir("/run/netns").is_ok_and(|mut d| d.next().is_none());
+        if self.unmount_dir && empty {
+            let _ = Command::new("umount").arg("/run/netns").status();
+        }
     }
 }
 
@@ -187,4 +207,10 @@ fn both_binaries_answer_probes_over_ipv4_and_ipv6_with_default_addresses() {
         assert!(process.is_running(), "{}", process.log_tail(30));
         process.stop();
     }
+    let leaves_a_mount = netns.unmount_dir;
+    drop(netns);
+    assert!(
+        !(leaves_a_mount && netns_dir_mounted()),
+        "the namespace's /run/netns mount is left on the host"
+    );
 }
