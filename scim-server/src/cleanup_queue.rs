@@ -1,6 +1,6 @@
 //! The cleanup worker's queue: groups whose members' labels are to be brought in line. Fed by
 //! the cache (a watched group being deleted, gone, or with a member list to roll out) and by
-//! the directory service's writes; drained by the worker in `directory/cleanup.rs`. Its own
+//! the directory service's writes; drained by the worker in `directory/cleanup/`. Its own
 //! module, not the cache's: it holds work to do, not a copy of the apiserver's objects.
 
 use std::collections::BTreeSet;

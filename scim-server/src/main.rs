@@ -149,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
     });
 
     // Every replica runs the worker: its work is idempotent and resumes from the apiserver's
-    // state (see directory/cleanup.rs).
+    // state (see directory/cleanup/).
     let worker = state.clone();
     let cleanup = directory::CleanupSettings {
         batch: settings.member_cleanup_batch.max(1),

@@ -8,7 +8,7 @@
 //!
 //! This file: the service, its reads and its delegates to `crate::auth`; `write.rs`: POST,
 //! PATCH/PUT, DELETE and the deletion guard's hold; `unique.rs`: the unique name;
-//! `members.rs`: membership labels; `cleanup.rs`: the background label worker; `objects.rs`:
+//! `members.rs`: membership labels; `cleanup/`: the background label worker; `objects.rs`:
 //! object and patch bodies; `list.rs`: queries.
 
 mod cleanup;
@@ -49,7 +49,7 @@ pub struct Limits {
     /// Retries of an update after a resourceVersion conflict.
     pub conflict_retries: usize,
     /// A member-list replacement (or a new group) that would write more membership labels than
-    /// this is recorded on the group and written in the background (see `cleanup.rs`).
+    /// this is recorded on the group and written in the background (see `cleanup/`).
     pub inline_member_writes: usize,
 }
 

@@ -375,7 +375,7 @@ impl<S: Storage> DirectoryService<S> {
         }
         if kind == ResourceKind::Group {
             // Membership records live on the members, as many as the group has: the request
-            // only marks the group; the cleanup worker removes the labels (see `cleanup.rs`).
+            // only marks the group; the cleanup worker removes the labels (see `cleanup/`).
             return self.delete_group(dir, id, if_match).await;
         }
         match self.store.delete(kind, dir.ns, id).await {
