@@ -56,7 +56,13 @@ pub struct NodeCluster {
     processes: Mutex<Vec<ManagedProcess>>,
     host_before: HostState,
     stopped: Mutex<bool>,
+    /// Held until the node is dropped: the node takes the host's [`NODE_IP`], kubepods cgroups
+    /// and iptables chains, so a second one (another test binary, a benchmark) waits for it.
+    _host_lock: std::fs::File,
 }
+
+/// The lock file that serialises nodes on this host.
+const HOST_LOCK: &str = "/tmp/kube-scim-node.lock";
 
 impl NodeCluster {
     /// Builds (or takes from the cache) every binary, creates the bridge, starts a control plane
@@ -64,6 +70,15 @@ impl NodeCluster {
     /// chart does that).
     pub fn start() -> anyhow::Result<NodeCluster> {
         let bin_dir = node_binaries()?;
+        let host_lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(HOST_LOCK)?;
+        if host_lock.try_lock().is_err() {
+            eprintln!("waiting for the node of another process on this host ({HOST_LOCK})");
+            host_lock.lock()?;
+        }
         let host_before = HostState::capture();
         let bridge = format!("kscim{}", std::process::id() % 1_000_000_000);
         create_bridge(&bridge)?;
@@ -88,6 +103,7 @@ impl NodeCluster {
             processes: Mutex::new(Vec::new()),
             host_before,
             stopped: Mutex::new(false),
+            _host_lock: host_lock,
         };
         if let Err(e) = cluster.boot() {
             let logs = cluster.log_tails();
