@@ -106,6 +106,15 @@ async fn tenant(
     if target.through_route() {
         route_is_live(kube, target, ns, name, &token).await;
     }
+    // The server's own view of the directory can lag the apiserver's (its watch).
+    crate::stack::server_accepts(
+        &target.http(),
+        &target.base_url(ns, name),
+        &token,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", target.logs()));
     Tenant {
         client: EntraClient::with_http(&target.base_url(ns, name), &token, dialect, target.http()),
         namespace: ns.into(),

@@ -157,6 +157,25 @@ impl Stack {
         )
     }
 
+    /// [`ready_directory`], then [`server_accepts`] on this stack's server: the Tenant URL and
+    /// a token that this server takes. Panics with the components' logs after 60 s.
+    pub async fn ready_directory(
+        &self,
+        client: &Client,
+        namespace: &str,
+        directory: &str,
+    ) -> (String, String) {
+        let timeout = Duration::from_secs(60);
+        let (endpoint, token) = ready_directory(client, namespace, directory, timeout)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.logs()));
+        let http = crate::http_client();
+        server_accepts(&http, &self.base_url(namespace, directory), &token, timeout)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.logs()));
+        (endpoint, token)
+    }
+
     /// Log files of both components, for failure messages.
     pub fn logs(&self) -> String {
         format!(
@@ -206,6 +225,33 @@ pub async fn ready_directory(
         status.endpoint.unwrap_or_default(),
         String::from_utf8(token).context("token is not UTF-8")?,
     ))
+}
+
+/// Waits until the SCIM server at `base_url` accepts `token` (`GET /Users?count=0` answers 200).
+/// The server learns a directory, its readiness and its verifiers from its own watch, which
+/// can lag the apiserver read by [`ready_directory`]: a client that used the token at once could
+/// get the 401 of an unknown directory or the 503 of one not ready yet.
+pub async fn server_accepts(
+    http: &reqwest::Client,
+    base_url: &str,
+    token: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let url = format!("{}/Users?count=0", base_url.trim_end_matches('/'));
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let last = match http.get(&url).bearer_auth(token).send().await {
+            Ok(r) if r.status() == 200 => return Ok(()),
+            Ok(r) => format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => format!("{e:#}"),
+        };
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "{base_url} did not accept the directory's token within {timeout:?}; last answer {last}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Polls (once a second, for at most `timeout`) until the operator reports the Tenant URL of

@@ -77,9 +77,7 @@ async fn directory(kube: &Client, stack: &Stack, ns: &str, name: &str) -> EntraC
         )
         .await
         .unwrap();
-    let (_, token) = ready_directory(kube, ns, name, Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
+    let (_, token) = stack.ready_directory(kube, ns, name).await;
     EntraClient::new(&stack.base_url(ns, name), &token, Dialect::Compliant)
 }
 
@@ -1100,9 +1098,7 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
             )
             .await
             .unwrap();
-        ready_directory(&kube, &ns, dir, Duration::from_secs(60))
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
+        stack.ready_directory(&kube, &ns, dir).await;
         let idp = EntraClient::new(&stack.base_url(&ns, dir), jwt, Dialect::Compliant);
         let id = idp
             .provision_user(&EntraUser::numbered(n), None)
@@ -1704,9 +1700,7 @@ async fn a_held_deprovisioning_removes_access_at_once() {
         .create(&PostParams::default(), &ScimDirectory::new("contoso", spec))
         .await
         .unwrap();
-    let (_, token) = ready_directory(&kube, &ns, "contoso", Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
+    let (_, token) = stack.ready_directory(&kube, &ns, "contoso").await;
     let entra = EntraClient::new(&stack.base_url(&ns, "contoso"), &token, Dialect::Compliant);
 
     let mut ids = Vec::new();

@@ -13,7 +13,7 @@ use kube::Api;
 use kube::api::PostParams;
 use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimGroupBinding, ScimUser};
 use kube_scim_tests::keys::VerifierKeys;
-use kube_scim_tests::stack::{Stack, StackOptions, ready_directory, service_account_kubeconfig};
+use kube_scim_tests::stack::{Stack, StackOptions, service_account_kubeconfig};
 use kube_scim_tests::{ControlPlane, eventually, must_succeed, repo_root};
 use serde_json::{Value, json};
 
@@ -401,10 +401,7 @@ async fn install_grants_exactly_what_the_operator_and_server_need_then_upgrade_a
         )
         .await
         .unwrap();
-    let (endpoint, token) =
-        ready_directory(&client, &tenant_ns, "contoso", Duration::from_secs(60))
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
+    let (endpoint, token) = stack.ready_directory(&client, &tenant_ns, "contoso").await;
     assert!(
         endpoint.starts_with(&format!(
             "http://scim.example.test/scim/v2/{tenant_ns}/contoso"

@@ -32,7 +32,7 @@ use kube::api::PostParams;
 use kube_scim_crds::{ScimDirectory, ScimDirectorySpec};
 use kube_scim_tests::ControlPlane;
 use kube_scim_tests::entra::{Answer, Dialect, ENTERPRISE, EntraClient, EntraUser, urlencode};
-use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
+use kube_scim_tests::stack::{Stack, StackOptions};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
@@ -1136,9 +1136,7 @@ async fn microsofts_validation_suite_passes_in_both_dialects() {
         )
         .await
         .unwrap();
-        let (_, token) = ready_directory(&kube, &ns, tag, Duration::from_secs(60))
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
+        let (_, token) = stack.ready_directory(&kube, &ns, tag).await;
         let entra = EntraClient::new(&stack.base_url(&ns, tag), &token, dialect);
         for _ in 0..100 {
             if entra.test_connection().await.unwrap().status == 200 {

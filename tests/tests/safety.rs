@@ -16,7 +16,7 @@ use kube_scim_crds::{
     DeletionGuardSpec, DeletionPolicy, ScimDirectory, ScimDirectorySpec, ScimGroup, ScimUser,
     labels,
 };
-use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
+use kube_scim_tests::stack::{Stack, StackOptions};
 use kube_scim_tests::{ControlPlane, PlaneOptions, eventually};
 use serde_json::{Value, json};
 
@@ -104,9 +104,7 @@ async fn start_with(
     dirs.create(&PostParams::default(), &ScimDirectory::new("d", spec))
         .await
         .unwrap();
-    let (_, token) = ready_directory(&client, &ns, "d", WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", stack.logs()));
+    let (_, token) = stack.ready_directory(&client, &ns, "d").await;
     let scim = Scim {
         http: kube_scim_tests::http_client(),
         base: stack.base_url(&ns, "d"),

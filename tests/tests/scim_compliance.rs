@@ -3,17 +3,17 @@
 //! Every check must pass; the checks we skip are listed with their reasons in docs/compliance.md.
 
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use kube::Api;
 use kube::api::PostParams;
 use kube_scim_crds::{Provider, ScimDirectory, ScimDirectorySpec};
-use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
+use kube_scim_tests::stack::{Stack, StackOptions};
 use kube_scim_tests::{ControlPlane, python_tools};
 
 /// A directory of its own per checker: the checkers create and delete users and groups.
 async fn directory(
     plane: &ControlPlane,
+    stack: &Stack,
     stack_ns: &str,
     name: &str,
     provider: Provider,
@@ -27,9 +27,7 @@ async fn directory(
     api.create(&PostParams::default(), &ScimDirectory::new(name, spec))
         .await
         .unwrap();
-    ready_directory(&client, stack_ns, name, Duration::from_secs(60))
-        .await
-        .unwrap()
+    stack.ready_directory(&client, stack_ns, name).await
 }
 
 fn describe(out: &Output) -> String {
@@ -46,7 +44,7 @@ async fn scim_sanity_probe_passes() {
     let plane = ControlPlane::shared();
     let ns = plane.namespace("sanity").await.unwrap();
     let stack = Stack::start(plane, StackOptions::new(&ns)).await.unwrap();
-    let (_, token) = directory(plane, &ns, "sanity", Provider::Generic).await;
+    let (_, token) = directory(plane, &stack, &ns, "sanity", Provider::Generic).await;
     let out = Command::new(python_tools().unwrap().join("scim-sanity"))
         .arg("probe")
         .arg(stack.base_url(&ns, "sanity"))
@@ -107,7 +105,7 @@ async fn scim2_tester_checks_pass() {
     let plane = ControlPlane::shared();
     let ns = plane.namespace("scim2-tester").await.unwrap();
     let stack = Stack::start(plane, StackOptions::new(&ns)).await.unwrap();
-    let (_, token) = directory(plane, &ns, "tester", Provider::Generic).await;
+    let (_, token) = directory(plane, &stack, &ns, "tester", Provider::Generic).await;
     let out = Command::new(python_tools().unwrap().join("scim2"))
         .arg("--url")
         .arg(stack.base_url(&ns, "tester"))

@@ -13,7 +13,7 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use kube_scim_crds::{ScimDirectory, ScimDirectorySpec};
-use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
+use kube_scim_tests::stack::{Stack, StackOptions};
 use kube_scim_tests::{ControlPlane, eventually, must_succeed};
 use serde_json::json;
 
@@ -68,9 +68,7 @@ async fn create_directory(kube: &Client, stack: &Stack, ns: &str, name: &str) ->
         )
         .await
         .unwrap();
-    let (_, token) = ready_directory(kube, ns, name, Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
+    let (_, token) = stack.ready_directory(kube, ns, name).await;
     token
 }
 

@@ -21,7 +21,7 @@ use kube_scim_crds::{
 };
 use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser};
 use kube_scim_tests::procs::ManagedProcess;
-use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
+use kube_scim_tests::stack::{Stack, StackOptions};
 use kube_scim_tests::{ControlPlane, free_port, go_examples, python_tools, repo_root};
 use serde_json::json;
 use sha2::Sha256;
@@ -332,9 +332,7 @@ async fn both_receivers_verify_the_operators_deliveries() {
         )
         .await
         .unwrap();
-    let (_, token) = ready_directory(&kube, &ns, "contoso", Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
+    let (_, token) = stack.ready_directory(&kube, &ns, "contoso").await;
     for (name, receiver) in [("python", &python), ("go", &go)] {
         Api::<ScimWebhook>::namespaced(kube.clone(), &ns)
             .create(

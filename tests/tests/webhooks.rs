@@ -20,7 +20,7 @@ use kube_scim_crds::{
 };
 use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser};
 use kube_scim_tests::procs::ManagedProcess;
-use kube_scim_tests::stack::{Stack, StackOptions, ready_directory};
+use kube_scim_tests::stack::{Stack, StackOptions};
 use kube_scim_tests::{ControlPlane, free_port, python_tools, repo_root, workspace_binary};
 use serde_json::{Value, json};
 
@@ -259,9 +259,7 @@ async fn setup(prefix: &str, batching: Option<Batching>, warn_after: Option<&str
         )
         .await
         .unwrap();
-    let (_, token) = ready_directory(&kube, &ns, "contoso", Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
+    let (_, token) = stack.ready_directory(&kube, &ns, "contoso").await;
     Api::<ScimWebhook>::namespaced(kube.clone(), &ns)
         .create(
             &PostParams::default(),
