@@ -71,6 +71,29 @@ impl EntraUser {
     }
 }
 
+/// How often one request is sent again after a 503 or 429 with `Retry-After`. Entra retries such
+/// a refusal (an "escrow") in a later cycle rather than dropping the change; the emulation
+/// retries at once after the wait, a few times, so a server that sheds load under a busy
+/// machine is not mistaken for one that fails.
+const RETRIES_OF_A_REFUSAL: usize = 4;
+
+/// The wait a 503 or 429 asks for (`Retry-After` in seconds, at most 5 s here), or `None` for
+/// any other answer.
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    if !matches!(response.status().as_u16(), 429 | 503) {
+        return None;
+    }
+    let secs: u64 = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(5)))
+}
+
 /// One HTTP exchange, for assertions on what the server answered.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -181,7 +204,28 @@ impl EntraClient {
                 .header("Content-Type", "application/scim+json; charset=utf-8")
                 .body(body.to_string());
         }
-        Answer::read(request.send().await?).await
+        let mut retried = 0;
+        loop {
+            let attempt = request
+                .try_clone()
+                .context("a request with a buffered body")?;
+            let response = attempt.send().await?;
+            let wait = retry_after(&response);
+            let answer = Answer::read(response).await?;
+            match wait {
+                Some(wait) if retried < RETRIES_OF_A_REFUSAL => {
+                    // Visible in a failing test's output: a refusal is the server's answer to
+                    // overload, and how often it came matters.
+                    eprintln!(
+                        "entra: {} {path} answered {} {}; retrying in {wait:?}",
+                        self.base, answer.status, answer.body
+                    );
+                    retried += 1;
+                    tokio::time::sleep(wait).await;
+                }
+                _ => return Ok(answer),
+            }
+        }
     }
 
     fn expect(answer: Answer, statuses: &[u16], what: &str) -> anyhow::Result<Answer> {
