@@ -19,10 +19,13 @@
 //! [`counts::keep_fresh`] refreshes them at most once per `--counts-min-interval` and at the
 //! latest `--counts-max-delay` after the first pending change.
 
+pub mod apply;
 mod context;
 pub mod counts;
 pub mod deletion;
 pub mod entra;
+pub mod plan;
+pub mod read;
 pub mod route;
 pub mod safety;
 pub mod status;
@@ -314,17 +317,18 @@ pub async fn reconcile(dir: Arc<ScimDirectory>, ctx: Arc<Context>) -> Result<Act
     result
 }
 
-/// The deletion plan, then the finalizer helper around apply and cleanup (the shape of
-/// controller-rs: the finalizer in the top-level reconcile, so no step calls back here).
+/// The lifecycle plan, then the finalizer helper around the reconcile of a live directory and
+/// the cleanup of a deleted one (the shape of controller-rs: the finalizer in the top-level
+/// reconcile, so no step calls back here).
 async fn run(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> {
-    let needs_grant = route::needs_reference_grant(&dir, &ctx.settings.defaults);
-    match deletion::plan(&dir, needs_grant) {
+    let (lifecycle, needs_grant) = plan::lifecycle(&dir, &ctx.settings.defaults);
+    match lifecycle {
         deletion::Plan::WithFinalizer => {
             let ns = dir.namespace().ok_or(Error::Unnamed)?;
             let api: Api<ScimDirectory> = ctx.api(&ns);
             finalizer(&api, deletion::FINALIZER, dir, |event| async move {
                 match event {
-                    FinalizerEvent::Apply(dir) => apply(dir, ctx, needs_grant).await,
+                    FinalizerEvent::Apply(dir) => converge(&dir, ctx, needs_grant).await,
                     FinalizerEvent::Cleanup(dir) => deletion::cleanup(dir, ctx).await,
                 }
             })
@@ -332,32 +336,18 @@ async fn run(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> {
             .map_err(|e| Error::Finalizer(Box::new(e)))
         }
         deletion::Plan::AwaitGone => Ok(Action::await_change()),
-        deletion::Plan::Apply => apply(dir, ctx, needs_grant).await,
+        deletion::Plan::Apply => converge(&dir, ctx, needs_grant).await,
     }
 }
 
-/// Brings a live directory to its desired state: token, route, counts, status.
-async fn apply(dir: Arc<ScimDirectory>, ctx: &Context, needs_grant: bool) -> Result<Action, Error> {
+/// Brings a live directory to its desired state: read every input, decide the plan (pure),
+/// carry it out, write the status once.
+async fn converge(dir: &ScimDirectory, ctx: &Context, needs_grant: bool) -> Result<Action, Error> {
     let now = jiff::Timestamp::now();
-    let token = token::reconcile(&dir, ctx, now).await?;
-    let route = route::reconcile(&dir, ctx).await?;
-    // After the route part: it removes a ReferenceGrant the finalizer no longer has to.
-    deletion::drop_unneeded_finalizer(&dir, ctx, needs_grant).await?;
-    safety::reconcile(&dir, ctx).await?;
-    let others = ctx.directories.state();
-    let auth = entra::check(&dir, others.iter().map(|d| d.as_ref()));
-    let _status = ctx.status_lock(&ObjectRef::from_obj(dir.as_ref())).await;
-    let counts = counts::of(&dir, ctx);
-    status::write(
-        &dir,
-        ctx,
-        &token,
-        &route,
-        auth.as_ref(),
-        counts.as_ref(),
-        now,
-    )
-    .await
+    let observed = read::read(dir, ctx).await?;
+    let plan = plan::plan(dir, &observed, &ctx.settings.defaults, needs_grant, now);
+    let outcome = apply::apply(dir, ctx, observed, plan, now).await?;
+    status::write(dir, ctx, &outcome, now).await
 }
 
 #[cfg(test)]

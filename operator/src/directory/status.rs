@@ -6,12 +6,14 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use kube_scim_crds::{
     AuthMethod, CONDITION_DELETIONS_HELD, CONDITION_READY, CONDITION_ROUTE_READY,
     CONDITION_SUSPENDED, CONDITION_TOKEN_READY, ScimDirectory, ScimDirectoryStatus,
 };
 
+use super::apply::Outcome;
 use super::context::{Context, MANAGER};
 use super::counts::{self, Counts};
 use super::route::RouteState;
@@ -194,16 +196,20 @@ pub fn requeue_after(status: &ScimDirectoryStatus, resync: Duration, now: Timest
     wait
 }
 
-/// Reports new problems, writes the status if it changed, and says when to look again.
+/// Reports new problems, writes the status if it changed, and says when to look again. The
+/// counts are taken here, under the directory's status lock, which the counts refresher takes
+/// for its own write of them.
 pub async fn write(
     dir: &ScimDirectory,
     ctx: &Context,
-    token: &TokenState,
-    route: &RouteState,
-    auth: Option<&Check>,
-    counts: Option<&Counts>,
+    outcome: &Outcome,
     now: Timestamp,
 ) -> Result<Action, Error> {
+    let Outcome { token, route, auth } = outcome;
+    let auth = auth.as_ref();
+    let _status = ctx.status_lock(&ObjectRef::from_obj(dir)).await;
+    let counts = counts::of(dir, ctx);
+    let counts = counts.as_ref();
     let new_status = desired(dir, token, route, auth, counts, now);
     let mut checks = vec![
         (CONDITION_TOKEN_READY, &token.check),

@@ -9,6 +9,7 @@
 //! (the verifier and grace-period rules, `TokenState`) and picks the path.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -102,73 +103,156 @@ fn secret_token(secret: &Secret, key: &str) -> Option<Result<String, ()>> {
     Some(String::from_utf8(bytes.0.clone()).map_err(|_| ()))
 }
 
-/// The token part of a reconcile.
-pub async fn reconcile(
-    dir: &ScimDirectory,
-    ctx: &Context,
-    now: Timestamp,
-) -> Result<TokenState, Error> {
-    let grace = match grace_period(dir) {
-        Ok(g) => g,
-        Err(message) => return Ok(TokenState::failed("InvalidGracePeriod", message, None)),
-    };
+/// What the token step starts from.
+pub struct Observed {
+    /// The directory's status as the apiserver has it now: the only record of the previous
+    /// tokens' verifiers.
+    pub previous: ScimDirectoryStatus,
+    /// The token's Secret (the bring-your-own one, or the generated one), if it exists.
+    pub secret: Option<Secret>,
+    /// The verifier keys in force.
+    pub keys: Arc<KeyRing>,
+}
+
+/// What the token step does.
+#[derive(Debug, PartialEq)]
+pub enum Plan {
+    /// Nothing to write: the state, and the note of a `TokenChanged` event to publish, if any.
+    Done(TokenState, Option<String>),
+    /// The generated token's Secret: `plan` for the Secret `name`.
+    Generated {
+        name: String,
+        plan: GeneratedPlan,
+        grace: Duration,
+    },
+}
+
+/// The name of the token's Secret and the key of the token in it.
+fn secret_name_and_key(dir: &ScimDirectory) -> (String, &str) {
+    match &dir.spec.token.secret_ref {
+        Some(secret_ref) => (
+            secret_ref.name.clone(),
+            secret_ref.key.as_deref().unwrap_or(TOKEN_KEY),
+        ),
+        None => (route::token_secret_name(&dir.name_any()), TOKEN_KEY),
+    }
+}
+
+/// Reads what the token step decides from.
+pub async fn read(dir: &ScimDirectory, ctx: &Context) -> Result<Observed, Error> {
     let ns = dir.namespace().ok_or(Error::Unnamed)?;
+    let uid = dir.uid().ok_or(Error::Unnamed)?;
     let secrets: Api<Secret> = ctx.api(&ns);
     let keys = ctx.settings.keys.current();
-    let uid = dir.uid().ok_or(Error::Unnamed)?;
-    let dir_name = dir.name_any();
     // The status is the only record of the previous tokens' verifiers, so it is read from the
     // apiserver, not from the watch cache: right after this operator's own status write the
     // cache can still hold the status before it, and planning from that would resurrect a
     // revoked token (a deleted Secret's) for the grace period, or drop a rotated one's grace.
-    let previous = match ctx.api::<ScimDirectory>(&ns).get_opt(&dir_name).await? {
+    let previous = match ctx
+        .api::<ScimDirectory>(&ns)
+        .get_opt(&dir.name_any())
+        .await?
+    {
         Some(fresh) if fresh.uid().as_deref() == Some(uid.as_str()) => {
             fresh.status.unwrap_or_default()
         }
         _ => dir.status.clone().unwrap_or_default(),
     };
+    let (name, _) = secret_name_and_key(dir);
+    let secret = secrets.get_opt(&name).await?;
+    Ok(Observed {
+        previous,
+        secret,
+        keys,
+    })
+}
+
+/// The token step's plan (pure).
+pub fn plan(dir: &ScimDirectory, observed: &Observed, now: Timestamp) -> Plan {
+    let grace = match grace_period(dir) {
+        Ok(g) => g,
+        Err(message) => {
+            return Plan::Done(
+                TokenState::failed("InvalidGracePeriod", message, None),
+                None,
+            );
+        }
+    };
+    let ns = dir.namespace().unwrap_or_default();
+    let uid = dir.uid().unwrap_or_default();
+    let dir_name = dir.name_any();
     let binding = Binding {
         uid: &uid,
         namespace: &ns,
         name: &dir_name,
     };
-    match &dir.spec.token.secret_ref {
-        Some(secret_ref) => {
-            let name = secret_ref.name.as_str();
-            let key = secret_ref.key.as_deref().unwrap_or(TOKEN_KEY);
-            let secret = secrets.get_opt(name).await?;
-            let (state, event) = bring_your_own(
-                &ns,
-                name,
-                key,
-                secret.as_ref(),
-                &previous,
-                now,
-                grace,
-                &keys,
-                &binding,
-            );
+    let (name, key) = secret_name_and_key(dir);
+    if dir.spec.token.secret_ref.is_some() {
+        let (state, event) = bring_your_own(
+            &ns,
+            &name,
+            key,
+            observed.secret.as_ref(),
+            &observed.previous,
+            now,
+            grace,
+            &observed.keys,
+            &binding,
+        );
+        return Plan::Done(state, event);
+    }
+    let rotation = dir.spec.token.rotation_request.clone().unwrap_or_default();
+    let plan = plan_generated(
+        &binding,
+        observed.secret.as_ref(),
+        &rotation,
+        &observed.previous,
+        now,
+        grace,
+        &observed.keys,
+    );
+    Plan::Generated { name, plan, grace }
+}
+
+/// Carries out the token step's plan: the event of a changed bring-your-own token, or the
+/// generated token's Secret.
+pub async fn apply(
+    dir: &ScimDirectory,
+    ctx: &Context,
+    observed: Observed,
+    plan: Plan,
+    now: Timestamp,
+) -> Result<TokenState, Error> {
+    match plan {
+        Plan::Done(state, event) => {
             if let Some(note) = event {
                 ctx.publish(dir, EventType::Normal, "TokenChanged", "Token", note)
                     .await;
             }
             Ok(state)
         }
-        None => {
-            let name = route::token_secret_name(&dir_name);
-            let secret = secrets.get_opt(&name).await?;
-            let rotation = dir.spec.token.rotation_request.clone().unwrap_or_default();
-            let plan = plan_generated(
-                &binding,
-                secret.as_ref(),
-                &rotation,
-                &previous,
+        Plan::Generated { name, plan, grace } => {
+            let ns = dir.namespace().ok_or(Error::Unnamed)?;
+            let uid = dir.uid().ok_or(Error::Unnamed)?;
+            let dir_name = dir.name_any();
+            let binding = Binding {
+                uid: &uid,
+                namespace: &ns,
+                name: &dir_name,
+            };
+            let secrets: Api<Secret> = ctx.api(&ns);
+            generate(
+                dir,
+                ctx,
+                &secrets,
+                &name,
+                observed.secret,
+                plan,
+                &observed.previous,
                 now,
                 grace,
-                &keys,
-            );
-            generate(
-                dir, ctx, &secrets, &name, secret, plan, &previous, now, grace, &keys, &binding,
+                &observed.keys,
+                &binding,
             )
             .await
         }
