@@ -2,7 +2,6 @@
 //! objects (server-side apply, one field manager: [`super::MANAGER`]), a finalizer no longer
 //! needed, held operations. Its outcome is what [`super::status`] makes conditions of.
 
-use jiff::Timestamp;
 use kube_scim_crds::ScimDirectory;
 
 use super::context::Context;
@@ -26,9 +25,8 @@ pub async fn apply(
     ctx: &Context,
     observed: Observed,
     plan: Plan,
-    now: Timestamp,
 ) -> Result<Outcome, Error> {
-    let token = token::apply(dir, ctx, observed.token, plan.token, now).await?;
+    let token = token::apply(dir, ctx, observed.token, plan.token, plan.now).await?;
     let route = route::apply(dir, ctx, plan.route).await?;
     // After the route part: it removes a ReferenceGrant the finalizer no longer has to.
     deletion::remove_finalizer(dir, ctx, plan.finalizer_removal).await?;

@@ -1,16 +1,24 @@
-//! The ScimDirectory controller: the wiring (watches, stores, the kube-runtime `Controller`)
-//! and the reconcile entry. Each concern lives in its own file and first decides a pure plan,
-//! then carries it out:
+//! The ScimDirectory controller, in the shape every controller of the operator has (see
+//! `group_binding/`): this file holds the wiring (watches, stores, the kube-runtime
+//! `Controller`), the error policy and the reconcile entry, which decides the lifecycle
+//! ([`plan::lifecycle`]) and runs the `finalizer` helper around one pass of
 //!
-//! - [`deletion`]: the deletion policy (finalizer only for `Retain`);
+//! [`read`] (every input) -> [`plan`] (pure, unit-tested) -> [`apply`] (the writes) ->
+//! [`status`] (conditions, the one status write).
+//!
+//! The steps, each a file or folder with its own read, pure plan and writes, called by those
+//! four in turn, never calling back:
+//!
+//! - [`deletion`]: the deletion policy (finalizer only where needed, releasing for `Retain`);
 //! - [`token`]: the bearer token (generated, rotated, bring-your-own);
 //! - [`route`]: Ingress (and, across namespaces, an ExternalName Service) or Gateway API
 //!   HTTPRoute (and, across namespaces, a ReferenceGrant);
-//! - [`counts`]: users and groups in status, kept fresh by a throttled refresher
-//!   ([`throttle`]) outside the reconcile;
+//! - [`safety`]: conditions `Suspended` and `DeletionsHeld`, releasing or dropping held
+//!   operations;
 //! - [`entra`]: method `EntraToken` needs the enterprise application's id, one directory per
 //!   application;
-//! - [`status`]: conditions and the status write.
+//! - [`counts`]: users and groups in status, kept fresh by a throttled refresher
+//!   ([`throttle`]) outside the reconcile.
 //!
 //! What triggers what: a change of a ScimDirectory (except a write of its counts alone), of an
 //! Ingress or Service it owns, or of a Secret it uses is reconciled at once through the
@@ -346,7 +354,7 @@ async fn converge(dir: &ScimDirectory, ctx: &Context, needs_grant: bool) -> Resu
     let now = jiff::Timestamp::now();
     let observed = read::read(dir, ctx).await?;
     let plan = plan::plan(dir, &observed, &ctx.settings.defaults, needs_grant, now);
-    let outcome = apply::apply(dir, ctx, observed, plan, now).await?;
+    let outcome = apply::apply(dir, ctx, observed, plan).await?;
     status::write(dir, ctx, &outcome, now).await
 }
 

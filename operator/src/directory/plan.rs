@@ -31,6 +31,8 @@ pub struct Plan {
     pub held_operations: safety::Plan,
     /// The Entra application rule's verdict, if the directory allows `EntraToken`.
     pub auth: Option<Check>,
+    /// When it was decided: the time of new tokens and expiries, and of the conditions.
+    pub now: Timestamp,
 }
 
 /// The plan for `dir` from `observed`.
@@ -47,6 +49,7 @@ pub fn plan(
         finalizer_removal: deletion::finalizer_removal(dir, needs_grant),
         held_operations: safety::plan(dir),
         auth: entra::check(dir, observed.directories.iter().map(|d| d.as_ref())),
+        now,
     }
 }
 
