@@ -4,7 +4,7 @@
 //! docs/ARCHITECTURE.md for where things go.
 
 pub mod config;
-pub mod controller;
+pub mod directory;
 pub mod events;
 pub mod group_binding;
 pub mod http;

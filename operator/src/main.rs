@@ -9,7 +9,7 @@ use futures::FutureExt;
 use kube::client::ClientBuilder;
 use kube::{Api, Client};
 use kube_scim_operator::config::Flags;
-use kube_scim_operator::controller::{self, Settings};
+use kube_scim_operator::directory::{self, Settings};
 use kube_scim_operator::group_binding;
 use kube_scim_operator::http::{self, Health};
 use kube_scim_operator::leader::{self, LeaderElector, LeaseTiming};
@@ -269,7 +269,7 @@ async fn lead(
     for scope in &scopes {
         let mut watches = Watches::new(client, scope.as_deref());
         controllers.push(
-            controller::run_scope(
+            directory::run_scope(
                 client.clone(),
                 scope.clone(),
                 settings.clone(),

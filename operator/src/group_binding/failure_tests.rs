@@ -23,7 +23,7 @@ use kube_scim_crds::{
 
 use super::plan::BindingPolicy;
 use super::{Context, Error, FINALIZER, error_policy, reconcile, trust};
-use crate::controller::fixtures::{self, Failure, Fault, filled_store};
+use crate::directory::fixtures::{self, Failure, Fault, filled_store};
 use crate::metrics::Metrics;
 
 const BINDING: &str = "/apis/kubescim.io/v1alpha1/namespaces/ns/scimgroupbindings/admins";

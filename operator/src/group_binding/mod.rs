@@ -51,7 +51,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use kube_scim_crds::{ScimDirectory, ScimGroup, ScimGroupBinding, ScimUser};
 
-use crate::controller::MANAGER;
+use crate::directory::MANAGER;
 use crate::watch::{SHUTDOWN_GRACE, Subscriptions, bounded_shutdown, scoped, store};
 use plan::BindingPolicy;
 
@@ -171,7 +171,7 @@ fn known_binding_of(
 /// Runs the ScimGroupBinding controller for one scope (one namespace, or all) until `stop`.
 /// `watched` are its subscriptions to the process's shared watches (see
 /// [`SharedWatch`](crate::watch::SharedWatch)).
-// One argument per setting main.rs passes, as controller::run_scope's callers read them; a
+// One argument per setting main.rs passes, as directory::run_scope's callers read them; a
 // settings struct for one call site would only move the list.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_scope(

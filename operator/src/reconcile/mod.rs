@@ -1,5 +1,5 @@
 //! What every controller of the operator shares (the ScimDirectory controller in
-//! `controller/`, the ScimGroupBinding controller in `group_binding/`, the ScimWebhook
+//! `directory/`, the ScimGroupBinding controller in `group_binding/`, the ScimWebhook
 //! deliverer in `webhook/`), so each of them writes its conditions and status, and tells API
 //! errors apart, the same way:
 //!

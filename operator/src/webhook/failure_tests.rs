@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::Shared;
 use super::delivery::{run, write_status};
 use super::target::Policy;
-use crate::controller::fixtures::{self, Failure, Fault};
+use crate::directory::fixtures::{self, Failure, Fault};
 use crate::metrics::Metrics;
 
 const HOOK: &str = "/apis/kubescim.io/v1alpha1/namespaces/ns/scimwebhooks/hook";

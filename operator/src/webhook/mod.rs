@@ -58,7 +58,7 @@ impl Shared {
         key_refresh_interval: Duration,
     ) -> Shared {
         let reporter = Reporter {
-            controller: crate::controller::MANAGER.into(),
+            controller: crate::directory::MANAGER.into(),
             instance: Some(identity.to_string()),
         };
         Shared {

@@ -6,7 +6,7 @@
 //! bound to the directory's enterprise application by its `appid` (`azp` in a v2 token): a
 //! directory must name its application(s) in `allowedAppIds` (a token for a directory that names
 //! none is refused, and the operator refuses such a directory), and the operator lets one
-//! application open one directory only (`operator/src/controller/entra.rs`).
+//! application open one directory only (`operator/src/directory/entra.rs`).
 //!
 //! Keys come from the tenant's OpenID metadata (`jwks_uri`) and are cached per tenant. A token
 //! signed with a key not in the cache makes one refetch (at most one attempt per [`MIN_REFRESH`]

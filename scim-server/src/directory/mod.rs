@@ -252,4 +252,14 @@ impl<S: Storage> DirectoryService<S> {
 }
 
 #[cfg(test)]
-mod tests;
+mod cleanup_tests;
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod list_tests;
+#[cfg(test)]
+mod members_tests;
+#[cfg(test)]
+mod unique_tests;
+#[cfg(test)]
+mod write_tests;

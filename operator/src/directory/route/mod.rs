@@ -90,14 +90,86 @@ async fn route_created(ctx: &Context, dir: &ScimDirectory, note: String) {
         .await;
 }
 
-/// The route part of a reconcile.
-pub async fn reconcile(dir: &ScimDirectory, ctx: &Context) -> Result<RouteState, Error> {
+/// The route objects as they are now: the name each would have is this directory's.
+pub struct Existing {
+    pub ingress: Option<Ingress>,
+    pub service: Option<Service>,
+    pub httproute: Option<DynamicObject>,
+    pub grant: Option<DynamicObject>,
+}
+
+/// Reads the route objects the directory may have.
+pub async fn read(dir: &ScimDirectory, ctx: &Context) -> Result<Existing, Error> {
     let ns = dir.namespace().ok_or(Error::Unnamed)?;
-    let uid = dir.uid().ok_or(Error::Unnamed)?;
     let name = dir.name_any();
     let defaults: &RouteDefaults = &ctx.settings.defaults;
-    let server = &defaults.server;
+    let ingresses: Api<Ingress> = ctx.api(&ns);
+    let services: Api<Service> = ctx.api(&ns);
+    let routes = httproutes(ctx, &ns);
+    let grants = reference_grants(ctx, &defaults.server.namespace);
+    let ingress_name = route::ingress_name(&name);
+    let grant_name = route::reference_grant_name(&ns, &name);
+    let ingress = ingresses.get_opt(&ingress_name).await?;
+    let service = services
+        .get_opt(&route::external_service_name(&name))
+        .await?;
+    // An operator without RBAC on Gateway API kinds (an Ingress-only installation) cannot have
+    // created any: a 403 means there is none to remove, unless the directory wants a Gateway.
+    let gateway_kind = route::kind(&dir.spec, defaults) == RouteKind::Gateway;
+    let httproute = get_unless_forbidden(&routes, &ingress_name, gateway_kind).await?;
+    let grant = get_unless_forbidden(&grants, &grant_name, gateway_kind).await?;
+    Ok(Existing {
+        ingress,
+        service,
+        httproute,
+        grant,
+    })
+}
+
+/// The route step's plan: the route wanted, who holds each of its names, and what to do.
+#[derive(Debug)]
+pub struct Planned {
+    pub route: Route,
+    pub holders: Holders,
+    pub plan: Plan,
+}
+
+/// The route step's plan (pure).
+pub fn decide(dir: &ScimDirectory, existing: &Existing, defaults: &RouteDefaults) -> Planned {
+    let ns = dir.namespace().unwrap_or_default();
+    let uid = dir.uid().unwrap_or_default();
+    let name = dir.name_any();
     let route = route::resolve(&ns, &name, &dir.spec, defaults);
+    let holders = Holders {
+        ingress: Holder::of(existing.ingress.as_ref().map(|i| &i.metadata), &uid),
+        service: Holder::of(existing.service.as_ref().map(|s| &s.metadata), &uid),
+        httproute: Holder::of(existing.httproute.as_ref().map(|r| &r.metadata), &uid),
+        grant: Holder::by_labels(existing.grant.as_ref().map(|g| &g.metadata), &ns, &name),
+    };
+    let same_namespace = ns == defaults.server.namespace;
+    let plan = plan(&route, same_namespace, holders);
+    Planned {
+        route,
+        holders,
+        plan,
+    }
+}
+
+/// Carries out the route step's plan: removes what it no longer needs, writes the route, and
+/// tells how the route stands.
+pub async fn apply(
+    dir: &ScimDirectory,
+    ctx: &Context,
+    planned: Planned,
+) -> Result<RouteState, Error> {
+    let Planned {
+        route,
+        holders,
+        plan,
+    } = planned;
+    let ns = dir.namespace().ok_or(Error::Unnamed)?;
+    let name = dir.name_any();
+    let server = &ctx.settings.defaults.server;
     let ingresses: Api<Ingress> = ctx.api(&ns);
     let services: Api<Service> = ctx.api(&ns);
     let routes = httproutes(ctx, &ns);
@@ -105,22 +177,6 @@ pub async fn reconcile(dir: &ScimDirectory, ctx: &Context) -> Result<RouteState,
     let ingress_name = route::ingress_name(&name);
     let service_name = route::external_service_name(&name);
     let grant_name = route::reference_grant_name(&ns, &name);
-
-    let existing_ingress = ingresses.get_opt(&ingress_name).await?;
-    let existing_service = services.get_opt(&service_name).await?;
-    // An operator without RBAC on Gateway API kinds (an Ingress-only installation) cannot have
-    // created any: a 403 means there is none to remove, unless the directory wants a Gateway.
-    let gateway_kind = route.kind == RouteKind::Gateway;
-    let existing_route = get_unless_forbidden(&routes, &ingress_name, gateway_kind).await?;
-    let existing_grant = get_unless_forbidden(&grants, &grant_name, gateway_kind).await?;
-    let holders = Holders {
-        ingress: Holder::of(existing_ingress.as_ref().map(|i| &i.metadata), &uid),
-        service: Holder::of(existing_service.as_ref().map(|s| &s.metadata), &uid),
-        httproute: Holder::of(existing_route.as_ref().map(|r| &r.metadata), &uid),
-        grant: Holder::by_labels(existing_grant.as_ref().map(|g| &g.metadata), &ns, &name),
-    };
-    let same_namespace = ns == server.namespace;
-    let plan = plan(&route, same_namespace, holders);
 
     let (ingress_unneeded, service_unneeded, route_unneeded, grant_unneeded) = unneeded(&plan);
     if ingress_unneeded {

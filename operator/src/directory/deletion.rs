@@ -70,13 +70,13 @@ pub fn finalizer_removal(dir: &ScimDirectory, needs_grant: bool) -> Option<Value
     }}))
 }
 
-/// Carries out [`finalizer_removal`].
-pub async fn drop_unneeded_finalizer(
+/// Carries out [`finalizer_removal`]: `patch` is its answer.
+pub async fn remove_finalizer(
     dir: &ScimDirectory,
     ctx: &Context,
-    needs_grant: bool,
+    patch: Option<Value>,
 ) -> Result<(), Error> {
-    let Some(patch) = finalizer_removal(dir, needs_grant) else {
+    let Some(patch) = patch else {
         return Ok(());
     };
     let api: Api<ScimDirectory> = ctx.api(&dir.namespace().ok_or(Error::Unnamed)?);

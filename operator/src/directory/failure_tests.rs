@@ -110,3 +110,32 @@ async fn a_success_after_failures_resets_the_backoff() {
     reconcile(Arc::new(dir), ctx.clone()).await.unwrap();
     assert_eq!(ctx.failures.lock().unwrap().get(&key), None);
 }
+
+/// Every input is read before anything is written (`read.rs`): an apiserver failing one of the
+/// reads (here the Ingress, the last read before the first write) fails the reconcile with
+/// nothing written, so no half-done reconcile (a new token, no route) is left behind.
+#[tokio::test]
+async fn a_failing_read_fails_the_reconcile_before_any_write() {
+    for failure in Failure::ALL {
+        let case = format!("{failure:?} on GET {}", paths::INGRESS);
+        let dir = fixtures::directory(spec());
+        let objects = HashMap::from([(
+            paths::DIRECTORY.to_string(),
+            serde_json::to_value(&dir).unwrap(),
+        )]);
+        let (client, calls) = fixtures::client_failing(
+            objects,
+            vec![Fault::new(Method::GET, paths::INGRESS, failure)],
+        );
+        let ctx = fixtures::context(client, fixtures::settings(Some("h")));
+        let result = reconcile(Arc::new(dir), ctx).await;
+        if failure == Failure::NotFound {
+            // A 404 on a read is "no such object": the reconcile goes on and writes.
+            assert!(result.is_ok(), "{case}: {result:?}");
+            continue;
+        }
+        let error = result.expect_err(&case);
+        assert_eq!(error.metric_label(), label(failure), "{case}");
+        assert_eq!(calls.write_lines(), Vec::<String>::new(), "{case}");
+    }
+}

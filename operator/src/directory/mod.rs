@@ -1,16 +1,24 @@
-//! The ScimDirectory controller: the wiring (watches, stores, the kube-runtime `Controller`)
-//! and the reconcile entry. Each concern lives in its own file and first decides a pure plan,
-//! then carries it out:
+//! The ScimDirectory controller, in the shape every controller of the operator has (see
+//! `group_binding/`): this file holds the wiring (watches, stores, the kube-runtime
+//! `Controller`), the error policy and the reconcile entry, which decides the lifecycle
+//! ([`plan::lifecycle`]) and runs the `finalizer` helper around one pass of
 //!
-//! - [`deletion`]: the deletion policy (finalizer only for `Retain`);
+//! [`read`] (every input) -> [`plan`] (pure, unit-tested) -> [`apply`] (the writes) ->
+//! [`status`] (conditions, the one status write).
+//!
+//! The steps, each a file or folder with its own read, pure plan and writes, called by those
+//! four in turn, never calling back:
+//!
+//! - [`deletion`]: the deletion policy (finalizer only where needed, releasing for `Retain`);
 //! - [`token`]: the bearer token (generated, rotated, bring-your-own);
 //! - [`route`]: Ingress (and, across namespaces, an ExternalName Service) or Gateway API
 //!   HTTPRoute (and, across namespaces, a ReferenceGrant);
-//! - [`counts`]: users and groups in status, kept fresh by a throttled refresher
-//!   ([`throttle`]) outside the reconcile;
+//! - [`safety`]: conditions `Suspended` and `DeletionsHeld`, releasing or dropping held
+//!   operations;
 //! - [`entra`]: method `EntraToken` needs the enterprise application's id, one directory per
 //!   application;
-//! - [`status`]: conditions and the status write.
+//! - [`counts`]: users and groups in status, kept fresh by a throttled refresher
+//!   ([`throttle`]) outside the reconcile.
 //!
 //! What triggers what: a change of a ScimDirectory (except a write of its counts alone), of an
 //! Ingress or Service it owns, or of a Secret it uses is reconciled at once through the
@@ -19,10 +27,13 @@
 //! [`counts::keep_fresh`] refreshes them at most once per `--counts-min-interval` and at the
 //! latest `--counts-max-delay` after the first pending change.
 
+pub mod apply;
 mod context;
 pub mod counts;
 pub mod deletion;
 pub mod entra;
+pub mod plan;
+pub mod read;
 pub mod route;
 pub mod safety;
 pub mod status;
@@ -314,17 +325,18 @@ pub async fn reconcile(dir: Arc<ScimDirectory>, ctx: Arc<Context>) -> Result<Act
     result
 }
 
-/// The deletion plan, then the finalizer helper around apply and cleanup (the shape of
-/// controller-rs: the finalizer in the top-level reconcile, so no step calls back here).
+/// The lifecycle plan, then the finalizer helper around the reconcile of a live directory and
+/// the cleanup of a deleted one (the shape of controller-rs: the finalizer in the top-level
+/// reconcile, so no step calls back here).
 async fn run(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> {
-    let needs_grant = route::needs_reference_grant(&dir, &ctx.settings.defaults);
-    match deletion::plan(&dir, needs_grant) {
+    let (lifecycle, needs_grant) = plan::lifecycle(&dir, &ctx.settings.defaults);
+    match lifecycle {
         deletion::Plan::WithFinalizer => {
             let ns = dir.namespace().ok_or(Error::Unnamed)?;
             let api: Api<ScimDirectory> = ctx.api(&ns);
             finalizer(&api, deletion::FINALIZER, dir, |event| async move {
                 match event {
-                    FinalizerEvent::Apply(dir) => apply(dir, ctx, needs_grant).await,
+                    FinalizerEvent::Apply(dir) => converge(&dir, ctx, needs_grant).await,
                     FinalizerEvent::Cleanup(dir) => deletion::cleanup(dir, ctx).await,
                 }
             })
@@ -332,32 +344,18 @@ async fn run(dir: Arc<ScimDirectory>, ctx: &Context) -> Result<Action, Error> {
             .map_err(|e| Error::Finalizer(Box::new(e)))
         }
         deletion::Plan::AwaitGone => Ok(Action::await_change()),
-        deletion::Plan::Apply => apply(dir, ctx, needs_grant).await,
+        deletion::Plan::Apply => converge(&dir, ctx, needs_grant).await,
     }
 }
 
-/// Brings a live directory to its desired state: token, route, counts, status.
-async fn apply(dir: Arc<ScimDirectory>, ctx: &Context, needs_grant: bool) -> Result<Action, Error> {
+/// Brings a live directory to its desired state: read every input, decide the plan (pure),
+/// carry it out, write the status once.
+async fn converge(dir: &ScimDirectory, ctx: &Context, needs_grant: bool) -> Result<Action, Error> {
     let now = jiff::Timestamp::now();
-    let token = token::reconcile(&dir, ctx, now).await?;
-    let route = route::reconcile(&dir, ctx).await?;
-    // After the route part: it removes a ReferenceGrant the finalizer no longer has to.
-    deletion::drop_unneeded_finalizer(&dir, ctx, needs_grant).await?;
-    safety::reconcile(&dir, ctx).await?;
-    let others = ctx.directories.state();
-    let auth = entra::check(&dir, others.iter().map(|d| d.as_ref()));
-    let _status = ctx.status_lock(&ObjectRef::from_obj(dir.as_ref())).await;
-    let counts = counts::of(&dir, ctx);
-    status::write(
-        &dir,
-        ctx,
-        &token,
-        &route,
-        auth.as_ref(),
-        counts.as_ref(),
-        now,
-    )
-    .await
+    let observed = read::read(dir, ctx).await?;
+    let plan = plan::plan(dir, &observed, &ctx.settings.defaults, needs_grant, now);
+    let outcome = apply::apply(dir, ctx, observed, plan).await?;
+    status::write(dir, ctx, &outcome, now).await
 }
 
 #[cfg(test)]

@@ -120,9 +120,9 @@ pub fn unmark_patch(meta: &ObjectMeta, deactivate: bool, now: Timestamp) -> Valu
     patch
 }
 
-/// Carries out the directory's annotation, if any, then removes it.
-pub async fn reconcile(dir: &ScimDirectory, ctx: &Context) -> Result<(), Error> {
-    let release = match plan(dir) {
+/// Carries out the plan for the directory's annotation, if any, then removes the annotation.
+pub async fn apply(dir: &ScimDirectory, ctx: &Context, plan: Plan) -> Result<(), Error> {
+    let release = match plan {
         Plan::Nothing => return Ok(()),
         Plan::Release => true,
         Plan::Discard => false,
