@@ -236,11 +236,11 @@ impl CpuShares {
     }
 }
 
-/// `BENCH_PIN=1`: the control plane (apiserver, etcd, controller manager) and this process (the
-/// load generator) on CPU 0, the SCIM server alone on CPU 1, every thread of each (`taskset -a`).
-/// Emulates the production layout on a 2-core machine, where the server does not share cores with
-/// the apiserver, etcd or its clients (Entra); other work on the machine is not pinned, so it
-/// still lands on either core. Returns what was pinned, to print beside the figures.
+/// `BENCH_PIN=1` (mixed load, hostile clients): the control plane (apiserver, etcd, controller
+/// manager) and this process (the load generator) on CPU 0, the SCIM server alone on CPU 1,
+/// every thread of each (`taskset -a`). Emulates the production layout on a 2-core machine, where
+/// the server does not share cores with the apiserver, etcd or its clients (Entra); other work
+/// on the machine is not pinned, so it still lands on either core. Returns what was pinned, to print beside the figures.
 fn pin_if_asked(shares: &CpuShares) -> Option<String> {
     if std::env::var("BENCH_PIN").ok().as_deref() != Some("1") {
         return None;
@@ -1338,6 +1338,9 @@ async fn scim_hostile_clients() {
     let (mut proc, port, _) =
         start_server(plane, &ns, "hostile", ("a", &token), &keys, extra).await;
     let pid = proc.pid().unwrap();
+    if let Some(pinned) = pin_if_asked(&CpuShares::new(pid)) {
+        println!("BENCH_PIN=1: {pinned}");
+    }
     // A's client and B's flood have their own connections, as two tenants would.
     let http = kube_scim_tests::http_client();
     let flood = kube_scim_tests::http_client();
