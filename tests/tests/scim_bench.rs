@@ -236,6 +236,36 @@ impl CpuShares {
     }
 }
 
+/// `BENCH_PIN=1` (mixed load, hostile clients): the control plane (apiserver, etcd, controller
+/// manager) and this process (the load generator) on CPU 0, the SCIM server alone on CPU 1,
+/// every thread of each (`taskset -a`). Emulates the production layout on a 2-core machine, where
+/// the server does not share cores with the apiserver, etcd or its clients (Entra); other work
+/// on the machine is not pinned, so it still lands on either core. Returns what was pinned, to print beside the figures.
+fn pin_if_asked(shares: &CpuShares) -> Option<String> {
+    if std::env::var("BENCH_PIN").ok().as_deref() != Some("1") {
+        return None;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 {
+        return Some("not pinned: fewer than 2 CPUs".into());
+    }
+    let mut done = Vec::new();
+    for (i, pid) in shares.pids.iter().enumerate() {
+        let Some(pid) = pid else { continue };
+        let cpu = if i == 0 { "1" } else { "0" };
+        let ok = Command::new("taskset")
+            .args(["-a", "-cp", cpu, &pid.to_string()])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        done.push(format!(
+            "{} on CPU {cpu}{}",
+            CpuShares::NAMES[i],
+            if ok { "" } else { " (failed)" }
+        ));
+    }
+    Some(done.join(", "))
+}
+
 /// The apiserver's request counters (`apiserver_request_total`) by verb, resource and
 /// subresource: what each phase of a benchmark asked of it.
 async fn apiserver_requests(client: &Client) -> std::collections::BTreeMap<String, f64> {
@@ -794,7 +824,8 @@ async fn scim_two_replica_sequential_writes() {
 /// PATCHes, POSTs, member adds), more directories each step until p99 > 1 s (or
 /// `BENCH_TENANTS_MAX`); `BENCH_TENANTS` (e.g. `20,32`) runs exactly those steps instead, each
 /// for `BENCH_SECS` (default 10) seconds. Prints reads and writes apart, the 503s, the CPU of
-/// the server and of the control plane's processes, and the server's RSS.
+/// the server and of the control plane's processes, and the server's RSS. `BENCH_PIN=1` puts the
+/// server on a core of its own ([`pin_if_asked`]).
 #[tokio::test]
 #[ignore = "benchmark: run explicitly with --ignored --nocapture"]
 async fn scim_multi_tenant_mixed_load() {
@@ -826,6 +857,9 @@ async fn scim_multi_tenant_mixed_load() {
         .unwrap();
     let pid = proc.pid().unwrap();
     let shares = CpuShares::new(pid);
+    if let Some(pinned) = pin_if_asked(&shares) {
+        println!("BENCH_PIN=1: {pinned}");
+    }
     let mut step_no = 0usize;
     let mut tenants = fixed.first().copied().unwrap_or(5);
     // Per directory: a few users and a group to read and change.
@@ -1304,6 +1338,9 @@ async fn scim_hostile_clients() {
     let (mut proc, port, _) =
         start_server(plane, &ns, "hostile", ("a", &token), &keys, extra).await;
     let pid = proc.pid().unwrap();
+    if let Some(pinned) = pin_if_asked(&CpuShares::new(pid)) {
+        println!("BENCH_PIN=1: {pinned}");
+    }
     // A's client and B's flood have their own connections, as two tenants would.
     let http = kube_scim_tests::http_client();
     let flood = kube_scim_tests::http_client();
