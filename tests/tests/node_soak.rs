@@ -184,7 +184,14 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-async fn one_request(load: Arc<Load>, http: reqwest::Client, kind: Kind, base: String, n: usize, token: String) {
+async fn one_request(
+    load: Arc<Load>,
+    http: reqwest::Client,
+    kind: Kind,
+    base: String,
+    n: usize,
+    token: String,
+) {
     let tally = &load.tallies[kind as usize];
     tally.sent.fetch_add(1, Ordering::SeqCst);
     // Both kinds send every request shape: the shape follows n / 2, names follow n.
@@ -232,7 +239,10 @@ async fn one_request(load: Arc<Load>, http: reqwest::Client, kind: Kind, base: S
         }
         Ok(answer) => {
             let status = answer.status();
-            Some(format!("status {status}: {}", answer.text().await.unwrap_or_default()))
+            Some(format!(
+                "status {status}: {}",
+                answer.text().await.unwrap_or_default()
+            ))
         }
         Err(e) => Some(chain(&e)),
     };
@@ -341,7 +351,10 @@ async fn rolling_upgrades_under_load(
                 .args(["upgrade", RELEASE])
                 .arg(repo_root().join("charts/kube-scim"))
                 .args(["--namespace", NAMESPACE, "--reuse-values"])
-                .args(["--set-string", &format!("server.podAnnotations.soak-rollout={i}")]),
+                .args([
+                    "--set-string",
+                    &format!("server.podAnnotations.soak-rollout={i}"),
+                ]),
         );
         must_succeed(plane.kubectl().args([
             "rollout",
@@ -656,7 +669,9 @@ async fn drive_writes(
                 ),
                 Step::Updated => (
                     Step::Added,
-                    entra.add_members(&life.group, &[life.id.clone()]).await,
+                    entra
+                        .add_members(&life.group, std::slice::from_ref(&life.id))
+                        .await,
                 ),
                 Step::Added => (Step::Deleted, entra.delete("Users", &life.id).await),
                 Step::Deleted => unreachable!(),
@@ -723,20 +738,29 @@ async fn leader_changes_under_webhook_load(
     eventually(
         "the receiver has dsync.activated",
         Duration::from_secs(60),
-        || async { receiver.has(&format!("dsync.activated {directory_id}")).then_some(()) },
+        || async {
+            receiver
+                .has(&format!("dsync.activated {directory_id}"))
+                .then_some(())
+        },
     )
     .await;
     let entra = EntraClient::new(&base, &token, Dialect::Compliant);
     let mut groups = Vec::new();
     for g in 0..2 {
         let id = entra
-            .provision_group(&format!("Soak {g}"), &format!("{g:08x}-0000-4000-8000-000000000000"))
+            .provision_group(
+                &format!("Soak {g}"),
+                &format!("{g:08x}-0000-4000-8000-000000000000"),
+            )
             .await
             .unwrap();
         let created = format!("dsync.group.created {id}");
-        eventually("the group's created event", Duration::from_secs(60), || async {
-            receiver.has(&created).then_some(())
-        })
+        eventually(
+            "the group's created event",
+            Duration::from_secs(60),
+            || async { receiver.has(&created).then_some(()) },
+        )
         .await;
         groups.push(id);
     }
@@ -755,29 +779,39 @@ async fn leader_changes_under_webhook_load(
     for k in 1..=failovers {
         // Load before each fail-over, and a standby ready to take over.
         tokio::time::sleep(Duration::from_secs(10)).await;
-        eventually("two Ready operator pods", Duration::from_secs(120), || async {
-            let out = plane
-                .kubectl()
-                .args(["get", "pods", "-n", NAMESPACE, "-l"])
-                .arg("app.kubernetes.io/component=operator")
-                .args(["-o", "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}"])
-                .output()
-                .ok()?;
-            let text = String::from_utf8_lossy(&out.stdout).to_string();
-            (text.split_whitespace().filter(|s| *s == "True").count() == 2
-                && pods(plane, "operator").len() == 2)
-                .then_some(())
-        })
+        eventually(
+            "two Ready operator pods",
+            Duration::from_secs(120),
+            || async {
+                let out = plane
+                    .kubectl()
+                    .args(["get", "pods", "-n", NAMESPACE, "-l"])
+                    .arg("app.kubernetes.io/component=operator")
+                    .args([
+                        "-o",
+                        "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+                    ])
+                    .output()
+                    .ok()?;
+                let text = String::from_utf8_lossy(&out.stdout).to_string();
+                (text.split_whitespace().filter(|s| *s == "True").count() == 2
+                    && pods(plane, "operator").len() == 2)
+                    .then_some(())
+            },
+        )
         .await;
         let leader = eventually("an operator leads", Duration::from_secs(60), || {
             lease_holder(kube)
         })
         .await;
-        must_succeed(
-            plane
-                .kubectl()
-                .args(["delete", "pod", "-n", NAMESPACE, &leader, "--wait=false"]),
-        );
+        must_succeed(plane.kubectl().args([
+            "delete",
+            "pod",
+            "-n",
+            NAMESPACE,
+            &leader,
+            "--wait=false",
+        ]));
         let deleted = Instant::now();
         let new_leader = eventually(
             "the standby takes the Lease",
@@ -790,7 +824,9 @@ async fn leader_changes_under_webhook_load(
             .patch(
                 "hooks",
                 &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"displayName": format!("Hooks after fail-over {k}")}})),
+                &Patch::Merge(
+                    json!({"spec": {"displayName": format!("Hooks after fail-over {k}")}}),
+                ),
             )
             .await
             .unwrap()
@@ -801,7 +837,12 @@ async fn leader_changes_under_webhook_load(
             "the change after the fail-over is reconciled",
             Duration::from_secs(30),
             || async {
-                let observed = directories.get("hooks").await.ok()?.status?.observed_generation?;
+                let observed = directories
+                    .get("hooks")
+                    .await
+                    .ok()?
+                    .status?
+                    .observed_generation?;
                 (observed >= generation).then_some(())
             },
         )
