@@ -11,6 +11,8 @@
 //!    got the event of the previous one, so no event can be coalesced: every one of them must
 //!    arrive (at least once; duplicates are counted). A ScimDirectory change made right after
 //!    each fail-over must be reconciled (observedGeneration).
+//!
+//! `SOAK_SET` adds chart values (`key=value`, space separated) to the install.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -61,16 +63,20 @@ async fn soak(cluster: &NodeCluster) {
     let kube = plane.client().await.unwrap();
     let _logs = LogsOnFailure::new(|| diagnostics(plane));
 
+    // More chart values, space separated, e.g. `server.drainDelay=0s` to see what the drain
+    // is for.
+    let extra_sets = std::env::var("SOAK_SET").unwrap_or_default();
+
     chart::build_and_import_images(cluster);
-    chart::install(
-        plane,
-        &[
-            "operator.replicas=2",
-            "ingressDefaults.host=scim.kube-scim.test",
-            // The test's receiver listens on the node's bridge address, a private one.
-            &format!("operator.webhookAllowedCIDRs={{{NODE_IP}/32}}"),
-        ],
-    );
+    let allowed = format!("operator.webhookAllowedCIDRs={{{NODE_IP}/32}}");
+    let mut sets = vec![
+        "operator.replicas=2",
+        "ingressDefaults.host=scim.kube-scim.test",
+        // The test's receiver listens on the node's bridge address, a private one.
+        &allowed,
+    ];
+    sets.extend(extra_sets.split_whitespace());
+    chart::install(plane, &sets);
     let cluster_ip = Api::<Service>::namespaced(kube.clone(), NAMESPACE)
         .get(SERVER)
         .await
