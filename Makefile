@@ -5,7 +5,7 @@ CARGO ?= cargo
 # Binaries the integration tests start as processes (operator, SCIM server) come from here.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: all dev cluster test lint build images controlplane node tools crds check-crds publish-check clean fuzz fuzz-smoke bench
+.PHONY: all dev cluster test lint build images controlplane node tools crds check-crds publish-check clean fuzz fuzz-smoke bench soak
 
 all: build
 
@@ -57,6 +57,14 @@ bench: controlplane
 	$(CARGO) build --release -p kube-scim-server
 	KUBE_SCIM_SERVER_BIN=$(CARGO_TARGET_DIR)/release/kube-scim-server \
 	  $(CARGO) test -p kube-scim-tests --test scim_bench -- --ignored --nocapture --test-threads=1
+
+## soak: the chart's zero-downtime promises on the real node (root), figures and a 0-loss
+## assert: SOAK_ROLLOUTS (20) rolling upgrades of the server under SOAK_RATE (50) requests/s,
+## keep-alive and new-connection clients, then SOAK_FAILOVERS (5) leader operator deletions
+## while a ScimWebhook delivers every user's events (tests/tests/node_soak.rs; ~20 min)
+soak: controlplane node images
+	bash tests/tools/build-helm.sh >/dev/null
+	$(CARGO) test -p kube-scim-tests --test node_soak -- --ignored --nocapture --test-threads=1
 
 lint:
 	$(CARGO) fmt --all -- --check
