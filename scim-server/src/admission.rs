@@ -3,13 +3,15 @@
 //! A client holds nothing shared until it has proved who it is:
 //!
 //! 1. **Connections.** A connection that has not yet carried an authenticated request counts
-//!    against its client address (`--max-unauthenticated-connections-per-address`) and the
-//!    server (`--max-unauthenticated-connections`); past either, it is closed at once. Its head
+//!    against its client address (`--max-unauthenticated-connections-per-address`; not for a
+//!    `--trusted-proxies` peer, which carries many clients) and the server
+//!    (`--max-unauthenticated-connections`); past either, it is closed at once. Its head
 //!    is bounded in bytes (hyper's buffer) and time (`--header-read-timeout`).
 //! 2. **Authentication, from the headers**, before any body is read or any slot is taken. A
 //!    request without a valid credential is answered at once (401, the same for a directory
 //!    that exists and one that does not); its failure is charged to token buckets of the
-//!    directory named in the path and of the client address ([`FailureLimiter`]), and past
+//!    directory named in the path and of the client address ([`FailureLimiter`]; behind a
+//!    trusted proxy, the address it forwards, [`crate::proxy`]), and past
 //!    them it is answered 429 after a delay. A valid credential is never refused for failures
 //!    of others.
 //! 3. **Public endpoints** (discovery documents, the OAuth token endpoint) take no slot: they
@@ -33,6 +35,7 @@ use axum::http::Method;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Settings;
+use crate::proxy::TrustedProxies;
 
 /// How a request is admitted, from its method and operation (`"GET /Users"`, as the
 /// middleware classifies paths).
@@ -315,6 +318,7 @@ impl FailureLimiter {
 pub struct UnauthenticatedConnections {
     per_address: usize,
     total: usize,
+    trusted: TrustedProxies,
     counts: Mutex<(usize, HashMap<String, usize>)>,
 }
 
@@ -330,9 +334,22 @@ pub struct ConnTicket {
 impl UnauthenticatedConnections {
     /// At most `per_address` per address and `total` in all (0: no limit).
     pub fn new(per_address: usize, total: usize) -> Arc<Self> {
+        Self::with_trusted(per_address, total, TrustedProxies::default())
+    }
+
+    /// As [`Self::new`], connections from `trusted` proxies exempt from the per-address
+    /// limit. A proxy's connections carry many clients' requests, so a per-address share of
+    /// them would let one client behind it (sending bad requests, which keep its upstream
+    /// connections unauthenticated) get every other client's connections refused at the
+    /// proxy's address; the proxy bounds its clients' connections itself. They still count
+    /// against `total`, which bounds the server's own memory and file descriptors whatever
+    /// the origin; once a connection carries an authenticated request (the proxy reuses its
+    /// upstream connections for everyone's) it stops counting.
+    pub fn with_trusted(per_address: usize, total: usize, trusted: TrustedProxies) -> Arc<Self> {
         Arc::new(UnauthenticatedConnections {
             per_address,
             total,
+            trusted,
             counts: Mutex::new((0, HashMap::new())),
         })
     }
@@ -344,9 +361,12 @@ impl UnauthenticatedConnections {
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let (total, per) = &mut *c;
         let mine = per.get(&key).copied().unwrap_or(0);
-        if (self.per_address > 0 && mine >= self.per_address)
-            || (self.total > 0 && *total >= self.total)
-        {
+        let per_address = if self.trusted.contains(ip) {
+            0
+        } else {
+            self.per_address
+        };
+        if (per_address > 0 && mine >= per_address) || (self.total > 0 && *total >= self.total) {
             return None;
         }
         *total += 1;
@@ -406,6 +426,8 @@ pub struct Admission {
     pub failures: FailureLimiter,
     /// Unauthenticated connections (used by the connection loop).
     pub connections: Arc<UnauthenticatedConnections>,
+    /// Proxies whose `X-Forwarded-For` names the client of the failure limits.
+    pub proxies: TrustedProxies,
 }
 
 impl Admission {
@@ -426,10 +448,12 @@ impl Admission {
                 s.auth_failure_burst_per_directory,
                 s.auth_failure_refill_interval,
             ),
-            connections: UnauthenticatedConnections::new(
+            connections: UnauthenticatedConnections::with_trusted(
                 s.max_unauthenticated_connections_per_address,
                 s.max_unauthenticated_connections,
+                TrustedProxies::new(&s.trusted_proxies),
             ),
+            proxies: TrustedProxies::new(&s.trusted_proxies),
         }
     }
 
@@ -571,5 +595,22 @@ mod tests {
         drop(t2);
         drop(o1);
         assert_eq!(c.count(ip), 1);
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_exempt_from_the_per_address_cap_not_the_total() {
+        let proxies = TrustedProxies::new(&["10.0.0.0/8".parse().unwrap()]);
+        let c = UnauthenticatedConnections::with_trusted(2, 5, proxies);
+        let proxy: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        let held: Vec<_> = (0..4).map(|_| c.admit(proxy).expect("proxy")).collect();
+        let direct: IpAddr = "192.0.2.1".parse().unwrap();
+        let _d = c.admit(direct).unwrap();
+        assert!(c.admit(proxy).is_none(), "in all");
+        drop(held);
+        let _d2 = c.admit(direct).unwrap();
+        assert!(
+            c.admit(direct).is_none(),
+            "an untrusted address keeps its cap"
+        );
     }
 }

@@ -115,6 +115,16 @@ pub struct Settings {
     )]
     pub max_unauthenticated_connections: usize,
 
+    /// Proxies (comma-separated CIDRs or addresses, e.g. the ingress controller's pod CIDR)
+    /// whose `X-Forwarded-For` names the client for the per-address limits: for a connection
+    /// from one of them, failed authentications are charged to the rightmost forwarded address
+    /// that is not itself a trusted proxy, and the connection does not count against
+    /// --max-unauthenticated-connections-per-address (only against
+    /// --max-unauthenticated-connections). Any client inside these CIDRs can name any address:
+    /// keep them to the proxies. Empty: the TCP peer is the client.
+    #[arg(long, env = "KUBE_SCIM_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<crate::proxy::ProxyNet>,
+
     /// Failed authentications one client address may make in a burst; past it (and past
     /// --auth-failure-burst-per-directory) failures are answered 429 after
     /// --auth-failure-delay. A valid credential is never refused. 0: no limit.

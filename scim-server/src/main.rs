@@ -29,6 +29,7 @@ mod kube_store;
 mod memory_store;
 mod metrics;
 mod middleware;
+mod proxy;
 mod render;
 mod request;
 mod response;

@@ -169,7 +169,11 @@ async fn admit<S: Storage>(
         return next.run(req).await;
     };
     let ticket = req.extensions().get::<Arc<ConnTicket>>().cloned();
-    let peer = ticket.as_ref().map(|t| t.ip);
+    // Behind a trusted proxy, the client it forwards: else one attacker behind the ingress
+    // drains the bucket every client behind it shares.
+    let peer = ticket
+        .as_ref()
+        .map(|t| st.admission.proxies.client(t.ip, req.headers()));
     let path_dir = format!("{ns}/{name}");
     let class = admission::class(req.method(), op);
     let Some(lane) = st.admission.lane(class) else {

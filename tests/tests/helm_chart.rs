@@ -266,6 +266,10 @@ async fn apiserver_accepts_the_rendered_chart_with_defaults_and_every_option() {
                 ("KUBE_SCIM_MEMBER_WRITE_CONCURRENCY", "\"32\""),
                 ("KUBE_SCIM_MAX_APISERVER_REQUESTS", "\"48\""),
                 ("KUBE_SCIM_MEMBERSHIP_SWEEP_INTERVAL", "\"10m\""),
+                (
+                    "KUBE_SCIM_TRUSTED_PROXIES",
+                    "\"10.244.0.0/16,fd00:10:244::/56\"",
+                ),
             ] {
                 assert_eq!(
                     env_value(&rendered, name),

@@ -2167,3 +2167,80 @@ async fn unauthenticated_connections_per_address_are_capped() {
         .unwrap_or(0);
     assert!(refused >= 1, "{m}");
 }
+
+/// Issue 29, 3 and 5, behind an ingress: with 127.0.0.1 as a trusted proxy (standing for the
+/// ingress controller), failed authentications are charged to the address the proxy forwards
+/// in X-Forwarded-For, so one attacker behind it is throttled without draining the bucket of
+/// other clients behind the same proxy, and the proxy's connections are not closed at the
+/// per-address cap of unauthenticated connections.
+#[tokio::test]
+async fn limits_behind_a_trusted_proxy_follow_the_forwarded_client() {
+    use tokio::io::AsyncWriteExt;
+    let (plane, _client, ns, token) = setup("scim-proxy").await;
+    let extra = [
+        "--trusted-proxies=127.0.0.1,fd00::/8",
+        "--auth-failure-burst-per-address=5",
+        "--auth-failure-burst-per-directory=1000",
+        "--auth-failure-refill-interval=1m",
+        "--auth-failure-delay=20ms",
+        "--max-unauthenticated-connections-per-address=8",
+        "--header-read-timeout=20s",
+    ];
+    let srv = Server::start_with(plane, plane.kubeconfig(), &ns, "proxy", &extra).await;
+    let scim = srv.scim(&ns, "entra", &token);
+    scim.wait_ready().await;
+    let status = |xff: &'static str, bearer: String| {
+        let req = scim
+            .http
+            .get(format!("{}/Users?count=1", scim.base))
+            .header("x-forwarded-for", xff)
+            .bearer_auth(bearer)
+            .timeout(Duration::from_secs(10))
+            .send();
+        async move { req.await.expect("no answer").status().as_u16() }
+    };
+    // The attacker X, with a forged entry (Y) of its own left of the one the proxy appended.
+    let mut x = Vec::new();
+    for _ in 0..100 {
+        x.push(status("198.51.100.2, 198.51.100.1", "guessed".into()).await);
+    }
+    assert_eq!(x[..5], [401; 5], "{x:?}");
+    assert!(x[5..].iter().all(|s| *s == 429), "{x:?}");
+    // Y, behind the same proxy: its own failures under the burst are not throttled, and
+    // the valid token works for both.
+    for _ in 0..4 {
+        assert_eq!(status("198.51.100.2", "wrong".into()).await, 401);
+    }
+    assert_eq!(status("198.51.100.2", token.clone()).await, 200);
+    assert_eq!(status("198.51.100.1", token.clone()).await, 200);
+
+    // Three times the per-address cap of silent connections from the proxy: all kept.
+    let addr = format!("127.0.0.1:{}", srv.port);
+    let mut conns = Vec::new();
+    for _ in 0..24 {
+        conns.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let head = format!(
+        "GET /scim/v2/{ns}/entra/Users?count=1 HTTP/1.1\r\nHost: x\r\n\
+         X-Forwarded-For: 203.0.113.7\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    for (i, c) in conns.iter_mut().enumerate() {
+        let _ = c.write_all(head.as_bytes()).await;
+        let text = first_answer(c, Duration::from_secs(5)).await;
+        assert!(
+            text.as_deref()
+                .is_some_and(|t| t.starts_with("HTTP/1.1 200")),
+            "connection {i} of the trusted proxy: {text:?}\n{}",
+            srv.proc.log_tail(20)
+        );
+    }
+    let m = srv.metrics().await;
+    assert!(
+        !m.lines().any(
+            |l| l.starts_with("kube_scim_unauthenticated_connections_refused_total ")
+                && !l.ends_with(" 0")
+        ),
+        "{m}"
+    );
+}
