@@ -5,7 +5,9 @@
 //!    until the old pods are gone, under `SOAK_RATE` (default 50) requests/s, open loop, through
 //!    the server's Service: half through one keep-alive client (a connection pool), half on a
 //!    new connection each; GETs (filter by userName), POSTs and PATCHes. No request may fail.
-//! 2. `SOAK_FAILOVERS` (default 5) deletions of the leader operator pod while SCIM writes run
+//! 2. `SOAK_FAILOVERS` (default 5) fail-overs of the leader operator pod while SCIM writes run
+//!    (odd ones delete the pod, even ones crash it with SIGKILL, so it neither releases its
+//!    Lease nor finishes a delivery)
 //!    and a ScimWebhook delivers to a receiver this test runs on the node's bridge address. Each
 //!    user goes created -> updated -> added to a group -> deleted, one step after the receiver
 //!    got the event of the previous one, so no event can be coalesced: every one of them must
@@ -90,7 +92,7 @@ async fn soak(cluster: &NodeCluster) {
         rolling_upgrades_under_load(plane, &kube, &cluster_ip, rollouts, rate).await;
     }
     if failovers > 0 {
-        leader_changes_under_webhook_load(plane, &kube, &cluster_ip, failovers).await;
+        leader_changes_under_webhook_load(cluster, &kube, &cluster_ip, failovers).await;
     }
 }
 
@@ -568,6 +570,18 @@ fn signing_key() -> String {
     format!("whsec_{}", STANDARD.encode(bytes))
 }
 
+/// The Lease's renewTime (None before the first).
+async fn lease_renewed(kube: &Client) -> Option<jiff::Timestamp> {
+    Api::<Lease>::namespaced(kube.clone(), NAMESPACE)
+        .get_opt(OPERATOR)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.renew_time)
+        .map(|t| t.0)
+}
+
 async fn lease_holder(kube: &Client) -> Option<String> {
     Api::<Lease>::namespaced(kube.clone(), NAMESPACE)
         .get_opt(OPERATOR)
@@ -704,11 +718,12 @@ async fn drive_writes(
 }
 
 async fn leader_changes_under_webhook_load(
-    plane: &ControlPlane,
+    cluster: &NodeCluster,
     kube: &Client,
     cluster_ip: &str,
     failovers: usize,
 ) {
+    let plane = cluster.plane();
     let ns = plane.namespace("soak-hooks").await.unwrap();
     let (base, token) = directory_through_the_service(kube, cluster_ip, &ns, "hooks").await;
     let secret = signing_key();
@@ -781,7 +796,9 @@ async fn leader_changes_under_webhook_load(
         limit,
     ));
     let directories: Api<ScimDirectory> = Api::namespaced(kube.clone(), &ns);
-    eprintln!("fail-over  old leader -> new leader  lease taken (s)  change reconciled (s)");
+    eprintln!(
+        "fail-over  kind    old leader -> new leader  lease taken (s)  change reconciled (s)"
+    );
     for k in 1..=failovers {
         // Load before each fail-over, and a standby ready to take over.
         tokio::time::sleep(Duration::from_secs(10)).await;
@@ -810,21 +827,61 @@ async fn leader_changes_under_webhook_load(
             lease_holder(kube)
         })
         .await;
-        must_succeed(plane.kubectl().args([
-            "delete",
-            "pod",
-            "-n",
-            NAMESPACE,
-            &leader,
-            "--wait=false",
-        ]));
+        // Every second fail-over is a crash: SIGKILL, so the leader neither releases its Lease
+        // nor finishes what it was sending; the Lease must expire (or the restarted container
+        // take it back) before anyone reconciles or delivers again.
+        let crash = k % 2 == 0;
+        if crash {
+            let uid = must_succeed(plane.kubectl().args([
+                "get",
+                "pod",
+                "-n",
+                NAMESPACE,
+                &leader,
+                "-o",
+                "jsonpath={.metadata.uid}",
+            ]));
+            let uid = String::from_utf8_lossy(&uid.stdout).trim().to_string();
+            assert!(
+                cluster.crash_pod(&uid) > 0,
+                "no process of the leader pod {leader} ({uid}) to kill"
+            );
+        } else {
+            must_succeed(plane.kubectl().args([
+                "delete",
+                "pod",
+                "-n",
+                NAMESPACE,
+                &leader,
+                "--wait=false",
+            ]));
+        }
         let deleted = Instant::now();
-        let new_leader = eventually(
-            "the standby takes the Lease",
-            Duration::from_secs(60),
-            || async { lease_holder(kube).await.filter(|holder| *holder != leader) },
-        )
-        .await;
+        let new_leader = if crash {
+            // A renewal the killed process had in flight may still land: take the Lease's
+            // state once that has had time to happen.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let renewed_before = lease_renewed(kube).await;
+            eventually(
+                "a leader renews the Lease after the crash",
+                Duration::from_secs(90),
+                || async {
+                    let renewed = lease_renewed(kube).await;
+                    let holder = lease_holder(kube).await?;
+                    // The crashed process cannot renew: a renewal after the kill is the
+                    // standby's or the restarted container's.
+                    (renewed > renewed_before).then_some(holder)
+                },
+            )
+            .await
+        } else {
+            eventually(
+                "the standby takes the Lease",
+                Duration::from_secs(60),
+                || async { lease_holder(kube).await.filter(|holder| *holder != leader) },
+            )
+            .await
+        };
         let took_over = deleted.elapsed();
         let generation = directories
             .patch(
@@ -854,7 +911,8 @@ async fn leader_changes_under_webhook_load(
         )
         .await;
         eprintln!(
-            "{k:>9}  {leader} -> {new_leader}  {:>6.1}  {:>6.1}",
+            "{k:>9}  {:<6}  {leader} -> {new_leader}  {:>6.1}  {:>6.1}",
+            if crash { "crash" } else { "delete" },
             took_over.as_secs_f64(),
             deleted.elapsed().as_secs_f64()
         );

@@ -247,6 +247,28 @@ pub(super) fn pids_in_pod_cgroups() -> Vec<i32> {
     pids.into_iter().collect()
 }
 
+/// PIDs in the cgroups of the pod with `uid` (cgroupfs names them `pod<uid>`), without the
+/// sandbox's `pause` process.
+pub(super) fn pids_of_pod(uid: &str) -> Vec<i32> {
+    let mut pids = BTreeSet::new();
+    let name = format!("pod{uid}");
+    for root in pod_cgroups() {
+        for dir in find_dirs(&root) {
+            if !dir.components().any(|c| c.as_os_str() == name.as_str()) {
+                continue;
+            }
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if comm.trim() != "pause" {
+                    pids.insert(pid);
+                }
+            }
+        }
+    }
+    pids.into_iter().collect()
+}
+
 /// Removes the `kubepods` cgroup trees, deepest first (a cgroup is removed with rmdir once it
 /// holds no process and no child).
 pub(super) fn remove_cgroups() {

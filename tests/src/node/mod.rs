@@ -23,9 +23,9 @@ mod traefik;
 pub use traefik::{TRAEFIK_IMAGE, Traefik};
 
 use host::{
-    HostState, create_bridge, link_exists, mounts_below, pids_in_pod_cgroups, pod_cgroups,
-    processes_whose_command_line_contains, remove_bridge, remove_cgroups, remove_chains,
-    remove_container_log_links, unmount_below,
+    HostState, create_bridge, link_exists, mounts_below, pids_in_pod_cgroups, pids_of_pod,
+    pod_cgroups, processes_whose_command_line_contains, remove_bridge, remove_cgroups,
+    remove_chains, remove_container_log_links, unmount_below,
 };
 
 use serde_json::{Value, json};
@@ -505,6 +505,20 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
     fn shims(&self) -> Vec<i32> {
         let socket = self.containerd_socket.as_os_str().as_encoded_bytes();
         processes_whose_command_line_contains(socket)
+    }
+
+    /// Crashes the containers of the pod with `uid` as a power cut or the OOM killer would:
+    /// SIGKILL to each of their processes, no SIGTERM, so nothing is released or flushed (the
+    /// sandbox stays; the kubelet restarts the containers). Returns how many were killed.
+    pub fn crash_pod(&self, uid: &str) -> usize {
+        let pids = pids_of_pod(uid);
+        for pid in &pids {
+            // SAFETY: kill(2) on a PID listed in a cgroup our kubelet created for the pod.
+            unsafe {
+                libc::kill(*pid, libc::SIGKILL);
+            }
+        }
+        pids.len()
     }
 
     /// Kills what still runs in the node's pod cgroups (a container whose sandbox was gone).
