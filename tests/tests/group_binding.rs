@@ -590,15 +590,22 @@ async fn bound_as(
 
 /// The chart's ScimGroupBinding admission policy, rendered for the test (the chart's name
 /// helpers replaced, its conditional and labels dropped).
-fn admission_policy() -> String {
-    let path =
-        kube_scim_tests::repo_root().join("charts/kube-scim/templates/group-binding-policy.yaml");
-    let text = std::fs::read_to_string(path).unwrap();
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with("{{-") && l.trim() != "labels:")
-        .map(|l| l.replace("{{ include \"kube-scim.fullname\" . }}", "kube-scim-test"))
-        .collect::<Vec<_>>()
-        .join("\n")
+/// Chart templates as `helm template` renders them for release `release` (the chart's default
+/// values, with the opt-in aggregated roles on), ready for `kubectl apply`.
+fn chart_templates(plane: &ControlPlane, release: &str, files: &[&str]) -> String {
+    let mut helm = plane.helm().unwrap();
+    helm.args(["template", release])
+        .arg(kube_scim_tests::repo_root().join("charts/kube-scim"))
+        .args(["--set", "aggregatedClusterRoles.enabled=true"]);
+    for file in files {
+        helm.args(["--show-only", &format!("templates/{file}")]);
+    }
+    String::from_utf8(must_succeed(&mut helm).stdout).unwrap()
+}
+
+/// The chart's ScimGroupBinding admission policies.
+fn admission_policy(plane: &ControlPlane) -> String {
+    chart_templates(plane, "kube-scim-test", &["group-binding-policy.yaml"])
 }
 
 #[tokio::test]
@@ -616,7 +623,7 @@ async fn a_binding_grants_nothing_its_author_could_not_grant() {
     let _entra = directory(&kube, &stack, &ns, "contoso").await;
 
     let policy = plane.dir().join("group-binding-policy.yaml");
-    std::fs::write(&policy, admission_policy()).unwrap();
+    std::fs::write(&policy, admission_policy(plane)).unwrap();
     must_succeed(
         plane
             .kubectl()
@@ -700,6 +707,70 @@ async fn a_binding_grants_nothing_its_author_could_not_grant() {
             .await,
         &format!("may not bind ClusterRole edit in every target namespace ({ns}, {other})"),
     );
+    // Every one of the CRD's up to 64 target namespaces is checked. Kubernetes allows two
+    // authorizer checks per CEL expression and 28 per policy, so a policy that checked them all
+    // in one expression refused any binding of three or more namespaces, even the admin's.
+    let grant_bind_edit = |target: String| {
+        let (kube, alice) = (kube.clone(), alice.clone());
+        let (mut role, mut binding) = (role.clone(), binding.clone());
+        async move {
+            role["metadata"]["namespace"] = json!(target);
+            binding["metadata"]["namespace"] = json!(target);
+            binding["subjects"][0]["name"] = json!(alice);
+            let ssa = PatchParams::apply("group-binding-test");
+            Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(kube.clone(), &target)
+                .patch("group-binding-author", &ssa, &Patch::Apply(&role))
+                .await
+                .unwrap();
+            Api::<RoleBinding>::namespaced(kube, &target)
+                .patch("group-binding-author", &ssa, &Patch::Apply(&binding))
+                .await
+                .unwrap();
+        }
+    };
+    let mut many = vec![ns.clone()];
+    for _ in 1..64 {
+        let target = plane.namespace("gb-many").await.unwrap();
+        grant_bind_edit(target.clone()).await;
+        many.push(target);
+    }
+    let all: Vec<&str> = many.iter().map(String::as_str).collect();
+    eventually(
+        "64 namespaces where alice may bind edit are accepted",
+        ACCESS_TIMEOUT,
+        || async {
+            let created = as_alice
+                .create(
+                    &PostParams::default(),
+                    &ScimGroupBinding::new("many", binding_spec(group, "edit", &all)),
+                )
+                .await;
+            match created {
+                Ok(_) => Some(()),
+                Err(e) => {
+                    println!("not yet: {e}");
+                    None
+                }
+            }
+        },
+    )
+    .await;
+    Api::<ScimGroupBinding>::namespaced(kube.clone(), &ns)
+        .delete("many", &Default::default())
+        .await
+        .unwrap();
+    // The last of 64 is checked too (by the third policy).
+    let mut last_refused = all[..63].to_vec();
+    last_refused.push(&other);
+    expect_refused(
+        as_alice
+            .create(
+                &PostParams::default(),
+                &ScimGroupBinding::new("last", binding_spec(group, "edit", &last_refused)),
+            )
+            .await,
+        &format!("may not bind ClusterRole edit in every target namespace ({ns}, "),
+    );
     // cluster-wide: refused.
     let mut wide = binding_spec(group, "edit", &[]);
     wide.cluster_wide = true;
@@ -774,27 +845,6 @@ async fn a_binding_grants_nothing_its_author_could_not_grant() {
         .output()
         .unwrap();
     drop(stack);
-}
-
-/// A chart template as `kubectl apply` takes it: the Helm conditionals dropped, the chart's name
-/// replaced by `name`, its standard labels by one fixed label.
-fn chart_template(file: &str, name: &str) -> String {
-    let path = kube_scim_tests::repo_root()
-        .join("charts/kube-scim/templates")
-        .join(file);
-    let text = std::fs::read_to_string(path).unwrap();
-    text.lines()
-        .filter_map(|l| {
-            let trimmed = l.trim_start();
-            if trimmed.starts_with("{{- include \"kube-scim.labels\"") {
-                let indent = &l[..l.len() - trimmed.len()];
-                return Some(format!("{indent}app.kubernetes.io/name: {name}"));
-            }
-            (!trimmed.starts_with("{{-"))
-                .then(|| l.replace("{{ include \"kube-scim.fullname\" . }}", name))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Asserts that `user` may not edit `ns`, polled for `window` (the operator had its chance to
@@ -901,11 +951,11 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
     let manifests = plane.dir().join("trust-policies.yaml");
     std::fs::write(
         &manifests,
-        [
-            chart_template("group-binding-policy.yaml", "kube-scim-trust"),
-            chart_template("aggregated-clusterroles.yaml", "kube-scim-trust"),
-        ]
-        .join("\n---\n"),
+        chart_templates(
+            plane,
+            "kube-scim-trust",
+            &["group-binding-policy.yaml", "aggregated-clusterroles.yaml"],
+        ),
     )
     .unwrap();
     must_succeed(
@@ -1098,7 +1148,18 @@ async fn an_editor_of_the_directory_namespace_cannot_cause_a_grant() {
             )
             .await
             .unwrap();
-        stack.ready_directory(&kube, &ns, dir).await;
+        // Entra-issued tokens only: wait until the server takes this one, not the Secret's.
+        ready_directory(&kube, &ns, dir, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
+        kube_scim_tests::stack::server_accepts(
+            &kube_scim_tests::http_client(),
+            &stack.base_url(&ns, dir),
+            jwt,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
         let idp = EntraClient::new(&stack.base_url(&ns, dir), jwt, Dialect::Compliant);
         let id = idp
             .provision_user(&EntraUser::numbered(n), None)
