@@ -14,7 +14,7 @@ use kube_scim_operator::group_binding;
 use kube_scim_operator::http::{self, Health};
 use kube_scim_operator::leader::{self, LeaderElector, LeaseTiming};
 use kube_scim_operator::metrics::Metrics;
-use kube_scim_operator::watch::Watches;
+use kube_scim_operator::watch::{Scope, Watches};
 use kube_scim_runtime::verifier::{self, KeyRing, SharedKeyRing};
 use kube_scim_runtime::{logging, probes, shutdown};
 use tokio::sync::{oneshot, watch};
@@ -270,26 +270,30 @@ async fn lead(
         let mut watches = Watches::new(client, scope.as_deref());
         controllers.push(
             directory::run_scope(
-                client.clone(),
-                scope.clone(),
+                Scope::new(
+                    client.clone(),
+                    scope.clone(),
+                    watches.subscribe(),
+                    stop.clone(),
+                ),
                 settings.clone(),
                 metrics.clone(),
-                watches.subscribe(),
-                stop.clone(),
             )
             .boxed(),
         );
         controllers.push(
             group_binding::run_scope(
-                client.clone(),
-                scope.clone(),
+                Scope::new(
+                    client.clone(),
+                    scope.clone(),
+                    watches.subscribe(),
+                    stop.clone(),
+                ),
                 policy.clone(),
                 settings.identity.clone(),
                 settings.concurrency,
                 settings.resync,
                 metrics.clone(),
-                watches.subscribe(),
-                stop.clone(),
             )
             .boxed(),
         );
