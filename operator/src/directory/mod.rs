@@ -58,7 +58,8 @@ use kube_scim_crds::{ScimDirectory, labels};
 
 use crate::events::publish;
 use crate::metrics::Metrics;
-use crate::watch::{Scope, Subscription, Subscriptions, after, run_controller, scoped};
+use crate::reconcile::predicate;
+use crate::watch::{Scope, Subscription, after, run_controller, scoped};
 use kube_scim_runtime::duration;
 
 pub use crate::reconcile::Error;
@@ -113,13 +114,10 @@ pub fn reconcile_relevant(dir: &ScimDirectory) -> Option<u64> {
     let mut status = dir.status.clone().unwrap_or_default();
     counts::clear_counts(&mut status);
     let meta = &dir.metadata;
-    crate::reconcile::predicate::hash(&(
-        &meta.uid,
-        meta.generation,
+    predicate::hash(&(
+        predicate::lifecycle(meta),
         &meta.labels,
         &meta.annotations,
-        &meta.finalizers,
-        &meta.deletion_timestamp,
         &dir.spec,
         &status,
     ))
@@ -128,24 +126,15 @@ pub fn reconcile_relevant(dir: &ScimDirectory) -> Option<u64> {
 /// Runs the controller and the counts refresher for one scope (one namespace, or all) until
 /// `stop` resolves and every running reconcile has finished.
 pub async fn run_scope(scope: Scope, settings: Settings, metrics: Arc<Metrics>) {
-    let Scope {
-        client,
-        namespace,
-        watched:
-            Subscriptions {
-                users,
-                groups,
-                directories,
-            },
-        stop,
-    } = scope;
-    let ns = namespace.as_deref();
+    let (client, ns) = (&scope.client, scope.namespace.as_deref());
+    let watched = scope.watched;
+    let (users, groups, directories) = (watched.users, watched.groups, watched.directories);
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_OPERATOR);
     // Secrets: metadata only (never their data) of all Secrets, so that both generated Secrets
     // (labelled) and bring-your-own Secrets (named in spec.token.secretRef) trigger their
     // directory when they change or disappear.
     let secret_changes = watcher(
-        scoped::<PartialObjectMeta<Secret>>(&client, ns),
+        scoped::<PartialObjectMeta<Secret>>(client, ns),
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
@@ -176,7 +165,7 @@ pub async fn run_scope(scope: Scope, settings: Settings, metrics: Arc<Metrics>) 
     let mut controller = Controller::for_stream(directory_changes, directories.clone());
     // HTTPRoutes are watched only where the Gateway API is installed; without the watch, a
     // pending route is still looked at again every few seconds.
-    if let Some(resource) = route::httproute_resource(&client).await {
+    if let Some(resource) = route::httproute_resource(client).await {
         let api: Api<kube::api::DynamicObject> = match ns {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
             None => Api::all_with(client.clone(), &resource),
@@ -207,11 +196,11 @@ pub async fn run_scope(scope: Scope, settings: Settings, metrics: Arc<Metrics>) 
     // or running is merged into that run (or the one right after it).
     let controller = controller
         .owns(
-            scoped::<Ingress>(&client, ns),
+            scoped::<Ingress>(client, ns),
             watcher::Config::default().labels(&managed).any_semantic(),
         )
         .owns(
-            scoped::<Service>(&client, ns),
+            scoped::<Service>(client, ns),
             watcher::Config::default().labels(&managed).any_semantic(),
         )
         .watches_stream(secret_changes, move |secret: PartialObjectMeta<Secret>| {
@@ -232,7 +221,7 @@ pub async fn run_scope(scope: Scope, settings: Settings, metrics: Arc<Metrics>) 
     run_controller(
         "directory",
         controller,
-        stop,
+        scope.stop,
         reconcile,
         error_policy,
         ctx,

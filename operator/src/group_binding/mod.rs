@@ -51,7 +51,8 @@ use kube::{Api, Client, ResourceExt};
 use kube_scim_crds::{ScimDirectory, ScimGroup, ScimGroupBinding, ScimUser};
 
 use crate::directory::MANAGER;
-use crate::watch::{Scope, Subscriptions, after, run_controller, scoped, store};
+use crate::reconcile::predicate;
+use crate::watch::{Scope, after, run_controller, scoped, store};
 use plan::BindingPolicy;
 
 /// Finalizer that removes a ScimGroupBinding's RoleBindings in every namespace.
@@ -119,13 +120,7 @@ impl Context {
 /// What of a ScimGroupBinding calls for a reconcile: not its status (our own write).
 fn reconcile_relevant(binding: &ScimGroupBinding) -> Option<u64> {
     let meta = &binding.metadata;
-    crate::reconcile::predicate::hash(&(
-        &meta.uid,
-        meta.generation,
-        &meta.finalizers,
-        &meta.deletion_timestamp,
-        &binding.spec,
-    ))
+    predicate::hash(&(predicate::lifecycle(meta), &binding.spec))
 }
 
 /// The ScimGroupBindings of the directory `directory` in `namespace`.
@@ -176,18 +171,9 @@ pub async fn run_scope(
     resync: Duration,
     metrics: Arc<crate::metrics::Metrics>,
 ) {
-    let Scope {
-        client,
-        namespace,
-        watched:
-            Subscriptions {
-                users,
-                groups,
-                directories,
-            },
-        stop,
-    } = scope;
-    let ns = namespace.as_deref();
+    let (client, ns) = (&scope.client, scope.namespace.as_deref());
+    let watched = scope.watched;
+    let (users, groups, directories) = (watched.users, watched.groups, watched.directories);
     let any = || watcher::Config::default().any_semantic();
     let written = || {
         watcher::Config::default()
@@ -197,11 +183,11 @@ pub async fn run_scope(
     let (user_changes, group_changes) = (users.changes, groups.changes);
     let directory_changes = directories.changes;
     let (role_bindings, role_binding_changes) =
-        store(scoped::<RoleBinding>(&client, ns), written());
+        store(scoped::<RoleBinding>(client, ns), written());
     let (bindings, writer) = reflector::store::<ScimGroupBinding>();
     let binding_changes = reflector::reflector(
         writer,
-        watcher(scoped::<ScimGroupBinding>(&client, ns), any()).default_backoff(),
+        watcher(scoped::<ScimGroupBinding>(client, ns), any()).default_backoff(),
     )
     .applied_objects()
     .predicate_filter(reconcile_relevant, Default::default());
@@ -219,7 +205,7 @@ pub async fn run_scope(
     };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
-        client,
+        client: client.clone(),
         policy,
         resync,
         users: users.cache.store,
@@ -287,7 +273,7 @@ pub async fn run_scope(
     run_controller(
         "group-binding",
         controller,
-        stop,
+        scope.stop,
         reconcile,
         error_policy,
         ctx,
