@@ -182,8 +182,7 @@ pub async fn run_scope(
     };
     let (user_changes, group_changes) = (users.changes, groups.changes);
     let directory_changes = directories.changes;
-    let (role_bindings, role_binding_changes) =
-        store(scoped::<RoleBinding>(client, ns), written());
+    let (role_bindings, role_binding_changes) = store(scoped::<RoleBinding>(client, ns), written());
     let (bindings, writer) = reflector::store::<ScimGroupBinding>();
     let binding_changes = reflector::reflector(
         writer,
