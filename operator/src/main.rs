@@ -14,8 +14,8 @@ use kube_scim_operator::group_binding;
 use kube_scim_operator::http::{self, Health};
 use kube_scim_operator::leader::{self, LeaderElector, LeaseTiming};
 use kube_scim_operator::metrics::Metrics;
-use kube_scim_operator::watch::Watches;
-use kube_scim_runtime::verifier::{self, KeyRing, SharedKeyRing};
+use kube_scim_operator::watch::{Scope, Watches};
+use kube_scim_runtime::verifier;
 use kube_scim_runtime::{logging, probes, shutdown};
 use tokio::sync::{oneshot, watch};
 use tower::util::MapRequestLayer;
@@ -49,15 +49,7 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
             "no --verifier-key-dir (KUBE_SCIM_VERIFIER_KEY_DIR): token verifiers are keyed with HMAC keys that only the operator and the SCIM server hold. Point both at the same directory of key files (the Helm chart mounts its verifier-key Secret); for a local run: mkdir keys && openssl rand -base64 32 > keys/k1"
         )
     })?;
-    let keys = SharedKeyRing::new(KeyRing::load(&key_dir)?);
-    tracing::info!(dir = %key_dir.display(), keys = ?keys.current().ids(), "verifier keys loaded");
-    tokio::spawn(verifier::reload_every(
-        key_dir,
-        keys.clone(),
-        flags
-            .verifier_key_reload_interval
-            .max(std::time::Duration::from_secs(1)),
-    ));
+    let keys = verifier::load_and_reload(key_dir, flags.verifier_key_reload_interval)?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::new(metrics.clone()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -270,26 +262,30 @@ async fn lead(
         let mut watches = Watches::new(client, scope.as_deref());
         controllers.push(
             directory::run_scope(
-                client.clone(),
-                scope.clone(),
+                Scope::new(
+                    client.clone(),
+                    scope.clone(),
+                    watches.subscribe(),
+                    stop.clone(),
+                ),
                 settings.clone(),
                 metrics.clone(),
-                watches.subscribe(),
-                stop.clone(),
             )
             .boxed(),
         );
         controllers.push(
             group_binding::run_scope(
-                client.clone(),
-                scope.clone(),
+                Scope::new(
+                    client.clone(),
+                    scope.clone(),
+                    watches.subscribe(),
+                    stop.clone(),
+                ),
                 policy.clone(),
                 settings.identity.clone(),
                 settings.concurrency,
                 settings.resync,
                 metrics.clone(),
-                watches.subscribe(),
-                stop.clone(),
             )
             .boxed(),
         );

@@ -312,6 +312,88 @@ pub(crate) async fn bounded_shutdown(
 /// How long a stopping controller waits for its running reconciles (see [`bounded_shutdown`]).
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The signal every task of a leader's term stops on; cloned freely (one `Shared` future).
+pub type Stop = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+
+/// What every controller's `run_scope` is given for its scope (one namespace, or all): the
+/// rest of its arguments are what differs between the controllers.
+pub struct Scope {
+    pub client: Client,
+    pub namespace: Option<String>,
+    /// The controller's subscriptions to the scope's shared watches (see [`Watches`]).
+    pub watched: Subscriptions,
+    pub stop: Stop,
+}
+
+impl Scope {
+    pub fn new(
+        client: Client,
+        namespace: Option<String>,
+        watched: Subscriptions,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        use futures::FutureExt;
+        Scope {
+            client,
+            namespace,
+            watched,
+            stop: stop.boxed().shared(),
+        }
+    }
+}
+
+/// `stream`, started once `ready` has completed: how a controller's trigger stream waits for
+/// the caches its reconciles read. Awaited in the one stream that feeds the Controller, never
+/// in each reconcile (see [`Readiness`] for why).
+pub fn after<S: futures::Stream>(
+    ready: impl std::future::Future<Output = ()>,
+    stream: S,
+) -> impl futures::Stream<Item = S::Item> {
+    use futures::FutureExt;
+    ready.map(move |()| stream).flatten_stream()
+}
+
+/// Runs `controller` (already given its watches and config) until `stop`, logging each
+/// reconcile's outcome, with `beside` (a task that never ends on its own) stopping with it;
+/// the whole for no longer than [`SHUTDOWN_GRACE`] after `stop` (see [`bounded_shutdown`]).
+/// `name` labels the logs.
+pub async fn run_controller<K, Fut, Ctx>(
+    name: &'static str,
+    controller: kube::runtime::Controller<K>,
+    stop: Stop,
+    reconcile: impl FnMut(std::sync::Arc<K>, std::sync::Arc<Ctx>) -> Fut,
+    error_policy: impl Fn(
+        std::sync::Arc<K>,
+        &Fut::Error,
+        std::sync::Arc<Ctx>,
+    ) -> kube::runtime::controller::Action,
+    ctx: std::sync::Arc<Ctx>,
+    beside: impl std::future::Future<Output = ()>,
+) where
+    K: Watched + Unpin,
+    Fut: futures::TryFuture<Ok = kube::runtime::controller::Action> + Send + 'static,
+    Fut::Error: std::error::Error + Send + 'static,
+{
+    use futures::{FutureExt, StreamExt};
+    let reconciling = controller
+        .graceful_shutdown_on(stop.clone())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, action)) => {
+                    tracing::debug!(controller = name, object = %obj, ?action, "reconciled")
+                }
+                Err(kube::runtime::controller::Error::ReconcilerFailed(e, obj)) => {
+                    tracing::warn!(controller = name, object = %obj, error = %e, "reconcile failed")
+                }
+                Err(e) => tracing::warn!(controller = name, error = %e, "controller"),
+            }
+        });
+    futures::pin_mut!(reconciling, beside);
+    let running = futures::future::select(reconciling, beside).map(|_| ());
+    bounded_shutdown(name, running, stop, SHUTDOWN_GRACE).await;
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -380,6 +380,20 @@ impl SharedKeyRing {
     }
 }
 
+/// The key ring of `dir`, loaded now and then kept fresh by a task that re-reads `dir` every
+/// `every` (at least a second apart) for the life of the process: how the operator and the
+/// SCIM server both start, so that both follow a rotation the same way.
+pub fn load_and_reload(dir: PathBuf, every: Duration) -> Result<SharedKeyRing, KeyError> {
+    let keys = SharedKeyRing::new(KeyRing::load(&dir)?);
+    tracing::info!(dir = %dir.display(), keys = ?keys.current().ids(), "verifier keys loaded");
+    tokio::spawn(reload_every(
+        dir,
+        keys.clone(),
+        every.max(Duration::from_secs(1)),
+    ));
+    Ok(keys)
+}
+
 /// Re-reads `dir` every `every` (forever) and puts a changed ring in force. A directory that
 /// cannot be read or holds no valid key keeps the ring in force (logged once per distinct
 /// problem): a half-written Secret never revokes every token.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use kube_scim_runtime::verifier::{self, KeyRing, SharedKeyRing};
+use kube_scim_runtime::verifier;
 use kube_scim_runtime::{logging, probes, shutdown};
 
 mod admission;
@@ -80,15 +80,7 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .filter(|d| !d.as_os_str().is_empty())
         .context("no --verifier-key-dir (KUBE_SCIM_VERIFIER_KEY_DIR): bearer tokens are checked against verifiers keyed with HMAC keys that only the operator and this server hold. Point both at the same directory of key files (the Helm chart mounts its verifier-key Secret); for a local run: mkdir keys && openssl rand -base64 32 > keys/k1")?;
-    let keys = SharedKeyRing::new(KeyRing::load(&key_dir)?);
-    tracing::info!(dir = %key_dir.display(), keys = ?keys.current().ids(), "verifier keys loaded");
-    tokio::spawn(verifier::reload_every(
-        key_dir,
-        keys.clone(),
-        settings
-            .verifier_key_reload_interval
-            .max(std::time::Duration::from_secs(1)),
-    ));
+    let keys = verifier::load_and_reload(key_dir, settings.verifier_key_reload_interval)?;
     let config = kube::Config::infer()
         .await
         .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;

@@ -43,7 +43,7 @@ pub mod token;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{Future, FutureExt, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -53,12 +53,13 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use kube_scim_crds::{ScimDirectory, labels};
 
 use crate::events::publish;
 use crate::metrics::Metrics;
-use crate::watch::{SHUTDOWN_GRACE, Subscription, Subscriptions, bounded_shutdown, scoped};
+use crate::reconcile::predicate;
+use crate::watch::{Scope, Subscription, after, run_controller, scoped};
 use kube_scim_runtime::duration;
 
 pub use crate::reconcile::Error;
@@ -113,13 +114,10 @@ pub fn reconcile_relevant(dir: &ScimDirectory) -> Option<u64> {
     let mut status = dir.status.clone().unwrap_or_default();
     counts::clear_counts(&mut status);
     let meta = &dir.metadata;
-    crate::reconcile::predicate::hash(&(
-        &meta.uid,
-        meta.generation,
+    predicate::hash(&(
+        predicate::lifecycle(meta),
         &meta.labels,
         &meta.annotations,
-        &meta.finalizers,
-        &meta.deletion_timestamp,
         &dir.spec,
         &status,
     ))
@@ -127,29 +125,16 @@ pub fn reconcile_relevant(dir: &ScimDirectory) -> Option<u64> {
 
 /// Runs the controller and the counts refresher for one scope (one namespace, or all) until
 /// `stop` resolves and every running reconcile has finished.
-/// `watched` are its subscriptions to the process's shared watches (see
-/// [`SharedWatch`](crate::watch::SharedWatch)).
-pub async fn run_scope(
-    client: Client,
-    namespace: Option<String>,
-    settings: Settings,
-    metrics: Arc<Metrics>,
-    watched: Subscriptions,
-    stop: impl Future<Output = ()> + Send + Sync + 'static,
-) {
-    let stop = stop.shared();
-    let ns = namespace.as_deref();
-    let Subscriptions {
-        users,
-        groups,
-        directories,
-    } = watched;
+pub async fn run_scope(scope: Scope, settings: Settings, metrics: Arc<Metrics>) {
+    let (client, ns) = (&scope.client, scope.namespace.as_deref());
+    let watched = scope.watched;
+    let (users, groups, directories) = (watched.users, watched.groups, watched.directories);
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_OPERATOR);
     // Secrets: metadata only (never their data) of all Secrets, so that both generated Secrets
     // (labelled) and bring-your-own Secrets (named in spec.token.secretRef) trigger their
     // directory when they change or disappear.
     let secret_changes = watcher(
-        scoped::<PartialObjectMeta<Secret>>(&client, ns),
+        scoped::<PartialObjectMeta<Secret>>(client, ns),
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
@@ -175,14 +160,12 @@ pub async fn run_scope(
     // [`Readiness`](crate::watch::Readiness)): the triggers wait for that `Readiness`, which
     // wakes this task once the store has listed, and the runner starts then.
     let ready = directory_cache.ready.clone();
-    let directory_changes = async move { ready.wait().await }
-        .map(move |()| directory_changes)
-        .flatten_stream();
+    let directory_changes = after(async move { ready.wait().await }, directory_changes);
 
     let mut controller = Controller::for_stream(directory_changes, directories.clone());
     // HTTPRoutes are watched only where the Gateway API is installed; without the watch, a
     // pending route is still looked at again every few seconds.
-    if let Some(resource) = route::httproute_resource(&client).await {
+    if let Some(resource) = route::httproute_resource(client).await {
         let api: Api<kube::api::DynamicObject> = match ns {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
             None => Api::all_with(client.clone(), &resource),
@@ -211,31 +194,20 @@ pub async fn run_scope(
     // No debounce: kube's debounce restarts on every new trigger, so a steady stream of
     // triggers would postpone a directory forever. A trigger for a directory already queued
     // or running is merged into that run (or the one right after it).
-    let reconciling = controller
+    let controller = controller
         .owns(
-            scoped::<Ingress>(&client, ns),
+            scoped::<Ingress>(client, ns),
             watcher::Config::default().labels(&managed).any_semantic(),
         )
         .owns(
-            scoped::<Service>(&client, ns),
+            scoped::<Service>(client, ns),
             watcher::Config::default().labels(&managed).any_semantic(),
         )
         .watches_stream(secret_changes, move |secret: PartialObjectMeta<Secret>| {
             directories_of_secret(&secret, &secret_directories)
         })
         .reconcile_all_on(key_changes)
-        .with_config(ControllerConfig::default().concurrency(concurrency))
-        .graceful_shutdown_on(stop.clone())
-        .run(reconcile, error_policy, ctx.clone())
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, action)) => tracing::debug!(directory = %obj, ?action, "reconciled"),
-                Err(kube::runtime::controller::Error::ReconcilerFailed(e, obj)) => {
-                    tracing::warn!(directory = %obj, error = %e, "reconcile failed")
-                }
-                Err(e) => tracing::warn!(error = %e, "controller"),
-            }
-        });
+        .with_config(ControllerConfig::default().concurrency(concurrency));
 
     // Users and groups: their changes only mark counts pending.
     // (Watch errors are logged where the shared watch runs.)
@@ -244,12 +216,18 @@ pub async fn run_scope(
         groups.changes.map(|g| directory_of(&g.metadata)),
     )
     .filter_map(futures::future::ready);
-    let counting = counts::keep_fresh(ctx, directory_cache, touched);
-
     // The refresher never ends on its own: it stops with the controller.
-    futures::pin_mut!(reconciling, counting);
-    let running = futures::future::select(reconciling, counting).map(|_| ());
-    bounded_shutdown("directory", running, stop, SHUTDOWN_GRACE).await;
+    let counting = counts::keep_fresh(ctx.clone(), directory_cache, touched);
+    run_controller(
+        "directory",
+        controller,
+        scope.stop,
+        reconcile,
+        error_policy,
+        ctx,
+        counting,
+    )
+    .await;
 }
 
 /// Delay before retrying a failed reconcile: exponential from 1 s, capped at 5 min, with

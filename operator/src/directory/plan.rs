@@ -78,6 +78,7 @@ mod tests {
                 service: None,
                 httproute: None,
                 grant: None,
+                gateways: Default::default(),
             },
             directories: Vec::new(),
         }

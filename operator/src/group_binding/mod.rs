@@ -41,7 +41,6 @@ mod failure_tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Future, FutureExt, StreamExt};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -52,7 +51,8 @@ use kube::{Api, Client, ResourceExt};
 use kube_scim_crds::{ScimDirectory, ScimGroup, ScimGroupBinding, ScimUser};
 
 use crate::directory::MANAGER;
-use crate::watch::{SHUTDOWN_GRACE, Subscriptions, bounded_shutdown, scoped, store};
+use crate::reconcile::predicate;
+use crate::watch::{Scope, after, run_controller, scoped, store};
 use plan::BindingPolicy;
 
 /// Finalizer that removes a ScimGroupBinding's RoleBindings in every namespace.
@@ -120,13 +120,7 @@ impl Context {
 /// What of a ScimGroupBinding calls for a reconcile: not its status (our own write).
 fn reconcile_relevant(binding: &ScimGroupBinding) -> Option<u64> {
     let meta = &binding.metadata;
-    crate::reconcile::predicate::hash(&(
-        &meta.uid,
-        meta.generation,
-        &meta.finalizers,
-        &meta.deletion_timestamp,
-        &binding.spec,
-    ))
+    predicate::hash(&(predicate::lifecycle(meta), &binding.spec))
 }
 
 /// The ScimGroupBindings of the directory `directory` in `namespace`.
@@ -169,29 +163,17 @@ fn known_binding_of(
 }
 
 /// Runs the ScimGroupBinding controller for one scope (one namespace, or all) until `stop`.
-/// `watched` are its subscriptions to the process's shared watches (see
-/// [`SharedWatch`](crate::watch::SharedWatch)).
-// One argument per setting main.rs passes, as directory::run_scope's callers read them; a
-// settings struct for one call site would only move the list.
-#[allow(clippy::too_many_arguments)]
 pub async fn run_scope(
-    client: Client,
-    namespace: Option<String>,
+    scope: Scope,
     policy: BindingPolicy,
     identity: String,
     concurrency: u16,
     resync: Duration,
     metrics: Arc<crate::metrics::Metrics>,
-    watched: Subscriptions,
-    stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let stop = stop.shared();
-    let ns = namespace.as_deref();
-    let Subscriptions {
-        users,
-        groups,
-        directories,
-    } = watched;
+    let (client, ns) = (&scope.client, scope.namespace.as_deref());
+    let watched = scope.watched;
+    let (users, groups, directories) = (watched.users, watched.groups, watched.directories);
     let any = || watcher::Config::default().any_semantic();
     let written = || {
         watcher::Config::default()
@@ -200,12 +182,11 @@ pub async fn run_scope(
     };
     let (user_changes, group_changes) = (users.changes, groups.changes);
     let directory_changes = directories.changes;
-    let (role_bindings, role_binding_changes) =
-        store(scoped::<RoleBinding>(&client, ns), written());
+    let (role_bindings, role_binding_changes) = store(scoped::<RoleBinding>(client, ns), written());
     let (bindings, writer) = reflector::store::<ScimGroupBinding>();
     let binding_changes = reflector::reflector(
         writer,
-        watcher(scoped::<ScimGroupBinding>(&client, ns), any()).default_backoff(),
+        watcher(scoped::<ScimGroupBinding>(client, ns), any()).default_backoff(),
     )
     .applied_objects()
     .predicate_filter(reconcile_relevant, Default::default());
@@ -223,7 +204,7 @@ pub async fn run_scope(
     };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
-        client,
+        client: client.clone(),
         policy,
         resync,
         users: users.cache.store,
@@ -243,12 +224,11 @@ pub async fn run_scope(
     // still empty. Waiting here, in the one stream that feeds the Controller, and not in each
     // reconcile, is what makes it work: see [`Context::caches_ready`].
     let gate = ctx.clone();
-    let binding_changes = async move {
+    let caches_listed = async move {
         gate.caches_ready().await;
         tracing::debug!("watch caches listed; listing ScimGroupBindings");
-    }
-    .map(move |()| binding_changes)
-    .flatten_stream();
+    };
+    let binding_changes = after(caches_listed, binding_changes);
 
     let mut controller = Controller::for_stream(binding_changes, bindings.clone());
     if let Some(changes) = cluster_role_binding_changes {
@@ -261,7 +241,7 @@ pub async fn run_scope(
     let of_group = bindings.clone();
     let of_directory = bindings.clone();
     let of_role_binding = bindings.clone();
-    let running = controller
+    let controller = controller
         .watches_shared_stream(user_changes, move |user: Arc<ScimUser>| {
             bindings_of_directory(
                 &of_user,
@@ -287,19 +267,18 @@ pub async fn run_scope(
         .watches_stream(role_binding_changes, move |rb: RoleBinding| {
             known_binding_of(&of_role_binding, &rb.metadata)
         })
-        .with_config(ControllerConfig::default().concurrency(concurrency))
-        .graceful_shutdown_on(stop.clone())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => tracing::debug!(group_binding = %obj, "reconciled"),
-                Err(kube::runtime::controller::Error::ReconcilerFailed(e, obj)) => {
-                    tracing::warn!(group_binding = %obj, error = %e, "reconcile failed")
-                }
-                Err(e) => tracing::warn!(error = %e, "group binding controller"),
-            }
-        });
-    bounded_shutdown("group-binding", running, stop, SHUTDOWN_GRACE).await;
+        .with_config(ControllerConfig::default().concurrency(concurrency));
+    let nothing_beside = futures::future::pending();
+    run_controller(
+        "group-binding",
+        controller,
+        scope.stop,
+        reconcile,
+        error_policy,
+        ctx,
+        nothing_beside,
+    )
+    .await;
 }
 
 fn error_policy(binding: Arc<ScimGroupBinding>, error: &Error, ctx: Arc<Context>) -> Action {

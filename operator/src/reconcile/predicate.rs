@@ -3,6 +3,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 /// A hash of `key` (the fields of an object whose change calls for a reconcile), or `None`
@@ -12,6 +13,17 @@ pub fn hash(key: &impl Serialize) -> Option<u64> {
     let mut hasher = DefaultHasher::new();
     text.hash(&mut hasher);
     Some(hasher.finish())
+}
+
+/// What of every object's metadata calls for a reconcile: its identity, a spec change, and the
+/// finalizer and deletion steps. A part of each controller's key.
+pub fn lifecycle(meta: &ObjectMeta) -> impl Serialize + '_ {
+    (
+        &meta.uid,
+        meta.generation,
+        &meta.finalizers,
+        &meta.deletion_timestamp,
+    )
 }
 
 #[cfg(test)]

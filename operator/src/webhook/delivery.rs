@@ -320,18 +320,23 @@ impl Loop {
                         .inc();
                 }
                 Action::ReceiverFailing { note } => {
-                    crate::events::publish(
-                        &self.shared.recorder,
-                        &self.hook.object_ref(&()),
-                        EventType::Warning,
-                        "ReceiverFailing",
-                        "Deliver",
-                        note,
-                    )
-                    .await;
+                    self.warn("ReceiverFailing", "Deliver", note).await;
                 }
             }
         }
+    }
+
+    /// A Warning Event on the webhook.
+    async fn warn(&self, reason: &str, action: &str, note: String) {
+        crate::events::publish(
+            &self.shared.recorder,
+            &self.hook.object_ref(&()),
+            EventType::Warning,
+            reason,
+            action,
+            note,
+        )
+        .await;
     }
 
     /// Writes the outbox when it changed; afterwards every pending event may be sent.
@@ -350,10 +355,7 @@ impl Loop {
                     .set(bytes as i64);
                 if first {
                     tracing::warn!(namespace = %self.labels.namespace, webhook = %self.labels.webhook, bytes, "webhook outbox too large; pausing until the receiver catches up");
-                    crate::events::publish(
-                        &self.shared.recorder,
-                        &self.hook.object_ref(&()),
-                        EventType::Warning,
+                    self.warn(
                         "OutboxFull",
                         "Checkpoint",
                         format!(

@@ -132,24 +132,7 @@ impl ListQuery {
 
     /// From a `POST /.search` body (RFC 7644 §3.4.3).
     pub fn from_search_body(body: &Value) -> Result<ListQuery> {
-        let Some(obj) = body.as_object() else {
-            return Err(ScimError::InvalidSyntax(
-                "the search body must be a JSON object".into(),
-            ));
-        };
-        if let Some((_, s)) = get_ci(obj, "schemas") {
-            let ok = s.as_array().is_some_and(|a| {
-                a.iter().any(|u| {
-                    u.as_str()
-                        .is_some_and(|u| u.eq_ignore_ascii_case(SEARCH_REQUEST_SCHEMA))
-                })
-            });
-            if !ok {
-                return Err(ScimError::InvalidSyntax(format!(
-                    "'schemas' must contain \"{SEARCH_REQUEST_SCHEMA}\""
-                )));
-            }
-        }
+        let obj = crate::schema::message_body(body, "search", SEARCH_REQUEST_SCHEMA)?;
         let mut q = ListQuery {
             start_index: 1,
             ..ListQuery::default()

@@ -738,8 +738,13 @@ impl Resource {
 
     /// Every email address.
     pub fn emails(&self) -> Vec<&str> {
+        self.values_of("emails")
+    }
+
+    /// The `value`s of the multi-valued attribute `attr` (stored under its canonical name).
+    fn values_of(&self, attr: &str) -> Vec<&str> {
         self.attrs
-            .get("emails")
+            .get(attr)
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|e| e.get("value")?.as_str()).collect())
             .unwrap_or_default()
@@ -782,11 +787,7 @@ impl Resource {
 
     /// Member ids held in this resource.
     pub fn member_values(&self) -> Vec<&str> {
-        self.attrs
-            .get("members")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|e| e.get("value")?.as_str()).collect())
-            .unwrap_or_default()
+        self.values_of("members")
     }
 
     /// Sets `members` (server side: membership is stored on the members).

@@ -612,6 +612,33 @@ pub(crate) enum UrnKey<'a> {
     Attr(String, &'a str),
 }
 
+/// The JSON object of a request message (`what` names it in the error): its `schemas` is not
+/// required (some clients omit it) but, if present, must include the message's URN `urn`.
+pub(crate) fn message_body<'b>(
+    body: &'b serde_json::Value,
+    what: &str,
+    urn: &str,
+) -> Result<&'b serde_json::Map<String, serde_json::Value>, crate::error::ScimError> {
+    use crate::error::ScimError;
+    let Some(obj) = body.as_object() else {
+        return Err(ScimError::InvalidSyntax(format!(
+            "the {what} body must be a JSON object"
+        )));
+    };
+    if let Some((_, s)) = crate::filter::eval::get_ci(obj, "schemas") {
+        let ok = s.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|u| u.as_str().is_some_and(|u| u.eq_ignore_ascii_case(urn)))
+        });
+        if !ok {
+            return Err(ScimError::InvalidSyntax(format!(
+                "'schemas' must contain \"{urn}\""
+            )));
+        }
+    }
+    Ok(obj)
+}
+
 /// Whether `u` is a well-formed schema URN we are willing to keep: `urn:` plus at least three
 /// non-empty segments of ASCII letters, digits, `.`, `_` or `-`. Anything else on input is a
 /// malformed URN and is ignored, which also keeps what we store unambiguous to read back.

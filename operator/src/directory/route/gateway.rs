@@ -41,7 +41,7 @@ pub(super) fn reference_grants(ctx: &Context, ns: &str) -> Api<DynamicObject> {
     )
 }
 
-fn gateways(ctx: &Context, ns: &str) -> Api<DynamicObject> {
+pub(super) fn gateways(ctx: &Context, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(
         ctx.client.clone(),
         ns,
@@ -78,6 +78,7 @@ pub(super) async fn apply_httproute(
     ctx: &Context,
     mut route: Route,
     holders: Holders,
+    gateways: &std::collections::BTreeMap<(String, String), Value>,
     reference_grant: bool,
     grant_name: &str,
 ) -> Result<RouteState, Error> {
@@ -124,11 +125,12 @@ pub(super) async fn apply_httproute(
         .await;
     }
 
-    // The scheme comes from the listeners the route attaches to.
+    // The scheme comes from the listeners the route attaches to (the Gateways as read before
+    // the writes above, which leave them unchanged).
     let mut https = false;
     for parent in &route.parents {
         let gateway_ns = parent.namespace.clone().unwrap_or_else(|| ns.clone());
-        let Some(gateway) = get_opt(&gateways(ctx, &gateway_ns), &parent.name).await? else {
+        let Some(value) = gateways.get(&(gateway_ns.clone(), parent.name.clone())) else {
             return Ok(RouteState::failed(
                 "GatewayNotFound",
                 format!(
@@ -137,8 +139,7 @@ pub(super) async fn apply_httproute(
                 ),
             ));
         };
-        let value = serde_json::to_value(&gateway).unwrap_or(Value::Null);
-        match route::gateway_serves_https(&value, parent.section.as_deref(), &host) {
+        match route::gateway_serves_https(value, parent.section.as_deref(), &host) {
             Ok(tls) => https |= tls,
             Err(ListenerProblem::NoSuchListener(listener)) => {
                 return Ok(RouteState::failed(

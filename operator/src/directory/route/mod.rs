@@ -96,7 +96,14 @@ pub struct Existing {
     pub service: Option<Service>,
     pub httproute: Option<DynamicObject>,
     pub grant: Option<DynamicObject>,
+    /// The Gateways the wanted HTTPRoute attaches to (kind Gateway only), by namespace and
+    /// name; one not found is absent. Read here, before any write, although only the written
+    /// route's scheme needs them: no write of this reconcile changes a Gateway.
+    pub gateways: Gateways,
 }
+
+/// Gateways by namespace and name.
+pub type Gateways = std::collections::BTreeMap<(String, String), DynamicObject>;
 
 /// Reads the route objects the directory may have.
 pub async fn read(dir: &ScimDirectory, ctx: &Context) -> Result<Existing, Error> {
@@ -118,11 +125,24 @@ pub async fn read(dir: &ScimDirectory, ctx: &Context) -> Result<Existing, Error>
     let gateway_kind = route::kind(&dir.spec, defaults) == RouteKind::Gateway;
     let httproute = get_unless_forbidden(&routes, &ingress_name, gateway_kind).await?;
     let grant = get_unless_forbidden(&grants, &grant_name, gateway_kind).await?;
+    let mut gateways = Gateways::new();
+    if gateway_kind {
+        for parent in route::resolve(&ns, &name, &dir.spec, defaults).parents {
+            let key = (parent.namespace.unwrap_or_else(|| ns.clone()), parent.name);
+            if gateways.contains_key(&key) {
+                continue;
+            }
+            if let Some(found) = get_opt(&gateway::gateways(ctx, &key.0), &key.1).await? {
+                gateways.insert(key, found);
+            }
+        }
+    }
     Ok(Existing {
         ingress,
         service,
         httproute,
         grant,
+        gateways,
     })
 }
 
@@ -132,6 +152,9 @@ pub struct Planned {
     pub route: Route,
     pub holders: Holders,
     pub plan: Plan,
+    /// The Gateways read (see [`Existing::gateways`]), as JSON: their listeners give the
+    /// written HTTPRoute its scheme.
+    pub gateways: std::collections::BTreeMap<(String, String), Value>,
 }
 
 /// The route step's plan (pure).
@@ -148,10 +171,16 @@ pub fn decide(dir: &ScimDirectory, existing: &Existing, defaults: &RouteDefaults
     };
     let same_namespace = ns == defaults.server.namespace;
     let plan = plan(&route, same_namespace, holders);
+    let gateways = existing
+        .gateways
+        .iter()
+        .map(|(key, g)| (key.clone(), serde_json::to_value(g).unwrap_or(Value::Null)))
+        .collect();
     Planned {
         route,
         holders,
         plan,
+        gateways,
     }
 }
 
@@ -166,6 +195,7 @@ pub async fn apply(
         route,
         holders,
         plan,
+        gateways,
     } = planned;
     let ns = dir.namespace().ok_or(Error::Unnamed)?;
     let name = dir.name_any();
@@ -266,7 +296,16 @@ pub async fn apply(
             .await
         }
         Plan::ApplyHttpRoute { reference_grant } => {
-            apply_httproute(dir, ctx, route, holders, reference_grant, &grant_name).await
+            apply_httproute(
+                dir,
+                ctx,
+                route,
+                holders,
+                &gateways,
+                reference_grant,
+                &grant_name,
+            )
+            .await
         }
     }
 }

@@ -269,28 +269,30 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_or(&mut self, in_brackets: bool) -> Result<Filter> {
-        let mut items = vec![self.parse_and(in_brackets)?];
-        while self.peek_keyword("or") {
-            self.i += 1;
-            items.push(self.parse_and(in_brackets)?);
-        }
-        Ok(if items.len() == 1 {
-            items.pop().unwrap_or(Filter::And(Vec::new()))
-        } else {
-            Filter::Or(items)
-        })
+        self.parse_joined(in_brackets, "or", Self::parse_and, Filter::Or)
     }
 
     fn parse_and(&mut self, in_brackets: bool) -> Result<Filter> {
-        let mut items = vec![self.parse_unary(in_brackets)?];
-        while self.peek_keyword("and") {
+        self.parse_joined(in_brackets, "and", Self::parse_unary, Filter::And)
+    }
+
+    /// `operand (keyword operand)*`: one operand as itself, several joined by `join`.
+    fn parse_joined(
+        &mut self,
+        in_brackets: bool,
+        keyword: &str,
+        operand: fn(&mut Self, bool) -> Result<Filter>,
+        join: fn(Vec<Filter>) -> Filter,
+    ) -> Result<Filter> {
+        let mut items = vec![operand(self, in_brackets)?];
+        while self.peek_keyword(keyword) {
             self.i += 1;
-            items.push(self.parse_unary(in_brackets)?);
+            items.push(operand(self, in_brackets)?);
         }
         Ok(if items.len() == 1 {
             items.pop().unwrap_or(Filter::And(Vec::new()))
         } else {
-            Filter::And(items)
+            join(items)
         })
     }
 

@@ -175,22 +175,7 @@ impl PatchRequest {
     /// Parses a PatchOp body. `schemas` is not required (some clients omit it) but if present
     /// must include the PatchOp URN. Op names are case-insensitive.
     pub fn parse(body: &Value) -> Result<PatchRequest> {
-        let Some(obj) = body.as_object() else {
-            return Err(syntax("the PATCH body must be a JSON object".into()));
-        };
-        if let Some((_, s)) = get_ci(obj, "schemas") {
-            let ok = s.as_array().is_some_and(|a| {
-                a.iter().any(|u| {
-                    u.as_str()
-                        .is_some_and(|u| u.eq_ignore_ascii_case(PATCH_OP_SCHEMA))
-                })
-            });
-            if !ok {
-                return Err(syntax(format!(
-                    "'schemas' must contain \"{PATCH_OP_SCHEMA}\""
-                )));
-            }
-        }
+        let obj = crate::schema::message_body(body, "PATCH", PATCH_OP_SCHEMA)?;
         let ops = match get_ci(obj, "Operations") {
             Some((_, Value::Array(a))) => a,
             Some((_, Value::Object(_))) => {
