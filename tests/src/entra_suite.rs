@@ -82,6 +82,19 @@ struct Tenant {
     directory: String,
 }
 
+/// Waits until `target`'s server takes `token` for `ns/name`: its own view of the directory
+/// (its watch) can lag the apiserver's Ready.
+pub(crate) async fn served(target: &dyn ScimTarget, ns: &str, name: &str, token: &str) {
+    crate::stack::server_accepts(
+        &target.http(),
+        &target.base_url(ns, name),
+        token,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", target.logs()));
+}
+
 async fn tenant(
     kube: &Client,
     target: &dyn ScimTarget,
@@ -106,15 +119,7 @@ async fn tenant(
     if target.through_route() {
         route_is_live(kube, target, ns, name, &token).await;
     }
-    // The server's own view of the directory can lag the apiserver's (its watch).
-    crate::stack::server_accepts(
-        &target.http(),
-        &target.base_url(ns, name),
-        &token,
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", target.logs()));
+    served(target, ns, name, &token).await;
     Tenant {
         client: EntraClient::with_http(&target.base_url(ns, name), &token, dialect, target.http()),
         namespace: ns.into(),

@@ -32,15 +32,7 @@ async fn org(kube: &Client, target: &dyn ScimTarget, ns: &str, name: &str) -> Or
     let (endpoint, token) = ready_directory(kube, ns, name, Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{}", target.logs()));
-    // The server's own view of the directory can lag the apiserver's (its watch).
-    crate::stack::server_accepts(
-        &target.http(),
-        &target.base_url(ns, name),
-        &token,
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", target.logs()));
+    crate::entra_suite::served(target, ns, name, &token).await;
     assert!(
         endpoint.ends_with(&format!("/scim/v2/{ns}/{name}")),
         "an Okta connector base URL has no query string: {endpoint}"

@@ -570,27 +570,23 @@ fn signing_key() -> String {
     format!("whsec_{}", STANDARD.encode(bytes))
 }
 
-/// The Lease's renewTime (None before the first).
-async fn lease_renewed(kube: &Client) -> Option<jiff::Timestamp> {
+/// The operator's leader Lease as it is now.
+async fn lease(kube: &Client) -> Option<k8s_openapi::api::coordination::v1::LeaseSpec> {
     Api::<Lease>::namespaced(kube.clone(), NAMESPACE)
         .get_opt(OPERATOR)
         .await
         .ok()
         .flatten()
         .and_then(|l| l.spec)
-        .and_then(|s| s.renew_time)
-        .map(|t| t.0)
+}
+
+/// The Lease's renewTime (None before the first).
+async fn lease_renewed(kube: &Client) -> Option<jiff::Timestamp> {
+    lease(kube).await?.renew_time.map(|t| t.0)
 }
 
 async fn lease_holder(kube: &Client) -> Option<String> {
-    Api::<Lease>::namespaced(kube.clone(), NAMESPACE)
-        .get_opt(OPERATOR)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .filter(|h| !h.is_empty())
+    lease(kube).await?.holder_identity.filter(|h| !h.is_empty())
 }
 
 /// Where a user is in its life: each step waits for the event of the one before.
