@@ -1416,11 +1416,12 @@ fn install_notes_read_the_token_secret_name_from_status() {
         plane
             .helm()
             .unwrap()
-            .args(["install", RELEASE])
+            // Helm checks the ownership of every existing object even on a client dry run, and
+            // another test of this binary installs RELEASE for real on the same plane: its
+            // cluster-wide objects (ClusterRoles, CRDs) would belong to another namespace. A
+            // release name of its own and no CRDs keep this test apart; the notes name neither.
+            .args(["install", "install-notes"])
             .arg(chart())
-            // The CRDs are cluster-wide and another test of this binary installs them under its
-            // own release: helm checks their ownership even on a client dry run. The notes do
-            // not depend on them.
             .args(["--set", "crds.enabled=false"])
             .args(["--dry-run=client", "--namespace", "identity"]),
     );
