@@ -38,6 +38,42 @@ pub fn webhook_signing_key_secret(name: &str, key: &str) -> k8s_openapi::api::co
     }
 }
 
+/// Creates the signing-key Secret `name` holding `key` in `ns` (see
+/// [`webhook_signing_key_secret`]).
+pub async fn create_webhook_signing_key(kube: &kube::Client, ns: &str, name: &str, key: &str) {
+    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(kube.clone(), ns)
+        .create(
+            &kube::api::PostParams::default(),
+            &webhook_signing_key_secret(name, key),
+        )
+        .await
+        .expect("the webhook signing key Secret is created");
+}
+
+/// A ScimWebhook `name` of directory `directory` that posts to `url`, signed with the key in
+/// Secret `key_secret`; every other field takes its default, for the caller to change.
+pub fn webhook(
+    name: &str,
+    directory: &str,
+    url: &str,
+    key_secret: &str,
+) -> kube_scim_crds::ScimWebhook {
+    kube_scim_crds::ScimWebhook::new(
+        name,
+        kube_scim_crds::ScimWebhookSpec {
+            directory_ref: kube_scim_crds::DirectoryRef {
+                name: directory.into(),
+            },
+            url: url.into(),
+            signing_key_secret_ref: kube_scim_crds::WebhookKeyRef {
+                name: key_secret.into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+}
+
 /// 32 random bytes from the kernel as 64 hex digits: a key as strong as the chart's.
 pub fn random_key() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];

@@ -588,8 +588,6 @@ async fn bound_as(
     since.elapsed()
 }
 
-/// The chart's ScimGroupBinding admission policy, rendered for the test (the chart's name
-/// helpers replaced, its conditional and labels dropped).
 /// Chart templates as `helm template` renders them for release `release` (the chart's default
 /// values, with the opt-in aggregated roles on), ready for `kubectl apply`.
 fn chart_templates(plane: &ControlPlane, release: &str, files: &[&str]) -> String {

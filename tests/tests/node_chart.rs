@@ -347,44 +347,19 @@ async fn an_upgrade_rolls_the_servers_without_a_failed_request(
         })
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let before = server_pods(plane);
-    let started = Instant::now();
-    must_succeed(
-        plane
-            .helm()
-            .unwrap()
-            .args(["upgrade", RELEASE])
-            .arg(repo_root().join("charts/kube-scim"))
-            .args([
-                "--namespace",
-                NAMESPACE,
-                "--reuse-values",
-                "--wait",
-                "--timeout",
-                "5m",
-            ])
-            .args(["--set", "server.logLevel=debug"]),
-    );
-    must_succeed(plane.kubectl().args([
-        "rollout",
-        "status",
-        "deployment",
-        SERVER,
-        "-n",
-        NAMESPACE,
-        "--timeout=180s",
-    ]));
-    // Old pods drain for server.drainSeconds after the rollout reports done; keep the load on.
-    eventually(
-        "the old server pods are gone",
-        Duration::from_secs(90),
-        || async {
-            let now = server_pods(plane);
-            before.iter().all(|p| !now.contains(p)).then_some(())
-        },
+    // Old pods drain for server.drainSeconds after the rollout reports done; the load stays on
+    // until they are gone.
+    let rolled = chart::upgrade_and_roll_the_server(
+        plane,
+        &[
+            "--wait",
+            "--timeout",
+            "5m",
+            "--set",
+            "server.logLevel=debug",
+        ],
     )
     .await;
-    let rolled = started.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     done.store(true, Ordering::SeqCst);
     load.await.unwrap();
@@ -400,23 +375,6 @@ async fn an_upgrade_rolls_the_servers_without_a_failed_request(
         "requests failed during the rolling upgrade: {:?}",
         failures.lock().unwrap()
     );
-}
-
-fn server_pods(plane: &ControlPlane) -> Vec<String> {
-    let out = must_succeed(plane.kubectl().args([
-        "get",
-        "pods",
-        "-n",
-        NAMESPACE,
-        "-l",
-        "app.kubernetes.io/component=server",
-        "-o",
-        "jsonpath={.items[*].metadata.name}",
-    ]));
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(String::from)
-        .collect()
 }
 
 async fn the_servers_token_cannot_read_secrets(cluster: &NodeCluster) {

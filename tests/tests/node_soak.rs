@@ -26,19 +26,17 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use kube_scim_crds::{
-    DeletionGuardSpec, DirectoryRef, ScimDirectory, ScimDirectorySpec, ScimWebhook,
-    ScimWebhookSpec, WebhookKeyRef,
-};
+use kube_scim_crds::{DeletionGuardSpec, ScimDirectory, ScimDirectorySpec, ScimWebhook};
 use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser};
-use kube_scim_tests::node::chart::{self, NAMESPACE, OPERATOR, RELEASE, SERVER, diagnostics};
+use kube_scim_tests::keys;
+use kube_scim_tests::node::chart::{self, NAMESPACE, OPERATOR, SERVER, diagnostics};
 use kube_scim_tests::node::{NODE_IP, NodeCluster, run_on_node};
 use kube_scim_tests::procs::LogsOnFailure;
 use kube_scim_tests::stack::ready_directory;
-use kube_scim_tests::{ControlPlane, eventually, free_port_on, must_succeed, repo_root};
+use kube_scim_tests::{ControlPlane, eventually, free_port_on, must_succeed};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -304,27 +302,6 @@ async fn run_load(load: Arc<Load>, base: String, token: String, rate: usize, lim
     }
 }
 
-fn server_pods(plane: &ControlPlane) -> Vec<String> {
-    pods(plane, "server")
-}
-
-fn pods(plane: &ControlPlane, component: &str) -> Vec<String> {
-    let out = must_succeed(plane.kubectl().args([
-        "get",
-        "pods",
-        "-n",
-        NAMESPACE,
-        "-l",
-        &format!("app.kubernetes.io/component={component}"),
-        "-o",
-        "jsonpath={.items[*].metadata.name}",
-    ]));
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(String::from)
-        .collect()
-}
-
 async fn rolling_upgrades_under_load(
     plane: &ControlPlane,
     kube: &Client,
@@ -350,40 +327,14 @@ async fn rolling_upgrades_under_load(
     let mut rolling = Duration::ZERO;
     for i in 1..=rollouts {
         let before_counts = load.counts();
-        let before = server_pods(plane);
-        let started = Instant::now();
-        must_succeed(
-            plane
-                .helm()
-                .unwrap()
-                .args(["upgrade", RELEASE])
-                .arg(repo_root().join("charts/kube-scim"))
-                .args(["--namespace", NAMESPACE, "--reuse-values"])
-                .args([
-                    "--set-string",
-                    &format!("server.podAnnotations.soak-rollout={i}"),
-                ]),
-        );
-        must_succeed(plane.kubectl().args([
-            "rollout",
-            "status",
-            "deployment",
-            SERVER,
-            "-n",
-            NAMESPACE,
-            "--timeout=180s",
-        ]));
-        // The old pods drain after the rollout reports done; the rollout ends when they are gone.
-        eventually(
-            "the old server pods are gone",
-            Duration::from_secs(90),
-            || async {
-                let now = server_pods(plane);
-                before.iter().all(|p| !now.contains(p)).then_some(())
-            },
+        let took = chart::upgrade_and_roll_the_server(
+            plane,
+            &[
+                "--set-string",
+                &format!("server.podAnnotations.soak-rollout={i}"),
+            ],
         )
         .await;
-        let took = started.elapsed();
         rolling += took;
         let after = load.counts();
         eprintln!(
@@ -724,30 +675,11 @@ async fn leader_changes_under_webhook_load(
     let (base, token) = directory_through_the_service(kube, cluster_ip, &ns, "hooks").await;
     let secret = signing_key();
     let receiver = Arc::new(Receiver::start(&secret).await);
-    Api::<Secret>::namespaced(kube.clone(), &ns)
-        .create(
-            &PostParams::default(),
-            &kube_scim_tests::keys::webhook_signing_key_secret("hook-key", &secret),
-        )
-        .await
-        .unwrap();
+    keys::create_webhook_signing_key(kube, &ns, "hook-key", &secret).await;
     Api::<ScimWebhook>::namespaced(kube.clone(), &ns)
         .create(
             &PostParams::default(),
-            &ScimWebhook::new(
-                "soak",
-                ScimWebhookSpec {
-                    directory_ref: DirectoryRef {
-                        name: "hooks".into(),
-                    },
-                    url: receiver.url.clone(),
-                    signing_key_secret_ref: WebhookKeyRef {
-                        name: "hook-key".into(),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                },
-            ),
+            &keys::webhook("soak", "hooks", &receiver.url, "hook-key"),
         )
         .await
         .unwrap();
@@ -814,7 +746,7 @@ async fn leader_changes_under_webhook_load(
                     .ok()?;
                 let text = String::from_utf8_lossy(&out.stdout).to_string();
                 (text.split_whitespace().filter(|s| *s == "True").count() == 2
-                    && pods(plane, "operator").len() == 2)
+                    && chart::pods(plane, "operator").len() == 2)
                     .then_some(())
             },
         )

@@ -1419,9 +1419,8 @@ async fn scim_hostile_clients() {
     if let Some(pinned) = pin_if_asked(&CpuShares::new(pid)) {
         println!("BENCH_PIN=1: {pinned}");
     }
-    // A's client and B's flood have their own connections, as two tenants would.
+    // A's client and B's flood (case c) have their own connections, as two tenants would.
     let http = kube_scim_tests::http_client();
-    let flood = kube_scim_tests::http_client();
     let base = |d: &str| format!("http://127.0.0.1:{port}/scim/v2/{ns}/{d}");
     let n = env_usize("BENCH_HOSTILE_READS", 300);
     // Peak RSS, sampled every 20 ms while a case runs.
@@ -1480,24 +1479,47 @@ async fn scim_hostile_clients() {
     drop(held);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    // (c) 300 authorized POSTs of about 1 MiB each to B, all at once.
-    let big = json!({"userName": "big@b", "displayName": "x".repeat(1_000_000)}).to_string();
-    let posts: Vec<_> = (0..300)
-        .map(|_| {
-            let req = flood
-                .post(format!("{}/Users", base("b")))
-                .bearer_auth(&token)
-                .header("content-type", "application/scim+json")
-                .body(big.clone())
-                .timeout(Duration::from_secs(60));
-            tokio::spawn(timed(req))
+    // (c) 300 authorized POSTs of about 1 MiB each to B, all at once, from a thread and runtime
+    // of their own, as another tenant's client on another machine would: on the runtime that
+    // times A's reads, the client's own work of sending 300 MiB counted in A's latencies.
+    let (flooding, flood_started) = tokio::sync::oneshot::channel();
+    let flood = {
+        let url = format!("{}/Users", base("b"));
+        let token = token.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let http = kube_scim_tests::http_client();
+                let big = json!({"userName": "big@b", "displayName": "x".repeat(1_000_000)})
+                    .to_string();
+                let posts: Vec<_> = (0..300)
+                    .map(|_| {
+                        let req = http
+                            .post(&url)
+                            .bearer_auth(&token)
+                            .header("content-type", "application/scim+json")
+                            .body(big.clone())
+                            .timeout(Duration::from_secs(60));
+                        tokio::spawn(timed(req))
+                    })
+                    .collect();
+                let _ = flooding.send(());
+                let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
+                for p in posts {
+                    *by_status.entry(p.await.unwrap().0).or_default() += 1;
+                }
+                by_status
+            })
         })
-        .collect();
+    };
+    flood_started.await.unwrap();
     let reads = read_latency(&http, &base("a"), &token, n).await;
-    let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
-    for p in posts {
-        *by_status.entry(p.await.unwrap().0).or_default() += 1;
-    }
+    let by_status = tokio::task::spawn_blocking(move || flood.join().unwrap())
+        .await
+        .unwrap();
     println!("(c) 300 parallel ~1 MiB POSTs to B: A's filter GET {reads}");
     println!(
         "  B's answers by status {by_status:?}; server RSS peak {} MiB",

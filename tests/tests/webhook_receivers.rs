@@ -13,13 +13,11 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
-use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::PostParams;
-use kube_scim_crds::{
-    DirectoryRef, ScimDirectory, ScimDirectorySpec, ScimWebhook, ScimWebhookSpec, WebhookKeyRef,
-};
+use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimWebhook};
 use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser};
+use kube_scim_tests::keys;
 use kube_scim_tests::procs::ManagedProcess;
 use kube_scim_tests::stack::{Stack, StackOptions};
 use kube_scim_tests::{ControlPlane, free_port, go_examples, python_tools, repo_root};
@@ -318,13 +316,7 @@ async fn both_receivers_verify_the_operators_deliveries() {
     let python = Receiver::start(Example::Python, &key, &dir).await;
     let go = Receiver::start(Example::Go, &key, &dir).await;
 
-    Api::<Secret>::namespaced(kube.clone(), &ns)
-        .create(
-            &PostParams::default(),
-            &kube_scim_tests::keys::webhook_signing_key_secret("hook-key", &key),
-        )
-        .await
-        .unwrap();
+    keys::create_webhook_signing_key(&kube, &ns, "hook-key", &key).await;
     Api::<ScimDirectory>::namespaced(kube.clone(), &ns)
         .create(
             &PostParams::default(),
@@ -337,20 +329,7 @@ async fn both_receivers_verify_the_operators_deliveries() {
         Api::<ScimWebhook>::namespaced(kube.clone(), &ns)
             .create(
                 &PostParams::default(),
-                &ScimWebhook::new(
-                    name,
-                    ScimWebhookSpec {
-                        directory_ref: DirectoryRef {
-                            name: "contoso".into(),
-                        },
-                        url: receiver.url(),
-                        signing_key_secret_ref: WebhookKeyRef {
-                            name: "hook-key".into(),
-                            ..Default::default()
-                        },
-                        ..Default::default()
-                    },
-                ),
+                &keys::webhook(name, "contoso", &receiver.url(), "hook-key"),
             )
             .await
             .unwrap();

@@ -15,10 +15,10 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use kube_scim_crds::{
-    Batching, DeletionGuardSpec, DirectoryRef, ScimDirectory, ScimDirectorySpec, ScimGroup,
-    ScimWebhook, ScimWebhookSpec, WebhookKeyRef,
+    Batching, DeletionGuardSpec, ScimDirectory, ScimDirectorySpec, ScimGroup, ScimWebhook,
 };
 use kube_scim_tests::entra::{Dialect, EntraClient, EntraUser};
+use kube_scim_tests::keys;
 use kube_scim_tests::procs::ManagedProcess;
 use kube_scim_tests::stack::{Stack, StackOptions};
 use kube_scim_tests::{ControlPlane, free_port, python_tools, repo_root, workspace_binary};
@@ -234,13 +234,7 @@ async fn setup(prefix: &str, batching: Option<Batching>, warn_after: Option<&str
     let mut receiver = Receiver::new(&events_dir, &key);
     receiver.accept();
     receiver.start().await;
-    Api::<Secret>::namespaced(kube.clone(), &ns)
-        .create(
-            &PostParams::default(),
-            &kube_scim_tests::keys::webhook_signing_key_secret("hook-key", &key),
-        )
-        .await
-        .unwrap();
+    keys::create_webhook_signing_key(&kube, &ns, "hook-key", &key).await;
     Api::<ScimDirectory>::namespaced(kube.clone(), &ns)
         .create(
             &PostParams::default(),
@@ -260,26 +254,11 @@ async fn setup(prefix: &str, batching: Option<Batching>, warn_after: Option<&str
         .await
         .unwrap();
     let (_, token) = stack.ready_directory(&kube, &ns, "contoso").await;
+    let mut webhook = keys::webhook("app", "contoso", &receiver.url(), "hook-key");
+    webhook.spec.batching = batching;
+    webhook.spec.warn_after = warn_after.map(str::to_string);
     Api::<ScimWebhook>::namespaced(kube.clone(), &ns)
-        .create(
-            &PostParams::default(),
-            &ScimWebhook::new(
-                "app",
-                ScimWebhookSpec {
-                    directory_ref: DirectoryRef {
-                        name: "contoso".into(),
-                    },
-                    url: receiver.url(),
-                    signing_key_secret_ref: WebhookKeyRef {
-                        name: "hook-key".into(),
-                        ..Default::default()
-                    },
-                    batching,
-                    warn_after: warn_after.map(str::to_string),
-                    ..Default::default()
-                },
-            ),
-        )
+        .create(&PostParams::default(), &webhook)
         .await
         .unwrap();
     let entra = EntraClient::new(&stack.base_url(&ns, "contoso"), &token, Dialect::Compliant);

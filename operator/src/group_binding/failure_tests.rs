@@ -23,8 +23,9 @@ use kube_scim_crds::{
 
 use super::plan::BindingPolicy;
 use super::{Context, Error, FINALIZER, error_policy, reconcile, trust};
-use crate::directory::fixtures::{self, Failure, Fault, filled_store};
+use crate::directory::fixtures::filled_store;
 use crate::metrics::Metrics;
+use crate::reconcile::fake_apiserver::{self, Failure, Fault};
 
 const BINDING: &str = "/apis/kubescim.io/v1alpha1/namespaces/ns/scimgroupbindings/admins";
 const STATUS: &str = "/apis/kubescim.io/v1alpha1/namespaces/ns/scimgroupbindings/admins/status";
@@ -166,7 +167,7 @@ fn label(failure: Failure) -> &'static str {
 
 #[tokio::test]
 async fn without_failures_the_role_binding_is_written_and_ready() {
-    let (client, calls) = fixtures::client(objects());
+    let (client, calls) = fake_apiserver::client(objects());
     let action = reconcile(Arc::new(binding()), context(client))
         .await
         .expect("reconciled");
@@ -182,8 +183,10 @@ async fn without_failures_the_role_binding_is_written_and_ready() {
 #[tokio::test]
 async fn a_failed_status_write_fails_the_reconcile_which_is_requeued() {
     for failure in Failure::ALL {
-        let (client, _) =
-            fixtures::client_failing(objects(), vec![Fault::new(Method::PATCH, STATUS, failure)]);
+        let (client, _) = fake_apiserver::client_failing(
+            objects(),
+            vec![Fault::new(Method::PATCH, STATUS, failure)],
+        );
         let ctx = context(client);
         let b = Arc::new(binding());
         let error = reconcile(b.clone(), ctx.clone())
@@ -206,7 +209,7 @@ async fn a_failed_status_write_fails_the_reconcile_which_is_requeued() {
 #[tokio::test]
 async fn a_failed_role_binding_write_is_a_condition_to_act_on() {
     for failure in Failure::ALL {
-        let (client, calls) = fixtures::client_failing(
+        let (client, calls) = fake_apiserver::client_failing(
             objects(),
             vec![Fault::new(Method::PATCH, ROLE_BINDING, failure)],
         );

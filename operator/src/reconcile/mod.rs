@@ -13,6 +13,8 @@
 
 pub mod condition;
 pub mod error;
+#[cfg(test)]
+pub mod fake_apiserver;
 pub mod predicate;
 pub mod status;
 

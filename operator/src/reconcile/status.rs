@@ -48,88 +48,31 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::collections::HashMap;
 
-    use axum::http::{Request, Response, StatusCode};
+    use axum::http::Method;
     use kube::Client;
-    use kube::client::Body;
     use kube_scim_crds::{ScimWebhook, ScimWebhookStatus};
-    use serde_json::Value;
 
     use super::*;
+    use crate::reconcile::fake_apiserver::{self, Calls, Failure, Fault};
     use crate::reconcile::{Error, is_not_found};
 
-    /// One request as the apiserver saw it.
-    #[derive(Debug, Clone)]
-    struct Seen {
-        method: String,
-        path: String,
-        query: String,
-        content_type: String,
-        body: Value,
-    }
+    const WEBHOOK: &str = "/apis/kubescim.io/v1alpha1/namespaces/ns/scimwebhooks/h";
+    const STATUS: &str = "/apis/kubescim.io/v1alpha1/namespaces/ns/scimwebhooks/h/status";
 
-    /// A client whose apiserver answers every request with `code` and `body`.
-    fn apiserver(code: u16) -> (Client, Arc<Mutex<Vec<Seen>>>) {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let recorded = seen.clone();
-        tokio::spawn(async move {
-            while let Some((request, send)) = handle.next_request().await {
-                let method = request.method().to_string();
-                let path = request.uri().path().to_string();
-                let query = request.uri().query().unwrap_or_default().to_string();
-                let content_type = request
-                    .headers()
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
-                let bytes = request
-                    .into_body()
-                    .collect_bytes()
-                    .await
-                    .unwrap_or_default();
-                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                recorded.lock().unwrap().push(Seen {
-                    method,
-                    path,
-                    query,
-                    content_type,
-                    body: body.clone(),
-                });
-                let answer = if code == 200 {
-                    // The object back, as the apiserver would after the apply.
-                    let mut object = json!({"metadata": {"name": "h", "namespace": "ns"},
-                        "spec": {"directoryRef": {"name": "d"}, "url": "https://r.example.com",
-                                 "signingKeySecretRef": {"name": "k"}}});
-                    object["apiVersion"] = body["apiVersion"].clone();
-                    object["kind"] = body["kind"].clone();
-                    object["status"] = body["status"].clone();
-                    object
-                } else {
-                    refusal(code)
-                };
-                send.send_response(
-                    Response::builder()
-                        .status(StatusCode::from_u16(code).unwrap())
-                        .body(Body::from(serde_json::to_vec(&answer).unwrap()))
-                        .unwrap(),
-                );
-            }
-        });
-        (Client::new(service, "default"), seen)
-    }
-
-    /// The `Status` the apiserver answers a refused write with.
-    fn refusal(code: u16) -> Value {
-        let reason = match code {
-            409 => "Conflict",
-            404 => "NotFound",
-            _ => "InternalError",
-        };
-        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-               "message": format!("answered {code}"), "reason": reason, "code": code})
+    /// A client whose apiserver holds webhook `ns/h` and answers its status write with
+    /// `failure`, if any.
+    fn apiserver(failure: Option<Failure>) -> (Client, Calls) {
+        let webhook = json!({"apiVersion": "kubescim.io/v1alpha1", "kind": "ScimWebhook",
+            "metadata": {"name": "h", "namespace": "ns"},
+            "spec": {"directoryRef": {"name": "d"}, "url": "https://r.example.com",
+                     "signingKeySecretRef": {"name": "k"}}});
+        let faults = failure
+            .map(|f| Fault::new(Method::PATCH, STATUS, f))
+            .into_iter()
+            .collect();
+        fake_apiserver::client_failing(HashMap::from([(WEBHOOK.to_string(), webhook)]), faults)
     }
 
     fn status() -> ScimWebhookStatus {
@@ -142,17 +85,14 @@ mod tests {
 
     #[tokio::test]
     async fn the_status_is_applied_forced_as_the_controllers_field_manager() {
-        let (client, seen) = apiserver(200);
+        let (client, calls) = apiserver(None);
         let api: Api<ScimWebhook> = Api::namespaced(client, "ns");
         apply(&api, "h", manager::WEBHOOK, &status()).await.unwrap();
-        let seen = seen.lock().unwrap().clone();
+        let seen = calls.all();
         assert_eq!(seen.len(), 1, "{seen:?}");
         let call = &seen[0];
-        assert_eq!(call.method, "PATCH");
-        assert_eq!(
-            call.path,
-            "/apis/kubescim.io/v1alpha1/namespaces/ns/scimwebhooks/h/status"
-        );
+        assert_eq!(call.method, Method::PATCH);
+        assert_eq!(call.path, STATUS);
         assert_eq!(call.content_type, "application/apply-patch+yaml");
         assert!(
             call.query
@@ -172,8 +112,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_write_is_an_api_error_the_reconcile_can_tell_apart() {
-        for (code, label) in [(409, "api_409"), (500, "api_500"), (404, "api_404")] {
-            let (client, seen) = apiserver(code);
+        for (failure, code, label) in [
+            (Failure::Conflict, 409, "api_409"),
+            (Failure::Internal, 500, "api_500"),
+            (Failure::NotFound, 404, "api_404"),
+        ] {
+            let (client, calls) = apiserver(Some(failure));
             let api: Api<ScimWebhook> = Api::namespaced(client, "ns");
             let e = apply(&api, "h", manager::WEBHOOK, &status())
                 .await
@@ -181,7 +125,7 @@ mod tests {
             assert_eq!(is_not_found(&e), code == 404);
             assert!(matches!(&e, kube::Error::Api(s) if s.code == code), "{e}");
             assert_eq!(Error::from(e).metric_label(), label);
-            assert_eq!(seen.lock().unwrap().len(), 1, "one request, no retry");
+            assert_eq!(calls.all().len(), 1, "one request, no retry");
         }
     }
 }

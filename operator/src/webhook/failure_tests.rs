@@ -14,8 +14,9 @@ use serde_json::Value;
 use super::Shared;
 use super::delivery::{run, write_status};
 use super::target::Policy;
-use crate::directory::fixtures::{self, Failure, Fault};
+
 use crate::metrics::Metrics;
+use crate::reconcile::fake_apiserver::{self, Failure, Fault};
 
 const HOOK: &str = "/apis/kubescim.io/v1alpha1/namespaces/ns/scimwebhooks/hook";
 const STATUS: &str = "/apis/kubescim.io/v1alpha1/namespaces/ns/scimwebhooks/hook/status";
@@ -58,7 +59,7 @@ fn shared(client: kube::Client) -> Arc<Shared> {
     ))
 }
 
-fn ready(calls: &fixtures::Calls) -> Value {
+fn ready(calls: &fake_apiserver::Calls) -> Value {
     calls
         .last_write_to(Method::PATCH, STATUS)
         .expect("status written")["status"]["conditions"][0]
@@ -68,7 +69,7 @@ fn ready(calls: &fixtures::Calls) -> Value {
 #[tokio::test]
 async fn a_failed_status_write_is_reported_as_unwritten_so_the_next_tick_retries_it() {
     for failure in Failure::ALL {
-        let (client, _) = fixtures::client_failing(
+        let (client, _) = fake_apiserver::client_failing(
             objects(&[]),
             vec![Fault::new(Method::PATCH, STATUS, failure)],
         );
@@ -78,7 +79,7 @@ async fn a_failed_status_write_is_reported_as_unwritten_so_the_next_tick_retries
             "{failure:?}"
         );
     }
-    let (client, _) = fixtures::client(objects(&[]));
+    let (client, _) = fake_apiserver::client(objects(&[]));
     let hooks = kube::Api::<ScimWebhook>::namespaced(client, "ns");
     assert!(write_status(&hooks, "hook", &ScimWebhookStatus::default()).await);
 }
@@ -91,8 +92,10 @@ async fn an_unreadable_outbox_is_read_again_with_a_backoff() {
         Failure::Timeout,
         Failure::Dropped,
     ] {
-        let (client, calls) =
-            fixtures::client_failing(objects(&[]), vec![Fault::new(Method::GET, OUTBOX, failure)]);
+        let (client, calls) = fake_apiserver::client_failing(
+            objects(&[]),
+            vec![Fault::new(Method::GET, OUTBOX, failure)],
+        );
         let task = tokio::spawn(run(shared(client), hook("https://receiver.example/")));
         // 1 + 2 + 4 + 8 s of backoff: five reads.
         tokio::time::sleep(Duration::from_secs(15) + Duration::from_millis(500)).await;
@@ -121,7 +124,7 @@ async fn a_foreign_secret_in_the_outbox_place_is_a_condition_to_act_on() {
         ..Default::default()
     };
     let (client, calls) =
-        fixtures::client(objects(&[(OUTBOX, serde_json::to_value(foreign).unwrap())]));
+        fake_apiserver::client(objects(&[(OUTBOX, serde_json::to_value(foreign).unwrap())]));
     run(shared(client), hook("https://receiver.example/")).await;
     let ready = ready(&calls);
     assert_eq!(ready["status"], "False");
@@ -136,14 +139,14 @@ async fn a_foreign_secret_in_the_outbox_place_is_a_condition_to_act_on() {
 
 #[tokio::test]
 async fn an_invalid_spec_is_a_condition_even_if_its_write_fails_once() {
-    let (client, calls) = fixtures::client(objects(&[]));
+    let (client, calls) = fake_apiserver::client(objects(&[]));
     run(shared(client), hook("https://10.0.0.1/")).await;
     assert_eq!(ready(&calls)["reason"], "InvalidSpec");
 
     // The write fails: the deliverer ends all the same (the manager restarts it on the next
     // spec change), no panic.
     for failure in Failure::ALL {
-        let (client, _) = fixtures::client_failing(
+        let (client, _) = fake_apiserver::client_failing(
             objects(&[]),
             vec![Fault::new(Method::PATCH, STATUS, failure)],
         );

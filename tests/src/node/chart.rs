@@ -4,12 +4,12 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::NodeCluster;
-use crate::{ControlPlane, must_succeed, repo_root};
+use crate::{ControlPlane, eventually, must_succeed, repo_root};
 
 /// Release name and namespace of the chart in node tests.
 pub const RELEASE: &str = "kube-scim";
@@ -156,4 +156,59 @@ pub fn install(plane: &ControlPlane, sets: &[&str]) {
         "--for=condition=Ready",
         "--timeout=120s",
     ]));
+}
+
+/// Names of the release's pods of `component` (`server` or `operator`) in [`NAMESPACE`].
+pub fn pods(plane: &ControlPlane, component: &str) -> Vec<String> {
+    let out = must_succeed(plane.kubectl().args([
+        "get",
+        "pods",
+        "-n",
+        NAMESPACE,
+        "-l",
+        &format!("app.kubernetes.io/component={component}"),
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// `helm upgrade --reuse-values` of the release with `args` (e.g. `--set`), then waits until the
+/// server's rollout is done and every server pod from before the upgrade is gone: old pods drain
+/// for `server.drainSeconds` after `rollout status` reports done, so a rolling upgrade is only
+/// over when they have exited. Returns how long that took.
+pub async fn upgrade_and_roll_the_server(plane: &ControlPlane, args: &[&str]) -> Duration {
+    let before = pods(plane, "server");
+    let started = Instant::now();
+    must_succeed(
+        plane
+            .helm()
+            .unwrap()
+            .args(["upgrade", RELEASE])
+            .arg(repo_root().join("charts/kube-scim"))
+            .args(["--namespace", NAMESPACE, "--reuse-values"])
+            .args(args),
+    );
+    must_succeed(plane.kubectl().args([
+        "rollout",
+        "status",
+        "deployment",
+        SERVER,
+        "-n",
+        NAMESPACE,
+        "--timeout=180s",
+    ]));
+    eventually(
+        "the old server pods are gone",
+        Duration::from_secs(90),
+        || async {
+            let now = pods(plane, "server");
+            before.iter().all(|p| !now.contains(p)).then_some(())
+        },
+    )
+    .await;
+    started.elapsed()
 }
