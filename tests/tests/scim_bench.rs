@@ -1493,8 +1493,8 @@ async fn scim_hostile_clients() {
                 .unwrap();
             runtime.block_on(async move {
                 let http = kube_scim_tests::http_client();
-                let big = json!({"userName": "big@b", "displayName": "x".repeat(1_000_000)})
-                    .to_string();
+                let big =
+                    json!({"userName": "big@b", "displayName": "x".repeat(1_000_000)}).to_string();
                 let posts: Vec<_> = (0..300)
                     .map(|_| {
                         let req = http
