@@ -89,26 +89,40 @@ clean:
 	$(CARGO) clean
 
 FUZZ_SECONDS ?= 180
+# Targets fuzzed at once: each libFuzzer run is one process on one core.
+FUZZ_JOBS ?= 2
 FUZZ_DIR = scim-server/protocol/fuzz
 FUZZ_TARGETS = filter_parse patch_path patch_apply resource_parse request_decode
 
 # $(1): seconds per target; $(2): working corpus directory under $(FUZZ_DIR) (new inputs go
-# there; the committed fuzz/seeds are only read). Runs every target niced (the machines are
-# shared), prints libFuzzer's exec count per target, stops at the first crash with its log.
+# there; the committed fuzz/seeds are only read). Runs the targets niced (the machines are
+# shared), FUZZ_JOBS at a time, prints libFuzzer's exec count per target, and fails with the log
+# of each target that crashed.
 define fuzz_each
-	@bin=$$(bash tests/tools/build-cargo-fuzz.sh) && cd $(FUZZ_DIR) && \
-	export PATH="$$bin:$$PATH" RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(CURDIR)/$(FUZZ_DIR)/target && \
-	nice -n 19 cargo fuzz build -O && \
+	@set -e; bin=$$(bash tests/tools/build-cargo-fuzz.sh); cd $(FUZZ_DIR); \
+	export PATH="$$bin:$$PATH" RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(CURDIR)/$(FUZZ_DIR)/target; \
+	nice -n 19 cargo fuzz build -O; \
+	running=0; \
 	for t in $(FUZZ_TARGETS); do \
-	  mkdir -p $(2)/$$t && \
-	  if ! nice -n 19 cargo fuzz run -O $$t $(2)/$$t seeds/$$t -- \
-	      -max_total_time=$(1) -dict=dict/scim.dict >$(2)/$$t.log 2>&1; then \
+	  mkdir -p $(2)/$$t && rm -f $(2)/$$t.status; \
+	  ( nice -n 19 cargo fuzz run -O $$t $(2)/$$t seeds/$$t -- \
+	      -max_total_time=$(1) -dict=dict/scim.dict >$(2)/$$t.log 2>&1; \
+	    echo $$? >$(2)/$$t.status ) & \
+	  running=$$((running + 1)); \
+	  if [ $$running -ge $(FUZZ_JOBS) ]; then wait; running=0; fi; \
+	done; \
+	wait; \
+	failed=0; \
+	for t in $(FUZZ_TARGETS); do \
+	  if [ "$$(cat $(2)/$$t.status 2>/dev/null)" != 0 ]; then \
 	    tail -n 40 $(2)/$$t.log; \
 	    echo "fuzz: $$t FAILED (log $(FUZZ_DIR)/$(2)/$$t.log, input in $(FUZZ_DIR)/artifacts/$$t)"; \
-	    exit 1; \
+	    failed=1; \
+	  else \
+	    echo "fuzz: $$t: $$(grep -E '^Done [0-9]+ runs' $(2)/$$t.log)"; \
 	  fi; \
-	  echo "fuzz: $$t: $$(grep -E '^Done [0-9]+ runs' $(2)/$$t.log)"; \
-	done
+	done; \
+	exit $$failed
 endef
 
 ## fuzz: every fuzz target of the protocol crate for FUZZ_SECONDS (default 180) each, on the
