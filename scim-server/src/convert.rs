@@ -2,6 +2,8 @@
 //! ScimUser / ScimGroup object (typed by `kube-scim-crds`).
 
 use scim_protocol::{Resource, ResourceKind, ScimError};
+use std::sync::OnceLock;
+
 use serde_json::{Map, Value};
 
 /// Enterprise User extension URN; stored under `status.enterprise`.
@@ -44,7 +46,75 @@ pub fn status_json(res: &Resource, created: &str, last_modified: &str) -> Result
         ResourceKind::Group => serde_json::from_value::<kube_scim_crds::ScimGroupStatus>(v)
             .and_then(serde_json::to_value),
     };
-    canon.map_err(|e| ScimError::InvalidValue(format!("the resource cannot be stored: {e}")))
+    let canon = canon
+        .map_err(|e| ScimError::InvalidValue(format!("the resource cannot be stored: {e}")))?;
+    within_limits(status_schema(res.kind()), &canon, "")?;
+    Ok(canon)
+}
+
+/// The `.status` schema of the kind's CRD, as the apiserver validates it.
+fn status_schema(kind: ResourceKind) -> &'static Value {
+    fn of<K: kube::CustomResourceExt>() -> Value {
+        let crd = serde_json::to_value(K::crd()).unwrap_or_default();
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"].clone()
+    }
+    static USER: OnceLock<Value> = OnceLock::new();
+    static GROUP: OnceLock<Value> = OnceLock::new();
+    match kind {
+        ResourceKind::User => USER.get_or_init(of::<kube_scim_crds::ScimUser>),
+        ResourceKind::Group => GROUP.get_or_init(of::<kube_scim_crds::ScimGroup>),
+    }
+}
+
+/// The CRD's `maxLength` and `maxItems`, checked before the apiserver is asked: it would refuse
+/// the write too, but only after decoding all of it (a megabyte per request from a client that
+/// sends one), and its answer cannot say which attribute is too long.
+fn within_limits(schema: &Value, value: &Value, path: &str) -> Result<(), ScimError> {
+    let limit = |key: &str| schema.get(key).and_then(Value::as_u64);
+    match value {
+        Value::String(text) => {
+            // Kubernetes counts characters (code points), not bytes.
+            if let Some(max) = limit("maxLength")
+                && text.chars().count() as u64 > max
+            {
+                return Err(ScimError::InvalidValue(format!(
+                    "{path} is longer than the {max} characters the cluster stores"
+                )));
+            }
+        }
+        Value::Array(items) => {
+            if let Some(max) = limit("maxItems")
+                && items.len() as u64 > max
+            {
+                return Err(ScimError::InvalidValue(format!(
+                    "{path} has more than the {max} values the cluster stores"
+                )));
+            }
+            if let Some(item) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    within_limits(item, v, &format!("{path}[{i}]"))?;
+                }
+            }
+        }
+        Value::Object(fields) => {
+            for (name, v) in fields {
+                let field = schema
+                    .get("properties")
+                    .and_then(|p| p.get(name))
+                    .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()));
+                if let Some(field) = field {
+                    let path = if path.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    within_limits(field, v, &path)?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Stored `.status` back to a resource plus `(created, lastModified)`.
@@ -143,6 +213,39 @@ mod tests {
         let (back, c, l) = resource_from_status(ResourceKind::User, &st).unwrap();
         assert_eq!((c.as_str(), l.as_str()), ("c", "l"));
         assert_eq!(back.attributes(), r.attributes());
+    }
+
+    #[test]
+    fn values_longer_than_the_crd_allows_are_refused_naming_the_attribute() {
+        let user = |body: Value| {
+            let mut res = scim_protocol::validate_create(ResourceKind::User, &body).unwrap();
+            res.set_id("id1");
+            status_json(&res, "c", "m")
+        };
+        let at_limit = "é".repeat(1024);
+        assert!(user(json!({"userName": "a@b.c", "displayName": at_limit})).is_ok());
+        let e = user(json!({"userName": "a@b.c", "displayName": "x".repeat(1025)})).unwrap_err();
+        assert!(
+            matches!(&e, ScimError::InvalidValue(m)
+            if m == "displayName is longer than the 1024 characters the cluster stores"),
+            "{e:?}"
+        );
+        let e = user(json!({"userName": "a@b.c",
+            "emails": [{"value": "x".repeat(100_000), "type": "work"}]}))
+        .unwrap_err();
+        assert!(
+            matches!(&e, ScimError::InvalidValue(m) if m.starts_with("emails[0].value is longer")),
+            "{e:?}"
+        );
+        let many: Vec<Value> = (0..65)
+            .map(|i| json!({"value": format!("{i}@b.c")}))
+            .collect();
+        let e = user(json!({"userName": "a@b.c", "emails": many})).unwrap_err();
+        assert!(
+            matches!(&e, ScimError::InvalidValue(m)
+            if m == "emails has more than the 64 values the cluster stores"),
+            "{e:?}"
+        );
     }
 
     #[test]
