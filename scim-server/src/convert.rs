@@ -9,9 +9,22 @@ use serde_json::{Map, Value};
 /// Enterprise User extension URN; stored under `status.enterprise`.
 pub const ENTERPRISE_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-/// The `.status` JSON for a resource, canonicalized through the CRD's Rust type, so what we
-/// send is exactly what the apiserver keeps (it prunes unknown fields).
+/// The `.status` JSON to write for a resource: [`canonical_status`], refused when a value is
+/// over the CRD's limits.
 pub fn status_json(res: &Resource, created: &str, last_modified: &str) -> Result<Value, ScimError> {
+    let status = canonical_status(res, created, last_modified)?;
+    within_limits(status_schema(res.kind()), &status, "")?;
+    Ok(status)
+}
+
+/// The `.status` JSON for a resource, canonicalized through the CRD's Rust type, so what we
+/// send is exactly what the apiserver keeps (it prunes unknown fields). Not checked against the
+/// CRD's limits: what is stored already passed the apiserver's.
+pub fn canonical_status(
+    res: &Resource,
+    created: &str,
+    last_modified: &str,
+) -> Result<Value, ScimError> {
     let mut out = Map::new();
     let mut ext = Map::new();
     for (k, v) in res.attributes() {
@@ -46,10 +59,7 @@ pub fn status_json(res: &Resource, created: &str, last_modified: &str) -> Result
         ResourceKind::Group => serde_json::from_value::<kube_scim_crds::ScimGroupStatus>(v)
             .and_then(serde_json::to_value),
     };
-    let canon = canon
-        .map_err(|e| ScimError::InvalidValue(format!("the resource cannot be stored: {e}")))?;
-    within_limits(status_schema(res.kind()), &canon, "")?;
-    Ok(canon)
+    canon.map_err(|e| ScimError::InvalidValue(format!("the resource cannot be stored: {e}")))
 }
 
 /// The `.status` schema of the kind's CRD, as the apiserver validates it.

@@ -360,6 +360,46 @@ async fn every_error_is_a_scim_error() {
     }
 }
 
+/// A value longer than the CRD stores is a 400 invalidValue naming the attribute, on create and
+/// on PATCH, and the stored user is left as it was.
+#[tokio::test]
+async fn a_value_longer_than_the_cluster_stores_is_refused_and_nothing_changes() {
+    let app = app();
+    let long = "x".repeat(1025);
+    let (s, body) = call(
+        &app,
+        Method::POST,
+        &format!("{BASE}/Users"),
+        Some(json!({"userName": "a@b.c", "title": long})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["scimType"], "invalidValue", "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("title is longer than the 1024 characters"),
+        "{body}"
+    );
+    let (s, user) = call(
+        &app,
+        Method::POST,
+        &format!("{BASE}/Users"),
+        Some(json!({"userName": "a@b.c", "title": "Engineer"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{user}");
+    let path = format!("{BASE}/Users/{}", user["id"].as_str().unwrap());
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "title", "value": long}]});
+    let (s, body) = call(&app, Method::PATCH, &path, Some(patch)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["scimType"], "invalidValue", "{body}");
+    let (s, stored) = call(&app, Method::GET, &path, None).await;
+    assert_eq!((s, &stored["title"]), (StatusCode::OK, &json!("Engineer")));
+}
+
 /// RFC 6750 §3.1: a request without credentials gets a bare challenge; a wrong token gets
 /// `error="invalid_token"`.
 #[tokio::test]

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::DirRef;
 use crate::cache::Entry;
-use crate::convert::{merge_diff, status_json};
+use crate::convert::{canonical_status, merge_diff, status_json};
 
 /// Fixed namespace of the UUIDv5 ids (random, generated once for kube-scim).
 const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6b75_6265_7363_696d_8a1c_4f0e_2d9b_7a31);
@@ -109,7 +109,7 @@ pub fn attribute_patch(
     newr: &Resource,
     now: &str,
 ) -> Result<Value, ScimError> {
-    let old_status = status_json(oldr, &entry.created, &entry.last_modified)?;
+    let old_status = canonical_status(oldr, &entry.created, &entry.last_modified)?;
     let new_status = status_json(newr, &entry.created, now)?;
     let mut meta = json!({ "resourceVersion": entry.rv_str });
     if entry.kind == ResourceKind::User && newr.active() != oldr.active() {
