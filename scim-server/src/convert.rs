@@ -64,15 +64,22 @@ pub fn canonical_status(
 
 /// The `.status` schema of the kind's CRD, as the apiserver validates it.
 fn status_schema(kind: ResourceKind) -> &'static Value {
-    fn of<K: kube::CustomResourceExt>() -> Value {
-        let crd = serde_json::to_value(K::crd()).unwrap_or_default();
-        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"].clone()
+    fn of(kind: &str) -> Value {
+        kube_scim_crds::crds()
+            .into_iter()
+            .find(|crd| crd.spec.names.kind == kind)
+            .and_then(|crd| serde_json::to_value(crd).ok())
+            .map(|crd| {
+                crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+                    .clone()
+            })
+            .unwrap_or_default()
     }
     static USER: OnceLock<Value> = OnceLock::new();
     static GROUP: OnceLock<Value> = OnceLock::new();
     match kind {
-        ResourceKind::User => USER.get_or_init(of::<kube_scim_crds::ScimUser>),
-        ResourceKind::Group => GROUP.get_or_init(of::<kube_scim_crds::ScimGroup>),
+        ResourceKind::User => USER.get_or_init(|| of("ScimUser")),
+        ResourceKind::Group => GROUP.get_or_init(|| of("ScimGroup")),
     }
 }
 
