@@ -1,9 +1,9 @@
 //! Mapping between the protocol engine's normalized [`Resource`] and the `.status` of a
 //! ScimUser / ScimGroup object (typed by `kube-scim-crds`).
 
-use scim_protocol::{Resource, ResourceKind, ScimError};
 use std::sync::OnceLock;
 
+use scim_protocol::{Resource, ResourceKind, ScimError};
 use serde_json::{Map, Value};
 
 /// Enterprise User extension URN; stored under `status.enterprise`.
