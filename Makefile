@@ -5,7 +5,7 @@ CARGO ?= cargo
 # Binaries the integration tests start as processes (operator, SCIM server) come from here.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: all dev cluster test lint build images controlplane node tools crds check-crds publish-check clean fuzz fuzz-smoke bench soak
+.PHONY: all dev cluster test test-tools test-builds test-node-lane test-other-lane lint build images controlplane node tools crds check-crds publish-check clean fuzz fuzz-smoke bench soak
 
 all: build
 
@@ -20,8 +20,37 @@ cluster: controlplane node build
 ## test: formatting, lints, generated files, unit and integration tests on a real control plane,
 ## the chart's pods on a real node (root: the node needs a bridge, iptables and containerd), and
 ## every fuzz target for 20 s
-test: controlplane node tools lint check-crds publish-check build images fuzz-smoke
-	$(CARGO) test --workspace --no-fail-fast
+# Each step alone leaves the two cores idle part of the time (downloads, Debian packages, links,
+# the last crates of a build, tests waiting for a rollout), so two chains run side by side, each
+# in its own order: the Go tools beside the Rust builds, then the node's tests beside the rest.
+# -Otarget prints each step's output in one piece when it ends; -k lets both lanes finish.
+test:
+	+$(MAKE) --no-print-directory -j2 -Otarget test-tools test-builds
+	+$(MAKE) --no-print-directory -j2 -Otarget -k test-node-lane test-other-lane
+
+# A sub-make that runs its goals one after the other, whatever -j its parent has.
+SERIAL_MAKE = MAKEFLAGS="$(filter-out -j% --jobserver%,$(MAKEFLAGS))" $(MAKE) --no-print-directory
+
+test-tools:
+	+$(SERIAL_MAKE) controlplane node tools
+
+test-builds:
+	+$(SERIAL_MAKE) lint check-crds publish-check build images fuzz-smoke
+
+# The test binaries that take the real node (one at a time, under its lock); every other test
+# target of the workspace runs in the other lane (cargo names the target of tests/X.rs X).
+NODE_TESTS = node node_chart node_routes
+OTHER_TESTS = $(filter-out $(NODE_TESTS),$(basename $(notdir $(wildcard */tests/*.rs */*/tests/*.rs))))
+
+# KUBE_SCIM_IMAGES_BUILT: the images were built just before, so a test that builds them again
+# must find nothing to compile.
+test-node-lane:
+	KUBE_SCIM_IMAGES_BUILT=1 $(CARGO) test --workspace --no-fail-fast $(addprefix --test ,$(NODE_TESTS))
+
+test-other-lane:
+	$(CARGO) test --workspace --no-fail-fast --lib --bins $(addprefix --test ,$(OTHER_TESTS))
+	$(CARGO) test --workspace --no-fail-fast --doc
+	$(CARGO) build --workspace --examples
 
 ## controlplane: build (or reuse the cached) etcd, kube-apiserver, kube-controller-manager, kubectl
 controlplane:
@@ -35,13 +64,13 @@ node:
 images:
 	bash images/build.sh
 
-## tools: build (or reuse the cached) pinned helm, actionlint, promtool (the chart's alert rules),
+## tools: build (or reuse the cached) pinned helm, actionlint, Debian's promtool (the chart's alert rules),
 ## Traefik (the route controller of the node tests), the external SCIM checkers the tests run
 ## and the Go examples of the docs (examples/go-*, pinned modules)
 tools:
 	bash tests/tools/build-helm.sh >/dev/null
 	bash tests/tools/build-actionlint.sh >/dev/null
-	bash tests/tools/build-promtool.sh >/dev/null
+	bash tests/tools/install-promtool.sh >/dev/null
 	bash tests/tools/build-traefik.sh >/dev/null
 	bash tests/tools/build-python-tools.sh >/dev/null
 	bash tests/tools/build-go-examples.sh >/dev/null
@@ -95,9 +124,9 @@ FUZZ_DIR = scim-server/protocol/fuzz
 FUZZ_TARGETS = filter_parse patch_path patch_apply resource_parse request_decode
 
 # $(1): seconds per target; $(2): working corpus directory under $(FUZZ_DIR) (new inputs go
-# there; the committed fuzz/seeds are only read). Runs the targets niced (the machines are
-# shared), FUZZ_JOBS at a time, prints libFuzzer's exec count per target, and fails with the log
-# of each target that crashed.
+# there; the committed fuzz/seeds are only read); $(3): targets at once. Runs the targets niced
+# (the machines are shared), prints libFuzzer's exec count per target, and fails with the log of
+# each target that crashed.
 define fuzz_each
 	@set -e; bin=$$(bash tests/tools/build-cargo-fuzz.sh); cd $(FUZZ_DIR); \
 	export PATH="$$bin:$$PATH" RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(CURDIR)/$(FUZZ_DIR)/target; \
@@ -109,7 +138,7 @@ define fuzz_each
 	      -max_total_time=$(1) -dict=dict/scim.dict >$(2)/$$t.log 2>&1; \
 	    echo $$? >$(2)/$$t.status ) & \
 	  running=$$((running + 1)); \
-	  if [ $$running -ge $(FUZZ_JOBS) ]; then wait; running=0; fi; \
+	  if [ $$running -ge $(3) ]; then wait; running=0; fi; \
 	done; \
 	wait; \
 	failed=0; \
@@ -128,9 +157,10 @@ endef
 ## fuzz: every fuzz target of the protocol crate for FUZZ_SECONDS (default 180) each, on the
 ## growing corpus fuzz/corpus (gitignored); fails on any crash
 fuzz:
-	$(call fuzz_each,$(FUZZ_SECONDS),corpus)
+	$(call fuzz_each,$(FUZZ_SECONDS),corpus,$(FUZZ_JOBS))
 
-## fuzz-smoke: every fuzz target for 20 s from the committed seeds only (part of `make test`)
+## fuzz-smoke: every fuzz target for 20 s from the committed seeds only (part of `make test`),
+## all at once: a smoke run needs each target to start and run, not a core of its own
 fuzz-smoke:
 	@rm -rf $(FUZZ_DIR)/target/smoke-corpus
-	$(call fuzz_each,20,target/smoke-corpus)
+	$(call fuzz_each,20,target/smoke-corpus,$(words $(FUZZ_TARGETS)))

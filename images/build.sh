@@ -60,7 +60,9 @@ command -v jq >/dev/null || need+=(jq)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}" >&2
-  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+  # The project's apt lock (see tests/tools/install-promtool.sh): `make test` runs this beside
+  # the node's build, which may install packages too.
+  flock /tmp/kube-scim-apt.lock sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"' sh "${need[@]}" >&2
 fi
 
 buildah_() {
@@ -114,6 +116,11 @@ version=$(cargo metadata --no-deps --format-version 1 --manifest-path "$root/Car
   | jq -r '.packages[] | select(.name == "kube-scim-server") | .version')
 tag=${IMAGE_TAG:-$version}
 repository=${IMAGE_REPOSITORY:-ghcr.io/kube-scim}
+# Called from a test, this script inherits what `cargo test` sets for the test process
+# (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...). A build script that declares one of them with
+# rerun-if-env-changed (ring's does) would then rerun and every crate above it be rebuilt, and
+# again on the next call from make: minutes of a release build on every `make test`.
+unset $(compgen -e | grep -E '^CARGO_(PKG_|MANIFEST_|CRATE_|BIN_|PRIMARY_PACKAGE|TARGET_TMPDIR)' || true)
 cargo build --release --locked --target "$triple" --manifest-path "$root/Cargo.toml" \
   -p kube-scim-operator -p kube-scim-server >&2
 

@@ -12,6 +12,7 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}" >&2
   if [ "$(id -u)" != 0 ]; then echo "prerequisites.sh: run as root, or install: ${need[*]}" >&2; exit 1; fi
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+  # The project's apt lock (see tests/tools/install-promtool.sh): `make test` runs this beside
+  # the image build, which may install packages too.
+  flock /tmp/kube-scim-apt.lock sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"' sh "${need[@]}" >&2
 fi

@@ -563,13 +563,13 @@ pub fn actionlint() -> anyhow::Result<PathBuf> {
     Ok(build_script_output("tests/tools/build-actionlint.sh", &[])?.join("actionlint"))
 }
 
-/// Path of the pinned promtool binary, built from its Go module by
-/// `tests/tools/build-promtool.sh` (or `$KUBE_SCIM_PROMTOOL` if set).
+/// Path of promtool, taken from Debian's package by `tests/tools/install-promtool.sh` (or
+/// `$KUBE_SCIM_PROMTOOL` if set).
 pub fn promtool() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("KUBE_SCIM_PROMTOOL") {
         return Ok(PathBuf::from(path));
     }
-    Ok(build_script_output("tests/tools/build-promtool.sh", &[])?.join("promtool"))
+    Ok(build_script_output("tests/tools/install-promtool.sh", &[])?.join("promtool"))
 }
 
 /// The `bin` directory of the pinned Python tools' venv (the webhook receiver, the SCIM

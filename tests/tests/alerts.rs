@@ -1,7 +1,7 @@
 //! The chart's PrometheusRule: `promtool check rules` on what the chart renders (with default
 //! and with other values), and `promtool test rules` (tests/alerts/) exercising every alert
-//! expression against series shaped like a real SCIM server's /metrics. promtool is built
-//! from its Go module by tests/tools/build-promtool.sh.
+//! expression against series shaped like a real SCIM server's /metrics. promtool comes from
+//! Debian's package (tests/tools/install-promtool.sh).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
