@@ -5,7 +5,7 @@ CARGO ?= cargo
 # Binaries the integration tests start as processes (operator, SCIM server) come from here.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: all dev cluster test test-tools test-builds test-node-lane test-other-lane lint build images controlplane node tools crds check-crds publish-check clean fuzz fuzz-smoke bench soak
+.PHONY: all dev cluster test test-tools test-builds test-lane-1 test-lane-2 lint build build-tests images controlplane node tools crds check-crds publish-check clean fuzz fuzz-smoke bench soak
 
 all: build
 
@@ -22,11 +22,11 @@ cluster: controlplane node build
 ## every fuzz target for 20 s
 # Each step alone leaves the two cores idle part of the time (downloads, Debian packages, links,
 # the last crates of a build, tests waiting for a rollout), so two chains run side by side, each
-# in its own order: the Go tools beside the Rust builds, then the node's tests beside the rest.
+# in its own order: the Go tools beside the Rust builds, then two lanes of test binaries.
 # -Otarget prints each step's output in one piece when it ends; -k lets both lanes finish.
 test:
 	+$(MAKE) --no-print-directory -j2 -Otarget test-tools test-builds
-	+$(MAKE) --no-print-directory -j2 -Otarget -k test-node-lane test-other-lane
+	+$(MAKE) --no-print-directory -j2 -Otarget -k test-lane-1 test-lane-2
 
 # A sub-make that runs its goals one after the other, whatever -j its parent has.
 SERIAL_MAKE = MAKEFLAGS="$(filter-out -j% --jobserver%,$(MAKEFLAGS))" $(MAKE) --no-print-directory
@@ -34,23 +34,26 @@ SERIAL_MAKE = MAKEFLAGS="$(filter-out -j% --jobserver%,$(MAKEFLAGS))" $(MAKE) --
 test-tools:
 	+$(SERIAL_MAKE) controlplane node tools
 
+# The CRD drift check and the publish check run as tests (crds/crdgen/tests/drift.rs,
+# tests/tests/crds_library.rs), in the build the tests make anyway: `check-crds` and
+# `publish-check` would each compile dependencies again with other features.
 test-builds:
-	+$(SERIAL_MAKE) lint check-crds publish-check build images fuzz-smoke
+	+$(SERIAL_MAKE) lint build-tests images fuzz-smoke
 
-# The test binaries that take the real node (one at a time, under its lock); every other test
-# target of the workspace runs in the other lane (cargo names the target of tests/X.rs X).
-NODE_TESTS = node node_chart node_routes
-OTHER_TESTS = $(filter-out $(NODE_TESTS),$(basename $(notdir $(wildcard */tests/*.rs */*/tests/*.rs))))
+# Two lanes of test binaries that take about as long: the node's (one at a time under its lock,
+# much of it waiting for pods) with two of the longest control-plane binaries, and every other
+# test target of the workspace (cargo names the target of tests/X.rs X).
+LANE_1_TESTS = node node_chart node_routes group_binding operator
+LANE_2_TESTS = $(filter-out $(LANE_1_TESTS),$(basename $(notdir $(wildcard */tests/*.rs */*/tests/*.rs))))
 
 # KUBE_SCIM_IMAGES_BUILT: the images were built just before, so a test that builds them again
 # must find nothing to compile.
-test-node-lane:
-	KUBE_SCIM_IMAGES_BUILT=1 $(CARGO) test --workspace --no-fail-fast $(addprefix --test ,$(NODE_TESTS))
+test-lane-1:
+	KUBE_SCIM_IMAGES_BUILT=1 $(CARGO) test --workspace --no-fail-fast $(addprefix --test ,$(LANE_1_TESTS))
 
-test-other-lane:
-	$(CARGO) test --workspace --no-fail-fast --lib --bins $(addprefix --test ,$(OTHER_TESTS))
+test-lane-2:
+	$(CARGO) test --workspace --no-fail-fast --lib --bins $(addprefix --test ,$(LANE_2_TESTS))
 	$(CARGO) test --workspace --no-fail-fast --doc
-	$(CARGO) build --workspace --examples
 
 ## controlplane: build (or reuse the cached) etcd, kube-apiserver, kube-controller-manager, kubectl
 controlplane:
@@ -79,6 +82,12 @@ tools:
 build:
 	$(CARGO) build --workspace --bins
 
+## build-tests: every binary and test target of the workspace, with the crate features a test
+## build resolves (dev-dependencies included): `build` alone resolves fewer (tokio without
+## test-util, say), so `cargo test` would compile ~80 dependencies a second time
+build-tests:
+	$(CARGO) build --workspace --all-targets
+
 ## bench: the SCIM server benchmarks on the release build, one at a time (figures, no timing
 ## asserts): throughput and CPU per create vs a kube client, bytes per stored user, two-replica
 ## sequential writes, multi-tenant mixed load
@@ -93,7 +102,7 @@ bench: controlplane
 ## while a ScimWebhook delivers every user's events (tests/tests/node_soak.rs; ~20 min)
 soak: controlplane node images
 	bash tests/tools/build-helm.sh >/dev/null
-	$(CARGO) test -p kube-scim-tests --test node_soak -- --ignored --nocapture --test-threads=1
+	KUBE_SCIM_IMAGES_BUILT=1 $(CARGO) test -p kube-scim-tests --test node_soak -- --ignored --nocapture --test-threads=1
 
 lint:
 	$(CARGO) fmt --all -- --check

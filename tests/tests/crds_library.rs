@@ -4,10 +4,14 @@
 //! picked one would fail here), uses `ScimUser`, and its dependency tree has no kube client,
 //! runtime, TLS stack or YAML serializer.
 //!
+//! The consumer depends on the crate as `cargo package` packs it, i.e. what crates.io would
+//! serve: this build is the publish check too (`make publish-check` is the same check through
+//! cargo's own verification build, which `make test` does not repeat).
+//!
 //! Offline, from the local registry cache, with the workspace's Cargo.lock as the starting point;
 //! the consumer's target dir lives under target/ so later runs reuse it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kube_scim_tests::repo_root;
@@ -93,13 +97,47 @@ serde_json = "1"
     std::fs::copy(repo_root().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
 }
 
+/// `kube-scim-crds` packed by `cargo package` and unpacked into `dir`; returns the crate's root.
+fn packaged_crds(dir: &Path) -> PathBuf {
+    let mut package = cargo();
+    package.current_dir(repo_root()).args([
+        "package",
+        "--offline",
+        "--no-verify",
+        "--allow-dirty",
+        "-p",
+        "kube-scim-crds",
+        "--target-dir",
+    ]);
+    package.arg(dir.join("target"));
+    run(package, "cargo package -p kube-scim-crds");
+    let packed = std::fs::read_dir(dir.join("target/package"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "crate"))
+        .expect("cargo package wrote a .crate");
+    let unpacked = dir.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let mut untar = Command::new("tar");
+    untar.arg("-xzf").arg(&packed).arg("-C").arg(&unpacked);
+    run(untar, "unpacking the .crate");
+    let root = unpacked.join(packed.file_stem().unwrap());
+    assert!(
+        root.join("Cargo.toml").is_file(),
+        "{} holds no Cargo.toml",
+        root.display()
+    );
+    root
+}
+
 #[test]
 fn an_application_builds_against_another_k8s_openapi_version_and_uses_scim_user() {
-    let root = repo_root();
-    let work = root.join("target/crds-consumer");
-    let dir = work.join(format!("crate-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    write_consumer(&dir, &root.join("crds"));
+    let work = repo_root().join("target/crds-consumer");
+    let top = work.join(format!("crate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&top);
+    let crds = packaged_crds(&top.join("package"));
+    let dir = top.join("consumer");
+    write_consumer(&dir, &crds);
 
     let mut build = cargo();
     build
@@ -125,7 +163,7 @@ fn an_application_builds_against_another_k8s_openapi_version_and_uses_scim_user(
         "{p} {f}",
     ]);
     let tree = run(tree, "cargo tree of the consumer");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&top);
     for line in tree.lines() {
         let name = line.split_whitespace().next().unwrap_or_default();
         assert!(

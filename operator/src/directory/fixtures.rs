@@ -1,12 +1,13 @@
 //! Fixtures of the ScimDirectory controller's unit tests (settings, context, objects), over the
-//! kit's fake apiserver ([`crate::reconcile::fake_apiserver`]), which they re-export.
+//! kit's fake apiserver and test stores ([`crate::reconcile::fake_apiserver`],
+//! [`crate::reconcile::test_stores`]), which they re-export.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Client;
-use kube::runtime::{reflector, watcher};
+use kube::runtime::reflector;
 use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimGroup, ScimUser, labels};
 
 use super::{Context, Settings};
@@ -14,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::route::{RouteDefaults, ServerService};
 
 pub use crate::reconcile::fake_apiserver::{Calls, Failure, Fault, client, client_failing};
+pub use crate::reconcile::test_stores::filled_store;
 
 /// Operator settings for namespace `ns`, where the SCIM server runs too (unless moved).
 pub fn settings(host: Option<&str>) -> Settings {
@@ -42,20 +44,6 @@ pub fn keys() -> kube_scim_runtime::verifier::KeyRing {
         ("k2", b"test-verifier-key-two-0123456789abcdef".to_vec()),
     ])
     .unwrap()
-}
-
-/// A store that has seen its first (complete) list: `objects`.
-pub fn filled_store<K>(objects: Vec<K>) -> reflector::Store<K>
-where
-    K: kube::Resource<DynamicType = ()> + Clone + 'static,
-{
-    let (store, mut writer) = reflector::store();
-    writer.apply_watcher_event(&watcher::Event::Init);
-    for object in objects {
-        writer.apply_watcher_event(&watcher::Event::InitApply(object));
-    }
-    writer.apply_watcher_event(&watcher::Event::InitDone);
-    store
 }
 
 /// A context over `client` with complete, empty user and group stores.

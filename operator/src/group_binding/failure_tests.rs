@@ -23,9 +23,9 @@ use kube_scim_crds::{
 
 use super::plan::BindingPolicy;
 use super::{Context, Error, FINALIZER, error_policy, reconcile, trust};
-use crate::directory::fixtures::filled_store;
 use crate::metrics::Metrics;
 use crate::reconcile::fake_apiserver::{self, Failure, Fault};
+use crate::reconcile::test_stores::filled_store;
 
 const BINDING: &str = "/apis/kubescim.io/v1alpha1/namespaces/ns/scimgroupbindings/admins";
 const STATUS: &str = "/apis/kubescim.io/v1alpha1/namespaces/ns/scimgroupbindings/admins/status";

@@ -7,7 +7,9 @@
 //!   the one message cap;
 //! - [`status`]: the one status write (server-side apply, one field manager per controller);
 //! - [`error`]: the one reconcile error type, and the API error tests kube's helpers miss;
-//! - [`predicate`]: which changes of an object call for a reconcile, as one hash.
+//! - [`predicate`]: which changes of an object call for a reconcile, as one hash;
+//! - for unit tests: `fake_apiserver` (the apiserver every controller's tests run against) and
+//!   `test_stores` (caches that have listed).
 //!
 //! A leaf: it imports nothing from the controllers.
 
@@ -17,6 +19,8 @@ pub mod error;
 pub mod fake_apiserver;
 pub mod predicate;
 pub mod status;
+#[cfg(test)]
+pub mod test_stores;
 
 pub use condition::{Check, condition};
 pub use error::{Error, is_forbidden, is_invalid, is_not_found};
