@@ -3,10 +3,12 @@
 //! A client holds nothing shared until it has proved who it is:
 //!
 //! 1. **Connections.** A connection that has not yet carried an authenticated request counts
-//!    against its client address (`--max-unauthenticated-connections-per-address`; not for a
-//!    `--trusted-proxies` peer, which carries many clients) and the server
-//!    (`--max-unauthenticated-connections`); past either, it is closed at once. Its head
-//!    is bounded in bytes (hyper's buffer) and time (`--header-read-timeout`).
+//!    against its client address (`--max-unauthenticated-connections-per-address`) and the
+//!    server (`--max-unauthenticated-connections`); past either, it is closed at once. A
+//!    `--trusted-proxies` peer carries many clients: its connections count in a pool of their
+//!    own instead (`--max-unauthenticated-proxy-connections`), so neither side can take the
+//!    other's. Its head is bounded in bytes (hyper's buffer) and time
+//!    (`--header-read-timeout`).
 //! 2. **Authentication, from the headers**, before any body is read or any slot is taken. A
 //!    request without a valid credential is answered at once (401, the same for a directory
 //!    that exists and one that does not); its failure is charged to token buckets of the
@@ -314,18 +316,28 @@ impl FailureLimiter {
     }
 }
 
-/// Connections not yet authenticated, per client address and in all.
+/// Connections not yet authenticated: per client address and in all for direct clients, in a
+/// pool of their own for trusted proxies.
 pub struct UnauthenticatedConnections {
     per_address: usize,
     total: usize,
+    proxies_total: usize,
     trusted: TrustedProxies,
-    counts: Mutex<(usize, HashMap<String, usize>)>,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    direct: usize,
+    proxied: usize,
+    per_address: HashMap<String, usize>,
 }
 
 /// A connection counted as unauthenticated until [`ConnTicket::authenticated`] or its end.
 pub struct ConnTicket {
     owner: Arc<UnauthenticatedConnections>,
     key: String,
+    from_proxy: bool,
     /// The client's address.
     pub ip: IpAddr,
     counted: AtomicBool,
@@ -334,23 +346,31 @@ pub struct ConnTicket {
 impl UnauthenticatedConnections {
     /// At most `per_address` per address and `total` in all (0: no limit).
     pub fn new(per_address: usize, total: usize) -> Arc<Self> {
-        Self::with_trusted(per_address, total, TrustedProxies::default())
+        Self::with_trusted(per_address, total, 0, TrustedProxies::default())
     }
 
-    /// As [`Self::new`], connections from `trusted` proxies exempt from the per-address
-    /// limit. A proxy's connections carry many clients' requests, so a per-address share of
-    /// them would let one client behind it (sending bad requests, which keep its upstream
-    /// connections unauthenticated) get every other client's connections refused at the
-    /// proxy's address; the proxy bounds its clients' connections itself. They still count
-    /// against `total`, which bounds the server's own memory and file descriptors whatever
-    /// the origin; once a connection carries an authenticated request (the proxy reuses its
-    /// upstream connections for everyone's) it stops counting.
-    pub fn with_trusted(per_address: usize, total: usize, trusted: TrustedProxies) -> Arc<Self> {
+    /// As [`Self::new`] for direct clients; connections from `trusted` proxies count only in a
+    /// pool of `proxies_total` (0: no limit). A proxy's connections carry many clients'
+    /// requests, so a per-address share of them would let one client behind it (sending bad
+    /// requests, which keep its upstream connections unauthenticated) get every other client's
+    /// connections refused at the proxy's address; the proxy bounds its clients' connections
+    /// itself. Their own pool bounds the server's memory and file descriptors, and keeps the
+    /// two sides apart: direct clients from many addresses cannot fill the pool Entra's
+    /// requests arrive through, and clients behind the proxy cannot fill the direct one. Once
+    /// a connection carries an authenticated request (the proxy reuses its upstream
+    /// connections for everyone's) it stops counting.
+    pub fn with_trusted(
+        per_address: usize,
+        total: usize,
+        proxies_total: usize,
+        trusted: TrustedProxies,
+    ) -> Arc<Self> {
         Arc::new(UnauthenticatedConnections {
             per_address,
             total,
+            proxies_total,
             trusted,
-            counts: Mutex::new((0, HashMap::new())),
+            counts: Mutex::new(Counts::default()),
         })
     }
 
@@ -358,35 +378,43 @@ impl UnauthenticatedConnections {
     /// it).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnTicket> {
         let key = address_key(ip);
+        let from_proxy = self.trusted.contains(ip);
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let (total, per) = &mut *c;
-        let mine = per.get(&key).copied().unwrap_or(0);
-        let per_address = if self.trusted.contains(ip) {
-            0
+        if from_proxy {
+            if self.proxies_total > 0 && c.proxied >= self.proxies_total {
+                return None;
+            }
+            c.proxied += 1;
         } else {
-            self.per_address
-        };
-        if (per_address > 0 && mine >= per_address) || (self.total > 0 && *total >= self.total) {
-            return None;
+            let mine = c.per_address.get(&key).copied().unwrap_or(0);
+            if (self.per_address > 0 && mine >= self.per_address)
+                || (self.total > 0 && c.direct >= self.total)
+            {
+                return None;
+            }
+            c.direct += 1;
+            c.per_address.insert(key.clone(), mine + 1);
         }
-        *total += 1;
-        per.insert(key.clone(), mine + 1);
         Some(ConnTicket {
             owner: self.clone(),
             key,
+            from_proxy,
             ip,
             counted: AtomicBool::new(true),
         })
     }
 
-    fn release(&self, key: &str) {
+    fn release(&self, key: &str, from_proxy: bool) {
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let (total, per) = &mut *c;
-        *total = total.saturating_sub(1);
-        if let Some(n) = per.get_mut(key) {
+        if from_proxy {
+            c.proxied = c.proxied.saturating_sub(1);
+            return;
+        }
+        c.direct = c.direct.saturating_sub(1);
+        if let Some(n) = c.per_address.get_mut(key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                per.remove(key);
+                c.per_address.remove(key);
             }
         }
     }
@@ -395,7 +423,7 @@ impl UnauthenticatedConnections {
     #[cfg(test)]
     pub fn count(&self, ip: IpAddr) -> usize {
         let c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        c.1.get(&address_key(ip)).copied().unwrap_or(0)
+        c.per_address.get(&address_key(ip)).copied().unwrap_or(0)
     }
 }
 
@@ -403,7 +431,7 @@ impl ConnTicket {
     /// The connection carried an authenticated request: it no longer counts.
     pub fn authenticated(&self) {
         if self.counted.swap(false, Ordering::AcqRel) {
-            self.owner.release(&self.key);
+            self.owner.release(&self.key, self.from_proxy);
         }
     }
 }
@@ -451,6 +479,7 @@ impl Admission {
             connections: UnauthenticatedConnections::with_trusted(
                 s.max_unauthenticated_connections_per_address,
                 s.max_unauthenticated_connections,
+                s.max_unauthenticated_proxy_connections,
                 TrustedProxies::new(&s.trusted_proxies),
             ),
             proxies: TrustedProxies::new(&s.trusted_proxies),
@@ -598,19 +627,28 @@ mod tests {
     }
 
     #[test]
-    fn a_trusted_proxy_is_exempt_from_the_per_address_cap_not_the_total() {
+    fn trusted_proxies_have_a_pool_of_their_own() {
         let proxies = TrustedProxies::new(&["10.0.0.0/8".parse().unwrap()]);
-        let c = UnauthenticatedConnections::with_trusted(2, 5, proxies);
+        let c = UnauthenticatedConnections::with_trusted(2, 3, 4, proxies);
         let proxy: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
-        let held: Vec<_> = (0..4).map(|_| c.admit(proxy).expect("proxy")).collect();
-        let direct: IpAddr = "192.0.2.1".parse().unwrap();
-        let _d = c.admit(direct).unwrap();
-        assert!(c.admit(proxy).is_none(), "in all");
+        let other_proxy: IpAddr = "10.9.9.9".parse().unwrap();
+        // Past the per-address cap of 2, up to the proxies' pool of 4, which both proxies share.
+        let held: Vec<_> = (0..3).map(|_| c.admit(proxy).expect("proxy")).collect();
+        let _fourth = c.admit(other_proxy).expect("proxies share one pool");
+        assert!(c.admit(proxy).is_none(), "the proxies' pool is bounded");
+        // A full proxy pool leaves the direct clients theirs.
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let _a1 = c.admit(a).expect("direct, with the proxies' pool full");
+        let _a2 = c.admit(a).unwrap();
+        assert!(c.admit(a).is_none(), "an untrusted address keeps its cap");
+        let _b1 = c.admit(b).unwrap();
+        assert!(c.admit(b).is_none(), "direct clients' total");
+        // A full direct pool leaves the proxies theirs.
         drop(held);
-        let _d2 = c.admit(direct).unwrap();
         assert!(
-            c.admit(direct).is_none(),
-            "an untrusted address keeps its cap"
+            c.admit(proxy).is_some(),
+            "a proxy connection, with the direct pool full"
         );
     }
 }

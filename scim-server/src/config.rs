@@ -115,12 +115,22 @@ pub struct Settings {
     )]
     pub max_unauthenticated_connections: usize,
 
+    /// Connections from --trusted-proxies that have not yet carried an authenticated request, a
+    /// pool apart from the direct clients' (which --max-unauthenticated-connections bounds), so
+    /// neither side can fill the other's; a further one is closed at once. 0: no limit.
+    #[arg(
+        long,
+        env = "KUBE_SCIM_MAX_UNAUTHENTICATED_PROXY_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub max_unauthenticated_proxy_connections: usize,
+
     /// Proxies (comma-separated CIDRs or addresses, e.g. the ingress controller's pod CIDR)
     /// whose `X-Forwarded-For` names the client for the per-address limits: for a connection
     /// from one of them, failed authentications are charged to the rightmost forwarded address
-    /// that is not itself a trusted proxy, and the connection does not count against
-    /// --max-unauthenticated-connections-per-address (only against
-    /// --max-unauthenticated-connections). Any client inside these CIDRs can name any address:
+    /// that is not itself a trusted proxy, and the connection counts against
+    /// --max-unauthenticated-proxy-connections, not the direct clients' limits. Any client
+    /// inside these CIDRs can name any address:
     /// keep them to the proxies. Empty: the TCP peer is the client.
     #[arg(long, env = "KUBE_SCIM_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<crate::proxy::ProxyNet>,

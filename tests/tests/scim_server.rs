@@ -2168,6 +2168,89 @@ async fn unauthenticated_connections_per_address_are_capped() {
     assert!(refused >= 1, "{m}");
 }
 
+/// Issue 29, 3: a trusted proxy's unauthenticated connections and direct clients' count in
+/// pools of their own. Direct clients from several addresses (127.0.0.2-4; 127.0.0.1 stands for
+/// the ingress) that fill theirs do not get the proxy's connections refused, through which
+/// Entra's requests come; and a proxy that fills its pool leaves direct clients theirs.
+#[tokio::test]
+async fn a_trusted_proxy_and_direct_clients_have_connection_pools_of_their_own() {
+    use tokio::io::AsyncWriteExt;
+    let (plane, _client, ns, token) = setup("scim-pools").await;
+    let extra = [
+        "--trusted-proxies=127.0.0.1",
+        "--max-unauthenticated-connections=4",
+        "--max-unauthenticated-proxy-connections=4",
+        "--max-unauthenticated-connections-per-address=2",
+        "--header-read-timeout=30s",
+    ];
+    let srv = Server::start_with(plane, plane.kubeconfig(), &ns, "pools", &extra).await;
+    srv.scim(&ns, "entra", &token).wait_ready().await;
+    let server: std::net::SocketAddr = format!("127.0.0.1:{}", srv.port).parse().unwrap();
+    let connect_from = |source: &'static str| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        socket.connect(server).await.unwrap()
+    };
+    let request = format!(
+        "GET /scim/v2/{ns}/entra/Users?count=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    // The first answer on a new connection from `source`: "" when it was closed unserved.
+    let answer_from = |source: &'static str| {
+        let request = request.clone();
+        async move {
+            let mut c = connect_from(source).await;
+            let _ = c.write_all(request.as_bytes()).await;
+            first_answer(&mut c, Duration::from_secs(10))
+                .await
+                .expect("neither answered nor closed")
+        }
+    };
+
+    let mut direct = Vec::new();
+    for source in ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"] {
+        direct.push(connect_from(source).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let past = answer_from("127.0.0.4").await;
+    assert!(
+        past.is_empty(),
+        "a fifth direct connection was served: {past}"
+    );
+    let proxied = answer_from("127.0.0.1").await;
+    assert!(
+        proxied.starts_with("HTTP/1.1 200"),
+        "the proxy's connection, with the direct clients' pool full: {proxied:?}\n{}",
+        srv.proc.log_tail(20)
+    );
+    drop(direct);
+
+    let mut from_proxy = Vec::new();
+    for _ in 0..4 {
+        from_proxy.push(connect_from("127.0.0.1").await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let past = answer_from("127.0.0.1").await;
+    assert!(
+        past.is_empty(),
+        "a fifth proxy connection was served: {past}"
+    );
+    // The direct connections dropped above are gone once the server has read their close.
+    let mut served = String::new();
+    for _ in 0..50 {
+        served = answer_from("127.0.0.5").await;
+        if served.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        served.starts_with("HTTP/1.1 200"),
+        "a direct connection, with the proxy's pool full: {served:?}\n{}",
+        srv.proc.log_tail(20)
+    );
+    drop(from_proxy);
+}
+
 /// Issue 29, 3 and 5, behind an ingress: with 127.0.0.1 as a trusted proxy (standing for the
 /// ingress controller), failed authentications are charged to the address the proxy forwards
 /// in X-Forwarded-For, so one attacker behind it is throttled without draining the bucket of
