@@ -98,8 +98,9 @@ bench: controlplane
 
 ## soak: the chart's zero-downtime promises on the real node (root), figures and a 0-loss
 ## assert: SOAK_ROLLOUTS (20) rolling upgrades of the server under SOAK_RATE (50) requests/s,
-## keep-alive and new-connection clients, then SOAK_FAILOVERS (5) leader operator deletions
-## while a ScimWebhook delivers every user's events (tests/tests/node_soak.rs; ~20 min)
+## keep-alive and new-connection clients, then SOAK_FAILOVERS (5) leader operator deletions and
+## SIGKILL crashes while a ScimWebhook delivers every user's events (tests/tests/node_soak.rs;
+## ~5 min warm)
 soak: controlplane node images
 	bash tests/tools/build-helm.sh >/dev/null
 	KUBE_SCIM_IMAGES_BUILT=1 $(CARGO) test -p kube-scim-tests --test node_soak -- --ignored --nocapture --test-threads=1
