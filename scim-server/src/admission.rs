@@ -326,6 +326,14 @@ pub struct UnauthenticatedConnections {
     counts: Mutex<Counts>,
 }
 
+/// Where a connection is counted.
+enum Pool {
+    /// The trusted proxies' pool.
+    Proxies,
+    /// The direct clients' pool, under the client's [`address_key`].
+    Direct(String),
+}
+
 #[derive(Default)]
 struct Counts {
     direct: usize,
@@ -336,8 +344,7 @@ struct Counts {
 /// A connection counted as unauthenticated until [`ConnTicket::authenticated`] or its end.
 pub struct ConnTicket {
     owner: Arc<UnauthenticatedConnections>,
-    key: String,
-    from_proxy: bool,
+    pool: Pool,
     /// The client's address.
     pub ip: IpAddr,
     counted: AtomicBool,
@@ -377,44 +384,50 @@ impl UnauthenticatedConnections {
     /// Counts a new connection from `ip`, or `None` when a limit is reached (the caller closes
     /// it).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnTicket> {
-        let key = address_key(ip);
-        let from_proxy = self.trusted.contains(ip);
-        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if from_proxy {
-            if self.proxies_total > 0 && c.proxied >= self.proxies_total {
-                return None;
-            }
-            c.proxied += 1;
+        let pool = if self.trusted.contains(ip) {
+            Pool::Proxies
         } else {
-            let mine = c.per_address.get(&key).copied().unwrap_or(0);
-            if (self.per_address > 0 && mine >= self.per_address)
-                || (self.total > 0 && c.direct >= self.total)
-            {
-                return None;
+            Pool::Direct(address_key(ip))
+        };
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        match &pool {
+            Pool::Proxies => {
+                if self.proxies_total > 0 && c.proxied >= self.proxies_total {
+                    return None;
+                }
+                c.proxied += 1;
             }
-            c.direct += 1;
-            c.per_address.insert(key.clone(), mine + 1);
+            Pool::Direct(key) => {
+                let mine = c.per_address.get(key).copied().unwrap_or(0);
+                if (self.per_address > 0 && mine >= self.per_address)
+                    || (self.total > 0 && c.direct >= self.total)
+                {
+                    return None;
+                }
+                c.direct += 1;
+                c.per_address.insert(key.clone(), mine + 1);
+            }
         }
         Some(ConnTicket {
             owner: self.clone(),
-            key,
-            from_proxy,
+            pool,
             ip,
             counted: AtomicBool::new(true),
         })
     }
 
-    fn release(&self, key: &str, from_proxy: bool) {
+    fn release(&self, pool: &Pool) {
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if from_proxy {
-            c.proxied = c.proxied.saturating_sub(1);
-            return;
-        }
-        c.direct = c.direct.saturating_sub(1);
-        if let Some(n) = c.per_address.get_mut(key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                c.per_address.remove(key);
+        match pool {
+            Pool::Proxies => c.proxied = c.proxied.saturating_sub(1),
+            Pool::Direct(key) => {
+                c.direct = c.direct.saturating_sub(1);
+                if let Some(n) = c.per_address.get_mut(key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        c.per_address.remove(key);
+                    }
+                }
             }
         }
     }
@@ -431,7 +444,7 @@ impl ConnTicket {
     /// The connection carried an authenticated request: it no longer counts.
     pub fn authenticated(&self) {
         if self.counted.swap(false, Ordering::AcqRel) {
-            self.owner.release(&self.key, self.from_proxy);
+            self.owner.release(&self.pool);
         }
     }
 }
