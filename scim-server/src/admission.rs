@@ -474,6 +474,7 @@ pub struct Admission {
 impl Admission {
     /// The model `settings` configure.
     pub fn new(s: &Settings) -> Self {
+        let proxies = TrustedProxies::new(&s.trusted_proxies);
         Admission {
             reads: Lane::new(s.max_concurrent_reads, s.max_concurrent_reads_per_directory),
             writes: Lane::new(
@@ -493,9 +494,9 @@ impl Admission {
                 s.max_unauthenticated_connections_per_address,
                 s.max_unauthenticated_connections,
                 s.max_unauthenticated_proxy_connections,
-                TrustedProxies::new(&s.trusted_proxies),
+                proxies.clone(),
             ),
-            proxies: TrustedProxies::new(&s.trusted_proxies),
+            proxies,
         }
     }
 
