@@ -1,7 +1,7 @@
 //! What a SCIM request carries, read from HTTP: the bearer token, the JSON body (within
 //! limits), the query, preconditions and the public base URL.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use axum::http::{HeaderMap, header};
@@ -64,22 +64,29 @@ pub fn locations(headers: &HeaderMap, ns: &str, dir: &str) -> Locations {
     ))
 }
 
-/// Maximum nesting of `[`/`{` in a JSON text (strings skipped).
+/// Maximum nesting of `[`/`{` in a JSON text (strings skipped). Runs before the parse on
+/// bodies up to the size limit, so a string's contents are skipped with `memchr` rather than
+/// byte by byte: a 1 MiB attribute value costs microseconds, not a millisecond.
 pub fn json_depth(bytes: &[u8]) -> usize {
-    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
-    for &b in bytes {
-        if in_str {
-            if esc {
-                esc = false;
-            } else if b == b'\\' {
-                esc = true;
-            } else if b == b'"' {
-                in_str = false;
-            }
-            continue;
-        }
+    let (mut depth, mut max, mut i) = (0usize, 0usize, 0usize);
+    while let Some(&b) = bytes.get(i) {
         match b {
-            b'"' => in_str = true,
+            b'"' => {
+                i += 1;
+                // To the closing quote, stepping over each escaped character.
+                loop {
+                    let Some(j) = bytes.get(i..).and_then(|r| memchr::memchr2(b'"', b'\\', r))
+                    else {
+                        // Unterminated: the parser refuses it.
+                        return max;
+                    };
+                    if bytes[i + j] == b'"' {
+                        i += j;
+                        break;
+                    }
+                    i += j + 2;
+                }
+            }
             b'[' | b'{' => {
                 depth += 1;
                 max = max.max(depth);
@@ -87,6 +94,7 @@ pub fn json_depth(bytes: &[u8]) -> usize {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     max
 }
@@ -98,7 +106,7 @@ pub async fn read_body(
     settings: &Settings,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Vec<u8>, Error> {
+) -> Result<Bytes, Error> {
     let limit = settings.max_body_bytes;
     let too_large = || {
         Error::from(ScimError::PayloadTooLarge(format!(
@@ -114,6 +122,11 @@ pub async fn read_body(
         return Err(too_large());
     }
     let mut body = body;
+    // A body the middleware already read arrives as one frame: kept as it is. Otherwise the
+    // frames are joined in one buffer of the declared length (the byte budget has reserved it),
+    // not in a vector that doubles: every copy of a 1 MiB body is a megabyte of fresh pages the
+    // kernel zeroes, on the cores that answer every other tenant.
+    let mut first: Option<Bytes> = None;
     let mut bytes: Vec<u8> = Vec::new();
     let mut seen: usize = 0;
     loop {
@@ -133,14 +146,24 @@ pub async fn read_body(
                 return Err(too_large());
             }
             if seen <= limit {
-                bytes.extend_from_slice(&data);
+                match first.take() {
+                    None if bytes.is_empty() => first = Some(data),
+                    earlier => {
+                        if let Some(earlier) = earlier {
+                            let declared = declared.map_or(0, |n| n as usize);
+                            bytes.reserve(declared.min(limit).max(seen));
+                            bytes.extend_from_slice(&earlier);
+                        }
+                        bytes.extend_from_slice(&data);
+                    }
+                }
             }
         }
     }
     if seen > limit || declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    Ok(bytes)
+    Ok(first.unwrap_or_else(|| Bytes::from(bytes)))
 }
 
 /// Reads and parses a JSON request body within the configured limits.
@@ -175,6 +198,46 @@ mod tests {
     fn depth_counts_nesting_outside_strings() {
         assert_eq!(json_depth(br#"{"a":[{"b":"[[[["}]}"#), 3);
         assert_eq!(json_depth(b"1"), 0);
+        assert_eq!(json_depth(br#"[{"a\\":"\"[[","b":[1]}]"#), 3);
+        assert_eq!(json_depth(br#"[[["\"#), 3);
+        assert_eq!(json_depth(br#"[["abc\""#), 2);
+    }
+
+    /// The byte-by-byte scan the fast one replaced: the reference for the property below.
+    fn depth_byte_by_byte(bytes: &[u8]) -> usize {
+        let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+        for &b in bytes {
+            if in_str {
+                if esc {
+                    esc = false;
+                } else if b == b'\\' {
+                    esc = true;
+                } else if b == b'"' {
+                    in_str = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_str = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        max
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn depth_skips_strings_as_the_byte_scan_does(
+            text in proptest::collection::vec(
+                proptest::sample::select(b"[]{}\"\\a:,".to_vec()), 0..64)
+        ) {
+            proptest::prop_assert_eq!(json_depth(&text), depth_byte_by_byte(&text));
+        }
     }
 
     #[test]

@@ -113,10 +113,11 @@ impl<S: Storage> DirectoryService<S> {
             if taken {
                 continue;
             }
-            let mut r = res.clone();
-            r.set_id(id.clone());
-            let status = status_json(&r, &ts, &ts)?;
-            let mut obj = objects::new_object(kind, dir, &owner.uid, &id, &r, status)?;
+            // The candidate id replaces the last attempt's: no copy of the resource per attempt
+            // (a megabyte for a body at the size limit).
+            res.set_id(id.clone());
+            let status = status_json(&res, &ts, &ts)?;
+            let mut obj = objects::new_object(kind, dir, &owner.uid, &id, &res, status)?;
             let rollout = members.len() > self.limits.inline_member_writes;
             if rollout {
                 let delta = MembershipDelta {
