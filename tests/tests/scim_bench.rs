@@ -266,6 +266,23 @@ fn pin_if_asked(shares: &CpuShares) -> Option<String> {
     Some(done.join(", "))
 }
 
+/// Pins the calling thread (not its process) to `cpu`, for a bench that separates one thread's
+/// work from the rest of the client.
+fn pin_this_thread(cpu: &str) {
+    let tid = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name().map(|t| t.to_string_lossy().into_owned()));
+    let ok = tid.is_some_and(|tid| {
+        Command::new("taskset")
+            .args(["-cp", cpu, &tid])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !ok {
+        println!("could not pin a client thread to CPU {cpu}");
+    }
+}
+
 /// The apiserver's request counters (`apiserver_request_total`) by verb, resource and
 /// subresource: what each phase of a benchmark asked of it.
 async fn apiserver_requests(client: &Client) -> std::collections::BTreeMap<String, f64> {
@@ -1416,9 +1433,14 @@ async fn scim_hostile_clients() {
     let (mut proc, port, _) =
         start_server(plane, &ns, "hostile", ("a", &token), &keys, extra).await;
     let pid = proc.pid().unwrap();
-    if let Some(pinned) = pin_if_asked(&CpuShares::new(pid)) {
-        println!("BENCH_PIN=1: {pinned}");
+    let pinned = pin_if_asked(&CpuShares::new(pid));
+    if let Some(pinned) = &pinned {
+        // A's client waits for each answer, so it takes little from the server's core; B's
+        // flood (case c) goes to the other core, as if another tenant sent it from elsewhere.
+        pin_this_thread("1");
+        println!("BENCH_PIN=1: {pinned}; A's client on CPU 1, B's flood on CPU 0");
     }
+    let pinned = pinned.is_some();
     // A's client and B's flood (case c) have their own connections, as two tenants would.
     let http = kube_scim_tests::http_client();
     let base = |d: &str| format!("http://127.0.0.1:{port}/scim/v2/{ns}/{d}");
@@ -1491,6 +1513,10 @@ async fn scim_hostile_clients() {
                 .enable_all()
                 .build()
                 .unwrap();
+            if pinned {
+                // With the control plane, away from the server's core and A's client.
+                pin_this_thread("0");
+            }
             runtime.block_on(async move {
                 let http = kube_scim_tests::http_client();
                 let big =
@@ -1507,20 +1533,53 @@ async fn scim_hostile_clients() {
                     })
                     .collect();
                 let _ = flooding.send(());
+                let from = Instant::now();
                 let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
                 for p in posts {
                     *by_status.entry(p.await.unwrap().0).or_default() += 1;
                 }
-                by_status
+                (by_status, from.elapsed())
             })
         })
     };
+    let shares = CpuShares::new(pid);
+    let cpu_before = shares.now();
     flood_started.await.unwrap();
+    let flood_from = Instant::now();
+    if std::env::var("BENCH_TIMELINE").is_ok() {
+        let mut slow = Vec::new();
+        for i in 0..n {
+            let at = flood_from.elapsed().as_secs_f64() * 1000.0;
+            let (_, ms) = timed(
+                http.get(format!("{}/Users", base("a")))
+                    .query(&[("filter", format!("userName eq \"nobody{i}@x\""))])
+                    .bearer_auth(&token),
+            )
+            .await;
+            if ms > 3.0 {
+                slow.push(format!("{at:.0}+{ms:.1}"));
+            }
+        }
+        println!("  slow reads (start ms + ms): {}", slow.join(" "));
+    }
     let reads = read_latency(&http, &base("a"), &token, n).await;
-    let by_status = tokio::task::spawn_blocking(move || flood.join().unwrap())
+    let reads_took = flood_from.elapsed();
+    let (by_status, flood_took) = tokio::task::spawn_blocking(move || flood.join().unwrap())
         .await
         .unwrap();
+    let cpu = shares.now();
     println!("(c) 300 parallel ~1 MiB POSTs to B: A's filter GET {reads}");
+    println!(
+        "  A's reads took {} ms, B's flood {} ms; CPU s during (c): {}",
+        reads_took.as_millis(),
+        flood_took.as_millis(),
+        CpuShares::NAMES
+            .iter()
+            .zip(cpu.iter().zip(cpu_before.iter()))
+            .map(|(name, (a, b))| format!("{name} {:.2}", a - b))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!(
         "  B's answers by status {by_status:?}; server RSS peak {} MiB",
         take_peak()
