@@ -90,11 +90,12 @@ build-tests:
 
 ## bench: the SCIM server benchmarks on the release build, one at a time (figures, no timing
 ## asserts): throughput and CPU per create vs a kube client, bytes per stored user, two-replica
-## sequential writes, multi-tenant mixed load
+## sequential writes, multi-tenant mixed load, hostile clients. The load generator is a release
+## build too: in debug it took three times the CPU and its own lateness was most of a read's tail
 bench: controlplane
 	$(CARGO) build --release -p kube-scim-server
 	KUBE_SCIM_SERVER_BIN=$(CARGO_TARGET_DIR)/release/kube-scim-server \
-	  $(CARGO) test -p kube-scim-tests --test scim_bench -- --ignored --nocapture --test-threads=1
+	  $(CARGO) test --release -p kube-scim-tests --test scim_bench -- --ignored --nocapture --test-threads=1
 
 ## soak: the chart's zero-downtime promises on the real node (root), figures and a 0-loss
 ## assert: SOAK_ROLLOUTS (20) rolling upgrades of the server under SOAK_RATE (50) requests/s,
