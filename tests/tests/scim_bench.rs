@@ -419,7 +419,7 @@ async fn server_histogram(http: &reqwest::Client, mport: u16, operation: &str) -
 fn histogram_summary(before: &[(f64, f64)], after: &[(f64, f64)]) -> String {
     let count = |h: &[(f64, f64)], le: f64| {
         h.iter()
-            .find(|(b, _)| (*b - le).abs() < 1e-12)
+            .find(|(b, _)| *b == le || (*b - le).abs() < 1e-12)
             .map_or(0.0, |(_, c)| *c)
     };
     let diff: Vec<(f64, f64)> = after
