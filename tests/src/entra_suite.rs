@@ -217,21 +217,39 @@ async fn user_cycle(kube: &Client, t: &Tenant) {
     ada.manager_object_id = Some(manager.object_id.clone());
     let id = entra.provision_user(&ada, Some(&manager_id)).await.unwrap();
 
-    // Entra matches again by externalId and by userName (case-insensitively).
-    let by_external = entra
-        .filter("Users", &format!("externalId eq \"{}\"", ada.object_id), "")
-        .await
-        .unwrap();
+    // Entra matches again by externalId and by userName (case-insensitively). Filters are
+    // cache reads: behind a load balancer a replica other than the one that created the user
+    // may answer before its watch has delivered it (see the UPN change below).
+    let by_external = crate::eventually(
+        "every replica finds the new user by its externalId",
+        Duration::from_secs(10),
+        || async {
+            let found = entra
+                .filter("Users", &format!("externalId eq \"{}\"", ada.object_id), "")
+                .await
+                .unwrap();
+            (!found.is_empty()).then_some(found)
+        },
+    )
+    .await;
     assert_eq!(by_external.len(), 1);
     assert_eq!(by_external[0]["id"], id.as_str());
-    let by_upn = entra
-        .filter(
-            "Users",
-            &format!("userName eq \"{}\"", ada.upn.to_uppercase()),
-            "",
-        )
-        .await
-        .unwrap();
+    let by_upn = crate::eventually(
+        "every replica finds the new user by its userName in capitals",
+        Duration::from_secs(10),
+        || async {
+            let found = entra
+                .filter(
+                    "Users",
+                    &format!("userName eq \"{}\"", ada.upn.to_uppercase()),
+                    "",
+                )
+                .await
+                .unwrap();
+            (!found.is_empty()).then_some(found)
+        },
+    )
+    .await;
     assert_eq!(by_upn.len(), 1, "userName matching is case-insensitive");
     assert_eq!(
         by_upn[0][ENTERPRISE]["manager"]["value"],
@@ -357,12 +375,22 @@ async fn user_cycle(kube: &Client, t: &Tenant) {
         Some("false")
     );
     assert_eq!(status_json(&user)["active"], false);
-    let inactive = entra
-        .filter("Users", &format!("externalId eq \"{}\"", ada.object_id), "")
-        .await
-        .unwrap();
+    let inactive = crate::eventually(
+        "every replica returns the deprovisioned user, inactive",
+        Duration::from_secs(10),
+        || async {
+            let found = entra
+                .filter("Users", &format!("externalId eq \"{}\"", ada.object_id), "")
+                .await
+                .unwrap();
+            found
+                .first()
+                .is_some_and(|u| u["active"] == false)
+                .then_some(found)
+        },
+    )
+    .await;
     assert_eq!(inactive.len(), 1, "inactive users are still returned");
-    assert_eq!(inactive[0]["active"], false);
     entra.set_active(&id, true).await.unwrap();
     let user = stored_user(kube, &t.namespace, &id).await;
     assert_eq!(
@@ -374,11 +402,18 @@ async fn user_cycle(kube: &Client, t: &Tenant) {
     entra.delete("Users", &id).await.unwrap();
     let users: Api<ScimUser> = Api::namespaced(kube.clone(), &t.namespace);
     assert!(users.get_opt(&id).await.unwrap().is_none());
-    let gone = entra
-        .send(reqwest::Method::GET, &format!("/Users/{id}"), None)
-        .await
-        .unwrap();
-    assert_eq!(gone.status, 404);
+    crate::eventually(
+        "every replica answers 404 for the deleted user",
+        Duration::from_secs(10),
+        || async {
+            let gone = entra
+                .send(reqwest::Method::GET, &format!("/Users/{id}"), None)
+                .await
+                .unwrap();
+            (gone.status == 404).then_some(())
+        },
+    )
+    .await;
 }
 
 pub async fn user_cycle_in_both_dialects(kube: &Client, ns: &str, target: &dyn ScimTarget) {
@@ -437,11 +472,20 @@ async fn group_cycle(kube: &Client, t: &Tenant) {
     expected.sort();
     assert_eq!(members_of(&all, &group), expected);
 
-    let get = entra
-        .send(reqwest::Method::GET, &format!("/Groups/{group}"), None)
-        .await
-        .unwrap();
-    assert_eq!(get.body["members"].as_array().map(Vec::len), Some(126));
+    // A group's members are cache reads too: behind a load balancer the GET may reach a
+    // replica whose watch has not yet delivered every member's label (as for the UPN change).
+    crate::eventually(
+        "every replica answers the group with its 126 members",
+        Duration::from_secs(10),
+        || async {
+            let get = entra
+                .send(reqwest::Method::GET, &format!("/Groups/{group}"), None)
+                .await
+                .unwrap();
+            (get.body["members"].as_array().map(Vec::len) == Some(126)).then_some(())
+        },
+    )
+    .await;
     let without = entra
         .send(
             reqwest::Method::GET,
@@ -486,13 +530,19 @@ async fn group_cycle(kube: &Client, t: &Tenant) {
     let groups: Api<ScimGroup> = Api::namespaced(kube.clone(), &t.namespace);
     let stored = groups.get(&group).await.unwrap();
     assert_eq!(stored.status.unwrap().display_name, "Engineering (all)");
-    assert!(
-        entra
-            .filter("Groups", "displayName eq \"Engineering\"", "")
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    crate::eventually(
+        "no replica finds the group by its old name",
+        Duration::from_secs(10),
+        || async {
+            entra
+                .filter("Groups", "displayName eq \"Engineering\"", "")
+                .await
+                .unwrap()
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
 
     // Entra's group PATCH gets 204; a client that asks for attributes gets them (RFC 7644
     // §3.5.2), without members unless it names them.

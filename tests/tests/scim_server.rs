@@ -2083,6 +2083,26 @@ async fn buffered_body_bytes_are_bounded() {
     );
     let m = srv.metrics().await;
     assert!(m.contains("kube_scim_body_budget_refusals_total"), "{m}");
+
+    // No transparent huge pages: the first touch of one zeroes 2 MiB inside the request that
+    // touches it, which stalled other tenants' reads for 25-35 ms under such a flood. Where the
+    // kernel gives them only to memory madvised for them, the server's allocator must not ask.
+    let thp =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    if thp.contains("[madvise]") {
+        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+        let huge_kib = rollup
+            .lines()
+            .find(|l| l.starts_with("AnonHugePages:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap();
+        assert_eq!(
+            huge_kib, 0,
+            "the server holds {huge_kib} KiB in transparent huge pages"
+        );
+    } else {
+        println!("transparent huge pages not checked: the kernel's mode is {thp}");
+    }
 }
 
 /// Issue 29, 3: connections that have not carried an authenticated request are capped per
