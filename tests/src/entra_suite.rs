@@ -82,6 +82,23 @@ struct Tenant {
     directory: String,
 }
 
+/// The answer to `filter` on `resource` once `settled` holds for it. Filters are cache reads:
+/// behind a load balancer a replica other than the one that took a write may answer before
+/// its watch has delivered the write (milliseconds; docs/scim-server.md, Read-your-writes).
+async fn settled_filter(
+    entra: &EntraClient,
+    what: &str,
+    resource: &str,
+    filter: &str,
+    settled: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    crate::eventually(what, Duration::from_secs(10), || async {
+        let found = entra.filter(resource, filter, "").await.unwrap();
+        settled(&found).then_some(found)
+    })
+    .await
+}
+
 /// Waits until `target`'s server takes `token` for `ns/name`: its own view of the directory
 /// (its watch) can lag the apiserver's Ready.
 pub(crate) async fn served(target: &dyn ScimTarget, ns: &str, name: &str, token: &str) {
@@ -217,37 +234,23 @@ async fn user_cycle(kube: &Client, t: &Tenant) {
     ada.manager_object_id = Some(manager.object_id.clone());
     let id = entra.provision_user(&ada, Some(&manager_id)).await.unwrap();
 
-    // Entra matches again by externalId and by userName (case-insensitively). Filters are
-    // cache reads: behind a load balancer a replica other than the one that created the user
-    // may answer before its watch has delivered it (see the UPN change below).
-    let by_external = crate::eventually(
+    // Entra matches again by externalId and by userName (case-insensitively).
+    let by_external = settled_filter(
+        entra,
         "every replica finds the new user by its externalId",
-        Duration::from_secs(10),
-        || async {
-            let found = entra
-                .filter("Users", &format!("externalId eq \"{}\"", ada.object_id), "")
-                .await
-                .unwrap();
-            (!found.is_empty()).then_some(found)
-        },
+        "Users",
+        &format!("externalId eq \"{}\"", ada.object_id),
+        |found| !found.is_empty(),
     )
     .await;
     assert_eq!(by_external.len(), 1);
     assert_eq!(by_external[0]["id"], id.as_str());
-    let by_upn = crate::eventually(
+    let by_upn = settled_filter(
+        entra,
         "every replica finds the new user by its userName in capitals",
-        Duration::from_secs(10),
-        || async {
-            let found = entra
-                .filter(
-                    "Users",
-                    &format!("userName eq \"{}\"", ada.upn.to_uppercase()),
-                    "",
-                )
-                .await
-                .unwrap();
-            (!found.is_empty()).then_some(found)
-        },
+        "Users",
+        &format!("userName eq \"{}\"", ada.upn.to_uppercase()),
+        |found| !found.is_empty(),
     )
     .await;
     assert_eq!(by_upn.len(), 1, "userName matching is case-insensitive");
@@ -375,19 +378,12 @@ async fn user_cycle(kube: &Client, t: &Tenant) {
         Some("false")
     );
     assert_eq!(status_json(&user)["active"], false);
-    let inactive = crate::eventually(
+    let inactive = settled_filter(
+        entra,
         "every replica returns the deprovisioned user, inactive",
-        Duration::from_secs(10),
-        || async {
-            let found = entra
-                .filter("Users", &format!("externalId eq \"{}\"", ada.object_id), "")
-                .await
-                .unwrap();
-            found
-                .first()
-                .is_some_and(|u| u["active"] == false)
-                .then_some(found)
-        },
+        "Users",
+        &format!("externalId eq \"{}\"", ada.object_id),
+        |found| found.first().is_some_and(|u| u["active"] == false),
     )
     .await;
     assert_eq!(inactive.len(), 1, "inactive users are still returned");
@@ -530,17 +526,12 @@ async fn group_cycle(kube: &Client, t: &Tenant) {
     let groups: Api<ScimGroup> = Api::namespaced(kube.clone(), &t.namespace);
     let stored = groups.get(&group).await.unwrap();
     assert_eq!(stored.status.unwrap().display_name, "Engineering (all)");
-    crate::eventually(
+    settled_filter(
+        entra,
         "no replica finds the group by its old name",
-        Duration::from_secs(10),
-        || async {
-            entra
-                .filter("Groups", "displayName eq \"Engineering\"", "")
-                .await
-                .unwrap()
-                .is_empty()
-                .then_some(())
-        },
+        "Groups",
+        "displayName eq \"Engineering\"",
+        <[Value]>::is_empty,
     )
     .await;
 
