@@ -101,11 +101,13 @@ pub fn json_depth(bytes: &[u8]) -> usize {
 
 /// Reads a request body within the configured size limit. A body up to four times the limit
 /// is read to its end (and dropped) before a 413 is answered, so the client finishes sending
-/// and reads the error instead of hitting a broken pipe.
-pub async fn read_body(
+/// and reads the error instead of hitting a broken pipe. `keep_one_frame`: a body that is one
+/// frame is the buffer the middleware read it into, handed on without a copy.
+async fn read_within_limit(
     settings: &Settings,
     headers: &HeaderMap,
     body: Body,
+    keep_one_frame: bool,
 ) -> Result<Bytes, Error> {
     let limit = settings.max_body_bytes;
     let too_large = || {
@@ -122,10 +124,10 @@ pub async fn read_body(
         return Err(too_large());
     }
     let mut body = body;
-    // A body the middleware already read arrives as one frame: kept as it is. Otherwise the
-    // frames are joined in one buffer of the declared length (the byte budget has reserved it),
-    // not in a vector that doubles: every copy of a 1 MiB body is a megabyte of fresh pages the
-    // kernel zeroes, on the cores that answer every other tenant.
+    // Frames are joined in one buffer of the declared length (the byte budget has reserved
+    // it), not in a vector that doubles, and a body the middleware already read is not copied
+    // again: every copy of a 1 MiB body is a megabyte of fresh pages the kernel zeroes, on the
+    // cores that answer every other tenant.
     let mut first: Option<Bytes> = None;
     let mut bytes: Vec<u8> = Vec::new();
     let mut seen: usize = 0;
@@ -163,7 +165,24 @@ pub async fn read_body(
     if seen > limit || declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    Ok(first.unwrap_or_else(|| Bytes::from(bytes)))
+    Ok(match first {
+        Some(frame) if keep_one_frame => frame,
+        // A frame straight from hyper is a slice of the connection's read buffer: kept, it
+        // would hold that whole buffer while the request waits (for a slot, for the
+        // apiserver), beyond what the byte budget counts.
+        Some(frame) => Bytes::copy_from_slice(&frame),
+        None => Bytes::from(bytes),
+    })
+}
+
+/// Reads a request body from the connection (the middleware does, under the body deadline)
+/// into a buffer of its own, within the configured size limit.
+pub async fn read_body(
+    settings: &Settings,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, Error> {
+    read_within_limit(settings, headers, body, false).await
 }
 
 /// Reads and parses a JSON request body within the configured limits.
@@ -179,7 +198,8 @@ pub async fn json_body(
             return Err(Error::UnsupportedMediaType(mime.to_string()));
         }
     }
-    let bytes = read_body(settings, headers, body).await?;
+    // Every request with a body was read by the middleware before it took a slot.
+    let bytes = read_within_limit(settings, headers, body, true).await?;
     if json_depth(&bytes) > settings.max_json_depth {
         return Err(ScimError::InvalidSyntax(format!(
             "the JSON body is nested deeper than {} levels",
@@ -204,25 +224,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_body_is_joined_once_and_a_buffered_one_is_not_copied() {
+    async fn a_body_is_read_into_a_buffer_of_its_own_once() {
         use clap::Parser;
         let settings = Settings::try_parse_from(["kube-scim-server"]).unwrap();
-        let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_LENGTH, "7".parse().unwrap());
+        let length = |n: usize| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_LENGTH, n.to_string().parse().unwrap());
+            headers
+        };
         let frames = futures::stream::iter([
             Ok::<_, std::io::Error>(Bytes::from_static(b"{\"a\"")),
             Ok(Bytes::from_static(b":1}")),
         ]);
-        let joined = read_body(&settings, &headers, Body::from_stream(frames))
+        let joined = read_body(&settings, &length(7), Body::from_stream(frames))
             .await
             .unwrap();
         assert_eq!(&joined[..], br#"{"a":1}"#);
-        // What the middleware read arrives as one frame: handed on as the same bytes.
-        let buffered = Bytes::from(joined.to_vec());
-        let again = read_body(&settings, &headers, Body::from(buffered.clone()))
+        // One frame from the connection is copied out of hyper's read buffer...
+        let frame = Bytes::from(joined.to_vec());
+        let read = read_body(&settings, &length(7), Body::from(frame.clone()))
             .await
             .unwrap();
-        assert_eq!(again.as_ptr(), buffered.as_ptr());
+        assert_eq!(read, frame);
+        assert_ne!(read.as_ptr(), frame.as_ptr());
+        // ...and the handler takes the middleware's buffer as it is.
+        let parsed = json_body(&settings, &length(7), Body::from(read.clone()))
+            .await
+            .unwrap();
+        assert_eq!(parsed["a"], 1);
+        let kept = read_within_limit(&settings, &length(7), Body::from(read.clone()), true)
+            .await
+            .unwrap();
+        assert_eq!(kept.as_ptr(), read.as_ptr());
     }
 
     /// The byte-by-byte scan the fast one replaced: the reference for the property below.
