@@ -148,16 +148,15 @@ async fn read_within_limit(
                 return Err(too_large());
             }
             if seen <= limit {
-                match first.take() {
-                    None if bytes.is_empty() => first = Some(data),
-                    earlier => {
-                        if let Some(earlier) = earlier {
-                            let declared = declared.map_or(0, |n| n as usize);
-                            bytes.reserve(declared.min(limit).max(seen));
-                            bytes.extend_from_slice(&earlier);
-                        }
-                        bytes.extend_from_slice(&data);
+                if first.is_none() && bytes.is_empty() {
+                    first = Some(data);
+                } else {
+                    if let Some(earlier) = first.take() {
+                        let declared = declared.map_or(0, |n| n as usize);
+                        bytes.reserve(declared.min(limit).max(seen));
+                        bytes.extend_from_slice(&earlier);
                     }
+                    bytes.extend_from_slice(&data);
                 }
             }
         }
