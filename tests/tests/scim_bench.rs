@@ -417,11 +417,9 @@ async fn server_histogram(http: &reqwest::Client, mport: u16, operation: &str) -
 /// The p50 and p99 bucket bounds, and the share within 1 and 2 ms, of the observations between
 /// two readings of a histogram.
 fn histogram_summary(before: &[(f64, f64)], after: &[(f64, f64)]) -> String {
-    let count = |h: &[(f64, f64)], le: f64| {
-        h.iter()
-            .find(|(b, _)| *b == le || (*b - le).abs() < 1e-12)
-            .map_or(0.0, |(_, c)| *c)
-    };
+    // Both readings parse the same `le` texts, so a bucket's bound is the same float in each.
+    let count =
+        |h: &[(f64, f64)], le: f64| h.iter().find(|(b, _)| *b == le).map_or(0.0, |(_, c)| *c);
     let diff: Vec<(f64, f64)> = after
         .iter()
         .map(|(le, c)| (*le, c - count(before, *le)))
@@ -1536,7 +1534,8 @@ async fn scim_hostile_clients() {
     let (mut proc, port, _) =
         start_server(plane, &ns, "hostile", ("a", &token), &keys, extra).await;
     let pid = proc.pid().unwrap();
-    let pinned = pin_if_asked(&CpuShares::new(pid));
+    let shares = CpuShares::new(pid);
+    let pinned = pin_if_asked(&shares);
     if let Some(pinned) = &pinned {
         // A's client waits for each answer, so it takes little from the server's core; B's
         // flood (case c) goes to the other core, as if another tenant sent it from elsewhere.
@@ -1645,7 +1644,6 @@ async fn scim_hostile_clients() {
             })
         })
     };
-    let shares = CpuShares::new(pid);
     let cpu_before = shares.now();
     flood_started.await.unwrap();
     let flood_from = Instant::now();
