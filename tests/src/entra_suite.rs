@@ -14,7 +14,7 @@ use kube::{Api, Client, ResourceExt};
 use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimGroup, ScimUser, labels};
 use serde_json::{Value, json};
 
-use crate::entra::{CUSTOM_EXTENSION, Dialect, ENTERPRISE, EntraClient, EntraUser};
+use crate::entra::{Answer, CUSTOM_EXTENSION, Dialect, ENTERPRISE, EntraClient, EntraUser};
 use crate::stack::ready_directory;
 
 /// Where the suite sends its SCIM requests.
@@ -82,9 +82,23 @@ struct Tenant {
     directory: String,
 }
 
-/// The answer to `filter` on `resource` once `settled` holds for it. Filters are cache reads:
-/// behind a load balancer a replica other than the one that took a write may answer before
-/// its watch has delivered the write (milliseconds; docs/scim-server.md, Read-your-writes).
+/// The answer to `GET path` once `settled` holds for it. Reads are cache reads: behind a load
+/// balancer a replica other than the one that took a write may answer before its watch has
+/// delivered the write (milliseconds; docs/scim-server.md, Read-your-writes).
+async fn settled_get(
+    entra: &EntraClient,
+    what: &str,
+    path: &str,
+    settled: impl Fn(&Answer) -> bool,
+) -> Answer {
+    crate::eventually(what, Duration::from_secs(10), || async {
+        let answer = entra.send(reqwest::Method::GET, path, None).await.unwrap();
+        settled(&answer).then_some(answer)
+    })
+    .await
+}
+
+/// As [`settled_get`], for a filter on `resource`.
 async fn settled_filter(
     entra: &EntraClient,
     what: &str,
@@ -398,16 +412,11 @@ async fn user_cycle(kube: &Client, t: &Tenant) {
     entra.delete("Users", &id).await.unwrap();
     let users: Api<ScimUser> = Api::namespaced(kube.clone(), &t.namespace);
     assert!(users.get_opt(&id).await.unwrap().is_none());
-    crate::eventually(
+    settled_get(
+        entra,
         "every replica answers 404 for the deleted user",
-        Duration::from_secs(10),
-        || async {
-            let gone = entra
-                .send(reqwest::Method::GET, &format!("/Users/{id}"), None)
-                .await
-                .unwrap();
-            (gone.status == 404).then_some(())
-        },
+        &format!("/Users/{id}"),
+        |gone| gone.status == 404,
     )
     .await;
 }
@@ -468,18 +477,12 @@ async fn group_cycle(kube: &Client, t: &Tenant) {
     expected.sort();
     assert_eq!(members_of(&all, &group), expected);
 
-    // A group's members are cache reads too: behind a load balancer the GET may reach a
-    // replica whose watch has not yet delivered every member's label (as for the UPN change).
-    crate::eventually(
+    // Every member's label may not have reached every replica's watch yet.
+    settled_get(
+        entra,
         "every replica answers the group with its 126 members",
-        Duration::from_secs(10),
-        || async {
-            let get = entra
-                .send(reqwest::Method::GET, &format!("/Groups/{group}"), None)
-                .await
-                .unwrap();
-            (get.body["members"].as_array().map(Vec::len) == Some(126)).then_some(())
-        },
+        &format!("/Groups/{group}"),
+        |get| get.body["members"].as_array().map(Vec::len) == Some(126),
     )
     .await;
     let without = entra
