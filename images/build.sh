@@ -59,10 +59,7 @@ command -v jq >/dev/null || need+=(jq)
 [ -n "$static_binary" ] || command -v musl-gcc >/dev/null || need+=(musl-tools)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 if [ ${#need[@]} -gt 0 ]; then
-  echo "installing Debian packages: ${need[*]}" >&2
-  # The project's apt lock (see tests/tools/install-promtool.sh): `make test` runs this beside
-  # the node's build, which may install packages too.
-  flock /tmp/kube-scim-apt.lock sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"' sh "${need[@]}" >&2
+  bash "$root/tests/tools/apt-install.sh" "${need[@]}"
 fi
 
 buildah_() {
