@@ -1968,15 +1968,17 @@ async fn failed_authentications_are_slowed_and_the_valid_token_still_works() {
 }
 
 /// Issue 29, 2: bodies of authorized writes reserve their bytes first; past the directory's
-/// budget a write is answered 503 with Retry-After at once, and another directory writes on.
+/// budget (by default four of the largest bodies) a write is answered 503 with Retry-After at
+/// once, and another directory writes on.
 #[tokio::test]
 async fn buffered_body_bytes_are_bounded() {
     let (plane, client, ns, token) = setup("scim-bytes").await;
     let b_token = random_token();
     make_directory(&client, &ns, "b", &[(&b_token, None)], true).await;
+    // The per-directory budget is the default's: each body held queues its parse on the cores
+    // every tenant shares, so a directory holds four of the largest at most.
     let extra = [
         "--max-buffered-body-bytes=8388608",
-        "--max-buffered-body-bytes-per-directory=2097152",
         "--body-read-timeout=5s",
     ];
     let srv = Server::start_with(plane, plane.kubeconfig(), &ns, "bytes", &extra).await;
@@ -1985,14 +1987,14 @@ async fn buffered_body_bytes_are_bounded() {
     a.wait_ready().await;
     b.wait_ready().await;
     let addr = format!("127.0.0.1:{}", srv.port);
-    // Two 1 MiB bodies fill A's budget (sent slowly, so they stay buffered)...
+    // Four 1 MiB bodies fill A's budget (sent slowly, so they stay buffered)...
     let head = format!(
         "POST /scim/v2/{ns}/entra/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
          Content-Type: application/scim+json\r\nContent-Length: 1048576\r\n\r\n{{"
     );
-    let mut held = stalled_requests(&addr, 2, &head).await;
+    let mut held = stalled_requests(&addr, 4, &head).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // ...so a third is refused at once, without its body being read.
+    // ...so a fifth is refused at once, without its body being read.
     let mut over = stalled_requests(&addr, 3, &head).await;
     for s in &mut over {
         let text = first_answer(s, Duration::from_secs(3))
@@ -2076,7 +2078,7 @@ async fn buffered_body_bytes_are_bounded() {
         "64 parallel 1 MiB POSTs: {refused} refused for the budget, server RSS {before} -> {peak} MiB"
     );
     assert!(refused > 0, "no POST was refused for the budget");
-    // 8 MiB of bodies in all (2 MiB for B) and their parsed copies: well under 100 MiB more.
+    // 8 MiB of bodies in all (4 MiB for B) and their parsed copies: well under 100 MiB more.
     assert!(
         peak < before + 100,
         "server RSS grew from {before} MiB to {peak} MiB"
