@@ -274,23 +274,6 @@ fn pin_if_asked(shares: &CpuShares) -> Option<String> {
     Some(done.join(", "))
 }
 
-/// Pins the calling thread (not its process) to `cpu`, for a bench that separates one thread's
-/// work from the rest of the client.
-fn pin_this_thread(cpu: &str) {
-    let tid = std::fs::read_link("/proc/thread-self")
-        .ok()
-        .and_then(|p| p.file_name().map(|t| t.to_string_lossy().into_owned()));
-    let ok = tid.is_some_and(|tid| {
-        Command::new("taskset")
-            .args(["-cp", cpu, &tid])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if !ok {
-        println!("could not pin a client thread to CPU {cpu}");
-    }
-}
-
 /// The apiserver's request counters (`apiserver_request_total`) by verb, resource and
 /// subresource: what each phase of a benchmark asked of it.
 async fn apiserver_requests(client: &Client) -> std::collections::BTreeMap<String, f64> {
@@ -1535,14 +1518,13 @@ async fn scim_hostile_clients() {
         start_server(plane, &ns, "hostile", ("a", &token), &keys, extra).await;
     let pid = proc.pid().unwrap();
     let shares = CpuShares::new(pid);
-    let pinned = pin_if_asked(&shares);
-    if let Some(pinned) = &pinned {
+    if let Some(pinned) = pin_if_asked(&shares) {
         // The server has its core alone, as in production, where neither tenant's client runs
         // beside it: A's client on the server's core would wait for that core whenever B's
-        // flood keeps the server busy, and time its own wake-ups, not the server's answers.
+        // flood keeps the server busy, and time its own wake-ups, not the server's answers. B's
+        // flood thread, started below, inherits this thread's CPU 0.
         println!("BENCH_PIN: {pinned}; A's client and B's flood on CPU 0");
     }
-    let pinned = pinned.is_some();
     // A's client and B's flood (case c) have their own connections, as two tenants would.
     let http = kube_scim_tests::http_client();
     let base = |d: &str| format!("http://127.0.0.1:{port}/scim/v2/{ns}/{d}");
@@ -1615,10 +1597,6 @@ async fn scim_hostile_clients() {
                 .enable_all()
                 .build()
                 .unwrap();
-            if pinned {
-                // With the control plane and A's client, away from the server's core.
-                pin_this_thread("0");
-            }
             runtime.block_on(async move {
                 let http = kube_scim_tests::http_client();
                 let big =
