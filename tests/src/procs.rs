@@ -354,3 +354,16 @@ extern "C" fn stop_registered_planes() {
         }
     }
 }
+
+/// A `Key: N kB` field of a process's /proc file (`status`, `smaps_rollup`), in KiB; `key`
+/// with its colon (`VmRSS:`).
+pub fn proc_kib(pid: u32, file: &str, key: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

@@ -469,14 +469,7 @@ fn established_to(port: u16) -> usize {
 }
 
 fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    kube_scim_tests::procs::proc_kib(pid, "status", "VmRSS:").unwrap_or(0)
 }
 
 fn direct_user(ns: &str, dir: &str, name: &str) -> ScimUser {

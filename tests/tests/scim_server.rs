@@ -12,7 +12,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use kube_scim_crds::{ScimDirectory, ScimDirectorySpec, ScimGroup, ScimUser};
 use kube_scim_tests::keys::VerifierKeys;
-use kube_scim_tests::procs::ManagedProcess;
+use kube_scim_tests::procs::{ManagedProcess, proc_kib};
 use kube_scim_tests::{ControlPlane, eventually, free_port, workspace_binary};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -2026,17 +2026,7 @@ async fn buffered_body_bytes_are_bounded() {
     // 64 parallel authorized POSTs of about 1 MiB each, sent whole: the server's memory stays
     // within the budget's reach (before the budget it held every body, parsed, at once).
     let pid = srv.proc.pid().unwrap();
-    let rss_mib = move || {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            })
-            .unwrap_or(0)
-            / 1024
-    };
+    let rss_mib = move || proc_kib(pid, "status", "VmRSS:").unwrap_or(0) / 1024;
     let before = rss_mib();
     let big = json!({"userName": "big@contoso.example", "displayName": "x".repeat(1_000_000)});
     let big = serde_json::to_vec(&big).unwrap();
@@ -2092,12 +2082,7 @@ async fn buffered_body_bytes_are_bounded() {
     let thp =
         std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
     if thp.contains("[madvise]") {
-        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
-        let huge_kib = rollup
-            .lines()
-            .find(|l| l.starts_with("AnonHugePages:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .unwrap();
+        let huge_kib = proc_kib(pid, "smaps_rollup", "AnonHugePages:").unwrap();
         assert_eq!(
             huge_kib, 0,
             "the server holds {huge_kib} KiB in transparent huge pages"
