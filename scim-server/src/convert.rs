@@ -167,7 +167,7 @@ pub fn resource_from_status(
             }
         }
     }
-    let r = Resource::from_stored(kind, &Value::Object(m))?;
+    let r = Resource::from_stored_value(kind, Value::Object(m))?;
     Ok((r, created, last_modified))
 }
 

@@ -17,9 +17,6 @@ pub enum Error {
     /// A protocol error with its own status and `scimType`.
     #[error(transparent)]
     Scim(#[from] ScimError),
-    /// The URL names a directory this server does not know.
-    #[error("there is no SCIM directory {0}")]
-    NoDirectory(String),
     /// No credentials at all (RFC 6750 §3.1: the challenge then carries no error code).
     #[error("a bearer token is required")]
     NoToken,
@@ -81,7 +78,7 @@ impl Error {
             Error::Scim(e) => {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
-            Error::NoDirectory(_) | Error::NoEndpoint => StatusCode::NOT_FOUND,
+            Error::NoEndpoint => StatusCode::NOT_FOUND,
             Error::NoToken | Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Unavailable { .. } | Error::Suspended(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -45,20 +45,20 @@ fn dir<'a>(ns: &'a str, name: &'a str) -> DirRef<'a> {
 /// The directory a request was authenticated for, by the admission middleware before the
 /// request took a slot (so the credential is checked once per request).
 #[derive(Debug, Clone)]
-pub struct Authorized(pub DirInfo);
+pub struct Authorized(pub Arc<DirInfo>);
 
 type Auth = Option<Extension<Authorized>>;
 
 /// The authenticated directory (a request that reached a handler without passing the
 /// middleware's check is refused).
-fn authorized(auth: Auth) -> Result<DirInfo, Error> {
+fn authorized(auth: Auth) -> Result<Arc<DirInfo>, Error> {
     auth.map(|Extension(Authorized(info))| info)
         .ok_or(Error::NoToken)
 }
 
 /// The same for a write: a suspended directory (`spec.suspend`) refuses it with 503, which the
 /// identity provider retries later (see docs/operations.md).
-fn authorized_write(auth: Auth, d: DirRef<'_>) -> Result<DirInfo, Error> {
+fn authorized_write(auth: Auth, d: DirRef<'_>) -> Result<Arc<DirInfo>, Error> {
     let info = authorized(auth)?;
     if info.suspended {
         return Err(Error::Suspended(format!("{}/{}", d.ns, d.name)));
@@ -206,7 +206,7 @@ async fn modify<S: Storage>(
     kind: ResourceKind,
     (ns, name, id): (String, String, String),
     (q, headers, body): (QueryPairs, HeaderMap, Body),
-    info: DirInfo,
+    info: Arc<DirInfo>,
     is_patch: bool,
 ) -> Res {
     let d = dir(&ns, &name);

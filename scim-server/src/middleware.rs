@@ -174,7 +174,8 @@ async fn admit<S: Storage>(
     let peer = ticket
         .as_ref()
         .map(|t| st.admission.proxies.client(t.ip, req.headers()));
-    let path_dir = format!("{ns}/{name}");
+    // Built only for a failure: a request that authenticates never needs it.
+    let path_dir = || format!("{ns}/{name}");
     let class = admission::class(req.method(), op);
     let Some(lane) = st.admission.lane(class) else {
         // Discovery and the token endpoint are answered from memory; the token endpoint
@@ -182,7 +183,7 @@ async fn admit<S: Storage>(
         let token_request = class == Class::Public && *req.method() == Method::POST;
         let resp = next.run(req).await;
         if resp.status() == StatusCode::UNAUTHORIZED {
-            return charge_failure(st, &path_dir, dir_label, peer, resp).await;
+            return charge_failure(st, &path_dir(), dir_label, peer, resp).await;
         }
         if token_request
             && resp.status().is_success()
@@ -199,7 +200,7 @@ async fn admit<S: Storage>(
         Err(e) => {
             let resp = e.into_response();
             if resp.status() == StatusCode::UNAUTHORIZED {
-                return charge_failure(st, &path_dir, dir_label, peer, resp).await;
+                return charge_failure(st, &path_dir(), dir_label, peer, resp).await;
             }
             return resp;
         }

@@ -134,7 +134,7 @@ impl ListQuery {
             .into_iter()
             .skip(start - 1)
             .take(self.page_size(max_results))
-            .filter_map(|c| c.served(with_members).ok().map(|r| self.project(&r)))
+            .filter_map(|c| c.served(with_members).ok().map(|r| self.project_into(r)))
             .collect();
         Ok(list_response(page, total, start))
     }

@@ -185,8 +185,19 @@ impl ListQuery {
     /// The resource as JSON with this query's `attributes`/`excludedAttributes` applied.
     pub fn project(&self, r: &Resource) -> Value {
         project(
-            &r.to_json(),
+            r.to_json(),
             r.kind(),
+            &self.attributes,
+            &self.excluded_attributes,
+        )
+    }
+
+    /// [`ListQuery::project`] of a resource no longer needed: its values move into the answer.
+    pub fn project_into(&self, r: Resource) -> Value {
+        let kind = r.kind();
+        project(
+            r.into_json(),
+            kind,
             &self.attributes,
             &self.excluded_attributes,
         )
@@ -231,13 +242,15 @@ pub fn sort_by_path<T>(
 /// A ListResponse message (RFC 7644 §3.4.2). `itemsPerPage` is the number actually returned,
 /// so Entra's connection test gets `totalResults: 0, itemsPerPage: 0, startIndex: 1`.
 pub fn list_response(resources: Vec<Value>, total_results: usize, start_index: usize) -> Value {
-    json!({
+    let mut m = json!({
         "schemas": [LIST_RESPONSE_SCHEMA],
         "totalResults": total_results,
         "itemsPerPage": resources.len(),
         "startIndex": start_index.max(1),
-        "Resources": resources,
-    })
+    });
+    // Moved in: inside `json!` the resources would be serialized into a second copy.
+    m["Resources"] = Value::Array(resources);
+    m
 }
 
 /// Where a projection path points, resolved against the schema.
@@ -343,42 +356,45 @@ fn merge_value(dst: &mut Map<String, Value>, key: &str, v: Value) {
 /// Applies `attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5) to a resource's JSON.
 /// `schemas` and `id` are always returned; `returned: never` attributes never are;
 /// `returned: request` ones only when named.
+///
+/// Takes the resource's JSON by value: without `attributes` (the usual request) its values move
+/// into the answer instead of being copied (every filtered read renders this way).
 pub fn project(
-    resource: &Value,
+    resource: Value,
     kind: ResourceKind,
     attributes: &[AttrPath],
     excluded: &[AttrPath],
 ) -> Value {
-    let Some(src) = resource.as_object() else {
-        return resource.clone();
+    let Value::Object(src) = resource else {
+        return resource;
     };
     let mut out = Map::new();
     if attributes.is_empty() {
         for (k, v) in src {
             if k.starts_with("urn:") {
-                if let Some(ext) = v.as_object() {
+                if let Value::Object(ext) = v {
                     let kept: Map<String, Value> = ext
-                        .iter()
+                        .into_iter()
                         .filter(|(a, _)| {
                             matches!(
-                                returned_of(kind, Some(k), a),
+                                returned_of(kind, Some(&k), a),
                                 Returned::Default | Returned::Always
                             )
                         })
-                        .map(|(a, v)| (a.clone(), v.clone()))
                         .collect();
-                    out.insert(k.clone(), Value::Object(kept));
+                    out.insert(k, Value::Object(kept));
                 }
             } else if k == "schemas"
                 || matches!(
-                    returned_of(kind, None, k),
+                    returned_of(kind, None, &k),
                     Returned::Default | Returned::Always
                 )
             {
-                out.insert(k.clone(), v.clone());
+                out.insert(k, v);
             }
         }
     } else {
+        let src = &src;
         for k in ["schemas", "id"] {
             if let Some(v) = src.get(k) {
                 out.insert(k.into(), v.clone());
@@ -426,8 +442,10 @@ pub fn project(
             }
         }
     }
+    // Names resolve against the answer: what `attributes` left out needs no excluding, and
+    // the kept keys are spelled as in the resource.
     for p in excluded {
-        let t = resolve_target(kind, src, p);
+        let t = resolve_target(kind, &out, p);
         match (&t.container, &t.attr) {
             (Some(c), None) => {
                 out.remove(c);

@@ -619,7 +619,18 @@ impl Resource {
     /// Rebuilds a resource from the engine's own JSON (e.g. what the server stored): keeps
     /// `id`, `meta` and computed attributes, re-checks types.
     pub fn from_stored(kind: ResourceKind, stored: &Value) -> Result<Resource> {
-        let n = normalize_map(kind, body_object(stored)?, Mode::Stored)?;
+        Resource::from_stored_value(kind, stored.clone())
+    }
+
+    /// [`Resource::from_stored`] of JSON no longer needed: its values move into the resource
+    /// (the cache rebuilds a resource this way for every read).
+    pub fn from_stored_value(kind: ResourceKind, stored: Value) -> Result<Resource> {
+        let Value::Object(m) = stored else {
+            return Err(ScimError::InvalidSyntax(
+                "the request body must be a JSON object".into(),
+            ));
+        };
+        let n = normalize_map(kind, m, Mode::Stored)?;
         Ok(Resource {
             kind,
             attrs: n.attrs,
@@ -866,6 +877,19 @@ impl Resource {
     /// building an intermediate `Value`.
     pub fn to_json_string(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// [`Resource::to_json`], moving the attributes instead of copying them.
+    pub fn into_json(self) -> Value {
+        let schemas = self
+            .schemas()
+            .into_iter()
+            .map(|s| Value::String(s.to_string()))
+            .collect();
+        let mut m = Map::with_capacity(self.attrs.len() + 1);
+        m.insert("schemas".into(), Value::Array(schemas));
+        m.extend(self.attrs);
+        Value::Object(m)
     }
 
     /// The SCIM JSON representation: `schemas` (core plus every extension present), all

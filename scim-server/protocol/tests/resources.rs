@@ -292,6 +292,40 @@ fn list_sort_page_project() {
 }
 
 #[test]
+fn excluded_attributes_match_names_in_any_case_and_sub_attributes() {
+    let all = users();
+    let q = ListQuery::from_query_pairs([(
+        "excludedAttributes",
+        "EMAILS.TYPE,DisplayName,URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:ENTERPRISE:2.0:USER:Department",
+    )])
+    .unwrap();
+    for r in &all {
+        let p = q.project(r);
+        assert_eq!(p, q.project_into(r.clone()));
+        let name = r.attributes()["userName"].as_str().unwrap();
+        assert_eq!(p["emails"], json!([{"value": format!("{name}@x.org")}]));
+        assert!(p.get("displayName").is_none());
+        // The extension, left empty, goes with its schema URI.
+        assert!(p.get(ENTERPRISE_USER_SCHEMA).is_none());
+        assert_eq!(
+            p["schemas"],
+            json!(["urn:ietf:params:scim:schemas:core:2.0:User"])
+        );
+        assert_eq!(p["userName"], json!(name));
+    }
+    // With `attributes` too: what it selects, less what is excluded.
+    let q = ListQuery::from_query_pairs([
+        ("attributes", "emails,userName"),
+        ("excludedAttributes", "Emails.Type"),
+    ])
+    .unwrap();
+    let p = q.project_into(all[0].clone());
+    assert_eq!(p["emails"], json!([{"value": "carol@x.org"}]));
+    assert_eq!(p["userName"], json!("carol"));
+    assert!(p.get("displayName").is_none());
+}
+
+#[test]
 fn search_body_rfc_example() {
     let q = ListQuery::from_search_body(&json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],

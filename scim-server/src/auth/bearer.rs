@@ -1,5 +1,5 @@
 //! Who may use a directory: the bearer token against the keyed verifiers the operator
-//! publishes. New authentication methods go here, beside [`authorize`].
+//! publishes. New authentication methods go here, beside [`check`].
 
 use kube_scim_runtime::verifier::{Binding, KeyRing};
 use subtle::ConstantTimeEq;
@@ -7,29 +7,18 @@ use subtle::ConstantTimeEq;
 use crate::cache::DirInfo;
 use crate::error::Error;
 
-/// Decides a request to directory `name` (known as `info`, if known) with `token`, checked
-/// with the verifier keys `keys`.
-pub fn authorize(
-    name: &str,
-    info: Option<DirInfo>,
+/// Whether `token` opens `info` as its bearer token, readiness aside.
+pub fn check(
+    info: &DirInfo,
     token: Option<&str>,
     keys: &KeyRing,
     now: jiff::Timestamp,
-) -> Result<DirInfo, Error> {
-    let Some(info) = info else {
-        return Err(Error::NoDirectory(name.to_string()));
-    };
-    if !info.ready {
-        return Err(Error::unavailable(
-            format!("the SCIM directory {name} is not ready yet"),
-            10,
-        ));
-    }
+) -> Result<(), Error> {
     let Some(token) = token else {
         return Err(Error::NoToken);
     };
-    if !info.no_bearer && token_matches(&info, token, keys, now) {
-        Ok(info)
+    if !info.no_bearer && token_matches(info, token, keys, now) {
+        Ok(())
     } else {
         Err(Error::Unauthorized(
             "the bearer token is not valid for this directory",
@@ -219,28 +208,19 @@ mod tests {
     }
 
     #[test]
-    fn unknown_unready_and_unauthenticated_requests_are_told_apart() {
+    fn missing_and_wrong_tokens_are_told_apart() {
         let now = jiff::Timestamp::now();
         let keys = ring(&[("k1", K1)]);
-        assert!(matches!(
-            authorize("ns/d", None, Some("t"), &keys, now),
-            Err(Error::NoDirectory(_))
-        ));
-        let unready = DirInfo::default();
-        assert!(matches!(
-            authorize("ns/d", Some(unready), Some("t"), &keys, now),
-            Err(Error::Unavailable { .. })
-        ));
         let ready = DirInfo {
             ready: true,
             ..DirInfo::default()
         };
         assert!(matches!(
-            authorize("ns/d", Some(ready.clone()), None, &keys, now),
+            check(&ready, None, &keys, now),
             Err(Error::NoToken)
         ));
         assert!(matches!(
-            authorize("ns/d", Some(ready), Some("t"), &keys, now),
+            check(&ready, Some("t"), &keys, now),
             Err(Error::Unauthorized(_))
         ));
     }

@@ -91,7 +91,11 @@ impl Authenticator {
     /// The credential is checked first: without a valid one the answer is the same 401 whether
     /// the directory exists, is not ready yet, or does not exist, so that a client without a
     /// token cannot learn which directories exist.
-    pub async fn authorize(&self, dir: DirRef<'_>, token: Option<&str>) -> Result<DirInfo, Error> {
+    pub async fn authorize(
+        &self,
+        dir: DirRef<'_>,
+        token: Option<&str>,
+    ) -> Result<Arc<DirInfo>, Error> {
         let keys = self.keys.current();
         let Some(info) = self.cache.directory(dir.ns, dir.name) else {
             pretend_to_check(&keys, dir, token);
@@ -112,15 +116,12 @@ impl Authenticator {
     async fn authenticate(
         &self,
         dir: DirRef<'_>,
-        info: DirInfo,
+        info: Arc<DirInfo>,
         token: Option<&str>,
         keys: &KeyRing,
-    ) -> Result<DirInfo, Error> {
+    ) -> Result<Arc<DirInfo>, Error> {
         let now = jiff::Timestamp::now();
-        let mut checked = info.clone();
-        checked.ready = true;
-        let bearer =
-            bearer::authorize(&dir.label(), Some(checked), token, keys, now).map(|_| info.clone());
+        let bearer = bearer::check(&info, token, keys, now).map(|()| info.clone());
         let (Err(Error::Unauthorized(_)), Some(token)) = (&bearer, token) else {
             return bearer;
         };

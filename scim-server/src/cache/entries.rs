@@ -95,7 +95,7 @@ impl Entry {
     pub fn resource(&self) -> Result<Resource, scim_protocol::ScimError> {
         let v: Value = serde_json::from_str(&packed::decode(&self.json))
             .map_err(|e| scim_protocol::ScimError::Internal(format!("cached resource: {e}")))?;
-        let mut r = Resource::from_stored(self.kind, &v)?;
+        let mut r = Resource::from_stored_value(self.kind, v)?;
         r.set_id(self.id.as_str());
         Ok(r)
     }

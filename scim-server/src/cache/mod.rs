@@ -53,7 +53,8 @@ type Shard = Arc<RwLock<DirData>>;
 /// directories is write-locked only to add one.
 #[derive(Default)]
 pub struct Cache {
-    dirs: RwLock<HashMap<DirKey, DirInfo>>,
+    /// Shared, so that a request's checks and handlers hold the directory without copying it.
+    dirs: RwLock<HashMap<DirKey, Arc<DirInfo>>>,
     data: RwLock<HashMap<DirKey, Shard>>,
     watchers_total: AtomicUsize,
     watchers_synced: AtomicUsize,
@@ -201,7 +202,7 @@ impl Cache {
     }
 
     /// Directory info.
-    pub fn directory(&self, ns: &str, name: &str) -> Option<DirInfo> {
+    pub fn directory(&self, ns: &str, name: &str) -> Option<Arc<DirInfo>> {
         read_lock(&self.dirs)
             .get(&(ns.to_string(), name.to_string()))
             .cloned()
@@ -213,7 +214,7 @@ impl Cache {
             return;
         };
         let info = dir_info(d);
-        write_lock(&self.dirs).insert((ns, name), info);
+        write_lock(&self.dirs).insert((ns, name), Arc::new(info));
     }
 
     /// Forgets a directory (its users and groups go when their own deletions arrive).
@@ -370,7 +371,7 @@ impl Cache {
 
     /// Every known directory's figures, for metrics.
     pub fn directory_stats(&self) -> Vec<DirStats> {
-        let dirs: Vec<(DirKey, DirInfo)> = read_lock(&self.dirs)
+        let dirs: Vec<(DirKey, Arc<DirInfo>)> = read_lock(&self.dirs)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();

@@ -136,7 +136,11 @@ impl<S: Storage> DirectoryService<S> {
 
     /// The directory, if it exists, is ready and `token` opens it (see
     /// [`Authenticator::authorize`]).
-    pub async fn authorize(&self, dir: DirRef<'_>, token: Option<&str>) -> Result<DirInfo, Error> {
+    pub async fn authorize(
+        &self,
+        dir: DirRef<'_>,
+        token: Option<&str>,
+    ) -> Result<Arc<DirInfo>, Error> {
         self.auth.authorize(dir, token).await
     }
 
@@ -156,7 +160,7 @@ impl<S: Storage> DirectoryService<S> {
         &self,
         dir: DirRef<'_>,
         token: Option<&str>,
-    ) -> Result<DirInfo, Error> {
+    ) -> Result<Arc<DirInfo>, Error> {
         let info = self.authorize(dir, token).await?;
         if info.suspended {
             return Err(Error::Suspended(dir.label()));
