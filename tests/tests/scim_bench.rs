@@ -1038,6 +1038,11 @@ async fn scim_multi_tenant_mixed_load() {
         };
         let cpu0 = shares.now();
         let reads_seen0 = server_histogram(&http, mport, "GET /Users").await;
+        let metrics_url = format!("http://127.0.0.1:{mport}/metrics");
+        let mut calls0 = Vec::new();
+        for verb in API_VERBS {
+            calls0.push(api_calls_of(&metrics_url, verb).await);
+        }
         let interval = Duration::from_micros(1_000_000 / (25 * tenants as u64));
         let mut ticker = tokio::time::interval(interval);
         let mut handles = Vec::new();
@@ -1135,7 +1140,7 @@ async fn scim_multi_tenant_mixed_load() {
             )
         };
         println!(
-            "{tenants} directories x 25 req/s (mixed) for {secs}s: {n} requests, {errors} errors {failed:?} (0: no answer), {busy} answered 503, p50 {p50:.1} ms, p99 {p99:.1} ms, server CPU {:.2} ms/request, RSS {} MiB",
+            "{tenants} directories x 25 req/s (mixed) for {secs}s: {n} requests, {errors} errors {failed:?} (0: no answer), {busy} answered 503, p50 {p50:.1} ms, p99 {p99:.1} ms, server CPU {:.3} ms/request, RSS {} MiB",
             cpu[0] * 1000.0 / n as f64,
             rss_kb(pid) / 1024
         );
@@ -1159,8 +1164,20 @@ async fn scim_multi_tenant_mixed_load() {
             pct(&mut client_wait, 0.5),
             pct(&mut client_wait, 0.99)
         );
+        let mut calls = Vec::new();
+        for (verb, before) in API_VERBS.iter().zip(&calls0) {
+            let made = api_calls_of(&metrics_url, verb).await - before;
+            if made > 0.0 {
+                calls.push(format!("{verb} {made}"));
+            }
+        }
+        println!(
+            "  apiserver calls (retries included): {} for {} writes",
+            calls.join(", "),
+            writes.len()
+        );
         let used: Vec<String> = (0..5)
-            .map(|i| format!("{} {:.1}", CpuShares::NAMES[i], cpu[i]))
+            .map(|i| format!("{} {:.2}", CpuShares::NAMES[i], cpu[i]))
             .collect();
         println!(
             "  CPU seconds: {}; server / apiserver {:.3}; load average {}",
@@ -1185,6 +1202,9 @@ async fn scim_multi_tenant_mixed_load() {
     }
     proc.stop();
 }
+
+/// The verbs of `kube_scim_apiserver_calls_total`.
+const API_VERBS: [&str; 5] = ["create", "patch", "get", "list", "delete"];
 
 /// apiserver calls the server made so far with `verb` (create, patch, get, list, delete).
 async fn api_calls_of(metrics: &str, verb: &str) -> f64 {
