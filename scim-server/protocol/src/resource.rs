@@ -881,13 +881,7 @@ impl Resource {
 
     /// [`Resource::to_json`], moving the attributes instead of copying them.
     pub fn into_json(self) -> Value {
-        let schemas = self
-            .schemas()
-            .into_iter()
-            .map(|s| Value::String(s.to_string()))
-            .collect();
-        let mut m = Map::with_capacity(self.attrs.len() + 1);
-        m.insert("schemas".into(), Value::Array(schemas));
+        let mut m = self.json_with_schemas();
         m.extend(self.attrs);
         Value::Object(m)
     }
@@ -895,6 +889,13 @@ impl Resource {
     /// The SCIM JSON representation: `schemas` (core plus every extension present), all
     /// attributes, never the password.
     pub fn to_json(&self) -> Value {
+        let mut m = self.json_with_schemas();
+        m.extend(self.attrs.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Value::Object(m)
+    }
+
+    /// A JSON object holding only `schemas`, with room for the attributes.
+    fn json_with_schemas(&self) -> Map<String, Value> {
         let schemas = self
             .schemas()
             .into_iter()
@@ -902,10 +903,7 @@ impl Resource {
             .collect();
         let mut m = Map::with_capacity(self.attrs.len() + 1);
         m.insert("schemas".into(), Value::Array(schemas));
-        for (k, v) in &self.attrs {
-            m.insert(k.clone(), v.clone());
-        }
-        Value::Object(m)
+        m
     }
 }
 
