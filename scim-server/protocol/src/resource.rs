@@ -569,8 +569,13 @@ fn check_required(kind: ResourceKind, attrs: &Map<String, Value>) -> Result<()> 
 }
 
 fn body_object(body: &Value) -> Result<Map<String, Value>> {
+    body_map(body.clone())
+}
+
+/// [`body_object`] of a body no longer needed.
+fn body_map(body: Value) -> Result<Map<String, Value>> {
     match body {
-        Value::Object(m) => Ok(m.clone()),
+        Value::Object(m) => Ok(m),
         _ => Err(ScimError::InvalidSyntax(
             "the request body must be a JSON object".into(),
         )),
@@ -625,12 +630,7 @@ impl Resource {
     /// [`Resource::from_stored`] of JSON no longer needed: its values move into the resource
     /// (the cache rebuilds a resource this way for every read).
     pub fn from_stored_value(kind: ResourceKind, stored: Value) -> Result<Resource> {
-        let Value::Object(m) = stored else {
-            return Err(ScimError::InvalidSyntax(
-                "the request body must be a JSON object".into(),
-            ));
-        };
-        let n = normalize_map(kind, m, Mode::Stored)?;
+        let n = normalize_map(kind, body_map(stored)?, Mode::Stored)?;
         Ok(Resource {
             kind,
             attrs: n.attrs,
