@@ -67,15 +67,24 @@ async fn bench_namespace(
 /// The sum of the values of the metric lines at `metrics` that start with `prefix` and contain
 /// `needle` (`""` for every line of the metric).
 async fn metric_sum(metrics: &str, prefix: &str, needle: &str) -> f64 {
-    let m = kube_scim_tests::http_client()
+    sum_of(&metrics_text(metrics).await, prefix, needle)
+}
+
+/// The text exposition at `metrics`.
+async fn metrics_text(metrics: &str) -> String {
+    kube_scim_tests::http_client()
         .get(metrics)
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    m.lines()
+        .unwrap()
+}
+
+/// [`metric_sum`] over an exposition already fetched.
+fn sum_of(text: &str, prefix: &str, needle: &str) -> f64 {
+    text.lines()
         .filter(|l| l.starts_with(prefix) && l.contains(needle))
         .filter_map(sample_value)
         .sum()
@@ -1036,13 +1045,10 @@ async fn scim_multi_tenant_mixed_load() {
                 }
             })
         };
+        let metrics_url = format!("http://127.0.0.1:{mport}/metrics");
+        let calls0 = api_calls(&metrics_url).await;
         let cpu0 = shares.now();
         let reads_seen0 = server_histogram(&http, mport, "GET /Users").await;
-        let metrics_url = format!("http://127.0.0.1:{mport}/metrics");
-        let mut calls0 = Vec::new();
-        for verb in API_VERBS {
-            calls0.push(api_calls_of(&metrics_url, verb).await);
-        }
         let interval = Duration::from_micros(1_000_000 / (25 * tenants as u64));
         let mut ticker = tokio::time::interval(interval);
         let mut handles = Vec::new();
@@ -1164,13 +1170,13 @@ async fn scim_multi_tenant_mixed_load() {
             pct(&mut client_wait, 0.5),
             pct(&mut client_wait, 0.99)
         );
-        let mut calls = Vec::new();
-        for (verb, before) in API_VERBS.iter().zip(&calls0) {
-            let made = api_calls_of(&metrics_url, verb).await - before;
-            if made > 0.0 {
-                calls.push(format!("{verb} {made}"));
-            }
-        }
+        let calls: Vec<String> = API_VERBS
+            .iter()
+            .zip(api_calls(&metrics_url).await)
+            .zip(calls0)
+            .filter(|((_, now), before)| now > before)
+            .map(|((verb, now), before)| format!("{verb} {}", now - before))
+            .collect();
         println!(
             "  apiserver calls (retries included): {} for {} writes",
             calls.join(", "),
@@ -1206,19 +1212,19 @@ async fn scim_multi_tenant_mixed_load() {
 /// The verbs of `kube_scim_apiserver_calls_total`.
 const API_VERBS: [&str; 5] = ["create", "patch", "get", "list", "delete"];
 
-/// apiserver calls the server made so far with `verb` (create, patch, get, list, delete).
-async fn api_calls_of(metrics: &str, verb: &str) -> f64 {
-    let needle = format!("verb=\"{verb}\"");
-    metric_sum(metrics, "kube_scim_apiserver_calls_total", &needle).await
+/// apiserver calls the server made so far, per verb of [`API_VERBS`], from one scrape.
+async fn api_calls(metrics: &str) -> [f64; 5] {
+    let text = metrics_text(metrics).await;
+    API_VERBS.map(|verb| {
+        let needle = format!("verb=\"{verb}\"");
+        sum_of(&text, "kube_scim_apiserver_calls_total", &needle)
+    })
 }
 
 /// Writes (create + patch + delete) the server sent the apiserver so far.
 async fn api_writes(metrics: &str) -> f64 {
-    let mut total = 0.0;
-    for verb in ["create", "patch", "delete"] {
-        total += api_calls_of(metrics, verb).await;
-    }
-    total
+    let [create, patch, _get, _list, delete] = api_calls(metrics).await;
+    create + patch + delete
 }
 
 /// Names of the ScimUsers / ScimGroups in `ns` carrying `label`.
